@@ -1,4 +1,8 @@
 //! Portico: a thread-per-core API gateway on io_uring.
 //!
 //! The binary (`src/main.rs`) is a thin CLI over this library; integration tests
-//! and benches use the library directly.
+//! and benches use the library directly. Read `docs/architecture.md` for the map.
+
+pub mod config;
+pub mod http;
+pub mod route;

@@ -1,0 +1,455 @@
+//! Validation and compilation of the parsed sections into a [`Snapshot`].
+//!
+//! Every check records a problem at the offending key and goes on, so `portico check`
+//! reports all problems of a file at once.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::Problems;
+use super::schema::{self, Balance, Workers};
+use super::snapshot::*;
+use super::Sections;
+use crate::route::{self, HeaderMatch, PathMatch, RouteSpec, RouteTable};
+
+pub(crate) fn compile(
+    file: &str,
+    sections: Sections,
+    problems: &mut Problems<'_>,
+) -> Option<Snapshot> {
+    let server = server_settings(sections.server.unwrap_or_default(), problems);
+    let admin = sections.admin.and_then(|a| admin_listen(a, problems));
+    let log = log_settings(sections.log.unwrap_or_default(), problems);
+    let upstreams = upstreams(sections.upstreams, problems);
+    let endpoint_count = upstreams.iter().map(|u| u.endpoints.len()).sum();
+    let (specs, routes) = routes(sections.routes, &upstreams, problems);
+    if !problems.is_empty() {
+        return None;
+    }
+    Some(Snapshot {
+        source: file.to_string(),
+        server: server?,
+        admin,
+        log,
+        route_table: RouteTable::new(&specs),
+        routes,
+        upstreams,
+        endpoint_count,
+    })
+}
+
+fn server_settings(s: schema::ServerSection, p: &mut Problems<'_>) -> Option<ServerSettings> {
+    let mut listen = Vec::new();
+    if s.listen.is_empty() {
+        p.at(0..0, "[server] listen needs at least one address");
+    }
+    for l in &s.listen {
+        if let Some(addr) = socket_addr(l, p) {
+            if listen.contains(&addr) {
+                p.at(l.span(), format!("listen address {addr} is given twice"));
+            }
+            listen.push(addr);
+        }
+    }
+    let workers = match *s.workers.get_ref() {
+        Workers::Auto => None,
+        Workers::Count(n) if n > 1024 => {
+            p.at(s.workers.span(), "workers must be at most 1024");
+            None
+        }
+        Workers::Count(n) => Some(n as usize),
+    };
+    let limits = Limits {
+        max_connections_per_worker: positive(&s.max_connections_per_worker, p) as usize,
+        max_header_bytes: in_range(&s.max_header_bytes, 1024, 1 << 20, p) as usize,
+        max_headers: in_range(&s.max_headers, 8, 1000, p) as usize,
+        max_uri_bytes: in_range(&s.max_uri_bytes, 64, 1 << 20, p) as usize,
+        max_body_bytes: *s.max_body_bytes.get_ref(),
+        header_read_timeout: millis(&s.header_read_timeout_ms, p),
+        body_read_timeout: millis(&s.body_read_timeout_ms, p),
+        idle_timeout: millis(&s.idle_timeout_ms, p),
+    };
+    if limits.max_uri_bytes > limits.max_header_bytes {
+        p.at(
+            s.max_uri_bytes.span(),
+            "max_uri_bytes must not exceed max_header_bytes (the request line is part of the head)",
+        );
+    }
+    Some(ServerSettings {
+        listen,
+        workers,
+        pin_workers: s.pin_workers,
+        listen_backlog: in_range(&s.listen_backlog, 1, 65535, p) as i32,
+        limits,
+        drain_timeout: Duration::from_millis(*s.drain_timeout_ms.get_ref()),
+        redirect_to_https: s.redirect_to_https,
+    })
+}
+
+fn admin_listen(a: schema::AdminSection, p: &mut Problems<'_>) -> Option<SocketAddr> {
+    socket_addr(&a.listen, p)
+}
+
+fn log_settings(l: schema::LogSection, p: &mut Problems<'_>) -> LogSettings {
+    let level = l.level.get_ref().to_ascii_lowercase();
+    if !["trace", "debug", "info", "warn", "error", "off"].contains(&level.as_str()) {
+        p.at(
+            l.level.span(),
+            format!(
+                "log level \"{}\" is not one of trace, debug, info, warn, error, off",
+                l.level.get_ref()
+            ),
+        );
+    }
+    let access_log = match l.access_log.get_ref().as_str() {
+        "off" => AccessLogTarget::Off,
+        "stdout" => AccessLogTarget::Stdout,
+        "" => {
+            p.at(l.access_log.span(), "access_log must be stdout, off or a file path");
+            AccessLogTarget::Off
+        }
+        path => AccessLogTarget::File(PathBuf::from(path)),
+    };
+    LogSettings { level, access_log }
+}
+
+fn upstreams(list: Vec<schema::UpstreamSection>, p: &mut Problems<'_>) -> Vec<Upstream> {
+    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+    let mut next_endpoint = 0;
+    let mut out = Vec::new();
+    for u in list {
+        let name = u.name.get_ref().clone();
+        check_name(&u.name, "upstream", &mut seen, p);
+        if u.endpoints.get_ref().is_empty() {
+            p.at(u.endpoints.span(), format!("upstream \"{name}\" has no endpoints"));
+        }
+        let mut endpoints = Vec::new();
+        for e in u.endpoints.get_ref() {
+            for addr in resolve(e, p) {
+                if endpoints.iter().any(|x: &Endpoint| x.addr == addr) {
+                    continue;
+                }
+                endpoints.push(Endpoint {
+                    id: next_endpoint,
+                    addr,
+                    authority: e.get_ref().clone(),
+                });
+                next_endpoint += 1;
+            }
+        }
+        let balance = match (u.balance, &u.hash_on) {
+            (Balance::RoundRobin, None) => BalancePolicy::RoundRobin,
+            (Balance::LeastRequest, None) => BalancePolicy::LeastRequest,
+            (Balance::Hash, None) => BalancePolicy::Hash(HashOn::ClientIp),
+            (Balance::Hash, Some(h)) => BalancePolicy::Hash(hash_on(h, p)),
+            (_, Some(h)) => {
+                p.at(h.span(), "hash_on is only used with balance = \"hash\"");
+                BalancePolicy::RoundRobin
+            }
+        };
+        out.push(Upstream {
+            name,
+            endpoints,
+            balance,
+            connect_timeout: millis(&u.connect_timeout_ms, p),
+            request_timeout: millis(&u.request_timeout_ms, p),
+            max_idle_per_endpoint: *u.max_idle_per_endpoint.get_ref() as usize,
+            pool_idle_timeout: millis(&u.pool_idle_timeout_ms, p),
+            max_requests_per_connection: positive(&u.max_requests_per_connection, p),
+        });
+    }
+    out
+}
+
+fn hash_on(h: &Spanned<String>, p: &mut Problems<'_>) -> HashOn {
+    let v = h.get_ref();
+    if v == "client_ip" {
+        return HashOn::ClientIp;
+    }
+    match v.strip_prefix("header:") {
+        Some(name) if is_token(name) => HashOn::Header(name.to_ascii_lowercase()),
+        _ => {
+            p.at(
+                h.span(),
+                format!("hash_on \"{v}\" must be \"client_ip\" or \"header:NAME\""),
+            );
+            HashOn::ClientIp
+        }
+    }
+}
+
+fn routes(
+    list: Vec<schema::RouteSection>,
+    upstreams: &[Upstream],
+    p: &mut Problems<'_>,
+) -> (Vec<RouteSpec>, Vec<Route>) {
+    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+    let mut specs = Vec::new();
+    let mut routes = Vec::new();
+    for r in list {
+        let name = r.name.get_ref().clone();
+        check_name(&r.name, "route", &mut seen, p);
+        let path = match (&r.path, &r.path_prefix) {
+            (Some(a), Some(_)) => {
+                p.at(a.span(), "give either path or path_prefix, not both");
+                PathMatch::Prefix("/".to_string())
+            }
+            (Some(exact), None) => PathMatch::Exact(config_path(exact, p)),
+            (None, Some(prefix)) => PathMatch::Prefix(config_path(prefix, p)),
+            (None, None) => PathMatch::Prefix("/".to_string()),
+        };
+        let host = r.host.as_ref().map(|h| host_pattern(h, p));
+        let methods = r.methods.as_ref().map(|ms| {
+            let mut out: Vec<String> = Vec::new();
+            for m in ms {
+                if !is_token(m.get_ref()) {
+                    p.at(m.span(), format!("\"{}\" is not an HTTP method", m.get_ref()));
+                }
+                let upper = m.get_ref().to_ascii_uppercase();
+                if !out.contains(&upper) {
+                    out.push(upper);
+                }
+            }
+            if out.is_empty() {
+                p.at(r.name.span(), "methods is empty: no request could match; leave it out to match any method");
+            }
+            out
+        });
+        let headers = r
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                if !is_token(k) {
+                    p.at(v.span(), format!("\"{k}\" is not a valid header name"));
+                }
+                let m = if v.get_ref() == "*" {
+                    HeaderMatch::Present
+                } else {
+                    HeaderMatch::Equals(v.get_ref().as_bytes().to_vec())
+                };
+                (k.to_ascii_lowercase(), m)
+            })
+            .collect();
+        let prefix = match &path {
+            PathMatch::Prefix(pre) if r.path_prefix.is_some() => Some(pre.clone()),
+            _ => None,
+        };
+        let strip_prefix = r.strip_prefix.as_ref().is_some_and(|s| *s.get_ref());
+        if let Some(s) = &r.strip_prefix {
+            if *s.get_ref() && prefix.is_none() {
+                p.at(s.span(), "strip_prefix needs path_prefix");
+            }
+        }
+        let rewrite_prefix = r.rewrite_prefix.as_ref().map(|rw| {
+            if prefix.is_none() {
+                p.at(rw.span(), "rewrite_prefix needs path_prefix");
+            }
+            if strip_prefix {
+                p.at(rw.span(), "give either strip_prefix or rewrite_prefix, not both");
+            }
+            config_path(rw, p)
+        });
+        let (action, upstream_timeout) = match (&r.upstream, &r.respond) {
+            (Some(u), None) => match upstreams.iter().position(|x| &x.name == u.get_ref()) {
+                Some(i) => (Action::Forward(i), upstreams[i].request_timeout),
+                None => {
+                    p.at(u.span(), format!("route \"{name}\" names unknown upstream \"{}\"", u.get_ref()));
+                    (Action::Forward(0), Duration::from_secs(15))
+                }
+            },
+            (None, Some(resp)) => (Action::Respond(fixed_response(resp, p)), Duration::from_secs(15)),
+            (Some(u), Some(_)) => {
+                p.at(u.span(), "give either upstream or respond, not both");
+                (Action::Forward(0), Duration::from_secs(15))
+            }
+            (None, None) => {
+                p.at(r.name.span(), format!("route \"{name}\" needs upstream = \"NAME\" or respond = {{ ... }}"));
+                (Action::Forward(0), Duration::from_secs(15))
+            }
+        };
+        let timeout = r.timeout_ms.as_ref().map(|t| millis(t, p)).unwrap_or(upstream_timeout);
+        specs.push(RouteSpec {
+            name: name.clone(),
+            host,
+            path,
+            methods,
+            headers,
+        });
+        routes.push(Route {
+            name,
+            action,
+            path_prefix: prefix,
+            strip_prefix,
+            rewrite_prefix,
+            preserve_host: r.preserve_host,
+            timeout,
+        });
+    }
+    (specs, routes)
+}
+
+fn fixed_response(resp: &Spanned<schema::RespondSection>, p: &mut Problems<'_>) -> FixedResponse {
+    let r = resp.get_ref();
+    let status = *r.status.get_ref();
+    if !(200..=599).contains(&status) {
+        p.at(r.status.span(), format!("status {status} must be between 200 and 599"));
+    }
+    let status = status.clamp(200, 599) as u16;
+    let mut head = format!("HTTP/1.1 {} {}\r\n", status, crate::http::reason_phrase(status)).into_bytes();
+    let mut has_type = false;
+    for (k, v) in &r.headers {
+        let lower = k.to_ascii_lowercase();
+        if !is_token(k) {
+            p.at(v.span(), format!("\"{k}\" is not a valid header name"));
+        } else if ["content-length", "transfer-encoding", "connection", "x-request-id"].contains(&lower.as_str()) {
+            p.at(v.span(), format!("header \"{k}\" is set by the gateway and cannot be configured"));
+        }
+        if !v.get_ref().bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+            p.at(v.span(), format!("header \"{k}\" has a value with characters not allowed in HTTP"));
+        }
+        has_type |= lower == "content-type";
+        head.extend_from_slice(format!("{lower}: {}\r\n", v.get_ref()).as_bytes());
+    }
+    if !has_type && !r.body.is_empty() {
+        head.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\n");
+    }
+    head.extend_from_slice(format!("content-length: {}\r\n", r.body.len()).as_bytes());
+    FixedResponse {
+        status,
+        head,
+        body: r.body.clone().into_bytes(),
+    }
+}
+
+fn check_name(
+    name: &Spanned<String>,
+    what: &str,
+    seen: &mut HashMap<String, Range<usize>>,
+    p: &mut Problems<'_>,
+) {
+    let n = name.get_ref();
+    if n.is_empty() {
+        p.at(name.span(), format!("{what} name must not be empty"));
+    } else if seen.contains_key(n) {
+        p.at(name.span(), format!("duplicate {what} name \"{n}\""));
+    } else {
+        seen.insert(n.clone(), name.span());
+    }
+}
+
+/// A path written in the config must already be in normalized form, so what an
+/// operator reads is what is matched.
+fn config_path(path: &Spanned<String>, p: &mut Problems<'_>) -> String {
+    let raw = path.get_ref();
+    if !raw.starts_with('/') {
+        p.at(path.span(), format!("path \"{raw}\" must start with '/'"));
+        return raw.clone();
+    }
+    match route::normalize_path(raw.as_bytes()) {
+        Ok(n) if n.query.is_some() => {
+            p.at(path.span(), format!("path \"{raw}\" must not contain a query"));
+            raw.clone()
+        }
+        Ok(n) if n.path != *raw => {
+            p.at(path.span(), format!("path \"{raw}\" is not normalized; write \"{}\"", n.path));
+            raw.clone()
+        }
+        Ok(n) => n.path,
+        Err(e) => {
+            p.at(path.span(), format!("path \"{raw}\": {e}"));
+            raw.clone()
+        }
+    }
+}
+
+fn host_pattern(h: &Spanned<String>, p: &mut Problems<'_>) -> String {
+    let v = h.get_ref().to_ascii_lowercase();
+    let name = v.strip_prefix("*.").unwrap_or(&v);
+    let ok = !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if !ok {
+        p.at(
+            h.span(),
+            format!("host \"{}\" must be a name like api.example.com or *.example.com", h.get_ref()),
+        );
+    }
+    v
+}
+
+fn socket_addr(s: &Spanned<String>, p: &mut Problems<'_>) -> Option<SocketAddr> {
+    match s.get_ref().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.at(
+                s.span(),
+                format!("\"{}\" is not an address like 127.0.0.1:8080 or [::1]:8080", s.get_ref()),
+            );
+            None
+        }
+    }
+}
+
+/// Resolves an endpoint `host:port` once, at load time. Every address of a name is
+/// an endpoint of its own, as in nginx.
+fn resolve(e: &Spanned<String>, p: &mut Problems<'_>) -> Vec<SocketAddr> {
+    let v = e.get_ref();
+    let Some((host, port)) = v.rsplit_once(':') else {
+        p.at(e.span(), format!("endpoint \"{v}\" must be host:port"));
+        return Vec::new();
+    };
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        p.at(e.span(), format!("endpoint \"{v}\" must be host:port with a port from 1 to 65535"));
+        return Vec::new();
+    }
+    match v.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if addrs.is_empty() {
+                p.at(e.span(), format!("endpoint \"{v}\" resolved to no address"));
+            }
+            addrs
+        }
+        Err(err) => {
+            p.at(e.span(), format!("endpoint \"{v}\" cannot be resolved: {err}"));
+            Vec::new()
+        }
+    }
+}
+
+fn positive(v: &Spanned<u64>, p: &mut Problems<'_>) -> u64 {
+    if *v.get_ref() == 0 {
+        p.at(v.span(), "must be greater than 0");
+        return 1;
+    }
+    *v.get_ref()
+}
+
+fn in_range(v: &Spanned<u64>, min: u64, max: u64, p: &mut Problems<'_>) -> u64 {
+    let x = *v.get_ref();
+    if !(min..=max).contains(&x) {
+        p.at(v.span(), format!("{x} is out of range: must be from {min} to {max}"));
+        return x.clamp(min, max);
+    }
+    x
+}
+
+fn millis(v: &Spanned<u64>, p: &mut Problems<'_>) -> Duration {
+    Duration::from_millis(positive(v, p))
+}
+
+/// An RFC 9110 token (header names, methods).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}

@@ -1,0 +1,187 @@
+//! The TOML schema: what an operator may write, exactly as `docs/configuration.md`
+//! documents it. Every section denies unknown keys; defaults live here, next to the key.
+//!
+//! These types are only the parsed shape. `compile.rs` validates them and turns them
+//! into the immutable `Snapshot` the workers use.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub listen: Vec<Spanned<String>>,
+    pub workers: Spanned<Workers>,
+    pub pin_workers: bool,
+    pub max_connections_per_worker: Spanned<u64>,
+    pub max_header_bytes: Spanned<u64>,
+    pub max_headers: Spanned<u64>,
+    pub max_uri_bytes: Spanned<u64>,
+    pub max_body_bytes: Spanned<u64>,
+    pub header_read_timeout_ms: Spanned<u64>,
+    pub body_read_timeout_ms: Spanned<u64>,
+    pub idle_timeout_ms: Spanned<u64>,
+    pub drain_timeout_ms: Spanned<u64>,
+    pub redirect_to_https: bool,
+    pub listen_backlog: Spanned<u64>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        let s = |v: u64| Spanned::new(0..0, v);
+        ServerSection {
+            listen: vec![Spanned::new(0..0, "0.0.0.0:8080".to_string())],
+            workers: Spanned::new(0..0, Workers::Auto),
+            pin_workers: true,
+            max_connections_per_worker: s(10_000),
+            max_header_bytes: s(16_384),
+            max_headers: s(100),
+            max_uri_bytes: s(8_192),
+            max_body_bytes: s(10_485_760),
+            header_read_timeout_ms: s(10_000),
+            body_read_timeout_ms: s(30_000),
+            idle_timeout_ms: s(60_000),
+            drain_timeout_ms: s(15_000),
+            redirect_to_https: false,
+            listen_backlog: s(1024),
+        }
+    }
+}
+
+/// `workers = "auto"` (one per allowed core) or a positive number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    Auto,
+    Count(u64),
+}
+
+impl<'de> Deserialize<'de> for Workers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(i64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(t) if t == "auto" => Ok(Workers::Auto),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "workers must be \"auto\" or a positive number, not \"{t}\""
+            ))),
+            Raw::Number(n) if n >= 1 => Ok(Workers::Count(n as u64)),
+            Raw::Number(n) => Err(serde::de::Error::custom(format!(
+                "workers must be \"auto\" or a positive number, not {n}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    pub listen: Spanned<String>,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: Spanned::new(0..0, "127.0.0.1:9901".to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub name: Spanned<String>,
+    pub endpoints: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub balance: Balance,
+    pub hash_on: Option<Spanned<String>>,
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: Spanned<u64>,
+    #[serde(default = "defaults::request_timeout_ms")]
+    pub request_timeout_ms: Spanned<u64>,
+    #[serde(default = "defaults::max_idle_per_endpoint")]
+    pub max_idle_per_endpoint: Spanned<u64>,
+    #[serde(default = "defaults::pool_idle_timeout_ms")]
+    pub pool_idle_timeout_ms: Spanned<u64>,
+    #[serde(default = "defaults::max_requests_per_connection")]
+    pub max_requests_per_connection: Spanned<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    LeastRequest,
+    Hash,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub name: Spanned<String>,
+    pub host: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub path_prefix: Option<Spanned<String>>,
+    pub methods: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    pub upstream: Option<Spanned<String>>,
+    pub respond: Option<Spanned<RespondSection>>,
+    pub strip_prefix: Option<Spanned<bool>>,
+    pub rewrite_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    pub preserve_host: bool,
+    pub timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RespondSection {
+    pub status: Spanned<u64>,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub level: Spanned<String>,
+    pub access_log: Spanned<String>,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: Spanned::new(0..0, "info".to_string()),
+            access_log: Spanned::new(0..0, "stdout".to_string()),
+        }
+    }
+}
+
+mod defaults {
+    use toml::Spanned;
+
+    pub fn connect_timeout_ms() -> Spanned<u64> {
+        Spanned::new(0..0, 1_000)
+    }
+    pub fn request_timeout_ms() -> Spanned<u64> {
+        Spanned::new(0..0, 15_000)
+    }
+    pub fn max_idle_per_endpoint() -> Spanned<u64> {
+        Spanned::new(0..0, 64)
+    }
+    pub fn pool_idle_timeout_ms() -> Spanned<u64> {
+        Spanned::new(0..0, 60_000)
+    }
+    pub fn max_requests_per_connection() -> Spanned<u64> {
+        Spanned::new(0..0, 10_000)
+    }
+}

@@ -1,0 +1,125 @@
+//! The compiled, immutable configuration a worker serves from.
+//!
+//! A `Snapshot` is built and validated on the control thread, then shared with every
+//! worker as an `Arc`. Nothing in it changes after compilation: a reload builds a new
+//! one and swaps it in, and a connection finishes on the snapshot it started with.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::route::RouteTable;
+
+pub struct Snapshot {
+    /// Where it was loaded from, for log lines and `portico check`.
+    pub source: String,
+    pub server: ServerSettings,
+    pub admin: Option<SocketAddr>,
+    pub log: LogSettings,
+    /// Matches a request to an index into `routes`.
+    pub route_table: RouteTable,
+    pub routes: Vec<Route>,
+    pub upstreams: Vec<Upstream>,
+    /// Endpoints of all upstreams, numbered 0..endpoint_count (`Endpoint::id`), so a
+    /// worker can keep per-endpoint state (pools, in-flight counts) in flat vectors.
+    pub endpoint_count: usize,
+}
+
+/// `[server]`: listeners, worker layout and the limits every request is held to.
+pub struct ServerSettings {
+    pub listen: Vec<SocketAddr>,
+    /// `None` = "auto": one worker per core the process may run on.
+    pub workers: Option<usize>,
+    pub pin_workers: bool,
+    pub listen_backlog: i32,
+    pub limits: Limits,
+    pub drain_timeout: Duration,
+    pub redirect_to_https: bool,
+}
+
+/// Per-request and per-connection limits of `[server]`.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_connections_per_worker: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+    pub max_body_bytes: u64,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+pub struct LogSettings {
+    pub level: String,
+    pub access_log: AccessLogTarget,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+/// One `[[route]]`: what to do with a request the route table matched to it.
+pub struct Route {
+    pub name: String,
+    pub action: Action,
+    /// The route's `path_prefix`, for `strip_prefix` / `rewrite_prefix`.
+    pub path_prefix: Option<String>,
+    pub strip_prefix: bool,
+    pub rewrite_prefix: Option<String>,
+    pub preserve_host: bool,
+    /// Upstream request timeout: the route's `timeout_ms`, else the upstream's.
+    pub timeout: Duration,
+}
+
+pub enum Action {
+    /// Forward to the upstream with this index in `Snapshot::upstreams`.
+    Forward(usize),
+    /// Answer from the gateway itself.
+    Respond(FixedResponse),
+}
+
+/// A static response, pre-rendered: the head up to (not including) the per-request
+/// headers, and the body.
+pub struct FixedResponse {
+    pub status: u16,
+    pub head: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+pub struct Upstream {
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+    pub balance: BalancePolicy,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_idle_per_endpoint: usize,
+    pub pool_idle_timeout: Duration,
+    pub max_requests_per_connection: u64,
+}
+
+pub struct Endpoint {
+    /// Global endpoint number in this snapshot.
+    pub id: usize,
+    pub addr: SocketAddr,
+    /// The `host:port` as written in the config; the Host header sent upstream.
+    pub authority: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BalancePolicy {
+    RoundRobin,
+    /// Power of two choices on this worker's in-flight requests per endpoint.
+    LeastRequest,
+    Hash(HashOn),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashOn {
+    ClientIp,
+    /// Lowercase header name; requests without it hash on the client address.
+    Header(String),
+}

@@ -1,0 +1,334 @@
+//! Request heads: parse, enforce the size limits, and decide the body framing with
+//! the RFC 9112 §6 rules that keep a proxy safe from request smuggling.
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use super::{BodyFraming, HeaderRange, HttpError};
+
+/// Size limits that apply while a head is being read.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadLimits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+}
+
+/// A parsed request head, as offsets into the buffer it was parsed from.
+#[derive(Debug, Default)]
+pub struct RequestHead {
+    pub method: Range<usize>,
+    pub target: Range<usize>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    pub headers: Vec<HeaderRange>,
+    /// Bytes of the head, including the empty line.
+    pub head_len: usize,
+    pub body: BodyFraming,
+    /// The client wants the connection kept open after this exchange.
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    pub host: Option<Range<usize>>,
+    pub is_head: bool,
+}
+
+/// The outcome of one parse attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// The head is complete and `RequestHead` is filled in.
+    Complete,
+    /// More bytes are needed.
+    Partial,
+}
+
+const MAX_HEADERS_ARRAY: usize = 1000;
+
+/// Parses the request head at the start of `buf` into `head`.
+pub fn parse_request(
+    buf: &[u8],
+    limits: &HeadLimits,
+    head: &mut RequestHead,
+) -> Result<Parsed, HttpError> {
+    let mut slots: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS_ARRAY] =
+        [const { MaybeUninit::uninit() }; MAX_HEADERS_ARRAY];
+    let max = limits.max_headers.min(MAX_HEADERS_ARRAY);
+    let mut req = httparse::Request::new(&mut []);
+    let status = match req.parse_with_uninit_headers(buf, &mut slots[..max]) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HttpError::new(431, "too many header fields"))
+        }
+        Err(httparse::Error::Version) => {
+            return Err(HttpError::new(505, "only HTTP/1.0 and HTTP/1.1 are served here"))
+        }
+        Err(httparse::Error::HeaderName) => {
+            return Err(HttpError::bad_request("malformed header name"))
+        }
+        Err(httparse::Error::HeaderValue) => {
+            return Err(HttpError::bad_request("malformed header value"))
+        }
+        Err(httparse::Error::Token) => return Err(HttpError::bad_request("malformed method")),
+        Err(_) => return Err(HttpError::bad_request("malformed request")),
+    };
+    let head_len = match status {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => {
+            return partial_limits(buf, limits).map(|()| Parsed::Partial);
+        }
+    };
+    if head_len > limits.max_header_bytes {
+        return Err(HttpError::new(431, "request header section too large"));
+    }
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| -> Range<usize> {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(HttpError::bad_request("malformed request line"));
+    };
+    if target.len() > limits.max_uri_bytes {
+        return Err(HttpError::new(414, "request target too long"));
+    }
+    head.method = offset(method.as_bytes());
+    head.target = offset(target.as_bytes());
+    head.minor_version = minor;
+    head.head_len = head_len;
+    head.is_head = method == "HEAD";
+    head.host = None;
+    head.expect_continue = false;
+    head.headers.clear();
+
+    let mut framing = Framing::default();
+    let mut close = false;
+    let mut keep_alive_token = false;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        head.headers.push(HeaderRange {
+            name: offset(name),
+            value: offset(h.value),
+        });
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                if head.host.is_some() {
+                    return Err(HttpError::bad_request("more than one Host header"));
+                }
+                head.host = Some(offset(h.value));
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                    head.expect_continue = true;
+                } else {
+                    return Err(HttpError::new(417, "only Expect: 100-continue is supported"));
+                }
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in h.value.split(|&b| b == b',') {
+                    let t = token.trim_ascii();
+                    close |= t.eq_ignore_ascii_case(b"close");
+                    keep_alive_token |= t.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => framing.content_length(h.value)?,
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                framing.transfer_encoding(h.value)?
+            }
+            _ => {}
+        }
+    }
+    if minor == 1 && head.host.is_none() {
+        return Err(HttpError::bad_request("HTTP/1.1 request without Host"));
+    }
+    head.body = framing.finish(minor)?;
+    head.keep_alive = if minor == 1 { !close } else { keep_alive_token && !close };
+    Ok(Parsed::Complete)
+}
+
+/// Limits checked while the head is still incomplete, so a client cannot make the
+/// gateway buffer more than it allows.
+fn partial_limits(buf: &[u8], limits: &HeadLimits) -> Result<(), HttpError> {
+    // The request line is `METHOD SP target SP HTTP/1.1`: allow for method and version.
+    let line_allowance = limits.max_uri_bytes + 32;
+    if buf.len() > line_allowance && !buf[..line_allowance].contains(&b'\n') {
+        return Err(HttpError::new(414, "request target too long"));
+    }
+    if buf.len() >= limits.max_header_bytes {
+        return Err(HttpError::new(431, "request header section too large"));
+    }
+    Ok(())
+}
+
+/// Collects Content-Length and Transfer-Encoding across all header lines.
+#[derive(Default)]
+struct Framing {
+    length: Option<u64>,
+    /// Transfer codings seen, in order; only whether the last is chunked matters.
+    codings: u32,
+    last_is_chunked: bool,
+    chunked_seen: bool,
+}
+
+impl Framing {
+    fn content_length(&mut self, value: &[u8]) -> Result<(), HttpError> {
+        // A list of identical values is allowed (RFC 9110 §8.6); anything else is not.
+        for item in value.split(|&b| b == b',') {
+            let n = parse_length(item.trim_ascii())
+                .ok_or(HttpError::bad_request("malformed Content-Length"))?;
+            match self.length {
+                Some(prev) if prev != n => {
+                    return Err(HttpError::bad_request("conflicting Content-Length values"))
+                }
+                _ => self.length = Some(n),
+            }
+        }
+        Ok(())
+    }
+
+    fn transfer_encoding(&mut self, value: &[u8]) -> Result<(), HttpError> {
+        for item in value.split(|&b| b == b',') {
+            let coding = item.trim_ascii();
+            if coding.is_empty() {
+                continue;
+            }
+            if self.chunked_seen {
+                // Nothing may follow chunked (RFC 9112 §6.1); chunked twice is also wrong.
+                return Err(HttpError::bad_request("chunked must be the last transfer coding"));
+            }
+            self.codings += 1;
+            self.last_is_chunked = coding.eq_ignore_ascii_case(b"chunked");
+            self.chunked_seen |= self.last_is_chunked;
+        }
+        Ok(())
+    }
+
+    fn finish(self, minor: u8) -> Result<BodyFraming, HttpError> {
+        if self.codings > 0 {
+            if self.length.is_some() {
+                return Err(HttpError::bad_request(
+                    "both Content-Length and Transfer-Encoding",
+                ));
+            }
+            if minor == 0 {
+                return Err(HttpError::bad_request("Transfer-Encoding in an HTTP/1.0 request"));
+            }
+            if !self.last_is_chunked {
+                return Err(HttpError::bad_request("chunked must be the last transfer coding"));
+            }
+            if self.codings > 1 {
+                return Err(HttpError::new(501, "transfer codings other than chunked"));
+            }
+            return Ok(BodyFraming::Chunked);
+        }
+        Ok(match self.length {
+            Some(0) | None => BodyFraming::None,
+            Some(n) => BodyFraming::Length(n),
+        })
+    }
+}
+
+/// Strict decimal: 1 to 18 digits, nothing else (no sign, no spaces inside).
+pub(crate) fn parse_length(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 18 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        max_header_bytes: 16384,
+        max_headers: 100,
+        max_uri_bytes: 8192,
+    };
+
+    fn parse(raw: &str) -> Result<(Parsed, RequestHead), HttpError> {
+        let mut head = RequestHead::default();
+        parse_request(raw.as_bytes(), &LIMITS, &mut head).map(|p| (p, head))
+    }
+
+    fn status_of(raw: &str) -> u16 {
+        match parse(raw) {
+            Ok(_) => 0,
+            Err(e) => e.status,
+        }
+    }
+
+    #[test]
+    fn simple_get() {
+        let raw = "GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (p, h) = parse(raw).unwrap();
+        assert_eq!(p, Parsed::Complete);
+        assert_eq!(&raw[h.target.clone()], "/a?b=1");
+        assert_eq!(h.body, BodyFraming::None);
+        assert!(h.keep_alive);
+        assert_eq!(h.head_len, raw.len());
+    }
+
+    #[test]
+    fn partial_then_complete() {
+        assert_eq!(parse("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().0, Parsed::Partial);
+    }
+
+    #[test]
+    fn smuggling_shapes_are_refused() {
+        let cases = [
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+        ];
+        for c in cases {
+            assert_eq!(status_of(c), 400, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn identical_content_lengths_are_one() {
+        let (_, h) = parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").unwrap();
+        assert_eq!(h.body, BodyFraming::Length(5));
+    }
+
+    #[test]
+    fn other_codings_before_chunked_are_not_implemented() {
+        assert_eq!(status_of("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501);
+    }
+
+    #[test]
+    fn limits() {
+        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+        assert_eq!(status_of(&long), 414);
+        let partial_long = format!("GET /{}", "a".repeat(9000));
+        assert_eq!(status_of(&partial_long), 414);
+        let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(17000));
+        assert_eq!(status_of(&big), 431);
+        let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(status_of(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")), 431);
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(!parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap().1.keep_alive);
+        assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().1.keep_alive);
+        assert!(parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().1.keep_alive);
+    }
+
+    #[test]
+    fn expect() {
+        assert!(parse("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap().1.expect_continue);
+        assert_eq!(status_of("POST / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n"), 417);
+    }
+}
