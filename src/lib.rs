@@ -3,6 +3,11 @@
 //! The binary (`src/main.rs`) is a thin CLI over this library; integration tests
 //! and benches use the library directly. Read `docs/architecture.md` for the map.
 
+pub mod admin;
 pub mod config;
 pub mod http;
+pub mod observe;
+pub mod proxy;
 pub mod route;
+pub mod server;
+pub mod upstream;

@@ -110,7 +110,10 @@ fn log_settings(l: schema::LogSection, p: &mut Problems<'_>) -> LogSettings {
         "off" => AccessLogTarget::Off,
         "stdout" => AccessLogTarget::Stdout,
         "" => {
-            p.at(l.access_log.span(), "access_log must be stdout, off or a file path");
+            p.at(
+                l.access_log.span(),
+                "access_log must be stdout, off or a file path",
+            );
             AccessLogTarget::Off
         }
         path => AccessLogTarget::File(PathBuf::from(path)),
@@ -126,7 +129,10 @@ fn upstreams(list: Vec<schema::UpstreamSection>, p: &mut Problems<'_>) -> Vec<Up
         let name = u.name.get_ref().clone();
         check_name(&u.name, "upstream", &mut seen, p);
         if u.endpoints.get_ref().is_empty() {
-            p.at(u.endpoints.span(), format!("upstream \"{name}\" has no endpoints"));
+            p.at(
+                u.endpoints.span(),
+                format!("upstream \"{name}\" has no endpoints"),
+            );
         }
         let mut endpoints = Vec::new();
         for e in u.endpoints.get_ref() {
@@ -208,7 +214,10 @@ fn routes(
             let mut out: Vec<String> = Vec::new();
             for m in ms {
                 if !is_token(m.get_ref()) {
-                    p.at(m.span(), format!("\"{}\" is not an HTTP method", m.get_ref()));
+                    p.at(
+                        m.span(),
+                        format!("\"{}\" is not an HTTP method", m.get_ref()),
+                    );
                 }
                 let upper = m.get_ref().to_ascii_uppercase();
                 if !out.contains(&upper) {
@@ -216,7 +225,10 @@ fn routes(
                 }
             }
             if out.is_empty() {
-                p.at(r.name.span(), "methods is empty: no request could match; leave it out to match any method");
+                p.at(
+                    r.name.span(),
+                    "methods is empty: no request could match; leave it out to match any method",
+                );
             }
             out
         });
@@ -250,7 +262,10 @@ fn routes(
                 p.at(rw.span(), "rewrite_prefix needs path_prefix");
             }
             if strip_prefix {
-                p.at(rw.span(), "give either strip_prefix or rewrite_prefix, not both");
+                p.at(
+                    rw.span(),
+                    "give either strip_prefix or rewrite_prefix, not both",
+                );
             }
             config_path(rw, p)
         });
@@ -258,21 +273,37 @@ fn routes(
             (Some(u), None) => match upstreams.iter().position(|x| &x.name == u.get_ref()) {
                 Some(i) => (Action::Forward(i), upstreams[i].request_timeout),
                 None => {
-                    p.at(u.span(), format!("route \"{name}\" names unknown upstream \"{}\"", u.get_ref()));
+                    p.at(
+                        u.span(),
+                        format!(
+                            "route \"{name}\" names unknown upstream \"{}\"",
+                            u.get_ref()
+                        ),
+                    );
                     (Action::Forward(0), Duration::from_secs(15))
                 }
             },
-            (None, Some(resp)) => (Action::Respond(fixed_response(resp, p)), Duration::from_secs(15)),
+            (None, Some(resp)) => (
+                Action::Respond(fixed_response(resp, p)),
+                Duration::from_secs(15),
+            ),
             (Some(u), Some(_)) => {
                 p.at(u.span(), "give either upstream or respond, not both");
                 (Action::Forward(0), Duration::from_secs(15))
             }
             (None, None) => {
-                p.at(r.name.span(), format!("route \"{name}\" needs upstream = \"NAME\" or respond = {{ ... }}"));
+                p.at(
+                    r.name.span(),
+                    format!("route \"{name}\" needs upstream = \"NAME\" or respond = {{ ... }}"),
+                );
                 (Action::Forward(0), Duration::from_secs(15))
             }
         };
-        let timeout = r.timeout_ms.as_ref().map(|t| millis(t, p)).unwrap_or(upstream_timeout);
+        let timeout = r
+            .timeout_ms
+            .as_ref()
+            .map(|t| millis(t, p))
+            .unwrap_or(upstream_timeout);
         specs.push(RouteSpec {
             name: name.clone(),
             host,
@@ -297,20 +328,45 @@ fn fixed_response(resp: &Spanned<schema::RespondSection>, p: &mut Problems<'_>) 
     let r = resp.get_ref();
     let status = *r.status.get_ref();
     if !(200..=599).contains(&status) {
-        p.at(r.status.span(), format!("status {status} must be between 200 and 599"));
+        p.at(
+            r.status.span(),
+            format!("status {status} must be between 200 and 599"),
+        );
     }
     let status = status.clamp(200, 599) as u16;
-    let mut head = format!("HTTP/1.1 {} {}\r\n", status, crate::http::reason_phrase(status)).into_bytes();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status,
+        crate::http::reason_phrase(status)
+    )
+    .into_bytes();
     let mut has_type = false;
     for (k, v) in &r.headers {
         let lower = k.to_ascii_lowercase();
         if !is_token(k) {
             p.at(v.span(), format!("\"{k}\" is not a valid header name"));
-        } else if ["content-length", "transfer-encoding", "connection", "x-request-id"].contains(&lower.as_str()) {
-            p.at(v.span(), format!("header \"{k}\" is set by the gateway and cannot be configured"));
+        } else if [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "x-request-id",
+        ]
+        .contains(&lower.as_str())
+        {
+            p.at(
+                v.span(),
+                format!("header \"{k}\" is set by the gateway and cannot be configured"),
+            );
         }
-        if !v.get_ref().bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
-            p.at(v.span(), format!("header \"{k}\" has a value with characters not allowed in HTTP"));
+        if !v
+            .get_ref()
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            p.at(
+                v.span(),
+                format!("header \"{k}\" has a value with characters not allowed in HTTP"),
+            );
         }
         has_type |= lower == "content-type";
         head.extend_from_slice(format!("{lower}: {}\r\n", v.get_ref()).as_bytes());
@@ -352,11 +408,17 @@ fn config_path(path: &Spanned<String>, p: &mut Problems<'_>) -> String {
     }
     match route::normalize_path(raw.as_bytes()) {
         Ok(n) if n.query.is_some() => {
-            p.at(path.span(), format!("path \"{raw}\" must not contain a query"));
+            p.at(
+                path.span(),
+                format!("path \"{raw}\" must not contain a query"),
+            );
             raw.clone()
         }
         Ok(n) if n.path != *raw => {
-            p.at(path.span(), format!("path \"{raw}\" is not normalized; write \"{}\"", n.path));
+            p.at(
+                path.span(),
+                format!("path \"{raw}\" is not normalized; write \"{}\"", n.path),
+            );
             raw.clone()
         }
         Ok(n) => n.path,
@@ -374,12 +436,17 @@ fn host_pattern(h: &Spanned<String>, p: &mut Problems<'_>) -> String {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     if !ok {
         p.at(
             h.span(),
-            format!("host \"{}\" must be a name like api.example.com or *.example.com", h.get_ref()),
+            format!(
+                "host \"{}\" must be a name like api.example.com or *.example.com",
+                h.get_ref()
+            ),
         );
     }
     v
@@ -391,7 +458,10 @@ fn socket_addr(s: &Spanned<String>, p: &mut Problems<'_>) -> Option<SocketAddr> 
         Err(_) => {
             p.at(
                 s.span(),
-                format!("\"{}\" is not an address like 127.0.0.1:8080 or [::1]:8080", s.get_ref()),
+                format!(
+                    "\"{}\" is not an address like 127.0.0.1:8080 or [::1]:8080",
+                    s.get_ref()
+                ),
             );
             None
         }
@@ -407,7 +477,10 @@ fn resolve(e: &Spanned<String>, p: &mut Problems<'_>) -> Vec<SocketAddr> {
         return Vec::new();
     };
     if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-        p.at(e.span(), format!("endpoint \"{v}\" must be host:port with a port from 1 to 65535"));
+        p.at(
+            e.span(),
+            format!("endpoint \"{v}\" must be host:port with a port from 1 to 65535"),
+        );
         return Vec::new();
     }
     match v.to_socket_addrs() {
@@ -419,7 +492,10 @@ fn resolve(e: &Spanned<String>, p: &mut Problems<'_>) -> Vec<SocketAddr> {
             addrs
         }
         Err(err) => {
-            p.at(e.span(), format!("endpoint \"{v}\" cannot be resolved: {err}"));
+            p.at(
+                e.span(),
+                format!("endpoint \"{v}\" cannot be resolved: {err}"),
+            );
             Vec::new()
         }
     }
@@ -436,7 +512,10 @@ fn positive(v: &Spanned<u64>, p: &mut Problems<'_>) -> u64 {
 fn in_range(v: &Spanned<u64>, min: u64, max: u64, p: &mut Problems<'_>) -> u64 {
     let x = *v.get_ref();
     if !(min..=max).contains(&x) {
-        p.at(v.span(), format!("{x} is out of range: must be from {min} to {max}"));
+        p.at(
+            v.span(),
+            format!("{x} is out of range: must be from {min} to {max}"),
+        );
         return x.clamp(min, max);
     }
     x
@@ -449,7 +528,6 @@ fn millis(v: &Spanned<u64>, p: &mut Problems<'_>) -> Duration {
 /// An RFC 9110 token (header names, methods).
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }

@@ -53,7 +53,15 @@ mod tests {
 
     #[test]
     fn hop_by_hop_headers() {
-        for h in ["Connection", "keep-alive", "TE", "Trailer", "Upgrade", "Proxy-Authorization", "Proxy-Foo"] {
+        for h in [
+            "Connection",
+            "keep-alive",
+            "TE",
+            "Trailer",
+            "Upgrade",
+            "Proxy-Authorization",
+            "Proxy-Foo",
+        ] {
             assert!(is_hop_by_hop(h.as_bytes()), "{h}");
         }
         for h in ["host", "x-proxy", "content-type", "authorization"] {

@@ -59,7 +59,10 @@ pub fn parse_request(
             return Err(HttpError::new(431, "too many header fields"))
         }
         Err(httparse::Error::Version) => {
-            return Err(HttpError::new(505, "only HTTP/1.0 and HTTP/1.1 are served here"))
+            return Err(HttpError::new(
+                505,
+                "only HTTP/1.0 and HTTP/1.1 are served here",
+            ))
         }
         Err(httparse::Error::HeaderName) => {
             return Err(HttpError::bad_request("malformed header name"))
@@ -119,7 +122,10 @@ pub fn parse_request(
                 if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
                     head.expect_continue = true;
                 } else {
-                    return Err(HttpError::new(417, "only Expect: 100-continue is supported"));
+                    return Err(HttpError::new(
+                        417,
+                        "only Expect: 100-continue is supported",
+                    ));
                 }
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
@@ -129,7 +135,9 @@ pub fn parse_request(
                     keep_alive_token |= t.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => framing.content_length(h.value)?,
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                framing.content_length(h.value)?
+            }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                 framing.transfer_encoding(h.value)?
             }
@@ -140,7 +148,11 @@ pub fn parse_request(
         return Err(HttpError::bad_request("HTTP/1.1 request without Host"));
     }
     head.body = framing.finish(minor)?;
-    head.keep_alive = if minor == 1 { !close } else { keep_alive_token && !close };
+    head.keep_alive = if minor == 1 {
+        !close
+    } else {
+        keep_alive_token && !close
+    };
     Ok(Parsed::Complete)
 }
 
@@ -192,7 +204,9 @@ impl Framing {
             }
             if self.chunked_seen {
                 // Nothing may follow chunked (RFC 9112 §6.1); chunked twice is also wrong.
-                return Err(HttpError::bad_request("chunked must be the last transfer coding"));
+                return Err(HttpError::bad_request(
+                    "chunked must be the last transfer coding",
+                ));
             }
             self.codings += 1;
             self.last_is_chunked = coding.eq_ignore_ascii_case(b"chunked");
@@ -209,10 +223,14 @@ impl Framing {
                 ));
             }
             if minor == 0 {
-                return Err(HttpError::bad_request("Transfer-Encoding in an HTTP/1.0 request"));
+                return Err(HttpError::bad_request(
+                    "Transfer-Encoding in an HTTP/1.0 request",
+                ));
             }
             if !self.last_is_chunked {
-                return Err(HttpError::bad_request("chunked must be the last transfer coding"));
+                return Err(HttpError::bad_request(
+                    "chunked must be the last transfer coding",
+                ));
             }
             if self.codings > 1 {
                 return Err(HttpError::new(501, "transfer codings other than chunked"));
@@ -269,7 +287,10 @@ mod tests {
 
     #[test]
     fn partial_then_complete() {
-        assert_eq!(parse("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().0, Parsed::Partial);
+        assert_eq!(
+            parse("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().0,
+            Parsed::Partial
+        );
     }
 
     #[test]
@@ -298,13 +319,18 @@ mod tests {
 
     #[test]
     fn identical_content_lengths_are_one() {
-        let (_, h) = parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n").unwrap();
+        let (_, h) =
+            parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
+                .unwrap();
         assert_eq!(h.body, BodyFraming::Length(5));
     }
 
     #[test]
     fn other_codings_before_chunked_are_not_implemented() {
-        assert_eq!(status_of("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501);
+        assert_eq!(
+            status_of("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            501
+        );
     }
 
     #[test]
@@ -313,22 +339,48 @@ mod tests {
         assert_eq!(status_of(&long), 414);
         let partial_long = format!("GET /{}", "a".repeat(9000));
         assert_eq!(status_of(&partial_long), 414);
-        let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(17000));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(17000)
+        );
         assert_eq!(status_of(&big), 431);
         let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
-        assert_eq!(status_of(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")), 431);
+        assert_eq!(
+            status_of(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")),
+            431
+        );
     }
 
     #[test]
     fn keep_alive_rules() {
-        assert!(!parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap().1.keep_alive);
+        assert!(
+            !parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .1
+                .keep_alive
+        );
         assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().1.keep_alive);
-        assert!(parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().1.keep_alive);
+        assert!(
+            parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                .unwrap()
+                .1
+                .keep_alive
+        );
     }
 
     #[test]
     fn expect() {
-        assert!(parse("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap().1.expect_continue);
-        assert_eq!(status_of("POST / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n"), 417);
+        assert!(
+            parse(
+                "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
+            )
+            .unwrap()
+            .1
+            .expect_continue
+        );
+        assert_eq!(
+            status_of("POST / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n"),
+            417
+        );
     }
 }

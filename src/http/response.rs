@@ -62,7 +62,8 @@ pub fn parse_response(
         });
         if name.eq_ignore_ascii_case(b"content-length") {
             for item in h.value.split(|&b| b == b',') {
-                let n = parse_length(item.trim_ascii()).ok_or("malformed Content-Length from upstream")?;
+                let n = parse_length(item.trim_ascii())
+                    .ok_or("malformed Content-Length from upstream")?;
                 if length.is_some_and(|prev| prev != n) {
                     return Err("conflicting Content-Length from upstream");
                 }
@@ -70,7 +71,12 @@ pub fn parse_response(
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             has_te = true;
-            if let Some(last) = h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii).rfind(|t| !t.is_empty()) {
+            if let Some(last) = h
+                .value
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .rfind(|t| !t.is_empty())
+            {
                 chunked_last = last.eq_ignore_ascii_case(b"chunked");
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
@@ -98,8 +104,14 @@ pub fn parse_response(
             None => BodyFraming::UntilClose,
         }
     };
-    let framed = !matches!(head.body, BodyFraming::UntilClose) && !(has_te && length.is_some());
-    head.keep_alive = framed && if minor == 1 { !close } else { keep_alive_token && !close };
+    // A response with both framings may be a smuggling attempt: never reuse its connection.
+    let framed = !(matches!(head.body, BodyFraming::UntilClose) || (has_te && length.is_some()));
+    head.keep_alive = framed
+        && if minor == 1 {
+            !close
+        } else {
+            keep_alive_token && !close
+        };
     Ok(Some(()))
 }
 
@@ -109,26 +121,61 @@ mod tests {
 
     fn parse(raw: &str, was_head: bool) -> ResponseHead {
         let mut h = ResponseHead::default();
-        assert_eq!(parse_response(raw.as_bytes(), was_head, &mut h), Ok(Some(())));
+        assert_eq!(
+            parse_response(raw.as_bytes(), was_head, &mut h),
+            Ok(Some(()))
+        );
         h
     }
 
     #[test]
     fn framing() {
-        assert_eq!(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false).body, BodyFraming::Length(5));
-        assert_eq!(parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).body, BodyFraming::None);
-        assert_eq!(parse("HTTP/1.1 204 No Content\r\n\r\n", false).body, BodyFraming::None);
-        assert_eq!(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false).body, BodyFraming::Chunked);
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false).body,
+            BodyFraming::Length(5)
+        );
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).body,
+            BodyFraming::None
+        );
+        assert_eq!(
+            parse("HTTP/1.1 204 No Content\r\n\r\n", false).body,
+            BodyFraming::None
+        );
+        assert_eq!(
+            parse(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false
+            )
+            .body,
+            BodyFraming::Chunked
+        );
         let h = parse("HTTP/1.1 200 OK\r\n\r\n", false);
         assert_eq!(h.body, BodyFraming::UntilClose);
         assert!(!h.keep_alive);
-        assert!(!parse("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false).keep_alive);
+        assert!(
+            !parse(
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                false
+            )
+            .keep_alive
+        );
     }
 
     #[test]
     fn bad_lengths() {
         let mut h = ResponseHead::default();
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, &mut h).is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false, &mut h).is_err());
+        assert!(parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            false,
+            &mut h
+        )
+        .is_err());
+        assert!(parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            false,
+            &mut h
+        )
+        .is_err());
     }
 }

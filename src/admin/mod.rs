@@ -1,0 +1,113 @@
+//! The admin listener: health and readiness for orchestrators, and the workers'
+//! published counters. It runs on its own thread with blocking I/O and is never
+//! served by a worker, so a busy data plane cannot starve a health check.
+//!
+//! - `GET /healthz`: 200 while the process runs.
+//! - `GET /ready`: 200 while serving, 503 once draining (load balancers stop sending).
+//! - `GET /stats`: counters summed over workers, as JSON.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::observe::PublishedCounters;
+
+/// The running admin listener.
+pub struct Admin {
+    draining: Arc<AtomicBool>,
+}
+
+impl Admin {
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Binds `addr` and serves admin requests on a background thread.
+pub fn start(addr: SocketAddr, workers: Vec<Arc<PublishedCounters>>) -> std::io::Result<Admin> {
+    let listener = TcpListener::bind(addr)?;
+    let draining = Arc::new(AtomicBool::new(false));
+    let flag = draining.clone();
+    std::thread::Builder::new()
+        .name("portico-admin".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = answer(stream, &flag, &workers);
+            }
+        })?;
+    Ok(Admin { draining })
+}
+
+fn answer(
+    mut stream: TcpStream,
+    draining: &AtomicBool,
+    workers: &[Arc<PublishedCounters>],
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let mut buf = [0u8; 4096];
+    let mut len = 0;
+    let path = loop {
+        let n = stream.read(&mut buf[len..])?;
+        if n == 0 {
+            return Ok(());
+        }
+        len += n;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[..len]) {
+            Ok(httparse::Status::Complete(_)) => {
+                break req.path.unwrap_or("").to_string();
+            }
+            Ok(httparse::Status::Partial) if len < buf.len() => continue,
+            _ => return respond(&mut stream, 400, "text/plain", "bad request\n"),
+        }
+    };
+    match path.as_str() {
+        "/healthz" => respond(&mut stream, 200, "text/plain", "ok\n"),
+        "/ready" if draining.load(Ordering::Relaxed) => {
+            respond(&mut stream, 503, "text/plain", "draining\n")
+        }
+        "/ready" => respond(&mut stream, 200, "text/plain", "ready\n"),
+        "/stats" => respond(&mut stream, 200, "application/json", &stats_json(workers)),
+        _ => respond(&mut stream, 404, "text/plain", "not found\n"),
+    }
+}
+
+fn stats_json(workers: &[Arc<PublishedCounters>]) -> String {
+    let mut totals: Vec<(&'static str, u64)> = Vec::new();
+    for w in workers {
+        for (i, (name, v)) in w.values().into_iter().enumerate() {
+            match totals.get_mut(i) {
+                Some(t) => t.1 += v,
+                None => totals.push((name, v)),
+            }
+        }
+    }
+    let fields: Vec<String> = totals
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": {v}"))
+        .collect();
+    format!(
+        "{{\"workers\": {}, {}}}\n",
+        workers.len(),
+        fields.join(", ")
+    )
+}
+
+fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        crate::http::reason_phrase(status),
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())
+}

@@ -1,0 +1,146 @@
+//! The access log: one line per request, buffered on the worker and written by a
+//! side thread, so a slow disk or a blocked stdout never stalls a worker.
+//!
+//! Line format (space separated, quoted where a field may hold spaces):
+//! `time client "METHOD target HTTP/1.x" status bytes_sent duration_ms route upstream request_id`
+
+use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::config::AccessLogTarget;
+
+/// What one access-log line says.
+pub struct AccessRecord<'a> {
+    pub client: IpAddr,
+    pub method: &'a [u8],
+    pub target: &'a [u8],
+    pub minor_version: u8,
+    pub status: u16,
+    pub bytes_sent: u64,
+    pub duration: Duration,
+    pub route: &'a str,
+    pub upstream: Option<SocketAddr>,
+    pub request_id: &'a str,
+}
+
+/// Flush to the writer thread once this much is buffered (and on every tick).
+const FLUSH_BYTES: usize = 32 * 1024;
+/// Batches waiting for the writer; past this, batches are dropped and counted.
+const QUEUE_BATCHES: usize = 256;
+
+/// A worker's access-log buffer.
+pub struct AccessLogBuffer {
+    buf: RefCell<String>,
+    tx: Sender<String>,
+    /// Batches dropped because the writer was behind.
+    dropped: Cell<u64>,
+}
+
+impl AccessLogBuffer {
+    pub fn record(&self, r: &AccessRecord<'_>) {
+        let mut buf = self.buf.borrow_mut();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let upstream = r.upstream.map(|u| u.to_string());
+        let _ = writeln!(
+            buf,
+            "{}.{:03} {} \"{} {} HTTP/1.{}\" {} {} {:.3} {} {} {}",
+            now.as_secs(),
+            now.subsec_millis(),
+            r.client,
+            String::from_utf8_lossy(r.method),
+            String::from_utf8_lossy(r.target).escape_debug(),
+            r.minor_version,
+            r.status,
+            r.bytes_sent,
+            r.duration.as_secs_f64() * 1000.0,
+            if r.route.is_empty() { "-" } else { r.route },
+            upstream.as_deref().unwrap_or("-"),
+            r.request_id,
+        );
+        if buf.len() >= FLUSH_BYTES {
+            drop(buf);
+            self.flush();
+        }
+    }
+
+    /// Hands what is buffered to the writer thread; drops it if the writer is behind.
+    pub fn flush(&self) {
+        let mut buf = self.buf.borrow_mut();
+        if buf.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut *buf, String::with_capacity(FLUSH_BYTES + 1024));
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(batch)
+        {
+            self.dropped.set(self.dropped.get() + 1);
+        }
+    }
+
+    /// Batches dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.get()
+    }
+}
+
+/// The side thread that writes batches to stdout or a file.
+pub struct AccessLogWriter {
+    tx: Sender<String>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AccessLogWriter {
+    /// Starts the writer thread, or returns `None` when the log is off.
+    pub fn start(target: &AccessLogTarget) -> std::io::Result<Option<AccessLogWriter>> {
+        let mut out: Box<dyn std::io::Write + Send> = match target {
+            AccessLogTarget::Off => return Ok(None),
+            AccessLogTarget::Stdout => Box::new(std::io::stdout()),
+            AccessLogTarget::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+        };
+        let (tx, rx): (Sender<String>, Receiver<String>) =
+            crossbeam_channel::bounded(QUEUE_BATCHES);
+        let handle = std::thread::Builder::new()
+            .name("portico-access-log".into())
+            .spawn(move || {
+                for batch in rx {
+                    if out.write_all(batch.as_bytes()).is_err() {
+                        continue;
+                    }
+                    let _ = out.flush();
+                }
+            })?;
+        Ok(Some(AccessLogWriter {
+            tx,
+            handle: Some(handle),
+        }))
+    }
+
+    /// A buffer for one worker.
+    pub fn buffer(&self) -> AccessLogBuffer {
+        AccessLogBuffer {
+            buf: RefCell::new(String::with_capacity(FLUSH_BYTES + 1024)),
+            tx: self.tx.clone(),
+            dropped: Cell::new(0),
+        }
+    }
+
+    /// Waits until every batch sent so far is written (after the workers stopped).
+    pub fn finish(mut self) {
+        let (tx, _) = crossbeam_channel::bounded(1);
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Per-worker counters: plain `Cell`s bumped on the worker, copied into
+//! single-writer atomics on a tick so the admin listener can read them without
+//! touching the request path.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Counters of one worker, touched only by that worker.
+        #[derive(Default)]
+        pub struct Counters {
+            $($(#[$doc])* pub $name: Cell<u64>,)*
+        }
+
+        /// The last published copy of one worker's counters.
+        #[derive(Default)]
+        pub struct PublishedCounters {
+            $(pub $name: AtomicU64,)*
+        }
+
+        impl Counters {
+            /// Copies every counter into `to` (the worker is the only writer).
+            pub fn publish(&self, to: &PublishedCounters) {
+                $(to.$name.store(self.$name.get(), Ordering::Relaxed);)*
+            }
+        }
+
+        impl PublishedCounters {
+            /// `(name, value)` pairs, for rendering.
+            pub fn values(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Connections accepted.
+    connections_accepted,
+    /// Connections refused because `max_connections_per_worker` was reached.
+    connections_rejected,
+    /// Requests whose head was read completely.
+    requests,
+    /// Requests refused by the codec (400, 413, 414, 431, ...).
+    requests_malformed,
+    responses_2xx,
+    responses_3xx,
+    responses_4xx,
+    responses_5xx,
+    /// Upstream connections opened.
+    upstream_connects,
+    /// Upstream connections taken from the idle pool.
+    upstream_reused,
+    upstream_connect_failures,
+    upstream_timeouts,
+    /// Responses cut short by the upstream (the client connection is closed).
+    upstream_truncated,
+    /// Access-log lines dropped because the writer thread was behind.
+    access_log_dropped,
+}
+
+impl Counters {
+    pub fn bump(c: &Cell<u64>) {
+        c.set(c.get() + 1);
+    }
+
+    pub fn count_status(&self, status: u16) {
+        let c = match status {
+            200..=299 => &self.responses_2xx,
+            300..=399 => &self.responses_3xx,
+            400..=499 => &self.responses_4xx,
+            _ => &self.responses_5xx,
+        };
+        Self::bump(c);
+    }
+}

@@ -1,0 +1,207 @@
+//! The life of one request on a worker, stage by stage, in the order of the design:
+//! normalize → route → (identity strip, rate limits, authentication: their issues
+//! plug in where marked) → respond or forward. Logging and counting wrap this call
+//! in the connection loop, in one place.
+
+use crate::config::{Action, Snapshot};
+use crate::http::{BodyFraming, HttpError, RequestHead};
+use crate::route::{self, HeaderLookup, RouteMatch};
+use crate::server::{ClientConn, Io, WorkerCtx};
+use crate::upstream;
+
+use super::reply::{send_error, send_fixed, send_reply, LocalReply};
+use super::{Outcome, RequestId};
+
+/// Handles the request whose head `conn` holds; returns how it ended and the name
+/// of the route it took.
+pub async fn handle<'s, S: Io>(
+    ctx: &WorkerCtx,
+    snap: &'s Snapshot,
+    conn: &mut ClientConn<S>,
+) -> (Outcome, Option<&'s str>) {
+    ctx.counters.requests.set(ctx.counters.requests.get() + 1);
+    let request_id = client_request_id(conn).unwrap_or_else(|| ctx.request_ids.next());
+
+    if snap.server.redirect_to_https {
+        return (redirect_to_https(ctx, conn, request_id).await, None);
+    }
+
+    // Normalize the path once: it is what routes match and what goes upstream.
+    let target = match route::normalize_path(field(conn, &conn.head.target)) {
+        Ok(t) => t,
+        Err(e) => {
+            let msg = format!("bad request target: {e}");
+            return (
+                send_error(conn, 400, &msg, request_id, false, &[]).await,
+                None,
+            );
+        }
+    };
+
+    // Route: host, path, method, headers.
+    let found = {
+        let head_bytes = conn.head_bytes();
+        let head = &conn.head;
+        let host = head.host.clone().and_then(|r| head_bytes.get(r));
+        let method = head_bytes.get(head.method.clone()).unwrap_or(b"");
+        let headers = HeadHeaders {
+            bytes: head_bytes,
+            head,
+        };
+        snap.route_table
+            .find(host, target.path.as_bytes(), method, &headers)
+    };
+    let index = match found {
+        RouteMatch::Found(i) => i,
+        RouteMatch::MethodNotAllowed { allow } => {
+            let keep = keep_alive_after_local_reply(ctx, conn);
+            let headers: [(&str, &[u8]); 1] = [("allow", allow.as_bytes())];
+            return (
+                send_error(conn, 405, "method not allowed", request_id, keep, &headers).await,
+                None,
+            );
+        }
+        RouteMatch::NotFound => {
+            let keep = keep_alive_after_local_reply(ctx, conn);
+            return (
+                send_error(conn, 404, "no route", request_id, keep, &[]).await,
+                None,
+            );
+        }
+    };
+    let Some(route) = snap.routes.get(index) else {
+        return (
+            send_error(conn, 500, "route table mismatch", request_id, false, &[]).await,
+            None,
+        );
+    };
+
+    // Identity headers are stripped, rate limits and authentication run here
+    // (issues: JWT authentication, two-stage rate limiting).
+
+    if let BodyFraming::Length(n) = conn.head.body {
+        if n > snap.server.limits.max_body_bytes {
+            let out = send_error(conn, 413, "request body too large", request_id, false, &[]).await;
+            return (out, Some(&route.name));
+        }
+    }
+
+    let outcome = match &route.action {
+        Action::Respond(fixed) => {
+            let keep = keep_alive_after_local_reply(ctx, conn);
+            send_fixed(conn, fixed, request_id, keep).await
+        }
+        Action::Forward(up) => {
+            upstream::forward(ctx, snap, route, *up, conn, &target, request_id).await
+        }
+    };
+    (outcome, Some(&route.name))
+}
+
+/// Answers a request the codec refused, and closes.
+pub async fn reject<S: Io>(ctx: &WorkerCtx, conn: &mut ClientConn<S>, err: HttpError) -> Outcome {
+    send_error(
+        conn,
+        err.status,
+        err.reason,
+        ctx.request_ids.next(),
+        false,
+        &[],
+    )
+    .await
+}
+
+/// `308` to the same host and target over https.
+async fn redirect_to_https<S: Io>(
+    ctx: &WorkerCtx,
+    conn: &mut ClientConn<S>,
+    request_id: RequestId,
+) -> Outcome {
+    let host = conn
+        .head
+        .host
+        .clone()
+        .and_then(|r| conn.head_bytes().get(r))
+        .unwrap_or(b"");
+    // The port of a plaintext listener says nothing about the TLS one: drop it.
+    let host = host.split(|&b| b == b':').next().unwrap_or(b"");
+    if host.is_empty() {
+        return send_error(
+            conn,
+            400,
+            "a Host header is needed for the redirect",
+            request_id,
+            false,
+            &[],
+        )
+        .await;
+    }
+    let mut location = b"https://".to_vec();
+    location.extend_from_slice(host);
+    location.extend_from_slice(field(conn, &conn.head.target));
+    let keep = keep_alive_after_local_reply(ctx, conn);
+    let headers: [(&str, &[u8]); 1] = [("location", &location)];
+    let reply = LocalReply {
+        status: 308,
+        content_type: "text/plain",
+        body: b"",
+        headers: &headers,
+    };
+    send_reply(conn, &reply, request_id, keep).await
+}
+
+/// The client's `X-Request-Id`, when it is sane.
+fn client_request_id<S: Io>(conn: &ClientConn<S>) -> Option<RequestId> {
+    let head_bytes = conn.head_bytes();
+    HeadHeaders {
+        bytes: head_bytes,
+        head: &conn.head,
+    }
+    .get(b"x-request-id")
+    .and_then(RequestId::from_client)
+}
+
+/// After a reply that does not read the body, the connection can carry on only if
+/// there was no body or all of it has already arrived (it is then skipped).
+fn keep_alive_after_local_reply<S: Io>(ctx: &WorkerCtx, conn: &mut ClientConn<S>) -> bool {
+    if !conn.head.keep_alive || ctx.drain.is_raised() {
+        return false;
+    }
+    match conn.head.body {
+        BodyFraming::None => true,
+        BodyFraming::Length(n) => {
+            let buffered = conn.unread().len().saturating_sub(conn.head.head_len) as u64;
+            if n <= buffered {
+                conn.consume_head();
+                conn.consume(n as usize);
+                true
+            } else {
+                false
+            }
+        }
+        BodyFraming::Chunked | BodyFraming::UntilClose => false,
+    }
+}
+
+fn field<'a, S: Io>(conn: &'a ClientConn<S>, range: &std::ops::Range<usize>) -> &'a [u8] {
+    conn.head_bytes().get(range.clone()).unwrap_or(b"")
+}
+
+/// Header lookup over a parsed head, for route matching.
+pub(crate) struct HeadHeaders<'a> {
+    pub bytes: &'a [u8],
+    pub head: &'a RequestHead,
+}
+
+impl HeaderLookup for HeadHeaders<'_> {
+    fn get(&self, lowercase_name: &[u8]) -> Option<&[u8]> {
+        self.head.headers.iter().find_map(|h| {
+            let name = self.bytes.get(h.name.clone())?;
+            if name.eq_ignore_ascii_case(lowercase_name) {
+                self.bytes.get(h.value.clone())
+            } else {
+                None
+            }
+        })
+    }
+}

@@ -1,0 +1,117 @@
+//! The server: start one pinned worker per core, the admin listener and the access
+//! log writer; turn SIGTERM/SIGINT into a graceful drain; exit when all are done.
+
+mod accept;
+mod connection;
+mod drain;
+mod layout;
+mod worker;
+
+pub use connection::{ClientConn, Io};
+pub use worker::WorkerCtx;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Sender};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::admin;
+use crate::config::Snapshot;
+use crate::observe::{AccessLogWriter, PublishedCounters};
+use worker::{Command, WorkerPlan};
+
+/// Runs the gateway until a signal drains it. Errors are start-up failures
+/// (a port in use, a log file that cannot be opened), reported before serving.
+pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("cannot handle signals: {e}"))?;
+    let access_log = AccessLogWriter::start(&snapshot.log.access_log)
+        .map_err(|e| format!("cannot open the access log: {e}"))?;
+    let cores = layout::worker_cores(snapshot.server.workers, snapshot.server.pin_workers);
+
+    let (started_tx, started_rx) = bounded(cores.len());
+    let mut commands: Vec<Sender<Command>> = Vec::new();
+    let mut threads = Vec::new();
+    let mut published = Vec::new();
+    for (id, core) in cores.iter().enumerate() {
+        let (tx, rx) = bounded(16);
+        commands.push(tx);
+        let counters = Arc::new(PublishedCounters::default());
+        published.push(counters.clone());
+        let plan = WorkerPlan {
+            id,
+            core: *core,
+            snapshot: snapshot.clone(),
+            commands: rx,
+            started: started_tx.clone(),
+            access_log: access_log.as_ref().map(AccessLogWriter::buffer),
+            published: counters,
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("portico-worker-{id}"))
+            .spawn(move || worker::run(plan))
+            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+        threads.push(handle);
+    }
+    let mut failure = None;
+    for _ in 0..cores.len() {
+        match started_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(line)) => tracing::info!("{line}"),
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some("a worker did not start within 10 s".to_string()),
+        }
+    }
+    if let Some(e) = failure {
+        for c in &commands {
+            let _ = c.send(Command::Drain);
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(e);
+    }
+
+    let admin = match snapshot.admin {
+        Some(addr) => Some(
+            admin::start(addr, published.clone())
+                .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let listen: Vec<String> = snapshot
+        .server
+        .listen
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    tracing::info!(
+        "portico {} serving {} on {} with {} worker(s)",
+        env!("CARGO_PKG_VERSION"),
+        snapshot.source,
+        listen.join(", "),
+        cores.len()
+    );
+
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!(
+            "signal {sig}: draining (up to {} ms)",
+            snapshot.server.drain_timeout.as_millis()
+        );
+    }
+    if let Some(a) = &admin {
+        a.set_draining();
+    }
+    for c in &commands {
+        let _ = c.send(Command::Drain);
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    if let Some(log) = access_log {
+        log.finish();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,773 @@
+//! Forwarding one request to an upstream and relaying the answer, streaming bodies
+//! in both directions without buffering them whole.
+//!
+//! 1. choose an endpoint and build the upstream request head (hop-by-hop headers
+//!    dropped, `X-Forwarded-*` and `X-Request-Id` set);
+//! 2. take an idle pooled connection or connect (connect timeout);
+//! 3. send the head with whatever body bytes already arrived, then stream the rest;
+//! 4. wait for the response head (the route's timeout); a pooled connection that
+//!    turns out closed is retried once on a fresh one when the request can be replayed;
+//! 5. relay the response head and body; a body cut short closes the client connection;
+//! 6. return the connection to the pool when the exchange left it reusable.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use monoio::time::Instant;
+
+use crate::config::{BalancePolicy, Endpoint, HashOn, Route, Snapshot, Upstream};
+use crate::http::{
+    is_hop_by_hop, parse_response, BodyFraming, ChunkedScanner, ConnectionTokens, ResponseHead,
+};
+use crate::observe::Counters;
+use crate::proxy::{send_error, Outcome, RequestId};
+use crate::route::{self, NormalizedTarget};
+use crate::server::{ClientConn, Io, WorkerCtx};
+
+use super::balance::HashKey;
+use super::pool::PooledConn;
+
+/// Largest upstream response head accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Response body bytes that arrived with the head are sent in the same write when
+/// there are at most this many; more are written straight from the read buffer.
+const COALESCE_BODY_BYTES: usize = 16 * 1024;
+const UPSTREAM_READ_BUFFER: usize = 16 * 1024;
+
+/// Forwards the request in `conn` through `route` to upstream `index`.
+pub async fn forward<S: Io>(
+    ctx: &WorkerCtx,
+    snap: &Snapshot,
+    route: &Route,
+    index: usize,
+    conn: &mut ClientConn<S>,
+    target: &NormalizedTarget,
+    request_id: RequestId,
+) -> Outcome {
+    let Some(upstream) = snap.upstreams.get(index) else {
+        return send_error(
+            conn,
+            500,
+            "route names a missing upstream",
+            request_id,
+            false,
+            &[],
+        )
+        .await;
+    };
+    let endpoint = pick_endpoint(ctx, index, upstream, conn);
+    build_request_head(conn, route, endpoint, target, request_id);
+    let client_keep_alive = conn.head.keep_alive;
+    conn.consume_head();
+
+    // Body bytes that came with the head go out in the same write.
+    let mut body = RequestBody::new(conn.head.body);
+    if let Err(e) = body.take_buffered(conn, snap.server.limits.max_body_bytes) {
+        return send_error(conn, e.0, e.1, request_id, false, &[]).await;
+    }
+    let replayable = body.is_complete();
+
+    ctx.balancer.started(endpoint.id);
+    let result = exchange(
+        ctx,
+        snap,
+        route,
+        upstream,
+        endpoint,
+        conn,
+        &mut body,
+        replayable,
+        request_id,
+        client_keep_alive,
+    )
+    .await;
+    ctx.balancer.finished(endpoint.id);
+    match result {
+        Ok(outcome) => outcome,
+        Err(Failure::Reply(status, message)) => {
+            if status == 504 {
+                Counters::bump(&ctx.counters.upstream_timeouts);
+            }
+            // The client may still be sending a body we did not read: close after.
+            let keep = body.is_complete() && client_keep_alive && !ctx.drain.is_raised();
+            let mut out = send_error(conn, status, message, request_id, keep, &[]).await;
+            out.upstream = Some(endpoint.addr);
+            out
+        }
+        Err(Failure::Abort(status)) => Outcome {
+            status,
+            bytes_sent: 0,
+            keep_alive: false,
+            upstream: Some(endpoint.addr),
+            request_id,
+        },
+    }
+}
+
+/// Why an exchange did not complete normally.
+enum Failure {
+    /// Nothing has been sent to the client yet: answer with this status.
+    Reply(u16, &'static str),
+    /// The client connection must be closed without a (further) response, e.g. the
+    /// client went away or the upstream cut a response short. The status is logged.
+    Abort(u16),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn exchange<S: Io>(
+    ctx: &WorkerCtx,
+    snap: &Snapshot,
+    route: &Route,
+    upstream: &Upstream,
+    endpoint: &Endpoint,
+    conn: &mut ClientConn<S>,
+    body: &mut RequestBody,
+    replayable: bool,
+    request_id: RequestId,
+    client_keep_alive: bool,
+) -> Result<Outcome, Failure> {
+    let deadline = Instant::now() + route.timeout;
+    let mut retried = false;
+    let mut response = ResponseHead::default();
+    let mut up = loop {
+        let (mut up, reused) = acquire(ctx, upstream, endpoint, deadline).await?;
+        up.requests += 1;
+        let sent = send_request(snap, conn, &mut up, body).await;
+        let got_head = match sent {
+            Ok(()) => read_response_head(&mut up, conn.head.is_head, &mut response, deadline).await,
+            Err(f) => Err(f),
+        };
+        match got_head {
+            Ok(()) => break up,
+            // An idle connection the upstream had already closed: try a fresh one.
+            Err(HeadFailure::Closed) if reused && replayable && !retried => {
+                retried = true;
+                continue;
+            }
+            Err(HeadFailure::Closed) => {
+                return Err(Failure::Reply(
+                    502,
+                    "upstream closed the connection before responding",
+                ))
+            }
+            Err(HeadFailure::Timeout) => return Err(Failure::Reply(504, "upstream timed out")),
+            Err(HeadFailure::Bad(m)) => return Err(Failure::Reply(502, m)),
+            Err(HeadFailure::Client(f)) => return Err(f),
+        }
+    };
+    let keep_client = client_keep_alive
+        && !ctx.drain.is_raised()
+        && response.body != BodyFraming::UntilClose
+        && !(response.body == BodyFraming::Chunked && conn.head.minor_version == 0);
+    let relayed = relay_response(
+        conn,
+        &mut up,
+        &response,
+        route.timeout,
+        request_id,
+        keep_client,
+    )
+    .await;
+    match relayed {
+        Ok(r) => {
+            if r.upstream_reusable
+                && response.keep_alive
+                && up.requests < upstream.max_requests_per_connection
+                && !ctx.drain.is_raised()
+            {
+                ctx.pools.put(
+                    endpoint.id,
+                    up,
+                    upstream.max_idle_per_endpoint,
+                    upstream.pool_idle_timeout,
+                );
+            }
+            Ok(Outcome {
+                status: response.status,
+                bytes_sent: r.bytes_sent,
+                keep_alive: keep_client,
+                upstream: Some(endpoint.addr),
+                request_id,
+            })
+        }
+        Err(RelayFailure::Truncated) => {
+            Counters::bump(&ctx.counters.upstream_truncated);
+            Err(Failure::Abort(response.status))
+        }
+        Err(RelayFailure::Client) => Err(Failure::Abort(response.status)),
+    }
+}
+
+enum HeadFailure {
+    Closed,
+    Timeout,
+    Bad(&'static str),
+    /// Sending the request body failed on the client's side.
+    Client(Failure),
+}
+
+async fn acquire(
+    ctx: &WorkerCtx,
+    upstream: &Upstream,
+    endpoint: &Endpoint,
+    deadline: Instant,
+) -> Result<(PooledConn, bool), Failure> {
+    if let Some(c) = ctx.pools.take(endpoint.id) {
+        Counters::bump(&ctx.counters.upstream_reused);
+        return Ok((c, true));
+    }
+    let timeout = upstream
+        .connect_timeout
+        .min(deadline.saturating_duration_since(Instant::now()));
+    match monoio::time::timeout(timeout, TcpStream::connect_addr(endpoint.addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Counters::bump(&ctx.counters.upstream_connects);
+            Ok((PooledConn::new(stream), false))
+        }
+        Ok(Err(e)) => {
+            Counters::bump(&ctx.counters.upstream_connect_failures);
+            tracing::debug!(endpoint = %endpoint.addr, error = %e, "upstream connect failed");
+            Err(Failure::Reply(502, "upstream connect failed"))
+        }
+        Err(_) => {
+            Counters::bump(&ctx.counters.upstream_connect_failures);
+            Err(Failure::Reply(504, "upstream connect timed out"))
+        }
+    }
+}
+
+/// Sends the head (in `conn.wbuf`, with any buffered body bytes) and streams the
+/// rest of the body. `wbuf` is left intact so a retry can send it again.
+async fn send_request<S: Io>(
+    snap: &Snapshot,
+    conn: &mut ClientConn<S>,
+    up: &mut PooledConn,
+    body: &mut RequestBody,
+) -> Result<(), HeadFailure> {
+    let buf = std::mem::take(&mut conn.wbuf);
+    let (res, buf) = up.stream.write_all(buf).await;
+    conn.wbuf = buf;
+    if res.is_err() {
+        return Err(HeadFailure::Closed);
+    }
+    if body.is_complete() {
+        return Ok(());
+    }
+    if conn.head.expect_continue && conn.unread().is_empty() {
+        conn.wbuf.clear();
+        conn.wbuf
+            .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        if conn.write_wbuf().await.is_err() {
+            return Err(HeadFailure::Client(Failure::Abort(499)));
+        }
+    }
+    let limits = &snap.server.limits;
+    while !body.is_complete() {
+        if conn.unread().is_empty() {
+            match monoio::time::timeout(limits.body_read_timeout, conn.fill_for_body()).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return Err(HeadFailure::Client(Failure::Abort(499))),
+                Err(_) => {
+                    return Err(HeadFailure::Client(Failure::Reply(
+                        408,
+                        "request body not received in time",
+                    )))
+                }
+            }
+        }
+        let start = conn.pos;
+        let take = match body.advance(conn.unread(), limits.max_body_bytes) {
+            Ok(n) => n,
+            Err((status, msg)) => return Err(HeadFailure::Client(Failure::Reply(status, msg))),
+        };
+        if conn
+            .write_rbuf_to(&mut up.stream, start, start + take)
+            .await
+            .is_err()
+        {
+            return Err(HeadFailure::Bad(
+                "upstream closed the connection while receiving the body",
+            ));
+        }
+        conn.consume(take);
+    }
+    Ok(())
+}
+
+/// Reads from the upstream until a final (non-1xx) response head is in `up.buf`.
+async fn read_response_head(
+    up: &mut PooledConn,
+    request_was_head: bool,
+    head: &mut ResponseHead,
+    deadline: Instant,
+) -> Result<(), HeadFailure> {
+    up.buf.clear();
+    let mut start = 0;
+    loop {
+        if up.buf.len() > start {
+            match parse_response(&up.buf[start..], request_was_head, head) {
+                Ok(Some(())) if head.status >= 200 || head.status == 101 => {
+                    // Leave the head at the start of the buffer.
+                    if start > 0 {
+                        up.buf.drain(..start);
+                    }
+                    return if head.status == 101 {
+                        Err(HeadFailure::Bad(
+                            "upstream switched protocols, which is not supported",
+                        ))
+                    } else {
+                        Ok(())
+                    };
+                }
+                Ok(Some(())) => {
+                    // 1xx informational: skip it and read on.
+                    start += head.head_len;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(m) => return Err(HeadFailure::Bad(m)),
+            }
+        }
+        if up.buf.len() - start >= MAX_RESPONSE_HEAD {
+            return Err(HeadFailure::Bad("upstream response head too large"));
+        }
+        if up.buf.capacity() - up.buf.len() < 1024 {
+            up.buf.reserve(UPSTREAM_READ_BUFFER);
+        }
+        let buf = std::mem::take(&mut up.buf);
+        let len = buf.len();
+        let read = monoio::time::timeout_at(deadline, up.stream.read(buf.slice_mut(len..))).await;
+        match read {
+            Ok((Ok(n), slice)) => {
+                up.buf = slice.into_inner();
+                if n == 0 {
+                    return Err(if up.buf.is_empty() {
+                        HeadFailure::Closed
+                    } else {
+                        HeadFailure::Bad("upstream closed the connection mid-response")
+                    });
+                }
+            }
+            Ok((Err(_), slice)) => {
+                up.buf = slice.into_inner();
+                return Err(if up.buf.is_empty() {
+                    HeadFailure::Closed
+                } else {
+                    HeadFailure::Bad("upstream reset the connection")
+                });
+            }
+            Err(_) => return Err(HeadFailure::Timeout),
+        }
+    }
+}
+
+struct Relayed {
+    bytes_sent: u64,
+    upstream_reusable: bool,
+}
+
+enum RelayFailure {
+    /// The upstream ended the body early or sent broken framing.
+    Truncated,
+    /// The client went away.
+    Client,
+}
+
+/// Writes the client response head and streams the body.
+async fn relay_response<S: Io>(
+    conn: &mut ClientConn<S>,
+    up: &mut PooledConn,
+    resp: &ResponseHead,
+    read_timeout: Duration,
+    request_id: RequestId,
+    keep_client: bool,
+) -> Result<Relayed, RelayFailure> {
+    build_response_head(conn, &up.buf, resp, request_id, keep_client);
+    let mut framing = ResponseBody::new(resp.body);
+    // Body bytes that arrived with the head.
+    let after_head = resp.head_len;
+    let avail = up.buf.len() - after_head;
+    let take = framing
+        .advance(&up.buf[after_head..])
+        .map_err(|_| RelayFailure::Truncated)?;
+    let mut extra = avail > take;
+    let mut sent = 0u64;
+    if take <= COALESCE_BODY_BYTES {
+        conn.wbuf
+            .extend_from_slice(&up.buf[after_head..after_head + take]);
+        sent += conn.wbuf.len() as u64;
+        conn.write_wbuf().await.map_err(|_| RelayFailure::Client)?;
+    } else {
+        sent += conn.wbuf.len() as u64;
+        conn.write_wbuf().await.map_err(|_| RelayFailure::Client)?;
+        let buf = std::mem::take(&mut up.buf);
+        let (res, slice) = conn
+            .io
+            .write_all(buf.slice(after_head..after_head + take))
+            .await;
+        up.buf = slice.into_inner();
+        res.map_err(|_| RelayFailure::Client)?;
+        sent += take as u64;
+    }
+    // The rest of the body, read by read.
+    while !framing.is_complete() {
+        up.buf.clear();
+        if up.buf.capacity() < UPSTREAM_READ_BUFFER {
+            up.buf.reserve(UPSTREAM_READ_BUFFER);
+        }
+        let buf = std::mem::take(&mut up.buf);
+        let read = monoio::time::timeout(read_timeout, up.stream.read(buf)).await;
+        let n = match read {
+            Ok((Ok(n), buf)) => {
+                up.buf = buf;
+                n
+            }
+            Ok((Err(_), buf)) => {
+                up.buf = buf;
+                0
+            }
+            Err(_) => return Err(RelayFailure::Truncated),
+        };
+        if n == 0 {
+            if framing.ends_at_close() {
+                framing.close();
+                break;
+            }
+            return Err(RelayFailure::Truncated);
+        }
+        let take = framing
+            .advance(&up.buf)
+            .map_err(|_| RelayFailure::Truncated)?;
+        extra |= n > take;
+        let buf = std::mem::take(&mut up.buf);
+        let (res, slice) = conn.io.write_all(buf.slice(..take)).await;
+        up.buf = slice.into_inner();
+        res.map_err(|_| RelayFailure::Client)?;
+        sent += take as u64;
+    }
+    Ok(Relayed {
+        bytes_sent: sent,
+        upstream_reusable: !extra && !framing.ends_at_close(),
+    })
+}
+
+/// The request head that goes upstream, built in `conn.wbuf`.
+fn build_request_head<S: Io>(
+    conn: &mut ClientConn<S>,
+    route: &Route,
+    endpoint: &Endpoint,
+    target: &NormalizedTarget,
+    request_id: RequestId,
+) {
+    let head = &conn.head;
+    let bytes = conn
+        .rbuf
+        .get(conn.pos..conn.pos + head.head_len)
+        .unwrap_or(&[]);
+    let w = &mut conn.wbuf;
+    w.clear();
+    w.extend_from_slice(bytes.get(head.method.clone()).unwrap_or(b"GET"));
+    w.push(b' ');
+    let path = route::upstream_path(
+        route.path_prefix.as_deref(),
+        route.strip_prefix,
+        route.rewrite_prefix.as_deref(),
+        &target.path,
+    );
+    w.extend_from_slice(path.as_bytes());
+    if let Some(q) = &target.query {
+        w.push(b'?');
+        w.extend_from_slice(q.as_bytes());
+    }
+    // HTTP/1.0 clients are forwarded as HTTP/1.0 so the upstream never answers
+    // them with chunked framing they cannot read.
+    w.extend_from_slice(if head.minor_version == 0 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+
+    let mut connection = ConnectionTokens::default();
+    for h in &head.headers {
+        if bytes
+            .get(h.name.clone())
+            .is_some_and(|n| n.eq_ignore_ascii_case(b"connection"))
+        {
+            connection.add(bytes.get(h.value.clone()).unwrap_or(b""));
+        }
+    }
+    let client_host = head.host.clone().and_then(|r| bytes.get(r));
+    let mut forwarded_for: Option<&[u8]> = None;
+    let mut forwarded_for_more = false;
+    for h in &head.headers {
+        let (Some(name), Some(value)) = (bytes.get(h.name.clone()), bytes.get(h.value.clone()))
+        else {
+            continue;
+        };
+        if is_hop_by_hop(name) || (!connection.is_empty() && connection.contains(name)) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            // Several X-Forwarded-For lines are joined into one, in order.
+            if forwarded_for.is_some() {
+                forwarded_for_more = true;
+            }
+            forwarded_for = Some(value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"host")
+            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+            || name.eq_ignore_ascii_case(b"x-forwarded-host")
+            || name.eq_ignore_ascii_case(b"x-request-id")
+        {
+            continue;
+        }
+        w.extend_from_slice(name);
+        w.extend_from_slice(b": ");
+        w.extend_from_slice(value);
+        w.extend_from_slice(b"\r\n");
+    }
+    w.extend_from_slice(b"host: ");
+    match (route.preserve_host, client_host) {
+        (true, Some(h)) => w.extend_from_slice(h),
+        _ => w.extend_from_slice(endpoint.authority.as_bytes()),
+    }
+    w.extend_from_slice(b"\r\nx-forwarded-for: ");
+    if forwarded_for_more {
+        let mut first = true;
+        for h in &head.headers {
+            if bytes
+                .get(h.name.clone())
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"x-forwarded-for"))
+            {
+                if !first {
+                    w.extend_from_slice(b", ");
+                }
+                first = false;
+                w.extend_from_slice(bytes.get(h.value.clone()).unwrap_or(b""));
+            }
+        }
+        w.extend_from_slice(b", ");
+    } else if let Some(v) = forwarded_for {
+        w.extend_from_slice(v);
+        w.extend_from_slice(b", ");
+    }
+    let _ = write!(w, "{}", conn.peer.ip());
+    w.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+    if let Some(h) = client_host {
+        w.extend_from_slice(b"x-forwarded-host: ");
+        w.extend_from_slice(h);
+        w.extend_from_slice(b"\r\n");
+    }
+    w.extend_from_slice(b"x-request-id: ");
+    w.extend_from_slice(request_id.as_str().as_bytes());
+    w.extend_from_slice(b"\r\n");
+    match head.body {
+        BodyFraming::Length(n) => {
+            let _ = write!(w, "content-length: {n}\r\n");
+        }
+        BodyFraming::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        BodyFraming::None | BodyFraming::UntilClose => {}
+    }
+    w.extend_from_slice(b"\r\n");
+}
+
+/// The response head that goes to the client, built in `conn.wbuf`.
+fn build_response_head<S: Io>(
+    conn: &mut ClientConn<S>,
+    src: &[u8],
+    resp: &ResponseHead,
+    request_id: RequestId,
+    keep_client: bool,
+) {
+    let w = &mut conn.wbuf;
+    w.clear();
+    let _ = write!(w, "HTTP/1.1 {} ", resp.status);
+    w.extend_from_slice(src.get(resp.reason.clone()).unwrap_or(b""));
+    w.extend_from_slice(b"\r\n");
+    let mut connection = ConnectionTokens::default();
+    for h in &resp.headers {
+        if src
+            .get(h.name.clone())
+            .is_some_and(|n| n.eq_ignore_ascii_case(b"connection"))
+        {
+            connection.add(src.get(h.value.clone()).unwrap_or(b""));
+        }
+    }
+    for h in &resp.headers {
+        let (Some(name), Some(value)) = (src.get(h.name.clone()), src.get(h.value.clone())) else {
+            continue;
+        };
+        // Without a body to frame (HEAD, 304), Content-Length describes the
+        // representation and passes through unchanged.
+        let keep_length =
+            resp.body == BodyFraming::None && name.eq_ignore_ascii_case(b"content-length");
+        if !keep_length
+            && (is_hop_by_hop(name) || (!connection.is_empty() && connection.contains(name)))
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"x-request-id") {
+            continue;
+        }
+        w.extend_from_slice(name);
+        w.extend_from_slice(b": ");
+        w.extend_from_slice(value);
+        w.extend_from_slice(b"\r\n");
+    }
+    match resp.body {
+        BodyFraming::Length(n) => {
+            let _ = write!(w, "content-length: {n}\r\n");
+        }
+        BodyFraming::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        BodyFraming::None | BodyFraming::UntilClose => {}
+    }
+    crate::proxy::finish_head(w, request_id, keep_client, conn.head.minor_version);
+}
+
+fn pick_endpoint<'u, S: Io>(
+    ctx: &WorkerCtx,
+    index: usize,
+    upstream: &'u Upstream,
+    conn: &ClientConn<S>,
+) -> &'u Endpoint {
+    let ip = conn.peer.ip();
+    let key = match &upstream.balance {
+        BalancePolicy::Hash(HashOn::Header(name)) => {
+            header_value(conn, name.as_bytes()).map_or(HashKey::Ip(ip), HashKey::Bytes)
+        }
+        _ => HashKey::Ip(ip),
+    };
+    ctx.balancer.pick(index, upstream, key)
+}
+
+fn header_value<'a, S: Io>(conn: &'a ClientConn<S>, name: &[u8]) -> Option<&'a [u8]> {
+    let bytes = conn.head_bytes();
+    conn.head.headers.iter().find_map(|h| {
+        let n = bytes.get(h.name.clone())?;
+        if n.eq_ignore_ascii_case(name) {
+            bytes.get(h.value.clone())
+        } else {
+            None
+        }
+    })
+}
+
+/// Progress through a request body, whatever its framing.
+struct RequestBody {
+    framing: BodyFraming,
+    remaining: u64,
+    chunked: ChunkedScanner,
+    done: bool,
+}
+
+impl RequestBody {
+    fn new(framing: BodyFraming) -> Self {
+        let (remaining, done) = match framing {
+            BodyFraming::Length(n) => (n, n == 0),
+            BodyFraming::Chunked => (0, false),
+            BodyFraming::None | BodyFraming::UntilClose => (0, true),
+        };
+        RequestBody {
+            framing,
+            remaining,
+            chunked: ChunkedScanner::new(),
+            done,
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        self.done
+    }
+
+    /// How many bytes at the start of `input` belong to the body.
+    fn advance(&mut self, input: &[u8], max_body: u64) -> Result<usize, (u16, &'static str)> {
+        match self.framing {
+            BodyFraming::Length(_) => {
+                let take = self.remaining.min(input.len() as u64);
+                self.remaining -= take;
+                self.done = self.remaining == 0;
+                Ok(take as usize)
+            }
+            BodyFraming::Chunked => {
+                let take = self.chunked.scan(input).map_err(|e| (400, e.reason()))?;
+                if self.chunked.data_total() > max_body {
+                    return Err((413, "request body too large"));
+                }
+                self.done = self.chunked.is_done();
+                Ok(take)
+            }
+            BodyFraming::None | BodyFraming::UntilClose => Ok(0),
+        }
+    }
+
+    /// Moves the body bytes already buffered behind the head into `conn.wbuf`.
+    fn take_buffered<S: Io>(
+        &mut self,
+        conn: &mut ClientConn<S>,
+        max_body: u64,
+    ) -> Result<(), (u16, &'static str)> {
+        if self.done || conn.unread().is_empty() {
+            return Ok(());
+        }
+        let take = self.advance(conn.unread(), max_body)?;
+        let start = conn.pos;
+        conn.wbuf.extend_from_slice(&conn.rbuf[start..start + take]);
+        conn.consume(take);
+        Ok(())
+    }
+}
+
+/// Progress through a response body.
+struct ResponseBody {
+    framing: BodyFraming,
+    remaining: u64,
+    chunked: ChunkedScanner,
+    done: bool,
+}
+
+impl ResponseBody {
+    fn new(framing: BodyFraming) -> Self {
+        let r = RequestBody::new(framing);
+        ResponseBody {
+            framing,
+            remaining: r.remaining,
+            chunked: r.chunked,
+            done: r.done && framing != BodyFraming::UntilClose,
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        self.done
+    }
+
+    fn ends_at_close(&self) -> bool {
+        self.framing == BodyFraming::UntilClose
+    }
+
+    fn close(&mut self) {
+        self.done = true;
+    }
+
+    fn advance(&mut self, input: &[u8]) -> Result<usize, ()> {
+        match self.framing {
+            BodyFraming::Length(_) => {
+                let take = self.remaining.min(input.len() as u64);
+                self.remaining -= take;
+                self.done = self.remaining == 0;
+                Ok(take as usize)
+            }
+            BodyFraming::Chunked => {
+                let take = self.chunked.scan(input).map_err(|_| ())?;
+                self.done = self.chunked.is_done();
+                Ok(take)
+            }
+            BodyFraming::UntilClose => Ok(input.len()),
+            BodyFraming::None => Ok(0),
+        }
+    }
+}
