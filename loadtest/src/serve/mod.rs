@@ -1,0 +1,297 @@
+//! `portico-load serve`: a fast HTTP/1.1 upstream for tests and benchmarks.
+//!
+//! One thread per worker, each a monoio runtime (io_uring, epoll fallback) with its
+//! own SO_REUSEPORT listener, optionally pinned to a CPU. The connection loop lives in
+//! `conn.rs`, request-head parsing in `request.rs`, response bytes in `response.rs`
+//! and the echo JSON in `echo.rs`.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
+use clap::Args;
+use monoio::net::{ListenerOpts, TcpListener};
+use monoio::{FusionRuntime, RuntimeBuilder};
+
+mod conn;
+mod echo;
+mod request;
+mod response;
+
+use response::FixedResponses;
+
+/// Options of `portico-load serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port, shared by all workers).
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    pub listen: SocketAddr,
+
+    /// Size of the fixed response body (bytes of 'x', content-type text/plain).
+    #[arg(long, default_value_t = 100)]
+    pub body_bytes: u64,
+
+    /// Wait this many milliseconds before answering each request.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+
+    /// Answer with a JSON description of the request instead of the fixed body.
+    #[arg(long)]
+    pub echo: bool,
+
+    /// Every Nth request of a worker waits --stall-ms before answering (counted per worker).
+    #[arg(long, requires = "stall_ms", value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_every: Option<u64>,
+
+    /// Length of a stall in milliseconds (used with --stall-every).
+    #[arg(long, requires = "stall_every")]
+    pub stall_ms: Option<u64>,
+
+    /// Number of worker threads, each with its own runtime and listener.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub workers: u64,
+
+    /// CPUs to pin workers to, e.g. `0`, `0,1` or `0-3`; worker i gets cpu[i % len].
+    #[arg(long, value_parser = parse_cpu_list)]
+    pub cpus: Option<CpuList>,
+}
+
+/// A parsed `--cpus` value.
+#[derive(Debug, Clone)]
+pub struct CpuList(Vec<usize>);
+
+fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
+    let mut cpus = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("not a cpu number: {s:?}"))
+        };
+        match part.split_once('-') {
+            Some((from, to)) => {
+                let (from, to) = (parse(from)?, parse(to)?);
+                if from > to {
+                    return Err(format!("empty cpu range {part:?}"));
+                }
+                cpus.extend(from..=to);
+            }
+            None => cpus.push(parse(part)?),
+        }
+    }
+    if cpus.is_empty() {
+        return Err("empty cpu list".into());
+    }
+    Ok(CpuList(cpus))
+}
+
+/// What every connection of a worker needs; one per worker, shared by `Rc`.
+pub(crate) struct Worker {
+    pub index: usize,
+    pub args: ServeArgs,
+    pub fixed: Option<FixedResponses>,
+    pub hits: Arc<Hits>,
+    /// Requests counted by this worker, for `--stall-every` (per worker by design).
+    pub served: Cell<u64>,
+}
+
+impl Worker {
+    /// Counts one served request and returns the extra delay it gets in milliseconds
+    /// (the global `--delay-ms` plus a stall when it is the Nth request).
+    pub fn count_request(&self) -> u64 {
+        self.hits.add(self.index);
+        let n = self.served.get() + 1;
+        self.served.set(n);
+        let stall = match (self.args.stall_every, self.args.stall_ms) {
+            (Some(every), Some(ms)) if n.is_multiple_of(every) => ms,
+            _ => 0,
+        };
+        self.args.delay_ms.saturating_add(stall)
+    }
+}
+
+/// Requests served by the process, one cache-line-padded counter per worker so the
+/// workers never write the same line; `/__hits` sums them.
+pub(crate) struct Hits {
+    slots: Box<[PaddedCounter]>,
+}
+
+#[repr(align(128))]
+struct PaddedCounter(AtomicU64);
+
+impl Hits {
+    fn new(workers: usize) -> Self {
+        Hits {
+            slots: (0..workers)
+                .map(|_| PaddedCounter(AtomicU64::new(0)))
+                .collect(),
+        }
+    }
+
+    fn add(&self, worker: usize) {
+        if let Some(slot) = self.slots.get(worker) {
+            slot.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.slots.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Starts the workers, prints the listening line, and waits for SIGINT/SIGTERM.
+pub fn run(args: ServeArgs) -> Result<(), String> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
+    let workers = usize::try_from(args.workers).map_err(|_| "too many workers".to_string())?;
+    let hits = Arc::new(Hits::new(workers));
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<SocketAddr, String>>();
+
+    // Worker 0 binds first so that `--listen host:0` resolves to one port that the
+    // other workers then share through SO_REUSEPORT.
+    let mut addr = args.listen;
+    for index in 0..workers {
+        let cpu = args.cpus.as_ref().map(|list| list.0[index % list.0.len()]);
+        let worker_args = ServeArgs {
+            listen: addr,
+            ..args.clone()
+        };
+        let hits = Arc::clone(&hits);
+        let ready = ready_tx.clone();
+        thread::Builder::new()
+            .name(format!("serve-{index}"))
+            .spawn(move || worker_thread(index, cpu, worker_args, hits, ready))
+            .map_err(|e| format!("cannot spawn worker {index}: {e}"))?;
+        match ready_rx.recv() {
+            Ok(Ok(bound)) => addr = bound,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(format!("worker {index} exited before binding")),
+        }
+    }
+    println!("portico-load serve listening on {addr} (workers {workers})");
+
+    if signals.forever().next().is_some() {
+        std::process::exit(0);
+    }
+    Ok(())
+}
+
+fn worker_thread(
+    index: usize,
+    cpu: Option<usize>,
+    args: ServeArgs,
+    hits: Arc<Hits>,
+    ready: mpsc::Sender<Result<SocketAddr, String>>,
+) {
+    if let Some(id) = cpu {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+            eprintln!("portico-load serve: worker {index}: cannot pin to cpu {id}");
+        }
+    }
+    let runtime = RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build();
+    let mut runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("worker {index}: cannot build runtime: {e}")));
+            return;
+        }
+    };
+    let driver = match &runtime {
+        FusionRuntime::Uring(_) => "io_uring",
+        FusionRuntime::Legacy(_) => "epoll",
+    };
+    let pinned = cpu.map_or_else(|| "unpinned".to_string(), |c| format!("cpu {c}"));
+    eprintln!("portico-load serve: worker {index}: {driver}, {pinned}");
+
+    runtime.block_on(async move {
+        let listener = match TcpListener::bind_with_config(args.listen, &ListenerOpts::new()) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot listen on {}: {e}", args.listen)));
+                return;
+            }
+        };
+        let bound = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot read listener address: {e}")));
+                return;
+            }
+        };
+        let fixed = usize::try_from(args.body_bytes)
+            .ok()
+            .and_then(FixedResponses::new);
+        let worker = Rc::new(Worker {
+            index,
+            args,
+            fixed,
+            hits,
+            served: Cell::new(0),
+        });
+        let _ = ready.send(Ok(bound));
+        drop(ready);
+        accept_loop(listener, worker).await;
+    });
+}
+
+async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(conn::serve_connection(stream, Rc::clone(&worker)));
+            }
+            // Out of file descriptors or a transient accept error: back off briefly.
+            Err(_) => monoio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0").map(|c| c.0), Ok(vec![0]));
+        assert_eq!(parse_cpu_list("0,1").map(|c| c.0), Ok(vec![0, 1]));
+        assert_eq!(parse_cpu_list("1-3,0").map(|c| c.0), Ok(vec![1, 2, 3, 0]));
+        assert!(parse_cpu_list("").is_err());
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("a").is_err());
+    }
+
+    #[test]
+    fn stall_every_nth_request_of_a_worker() {
+        let args = ServeArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            body_bytes: 1,
+            delay_ms: 5,
+            echo: false,
+            stall_every: Some(3),
+            stall_ms: Some(100),
+            workers: 1,
+            cpus: None,
+        };
+        let worker = Worker {
+            index: 0,
+            args,
+            fixed: None,
+            hits: Arc::new(Hits::new(1)),
+            served: Cell::new(0),
+        };
+        let delays: Vec<u64> = (0..6).map(|_| worker.count_request()).collect();
+        assert_eq!(delays, [5, 5, 105, 5, 5, 105]);
+        assert_eq!(worker.hits.total(), 6);
+    }
+}
