@@ -1,0 +1,9 @@
+//! Test harness: real `portico` and `portico-load serve` processes on 127.0.0.1,
+//! and a small raw HTTP/1.1 client that sends exact bytes and reads exact answers.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod procs;
+
+pub use client::{Client, Response};
+pub use procs::{free_port, Gateway, Upstream};

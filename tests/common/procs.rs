@@ -1,0 +1,281 @@
+//! Starting and stopping the processes a test needs, always by PID.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_portico"))
+        .parent()
+        .expect("binary has a folder")
+        .to_path_buf()
+}
+
+/// The `portico-load` binary, built on first use if `cargo test` did not build it.
+pub fn load_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let path = target_dir().join("portico-load");
+            if !path.exists() {
+                let profile_release = target_dir().ends_with("release");
+                let mut cmd = Command::new(env!("CARGO"));
+                cmd.args(["build", "-p", "portico-load"]);
+                if profile_release {
+                    cmd.arg("--release");
+                }
+                let status = cmd.status().expect("cargo runs");
+                assert!(status.success(), "building portico-load failed");
+            }
+            path
+        })
+        .clone()
+}
+
+/// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    pub out: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit code if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What the process wrote to stdout so far.
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// Peak resident set size in KiB, from /proc.
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGTERM);
+            if self.wait_exit(Duration::from_secs(3)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "portico-test-{}-{}",
+        std::process::id(),
+        std::thread::current()
+            .name()
+            .unwrap_or("t")
+            .replace("::", "-")
+    ));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+fn spawn(
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    tag: &str,
+    taskset: Option<&str>,
+) -> Proc {
+    let dir = scratch_dir();
+    let log = dir.join(format!("{tag}.stderr"));
+    let out = dir.join(format!("{tag}.stdout"));
+    let mut cmd = match taskset {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpus).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&log).expect("stderr file"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("process starts");
+    Proc { child, log, out }
+}
+
+/// A running `portico-load serve`.
+pub struct Upstream {
+    pub port: u16,
+    pub proc: Proc,
+}
+
+impl Upstream {
+    /// Starts `portico-load serve` on a free port with extra `args`.
+    pub fn start(args: &[&str]) -> Upstream {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = vec!["serve", "--listen", &listen];
+        all.extend_from_slice(args);
+        let proc = spawn(&load_binary(), &all, &[], &format!("serve-{port}"), None);
+        assert!(
+            wait_for_port(port, Duration::from_secs(10)),
+            "portico-load serve did not listen"
+        );
+        Upstream { port, proc }
+    }
+
+    pub fn echo() -> Upstream {
+        Upstream::start(&["--echo"])
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Requests this upstream has served (its `/__hits` counter).
+    pub fn hits(&self) -> u64 {
+        let mut c = super::Client::connect(self.port);
+        let r = c.get("/__hits");
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        let v: serde_json::Value = serde_json::from_str(&text).expect("hits json");
+        v["requests"].as_u64().expect("requests")
+    }
+}
+
+/// A running gateway with its config file.
+pub struct Gateway {
+    pub port: u16,
+    pub admin_port: u16,
+    pub config: PathBuf,
+    pub proc: Proc,
+}
+
+impl Gateway {
+    /// Starts `portico run` on `config`, where `{port}` and `{admin}` are replaced by
+    /// free ports; waits for both to accept connections.
+    pub fn start(config: &str) -> Gateway {
+        Gateway::start_with(config, &[], None)
+    }
+
+    pub fn start_with(config: &str, env: &[(&str, &str)], taskset: Option<&str>) -> Gateway {
+        let port = free_port();
+        let admin_port = free_port();
+        let text = config
+            .replace("{port}", &port.to_string())
+            .replace("{admin}", &admin_port.to_string());
+        let path = scratch_dir().join(format!("portico-{port}.toml"));
+        std::fs::write(&path, text).expect("write config");
+        let proc = spawn(
+            Path::new(env!("CARGO_BIN_EXE_portico")),
+            &["run", "--config", path.to_str().expect("utf-8 path")],
+            env,
+            &format!("portico-{port}"),
+            taskset,
+        );
+        let mut gw = Gateway {
+            port,
+            admin_port,
+            config: path,
+            proc,
+        };
+        if !wait_for_port(port, Duration::from_secs(10)) {
+            let code = gw.proc.wait_exit(Duration::from_millis(100));
+            panic!(
+                "gateway did not listen (exit {code:?}):\n{}",
+                gw.proc.stderr_text()
+            );
+        }
+        gw
+    }
+
+    pub fn client(&self) -> super::Client {
+        super::Client::connect(self.port)
+    }
+
+    /// Total of one counter from the admin `/stats`, after the workers published it.
+    pub fn stat(&self, name: &str) -> u64 {
+        std::thread::sleep(Duration::from_millis(120));
+        let mut c = super::Client::connect(self.admin_port);
+        let r = c.get("/stats");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("stats json");
+        v[name].as_u64().unwrap_or_else(|| panic!("no stat {name}"))
+    }
+}
+
+/// Reads everything a stream sends until it closes or `timeout` passes.
+pub fn read_all(stream: &mut TcpStream, timeout: Duration) -> Vec<u8> {
+    let _ = stream.set_read_timeout(Some(timeout));
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
