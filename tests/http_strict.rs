@@ -35,11 +35,22 @@ fn refused(gw: &Gateway, up: &Upstream, raw: &[u8], status: u16) {
     let before = up.hits();
     let mut c = gw.client();
     c.send(raw);
-    let r = c.response().unwrap_or_else(|| panic!("no response to {:?}", String::from_utf8_lossy(raw)));
-    assert_eq!(r.status, status, "for {:?}: {}", String::from_utf8_lossy(raw), r.text());
+    let r = c
+        .response()
+        .unwrap_or_else(|| panic!("no response to {:?}", String::from_utf8_lossy(raw)));
+    assert_eq!(
+        r.status,
+        status,
+        "for {:?}: {}",
+        String::from_utf8_lossy(raw),
+        r.text()
+    );
     assert_eq!(r.header("connection"), Some("close"));
     assert!(r.json()["error"].is_string());
-    assert!(c.is_closed(Duration::from_secs(2)), "connection left open after {status}");
+    assert!(
+        c.is_closed(Duration::from_secs(2)),
+        "connection left open after {status}"
+    );
     assert_eq!(up.hits(), before, "a refused request reached the upstream");
 }
 
@@ -95,18 +106,33 @@ fn bad_chunk_framing_gets_400_and_close() {
         let r = c.response().expect("a response");
         assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(raw));
         assert!(c.is_closed(Duration::from_secs(2)));
-        assert_eq!(up.hits(), before, "a broken chunked body was answered by the upstream");
+        assert_eq!(
+            up.hits(),
+            before,
+            "a broken chunked body was answered by the upstream"
+        );
     }
 }
 
 #[test]
 fn head_limits_give_431_and_414() {
     let up = Upstream::echo();
-    let gw = gateway(&up, "max_header_bytes = 4096\nmax_uri_bytes = 1024\nmax_headers = 20");
-    let big_header = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "b".repeat(5000));
+    let gw = gateway(
+        &up,
+        "max_header_bytes = 4096\nmax_uri_bytes = 1024\nmax_headers = 20",
+    );
+    let big_header = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(5000)
+    );
     refused(&gw, &up, big_header.as_bytes(), 431);
     let many: String = (0..25).map(|i| format!("X-H{i}: v\r\n")).collect();
-    refused(&gw, &up, format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n").as_bytes(), 431);
+    refused(
+        &gw,
+        &up,
+        format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n").as_bytes(),
+        431,
+    );
     let long_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(2000));
     refused(&gw, &up, long_uri.as_bytes(), 414);
     // Just under the limits passes.
@@ -120,7 +146,12 @@ fn head_limits_give_431_and_414() {
 fn body_limit_gives_413_for_declared_and_for_chunked_bodies() {
     let up = Upstream::echo();
     let gw = gateway(&up, "max_body_bytes = 1000");
-    refused(&gw, &up, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n", 413);
+    refused(
+        &gw,
+        &up,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n",
+        413,
+    );
     // A chunked body is counted as it streams.
     let mut c = gw.client();
     let mut raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
@@ -151,7 +182,10 @@ fn a_slow_head_gets_408_after_the_header_timeout() {
     let r = c.response().expect("408");
     assert_eq!(r.status, 408);
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     assert!(c.is_closed(Duration::from_secs(2)));
 }
 
@@ -164,7 +198,10 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let started = Instant::now();
     assert!(c.is_closed(Duration::from_secs(3)));
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
 }
 
 #[test]

@@ -56,13 +56,23 @@ fn server_settings(s: schema::ServerSection, p: &mut Problems<'_>) -> Option<Ser
             listen.push(addr);
         }
     }
-    let workers = match *s.workers.get_ref() {
-        Workers::Auto => None,
-        Workers::Count(n) if n > 1024 => {
-            p.at(s.workers.span(), "workers must be at most 1024");
+    let workers = match s.workers.get_ref() {
+        Workers::Named(n) if n == Workers::AUTO => None,
+        Workers::Count(n) if (1..=1024).contains(n) => Some(*n as usize),
+        Workers::Count(n) => {
+            p.at(
+                s.workers.span(),
+                format!("workers must be \"auto\" or from 1 to 1024, not {n}"),
+            );
             None
         }
-        Workers::Count(n) => Some(n as usize),
+        Workers::Named(n) => {
+            p.at(
+                s.workers.span(),
+                format!("workers must be \"auto\" or from 1 to 1024, not \"{n}\""),
+            );
+            None
+        }
     };
     let limits = Limits {
         max_connections_per_worker: positive(&s.max_connections_per_worker, p) as usize,

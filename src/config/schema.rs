@@ -33,7 +33,7 @@ impl Default for ServerSection {
         let s = |v: u64| Spanned::new(0..0, v);
         ServerSection {
             listen: vec![Spanned::new(0..0, "0.0.0.0:8080".to_string())],
-            workers: Spanned::new(0..0, Workers::Auto),
+            workers: Spanned::new(0..0, Workers::Named(Workers::AUTO.to_string())),
             pin_workers: true,
             max_connections_per_worker: s(10_000),
             max_header_bytes: s(16_384),
@@ -50,32 +50,17 @@ impl Default for ServerSection {
     }
 }
 
-/// `workers = "auto"` (one per allowed core) or a positive number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `workers = "auto"` (one per allowed core) or a number; checked in `compile.rs`
+/// so a bad value is reported without hiding the rest of `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
 pub enum Workers {
-    Auto,
-    Count(u64),
+    Count(i64),
+    Named(String),
 }
 
-impl<'de> Deserialize<'de> for Workers {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Number(i64),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Text(t) if t == "auto" => Ok(Workers::Auto),
-            Raw::Text(t) => Err(serde::de::Error::custom(format!(
-                "workers must be \"auto\" or a positive number, not \"{t}\""
-            ))),
-            Raw::Number(n) if n >= 1 => Ok(Workers::Count(n as u64)),
-            Raw::Number(n) => Err(serde::de::Error::custom(format!(
-                "workers must be \"auto\" or a positive number, not {n}"
-            ))),
-        }
-    }
+impl Workers {
+    pub const AUTO: &'static str = "auto";
 }
 
 #[derive(Debug, Deserialize)]
