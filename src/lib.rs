@@ -2,3 +2,5 @@
 //!
 //! The binary (`src/main.rs`) is a thin CLI over this library; integration tests
 //! and benches use the library directly.
+
+pub mod route;
