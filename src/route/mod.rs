@@ -14,6 +14,13 @@
 //! which the config layer checks with [`RouteSpec::check`]. The operator's view
 //! of all of this is `docs/routing.md`.
 
+mod host;
+mod key_hash;
 mod normalize;
+mod path_index;
+mod spec;
+mod table;
 
 pub use normalize::{normalize_path, NormalizedTarget, PathError};
+pub use spec::{HeaderMatch, PathMatch, RouteSpec};
+pub use table::{HeaderLookup, RouteMatch, RouteTable};

@@ -1,0 +1,130 @@
+//! The routes of one host group, indexed by path.
+//!
+//! Exact paths live in a hash map. Prefixes live in a second hash map keyed by
+//! the prefix; a request path is probed once per place a matching prefix could
+//! end — the whole path, then each `/` from the right — so the longest matching
+//! prefix comes first and the cost grows with the path's depth, not with the
+//! number of routes. The `/` prefix matches every path and is kept apart.
+
+use super::key_hash::KeyMap;
+use super::spec::PathMatch;
+
+#[derive(Debug, Default)]
+pub(super) struct PathIndex {
+    /// Exact path → routes, in file order.
+    exact: KeyMap<Vec<usize>>,
+    /// Canonical prefix (see [`canonical_prefix`]) → routes, in file order.
+    prefixes: KeyMap<Vec<usize>>,
+    /// `prefix_len[n]`: some prefix is `n` bytes long. Probes of other lengths
+    /// are skipped without hashing.
+    prefix_len: Vec<bool>,
+    /// Routes with the prefix `/`, in file order.
+    root: Vec<usize>,
+}
+
+/// A prefix as it is matched: trailing slashes removed, so `/api/` and `/api`
+/// are the same prefix, and `/` becomes the empty string (matches everything).
+pub(super) fn canonical_prefix(prefix: &str) -> &str {
+    prefix.trim_end_matches('/')
+}
+
+impl PathIndex {
+    pub(super) fn insert(&mut self, path: &PathMatch, route: usize) {
+        match path {
+            PathMatch::Exact(exact) => {
+                let key: Box<[u8]> = exact.as_bytes().into();
+                self.exact.entry(key).or_default().push(route);
+            }
+            PathMatch::Prefix(prefix) => {
+                let prefix = canonical_prefix(prefix);
+                if prefix.is_empty() {
+                    self.root.push(route);
+                    return;
+                }
+                if self.prefix_len.len() <= prefix.len() {
+                    self.prefix_len.resize(prefix.len() + 1, false);
+                }
+                self.prefix_len[prefix.len()] = true;
+                let key: Box<[u8]> = prefix.as_bytes().into();
+                self.prefixes.entry(key).or_default().push(route);
+            }
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefixes.is_empty() && self.root.is_empty()
+    }
+
+    /// Routes whose path condition matches `path`, in precedence order: exact,
+    /// then prefixes longest first, then `/`; file order within each.
+    pub(super) fn candidates<'a>(&'a self, path: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+        let exact = self.exact.get(path).into_iter().flatten();
+        let prefix_ends = std::iter::once(path.len()).chain(
+            path.iter()
+                .enumerate()
+                .rev()
+                .filter(|&(i, &b)| b == b'/' && i > 0)
+                .map(|(i, _)| i),
+        );
+        let prefixes = prefix_ends
+            .filter(|&len| self.prefix_len.get(len) == Some(&true))
+            .filter_map(|len| self.prefixes.get(&path[..len]))
+            .flatten();
+        exact.chain(prefixes).chain(&self.root).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(paths: &[PathMatch]) -> PathIndex {
+        let mut index = PathIndex::default();
+        for (route, path) in paths.iter().enumerate() {
+            index.insert(path, route);
+        }
+        index
+    }
+
+    fn matches(index: &PathIndex, path: &str) -> Vec<usize> {
+        index.candidates(path.as_bytes()).collect()
+    }
+
+    #[test]
+    fn prefixes_are_segment_aware() {
+        let index = index(&[PathMatch::Prefix("/api".into())]);
+        assert_eq!(matches(&index, "/api"), [0]);
+        assert_eq!(matches(&index, "/api/"), [0]);
+        assert_eq!(matches(&index, "/api/x/y"), [0]);
+        assert!(matches(&index, "/apix").is_empty());
+        assert!(matches(&index, "/ap").is_empty());
+        assert!(matches(&index, "/").is_empty());
+    }
+
+    #[test]
+    fn a_trailing_slash_in_a_prefix_is_the_same_prefix() {
+        let index = index(&[
+            PathMatch::Prefix("/api/".into()),
+            PathMatch::Prefix("/api".into()),
+        ]);
+        assert_eq!(matches(&index, "/api"), [0, 1]);
+        assert_eq!(matches(&index, "/api/x"), [0, 1]);
+        assert!(matches(&index, "/apix").is_empty());
+    }
+
+    #[test]
+    fn exact_then_longest_prefix_then_root() {
+        let index = index(&[
+            PathMatch::Prefix("/".into()),
+            PathMatch::Prefix("/a".into()),
+            PathMatch::Prefix("/a/b".into()),
+            PathMatch::Exact("/a/b".into()),
+            PathMatch::Exact("/a/b/".into()),
+        ]);
+        assert_eq!(matches(&index, "/a/b"), [3, 2, 1, 0]);
+        assert_eq!(matches(&index, "/a/b/"), [4, 2, 1, 0]);
+        assert_eq!(matches(&index, "/a/b/c"), [2, 1, 0]);
+        assert_eq!(matches(&index, "/a/bc"), [1, 0]);
+        assert_eq!(matches(&index, "/z"), [0]);
+    }
+}
