@@ -20,7 +20,9 @@ mod normalize;
 mod path_index;
 mod spec;
 mod table;
+mod upstream_path;
 
 pub use normalize::{normalize_path, NormalizedTarget, PathError};
 pub use spec::{HeaderMatch, PathMatch, RouteSpec};
 pub use table::{HeaderLookup, RouteMatch, RouteTable};
+pub use upstream_path::upstream_path;

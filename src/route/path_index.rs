@@ -28,6 +28,13 @@ pub(super) fn canonical_prefix(prefix: &str) -> &str {
     prefix.trim_end_matches('/')
 }
 
+/// The rest of `path` after a segment-aware `prefix` (canonical): `Some("")`
+/// or `Some("/…")` when it matches, `None` when it does not (`/api` vs `/apix`).
+pub(super) fn after_prefix<'p>(prefix: &str, path: &'p str) -> Option<&'p str> {
+    path.strip_prefix(prefix)
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 impl PathIndex {
     pub(super) fn insert(&mut self, path: &PathMatch, route: usize) {
         match path {
@@ -126,5 +133,13 @@ mod tests {
         assert_eq!(matches(&index, "/a/b/c"), [2, 1, 0]);
         assert_eq!(matches(&index, "/a/bc"), [1, 0]);
         assert_eq!(matches(&index, "/z"), [0]);
+    }
+
+    #[test]
+    fn after_prefix_respects_segments() {
+        assert_eq!(after_prefix("/api", "/api"), Some(""));
+        assert_eq!(after_prefix("/api", "/api/x"), Some("/x"));
+        assert_eq!(after_prefix("/api", "/apix"), None);
+        assert_eq!(after_prefix("", "/x"), Some("/x"));
     }
 }
