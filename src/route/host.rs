@@ -15,9 +15,9 @@ pub(super) enum HostPattern {
     /// No `host` key: any Host, or none.
     Any,
     /// `api.example.com`, stored lowercase.
-    Exact(Box<[u8]>),
+    Exact(String),
     /// `*.example.com`, stored as the suffix `.example.com`, lowercase.
-    Suffix(Box<[u8]>),
+    Suffix(String),
 }
 
 impl HostPattern {
@@ -27,10 +27,8 @@ impl HostPattern {
         };
         let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
         match host.strip_prefix('*') {
-            Some(suffix) if suffix.starts_with('.') => {
-                HostPattern::Suffix(suffix.as_bytes().into())
-            }
-            _ => HostPattern::Exact(host.into_bytes().into()),
+            Some(suffix) if suffix.starts_with('.') => HostPattern::Suffix(suffix.to_owned()),
+            _ => HostPattern::Exact(host),
         }
     }
 }
@@ -144,11 +142,11 @@ mod tests {
         assert_eq!(HostPattern::parse(None), HostPattern::Any);
         assert_eq!(
             HostPattern::parse(Some("API.example.com.")),
-            HostPattern::Exact(b"api.example.com"[..].into())
+            HostPattern::Exact("api.example.com".into())
         );
         assert_eq!(
             HostPattern::parse(Some("*.Example.com")),
-            HostPattern::Suffix(b".example.com"[..].into())
+            HostPattern::Suffix(".example.com".into())
         );
     }
 

@@ -15,7 +15,7 @@
 //! of all of this is `docs/routing.md`.
 
 mod host;
-mod key_hash;
+mod key_map;
 mod normalize;
 mod path_index;
 mod spec;

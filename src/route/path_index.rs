@@ -4,9 +4,12 @@
 //! the prefix; a request path is probed once per place a matching prefix could
 //! end — the whole path, then each `/` from the right — so the longest matching
 //! prefix comes first and the cost grows with the path's depth, not with the
-//! number of routes. The `/` prefix matches every path and is kept apart.
+//! number of routes (probes of lengths no prefix has cost no hashing). The `/`
+//! prefix matches every path and is kept apart.
 
-use super::key_hash::KeyMap;
+use std::ops::ControlFlow;
+
+use super::key_map::KeyMap;
 use super::spec::PathMatch;
 
 #[derive(Debug, Default)]
@@ -15,9 +18,6 @@ pub(super) struct PathIndex {
     exact: KeyMap<Vec<usize>>,
     /// Canonical prefix (see [`canonical_prefix`]) → routes, in file order.
     prefixes: KeyMap<Vec<usize>>,
-    /// `prefix_len[n]`: some prefix is `n` bytes long. Probes of other lengths
-    /// are skipped without hashing.
-    prefix_len: Vec<bool>,
     /// Routes with the prefix `/`, in file order.
     root: Vec<usize>,
 }
@@ -38,46 +38,41 @@ pub(super) fn after_prefix<'p>(prefix: &str, path: &'p str) -> Option<&'p str> {
 impl PathIndex {
     pub(super) fn insert(&mut self, path: &PathMatch, route: usize) {
         match path {
-            PathMatch::Exact(exact) => {
-                let key: Box<[u8]> = exact.as_bytes().into();
-                self.exact.entry(key).or_default().push(route);
-            }
-            PathMatch::Prefix(prefix) => {
-                let prefix = canonical_prefix(prefix);
-                if prefix.is_empty() {
-                    self.root.push(route);
-                    return;
-                }
-                if self.prefix_len.len() <= prefix.len() {
-                    self.prefix_len.resize(prefix.len() + 1, false);
-                }
-                self.prefix_len[prefix.len()] = true;
-                let key: Box<[u8]> = prefix.as_bytes().into();
-                self.prefixes.entry(key).or_default().push(route);
-            }
+            PathMatch::Exact(exact) => self.exact.entry(exact.as_bytes()).push(route),
+            PathMatch::Prefix(prefix) => match canonical_prefix(prefix) {
+                "" => self.root.push(route),
+                prefix => self.prefixes.entry(prefix.as_bytes()).push(route),
+            },
         }
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.prefixes.is_empty() && self.root.is_empty()
-    }
-
-    /// Routes whose path condition matches `path`, in precedence order: exact,
-    /// then prefixes longest first, then `/`; file order within each.
-    pub(super) fn candidates<'a>(&'a self, path: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-        let exact = self.exact.get(path).into_iter().flatten();
-        let prefix_ends = std::iter::once(path.len()).chain(
-            path.iter()
-                .enumerate()
-                .rev()
-                .filter(|&(i, &b)| b == b'/' && i > 0)
-                .map(|(i, _)| i),
-        );
-        let prefixes = prefix_ends
-            .filter(|&len| self.prefix_len.get(len) == Some(&true))
-            .filter_map(|len| self.prefixes.get(&path[..len]))
-            .flatten();
-        exact.chain(prefixes).chain(&self.root).copied()
+    /// Calls `visit` with each route whose path condition matches `path`, in
+    /// precedence order: exact, then prefixes longest first, then `/`; file
+    /// order within each. Stops when `visit` breaks.
+    pub(super) fn visit<B>(
+        &self,
+        path: &[u8],
+        visit: &mut impl FnMut(usize) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        for &route in self.exact.get(path).into_iter().flatten() {
+            visit(route)?;
+        }
+        if !self.prefixes.is_empty() {
+            let mut end = path.len();
+            loop {
+                for &route in self.prefixes.get(&path[..end]).into_iter().flatten() {
+                    visit(route)?;
+                }
+                match path[..end].iter().rposition(|&b| b == b'/') {
+                    Some(slash) if slash > 0 => end = slash,
+                    _ => break,
+                }
+            }
+        }
+        for &route in &self.root {
+            visit(route)?;
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -94,7 +89,12 @@ mod tests {
     }
 
     fn matches(index: &PathIndex, path: &str) -> Vec<usize> {
-        index.candidates(path.as_bytes()).collect()
+        let mut found = Vec::new();
+        let _ = index.visit::<()>(path.as_bytes(), &mut |route| {
+            found.push(route);
+            ControlFlow::Continue(())
+        });
+        found
     }
 
     #[test]

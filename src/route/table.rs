@@ -10,8 +10,10 @@
 //! and the path's depth, not on the number of routes, and it does not allocate
 //! unless the answer is 405.
 
+use std::ops::ControlFlow;
+
 use super::host::{request_host, wildcard_suffixes, HostPattern, MAX_HOST_LEN};
-use super::key_hash::KeyMap;
+use super::key_map::KeyMap;
 use super::path_index::PathIndex;
 use super::spec::{HeaderMatch, RouteSpec};
 
@@ -103,8 +105,8 @@ impl RouteTable {
             table.conditions.push(Conditions::compile(spec));
             let group = match HostPattern::parse(spec.host.as_deref()) {
                 HostPattern::Any => &mut table.any_host,
-                HostPattern::Exact(host) => table.exact_hosts.entry(host).or_default(),
-                HostPattern::Suffix(suffix) => table.wildcard_hosts.entry(suffix).or_default(),
+                HostPattern::Exact(host) => table.exact_hosts.entry(host.as_bytes()),
+                HostPattern::Suffix(suffix) => table.wildcard_hosts.entry(suffix.as_bytes()),
             };
             group.insert(&spec.path, route);
         }
@@ -128,48 +130,68 @@ impl RouteTable {
         let mut buf = [0u8; MAX_HOST_LEN];
         let host = host.and_then(|raw| request_host(raw, &mut buf));
         let mut wrong_method = false;
-        for route in self.candidates(host, path, headers) {
+        let found = self.visit(host, path, headers, &mut |route| {
             if self.conditions[route].allows(method) {
-                return RouteMatch::Found(route);
+                return ControlFlow::Break(route);
             }
             wrong_method = true;
-        }
-        if !wrong_method {
-            return RouteMatch::NotFound;
-        }
-        let mut allow: Vec<&str> = self
-            .candidates(host, path, headers)
-            .filter_map(|route| self.conditions[route].methods.as_deref())
-            .flatten()
-            .map(|m| &**m)
-            .collect();
-        allow.sort_unstable();
-        allow.dedup();
-        RouteMatch::MethodNotAllowed {
-            allow: allow.join(", "),
+            ControlFlow::Continue(())
+        });
+        match found {
+            ControlFlow::Break(route) => RouteMatch::Found(route),
+            ControlFlow::Continue(()) if wrong_method => RouteMatch::MethodNotAllowed {
+                allow: self.allow(host, path, headers),
+            },
+            ControlFlow::Continue(()) => RouteMatch::NotFound,
         }
     }
 
-    /// Routes whose host, path and headers match, in precedence order.
-    fn candidates<'a>(
-        &'a self,
-        host: Option<&'a [u8]>,
-        path: &'a [u8],
-        headers: &'a dyn HeaderLookup,
-    ) -> impl Iterator<Item = usize> + 'a {
-        let exact = host.and_then(|host| self.exact_hosts.get(host));
-        let wildcards = host
-            .filter(|_| !self.wildcard_hosts.is_empty())
-            .into_iter()
-            .flat_map(wildcard_suffixes)
-            .filter_map(|suffix| self.wildcard_hosts.get(suffix));
-        let any = Some(&self.any_host).filter(|group| !group.is_empty());
-        exact
-            .into_iter()
-            .chain(wildcards)
-            .chain(any)
-            .flat_map(move |group| group.candidates(path))
-            .filter(move |&route| self.conditions[route].headers_match(headers))
+    /// The `Allow` value when no candidate allowed the method: the union of
+    /// the candidates' methods, sorted and unique.
+    fn allow(&self, host: Option<&[u8]>, path: &[u8], headers: &dyn HeaderLookup) -> String {
+        let mut allow: Vec<&str> = Vec::new();
+        let _ = self.visit::<()>(host, path, headers, &mut |route| {
+            let methods = self.conditions[route]
+                .methods
+                .as_deref()
+                .unwrap_or_default();
+            allow.extend(methods.iter().map(|m| &**m));
+            ControlFlow::Continue(())
+        });
+        allow.sort_unstable();
+        allow.dedup();
+        allow.join(", ")
+    }
+
+    /// Calls `visit` with each route whose host, path and headers match, in
+    /// precedence order (see the module doc). Stops when `visit` breaks.
+    fn visit<B>(
+        &self,
+        host: Option<&[u8]>,
+        path: &[u8],
+        headers: &dyn HeaderLookup,
+        visit: &mut impl FnMut(usize) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        let mut visit_matching = |route: usize| {
+            if self.conditions[route].headers_match(headers) {
+                visit(route)
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        if let Some(host) = host {
+            if let Some(group) = self.exact_hosts.get(host) {
+                group.visit(path, &mut visit_matching)?;
+            }
+            if !self.wildcard_hosts.is_empty() {
+                for suffix in wildcard_suffixes(host) {
+                    if let Some(group) = self.wildcard_hosts.get(suffix) {
+                        group.visit(path, &mut visit_matching)?;
+                    }
+                }
+            }
+        }
+        self.any_host.visit(path, &mut visit_matching)
     }
 }
 
