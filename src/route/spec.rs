@@ -13,7 +13,8 @@ pub struct RouteSpec {
     pub path: PathMatch,
     /// Uppercase method tokens; `None` = any method. `GET` also admits `HEAD`.
     pub methods: Option<Vec<String>>,
-    /// Lowercase header name and the condition on its value; all must hold.
+    /// Header name (matched case-insensitively; the table lowercases it) and
+    /// the condition on its value; all must hold.
     pub headers: Vec<(String, HeaderMatch)>,
 }
 
@@ -64,8 +65,8 @@ impl RouteSpec {
             }
         }
         for (name, condition) in &self.headers {
-            if name.is_empty() || !name.bytes().all(is_lowercase_tchar) {
-                return Err(format!("headers: {name:?} is not a lowercase header name"));
+            if name.is_empty() || !name.bytes().all(is_tchar) {
+                return Err(format!("headers: {name:?} is not a header name"));
             }
             if let HeaderMatch::Equals(value) = condition {
                 if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
@@ -100,8 +101,8 @@ fn check_route_path(key: &str, path: &str) -> Result<(), String> {
     }
 }
 
-fn is_lowercase_tchar(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
@@ -142,8 +143,10 @@ mod tests {
         assert!(s.check().is_err());
         s.methods = Some(vec!["GET".into(), "PURGE".into()]);
         assert_eq!(s.check(), Ok(()));
-        s.headers = vec![("X-Version".into(), HeaderMatch::Present)];
+        s.headers = vec![("x version".into(), HeaderMatch::Present)];
         assert!(s.check().is_err());
+        s.headers = vec![("X-Version".into(), HeaderMatch::Present)];
+        assert_eq!(s.check(), Ok(()));
         s.headers = vec![("x-version".into(), HeaderMatch::Equals(b"2\r\n".to_vec()))];
         assert!(s.check().is_err());
         s.headers = vec![("x-version".into(), HeaderMatch::Equals(b"2".to_vec()))];

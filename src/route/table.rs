@@ -552,6 +552,48 @@ mod tests {
         );
     }
 
+    /// The worked example of docs/routing.md, row by row.
+    #[test]
+    fn worked_example_in_the_docs() {
+        let table = RouteTable::new(&[
+            route(None, prefix("/")),
+            route(None, prefix("/api/v1")),
+            header(
+                route(None, prefix("/api/v1")),
+                "x-canary",
+                HeaderMatch::Equals(b"1".to_vec()),
+            ),
+            methods(route(None, exact("/api/v1/health")), &["GET"]),
+            route(Some("*.example.com"), prefix("/api")),
+            methods(
+                route(Some("admin.example.com"), prefix("/")),
+                &["GET", "POST"],
+            ),
+        ]);
+        let canary = Headers(&[("x-canary", "1")]);
+        let find = |method: &str, path: &str, host: &str, headers: &Headers| {
+            table.find(
+                Some(host.as_bytes()),
+                path.as_bytes(),
+                method.as_bytes(),
+                headers,
+            )
+        };
+        let rows = [
+            ("GET", "/api/v1/health", "localhost", &NO_HEADERS, 3),
+            ("POST", "/api/v1/health", "localhost", &NO_HEADERS, 1),
+            ("GET", "/api/v1/users", "localhost", &canary, 1),
+            ("GET", "/api/v12", "localhost", &NO_HEADERS, 0),
+            ("GET", "/api/v1/users", "acme.example.com", &NO_HEADERS, 4),
+            ("GET", "/anything", "ADMIN.example.com:443", &NO_HEADERS, 5),
+            ("DELETE", "/x", "admin.example.com", &NO_HEADERS, 0),
+        ];
+        for (method, path, host, headers, want) in rows {
+            let found = find(method, path, host, headers);
+            assert_eq!(found, RouteMatch::Found(want), "{method} {path} {host}");
+        }
+    }
+
     #[test]
     fn empty_table_finds_nothing() {
         let table = RouteTable::new(&[]);
