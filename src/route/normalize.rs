@@ -339,6 +339,42 @@ mod tests {
         assert_eq!((t.path.as_str(), t.query.as_deref()), ("/", Some("x")));
     }
 
+    /// Random paths over an alphabet rich in separators, dots and escapes: the
+    /// result never holds `//`, `.` or `..` segments, and normalizing it again
+    /// changes nothing (what is matched is exactly what is forwarded).
+    #[test]
+    fn normalization_is_idempotent() {
+        const PIECES: [&str; 12] = [
+            "/", "/", ".", "..", "a", "%2e", "%2E", "%41", "%3f", "%", "%zz", "b~",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as usize
+        };
+        let mut checked = 0;
+        for _ in 0..20_000 {
+            let mut raw = String::from("/");
+            for _ in 0..next() % 12 {
+                raw.push_str(PIECES[next() % PIECES.len()]);
+            }
+            let Ok(once) = path(&raw) else { continue };
+            assert!(once.starts_with('/'), "{raw} -> {once}");
+            for bad in ["//", "/./", "/../"] {
+                assert!(!once.contains(bad), "{raw} -> {once}");
+            }
+            assert!(
+                !once.ends_with("/.") && !once.ends_with("/.."),
+                "{raw} -> {once}"
+            );
+            assert_eq!(path(&once).as_deref(), Ok(once.as_str()), "{raw}");
+            checked += 1;
+        }
+        assert!(checked > 5_000, "only {checked} random paths were valid");
+    }
+
     #[test]
     fn errors_have_short_reasons() {
         assert_eq!(
