@@ -10,7 +10,8 @@
 //! 2. Raw control characters, space, `\`, `#` and bytes ≥ 0x80 are rejected.
 //! 3. Empty segments (`//`) are dropped; `.` is dropped; `..` drops the segment
 //!    before it and never climbs above `/`. Decoding comes first, so `%2e%2e`
-//!    is `..`. A trailing slash is kept.
+//!    is `..`. Slashes merge before dots resolve, as in nginx (`/a//../b` is
+//!    `/b`; Envoy, resolving first, gives `/a/b`). A trailing slash is kept.
 //!
 //! The query is kept verbatim; it is only checked for bytes that cannot appear
 //! in a request-target (controls, space, `#`, bytes ≥ 0x80).
