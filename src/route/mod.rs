@@ -8,7 +8,7 @@
 //!    escapes decoded), or refuses it with a [`PathError`] (400).
 //! 2. [`RouteTable::find`] picks the route by host, path, headers and method:
 //!    [`RouteMatch::Found`], or 404 / 405 with its `Allow` value.
-//! 3. [`upstream_path`] applies the route's `strip_prefix` / `rewrite_prefix`.
+//! 3. [`upstream_path()`] applies the route's `strip_prefix` / `rewrite_prefix`.
 //!
 //! A [`RouteTable`] is built once per config snapshot from [`RouteSpec`]s,
 //! which the config layer checks with [`RouteSpec::check`]. The operator's view
