@@ -1,7 +1,7 @@
 //! Portico: a thread-per-core API gateway on io_uring.
 //!
 //! The binary (`src/main.rs`) is a thin CLI over this library; integration tests
-//! and benches use the library directly. Read `docs/architecture.md` for the map.
+//! and benches use the library directly. `docs/architecture.md` is the map.
 
 pub mod admin;
 pub mod config;

@@ -119,7 +119,7 @@ upstream = "a"
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    for expected in [":2:11:", ":3:11:", ":8:14:", ":10:11:", ":13:8:"] {
+    for expected in [":2:11:", ":3:11:", ":8:14:", ":10:11:", ":14:8:"] {
         assert!(err.contains(expected), "missing {expected} in:\n{err}");
     }
 }

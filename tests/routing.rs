@@ -31,8 +31,14 @@ fn exact_host_beats_wildcard_host_beats_any_host() {
         named("exact", "host = \"api.example.com\"\npath_prefix = \"/\""),
     ]);
     let mut c = gw.client();
-    assert_eq!(matched(&mut c, "GET", "api.example.com", "/", "").1, "exact");
-    assert_eq!(matched(&mut c, "GET", "API.Example.COM:8080", "/", "").1, "exact");
+    assert_eq!(
+        matched(&mut c, "GET", "api.example.com", "/", "").1,
+        "exact"
+    );
+    assert_eq!(
+        matched(&mut c, "GET", "API.Example.COM:8080", "/", "").1,
+        "exact"
+    );
     assert_eq!(matched(&mut c, "GET", "www.example.com", "/", "").1, "wild");
     assert_eq!(matched(&mut c, "GET", "other.org", "/", "").1, "any");
 }
@@ -46,7 +52,10 @@ fn exact_path_beats_longer_prefix_beats_shorter_prefix() {
     ]);
     let mut c = gw.client();
     assert_eq!(matched(&mut c, "GET", "h", "/api/v1/status", "").1, "exact");
-    assert_eq!(matched(&mut c, "GET", "h", "/api/v1/status/x", "").1, "long");
+    assert_eq!(
+        matched(&mut c, "GET", "h", "/api/v1/status/x", "").1,
+        "long"
+    );
     assert_eq!(matched(&mut c, "GET", "h", "/api/v1", "").1, "long");
     assert_eq!(matched(&mut c, "GET", "h", "/api/v2", "").1, "short");
     assert_eq!(matched(&mut c, "GET", "h", "/api", "").1, "short");
@@ -64,15 +73,30 @@ fn prefixes_are_segment_aware() {
 #[test]
 fn ties_go_to_the_first_route_in_the_file_and_headers_can_decide() {
     let gw = gateway(&[
-        named("v2", "path_prefix = \"/svc\"\nheaders = { \"x-version\" = \"2\" }"),
-        named("beta", "path_prefix = \"/svc\"\nheaders = { \"x-beta\" = \"*\" }"),
+        named(
+            "v2",
+            "path_prefix = \"/svc\"\nheaders = { \"x-version\" = \"2\" }",
+        ),
+        named(
+            "beta",
+            "path_prefix = \"/svc\"\nheaders = { \"x-beta\" = \"*\" }",
+        ),
         named("first", "path_prefix = \"/svc\""),
         named("second", "path_prefix = \"/svc\""),
     ]);
     let mut c = gw.client();
-    assert_eq!(matched(&mut c, "GET", "h", "/svc", "X-Version: 2\r\n").1, "v2");
-    assert_eq!(matched(&mut c, "GET", "h", "/svc", "X-Version: 3\r\n").1, "first");
-    assert_eq!(matched(&mut c, "GET", "h", "/svc", "X-Beta: anything\r\n").1, "beta");
+    assert_eq!(
+        matched(&mut c, "GET", "h", "/svc", "X-Version: 2\r\n").1,
+        "v2"
+    );
+    assert_eq!(
+        matched(&mut c, "GET", "h", "/svc", "X-Version: 3\r\n").1,
+        "first"
+    );
+    assert_eq!(
+        matched(&mut c, "GET", "h", "/svc", "X-Beta: anything\r\n").1,
+        "beta"
+    );
     assert_eq!(matched(&mut c, "GET", "h", "/svc", "").1, "first");
 }
 
@@ -80,10 +104,16 @@ fn ties_go_to_the_first_route_in_the_file_and_headers_can_decide() {
 fn no_route_is_404_and_wrong_method_is_405_with_allow() {
     let gw = gateway(&[
         named("read", "path_prefix = \"/items\"\nmethods = [\"GET\"]"),
-        named("write", "path_prefix = \"/items\"\nmethods = [\"POST\", \"PUT\"]"),
+        named(
+            "write",
+            "path_prefix = \"/items\"\nmethods = [\"POST\", \"PUT\"]",
+        ),
     ]);
     let mut c = gw.client();
-    assert_eq!(matched(&mut c, "POST", "h", "/items", "Content-Length: 0\r\n").1, "write");
+    assert_eq!(
+        matched(&mut c, "POST", "h", "/items", "Content-Length: 0\r\n").1,
+        "write"
+    );
     assert_eq!(matched(&mut c, "GET", "h", "/items", "").1, "read");
     c.send(b"DELETE /items/1 HTTP/1.1\r\nHost: h\r\n\r\n");
     let r = c.response().unwrap();

@@ -208,6 +208,7 @@ fn routes(
     let mut specs = Vec::new();
     let mut routes = Vec::new();
     for r in list {
+        let problems_before = p.count();
         let name = r.name.get_ref().clone();
         check_name(&r.name, "route", &mut seen, p);
         let path = match (&r.path, &r.path_prefix) {
@@ -314,13 +315,21 @@ fn routes(
             .as_ref()
             .map(|t| millis(t, p))
             .unwrap_or(upstream_timeout);
-        specs.push(RouteSpec {
+        let spec = RouteSpec {
             name: name.clone(),
             host,
             path,
             methods,
             headers,
-        });
+        };
+        // The route stage's own rules; only asked when the keys above were fine,
+        // so one mistake is not reported twice.
+        if p.count() == problems_before {
+            if let Err(reason) = spec.check() {
+                p.at(r.name.span(), format!("route \"{name}\": {reason}"));
+            }
+        }
+        specs.push(spec);
         routes.push(Route {
             name,
             action,

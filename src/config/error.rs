@@ -67,6 +67,11 @@ impl<'a> Problems<'a> {
         });
     }
 
+    /// How many problems have been recorded so far.
+    pub fn count(&self) -> usize {
+        self.found.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.found.is_empty()
     }

@@ -42,7 +42,11 @@ pub async fn handle<'s, S: Io>(
     let found = {
         let head_bytes = conn.head_bytes();
         let head = &conn.head;
-        let host = head.host.clone().and_then(|r| head_bytes.get(r));
+        // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2).
+        let host = match &target.authority {
+            Some(a) => Some(a.as_bytes()),
+            None => head.host.clone().and_then(|r| head_bytes.get(r)),
+        };
         let method = head_bytes.get(head.method.clone()).unwrap_or(b"");
         let headers = HeadHeaders {
             bytes: head_bytes,
