@@ -1,6 +1,6 @@
 //! Test harness: real `portico` and `portico-load serve` processes on 127.0.0.1,
 //! and a small raw HTTP/1.1 client that sends exact bytes and reads exact answers.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod procs;
