@@ -4,7 +4,8 @@
 //!
 //! - `GET /healthz`: 200 while the process runs.
 //! - `GET /ready`: 200 while serving, 503 once draining (load balancers stop sending).
-//! - `GET /stats`: counters summed over workers, as JSON.
+//! - `GET /stats`: counters summed over workers and side threads (the rate
+//!   limiter), as JSON.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -25,8 +26,14 @@ impl Admin {
     }
 }
 
-/// Binds `addr` and serves admin requests on a background thread.
-pub fn start(addr: SocketAddr, workers: Vec<Arc<PublishedCounters>>) -> std::io::Result<Admin> {
+/// Binds `addr` and serves admin requests on a background thread. `side` are the
+/// counters of threads other than workers; they are summed in but not counted as
+/// workers.
+pub fn start(
+    addr: SocketAddr,
+    workers: Vec<Arc<PublishedCounters>>,
+    side: Vec<Arc<PublishedCounters>>,
+) -> std::io::Result<Admin> {
     let listener = TcpListener::bind(addr)?;
     let draining = Arc::new(AtomicBool::new(false));
     let flag = draining.clone();
@@ -34,7 +41,7 @@ pub fn start(addr: SocketAddr, workers: Vec<Arc<PublishedCounters>>) -> std::io:
         .name("portico-admin".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                let _ = answer(stream, &flag, &workers);
+                let _ = answer(stream, &flag, &workers, &side);
             }
         })?;
     Ok(Admin { draining })
@@ -44,6 +51,7 @@ fn answer(
     mut stream: TcpStream,
     draining: &AtomicBool,
     workers: &[Arc<PublishedCounters>],
+    side: &[Arc<PublishedCounters>],
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
@@ -71,14 +79,19 @@ fn answer(
             respond(&mut stream, 503, "text/plain", "draining\n")
         }
         "/ready" => respond(&mut stream, 200, "text/plain", "ready\n"),
-        "/stats" => respond(&mut stream, 200, "application/json", &stats_json(workers)),
+        "/stats" => respond(
+            &mut stream,
+            200,
+            "application/json",
+            &stats_json(workers, side),
+        ),
         _ => respond(&mut stream, 404, "text/plain", "not found\n"),
     }
 }
 
-fn stats_json(workers: &[Arc<PublishedCounters>]) -> String {
+fn stats_json(workers: &[Arc<PublishedCounters>], side: &[Arc<PublishedCounters>]) -> String {
     let mut totals: Vec<(&'static str, u64)> = Vec::new();
-    for w in workers {
+    for w in workers.iter().chain(side) {
         for (i, (name, v)) in w.values().into_iter().enumerate() {
             match totals.get_mut(i) {
                 Some(t) => t.1 += v,

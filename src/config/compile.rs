@@ -12,6 +12,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::Problems;
+use super::rate_limits;
 use super::schema::{self, Balance, Workers};
 use super::snapshot::*;
 use super::Sections;
@@ -19,7 +20,7 @@ use crate::route::{self, HeaderMatch, PathMatch, RouteSpec, RouteTable};
 
 pub(crate) fn compile(
     file: &str,
-    sections: Sections,
+    mut sections: Sections,
     problems: &mut Problems<'_>,
 ) -> Option<Snapshot> {
     let server = server_settings(sections.server.unwrap_or_default(), problems);
@@ -27,7 +28,21 @@ pub(crate) fn compile(
     let log = log_settings(sections.log.unwrap_or_default(), problems);
     let upstreams = upstreams(sections.upstreams, problems);
     let endpoint_count = upstreams.iter().map(|u| u.endpoints.len()).sum();
-    let (specs, routes) = routes(sections.routes, &upstreams, problems);
+    let rate_limits = rate_limits::compile(
+        std::mem::take(&mut sections.rate_limits),
+        sections.fleet.take(),
+        sections.rate_limit_headers.take(),
+        problems,
+    );
+    let route_policies: Vec<_> = sections
+        .routes
+        .iter_mut()
+        .map(|r| std::mem::take(&mut r.rate_limits))
+        .collect();
+    let (specs, mut routes) = routes(sections.routes, &upstreams, problems);
+    for (route, names) in routes.iter_mut().zip(route_policies) {
+        route.limits = rate_limits::route_limits(&route.name, &names, &rate_limits, problems);
+    }
     if !problems.is_empty() {
         return None;
     }
@@ -40,6 +55,7 @@ pub(crate) fn compile(
         routes,
         upstreams,
         endpoint_count,
+        rate_limits,
     })
 }
 
@@ -338,6 +354,7 @@ fn routes(
             rewrite_prefix,
             preserve_host: r.preserve_host,
             timeout,
+            limits: Default::default(),
         });
     }
     (specs, routes)

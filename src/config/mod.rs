@@ -6,6 +6,7 @@
 
 mod compile;
 mod error;
+mod rate_limits;
 mod schema;
 mod snapshot;
 
@@ -59,11 +60,14 @@ pub(crate) struct Sections {
     pub upstreams: Vec<schema::UpstreamSection>,
     pub routes: Vec<schema::RouteSection>,
     pub log: Option<schema::LogSection>,
+    pub rate_limits: Vec<schema::RateLimitSection>,
+    pub fleet: Option<schema::FleetSection>,
+    pub rate_limit_headers: Option<schema::RateLimitHeadersSection>,
 }
 
 /// Sections that later versions handle; named so the error says so.
-const NOT_YET: &[&str] = &["auth", "rate_limit", "fleet", "rate_limit_headers"];
-const KNOWN: &str = "server, admin, upstream, route, log";
+const NOT_YET: &[&str] = &["auth"];
+const KNOWN: &str = "server, admin, upstream, route, log, rate_limit, fleet, rate_limit_headers";
 
 fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
@@ -82,6 +86,9 @@ fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
             "log" => out.log = one(value, problems),
             "upstream" => out.upstreams = many(value, "[[upstream]]", problems),
             "route" => out.routes = many(value, "[[route]]", problems),
+            "rate_limit" => out.rate_limits = many(value, "[[rate_limit]]", problems),
+            "fleet" => out.fleet = one(value, problems),
+            "rate_limit_headers" => out.rate_limit_headers = one(value, problems),
             other if NOT_YET.contains(&other) => problems.at(
                 span,
                 format!("`{other}` is not supported by this version of portico"),

@@ -123,6 +123,9 @@ pub struct RouteSection {
     #[serde(default)]
     pub preserve_host: bool,
     pub timeout_ms: Option<Spanned<u64>>,
+    /// Names of `[[rate_limit]]` policies, in any order (checked most specific first).
+    #[serde(default)]
+    pub rate_limits: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +152,100 @@ impl Default for LogSection {
             access_log: Spanned::new(0..0, "stdout".to_string()),
         }
     }
+}
+
+/// One `[[rate_limit]]` policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSection {
+    pub name: Spanned<String>,
+    pub key: Spanned<KeySetting>,
+    pub rate: Spanned<RateSetting>,
+    pub burst: Option<Spanned<f64>>,
+    pub scope: Option<Spanned<ScopeSetting>>,
+    pub before_auth: Option<Spanned<bool>>,
+    pub fallback: Option<Spanned<String>>,
+    pub max_keys: Option<Spanned<u64>>,
+}
+
+/// `key = "ip"` or a composite `key = ["claim:sub", "route"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum KeySetting {
+    One(String),
+    Parts(Vec<String>),
+}
+
+/// `rate = 100` (per second) or `rate = "6000/m"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RateSetting {
+    PerSecond(f64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeSetting {
+    Worker,
+    Instance,
+    Fleet,
+}
+
+/// `[fleet]`: the Redis shared by every instance, for `scope = "fleet"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetSection {
+    pub redis: Spanned<String>,
+    pub sync_interval_ms: Spanned<u64>,
+    pub redis_timeout_ms: Spanned<u64>,
+    pub on_redis_failure: OnRedisFailureSetting,
+    pub key_prefix: Spanned<String>,
+}
+
+impl Default for FleetSection {
+    fn default() -> Self {
+        FleetSection {
+            redis: Spanned::new(0..0, "redis://127.0.0.1:6379".to_string()),
+            sync_interval_ms: Spanned::new(0..0, 10),
+            redis_timeout_ms: Spanned::new(0..0, 50),
+            on_redis_failure: OnRedisFailureSetting::Instance,
+            key_prefix: Spanned::new(0..0, "portico:rl:".to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRedisFailureSetting {
+    Open,
+    Closed,
+    Instance,
+}
+
+/// `[rate_limit_headers]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitHeadersSection {
+    pub style: HeaderStyleSetting,
+    pub on_allowed: bool,
+}
+
+impl Default for RateLimitHeadersSection {
+    fn default() -> Self {
+        RateLimitHeadersSection {
+            style: HeaderStyleSetting::Draft,
+            on_allowed: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderStyleSetting {
+    Draft,
+    Legacy,
+    None,
 }
 
 mod defaults {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::limit::{RateLimitSettings, RouteLimits};
 use crate::route::RouteTable;
 
 pub struct Snapshot {
@@ -23,6 +24,8 @@ pub struct Snapshot {
     /// Endpoints of all upstreams, numbered 0..endpoint_count (`Endpoint::id`), so a
     /// worker can keep per-endpoint state (pools, in-flight counts) in flat vectors.
     pub endpoint_count: usize,
+    /// `[[rate_limit]]` policies, `[fleet]` and `[rate_limit_headers]`.
+    pub rate_limits: RateLimitSettings,
 }
 
 /// `[server]`: listeners, worker layout and the limits every request is held to.
@@ -73,6 +76,8 @@ pub struct Route {
     pub preserve_host: bool,
     /// Upstream request timeout: the route's `timeout_ms`, else the upstream's.
     pub timeout: Duration,
+    /// The route's rate-limit policies, before and after authentication.
+    pub limits: RouteLimits,
 }
 
 pub enum Action {

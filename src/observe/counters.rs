@@ -58,6 +58,32 @@ counters! {
     upstream_truncated,
     /// Access-log lines dropped because the writer thread was behind.
     access_log_dropped,
+    /// Rate-limit checks passed (one per policy and request).
+    ratelimit_allowed,
+    /// Requests refused with 429.
+    ratelimit_denied,
+    /// Requests admitted on a provisional allowance (before the limiter's grant).
+    ratelimit_provisional,
+    /// Checks decided by a local bucket because the limiter could not be reached.
+    ratelimit_local,
+    /// Reports to the limiter thread that found its channel full.
+    ratelimit_channel_full,
+    /// Lease requests sent to the limiter thread.
+    ratelimit_lease_requests,
+    /// Keys evicted from this worker's rate-limit tables (least recently used).
+    ratelimit_key_evictions,
+    /// Reports the limiter thread handled.
+    limiter_demands,
+    /// Grants the limiter thread could not deliver (a worker's channel was full).
+    limiter_grants_dropped,
+    /// Keys evicted from the limiter thread's tables.
+    limiter_key_evictions,
+    /// Successful Redis syncs of fleet policies.
+    fleet_syncs,
+    /// Failed Redis syncs and reconnects.
+    fleet_redis_failures,
+    /// 1 while Redis is unreachable and `on_redis_failure` applies.
+    fleet_redis_down,
 }
 
 impl Counters {

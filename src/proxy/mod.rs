@@ -2,6 +2,7 @@
 //! (see `pipeline.rs`), and the gateway's own replies.
 
 mod pipeline;
+mod rate_limit;
 mod reply;
 mod request_id;
 

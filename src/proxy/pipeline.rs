@@ -1,14 +1,17 @@
 //! The life of one request on a worker, stage by stage, in the order of the design:
-//! normalize → route → (identity strip, rate limits, authentication: their issues
-//! plug in where marked) → respond or forward. Logging and counting wrap this call
+//! normalize → route → rate limits on the address → (identity strip and
+//! authentication: its issue plugs in where marked) → rate limits on the identity
+//! → respond or forward. Logging and counting wrap this call
 //! in the connection loop, in one place.
 
 use crate::config::{Action, Snapshot};
 use crate::http::{BodyFraming, HttpError, RequestHead};
+use crate::limit::LeastRemaining;
 use crate::route::{self, HeaderLookup, RouteMatch};
 use crate::server::{ClientConn, Io, WorkerCtx};
 use crate::upstream;
 
+use super::rate_limit::{self, Phase};
 use super::reply::{send_error, send_fixed, send_reply, LocalReply};
 use super::{Outcome, RequestId};
 
@@ -80,8 +83,22 @@ pub async fn handle<'s, S: Io>(
         );
     };
 
-    // Identity headers are stripped, rate limits and authentication run here
-    // (issues: JWT authentication, two-stage rate limiting).
+    // Rate limits keyed on the client address run before authentication, so a
+    // flood never reaches the token verifier; limits on the verified identity run
+    // after it. Identity headers are stripped and authentication runs between the
+    // two (issue: JWT authentication), whose verified claims the second check takes.
+    let mut least = LeastRemaining::default();
+    if let Err(denied) = rate_limit::check(ctx, snap, route, Phase::BeforeAuth, conn, None, &mut least) {
+        let keep = keep_alive_after_local_reply(ctx, conn);
+        let out = rate_limit::refuse(snap, conn, denied, request_id, keep).await;
+        return (out, Some(&route.name));
+    }
+    if let Err(denied) = rate_limit::check(ctx, snap, route, Phase::AfterAuth, conn, None, &mut least) {
+        let keep = keep_alive_after_local_reply(ctx, conn);
+        let out = rate_limit::refuse(snap, conn, denied, request_id, keep).await;
+        return (out, Some(&route.name));
+    }
+    rate_limit::announce(snap, conn, &least);
 
     if let BodyFraming::Length(n) = conn.head.body {
         if n > snap.server.limits.max_body_bytes {

@@ -43,7 +43,7 @@ pub async fn send_reply<S: Io>(
         w.extend_from_slice(value);
         w.extend_from_slice(b"\r\n");
     }
-    finish_head(w, request_id, keep_alive, minor);
+    finish_head(w, &conn.response_headers, request_id, keep_alive, minor);
     if !is_head {
         w.extend_from_slice(reply.body);
     }
@@ -85,15 +85,23 @@ pub async fn send_fixed<S: Io>(
     let w = &mut conn.wbuf;
     w.clear();
     w.extend_from_slice(&fixed.head);
-    finish_head(w, request_id, keep_alive, minor);
+    finish_head(w, &conn.response_headers, request_id, keep_alive, minor);
     if !is_head {
         w.extend_from_slice(&fixed.body);
     }
     write_out(conn, fixed.status, request_id, keep_alive).await
 }
 
-/// The headers every reply ends with: the request ID and the connection's fate.
-pub fn finish_head(w: &mut Vec<u8>, request_id: RequestId, keep_alive: bool, minor: u8) {
+/// The headers every reply ends with: those the pipeline added for this request
+/// (`extra`, whole header lines), the request ID and the connection's fate.
+pub fn finish_head(
+    w: &mut Vec<u8>,
+    extra: &[u8],
+    request_id: RequestId,
+    keep_alive: bool,
+    minor: u8,
+) {
+    w.extend_from_slice(extra);
     w.extend_from_slice(b"x-request-id: ");
     w.extend_from_slice(request_id.as_str().as_bytes());
     w.extend_from_slice(b"\r\n");

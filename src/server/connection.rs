@@ -82,6 +82,9 @@ pub struct ClientConn<S> {
     pub head: RequestHead,
     /// The head has been consumed from `rbuf` (only body bytes follow at `pos`).
     pub head_consumed: bool,
+    /// Header lines (`name: value\r\n`) the pipeline adds to whatever response the
+    /// current request gets, e.g. `RateLimit` on allowed responses.
+    pub response_headers: Vec<u8>,
     /// `METHOD target` of the current request, kept for the access log (which is
     /// written after the head's bytes may have been overwritten by the body).
     logged_request: Vec<u8>,
@@ -104,6 +107,7 @@ impl<S: Io> ClientConn<S> {
             wbuf: Vec::with_capacity(INITIAL_READ_BUFFER),
             head: RequestHead::default(),
             head_consumed: false,
+            response_headers: Vec::new(),
             logged_request: Vec::new(),
             logged_method_len: 0,
         }
@@ -158,6 +162,7 @@ impl<S: Io> ClientConn<S> {
     fn finish_request(&mut self) {
         self.consume_head();
         self.head_consumed = false;
+        self.response_headers.clear();
     }
 
     /// Reads more bytes from the client; `Ok(0)` is end of stream.

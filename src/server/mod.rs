@@ -19,6 +19,7 @@ use signal_hook::iterator::Signals;
 
 use crate::admin;
 use crate::config::Snapshot;
+use crate::limit::GlobalLimiter;
 use crate::observe::{AccessLogWriter, PublishedCounters};
 use worker::{Command, WorkerPlan};
 
@@ -30,6 +31,11 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     let access_log = AccessLogWriter::start(&snapshot.log.access_log)
         .map_err(|e| format!("cannot open the access log: {e}"))?;
     let cores = layout::worker_cores(snapshot.server.workers, snapshot.server.pin_workers);
+    // The global limiter thread (instance and fleet rate limits), one link per worker.
+    let (limiter, mut limiter_links) = match GlobalLimiter::start(snapshot.clone(), cores.len())? {
+        Some((thread, links)) => (Some(thread), links.into_iter().map(Some).collect()),
+        None => (None, Vec::new()),
+    };
 
     let (started_tx, started_rx) = bounded(cores.len());
     let mut commands: Vec<Sender<Command>> = Vec::new();
@@ -48,6 +54,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
             started: started_tx.clone(),
             access_log: access_log.as_ref().map(AccessLogWriter::buffer),
             published: counters,
+            limiter: limiter_links.get_mut(id).and_then(Option::take),
         };
         let handle = std::thread::Builder::new()
             .name(format!("portico-worker-{id}"))
@@ -70,12 +77,16 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
         for t in threads {
             let _ = t.join();
         }
+        if let Some(l) = limiter {
+            l.join();
+        }
         return Err(e);
     }
 
+    let side_counters = limiter.iter().map(|l| l.counters.clone()).collect();
     let admin = match snapshot.admin {
         Some(addr) => Some(
-            admin::start(addr, published.clone())
+            admin::start(addr, published.clone(), side_counters)
                 .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
         ),
         None => None,
@@ -108,6 +119,10 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     }
     for t in threads {
         let _ = t.join();
+    }
+    // The limiter ends once every worker has dropped its link.
+    if let Some(l) = limiter {
+        l.join();
     }
     if let Some(log) = access_log {
         log.finish();

@@ -13,6 +13,7 @@ use monoio::net::{ListenerOpts, TcpListener};
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::config::Snapshot;
+use crate::limit::{LocalLimiter, WorkerLink, LIMIT_TICK};
 use crate::observe::{AccessLogBuffer, AccessRecord, Counters, PublishedCounters};
 use crate::proxy::{Outcome, RequestIds};
 use crate::upstream::{Balancer, UpstreamPools};
@@ -37,6 +38,8 @@ pub struct WorkerPlan {
     pub started: Sender<Result<String, String>>,
     pub access_log: Option<AccessLogBuffer>,
     pub published: Arc<PublishedCounters>,
+    /// This worker's channels to the global limiter thread, when there is one.
+    pub limiter: Option<WorkerLink>,
 }
 
 /// How often a worker looks at its command channel, sweeps pools and publishes counters.
@@ -84,7 +87,12 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
             }
         }
     }
-    let ctx = Rc::new(WorkerCtx::new(plan.id, snapshot.clone(), plan.access_log));
+    let ctx = Rc::new(WorkerCtx::new(
+        plan.id,
+        snapshot.clone(),
+        plan.access_log,
+        plan.limiter,
+    ));
     let _ = plan
         .started
         .send(Ok(format!("worker {} on {core}, driver {driver}", plan.id)));
@@ -92,6 +100,9 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
     let mut accepting = Vec::new();
     for l in listeners {
         accepting.push(monoio::spawn(accept_loop(ctx.clone(), l)));
+    }
+    if ctx.limits.has_limiter() {
+        monoio::spawn(limit_tick(ctx.clone()));
     }
 
     // The tick: commands, pool sweeping, counter publishing, log flushing.
@@ -126,6 +137,16 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
     }
 }
 
+/// Picks up the limiter's grants and hands back expired leases when no request
+/// does (requests pick grants up too, with a non-blocking `try_recv`).
+async fn limit_tick(ctx: Rc<WorkerCtx>) {
+    while !ctx.drain.is_raised() {
+        monoio::time::sleep(LIMIT_TICK).await;
+        let snapshot = ctx.snapshot();
+        ctx.limits.tick(&snapshot.rate_limits, &ctx.counters);
+    }
+}
+
 fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
     let opts = ListenerOpts::new().reuse_port(true).backlog(backlog);
     TcpListener::bind_with_config(addr, &opts)
@@ -142,12 +163,20 @@ pub struct WorkerCtx {
     pub active_connections: Cell<usize>,
     pub request_ids: RequestIds,
     pub access_log: Option<AccessLogBuffer>,
+    /// Stage 1 of rate limiting: this worker's buckets and leases.
+    pub limits: LocalLimiter,
 }
 
 impl WorkerCtx {
-    fn new(id: usize, snapshot: Arc<Snapshot>, access_log: Option<AccessLogBuffer>) -> Self {
+    fn new(
+        id: usize,
+        snapshot: Arc<Snapshot>,
+        access_log: Option<AccessLogBuffer>,
+        limiter: Option<WorkerLink>,
+    ) -> Self {
         WorkerCtx {
             id,
+            limits: LocalLimiter::new(&snapshot.rate_limits, limiter),
             pools: UpstreamPools::new(snapshot.endpoint_count),
             balancer: Balancer::new(snapshot.upstreams.len(), snapshot.endpoint_count, id),
             snapshot: RefCell::new(snapshot),

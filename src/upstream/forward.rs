@@ -626,7 +626,13 @@ fn build_response_head<S: Io>(
         BodyFraming::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         BodyFraming::None | BodyFraming::UntilClose => {}
     }
-    crate::proxy::finish_head(w, request_id, keep_client, conn.head.minor_version);
+    crate::proxy::finish_head(
+        w,
+        &conn.response_headers,
+        request_id,
+        keep_client,
+        conn.head.minor_version,
+    );
 }
 
 fn pick_endpoint<'u, S: Io>(

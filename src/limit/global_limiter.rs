@@ -1,0 +1,472 @@
+//! Stage 2: the global limiter thread. It owns the true bucket of every key of
+//! every `instance` and `fleet` policy, takes usage reports and lease requests
+//! from the workers, and answers with grants.
+//!
+//! - `instance`: the true bucket refills here, capped so that bucket + tokens
+//!   leased out never exceed the burst; a grant takes whole tokens from it.
+//! - `fleet`: the bucket here is a local pool filled from Redis ([`RedisBuckets`])
+//!   once per `[fleet] sync_interval_ms` tick, sized to two ticks of demand; idle
+//!   keys give their pool back. While Redis is unreachable the policy follows
+//!   `on_redis_failure`: `open` grants whatever is asked, `closed` grants nothing,
+//!   `instance` refills the pool here at the policy's rate, as `scope = "instance"`.
+//!
+//! The thread sleeps on its channel until a report arrives or its tick is due, and
+//! ends when every worker has dropped its end.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use crate::config::Snapshot;
+use crate::observe::{Counters, PublishedCounters};
+
+use super::lease_sizing::{LeaseSizing, LEASE_TTL};
+use super::lru_map::{LruMap, Slot};
+use super::messages::{Demand, Grant, WorkerLink};
+use super::policy::{OnRedisFailure, Policy, Scope};
+use super::redis_buckets::{RedisBuckets, SyncItem};
+use super::token_bucket::TokenBucket;
+
+/// Reports waiting for the limiter, from all workers together.
+const DEMAND_CHANNEL: usize = 16 * 1024;
+/// Grants waiting for one worker.
+const GRANT_CHANNEL: usize = 16 * 1024;
+/// The tick when no policy is fleet-wide: publish counters, that is all.
+const IDLE_TICK: Duration = Duration::from_millis(50);
+/// A fleet key with no demand this long gives its pool back and leaves the sync.
+const FLEET_IDLE: Duration = Duration::from_secs(1);
+/// The limiter forgets a worker's lease this long after it expired without a report.
+const HELD_GRACE: Duration = Duration::from_secs(1);
+
+/// The running limiter thread.
+pub struct LimiterThread {
+    join: JoinHandle<()>,
+    pub counters: Arc<PublishedCounters>,
+}
+
+impl LimiterThread {
+    /// Waits for the thread to end (after every worker dropped its link).
+    pub fn join(self) {
+        let _ = self.join.join();
+    }
+}
+
+pub struct GlobalLimiter {
+    snapshot: Arc<Snapshot>,
+    demands: Receiver<Demand>,
+    grants: Vec<Sender<Grant>>,
+    /// One table per policy; `None` for worker-scope policies.
+    tables: Vec<Option<LruMap<KeyState>>>,
+    /// Fleet keys that take part in the sync.
+    active: Vec<(usize, Slot)>,
+    redis: Option<RedisBuckets>,
+    counters: Counters,
+    published: Arc<PublishedCounters>,
+}
+
+/// The limiter's state for one key.
+struct KeyState {
+    /// `instance`: the true bucket. `fleet`: the local pool (no refill while Redis
+    /// is up; debt before the first sync is allowed).
+    bucket: TokenBucket,
+    /// Tokens leased out to each worker and not yet reported spent or returned.
+    held: Vec<Held>,
+    /// Fleet bookkeeping.
+    demand: u32,
+    last_demand: Instant,
+    redis_remaining: f64,
+    in_sync: bool,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Held {
+    tokens: u32,
+    until: Option<Instant>,
+}
+
+/// How a policy is enforced right now.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Instance,
+    Redis,
+    Open,
+    Closed,
+}
+
+impl GlobalLimiter {
+    /// Starts the limiter thread when some policy needs it, with one link per worker.
+    pub fn start(
+        snapshot: Arc<Snapshot>,
+        workers: usize,
+    ) -> Result<Option<(LimiterThread, Vec<WorkerLink>)>, String> {
+        if !snapshot.rate_limits.needs_limiter() {
+            return Ok(None);
+        }
+        let (demand_tx, demand_rx) = bounded(DEMAND_CHANNEL);
+        let mut grant_txs = Vec::new();
+        let mut links = Vec::new();
+        for worker in 0..workers {
+            let (tx, rx) = bounded(GRANT_CHANNEL);
+            grant_txs.push(tx);
+            links.push(WorkerLink {
+                worker,
+                workers,
+                demands: demand_tx.clone(),
+                grants: rx,
+            });
+        }
+        let settings = &snapshot.rate_limits;
+        let tables = settings
+            .policies
+            .iter()
+            .map(|p| (p.scope != Scope::Worker).then(|| LruMap::new(p.max_keys)))
+            .collect();
+        let redis = settings.fleet.as_ref().map(RedisBuckets::new);
+        for p in &settings.policies {
+            let sizing = LeaseSizing::new(p, workers);
+            tracing::info!(
+                "rate limit {:?}: scope {}, {} tokens/s, burst {}, lease up to {}, provisional {} per worker (over-admission at most {} per key and instance, repaid)",
+                p.name,
+                p.scope.name(),
+                p.rate,
+                p.burst,
+                sizing.max_lease,
+                sizing.provisional,
+                sizing.worst_case_over_admission()
+            );
+        }
+        let published = Arc::new(PublishedCounters::default());
+        let limiter = GlobalLimiter {
+            snapshot,
+            demands: demand_rx,
+            grants: grant_txs,
+            tables,
+            active: Vec::new(),
+            redis,
+            counters: Counters::default(),
+            published: published.clone(),
+        };
+        let join = std::thread::Builder::new()
+            .name("portico-limiter".into())
+            .spawn(move || limiter.run())
+            .map_err(|e| format!("cannot start the limiter thread: {e}"))?;
+        Ok(Some((
+            LimiterThread {
+                join,
+                counters: published,
+            },
+            links,
+        )))
+    }
+
+    fn run(mut self) {
+        let tick = match &self.redis {
+            Some(r) => r.settings().sync_interval,
+            None => IDLE_TICK,
+        };
+        if self.redis.is_some() {
+            // Connect now, so the first requests meet a ready Redis (or a logged failure).
+            self.sync_fleet(Instant::now());
+        }
+        let mut next_tick = Instant::now() + tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.demands.recv_timeout(wait) {
+                Ok(d) => {
+                    self.on_demand(d, Instant::now());
+                    while let Ok(d) = self.demands.try_recv() {
+                        self.on_demand(d, Instant::now());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                if self.redis.is_some() {
+                    self.sync_fleet(now);
+                }
+                self.publish();
+                next_tick = now + tick;
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let evictions = self
+            .tables
+            .iter()
+            .flatten()
+            .map(LruMap::evictions)
+            .sum();
+        self.counters.limiter_key_evictions.set(evictions);
+        self.counters.publish(&self.published);
+    }
+
+    fn mode(&self, policy: &Policy) -> Mode {
+        match (policy.scope, &self.redis) {
+            (Scope::Fleet, Some(r)) if r.is_connected() => Mode::Redis,
+            (Scope::Fleet, Some(r)) => match r.settings().on_redis_failure {
+                OnRedisFailure::Open => Mode::Open,
+                OnRedisFailure::Closed => Mode::Closed,
+                OnRedisFailure::Instance => Mode::Instance,
+            },
+            _ => Mode::Instance,
+        }
+    }
+
+    /// Settles a worker's report and answers its request.
+    fn on_demand(&mut self, d: Demand, now: Instant) {
+        Counters::bump(&self.counters.limiter_demands);
+        let index = usize::from(d.policy);
+        let snapshot = self.snapshot.clone();
+        let Some(policy) = snapshot.rate_limits.policies.get(index) else {
+            return;
+        };
+        let mode = self.mode(policy);
+        let workers = self.grants.len();
+        let Some(Some(table)) = self.tables.get_mut(index) else {
+            return;
+        };
+        let fresh_tokens = match mode {
+            Mode::Instance if policy.scope == Scope::Instance => policy.burst,
+            _ => 0.0,
+        };
+        let (slot, ks) = table.get_or_insert_with(&d.key, || KeyState {
+            bucket: TokenBucket::with_tokens(fresh_tokens, now),
+            held: vec![Held::default(); workers],
+            demand: 0,
+            last_demand: now,
+            redis_remaining: policy.burst,
+            in_sync: false,
+        });
+        let worker = usize::from(d.worker);
+        ks.settle(worker, &d, now, policy);
+        if d.want == 0 {
+            return;
+        }
+        ks.demand = ks.demand.saturating_add(d.want);
+        ks.last_demand = now;
+        if policy.scope == Scope::Fleet && !ks.in_sync {
+            ks.in_sync = true;
+            self.active.push((index, slot));
+        }
+        let tick = self
+            .redis
+            .as_ref()
+            .map_or(IDLE_TICK, |r| r.settings().sync_interval);
+        let (tokens, retry_after) = match mode {
+            Mode::Instance => {
+                let cap = policy.burst - f64::from(ks.held_total(now));
+                let g = ks.bucket.take_up_to(d.want, now, policy.rate, cap);
+                (g, ks.bucket.time_until(1.0, policy.rate))
+            }
+            Mode::Redis => {
+                let g = ks.bucket.take_up_to(d.want, now, 0.0, f64::MAX);
+                // Tokens come with the next sync, if Redis has any by then.
+                let redis_wait = Duration::from_secs_f64(
+                    ((1.0 - ks.redis_remaining).max(0.0) / policy.rate).min(1e6),
+                );
+                (g, tick.max(redis_wait))
+            }
+            Mode::Open => (d.want, Duration::ZERO),
+            Mode::Closed => (0, Duration::from_secs(1)),
+        };
+        let remaining = match mode {
+            Mode::Redis => ks.bucket.tokens().max(0.0) + ks.redis_remaining,
+            Mode::Open => policy.burst,
+            _ => ks.bucket.tokens().max(0.0),
+        };
+        if mode != Mode::Open {
+            ks.lease_out(worker, tokens, now);
+        }
+        let grant = Grant {
+            policy: d.policy,
+            key: d.key,
+            tokens,
+            issued: now,
+            remaining: remaining.floor().clamp(0.0, u32::MAX as f64) as u32,
+            retry_after,
+        };
+        let Some(to) = self.grants.get(worker) else {
+            return;
+        };
+        if let Err(TrySendError::Full(g) | TrySendError::Disconnected(g)) = to.try_send(grant) {
+            // The worker will time the request out and decide locally meanwhile;
+            // the tokens go back into the bucket.
+            Counters::bump(&self.counters.limiter_grants_dropped);
+            if mode != Mode::Open {
+                ks.unlease(worker, g.tokens);
+                ks.bucket.credit(f64::from(g.tokens), f64::MAX);
+            }
+        }
+    }
+
+    /// One sync tick: every active fleet key takes what two ticks of its demand
+    /// need from Redis (or gives back what an idle key holds), in one round trip.
+    fn sync_fleet(&mut self, now: Instant) {
+        let snapshot = self.snapshot.clone();
+        let Some(redis) = self.redis.as_mut() else {
+            return;
+        };
+        if !redis.may_try(now) {
+            return;
+        }
+        let was_up = redis.is_connected();
+        let mut items = Vec::new();
+        let mut slots = Vec::new();
+        let mut still_active = Vec::with_capacity(self.active.len());
+        for &(index, slot) in &self.active {
+            let (Some(policy), Some(Some(table))) = (
+                snapshot.rate_limits.policies.get(index),
+                self.tables.get_mut(index),
+            ) else {
+                continue;
+            };
+            let Some((key, ks)) = table.get_slot_mut(slot) else {
+                continue; // evicted
+            };
+            let idle = now.saturating_duration_since(ks.last_demand) >= FLEET_IDLE;
+            let pool = if was_up { ks.bucket.tokens() } else { 0.0 };
+            let target = (2.0 * f64::from(ks.demand)).min(pool_cap(policy, redis.settings().sync_interval));
+            let want = if idle {
+                -(pool.max(0.0).floor())
+            } else if pool < target {
+                (target - pool).ceil()
+            } else {
+                0.0
+            } as i64;
+            ks.demand = 0;
+            if idle && want == 0 && pool > -1.0 {
+                ks.in_sync = false;
+                continue;
+            }
+            still_active.push((index, slot));
+            if want != 0 || !was_up {
+                items.push(SyncItem {
+                    redis_key: redis.redis_key(&policy.name, key),
+                    rate: policy.rate,
+                    burst: policy.burst,
+                    want,
+                });
+                slots.push((index, slot));
+            }
+        }
+        self.active = still_active;
+        match redis.sync(&items, now) {
+            Ok(replies) => {
+                Counters::bump(&self.counters.fleet_syncs);
+                if !was_up {
+                    tracing::info!(
+                        "fleet: redis at {} answers again; fleet limits are shared again",
+                        redis.settings().redis
+                    );
+                    self.counters.fleet_redis_down.set(0);
+                }
+                for ((index, slot), reply) in slots.into_iter().zip(replies) {
+                    let Some(Some(table)) = self.tables.get_mut(index) else {
+                        continue;
+                    };
+                    if let Some((_, ks)) = table.get_slot_mut(slot) {
+                        if !was_up {
+                            // What the instance-mode bucket held was never Redis's.
+                            ks.bucket = TokenBucket::with_tokens(0.0, now);
+                        }
+                        ks.bucket.credit(reply.granted as f64, f64::MAX);
+                        ks.redis_remaining = reply.remaining;
+                    }
+                }
+            }
+            Err(e) => {
+                Counters::bump(&self.counters.fleet_redis_failures);
+                if was_up || self.counters.fleet_redis_down.get() == 0 {
+                    let mode = redis.settings().on_redis_failure;
+                    tracing::warn!(
+                        "fleet: redis at {} failed ({e}); fleet policies now run {} until it answers",
+                        redis.settings().redis,
+                        match mode {
+                            OnRedisFailure::Open => "open (admitting everything)",
+                            OnRedisFailure::Closed => "closed (refusing everything)",
+                            OnRedisFailure::Instance => "per instance",
+                        }
+                    );
+                    self.counters.fleet_redis_down.set(1);
+                    if was_up {
+                        self.start_instance_buckets(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Redis just failed: each fleet key's pool becomes an instance bucket that
+    /// refills from now on (keeping any debt).
+    fn start_instance_buckets(&mut self, now: Instant) {
+        for &(index, slot) in &self.active {
+            if let Some(Some(table)) = self.tables.get_mut(index) {
+                if let Some((_, ks)) = table.get_slot_mut(slot) {
+                    ks.bucket = TokenBucket::with_tokens(ks.bucket.tokens(), now);
+                }
+            }
+        }
+    }
+}
+
+/// The most a fleet key's pool holds: four ticks of the full rate, at most a
+/// quarter of the burst, at least one token.
+fn pool_cap(policy: &Policy, tick: Duration) -> f64 {
+    (policy.rate * 4.0 * tick.as_secs_f64())
+        .min(policy.burst / 4.0)
+        .max(1.0)
+        .ceil()
+}
+
+impl KeyState {
+    /// Applies a report: spending from leases and returns shrink what the worker
+    /// holds (returns go back into the bucket); unbacked spending is taken now.
+    fn settle(&mut self, worker: usize, d: &Demand, now: Instant, policy: &Policy) {
+        let Some(held) = self.held.get_mut(worker) else {
+            return;
+        };
+        if held.until.is_some_and(|t| now >= t) {
+            *held = Held::default();
+        }
+        let spent = d.spent.min(held.tokens);
+        held.tokens -= spent;
+        let returned = d.returned.min(held.tokens);
+        held.tokens -= returned;
+        if returned > 0 {
+            self.bucket.credit(f64::from(returned), policy.burst);
+        }
+        if d.unbacked > 0 {
+            self.bucket.debit(f64::from(d.unbacked));
+        }
+    }
+
+    fn lease_out(&mut self, worker: usize, tokens: u32, now: Instant) {
+        if let Some(held) = self.held.get_mut(worker) {
+            held.tokens = held.tokens.saturating_add(tokens);
+            held.until = Some(now + LEASE_TTL + HELD_GRACE);
+        }
+    }
+
+    fn unlease(&mut self, worker: usize, tokens: u32) {
+        if let Some(held) = self.held.get_mut(worker) {
+            held.tokens = held.tokens.saturating_sub(tokens);
+        }
+    }
+
+    fn held_total(&mut self, now: Instant) -> u32 {
+        let mut total = 0u32;
+        for h in &mut self.held {
+            if h.until.is_some_and(|t| now >= t) {
+                *h = Held::default();
+            }
+            total = total.saturating_add(h.tokens);
+        }
+        total
+    }
+}

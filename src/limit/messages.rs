@@ -1,0 +1,51 @@
+//! What workers and the global limiter thread say to each other, over bounded
+//! crossbeam channels that neither side ever waits on from the request path.
+//!
+//! - A worker sends [`Demand`]s: "I spent this much (from leases, and without
+//!   one), here is what I give back, and I want this many more tokens".
+//! - The limiter answers each `Demand` that wants tokens with one [`Grant`] on
+//!   that worker's own channel; the worker picks grants up with `try_recv` on its
+//!   next rate-limited request or on its limit tick.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+/// A worker's usage report and lease request for one key of one policy.
+#[derive(Debug)]
+pub struct Demand {
+    pub worker: u16,
+    pub policy: u16,
+    pub key: Box<[u8]>,
+    /// Tokens asked for; 0 = only a report.
+    pub want: u32,
+    /// Tokens spent from leases since the last report.
+    pub spent: u32,
+    /// Tokens spent without a lease (provisional allowance) since the last report:
+    /// the limiter takes them from the true bucket after the fact.
+    pub unbacked: u32,
+    /// Lease tokens handed back unspent (the lease expired).
+    pub returned: u32,
+}
+
+/// The limiter's answer to a [`Demand`].
+#[derive(Debug)]
+pub struct Grant {
+    pub policy: u16,
+    pub key: Box<[u8]>,
+    /// Tokens the worker may spend, until `issued + LEASE_TTL`.
+    pub tokens: u32,
+    pub issued: Instant,
+    /// Whole tokens left in the true bucket after this grant (for `RateLimit`).
+    pub remaining: u32,
+    /// With `tokens == 0`: how long from `issued` until a token may be there.
+    pub retry_after: Duration,
+}
+
+/// A worker's ends of the channels to the limiter thread.
+pub struct WorkerLink {
+    pub worker: usize,
+    pub workers: usize,
+    pub demands: Sender<Demand>,
+    pub grants: Receiver<Grant>,
+}
