@@ -61,7 +61,10 @@ fn policy(
             format!("rate_limit name \"{name}\" must be 1 to 64 letters, digits, '-', '_' or '.'"),
         );
     } else if seen.insert(name.clone(), ()).is_some() {
-        p.at(s.name.span(), format!("duplicate rate_limit name \"{name}\""));
+        p.at(
+            s.name.span(),
+            format!("duplicate rate_limit name \"{name}\""),
+        );
     }
     let texts: Vec<&str> = match s.key.get_ref() {
         KeySetting::One(k) => vec![k.as_str()],
@@ -207,7 +210,10 @@ pub(crate) fn route_limits(
         {
             Some(i) if chosen.contains(&i) => p.at(
                 n.span(),
-                format!("route \"{route}\" names rate_limit \"{}\" twice", n.get_ref()),
+                format!(
+                    "route \"{route}\" names rate_limit \"{}\" twice",
+                    n.get_ref()
+                ),
             ),
             Some(i) => chosen.push(i),
             None => p.at(
@@ -297,7 +303,10 @@ on_allowed = true
         assert_eq!(rl.policies.len(), 3);
         let per_user = &rl.policies[1];
         assert_eq!(per_user.rate, 100.0);
-        assert_eq!(per_user.burst, 100.0, "burst defaults to one second of rate");
+        assert_eq!(
+            per_user.burst, 100.0,
+            "burst defaults to one second of rate"
+        );
         assert_eq!(per_user.scope, Scope::Fleet);
         assert_eq!(
             per_user.key,
@@ -372,8 +381,14 @@ key = "ip"
 rate = 1
 "#,
         );
-        assert!(e.contains("t.toml:6:16: route \"api\" names unknown rate_limit \"nope\""), "{e}");
-        assert!(e.contains("t.toml:6:29: route \"api\" names rate_limit \"x\" twice"), "{e}");
+        assert!(
+            e.contains("t.toml:6:16: route \"api\" names unknown rate_limit \"nope\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("t.toml:6:29: route \"api\" names rate_limit \"x\" twice"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -125,17 +125,7 @@ impl GlobalLimiter {
             .collect();
         let redis = settings.fleet.as_ref().map(RedisBuckets::new);
         for p in &settings.policies {
-            let sizing = LeaseSizing::new(p, workers);
-            tracing::info!(
-                "rate limit {:?}: scope {}, {} tokens/s, burst {}, lease up to {}, provisional {} per worker (over-admission at most {} per key and instance, repaid)",
-                p.name,
-                p.scope.name(),
-                p.rate,
-                p.burst,
-                sizing.max_lease,
-                sizing.provisional,
-                sizing.worst_case_over_admission()
-            );
+            log_policy(p, workers);
         }
         let published = Arc::new(PublishedCounters::default());
         let limiter = GlobalLimiter {
@@ -196,12 +186,7 @@ impl GlobalLimiter {
     }
 
     fn publish(&self) {
-        let evictions = self
-            .tables
-            .iter()
-            .flatten()
-            .map(LruMap::evictions)
-            .sum();
+        let evictions = self.tables.iter().flatten().map(LruMap::evictions).sum();
         self.counters.limiter_key_evictions.set(evictions);
         self.counters.publish(&self.published);
     }
@@ -331,7 +316,8 @@ impl GlobalLimiter {
             };
             let idle = now.saturating_duration_since(ks.last_demand) >= FLEET_IDLE;
             let pool = if was_up { ks.bucket.tokens() } else { 0.0 };
-            let target = (2.0 * f64::from(ks.demand)).min(pool_cap(policy, redis.settings().sync_interval));
+            let target =
+                (2.0 * f64::from(ks.demand)).min(pool_cap(policy, redis.settings().sync_interval));
             let want = if idle {
                 -(pool.max(0.0).floor())
             } else if pool < target {
@@ -413,6 +399,29 @@ impl GlobalLimiter {
             }
         }
     }
+}
+
+/// Says at start-up what each policy enforces and what it may over-admit.
+fn log_policy(p: &Policy, workers: usize) {
+    let sizing = LeaseSizing::new(p, workers);
+    let over = match p.scope {
+        Scope::Worker => format!("each of the {workers} workers has its own bucket: up to {workers}x the limit per instance"),
+        Scope::Instance => format!(
+            "leases up to {} and provisional {} per worker: at most {} over per key at a time, repaid; each instance enforces the whole limit",
+            sizing.max_lease, sizing.provisional, sizing.worst_case_over_admission()
+        ),
+        Scope::Fleet => format!(
+            "leases up to {} and provisional {} per worker: at most {} over per key and instance at a time, repaid; one limit for all instances sharing the Redis",
+            sizing.max_lease, sizing.provisional, sizing.worst_case_over_admission()
+        ),
+    };
+    tracing::info!(
+        "rate limit {:?}: scope {}, {} tokens/s, burst {}; {over}",
+        p.name,
+        p.scope.name(),
+        p.rate,
+        p.burst
+    );
 }
 
 /// The most a fleet key's pool holds: four ticks of the full rate, at most a

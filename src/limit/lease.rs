@@ -75,7 +75,8 @@ impl Lease {
             want: sizing.provisional,
             attempts: 0,
             since: now,
-            remaining: 0,
+            // Until the limiter says otherwise, assume a full bucket.
+            remaining: sizing.burst.saturating_sub(sizing.provisional),
             local: None,
         }
     }
@@ -91,7 +92,7 @@ impl Lease {
             if now.saturating_duration_since(sent) >= PENDING_TIMEOUT {
                 // The limiter did not answer: decide locally until it does.
                 self.pending = None;
-                self.go_local(now, policy, sizing);
+                self.go_local(now);
             }
         }
         let idle = self.pending.is_none();
@@ -174,18 +175,19 @@ impl Lease {
 
     /// The report could not be sent: the counts go back, and the key is decided
     /// locally until the limiter answers again.
-    pub fn report_failed(&mut self, r: Report, now: Instant, policy: &Policy, sizing: &LeaseSizing) {
+    pub fn report_failed(&mut self, r: Report, now: Instant) {
         self.spent += r.spent;
         self.unbacked += r.unbacked;
         self.returned += r.returned;
         self.pending = None;
-        self.go_local(now, policy, sizing);
+        self.go_local(now);
     }
 
-    fn go_local(&mut self, now: Instant, policy: &Policy, sizing: &LeaseSizing) {
+    /// Starts deciding locally, from an empty bucket of this worker's share (a full
+    /// one would admit a burst on every worker at the moment of trouble).
+    fn go_local(&mut self, now: Instant) {
         if self.local.is_none() {
-            let share = (policy.burst / f64::from(sizing.workers)).max(1.0);
-            self.local = Some(TokenBucket::with_tokens(share, now));
+            self.local = Some(TokenBucket::with_tokens(0.0, now));
         }
     }
 
@@ -250,16 +252,31 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Lease::new(t0, &s);
         let (take, ask) = l.take(t0, &p, &s);
-        assert!(matches!(take, Take::Allowed { provisional: true, .. }));
+        assert!(matches!(
+            take,
+            Take::Allowed {
+                provisional: true,
+                ..
+            }
+        ));
         assert!(ask);
         let r = l.report(t0, &s);
         assert_eq!(r.unbacked, 1);
         assert!(r.want >= 1);
         let (take, ask) = l.take(t0, &p, &s);
-        assert!(matches!(take, Take::Allowed { provisional: true, .. }));
+        assert!(matches!(
+            take,
+            Take::Allowed {
+                provisional: true,
+                ..
+            }
+        ));
         assert!(!ask, "a request is already pending");
         let (take, _) = l.take(t0, &p, &s);
-        assert!(matches!(take, Take::Denied { .. }), "allowance spent, no grant yet");
+        assert!(
+            matches!(take, Take::Denied { .. }),
+            "allowance spent, no grant yet"
+        );
     }
 
     #[test]
@@ -272,7 +289,13 @@ mod tests {
         l.take(t0, &p, &s);
         l.report(t0, &s);
         l.on_grant(&grant(2, 0, t0), &s);
-        assert!(matches!(l.take(t0, &p, &s).0, Take::Allowed { provisional: false, .. }));
+        assert!(matches!(
+            l.take(t0, &p, &s).0,
+            Take::Allowed {
+                provisional: false,
+                ..
+            }
+        ));
         assert!(matches!(l.take(t0, &p, &s).0, Take::Allowed { .. }));
         let (take, _) = l.take(t0, &p, &s);
         assert!(matches!(take, Take::Denied { .. }));
@@ -280,7 +303,12 @@ mod tests {
         assert_eq!(r.spent, 2);
         l.on_grant(&grant(0, 0, t0), &s);
         let (take, ask) = l.take(t0 + Duration::from_millis(100), &p, &s);
-        assert_eq!(take, Take::Denied { wait: Duration::from_millis(400) });
+        assert_eq!(
+            take,
+            Take::Denied {
+                wait: Duration::from_millis(400)
+            }
+        );
         assert!(!ask, "no point asking before the limiter's retry time");
         let (_, ask) = l.take(t0 + Duration::from_millis(500), &p, &s);
         assert!(ask);
@@ -310,9 +338,11 @@ mod tests {
         l.take(t0, &p, &s);
         l.report(t0, &s);
         let later = t0 + PENDING_TIMEOUT;
-        // The local share is burst / workers = 2 tokens.
-        assert!(matches!(l.take(later, &p, &s).0, Take::Allowed { .. }));
+        // The local share refills at rate / workers = 5 per second, from empty.
+        assert!(matches!(l.take(later, &p, &s).0, Take::Denied { .. }));
         assert!(l.is_local());
+        let later = later + Duration::from_millis(400);
+        assert!(matches!(l.take(later, &p, &s).0, Take::Allowed { .. }));
         assert!(matches!(l.take(later, &p, &s).0, Take::Allowed { .. }));
         assert!(matches!(l.take(later, &p, &s).0, Take::Denied { .. }));
         l.on_grant(&grant(1, 0, later), &s);

@@ -10,7 +10,9 @@
 //!   debt, which the refill repays: over a long window nothing is over-admitted,
 //!   and at any moment at most `W × P ≤ burst / 2` (and at least `W`) is.
 //! - Lease size: the worker's recent demand over [`LEASE_HORIZON`], between 1 and
-//!   `max_lease = max(1, floor(burst / 2W))`. Leases are taken from the true bucket
+//!   `max_lease = clamp(ceil(rate × 2 × LEASE_HORIZON), 1, P)`: small, so that few
+//!   tokens sit unused on a worker whose traffic stopped while another worker's
+//!   grew (they come back when the lease expires). Leases are taken from the true bucket
 //!   when granted, and the limiter caps the refill so that bucket + leases never
 //!   exceed `burst`: leases move admissions in time, they never add to them.
 //! - A lease lives [`LEASE_TTL`]; what is left then is handed back.
@@ -32,16 +34,22 @@ pub struct LeaseSizing {
     pub provisional: u32,
     pub max_lease: u32,
     pub workers: u32,
+    /// The policy's burst in whole tokens.
+    pub burst: u32,
 }
 
 impl LeaseSizing {
     pub fn new(policy: &Policy, workers: usize) -> LeaseSizing {
         let w = workers.max(1) as f64;
-        let share = (policy.burst / (2.0 * w)).floor().clamp(1.0, u32::MAX as f64) as u32;
+        let share = (policy.burst / (2.0 * w))
+            .floor()
+            .clamp(1.0, u32::MAX as f64);
+        let two_horizons = (policy.rate * 2.0 * LEASE_HORIZON.as_secs_f64()).ceil();
         LeaseSizing {
-            provisional: share,
-            max_lease: share,
+            provisional: share as u32,
+            max_lease: two_horizons.clamp(1.0, share) as u32,
             workers: workers.max(1) as u32,
+            burst: policy.burst.clamp(1.0, u32::MAX as f64) as u32,
         }
     }
 
@@ -91,9 +99,10 @@ mod tests {
     #[test]
     fn want_follows_demand_within_bounds() {
         let s = LeaseSizing::new(&policy(1000.0, 5000.0), 2);
-        // 1000 requests in 100 ms = 10k/s: 200 per 20 ms.
-        assert_eq!(s.want(1000, Duration::from_millis(100)), 200);
+        assert_eq!(s.max_lease, 40, "two horizons of the rate");
+        // 100 requests in 100 ms = 1k/s: 20 per 20 ms.
+        assert_eq!(s.want(100, Duration::from_millis(100)), 20);
         assert_eq!(s.want(1, Duration::from_secs(10)), 1);
-        assert_eq!(s.want(1_000_000, Duration::from_millis(1)), 1250);
+        assert_eq!(s.want(1_000_000, Duration::from_millis(1)), 40);
     }
 }

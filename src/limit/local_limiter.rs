@@ -156,7 +156,7 @@ impl LocalLimiter {
                                 if matches!(e, TrySendError::Full(_)) {
                                     Counters::bump(&counters.ratelimit_channel_full);
                                 }
-                                lease.report_failed(report, now, policy, sizing);
+                                lease.report_failed(report, now);
                             }
                         }
                     }
@@ -175,11 +175,7 @@ impl LocalLimiter {
                     least.offer(Quota {
                         policy: index,
                         remaining,
-                        reset_secs: seconds_until_full(
-                            remaining as f64,
-                            policy.burst,
-                            policy.rate,
-                        ),
+                        reset_secs: seconds_until_full(remaining as f64, policy.burst, policy.rate),
                     });
                 }
                 Take::Denied { wait } => {

@@ -83,11 +83,7 @@ impl<V> LruMap<V> {
 
     /// The entry for `key`, made with `make` if absent (evicting the least recently
     /// used entry when full); marked most recently used.
-    pub fn get_or_insert_with(
-        &mut self,
-        key: &[u8],
-        make: impl FnOnce() -> V,
-    ) -> (Slot, &mut V) {
+    pub fn get_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> (Slot, &mut V) {
         if let Some(&i) = self.index.get(key) {
             self.touch(i);
             let node = &mut self.nodes[i as usize];
@@ -238,9 +234,15 @@ mod tests {
     fn slots_go_stale_when_their_entry_leaves() {
         let mut m = LruMap::new(1);
         let (a, _) = m.get_or_insert_with(b"a", || 1);
-        assert_eq!(m.get_slot_mut(a).map(|(k, v)| (k.to_vec(), *v)), Some((b"a".to_vec(), 1)));
+        assert_eq!(
+            m.get_slot_mut(a).map(|(k, v)| (k.to_vec(), *v)),
+            Some((b"a".to_vec(), 1))
+        );
         m.get_or_insert_with(b"b", || 2);
-        assert!(m.get_slot_mut(a).is_none(), "a was evicted; its slot now holds b");
+        assert!(
+            m.get_slot_mut(a).is_none(),
+            "a was evicted; its slot now holds b"
+        );
         let (b, _) = m.get_or_insert_with(b"b", || 0);
         assert_eq!(m.remove_slot(b).as_deref(), Some(&b"b"[..]));
         assert!(m.is_empty());

@@ -44,7 +44,11 @@ pub struct Denial {
 }
 
 /// The header fields of a 429 (`Retry-After` first), as `(name, value)` pairs.
-pub fn denied_fields(style: HeaderStyle, policy: &Policy, d: &Denial) -> Vec<(&'static str, Vec<u8>)> {
+pub fn denied_fields(
+    style: HeaderStyle,
+    policy: &Policy,
+    d: &Denial,
+) -> Vec<(&'static str, Vec<u8>)> {
     let mut out = vec![("retry-after", d.retry_after_secs.to_string().into_bytes())];
     let q = Quota {
         policy: d.policy,

@@ -154,7 +154,9 @@ impl RedisBuckets {
         for chunk in items.chunks(KEYS_PER_CALL) {
             let mut inv = self.script.prepare_invoke();
             for item in chunk {
-                let ttl_ms = ((item.burst / item.rate) * 1000.0).ceil().clamp(0.0, 6.048e8) as u64
+                let ttl_ms = ((item.burst / item.rate) * 1000.0)
+                    .ceil()
+                    .clamp(0.0, 6.048e8) as u64
                     + 1000;
                 inv.key(item.redis_key.as_slice())
                     .arg(item.rate)

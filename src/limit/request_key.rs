@@ -120,7 +120,11 @@ fn masked(ip: IpAddr, v4_bits: u8, v6_bits: u8) -> (IpAddr, u8) {
     match ip {
         IpAddr::V4(a) => {
             let bits = u32::from(v4_bits.min(32));
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             (IpAddr::V4((u32::from(a) & mask).into()), bits as u8)
         }
         IpAddr::V6(a) => {
@@ -208,8 +212,13 @@ mod tests {
             Some("net11=10.1.2.0/24")
         );
         assert_eq!(
-            key(&policy(&["ip_prefix:/24,/64"], "ip"), "2001:db8:1:2:3::4", &h, None)
-                .as_deref(),
+            key(
+                &policy(&["ip_prefix:/24,/64"], "ip"),
+                "2001:db8:1:2:3::4",
+                &h,
+                None
+            )
+            .as_deref(),
             Some("net17=2001:db8:1:2::/64")
         );
         assert_eq!(
@@ -230,8 +239,13 @@ mod tests {
             Some("h2=k1")
         );
         assert_eq!(
-            key(&policy(&["header:x-api-key", "route"], "ip"), "10.0.0.1", &h, None)
-                .as_deref(),
+            key(
+                &policy(&["header:x-api-key", "route"], "ip"),
+                "10.0.0.1",
+                &h,
+                None
+            )
+            .as_deref(),
             Some("h2=k1;r5=users")
         );
     }
@@ -246,9 +260,18 @@ mod tests {
         );
         let skip = policy(&["header:x-api-key"], "skip");
         assert_eq!(key(&skip, "10.0.0.1", &none, None), None);
-        let huge = Headers(vec![("x-api-key", Box::leak("k".repeat(300).into_boxed_str()))]);
+        let huge = Headers(vec![(
+            "x-api-key",
+            Box::leak("k".repeat(300).into_boxed_str()),
+        )]);
         assert_eq!(
-            key(&policy(&["header:x-api-key"], "global"), "10.0.0.1", &huge, None).as_deref(),
+            key(
+                &policy(&["header:x-api-key"], "global"),
+                "10.0.0.1",
+                &huge,
+                None
+            )
+            .as_deref(),
             Some("g"),
             "an oversized value does not key a bucket"
         );

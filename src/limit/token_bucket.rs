@@ -179,7 +179,10 @@ mod tests {
         let t0 = Instant::now();
         let mut b = TokenBucket::with_tokens(0.0, t0);
         b.debit(3.0);
-        assert!(!b.try_take(t0 + ms(3000), 1.0, 5.0), "3 s only repays the debt");
+        assert!(
+            !b.try_take(t0 + ms(3000), 1.0, 5.0),
+            "3 s only repays the debt"
+        );
         assert!(b.try_take(t0 + ms(4000), 1.0, 5.0));
     }
 
@@ -204,10 +207,7 @@ mod tests {
         let slow = TokenBucket::with_tokens(0.0, t0);
         assert_eq!(retry_after_secs(slow.time_until(1.0, 100.0 / 60.0)), 1);
         // 1 per hour.
-        assert_eq!(
-            retry_after_secs(slow.time_until(1.0, 1.0 / 3600.0)),
-            3600
-        );
+        assert_eq!(retry_after_secs(slow.time_until(1.0, 1.0 / 3600.0)), 3600);
         assert_eq!(b.time_until(0.1, 1.0), Duration::ZERO);
     }
 

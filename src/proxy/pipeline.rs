@@ -88,12 +88,16 @@ pub async fn handle<'s, S: Io>(
     // after it. Identity headers are stripped and authentication runs between the
     // two (issue: JWT authentication), whose verified claims the second check takes.
     let mut least = LeastRemaining::default();
-    if let Err(denied) = rate_limit::check(ctx, snap, route, Phase::BeforeAuth, conn, None, &mut least) {
+    if let Err(denied) =
+        rate_limit::check(ctx, snap, route, Phase::BeforeAuth, conn, None, &mut least)
+    {
         let keep = keep_alive_after_local_reply(ctx, conn);
         let out = rate_limit::refuse(snap, conn, denied, request_id, keep).await;
         return (out, Some(&route.name));
     }
-    if let Err(denied) = rate_limit::check(ctx, snap, route, Phase::AfterAuth, conn, None, &mut least) {
+    if let Err(denied) =
+        rate_limit::check(ctx, snap, route, Phase::AfterAuth, conn, None, &mut least)
+    {
         let keep = keep_alive_after_local_reply(ctx, conn);
         let out = rate_limit::refuse(snap, conn, denied, request_id, keep).await;
         return (out, Some(&route.name));

@@ -3,7 +3,11 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod load;
 pub mod procs;
+pub mod redis;
 
 pub use client::{Client, Response};
+pub use load::{LoadPlan, LoadResult};
 pub use procs::{free_port, Gateway, Upstream};
+pub use redis::RedisServer;

@@ -139,7 +139,7 @@ fn scratch_dir() -> PathBuf {
     dir
 }
 
-fn spawn(
+pub fn spawn(
     bin: &Path,
     args: &[&str],
     env: &[(&str, &str)],
@@ -220,6 +220,12 @@ impl Gateway {
     /// free ports; waits for both to accept connections.
     pub fn start(config: &str) -> Gateway {
         Gateway::start_with(config, &[], None)
+    }
+
+    /// Starts `n` gateways on the same config (each with its own ports), e.g.
+    /// instances of one fleet sharing a Redis.
+    pub fn start_many(config: &str, n: usize) -> Vec<Gateway> {
+        (0..n).map(|_| Gateway::start(config)).collect()
     }
 
     pub fn start_with(config: &str, env: &[(&str, &str)], taskset: Option<&str>) -> Gateway {
