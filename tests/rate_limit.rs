@@ -119,3 +119,291 @@ scope = "instance"
         s.ok
     );
 }
+
+// ------------------------------------------------------------------ test 2
+
+fn fleet_section(redis: &RedisServer, on_failure: &str) -> String {
+    format!(
+        r#"
+[fleet]
+redis = "{}"
+sync_interval_ms = 10
+redis_timeout_ms = 200
+on_redis_failure = "{on_failure}"
+"#,
+        redis.url()
+    )
+}
+
+/// Two gateway processes (2 workers each) share one Redis: rate 500/s, burst
+/// 500, a 4x overload split over both for 10 s admits 500 × 10 + 500 within 5%.
+#[test]
+fn fleet_policy_holds_one_limit_across_two_gateways() {
+    let _heavy = heavy();
+    let redis = RedisServer::start();
+    let text = config(
+        2,
+        r#""fleet""#,
+        &format!(
+            r#"
+[[rate_limit]]
+name = "fleet"
+key = "global"
+rate = 500
+burst = 500
+scope = "fleet"
+{}"#,
+            fleet_section(&redis, "instance")
+        ),
+    );
+    let gws = Gateway::start_many(&text, 2);
+    let ports: Vec<u16> = gws.iter().map(|g| g.port).collect();
+    let mut plan = LoadPlan::new(&ports);
+    plan.connections = 8;
+    plan.batch = 4;
+    plan.rate = Some(2000.0);
+    plan.duration = Duration::from_secs(10);
+    let r = load::run(&plan);
+    let expected = 500.0 * r.elapsed + 500.0;
+    eprintln!(
+        "test 2 fleet: offered {} in {:.3} s over 2 gateways, admitted {}; expected {:.0} ({:+.2}%)",
+        r.sent,
+        r.elapsed,
+        r.ok,
+        expected,
+        (r.ok as f64 / expected - 1.0) * 100.0
+    );
+    for g in &gws {
+        assert_eq!(
+            g.stat("fleet_redis_failures"),
+            0,
+            "{}",
+            g.proc.stderr_text()
+        );
+        assert!(g.stat("fleet_syncs") > 0);
+    }
+    assert!(r.sent as f64 >= 3.0 * expected, "not an overload: {r:?}");
+    assert!(
+        within(r.ok as f64, expected, 0.05),
+        "admitted {} (expected {expected:.0} ± 5%)",
+        r.ok
+    );
+}
+
+/// The same load with `scope = "worker"`: every worker of every gateway has its
+/// own bucket, so the fleet admits up to 4x the limit. The figure is recorded.
+#[test]
+fn worker_scope_overshoots_by_the_number_of_buckets() {
+    let _heavy = heavy();
+    let text = config(
+        2,
+        r#""local""#,
+        r#"
+[[rate_limit]]
+name = "local"
+key = "global"
+rate = 500
+burst = 500
+scope = "worker"
+"#,
+    );
+    let gws = Gateway::start_many(&text, 2);
+    let ports: Vec<u16> = gws.iter().map(|g| g.port).collect();
+    let mut plan = LoadPlan::new(&ports);
+    plan.connections = 8;
+    plan.batch = 4;
+    plan.rate = Some(2000.0);
+    plan.duration = Duration::from_secs(5);
+    let r = load::run(&plan);
+    let limit = 500.0 * r.elapsed + 500.0;
+    let overshoot = r.ok as f64 / limit;
+    eprintln!(
+        "test 2 worker scope: offered {} in {:.3} s over 2 gateways x 2 workers, admitted {} against a limit of {:.0}: {:.2}x",
+        r.sent, r.elapsed, r.ok, limit, overshoot
+    );
+    assert!(
+        overshoot > 1.5,
+        "4 independent buckets should admit well over one limit ({overshoot:.2}x)"
+    );
+}
+
+// ------------------------------------------------------------------ test 3
+
+/// 1000 API keys, each limited to 10/s (burst 10), under mixed traffic over 2
+/// workers: every key is admitted within 10% of its own limit, none starved.
+#[test]
+fn per_key_fairness_with_a_thousand_keys() {
+    let _heavy = heavy();
+    let gw = Gateway::start(&config(
+        2,
+        r#""per-key""#,
+        r#"
+[[rate_limit]]
+name = "per-key"
+key = "header:x-api-key"
+rate = 10
+burst = 10
+"#,
+    ));
+    let keys: Vec<String> = (0..1000).map(|i| format!("key-{i:04}")).collect();
+    let mut plan = LoadPlan::new(&[gw.port]);
+    plan.connections = 8;
+    plan.batch = 25;
+    plan.rate = Some(15_000.0);
+    plan.duration = Duration::from_secs(6);
+    plan.keys = keys;
+    let r = load::run(&plan);
+    let expected = 10.0 * r.elapsed + 10.0;
+    let admitted: Vec<u64> = r.per_key.iter().map(|k| k[0]).collect();
+    let min = admitted.iter().copied().min().unwrap_or(0);
+    let max = admitted.iter().copied().max().unwrap_or(0);
+    let mean = admitted.iter().sum::<u64>() as f64 / admitted.len() as f64;
+    let outside = admitted
+        .iter()
+        .filter(|&&a| !within(a as f64, expected, 0.10))
+        .count();
+    eprintln!(
+        "test 3 per key: offered {} in {:.3} s ({:.1}/s per key), admitted per key min {min} mean {mean:.1} max {max}; expected {expected:.1}; {outside} of 1000 keys outside ±10%",
+        r.sent,
+        r.elapsed,
+        r.sent as f64 / r.elapsed / 1000.0
+    );
+    assert!(
+        r.sent as f64 / r.elapsed >= 12_000.0,
+        "the machine could not offer the overload: {:.0}/s",
+        r.sent as f64 / r.elapsed
+    );
+    assert_eq!(
+        outside, 0,
+        "keys outside ±10% of {expected:.1}: min {min}, max {max}"
+    );
+}
+
+// ------------------------------------------------------------------ test 4
+
+/// Seconds into the run when Redis is frozen, killed, started again; and the end.
+const FREEZE_AT: f64 = 1.5;
+const KILL_AT: f64 = 2.3;
+const RESTART_AT: f64 = 3.2;
+const END_AT: f64 = 5.7;
+/// When the outage is surely noticed (one Redis timeout after the freeze, and a tick).
+const OUTAGE_FROM: f64 = FREEZE_AT + 0.4;
+/// When the restarted Redis is surely in use again (a reconnect, a burst spent).
+const RECOVERED_FROM: f64 = RESTART_AT + 1.0;
+const RATE: f64 = 200.0;
+const REDIS_TIMEOUT_MS: u64 = 200;
+
+/// A fleet run at 3x the limit during which Redis is frozen (SIGSTOP: calls time
+/// out), then killed (connections refused), then started again, empty.
+fn run_through_redis_outage(on_failure: &str) -> (load::LoadResult, Gateway) {
+    let mut redis = RedisServer::start();
+    let text = config(
+        2,
+        r#""fleet""#,
+        &format!(
+            r#"
+[[rate_limit]]
+name = "fleet"
+key = "global"
+rate = {RATE}
+burst = {RATE}
+scope = "fleet"
+
+[fleet]
+redis = "{}"
+sync_interval_ms = 10
+redis_timeout_ms = {REDIS_TIMEOUT_MS}
+on_redis_failure = "{on_failure}"
+"#,
+            redis.url()
+        ),
+    );
+    let gw = Gateway::start(&text);
+    let mut plan = LoadPlan::new(&[gw.port]);
+    plan.connections = 4;
+    plan.batch = 2;
+    plan.rate = Some(3.0 * RATE);
+    plan.duration = Duration::from_secs_f64(END_AT);
+    let t0 = Instant::now();
+    let runner = std::thread::spawn(move || load::run(&plan));
+    let at = |s: f64| {
+        std::thread::sleep(
+            (t0 + Duration::from_secs_f64(s)).saturating_duration_since(Instant::now()),
+        )
+    };
+    at(FREEZE_AT);
+    redis.pause();
+    at(KILL_AT);
+    redis.stop();
+    at(RESTART_AT);
+    redis.restart();
+    let r = runner.join().expect("load thread");
+    let stderr = gw.proc.stderr_text();
+    assert!(
+        stderr.contains("fleet: redis at") && stderr.contains("failed"),
+        "the failure is logged:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("answers again"),
+        "the recovery is logged:\n{stderr}"
+    );
+    assert!(gw.stat("fleet_redis_failures") > 0);
+    assert_eq!(gw.stat("fleet_redis_down"), 0, "Redis is back");
+    assert!(
+        r.max_latency < Duration::from_millis(REDIS_TIMEOUT_MS),
+        "a request waited {:?} ({:.2} s into the run), longer than the Redis timeout",
+        r.max_latency,
+        r.max_latency_at
+    );
+    let [ok, _] = r.window(RECOVERED_FROM, END_AT - 0.1);
+    let expected = RATE * (END_AT - 0.1 - RECOVERED_FROM);
+    eprintln!(
+        "test 4 {on_failure}: before {:?}, outage {:?}, after {:?} [ok, 429]; after recovery {ok} admitted, expected {expected:.0} ({:+.1}%); slowest response {:?}",
+        r.window(0.5, FREEZE_AT),
+        r.window(OUTAGE_FROM, RESTART_AT),
+        r.window(RECOVERED_FROM, END_AT - 0.1),
+        (ok as f64 / expected - 1.0) * 100.0,
+        r.max_latency
+    );
+    assert!(
+        within(ok as f64, expected, 0.15),
+        "accuracy after Redis is back: {ok} admitted, expected {expected:.0} ± 15%"
+    );
+    (r, gw)
+}
+
+#[test]
+fn redis_outage_falls_back_to_per_instance_limits() {
+    let _heavy = heavy();
+    let (r, _gw) = run_through_redis_outage("instance");
+    let [ok, _] = r.window(OUTAGE_FROM, RESTART_AT);
+    let expected = RATE * (RESTART_AT - OUTAGE_FROM);
+    assert!(
+        within(ok as f64, expected, 0.25),
+        "during the outage this instance enforces the limit itself: {ok}, expected {expected:.0}"
+    );
+}
+
+#[test]
+fn redis_outage_with_open_admits_everything() {
+    let _heavy = heavy();
+    let (r, _gw) = run_through_redis_outage("open");
+    let [ok, limited] = r.window(OUTAGE_FROM, RESTART_AT);
+    assert!(
+        limited * 20 <= ok + limited,
+        "open: {limited} refused of {} during the outage",
+        ok + limited
+    );
+}
+
+#[test]
+fn redis_outage_with_closed_refuses_everything() {
+    let _heavy = heavy();
+    let (r, _gw) = run_through_redis_outage("closed");
+    let [ok, limited] = r.window(OUTAGE_FROM, RESTART_AT);
+    assert!(
+        ok * 20 <= ok + limited,
+        "closed: {ok} admitted of {} during the outage",
+        ok + limited
+    );
+}

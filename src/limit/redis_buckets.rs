@@ -3,8 +3,10 @@
 //!
 //! Only the global limiter thread uses this, with the `redis` crate's blocking API
 //! and `[fleet] redis_timeout_ms` on connect, read and write. Any error drops the
-//! connection; the limiter then follows `on_redis_failure` and reconnects every
-//! [`RECONNECT_EVERY`]. Bucket state lives in a hash per key (`tokens`, `ts` in
+//! connection; the limiter then follows `on_redis_failure` and probes every
+//! [`RECONNECT_EVERY`] with a short timeout (the sync interval, at most the Redis
+//! timeout), so a frozen Redis holds the limiter thread up for at most one Redis
+//! timeout when it fails, and a few milliseconds per probe after that. Bucket state lives in a hash per key (`tokens`, `ts` in
 //! Redis server microseconds, so instances with skewed clocks agree) that expires
 //! once a full refill has passed without use.
 
@@ -189,23 +191,27 @@ impl RedisBuckets {
     }
 
     fn connect(&mut self) -> Result<(), String> {
-        if self.conn.is_none() {
-            let client = self
-                .client
-                .as_ref()
-                .ok_or_else(|| "the redis address is unusable".to_string())?;
-            let timeout = self.settings.redis_timeout;
-            let mut conn = client
-                .get_connection_with_timeout(timeout)
-                .map_err(|e| e.to_string())?;
-            conn.set_read_timeout(Some(timeout))
-                .map_err(|e| e.to_string())?;
-            conn.set_write_timeout(Some(timeout))
-                .map_err(|e| e.to_string())?;
-            // Pipelined calls use EVALSHA: the script must be known to this server.
-            self.script.load(&mut conn).map_err(|e| e.to_string())?;
-            self.conn = Some(conn);
+        if self.conn.is_some() {
+            return Ok(());
         }
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| "the redis address is unusable".to_string())?;
+        let timeout = self.settings.redis_timeout;
+        let probe = self.settings.sync_interval.min(timeout);
+        let set = |conn: &Connection, t: Duration| -> Result<(), String> {
+            conn.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
+            conn.set_write_timeout(Some(t)).map_err(|e| e.to_string())
+        };
+        let mut conn = client
+            .get_connection_with_timeout(probe)
+            .map_err(|e| e.to_string())?;
+        set(&conn, probe)?;
+        // Pipelined calls use EVALSHA: the script must be known to this server.
+        self.script.load(&mut conn).map_err(|e| e.to_string())?;
+        set(&conn, timeout)?;
+        self.conn = Some(conn);
         Ok(())
     }
 }

@@ -62,6 +62,8 @@ pub struct LoadResult {
     /// `[ok, limited]` per [`BIN`] since `started`, by response time.
     pub timeline: Vec<[u64; 2]>,
     pub max_latency: Duration,
+    /// Seconds into the run when the slowest response arrived.
+    pub max_latency_at: f64,
     /// Seconds from the first request sent to the last response read.
     pub elapsed: f64,
     pub started: Option<Instant>,
@@ -100,7 +102,10 @@ impl LoadResult {
             a[0] += b[0];
             a[1] += b[1];
         }
-        self.max_latency = self.max_latency.max(o.max_latency);
+        if o.max_latency > self.max_latency {
+            self.max_latency = o.max_latency;
+            self.max_latency_at = o.max_latency_at;
+        }
         self.elapsed = self.elapsed.max(o.elapsed);
     }
 }
@@ -212,7 +217,10 @@ fn connection(plan: &LoadPlan, c: usize, start: Instant) -> LoadResult {
             };
             let at = Instant::now();
             last = at;
-            out.max_latency = out.max_latency.max(at - sent_at);
+            if at - sent_at > out.max_latency {
+                out.max_latency = at - sent_at;
+                out.max_latency_at = at.saturating_duration_since(start).as_secs_f64();
+            }
             let slot = match status {
                 200..=299 => {
                     out.ok += 1;
