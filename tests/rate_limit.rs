@@ -12,7 +12,7 @@ mod common;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{load, Client, Gateway, LoadPlan, RedisServer};
+use common::{load, Gateway, LoadPlan, RedisServer};
 
 /// One load-heavy test at a time.
 static HEAVY: Mutex<()> = Mutex::new(());

@@ -203,7 +203,8 @@ impl Lease {
         self.pending = None;
         self.local = None;
         self.remaining = grant.remaining;
-        self.retry_at = (grant.tokens == 0).then(|| grant.issued + grant.retry_after);
+        // An emptied bucket: no point asking again before it holds a token.
+        self.retry_at = (grant.remaining == 0).then(|| grant.issued + grant.retry_after);
         // Spend on credit while the next request is in flight only if the bucket
         // had plenty left for every worker.
         self.provisional = sizing.provisional.min(grant.remaining / sizing.workers);

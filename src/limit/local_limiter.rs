@@ -104,7 +104,7 @@ impl LocalLimiter {
         }
         let mut guard = self.state.borrow_mut();
         let st = &mut *guard;
-        self.receive_grants(st, settings);
+        self.receive_grants(st);
         let now = Instant::now();
         for &index in policies {
             let Some(policy) = settings.policies.get(index) else {
@@ -192,10 +192,10 @@ impl LocalLimiter {
 
     /// The limit tick: picks up grants, hands back what expired leases left, and
     /// publishes the eviction count.
-    pub fn tick(&self, settings: &RateLimitSettings, counters: &Counters) {
+    pub fn tick(&self, counters: &Counters) {
         let mut guard = self.state.borrow_mut();
         let st = &mut *guard;
-        self.receive_grants(st, settings);
+        self.receive_grants(st);
         let now = Instant::now();
         while st.expiring.front().is_some_and(|e| e.at <= now) {
             let Some(e) = st.expiring.pop_front() else {
@@ -225,14 +225,14 @@ impl LocalLimiter {
         counters.ratelimit_key_evictions.set(evictions);
     }
 
-    fn receive_grants(&self, st: &mut State, settings: &RateLimitSettings) {
+    fn receive_grants(&self, st: &mut State) {
         let Some(link) = &self.link else { return };
         while let Ok(grant) = link.grants.try_recv() {
-            self.take_grant(st, settings, grant);
+            self.take_grant(st, grant);
         }
     }
 
-    fn take_grant(&self, st: &mut State, _settings: &RateLimitSettings, grant: Grant) {
+    fn take_grant(&self, st: &mut State, grant: Grant) {
         let index = usize::from(grant.policy);
         let (Some(Table::Leases(map)), Some(sizing)) =
             (st.tables.get_mut(index), st.sizing.get(index))

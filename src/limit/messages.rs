@@ -38,7 +38,8 @@ pub struct Grant {
     pub issued: Instant,
     /// Whole tokens left in the true bucket after this grant (for `RateLimit`).
     pub remaining: u32,
-    /// With `tokens == 0`: how long from `issued` until a token may be there.
+    /// How long from `issued` until the bucket may hold a whole token again (what
+    /// the worker says in `Retry-After` once `remaining` is 0 and its lease is spent).
     pub retry_after: Duration,
 }
 

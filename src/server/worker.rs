@@ -142,8 +142,7 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
 async fn limit_tick(ctx: Rc<WorkerCtx>) {
     while !ctx.drain.is_raised() {
         monoio::time::sleep(LIMIT_TICK).await;
-        let snapshot = ctx.snapshot();
-        ctx.limits.tick(&snapshot.rate_limits, &ctx.counters);
+        ctx.limits.tick(&ctx.counters);
     }
 }
 
