@@ -43,6 +43,24 @@ rate_limits = [{limits}]
     )
 }
 
+/// The rate-limit counters of a gateway, for failure messages.
+fn limiter_stats(gw: &Gateway) -> String {
+    [
+        "ratelimit_allowed",
+        "ratelimit_denied",
+        "ratelimit_provisional",
+        "ratelimit_local",
+        "ratelimit_channel_full",
+        "ratelimit_lease_requests",
+        "limiter_demands",
+        "limiter_grants_dropped",
+    ]
+    .iter()
+    .map(|n| format!("{n}={}", gw.stat(n)))
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
 fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
     (actual - expected).abs() <= expected * tolerance
 }
@@ -69,8 +87,8 @@ scope = "instance"
     ));
 
     let mut blast = LoadPlan::new(&[gw.port]);
-    blast.connections = 8;
-    blast.batch = 32;
+    blast.connections = 4;
+    blast.batch = 50;
     blast.total = Some(6000);
     blast.duration = Duration::from_secs(20);
     let b = load::run(&blast);
@@ -83,8 +101,9 @@ scope = "instance"
     assert_eq!(b.ok + b.limited, 6000, "{b:?}");
     assert!(
         b.ok as f64 >= 5000.0 * 0.97 && b.ok as f64 <= expected * 1.03,
-        "burst phase admitted {} (expected 5000..{expected:.0})",
-        b.ok
+        "burst phase admitted {} (expected 5000..{expected:.0}); {}",
+        b.ok,
+        limiter_stats(&gw)
     );
 
     let mut sustained = LoadPlan::new(&[gw.port]);

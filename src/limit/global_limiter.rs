@@ -37,6 +37,8 @@ const GRANT_CHANNEL: usize = 16 * 1024;
 const IDLE_TICK: Duration = Duration::from_millis(50);
 /// A fleet key with no demand this long gives its pool back and leaves the sync.
 const FLEET_IDLE: Duration = Duration::from_secs(1);
+/// Large leases of a key are recalled at most this often.
+const RECALL_EVERY: Duration = Duration::from_millis(5);
 /// The limiter forgets a worker's lease this long after it expired without a report.
 const HELD_GRACE: Duration = Duration::from_secs(1);
 
@@ -78,6 +80,8 @@ struct KeyState {
     last_demand: Instant,
     redis_remaining: f64,
     in_sync: bool,
+    /// When other workers' leases were last recalled.
+    recalled: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -123,7 +127,11 @@ impl GlobalLimiter {
             .iter()
             .map(|p| (p.scope != Scope::Worker).then(|| LruMap::new(p.max_keys)))
             .collect();
-        let redis = settings.fleet.as_ref().map(RedisBuckets::new);
+        let any_fleet = settings.policies.iter().any(|p| p.scope == Scope::Fleet);
+        let redis = match &settings.fleet {
+            Some(f) if any_fleet => Some(RedisBuckets::new(f)),
+            _ => None,
+        };
         for p in &settings.policies {
             log_policy(p, workers);
         }
@@ -213,6 +221,7 @@ impl GlobalLimiter {
         };
         let mode = self.mode(policy);
         let workers = self.grants.len();
+        let sizing = LeaseSizing::new(policy, workers);
         let Some(Some(table)) = self.tables.get_mut(index) else {
             return;
         };
@@ -227,6 +236,7 @@ impl GlobalLimiter {
             last_demand: now,
             redis_remaining: policy.burst,
             in_sync: false,
+            recalled: None,
         });
         let worker = usize::from(d.worker);
         ks.settle(worker, &d, now, policy);
@@ -246,11 +256,14 @@ impl GlobalLimiter {
         let (tokens, retry_after) = match mode {
             Mode::Instance => {
                 let cap = policy.burst - f64::from(ks.held_total(now));
-                let g = ks.bucket.take_up_to(d.want, now, policy.rate, cap);
+                ks.bucket.refill(now, policy.rate, cap);
+                let want = d.want.min(sizing.grant_limit(ks.bucket.tokens()));
+                let g = ks.bucket.take_up_to(want, now, policy.rate, cap);
                 (g, ks.bucket.time_until(1.0, policy.rate))
             }
             Mode::Redis => {
-                let g = ks.bucket.take_up_to(d.want, now, 0.0, f64::MAX);
+                let want = d.want.min(sizing.grant_limit(ks.bucket.tokens()));
+                let g = ks.bucket.take_up_to(want, now, 0.0, f64::MAX);
                 // Tokens come with the next sync, if Redis has any by then.
                 let redis_wait = Duration::from_secs_f64(
                     ((1.0 - ks.redis_remaining).max(0.0) / policy.rate).min(1e6),
@@ -268,13 +281,39 @@ impl GlobalLimiter {
         if mode != Mode::Open {
             ks.lease_out(worker, tokens, now);
         }
+        let remaining = remaining.floor().clamp(0.0, u32::MAX as f64) as u32;
+        if tokens < d.want && mode != Mode::Open {
+            // Short: take back large leases other workers sit on.
+            for (other, held) in ks.held.iter().enumerate() {
+                let big = held.tokens > sizing.max_lease;
+                let due = ks.recalled.is_none_or(|t| now >= t + RECALL_EVERY);
+                if other != worker && big && due {
+                    if let Some(to) = self.grants.get(other) {
+                        let _ = to.try_send(Grant {
+                            policy: d.policy,
+                            key: d.key.clone(),
+                            tokens: 0,
+                            issued: now,
+                            remaining,
+                            retry_after,
+                            recall: true,
+                        });
+                        Counters::bump(&self.counters.limiter_recalls);
+                    }
+                }
+            }
+            if ks.held.iter().any(|h| h.tokens > sizing.max_lease) {
+                ks.recalled = Some(now);
+            }
+        }
         let grant = Grant {
             policy: d.policy,
             key: d.key,
             tokens,
             issued: now,
-            remaining: remaining.floor().clamp(0.0, u32::MAX as f64) as u32,
+            remaining,
             retry_after,
+            recall: false,
         };
         let Some(to) = self.grants.get(worker) else {
             return;

@@ -160,6 +160,17 @@ impl Lease {
         (r != Report::default()).then_some(r)
     }
 
+    /// The limiter recalls the lease: hand back the tokens in hand, with what was
+    /// spent. A request in flight stays in flight.
+    pub fn recall(&mut self) -> Option<Report> {
+        if self.tokens == 0 {
+            return None;
+        }
+        self.returned += self.tokens;
+        self.tokens = 0;
+        Some(self.take_report(0))
+    }
+
     fn take_report(&mut self, want: u32) -> Report {
         let r = Report {
             want,
@@ -205,9 +216,9 @@ impl Lease {
         self.remaining = grant.remaining;
         // An emptied bucket: no point asking again before it holds a token.
         self.retry_at = (grant.remaining == 0).then(|| grant.issued + grant.retry_after);
-        // Spend on credit while the next request is in flight only if the bucket
-        // had plenty left for every worker.
-        self.provisional = sizing.provisional.min(grant.remaining / sizing.workers);
+        // While the next request is in flight, spend on credit at most one more
+        // lease, and only what the bucket had left for every worker.
+        self.provisional = sizing.max_lease.min(grant.remaining / sizing.workers);
         self.expires
     }
 
@@ -243,6 +254,7 @@ mod tests {
             issued,
             remaining,
             retry_after: Duration::from_millis(500),
+            recall: false,
         }
     }
 

@@ -4,14 +4,18 @@
 //! instance, `I` the number of instances sharing a Redis.
 //!
 //! - Provisional allowance `P = max(1, floor(burst / 2W))`: what a worker may spend
-//!   on a key before any grant arrives (a new key, or while a lease request is in
-//!   flight and the last grant said the bucket had plenty). Spent provisionally,
-//!   tokens are reported and taken from the true bucket afterwards, possibly into
-//!   debt, which the refill repays: over a long window nothing is over-admitted,
-//!   and at any moment at most `W × P ≤ burst / 2` (and at least `W`) is.
-//! - Lease size: the worker's recent demand over [`LEASE_HORIZON`], between 1 and
-//!   `max_lease = clamp(ceil(rate × 2 × LEASE_HORIZON), 1, P)`: small, so that few
-//!   tokens sit unused on a worker whose traffic stopped while another worker's
+//!   on a key it has no grant for yet (a new key), so the first request never waits.
+//!   After a grant, the credit while the next request is in flight is smaller:
+//!   `min(max_lease, remaining / W)`. Tokens spent this way are reported and taken
+//!   from the true bucket afterwards, possibly into debt, which the refill repays:
+//!   over a long window nothing is over-admitted, and at any moment at most
+//!   `W × P ≤ burst / 2` (at least `W`) is for a new key, `W × max_lease` after.
+//! - Lease size: the worker asks for its recent demand over [`LEASE_HORIZON`]
+//!   (at least 1, at most `P`). The limiter grants at most
+//!   `max(max_lease, available / 2W)`, with `max_lease = clamp(ceil(rate × 2 ×
+//!   LEASE_HORIZON), 1, P)`: large while the bucket is full (a burst is spent without
+//!   a round trip per few requests), two horizons of the rate once it runs low, so
+//!   few tokens sit unused on a worker whose traffic stopped while another worker's
 //!   grew (they come back when the lease expires). Leases are taken from the true bucket
 //!   when granted, and the limiter caps the refill so that bucket + leases never
 //!   exceed `burst`: leases move admissions in time, they never add to them.
@@ -57,11 +61,19 @@ impl LeaseSizing {
     pub fn want(&self, attempts: u32, over: Duration) -> u32 {
         let secs = over.as_secs_f64().max(0.001);
         let per_lease = f64::from(attempts) / secs * LEASE_HORIZON.as_secs_f64();
-        (per_lease.ceil() as u32).clamp(1, self.max_lease)
+        (per_lease.ceil() as u32).clamp(1, self.provisional)
+    }
+
+    /// The most the limiter grants at once from a bucket holding `available` tokens.
+    pub fn grant_limit(&self, available: f64) -> u32 {
+        let half_share = (available / (2.0 * f64::from(self.workers)))
+            .floor()
+            .clamp(0.0, u32::MAX as f64) as u32;
+        self.max_lease.max(half_share)
     }
 
     /// At most this many tokens are admitted beyond the bucket, per key and
-    /// instance, at any moment (provisional spending not yet repaid).
+    /// instance, at any moment (provisional spending on a new key, not yet repaid).
     pub fn worst_case_over_admission(&self) -> u64 {
         u64::from(self.workers) * u64::from(self.provisional)
     }
@@ -100,9 +112,15 @@ mod tests {
     fn want_follows_demand_within_bounds() {
         let s = LeaseSizing::new(&policy(1000.0, 5000.0), 2);
         assert_eq!(s.max_lease, 40, "two horizons of the rate");
-        // 100 requests in 100 ms = 1k/s: 20 per 20 ms.
-        assert_eq!(s.want(100, Duration::from_millis(100)), 20);
+        // 1000 requests in 100 ms = 10k/s: 200 per 20 ms.
+        assert_eq!(s.want(1000, Duration::from_millis(100)), 200);
         assert_eq!(s.want(1, Duration::from_secs(10)), 1);
-        assert_eq!(s.want(1_000_000, Duration::from_millis(1)), 40);
+        assert_eq!(s.want(1_000_000, Duration::from_millis(1)), 1250);
+        assert_eq!(s.grant_limit(5000.0), 1250, "a full bucket: big grants");
+        assert_eq!(
+            s.grant_limit(100.0),
+            40,
+            "a low bucket: two horizons of the rate"
+        );
     }
 }

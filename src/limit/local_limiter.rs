@@ -239,6 +239,14 @@ impl LocalLimiter {
         else {
             return;
         };
+        if grant.recall {
+            if let Some((_, lease)) = map.get_mut(&grant.key) {
+                if let Some(report) = lease.recall() {
+                    self.send_demand(index, &grant.key, report);
+                }
+            }
+            return;
+        }
         match map.get_mut(&grant.key) {
             Some((slot, lease)) => {
                 let at = lease.on_grant(&grant, sizing);
@@ -269,7 +277,15 @@ impl LocalLimiter {
     }
 
     fn send_report(&self, policy: usize, key: &[u8], r: Report, counters: &Counters) {
-        let Some(link) = &self.link else { return };
+        if !self.send_demand(policy, key, r) {
+            // The limiter expires the lease on its own (see `GlobalLimiter`).
+            Counters::bump(&counters.ratelimit_channel_full);
+        }
+    }
+
+    /// Sends a report; `false` when it did not fit.
+    fn send_demand(&self, policy: usize, key: &[u8], r: Report) -> bool {
+        let Some(link) = &self.link else { return false };
         let demand = Demand {
             worker: link.worker as u16,
             policy: policy as u16,
@@ -279,9 +295,6 @@ impl LocalLimiter {
             unbacked: r.unbacked,
             returned: r.returned,
         };
-        if link.demands.try_send(demand).is_err() {
-            // The limiter expires the lease on its own (see `GlobalLimiter`).
-            Counters::bump(&counters.ratelimit_channel_full);
-        }
+        link.demands.try_send(demand).is_ok()
     }
 }

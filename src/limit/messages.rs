@@ -5,7 +5,10 @@
 //!   one), here is what I give back, and I want this many more tokens".
 //! - The limiter answers each `Demand` that wants tokens with one [`Grant`] on
 //!   that worker's own channel; the worker picks grants up with `try_recv` on its
-//!   next rate-limited request or on its limit tick.
+//!   next rate-limited request or on its limit tick. When a bucket runs dry while
+//!   another worker holds a large lease, the limiter also sends that worker a
+//!   recall (a `Grant` with `recall` set), so tokens do not sit on a worker whose
+//!   traffic moved elsewhere.
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +44,9 @@ pub struct Grant {
     /// How long from `issued` until the bucket may hold a whole token again (what
     /// the worker says in `Retry-After` once `remaining` is 0 and its lease is spent).
     pub retry_after: Duration,
+    /// Not a grant but a recall: another worker is short while this one holds a
+    /// large lease; hand back what is in hand (and ask again if still busy).
+    pub recall: bool,
 }
 
 /// A worker's ends of the channels to the limiter thread.

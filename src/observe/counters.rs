@@ -78,6 +78,8 @@ counters! {
     limiter_grants_dropped,
     /// Keys evicted from the limiter thread's tables.
     limiter_key_evictions,
+    /// Large leases recalled from a worker because another one was short.
+    limiter_recalls,
     /// Successful Redis syncs of fleet policies.
     fleet_syncs,
     /// Failed Redis syncs and reconnects.
