@@ -99,8 +99,10 @@ scope = "instance"
         b.ok, b.elapsed, expected
     );
     assert_eq!(b.ok + b.limited, 6000, "{b:?}");
+    // "About": a worker that spends its lease before the limiter thread gets a
+    // core refuses until the grant arrives, so a starved machine admits a little less.
     assert!(
-        b.ok as f64 >= 5000.0 * 0.97 && b.ok as f64 <= expected * 1.03,
+        b.ok as f64 >= 5000.0 * 0.9 && b.ok as f64 <= expected * 1.03,
         "burst phase admitted {} (expected 5000..{expected:.0}); {}",
         b.ok,
         limiter_stats(&gw)

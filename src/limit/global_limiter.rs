@@ -11,8 +11,9 @@
 //!   `instance` refills the pool here at the policy's rate, as `scope = "instance"`.
 //!
 //! The thread sleeps on its channel until a report arrives or its tick is due, and
-//! ends when every worker has dropped its end.
+//! ends when told to (after the workers) or when every worker has dropped its end.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -45,12 +46,16 @@ const HELD_GRACE: Duration = Duration::from_secs(1);
 /// The running limiter thread.
 pub struct LimiterThread {
     join: JoinHandle<()>,
+    stop: Arc<AtomicBool>,
     pub counters: Arc<PublishedCounters>,
 }
 
 impl LimiterThread {
-    /// Waits for the thread to end (after every worker dropped its link).
-    pub fn join(self) {
+    /// Stops the thread (within one tick) and waits for it. Workers' links may
+    /// outlive their threads (a runtime does not drop its unfinished tasks), so the
+    /// thread is told, not left to notice.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
         let _ = self.join.join();
     }
 }
@@ -66,6 +71,7 @@ pub struct GlobalLimiter {
     redis: Option<RedisBuckets>,
     counters: Counters,
     published: Arc<PublishedCounters>,
+    stop: Arc<AtomicBool>,
 }
 
 /// The limiter's state for one key.
@@ -136,7 +142,9 @@ impl GlobalLimiter {
             log_policy(p, workers);
         }
         let published = Arc::new(PublishedCounters::default());
+        let stop = Arc::new(AtomicBool::new(false));
         let limiter = GlobalLimiter {
+            stop: stop.clone(),
             snapshot,
             demands: demand_rx,
             grants: grant_txs,
@@ -153,6 +161,7 @@ impl GlobalLimiter {
         Ok(Some((
             LimiterThread {
                 join,
+                stop,
                 counters: published,
             },
             links,
@@ -169,7 +178,7 @@ impl GlobalLimiter {
             self.sync_fleet(Instant::now());
         }
         let mut next_tick = Instant::now() + tick;
-        loop {
+        while !self.stop.load(Ordering::Relaxed) {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.demands.recv_timeout(wait) {
                 Ok(d) => {

@@ -78,7 +78,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
             let _ = t.join();
         }
         if let Some(l) = limiter {
-            l.join();
+            l.stop();
         }
         return Err(e);
     }
@@ -120,9 +120,8 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     for t in threads {
         let _ = t.join();
     }
-    // The limiter ends once every worker has dropped its link.
     if let Some(l) = limiter {
-        l.join();
+        l.stop();
     }
     if let Some(log) = access_log {
         log.finish();
