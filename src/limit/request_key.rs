@@ -7,6 +7,7 @@
 //! happens to look like one. The same bytes name the key in the limiter thread
 //! and (after a prefix and the policy name) in Redis.
 
+use std::borrow::Cow;
 use std::io::Write as _;
 use std::net::IpAddr;
 
@@ -18,13 +19,14 @@ use super::policy::{Fallback, KeyPart, Policy};
 /// used), so a client cannot grow the key tables with huge values.
 pub const MAX_KEY_VALUE_BYTES: usize = 256;
 
-/// Verified claims of the caller, as the authentication stage will provide them.
+/// Verified claims of the caller, as the authentication stage provides them.
 ///
-/// The rate-limit stage asks only for single values by claim name; a string claim
-/// gives its text, a number its decimal form. Until authentication exists the
-/// pipeline passes no claims, and `claim:` keys use the policy's fallback.
+/// The rate-limit stage asks only for single values by claim name: a string claim
+/// gives its text (borrowed), a number or boolean its printed form (owned). Where
+/// the pipeline has no verified caller it passes no claims, and `claim:` keys use
+/// the policy's fallback.
 pub trait ClaimLookup {
-    fn claim(&self, name: &str) -> Option<&[u8]>;
+    fn claim(&self, name: &str) -> Option<Cow<'_, [u8]>>;
 }
 
 /// What a request offers to key a bucket.
@@ -56,12 +58,19 @@ pub fn write_key(policy: &Policy, facts: &RequestFacts<'_>, out: &mut Vec<u8>) -
 /// Writes one part; `false` when the request has no (usable) value for it.
 fn write_part(part: &KeyPart, facts: &RequestFacts<'_>, out: &mut Vec<u8>) -> bool {
     match part {
-        KeyPart::Ip => {
-            let ip = canonical(facts.client);
-            let mut text = [0u8; 48];
-            let len = display_len(&mut text, &ip);
-            field(out, b"ip", &text[..len]);
-        }
+        KeyPart::Ip => match canonical(facts.client) {
+            // The common case without the formatting machinery.
+            IpAddr::V4(v4) => {
+                let mut text = [0u8; 15];
+                let len = ipv4_text(v4.octets(), &mut text);
+                field(out, b"ip", &text[..len]);
+            }
+            ip => {
+                let mut text = [0u8; 48];
+                let len = display_len(&mut text, &ip);
+                field(out, b"ip", &text[..len]);
+            }
+        },
         KeyPart::IpPrefix { v4, v6 } => {
             let (net, bits) = masked(canonical(facts.client), *v4, *v6);
             let mut text = [0u8; 56];
@@ -77,7 +86,7 @@ fn write_part(part: &KeyPart, facts: &RequestFacts<'_>, out: &mut Vec<u8>) -> bo
             _ => return false,
         },
         KeyPart::Claim(name) => match facts.claims.and_then(|c| c.claim(name)) {
-            Some(v) if usable(v) => field(out, b"c", v),
+            Some(v) if usable(&v) => field(out, b"c", &v),
             _ => return false,
         },
         KeyPart::Route => field(out, b"r", facts.route.as_bytes()),
@@ -100,8 +109,45 @@ fn field(out: &mut Vec<u8>, tag: &[u8], value: &[u8]) {
         out.push(b';');
     }
     out.extend_from_slice(tag);
-    let _ = write!(out, "{}=", value.len());
+    push_decimal(out, value.len());
+    out.push(b'=');
     out.extend_from_slice(value);
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Dotted-quad text of an IPv4 address into `buf`; returns its length.
+fn ipv4_text(octets: [u8; 4], buf: &mut [u8; 15]) -> usize {
+    let mut len = 0;
+    for (i, o) in octets.into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        if o >= 100 {
+            buf[len] = b'0' + o / 100;
+            len += 1;
+        }
+        if o >= 10 {
+            buf[len] = b'0' + (o / 10) % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + o % 10;
+        len += 1;
+    }
+    len
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, from dual-stack listeners) are the
@@ -163,11 +209,11 @@ mod tests {
 
     struct Claims(Vec<(&'static str, &'static str)>);
     impl ClaimLookup for Claims {
-        fn claim(&self, name: &str) -> Option<&[u8]> {
+        fn claim(&self, name: &str) -> Option<Cow<'_, [u8]>> {
             self.0
                 .iter()
                 .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_bytes())
+                .map(|(_, v)| Cow::Borrowed(v.as_bytes()))
         }
     }
 
@@ -193,6 +239,20 @@ mod tests {
         };
         let mut out = Vec::new();
         write_key(p, &facts, &mut out).then(|| String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn ipv4_text_matches_display() {
+        for a in ["0.0.0.0", "255.255.255.255", "10.0.100.9", "192.168.1.20"] {
+            let ip: std::net::Ipv4Addr = a.parse().unwrap();
+            let mut buf = [0u8; 15];
+            let len = ipv4_text(ip.octets(), &mut buf);
+            assert_eq!(&buf[..len], a.as_bytes());
+        }
+        let mut out = Vec::new();
+        push_decimal(&mut out, 0);
+        push_decimal(&mut out, 1234);
+        assert_eq!(out, b"01234");
     }
 
     #[test]
