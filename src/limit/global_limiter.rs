@@ -292,7 +292,8 @@ impl GlobalLimiter {
         }
         let remaining = remaining.floor().clamp(0.0, u32::MAX as f64) as u32;
         if tokens < d.want && mode != Mode::Open {
-            // Short: take back large leases other workers sit on.
+            // Short: take back large leases other workers sit on (waiting until the
+            // bucket is dry recalls too late to help the short worker).
             for (other, held) in ks.held.iter().enumerate() {
                 let big = held.tokens > sizing.max_lease;
                 let due = ks.recalled.is_none_or(|t| now >= t + RECALL_EVERY);
@@ -525,5 +526,106 @@ impl KeyState {
             total = total.saturating_add(h.tokens);
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn limiter(policy: &str) -> (LimiterThread, Vec<WorkerLink>) {
+        let text = format!(
+            r#"
+[[route]]
+name = "r"
+path_prefix = "/"
+respond = {{ status = 200 }}
+rate_limits = ["p"]
+[[rate_limit]]
+name = "p"
+key = "global"
+{policy}
+"#
+        );
+        let snap = parse("t.toml", &text).expect("config");
+        GlobalLimiter::start(Arc::new(snap), 2)
+            .expect("start")
+            .expect("a limiter for an instance policy")
+    }
+
+    fn demand(worker: u16, want: u32, spent: u32) -> Demand {
+        Demand {
+            worker,
+            policy: 0,
+            key: b"g".as_slice().into(),
+            want,
+            spent,
+            unbacked: 0,
+            returned: 0,
+        }
+    }
+
+    fn next(link: &WorkerLink) -> Grant {
+        link.grants
+            .recv_timeout(Duration::from_secs(2))
+            .expect("an answer")
+    }
+
+    #[test]
+    fn grants_come_from_a_full_bucket_and_stop_when_it_is_empty() {
+        let (thread, links) = limiter("rate = \"1/h\"\nburst = 10");
+        links[0].demands.send(demand(0, 100, 0)).expect("send");
+        let g = next(&links[0]);
+        assert_eq!(
+            (g.tokens, g.remaining, g.recall),
+            (2, 8, false),
+            "at most max(max_lease, available / 2W) at once"
+        );
+        let mut total = g.tokens;
+        let last = loop {
+            links[0].demands.send(demand(0, 100, 0)).expect("send");
+            let g = next(&links[0]);
+            if g.tokens == 0 {
+                break g;
+            }
+            total += g.tokens;
+        };
+        assert_eq!(total, 10, "the whole burst, no more");
+        assert_eq!(last.remaining, 0);
+        assert!(
+            last.retry_after > Duration::from_secs(3000),
+            "one token per hour: {:?}",
+            last.retry_after
+        );
+        thread.stop();
+    }
+
+    #[test]
+    fn leased_tokens_cap_the_refill_and_large_leases_are_recalled() {
+        // burst 8, W = 2: max_lease = 2, grants up to available / 4.
+        let (thread, links) = limiter("rate = 1000\nburst = 8");
+        links[0].demands.send(demand(0, 8, 0)).expect("send");
+        let g = next(&links[0]);
+        assert_eq!(g.tokens, 2);
+        links[0].demands.send(demand(0, 8, 0)).expect("send");
+        let held: u32 = g.tokens + next(&links[0]).tokens;
+        assert_eq!(held, 4, "worker 0 holds 4 tokens it has not spent");
+        std::thread::sleep(Duration::from_millis(50));
+        // 50 ms at 1000/s would refill far past the burst: bucket + leases stay <= 8.
+        links[1].demands.send(demand(1, 100, 0)).expect("send");
+        let g = next(&links[1]);
+        assert!(g.tokens <= 2 && g.remaining <= 4 - g.tokens, "{g:?}");
+        // Worker 1 drains the rest; then it is short while worker 0 sits on 4 > 2.
+        let mut got = g.tokens;
+        while got < 4 {
+            links[1].demands.send(demand(1, 100, 0)).expect("send");
+            got += next(&links[1]).tokens;
+        }
+        links[1].demands.send(demand(1, 100, 0)).expect("send");
+        assert_eq!(next(&links[1]).tokens, 0);
+        let recall = next(&links[0]);
+        assert!(recall.recall, "{recall:?}");
+        thread.stop();
     }
 }

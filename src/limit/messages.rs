@@ -5,9 +5,9 @@
 //!   one), here is what I give back, and I want this many more tokens".
 //! - The limiter answers each `Demand` that wants tokens with one [`Grant`] on
 //!   that worker's own channel; the worker picks grants up with `try_recv` on its
-//!   next rate-limited request or on its limit tick. When a bucket runs dry while
-//!   another worker holds a large lease, the limiter also sends that worker a
-//!   recall (a `Grant` with `recall` set), so tokens do not sit on a worker whose
+//!   next rate-limited request or on its limit tick. When a worker gets less than
+//!   it asked for while another holds a large lease, the limiter also sends that
+//!   worker a recall (a `Grant` with `recall` set), so tokens do not sit on a worker whose
 //!   traffic moved elsewhere.
 
 use std::time::{Duration, Instant};
