@@ -4,6 +4,7 @@
 //! and benches use the library directly. `docs/architecture.md` is the map.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod observe;

@@ -27,7 +27,8 @@ pub(crate) fn compile(
     let log = log_settings(sections.log.unwrap_or_default(), problems);
     let upstreams = upstreams(sections.upstreams, problems);
     let endpoint_count = upstreams.iter().map(|u| u.endpoints.len()).sum();
-    let (specs, routes) = routes(sections.routes, &upstreams, problems);
+    let auth = super::compile_auth::auth_settings(sections.auth, file, problems);
+    let (specs, routes) = routes(sections.routes, &upstreams, &auth, problems);
     if !problems.is_empty() {
         return None;
     }
@@ -40,6 +41,7 @@ pub(crate) fn compile(
         routes,
         upstreams,
         endpoint_count,
+        auth,
     })
 }
 
@@ -202,6 +204,7 @@ fn hash_on(h: &Spanned<String>, p: &mut Problems<'_>) -> HashOn {
 fn routes(
     list: Vec<schema::RouteSection>,
     upstreams: &[Upstream],
+    auth: &crate::auth::AuthSettings,
     p: &mut Problems<'_>,
 ) -> (Vec<RouteSpec>, Vec<Route>) {
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
@@ -338,6 +341,10 @@ fn routes(
             rewrite_prefix,
             preserve_host: r.preserve_host,
             timeout,
+            auth: r
+                .auth
+                .as_ref()
+                .and_then(|a| super::compile_auth::route_auth(a, auth, p)),
         });
     }
     (specs, routes)

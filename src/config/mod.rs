@@ -5,6 +5,7 @@
 //! does not hide the problems in the next one.
 
 mod compile;
+mod compile_auth;
 mod error;
 mod schema;
 mod snapshot;
@@ -59,11 +60,12 @@ pub(crate) struct Sections {
     pub upstreams: Vec<schema::UpstreamSection>,
     pub routes: Vec<schema::RouteSection>,
     pub log: Option<schema::LogSection>,
+    pub auth: Option<schema::AuthSection>,
 }
 
 /// Sections that later versions handle; named so the error says so.
-const NOT_YET: &[&str] = &["auth", "rate_limit", "fleet", "rate_limit_headers"];
-const KNOWN: &str = "server, admin, upstream, route, log";
+const NOT_YET: &[&str] = &["rate_limit", "fleet", "rate_limit_headers"];
+const KNOWN: &str = "server, admin, upstream, route, log, auth";
 
 fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
@@ -80,6 +82,7 @@ fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
             "server" => out.server = one(value, problems),
             "admin" => out.admin = one(value, problems),
             "log" => out.log = one(value, problems),
+            "auth" => out.auth = one(value, problems),
             "upstream" => out.upstreams = many(value, "[[upstream]]", problems),
             "route" => out.routes = many(value, "[[route]]", problems),
             other if NOT_YET.contains(&other) => problems.at(

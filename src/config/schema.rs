@@ -123,6 +123,7 @@ pub struct RouteSection {
     #[serde(default)]
     pub preserve_host: bool,
     pub timeout_ms: Option<Spanned<u64>>,
+    pub auth: Option<Spanned<RouteAuthSection>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,7 +152,101 @@ impl Default for LogSection {
     }
 }
 
+/// `[auth]`: named providers; only `[auth.jwt.NAME]` today.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    #[serde(default)]
+    pub jwt: BTreeMap<String, Spanned<JwtSection>>,
+}
+
+/// One `[auth.jwt.NAME]`. Key sources (give exactly one): `jwks_file`, `jwks_url`,
+/// `public_key_pem`, `hmac_secret_file`, `hmac_secret_env`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSection {
+    pub issuer: Option<Spanned<String>>,
+    #[serde(default)]
+    pub audiences: Vec<Spanned<String>>,
+    pub algorithms: Option<Vec<Spanned<String>>>,
+    #[serde(default = "defaults::leeway_s")]
+    pub leeway_s: Spanned<u64>,
+    pub require: Option<Vec<Spanned<String>>>,
+    pub max_lifetime_s: Option<Spanned<u64>>,
+    pub jwks_file: Option<Spanned<String>>,
+    pub jwks_url: Option<Spanned<String>>,
+    pub public_key_pem: Option<Spanned<OneOrMany>>,
+    pub hmac_secret_file: Option<Spanned<String>>,
+    pub hmac_secret_env: Option<Spanned<String>>,
+    #[serde(default = "defaults::jwks_refresh_s")]
+    pub jwks_refresh_s: Spanned<u64>,
+    #[serde(default = "defaults::jwks_min_refetch_s")]
+    pub jwks_min_refetch_s: Spanned<u64>,
+    #[serde(default = "defaults::jwks_timeout_ms")]
+    pub jwks_timeout_ms: Spanned<u64>,
+    pub jwks_ca: Option<Spanned<String>>,
+    pub token_from: Option<Vec<Spanned<String>>>,
+    #[serde(default = "defaults::max_token_bytes")]
+    pub max_token_bytes: Spanned<u64>,
+    #[serde(default)]
+    pub claims_to_headers: BTreeMap<String, Spanned<String>>,
+    #[serde(default = "defaults::yes")]
+    pub forward_token: bool,
+    pub realm: Option<Spanned<String>>,
+    #[serde(default = "defaults::cache_entries")]
+    pub cache_entries: Spanned<u64>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A route's `auth`: `"NAME"` or `{ provider, optional, cors_preflight }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RouteAuthSection {
+    Provider(String),
+    Table(RouteAuthTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteAuthTable {
+    pub provider: String,
+    #[serde(default)]
+    pub optional: bool,
+    /// `"bypass"` lets CORS preflight requests through without a token;
+    /// `"authenticate"` (the default) treats them like any request.
+    pub cors_preflight: Option<String>,
+}
+
 mod defaults {
+    pub fn leeway_s() -> Spanned<u64> {
+        Spanned::new(0..0, 60)
+    }
+    pub fn jwks_refresh_s() -> Spanned<u64> {
+        Spanned::new(0..0, 600)
+    }
+    pub fn jwks_min_refetch_s() -> Spanned<u64> {
+        Spanned::new(0..0, 30)
+    }
+    pub fn jwks_timeout_ms() -> Spanned<u64> {
+        Spanned::new(0..0, 5_000)
+    }
+    pub fn max_token_bytes() -> Spanned<u64> {
+        Spanned::new(0..0, 8_192)
+    }
+    pub fn cache_entries() -> Spanned<u64> {
+        Spanned::new(0..0, 10_000)
+    }
+    pub fn yes() -> bool {
+        true
+    }
+
     use toml::Spanned;
 
     pub fn connect_timeout_ms() -> Spanned<u64> {

@@ -23,6 +23,8 @@ pub struct Snapshot {
     /// Endpoints of all upstreams, numbered 0..endpoint_count (`Endpoint::id`), so a
     /// worker can keep per-endpoint state (pools, in-flight counts) in flat vectors.
     pub endpoint_count: usize,
+    /// `[auth.jwt.*]` providers and the identity headers stripped from every request.
+    pub auth: crate::auth::AuthSettings,
 }
 
 /// `[server]`: listeners, worker layout and the limits every request is held to.
@@ -73,6 +75,8 @@ pub struct Route {
     pub preserve_host: bool,
     /// Upstream request timeout: the route's `timeout_ms`, else the upstream's.
     pub timeout: Duration,
+    /// The route's `auth`: which provider checks its requests.
+    pub auth: Option<crate::auth::RouteAuth>,
 }
 
 pub enum Action {

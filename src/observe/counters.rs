@@ -58,6 +58,12 @@ counters! {
     upstream_truncated,
     /// Access-log lines dropped because the writer thread was behind.
     access_log_dropped,
+    /// Tokens whose signature and claims were checked (cache misses that passed).
+    auth_verified,
+    /// Requests answered from the per-worker verified-token cache.
+    auth_cache_hits,
+    /// Requests refused by authentication (401, 400, 503).
+    auth_rejected,
 }
 
 impl Counters {

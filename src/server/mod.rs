@@ -30,6 +30,8 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     let access_log = AccessLogWriter::start(&snapshot.log.access_log)
         .map_err(|e| format!("cannot open the access log: {e}"))?;
     let cores = layout::worker_cores(snapshot.server.workers, snapshot.server.pin_workers);
+    // Remote JWKS prefetch starts now; /ready waits for it.
+    crate::auth::jwks::start(&snapshot.auth)?;
 
     let (started_tx, started_rx) = bounded(cores.len());
     let mut commands: Vec<Sender<Command>> = Vec::new();
@@ -75,7 +77,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
 
     let admin = match snapshot.admin {
         Some(addr) => Some(
-            admin::start(addr, published.clone())
+            admin::start(addr, published.clone(), readiness(&snapshot))
                 .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
         ),
         None => None,
@@ -114,4 +116,11 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `/ready` asks beyond draining: `Some(reason)` while the gateway cannot
+/// serve yet (a remote JWKS not fetched for the first time).
+fn readiness(snapshot: &Arc<Snapshot>) -> admin::Readiness {
+    let snapshot = snapshot.clone();
+    Arc::new(move || snapshot.auth.not_ready())
 }

@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 use monoio::net::{ListenerOpts, TcpListener};
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
+use crate::auth::AuthWorker;
 use crate::config::Snapshot;
 use crate::observe::{AccessLogBuffer, AccessRecord, Counters, PublishedCounters};
 use crate::proxy::{Outcome, RequestIds};
@@ -110,6 +111,7 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
             }
         }
         ctx.pools.sweep();
+        ctx.auth.refresh_keys(&snapshot.auth);
         ctx.publish(&plan.published);
         if let Some(deadline) = drain_deadline {
             if ctx.active_connections.get() == 0 || Instant::now() >= deadline {
@@ -142,6 +144,8 @@ pub struct WorkerCtx {
     pub active_connections: Cell<usize>,
     pub request_ids: RequestIds,
     pub access_log: Option<AccessLogBuffer>,
+    /// Key sets and verified-token caches of the auth providers.
+    pub auth: AuthWorker,
 }
 
 impl WorkerCtx {
@@ -150,6 +154,7 @@ impl WorkerCtx {
             id,
             pools: UpstreamPools::new(snapshot.endpoint_count),
             balancer: Balancer::new(snapshot.upstreams.len(), snapshot.endpoint_count, id),
+            auth: AuthWorker::new(&snapshot.auth),
             snapshot: RefCell::new(snapshot),
             counters: Counters::default(),
             drain: DrainSignal::default(),

@@ -2,7 +2,8 @@
 //! in both directions without buffering them whole.
 //!
 //! 1. choose an endpoint and build the upstream request head (hop-by-hop headers
-//!    dropped, `X-Forwarded-*` and `X-Request-Id` set);
+//!    dropped, `X-Forwarded-*` and `X-Request-Id` set, identity headers of the
+//!    verified caller added, the token dropped if the provider says so);
 //! 2. take an idle pooled connection or connect (connect timeout);
 //! 3. send the head with whatever body bytes already arrived, then stream the rest;
 //! 4. wait for the response head (the route's timeout); a pooled connection that
@@ -18,6 +19,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
+use crate::auth::{HeaderFate, Outbound};
 use crate::config::{BalancePolicy, Endpoint, HashOn, Route, Snapshot, Upstream};
 use crate::http::{
     is_hop_by_hop, parse_response, BodyFraming, ChunkedScanner, ConnectionTokens, ResponseHead,
@@ -38,6 +40,7 @@ const COALESCE_BODY_BYTES: usize = 16 * 1024;
 const UPSTREAM_READ_BUFFER: usize = 16 * 1024;
 
 /// Forwards the request in `conn` through `route` to upstream `index`.
+#[allow(clippy::too_many_arguments)]
 pub async fn forward<S: Io>(
     ctx: &WorkerCtx,
     snap: &Snapshot,
@@ -45,6 +48,7 @@ pub async fn forward<S: Io>(
     index: usize,
     conn: &mut ClientConn<S>,
     target: &NormalizedTarget,
+    outbound: &Outbound<'_>,
     request_id: RequestId,
 ) -> Outcome {
     let Some(upstream) = snap.upstreams.get(index) else {
@@ -59,7 +63,7 @@ pub async fn forward<S: Io>(
         .await;
     };
     let endpoint = pick_endpoint(ctx, index, upstream, conn);
-    build_request_head(conn, route, endpoint, target, request_id);
+    build_request_head(conn, route, endpoint, target, outbound, request_id);
     let client_keep_alive = conn.head.keep_alive;
     conn.consume_head();
 
@@ -461,6 +465,7 @@ fn build_request_head<S: Io>(
     route: &Route,
     endpoint: &Endpoint,
     target: &NormalizedTarget,
+    outbound: &Outbound<'_>,
     request_id: RequestId,
 ) {
     let head = &conn.head;
@@ -481,7 +486,7 @@ fn build_request_head<S: Io>(
     w.extend_from_slice(path.as_bytes());
     if let Some(q) = &target.query {
         w.push(b'?');
-        w.extend_from_slice(q.as_bytes());
+        w.extend_from_slice(outbound.query(q).as_bytes());
     }
     // HTTP/1.0 clients are forwarded as HTTP/1.0 so the upstream never answers
     // them with chunked framing they cannot read.
@@ -526,11 +531,21 @@ fn build_request_head<S: Io>(
         {
             continue;
         }
+        let rewritten;
+        let value = match outbound.header_fate(name, value) {
+            HeaderFate::Keep => value,
+            HeaderFate::Drop => continue,
+            HeaderFate::Rewrite(v) => {
+                rewritten = v;
+                &rewritten[..]
+            }
+        };
         w.extend_from_slice(name);
         w.extend_from_slice(b": ");
         w.extend_from_slice(value);
         w.extend_from_slice(b"\r\n");
     }
+    w.extend_from_slice(outbound.identity_headers());
     w.extend_from_slice(b"host: ");
     match (route.preserve_host, client_host) {
         (true, Some(h)) => w.extend_from_slice(h),
