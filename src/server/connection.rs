@@ -191,8 +191,11 @@ impl<S: Io> ClientConn<S> {
         }
         let space = self.rbuf.capacity() - self.rbuf.len();
         if space < MIN_READ_SPACE || self.rbuf.capacity() < want {
-            self.rbuf
-                .reserve(want.max(self.rbuf.capacity()) - self.rbuf.len());
+            // At least MIN_READ_SPACE free: a full buffer (len == capacity) must grow,
+            // or a head larger than the first buffer is read into zero bytes of space
+            // and mistaken for a closed connection.
+            let grow = want.max(self.rbuf.capacity()) - self.rbuf.len();
+            self.rbuf.reserve(grow.max(MIN_READ_SPACE));
         }
     }
 
