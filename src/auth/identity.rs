@@ -69,11 +69,7 @@ impl<'a> Outbound<'a> {
                     let kept: Vec<&[u8]> = value
                         .split(|&b| b == b';')
                         .map(<[u8]>::trim_ascii)
-                        .filter(|pair| {
-                            !pair.is_empty()
-                                && !(pair.starts_with(c.as_bytes())
-                                    && pair.get(c.len()) == Some(&b'='))
-                        })
+                        .filter(|pair| !pair.is_empty() && !is_cookie_named(pair, c.as_bytes()))
                         .collect();
                     return if kept.is_empty() {
                         HeaderFate::Drop
@@ -109,6 +105,11 @@ impl<'a> Outbound<'a> {
             .collect();
         Cow::Owned(kept.join("&"))
     }
+}
+
+/// `name=...` for exactly this cookie name.
+fn is_cookie_named(pair: &[u8], name: &[u8]) -> bool {
+    pair.starts_with(name) && pair.get(name.len()) == Some(&b'=')
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ fn header_failure(token: &str) -> Rejection {
     let alg = token
         .split('.')
         .next()
-        .and_then(|h| base64url_decode(h))
+        .and_then(base64url_decode)
         .and_then(|h| serde_json::from_slice::<Value>(&h).ok())
         .and_then(|v| v.get("alg").and_then(Value::as_str).map(str::to_string));
     match alg {

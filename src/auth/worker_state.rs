@@ -55,12 +55,7 @@ impl AuthWorker {
     /// verifications made with the old ones. Called on the worker tick.
     pub fn refresh_keys(&self, settings: &AuthSettings) {
         for (p, state) in settings.providers.iter().zip(&self.providers) {
-            if p.keys.generation() != state.generation.get() {
-                let (generation, keys) = p.keys.current();
-                state.generation.set(generation);
-                *state.keys.borrow_mut() = keys;
-                state.cache.borrow_mut().clear();
-            }
+            state.sync(p);
         }
     }
 
@@ -120,20 +115,26 @@ impl AuthWorker {
                 return Ok(Some(caller));
             }
         }
-        let keys = state.keys.borrow().clone();
-        if keys.is_empty() {
-            return Err(Rejection::NoKeys);
-        }
         let Ok(text) = std::str::from_utf8(token) else {
             return Err(Rejection::invalid("malformed token"));
         };
+        // Cold paths look at the provider's slot before the next tick would: no keys
+        // yet, or a kid this worker has not seen (the fetcher may just have got it).
+        let no_keys = state.keys.borrow().is_empty();
+        if no_keys && !state.sync(provider) {
+            return Err(Rejection::NoKeys);
+        }
+        let keys = state.keys.borrow().clone();
         let claims = match verify(text, provider, &keys, now) {
             Ok(c) => c,
-            Err(Failure::UnknownKid) => {
-                self.ask_refetch(provider, state);
-                return Err(Rejection::invalid("unknown key id"));
+            Err(Failure::UnknownKid) if state.sync(provider) => {
+                let keys = state.keys.borrow().clone();
+                match verify(text, provider, &keys, now) {
+                    Ok(c) => c,
+                    Err(f) => return Err(self.refused(provider, state, f)),
+                }
             }
-            Err(Failure::Rejected(r)) => return Err(r),
+            Err(f) => return Err(self.refused(provider, state, f)),
         };
         Counters::bump(&counters.auth_verified);
         let identity_headers = render_identity_headers(&claims, &provider.claims_to_headers)
@@ -153,6 +154,21 @@ impl AuthWorker {
         Ok(Some(caller))
     }
 
+    fn refused(
+        &self,
+        provider: &JwtProvider,
+        state: &ProviderState,
+        failure: Failure,
+    ) -> Rejection {
+        match failure {
+            Failure::UnknownKid => {
+                self.ask_refetch(provider, state);
+                Rejection::invalid("unknown key id")
+            }
+            Failure::Rejected(r) => r,
+        }
+    }
+
     fn ask_refetch(&self, provider: &JwtProvider, state: &ProviderState) {
         if provider.remote.is_none() {
             return;
@@ -167,6 +183,21 @@ impl AuthWorker {
         }
         state.last_refetch_ask.set(Some(now));
         provider.keys.ask_refetch();
+    }
+}
+
+impl ProviderState {
+    /// Takes the provider's newest key set if it changed, dropping the verifications
+    /// cached under the old one. True when it did.
+    fn sync(&self, provider: &JwtProvider) -> bool {
+        if provider.keys.generation() == self.generation.get() {
+            return false;
+        }
+        let (generation, keys) = provider.keys.current();
+        self.generation.set(generation);
+        *self.keys.borrow_mut() = keys;
+        self.cache.borrow_mut().clear();
+        true
     }
 }
 
