@@ -676,6 +676,61 @@ fn jwks_down_keeps_the_last_good_keys() {
 }
 
 #[test]
+fn jwks_over_https_with_a_configured_ca() {
+    let up = Upstream::echo();
+    let key = SigningKey::ed25519();
+    let (jwks, ca_pem) = JwksServer::start_tls(json!({"keys": [key.jwk("e1")]}));
+    let ca = write_file("jwks-ca.pem", ca_pem.as_bytes());
+    let gw = gateway(
+        &up,
+        &format!(
+            "algorithms = [\"EdDSA\"]\njwks_url = \"{}\"\njwks_ca = \"{}\"",
+            jwks.url(),
+            ca.display()
+        ),
+    );
+    assert!(eventually(Duration::from_secs(5), || ready_status(&gw) == 200));
+    let r = bearer(
+        &mut gw.client(),
+        "/api/x",
+        &key.sign(&header("EdDSA", Some("e1")), &claims("tls-user")),
+    );
+    assert_eq!(
+        (r.status, seen(&r, "x-user-id")),
+        (200, vec!["tls-user".to_string()])
+    );
+    // Without the CA the certificate is not trusted: no keys, so 503 (and never 200).
+    let other = JwksServer::start_tls(json!({"keys": [key.jwk("e1")]})).0;
+    let gw = gateway(
+        &up,
+        &format!("algorithms = [\"EdDSA\"]\njwks_url = \"{}\"", other.url()),
+    );
+    assert!(eventually(Duration::from_secs(5), || ready_status(&gw) == 200));
+    let r = bearer(
+        &mut gw.client(),
+        "/api/x",
+        &key.sign(&header("EdDSA", Some("e1")), &claims("x")),
+    );
+    assert_eq!(r.status, 503);
+}
+
+#[test]
+fn cache_control_max_age_brings_the_refresh_forward() {
+    let up = Upstream::echo();
+    let key = jwt::shared_rsa();
+    let jwks = JwksServer::start(json!({"keys": [key.jwk("k1")]}));
+    jwks.set_cache_control("public, max-age=1");
+    // The refresh interval alone would wait 600 s.
+    let gw = remote_gateway(&up, &jwks, "jwks_refresh_s = 600");
+    assert!(eventually(Duration::from_secs(5), || ready_status(&gw) == 200));
+    let first = jwks.hits();
+    assert!(
+        eventually(Duration::from_secs(5), || jwks.hits() >= first + 2),
+        "max-age=1 was not honoured"
+    );
+}
+
+#[test]
 fn not_ready_until_the_first_jwks_fetch_ends() {
     let up = Upstream::echo();
     let key = jwt::shared_rsa();

@@ -230,10 +230,36 @@ pub struct JwksServer {
     down: Arc<AtomicBool>,
     delay_ms: Arc<AtomicU64>,
     hits: Arc<AtomicUsize>,
+    cache_control: Arc<Mutex<Option<String>>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl JwksServer {
     pub fn start(jwks: Value) -> JwksServer {
+        Self::start_with(jwks, None)
+    }
+
+    /// Serves https for `localhost` with a fresh self-signed certificate; returns
+    /// the server and the certificate's PEM (the CA a client must trust).
+    pub fn start_tls(jwks: Value) -> (JwksServer, String) {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert = ck.cert.der().clone();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        (
+            Self::start_with(jwks, Some(Arc::new(config))),
+            ck.cert.pem(),
+        )
+    }
+
+    fn start_with(jwks: Value, tls: Option<Arc<rustls::ServerConfig>>) -> JwksServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = JwksServer {
@@ -242,19 +268,35 @@ impl JwksServer {
             down: Arc::new(AtomicBool::new(false)),
             delay_ms: Arc::new(AtomicU64::new(0)),
             hits: Arc::new(AtomicUsize::new(0)),
+            cache_control: Arc::new(Mutex::new(None)),
+            tls,
         };
         let s = server.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let s = s.clone();
-                std::thread::spawn(move || s.answer(stream));
+                std::thread::spawn(move || match &s.tls {
+                    Some(config) => {
+                        let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                            return;
+                        };
+                        let mut tls = rustls::StreamOwned::new(conn, stream);
+                        s.answer(&mut tls);
+                        tls.conn.send_close_notify();
+                        let _ = tls.flush();
+                    }
+                    None => {
+                        let mut stream = stream;
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                        s.answer(&mut stream);
+                    }
+                });
             }
         });
         server
     }
 
-    fn answer(&self, mut stream: std::net::TcpStream) {
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    fn answer<S: Read + Write>(&self, stream: &mut S) {
         let mut buf = Vec::new();
         let mut tmp = [0u8; 4096];
         while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -270,8 +312,12 @@ impl JwksServer {
                 .to_string()
         } else {
             let body = self.body.lock().unwrap().clone();
+            let cc = match self.cache_control.lock().unwrap().as_deref() {
+                Some(v) => format!("cache-control: {v}\r\n"),
+                None => String::new(),
+            };
             format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{cc}content-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             )
         };
@@ -279,7 +325,15 @@ impl JwksServer {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/jwks.json", self.port)
+        match self.tls {
+            Some(_) => format!("https://localhost:{}/jwks.json", self.port),
+            None => format!("http://127.0.0.1:{}/jwks.json", self.port),
+        }
+    }
+
+    /// A `Cache-Control` header on the answers from now on.
+    pub fn set_cache_control(&self, value: &str) {
+        *self.cache_control.lock().unwrap() = Some(value.to_string());
     }
 
     pub fn set(&self, jwks: Value) {
