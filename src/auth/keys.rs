@@ -27,17 +27,19 @@ impl KeySet {
         self.keys.is_empty()
     }
 
-    /// The keys a token may be verified with: the one named by `kid`, or, without a
-    /// `kid`, every key of the algorithm's family.
+    /// The keys a token may be verified with: the one named by `kid`, and keys that
+    /// have no `kid` of their own (PEM keys, HMAC secrets) of the algorithm's family.
     pub fn candidates<'a>(
         &'a self,
         kid: Option<&'a str>,
         alg: Algorithm,
     ) -> impl Iterator<Item = &'a Key> + 'a {
-        self.keys.iter().filter(move |k| match kid {
-            Some(kid) => k.kid.as_deref() == Some(kid),
-            None => k.family == alg.family(),
-        })
+        self.keys
+            .iter()
+            .filter(move |k| match (kid, k.kid.as_deref()) {
+                (Some(wanted), Some(have)) => wanted == have,
+                _ => k.family == alg.family(),
+            })
     }
 
     pub fn has_kid(&self, kid: &str) -> bool {
@@ -192,5 +194,53 @@ pub fn from_hmac_secret(secret: &[u8], policy: &KeyPolicy) -> Result<Arc<KeySet>
     match policy.key(None, DecodingKey::from_secret(secret), None) {
         Some(k) => Ok(Arc::new(KeySet { keys: vec![k] })),
         None => Err("an HMAC secret needs an HS256, HS384 or HS512 algorithm".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(algs: &[Algorithm]) -> KeyPolicy {
+        KeyPolicy {
+            algorithms: algs.to_vec(),
+            validation: Validation::new(Algorithm::RS256),
+        }
+    }
+
+    const ED_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+    #[test]
+    fn jwks_keeps_signature_keys_that_fit_the_allow_list() {
+        let doc = format!(
+            r#"{{"keys": [
+                {{"kty": "OKP", "crv": "Ed25519", "kid": "ok", "x": "{ED_X}"}},
+                {{"kty": "OKP", "crv": "Ed25519", "kid": "enc", "use": "enc", "x": "{ED_X}"}},
+                {{"kty": "oct", "kid": "secret", "k": "c2VjcmV0"}},
+                {{"kty": "OKP", "crv": "Ed25519", "kid": "pinned", "alg": "RS256", "x": "{ED_X}"}},
+                {{"kty": "RSA", "kid": "rsa", "n": "AQAB", "e": "AQAB"}},
+                {{"kty": "weird", "kid": "w"}}
+            ]}}"#
+        );
+        let loaded = from_jwks(doc.as_bytes(), &policy(&[Algorithm::EdDSA])).unwrap();
+        let kids: Vec<_> = loaded
+            .set
+            .keys
+            .iter()
+            .map(|k| k.kid.clone().unwrap())
+            .collect();
+        assert_eq!(kids, ["ok"]);
+        assert_eq!(loaded.skipped.len(), 5, "{:?}", loaded.skipped);
+        assert!(from_jwks(b"{}", &policy(&[Algorithm::EdDSA])).is_err());
+        assert!(from_jwks(b"not json", &policy(&[Algorithm::EdDSA])).is_err());
+    }
+
+    #[test]
+    fn keys_without_kid_serve_any_kid_of_their_family() {
+        let set = from_hmac_secret(&[7u8; 32], &policy(&[Algorithm::HS256])).unwrap();
+        assert_eq!(set.candidates(Some("any"), Algorithm::HS256).count(), 1);
+        assert_eq!(set.candidates(None, Algorithm::RS256).count(), 0);
+        assert!(from_hmac_secret(&[7u8; 31], &policy(&[Algorithm::HS256])).is_err());
+        assert!(from_hmac_secret(&[7u8; 32], &policy(&[Algorithm::RS256])).is_err());
     }
 }
