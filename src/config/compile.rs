@@ -258,19 +258,21 @@ fn routes(
                 (k.to_ascii_lowercase(), m)
             })
             .collect();
+        // What strip_prefix / rewrite_prefix replace: the prefix, or an exact path whole.
         let prefix = match &path {
             PathMatch::Prefix(pre) if r.path_prefix.is_some() => Some(pre.clone()),
-            _ => None,
+            PathMatch::Exact(exact) => Some(exact.clone()),
+            PathMatch::Prefix(_) => None,
         };
         let strip_prefix = r.strip_prefix.as_ref().is_some_and(|s| *s.get_ref());
         if let Some(s) = &r.strip_prefix {
             if *s.get_ref() && prefix.is_none() {
-                p.at(s.span(), "strip_prefix needs path_prefix");
+                p.at(s.span(), "strip_prefix needs path_prefix or path");
             }
         }
         let rewrite_prefix = r.rewrite_prefix.as_ref().map(|rw| {
             if prefix.is_none() {
-                p.at(rw.span(), "rewrite_prefix needs path_prefix");
+                p.at(rw.span(), "rewrite_prefix needs path_prefix or path");
             }
             if strip_prefix {
                 p.at(

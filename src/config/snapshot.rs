@@ -66,7 +66,7 @@ pub enum AccessLogTarget {
 pub struct Route {
     pub name: String,
     pub action: Action,
-    /// The route's `path_prefix`, for `strip_prefix` / `rewrite_prefix`.
+    /// The route's `path_prefix` (or exact `path`), for `strip_prefix` / `rewrite_prefix`.
     pub path_prefix: Option<String>,
     pub strip_prefix: bool,
     pub rewrite_prefix: Option<String>,
