@@ -25,7 +25,13 @@ struct Waiters {
 impl DrainSignal {
     pub fn raise(&self) {
         self.raised.set(true);
-        let wakers: Vec<Waker> = self.waiters.borrow_mut().slots.iter_mut().filter_map(Option::take).collect();
+        let wakers: Vec<Waker> = self
+            .waiters
+            .borrow_mut()
+            .slots
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
         for w in wakers {
             w.wake();
         }
@@ -37,7 +43,10 @@ impl DrainSignal {
 
     /// Resolves once the signal is raised.
     pub fn raised(&self) -> Raised<'_> {
-        Raised { signal: self, slot: None }
+        Raised {
+            signal: self,
+            slot: None,
+        }
     }
 }
 

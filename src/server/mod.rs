@@ -96,10 +96,16 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
 
     if let Some(sig) = signals.forever().next() {
         tracing::info!(
-            "signal {sig}: draining (up to {} ms)",
+            "signal {sig}: draining (up to {} ms); a second signal exits at once",
             snapshot.server.drain_timeout.as_millis()
         );
     }
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            tracing::warn!("signal {sig} again: exiting without waiting for the drain");
+            std::process::exit(1);
+        }
+    });
     if let Some(a) = &admin {
         a.set_draining();
     }
