@@ -10,6 +10,7 @@
 //! 5. relay the response head and body; a body cut short closes the client connection;
 //! 6. return the connection to the pool when the exchange left it reusable.
 
+use std::borrow::Cow;
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use crate::observe::Counters;
 use crate::proxy::{send_error, Outcome, RequestId};
 use crate::route::{self, NormalizedTarget};
 use crate::server::{ClientConn, Io, WorkerCtx};
+use crate::upstream::UpstreamStream;
 
 use super::balance::HashKey;
 use super::pool::PooledConn;
@@ -59,7 +61,14 @@ pub async fn forward<S: Io>(
         .await;
     };
     let endpoint = pick_endpoint(ctx, index, upstream, conn);
-    build_request_head(conn, route, endpoint, target, request_id);
+    build_request_head(
+        conn,
+        route,
+        endpoint,
+        target,
+        request_id,
+        &snap.server.reserved_headers,
+    );
     let client_keep_alive = conn.head.keep_alive;
     conn.consume_head();
 
@@ -93,7 +102,7 @@ pub async fn forward<S: Io>(
             }
             // The client may still be sending a body we did not read: close after.
             let keep = body.is_complete() && client_keep_alive && !ctx.drain.is_raised();
-            let mut out = send_error(conn, status, message, request_id, keep, &[]).await;
+            let mut out = send_error(conn, status, &message, request_id, keep, &[]).await;
             out.upstream = Some(endpoint.addr);
             out
         }
@@ -110,7 +119,7 @@ pub async fn forward<S: Io>(
 /// Why an exchange did not complete normally.
 enum Failure {
     /// Nothing has been sent to the client yet: answer with this status.
-    Reply(u16, &'static str),
+    Reply(u16, Cow<'static, str>),
     /// The client connection must be closed without a (further) response, e.g. the
     /// client went away or the upstream cut a response short. The status is logged.
     Abort(u16),
@@ -150,11 +159,13 @@ async fn exchange<S: Io>(
             Err(HeadFailure::Closed) => {
                 return Err(Failure::Reply(
                     502,
-                    "upstream closed the connection before responding",
+                    "upstream closed the connection before responding".into(),
                 ))
             }
-            Err(HeadFailure::Timeout) => return Err(Failure::Reply(504, "upstream timed out")),
-            Err(HeadFailure::Bad(m)) => return Err(Failure::Reply(502, m)),
+            Err(HeadFailure::Timeout) => {
+                return Err(Failure::Reply(504, "upstream timed out".into()))
+            }
+            Err(HeadFailure::Bad(m)) => return Err(Failure::Reply(502, m.into())),
             Err(HeadFailure::Client(f)) => return Err(f),
         }
     };
@@ -219,23 +230,52 @@ async fn acquire(
         Counters::bump(&ctx.counters.upstream_reused);
         return Ok((c, true));
     }
+    let started = Instant::now();
     let timeout = upstream
         .connect_timeout
-        .min(deadline.saturating_duration_since(Instant::now()));
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(endpoint.addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Counters::bump(&ctx.counters.upstream_connects);
-            Ok((PooledConn::new(stream), false))
-        }
+        .min(deadline.saturating_duration_since(started));
+    let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(endpoint.addr)).await
+    {
+        Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             Counters::bump(&ctx.counters.upstream_connect_failures);
             tracing::debug!(endpoint = %endpoint.addr, error = %e, "upstream connect failed");
-            Err(Failure::Reply(502, "upstream connect failed"))
+            return Err(Failure::Reply(502, "upstream connect failed".into()));
         }
         Err(_) => {
             Counters::bump(&ctx.counters.upstream_connect_failures);
-            Err(Failure::Reply(504, "upstream connect timed out"))
+            return Err(Failure::Reply(504, "upstream connect timed out".into()));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Counters::bump(&ctx.counters.upstream_connects);
+    let Some(tls) = &upstream.tls else {
+        return Ok((PooledConn::new(UpstreamStream::Plain(stream)), false));
+    };
+    // Re-encryption: the handshake shares the connect timeout.
+    let Some(name) = tls.server_name(&endpoint.authority) else {
+        return Err(Failure::Reply(
+            502,
+            "upstream TLS: the endpoint has no usable server name; set tls.sni".into(),
+        ));
+    };
+    let left = timeout.saturating_sub(started.elapsed());
+    match monoio::time::timeout(left, crate::tls::connect(stream, tls, name)).await {
+        Ok(Ok(s)) => Ok((PooledConn::new(UpstreamStream::Tls(Box::new(s))), false)),
+        Ok(Err(e)) => {
+            Counters::bump(&ctx.counters.upstream_tls_failures);
+            tracing::warn!(endpoint = %endpoint.addr, error = %e, "upstream TLS handshake failed");
+            Err(Failure::Reply(
+                502,
+                format!("upstream TLS handshake failed: {e}").into(),
+            ))
+        }
+        Err(_) => {
+            Counters::bump(&ctx.counters.upstream_tls_failures);
+            Err(Failure::Reply(
+                504,
+                "upstream TLS handshake timed out".into(),
+            ))
         }
     }
 }
@@ -274,7 +314,7 @@ async fn send_request<S: Io>(
                 Err(_) => {
                     return Err(HeadFailure::Client(Failure::Reply(
                         408,
-                        "request body not received in time",
+                        "request body not received in time".into(),
                     )))
                 }
             }
@@ -282,7 +322,9 @@ async fn send_request<S: Io>(
         let start = conn.pos;
         let take = match body.advance(conn.unread(), limits.max_body_bytes) {
             Ok(n) => n,
-            Err((status, msg)) => return Err(HeadFailure::Client(Failure::Reply(status, msg))),
+            Err((status, msg)) => {
+                return Err(HeadFailure::Client(Failure::Reply(status, msg.into())))
+            }
         };
         if conn
             .write_rbuf_to(&mut up.stream, start, start + take)
@@ -462,8 +504,10 @@ fn build_request_head<S: Io>(
     endpoint: &Endpoint,
     target: &NormalizedTarget,
     request_id: RequestId,
+    reserved: &[String],
 ) {
     let head = &conn.head;
+    let meta = &conn.meta;
     let bytes = conn
         .rbuf
         .get(conn.pos..conn.pos + head.head_len)
@@ -523,6 +567,9 @@ fn build_request_head<S: Io>(
             || name.eq_ignore_ascii_case(b"x-forwarded-proto")
             || name.eq_ignore_ascii_case(b"x-forwarded-host")
             || name.eq_ignore_ascii_case(b"x-request-id")
+            || reserved
+                .iter()
+                .any(|r| r.as_bytes().eq_ignore_ascii_case(name))
         {
             continue;
         }
@@ -557,7 +604,17 @@ fn build_request_head<S: Io>(
         w.extend_from_slice(b", ");
     }
     let _ = write!(w, "{}", conn.peer.ip());
-    w.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+    w.extend_from_slice(if meta.secure {
+        b"\r\nx-forwarded-proto: https\r\n"
+    } else {
+        b"\r\nx-forwarded-proto: http\r\n"
+    });
+    if let Some((header, subject)) = &meta.client_subject {
+        w.extend_from_slice(header.as_bytes());
+        w.extend_from_slice(b": ");
+        w.extend_from_slice(subject.as_bytes());
+        w.extend_from_slice(b"\r\n");
+    }
     if let Some(h) = client_host {
         w.extend_from_slice(b"x-forwarded-host: ");
         w.extend_from_slice(h);
