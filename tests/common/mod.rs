@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod pki;
 pub mod procs;
 
 pub use client::{Client, Response};
