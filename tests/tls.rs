@@ -542,3 +542,37 @@ fn upstream_mtls_presents_the_configured_client_certificate() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("CN=portico-gateway"), "{}", r.text());
 }
+
+/// `openssl s_client` with a saved session: "New" or "Reused".
+fn handshake_kind(port: u16, version: &str, session: &Path, save: bool) -> String {
+    let flag = if save { "-sess_out" } else { "-sess_in" };
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' | openssl s_client -connect 127.0.0.1:{port} -servername api.example.com {version} {flag} {} -ign_eof 2>/dev/null | grep -E '^(New|Reused),'",
+            session.display()
+        ))
+        .output()
+        .expect("openssl runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn sessions_resume_with_tickets_on_any_worker() {
+    let pki = Pki::new("resume");
+    let api = pki.server("api", &["api.example.com"]);
+    let gw = Gateway::start(
+        &(tls_listener(&cert_entry("api", &["api.example.com"], &api), "")
+            .replace("workers = 1", "workers = 2")
+            + "[[route]]\nname = \"r\"\nrespond = { status = 200 }\n"),
+    );
+    for version in ["-tls1_2", "-tls1_3"] {
+        let session = pki.dir.join(format!("session{version}"));
+        assert!(handshake_kind(gw.port, version, &session, true).starts_with("New,"));
+        // Connections land on either worker; ticket keys are shared, so all resume.
+        for _ in 0..4 {
+            let kind = handshake_kind(gw.port, version, &session, false);
+            assert!(kind.starts_with("Reused,"), "{version}: {kind}");
+        }
+    }
+}
