@@ -42,6 +42,8 @@ counters! {
     connections_rejected,
     /// TLS handshakes completed on the TLS listeners.
     tls_handshakes,
+    /// Of those, handshakes that resumed an earlier session (ticket or session ID).
+    tls_resumed,
     /// TLS handshakes that failed or timed out.
     tls_handshake_failures,
     /// Requests whose head was read completely.

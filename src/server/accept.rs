@@ -91,6 +91,9 @@ async fn serve_tls(
     match monoio::time::timeout(timeout, tls::accept(stream, config)).await {
         Ok(Ok(stream)) => {
             Counters::bump(&ctx.counters.tls_handshakes);
+            if stream.session().handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                Counters::bump(&ctx.counters.tls_resumed);
+            }
             let subject = listener
                 .settings
                 .client_subject_header
