@@ -21,7 +21,7 @@ use monoio::time::Instant;
 
 use crate::config::{BalancePolicy, Endpoint, HashOn, Route, Snapshot, Upstream};
 use crate::http::{
-    is_hop_by_hop, parse_response, BodyFraming, ChunkedScanner, ConnectionTokens, ResponseHead,
+    is_hop_by_hop, parse_response, BodyFraming, BodyProgress, ConnectionTokens, ResponseHead,
 };
 use crate::observe::Counters;
 use crate::proxy::{send_error, Outcome, RequestId};
@@ -73,8 +73,8 @@ pub async fn forward<S: Io>(
     conn.consume_head();
 
     // Body bytes that came with the head go out in the same write.
-    let mut body = RequestBody::new(conn.head.body);
-    if let Err(e) = body.take_buffered(conn, snap.server.limits.max_body_bytes) {
+    let mut body = BodyProgress::new(conn.head.body);
+    if let Err(e) = take_buffered_body(&mut body, conn, snap.server.limits.max_body_bytes) {
         return send_error(conn, e.0, e.1, request_id, false, &[]).await;
     }
     let replayable = body.is_complete();
@@ -133,7 +133,7 @@ async fn exchange<S: Io>(
     upstream: &Upstream,
     endpoint: &Endpoint,
     conn: &mut ClientConn<S>,
-    body: &mut RequestBody,
+    body: &mut BodyProgress,
     replayable: bool,
     request_id: RequestId,
     client_keep_alive: bool,
@@ -286,7 +286,7 @@ async fn send_request<S: Io>(
     snap: &Snapshot,
     conn: &mut ClientConn<S>,
     up: &mut PooledConn,
-    body: &mut RequestBody,
+    body: &mut BodyProgress,
 ) -> Result<(), HeadFailure> {
     let buf = std::mem::take(&mut conn.wbuf);
     let (res, buf) = up.stream.write_all(buf).await;
@@ -320,7 +320,7 @@ async fn send_request<S: Io>(
             }
         }
         let start = conn.pos;
-        let take = match body.advance(conn.unread(), limits.max_body_bytes) {
+        let take = match advance_request_body(body, conn.unread(), limits.max_body_bytes) {
             Ok(n) => n,
             Err((status, msg)) => {
                 return Err(HeadFailure::Client(Failure::Reply(status, msg.into())))
@@ -429,7 +429,7 @@ async fn relay_response<S: Io>(
     keep_client: bool,
 ) -> Result<Relayed, RelayFailure> {
     build_response_head(conn, &up.buf, resp, request_id, keep_client);
-    let mut framing = ResponseBody::new(resp.body);
+    let mut framing = BodyProgress::new(resp.body);
     // Body bytes that arrived with the head.
     let after_head = resp.head_len;
     let avail = up.buf.len() - after_head;
@@ -714,117 +714,32 @@ fn header_value<'a, S: Io>(conn: &'a ClientConn<S>, name: &[u8]) -> Option<&'a [
     })
 }
 
-/// Progress through a request body, whatever its framing.
-struct RequestBody {
-    framing: BodyFraming,
-    remaining: u64,
-    chunked: ChunkedScanner,
-    done: bool,
+/// Moves the request body bytes already buffered behind the head into `conn.wbuf`.
+fn take_buffered_body<S: Io>(
+    body: &mut BodyProgress,
+    conn: &mut ClientConn<S>,
+    max_body: u64,
+) -> Result<(), (u16, &'static str)> {
+    if body.is_complete() || conn.unread().is_empty() {
+        return Ok(());
+    }
+    let take = advance_request_body(body, conn.unread(), max_body)?;
+    let start = conn.pos;
+    conn.wbuf.extend_from_slice(&conn.rbuf[start..start + take]);
+    conn.consume(take);
+    Ok(())
 }
 
-impl RequestBody {
-    fn new(framing: BodyFraming) -> Self {
-        let (remaining, done) = match framing {
-            BodyFraming::Length(n) => (n, n == 0),
-            BodyFraming::Chunked => (0, false),
-            BodyFraming::None | BodyFraming::UntilClose => (0, true),
-        };
-        RequestBody {
-            framing,
-            remaining,
-            chunked: ChunkedScanner::new(),
-            done,
-        }
+/// `BodyProgress::advance` with the request's rules: broken chunk framing is a 400,
+/// a body growing past `max_body_bytes` a 413.
+fn advance_request_body(
+    body: &mut BodyProgress,
+    input: &[u8],
+    max_body: u64,
+) -> Result<usize, (u16, &'static str)> {
+    let take = body.advance(input).map_err(|e| (400, e.reason()))?;
+    if body.payload_bytes() > max_body {
+        return Err((413, "request body too large"));
     }
-
-    fn is_complete(&self) -> bool {
-        self.done
-    }
-
-    /// How many bytes at the start of `input` belong to the body.
-    fn advance(&mut self, input: &[u8], max_body: u64) -> Result<usize, (u16, &'static str)> {
-        match self.framing {
-            BodyFraming::Length(_) => {
-                let take = self.remaining.min(input.len() as u64);
-                self.remaining -= take;
-                self.done = self.remaining == 0;
-                Ok(take as usize)
-            }
-            BodyFraming::Chunked => {
-                let take = self.chunked.scan(input).map_err(|e| (400, e.reason()))?;
-                if self.chunked.data_total() > max_body {
-                    return Err((413, "request body too large"));
-                }
-                self.done = self.chunked.is_done();
-                Ok(take)
-            }
-            BodyFraming::None | BodyFraming::UntilClose => Ok(0),
-        }
-    }
-
-    /// Moves the body bytes already buffered behind the head into `conn.wbuf`.
-    fn take_buffered<S: Io>(
-        &mut self,
-        conn: &mut ClientConn<S>,
-        max_body: u64,
-    ) -> Result<(), (u16, &'static str)> {
-        if self.done || conn.unread().is_empty() {
-            return Ok(());
-        }
-        let take = self.advance(conn.unread(), max_body)?;
-        let start = conn.pos;
-        conn.wbuf.extend_from_slice(&conn.rbuf[start..start + take]);
-        conn.consume(take);
-        Ok(())
-    }
-}
-
-/// Progress through a response body.
-struct ResponseBody {
-    framing: BodyFraming,
-    remaining: u64,
-    chunked: ChunkedScanner,
-    done: bool,
-}
-
-impl ResponseBody {
-    fn new(framing: BodyFraming) -> Self {
-        let r = RequestBody::new(framing);
-        ResponseBody {
-            framing,
-            remaining: r.remaining,
-            chunked: r.chunked,
-            done: r.done && framing != BodyFraming::UntilClose,
-        }
-    }
-
-    fn is_complete(&self) -> bool {
-        self.done
-    }
-
-    fn ends_at_close(&self) -> bool {
-        self.framing == BodyFraming::UntilClose
-    }
-
-    fn close(&mut self) {
-        self.done = true;
-    }
-
-    fn advance(&mut self, input: &[u8]) -> Result<usize, ()> {
-        match self.framing {
-            BodyFraming::Length(_) => {
-                let take = self.remaining.min(input.len() as u64);
-                self.remaining -= take;
-                self.done = self.remaining == 0;
-                Ok(take as usize)
-            }
-            BodyFraming::Chunked => {
-                let take = self.chunked.scan(input).map_err(|_| ())?;
-                self.done = self.chunked.is_done();
-                Ok(take)
-            }
-            BodyFraming::UntilClose => Ok(input.len()),
-            BodyFraming::None => Ok(0),
-        }
-    }
+    Ok(take)
 }
