@@ -26,6 +26,7 @@ pub struct ServerSection {
     pub drain_timeout_ms: Spanned<u64>,
     pub redirect_to_https: bool,
     pub listen_backlog: Spanned<u64>,
+    pub tls: Vec<TlsListenerSection>,
 }
 
 impl Default for ServerSection {
@@ -46,6 +47,7 @@ impl Default for ServerSection {
             drain_timeout_ms: s(15_000),
             redirect_to_https: false,
             listen_backlog: s(1024),
+            tls: Vec::new(),
         }
     }
 }
@@ -61,6 +63,44 @@ pub enum Workers {
 
 impl Workers {
     pub const AUTO: &'static str = "auto";
+}
+
+/// `[[server.tls]]`: one TLS listener and its certificates.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenerSection {
+    pub listen: Spanned<String>,
+    pub min_version: Option<Spanned<String>>,
+    pub default_cert: Option<Spanned<String>>,
+    pub client_ca: Option<Spanned<String>>,
+    pub client_subject_header: Option<Spanned<String>>,
+    #[serde(default = "defaults::handshake_timeout_ms")]
+    pub handshake_timeout_ms: Spanned<u64>,
+    #[serde(default)]
+    pub cert: Vec<Spanned<TlsCertSection>>,
+}
+
+/// `[[server.tls.cert]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertSection {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub sni: Vec<Spanned<String>>,
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+/// An upstream's `tls = { ... }`: re-encryption to the service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSection {
+    pub sni: Option<Spanned<String>>,
+    pub ca: Option<Spanned<String>>,
+    #[serde(default = "defaults::yes")]
+    pub verify: Spanned<bool>,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +135,7 @@ pub struct UpstreamSection {
     pub pool_idle_timeout_ms: Spanned<u64>,
     #[serde(default = "defaults::max_requests_per_connection")]
     pub max_requests_per_connection: Spanned<u64>,
+    pub tls: Option<Spanned<UpstreamTlsSection>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -190,7 +231,7 @@ pub struct JwtSection {
     pub max_token_bytes: Spanned<u64>,
     #[serde(default)]
     pub claims_to_headers: BTreeMap<String, Spanned<String>>,
-    #[serde(default = "defaults::yes")]
+    #[serde(default = "defaults::forward_token")]
     pub forward_token: bool,
     pub realm: Option<Spanned<String>>,
     #[serde(default = "defaults::cache_entries")]
@@ -243,7 +284,7 @@ mod defaults {
     pub fn cache_entries() -> Spanned<u64> {
         Spanned::new(0..0, 10_000)
     }
-    pub fn yes() -> bool {
+    pub fn forward_token() -> bool {
         true
     }
 
@@ -263,5 +304,11 @@ mod defaults {
     }
     pub fn max_requests_per_connection() -> Spanned<u64> {
         Spanned::new(0..0, 10_000)
+    }
+    pub fn handshake_timeout_ms() -> Spanned<u64> {
+        Spanned::new(0..0, 10_000)
+    }
+    pub fn yes() -> Spanned<bool> {
+        Spanned::new(0..0, true)
     }
 }

@@ -8,7 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crate::route::RouteTable;
+use crate::tls::{ListenerTls, TlsListenerSettings, UpstreamTls};
 
 pub struct Snapshot {
     /// Where it was loaded from, for log lines and `portico check`.
@@ -37,6 +40,18 @@ pub struct ServerSettings {
     pub limits: Limits,
     pub drain_timeout: Duration,
     pub redirect_to_https: bool,
+    /// `[[server.tls]]` listeners with their loaded certificates.
+    pub tls: Vec<TlsListener>,
+    /// Headers that carry the gateway's own assertions (the verified client
+    /// certificate subject): removed from every client request on every listener.
+    pub reserved_headers: Vec<String>,
+}
+
+/// A TLS listener: its settings, and the certificates loaded from them (reloaded on
+/// SIGHUP or when the files change, without a new snapshot).
+pub struct TlsListener {
+    pub settings: TlsListenerSettings,
+    pub tls: Arc<ListenerTls>,
 }
 
 /// Per-request and per-connection limits of `[server]`.
@@ -68,7 +83,7 @@ pub enum AccessLogTarget {
 pub struct Route {
     pub name: String,
     pub action: Action,
-    /// The route's `path_prefix`, for `strip_prefix` / `rewrite_prefix`.
+    /// The route's `path_prefix` (or exact `path`), for `strip_prefix` / `rewrite_prefix`.
     pub path_prefix: Option<String>,
     pub strip_prefix: bool,
     pub rewrite_prefix: Option<String>,
@@ -103,6 +118,8 @@ pub struct Upstream {
     pub max_idle_per_endpoint: usize,
     pub pool_idle_timeout: Duration,
     pub max_requests_per_connection: u64,
+    /// Re-encryption to the endpoints, when `tls = { ... }` is set.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 pub struct Endpoint {

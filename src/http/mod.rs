@@ -5,6 +5,7 @@
 //! This is the only module that knows the HTTP/1.1 wire format. It works on byte
 //! slices and offsets into the connection's read buffer; it never does I/O.
 
+mod body;
 mod chunked;
 mod error;
 mod headers;
@@ -12,6 +13,7 @@ mod request;
 mod response;
 mod status;
 
+pub use body::BodyProgress;
 pub use chunked::{ChunkedError, ChunkedScanner};
 pub use error::HttpError;
 pub use headers::{is_hop_by_hop, ConnectionTokens};

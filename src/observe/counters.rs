@@ -40,6 +40,12 @@ counters! {
     connections_accepted,
     /// Connections refused because `max_connections_per_worker` was reached.
     connections_rejected,
+    /// TLS handshakes completed on the TLS listeners.
+    tls_handshakes,
+    /// Of those, handshakes that resumed an earlier session (ticket or session ID).
+    tls_resumed,
+    /// TLS handshakes that failed or timed out.
+    tls_handshake_failures,
     /// Requests whose head was read completely.
     requests,
     /// Requests refused by the codec (400, 413, 414, 431, ...).
@@ -53,6 +59,8 @@ counters! {
     /// Upstream connections taken from the idle pool.
     upstream_reused,
     upstream_connect_failures,
+    /// Upstream TLS handshakes that failed (certificate not verified, timeout, ...).
+    upstream_tls_failures,
     upstream_timeouts,
     /// Responses cut short by the upstream (the client connection is closed).
     upstream_truncated,

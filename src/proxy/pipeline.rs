@@ -23,7 +23,7 @@ pub async fn handle<'s, S: Io>(
     ctx.counters.requests.set(ctx.counters.requests.get() + 1);
     let request_id = client_request_id(conn).unwrap_or_else(|| ctx.request_ids.next());
 
-    if snap.server.redirect_to_https {
+    if snap.server.redirect_to_https && !conn.meta.secure {
         return (redirect_to_https(ctx, conn, request_id).await, None);
     }
 

@@ -20,11 +20,26 @@ use super::worker::WorkerCtx;
 pub trait Io: AsyncReadRent + AsyncWriteRent {}
 impl<T: AsyncReadRent + AsyncWriteRent> Io for T {}
 
+/// What the transport says about a connection.
+#[derive(Clone, Debug, Default)]
+pub struct ConnMeta {
+    /// The connection came over TLS.
+    pub secure: bool,
+    /// `(header, subject)` of a verified client certificate, to pass upstream.
+    pub client_subject: Option<(String, String)>,
+}
+
+impl ConnMeta {
+    pub fn plain() -> Self {
+        ConnMeta::default()
+    }
+}
+
 /// Serves one accepted connection until it ends.
-pub async fn serve<S: Io>(ctx: Rc<WorkerCtx>, io: S, peer: SocketAddr) {
+pub async fn serve<S: Io>(ctx: Rc<WorkerCtx>, io: S, peer: SocketAddr, meta: ConnMeta) {
     let snapshot = ctx.snapshot();
     let limits = &snapshot.server.limits;
-    let mut conn = ClientConn::new(io, peer);
+    let mut conn = ClientConn::new(io, peer, meta);
     let mut first = true;
     loop {
         match conn.read_head(limits, &ctx, first).await {
@@ -73,6 +88,7 @@ const MIN_READ_SPACE: usize = 1024;
 pub struct ClientConn<S> {
     pub io: S,
     pub peer: SocketAddr,
+    pub meta: ConnMeta,
     /// Bytes read from the client; `rbuf[pos..]` are not yet consumed.
     pub rbuf: Vec<u8>,
     pub pos: usize,
@@ -95,10 +111,11 @@ pub struct LoggedRequest<'a> {
 }
 
 impl<S: Io> ClientConn<S> {
-    fn new(io: S, peer: SocketAddr) -> Self {
+    fn new(io: S, peer: SocketAddr, meta: ConnMeta) -> Self {
         ClientConn {
             io,
             peer,
+            meta,
             rbuf: Vec::with_capacity(INITIAL_READ_BUFFER),
             pos: 0,
             wbuf: Vec::with_capacity(INITIAL_READ_BUFFER),

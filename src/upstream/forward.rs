@@ -11,6 +11,7 @@
 //! 5. relay the response head and body; a body cut short closes the client connection;
 //! 6. return the connection to the pool when the exchange left it reusable.
 
+use std::borrow::Cow;
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -22,12 +23,13 @@ use monoio::time::Instant;
 use crate::auth::{HeaderFate, Outbound};
 use crate::config::{BalancePolicy, Endpoint, HashOn, Route, Snapshot, Upstream};
 use crate::http::{
-    is_hop_by_hop, parse_response, BodyFraming, ChunkedScanner, ConnectionTokens, ResponseHead,
+    is_hop_by_hop, parse_response, BodyFraming, BodyProgress, ConnectionTokens, ResponseHead,
 };
 use crate::observe::Counters;
 use crate::proxy::{send_error, Outcome, RequestId};
 use crate::route::{self, NormalizedTarget};
 use crate::server::{ClientConn, Io, WorkerCtx};
+use crate::upstream::UpstreamStream;
 
 use super::balance::HashKey;
 use super::pool::PooledConn;
@@ -63,13 +65,21 @@ pub async fn forward<S: Io>(
         .await;
     };
     let endpoint = pick_endpoint(ctx, index, upstream, conn);
-    build_request_head(conn, route, endpoint, target, outbound, request_id);
+    build_request_head(
+        conn,
+        route,
+        endpoint,
+        target,
+        outbound,
+        request_id,
+        &snap.server.reserved_headers,
+    );
     let client_keep_alive = conn.head.keep_alive;
     conn.consume_head();
 
     // Body bytes that came with the head go out in the same write.
-    let mut body = RequestBody::new(conn.head.body);
-    if let Err(e) = body.take_buffered(conn, snap.server.limits.max_body_bytes) {
+    let mut body = BodyProgress::new(conn.head.body);
+    if let Err(e) = take_buffered_body(&mut body, conn, snap.server.limits.max_body_bytes) {
         return send_error(conn, e.0, e.1, request_id, false, &[]).await;
     }
     let replayable = body.is_complete();
@@ -97,7 +107,7 @@ pub async fn forward<S: Io>(
             }
             // The client may still be sending a body we did not read: close after.
             let keep = body.is_complete() && client_keep_alive && !ctx.drain.is_raised();
-            let mut out = send_error(conn, status, message, request_id, keep, &[]).await;
+            let mut out = send_error(conn, status, &message, request_id, keep, &[]).await;
             out.upstream = Some(endpoint.addr);
             out
         }
@@ -114,7 +124,7 @@ pub async fn forward<S: Io>(
 /// Why an exchange did not complete normally.
 enum Failure {
     /// Nothing has been sent to the client yet: answer with this status.
-    Reply(u16, &'static str),
+    Reply(u16, Cow<'static, str>),
     /// The client connection must be closed without a (further) response, e.g. the
     /// client went away or the upstream cut a response short. The status is logged.
     Abort(u16),
@@ -128,7 +138,7 @@ async fn exchange<S: Io>(
     upstream: &Upstream,
     endpoint: &Endpoint,
     conn: &mut ClientConn<S>,
-    body: &mut RequestBody,
+    body: &mut BodyProgress,
     replayable: bool,
     request_id: RequestId,
     client_keep_alive: bool,
@@ -154,11 +164,13 @@ async fn exchange<S: Io>(
             Err(HeadFailure::Closed) => {
                 return Err(Failure::Reply(
                     502,
-                    "upstream closed the connection before responding",
+                    "upstream closed the connection before responding".into(),
                 ))
             }
-            Err(HeadFailure::Timeout) => return Err(Failure::Reply(504, "upstream timed out")),
-            Err(HeadFailure::Bad(m)) => return Err(Failure::Reply(502, m)),
+            Err(HeadFailure::Timeout) => {
+                return Err(Failure::Reply(504, "upstream timed out".into()))
+            }
+            Err(HeadFailure::Bad(m)) => return Err(Failure::Reply(502, m.into())),
             Err(HeadFailure::Client(f)) => return Err(f),
         }
     };
@@ -223,23 +235,52 @@ async fn acquire(
         Counters::bump(&ctx.counters.upstream_reused);
         return Ok((c, true));
     }
+    let started = Instant::now();
     let timeout = upstream
         .connect_timeout
-        .min(deadline.saturating_duration_since(Instant::now()));
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(endpoint.addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Counters::bump(&ctx.counters.upstream_connects);
-            Ok((PooledConn::new(stream), false))
-        }
+        .min(deadline.saturating_duration_since(started));
+    let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(endpoint.addr)).await
+    {
+        Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             Counters::bump(&ctx.counters.upstream_connect_failures);
             tracing::debug!(endpoint = %endpoint.addr, error = %e, "upstream connect failed");
-            Err(Failure::Reply(502, "upstream connect failed"))
+            return Err(Failure::Reply(502, "upstream connect failed".into()));
         }
         Err(_) => {
             Counters::bump(&ctx.counters.upstream_connect_failures);
-            Err(Failure::Reply(504, "upstream connect timed out"))
+            return Err(Failure::Reply(504, "upstream connect timed out".into()));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Counters::bump(&ctx.counters.upstream_connects);
+    let Some(tls) = &upstream.tls else {
+        return Ok((PooledConn::new(UpstreamStream::Plain(stream)), false));
+    };
+    // Re-encryption: the handshake shares the connect timeout.
+    let Some(name) = tls.server_name(&endpoint.authority) else {
+        return Err(Failure::Reply(
+            502,
+            "upstream TLS: the endpoint has no usable server name; set tls.sni".into(),
+        ));
+    };
+    let left = timeout.saturating_sub(started.elapsed());
+    match monoio::time::timeout(left, crate::tls::connect(stream, tls, name)).await {
+        Ok(Ok(s)) => Ok((PooledConn::new(UpstreamStream::Tls(Box::new(s))), false)),
+        Ok(Err(e)) => {
+            Counters::bump(&ctx.counters.upstream_tls_failures);
+            tracing::warn!(endpoint = %endpoint.addr, error = %e, "upstream TLS handshake failed");
+            Err(Failure::Reply(
+                502,
+                format!("upstream TLS handshake failed: {e}").into(),
+            ))
+        }
+        Err(_) => {
+            Counters::bump(&ctx.counters.upstream_tls_failures);
+            Err(Failure::Reply(
+                504,
+                "upstream TLS handshake timed out".into(),
+            ))
         }
     }
 }
@@ -250,7 +291,7 @@ async fn send_request<S: Io>(
     snap: &Snapshot,
     conn: &mut ClientConn<S>,
     up: &mut PooledConn,
-    body: &mut RequestBody,
+    body: &mut BodyProgress,
 ) -> Result<(), HeadFailure> {
     let buf = std::mem::take(&mut conn.wbuf);
     let (res, buf) = up.stream.write_all(buf).await;
@@ -278,15 +319,17 @@ async fn send_request<S: Io>(
                 Err(_) => {
                     return Err(HeadFailure::Client(Failure::Reply(
                         408,
-                        "request body not received in time",
+                        "request body not received in time".into(),
                     )))
                 }
             }
         }
         let start = conn.pos;
-        let take = match body.advance(conn.unread(), limits.max_body_bytes) {
+        let take = match advance_request_body(body, conn.unread(), limits.max_body_bytes) {
             Ok(n) => n,
-            Err((status, msg)) => return Err(HeadFailure::Client(Failure::Reply(status, msg))),
+            Err((status, msg)) => {
+                return Err(HeadFailure::Client(Failure::Reply(status, msg.into())))
+            }
         };
         if conn
             .write_rbuf_to(&mut up.stream, start, start + take)
@@ -391,7 +434,7 @@ async fn relay_response<S: Io>(
     keep_client: bool,
 ) -> Result<Relayed, RelayFailure> {
     build_response_head(conn, &up.buf, resp, request_id, keep_client);
-    let mut framing = ResponseBody::new(resp.body);
+    let mut framing = BodyProgress::new(resp.body);
     // Body bytes that arrived with the head.
     let after_head = resp.head_len;
     let avail = up.buf.len() - after_head;
@@ -467,8 +510,10 @@ fn build_request_head<S: Io>(
     target: &NormalizedTarget,
     outbound: &Outbound<'_>,
     request_id: RequestId,
+    reserved: &[String],
 ) {
     let head = &conn.head;
+    let meta = &conn.meta;
     let bytes = conn
         .rbuf
         .get(conn.pos..conn.pos + head.head_len)
@@ -528,6 +573,9 @@ fn build_request_head<S: Io>(
             || name.eq_ignore_ascii_case(b"x-forwarded-proto")
             || name.eq_ignore_ascii_case(b"x-forwarded-host")
             || name.eq_ignore_ascii_case(b"x-request-id")
+            || reserved
+                .iter()
+                .any(|r| r.as_bytes().eq_ignore_ascii_case(name))
         {
             continue;
         }
@@ -572,7 +620,17 @@ fn build_request_head<S: Io>(
         w.extend_from_slice(b", ");
     }
     let _ = write!(w, "{}", conn.peer.ip());
-    w.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+    w.extend_from_slice(if meta.secure {
+        b"\r\nx-forwarded-proto: https\r\n"
+    } else {
+        b"\r\nx-forwarded-proto: http\r\n"
+    });
+    if let Some((header, subject)) = &meta.client_subject {
+        w.extend_from_slice(header.as_bytes());
+        w.extend_from_slice(b": ");
+        w.extend_from_slice(subject.as_bytes());
+        w.extend_from_slice(b"\r\n");
+    }
     if let Some(h) = client_host {
         w.extend_from_slice(b"x-forwarded-host: ");
         w.extend_from_slice(h);
@@ -672,117 +730,32 @@ fn header_value<'a, S: Io>(conn: &'a ClientConn<S>, name: &[u8]) -> Option<&'a [
     })
 }
 
-/// Progress through a request body, whatever its framing.
-struct RequestBody {
-    framing: BodyFraming,
-    remaining: u64,
-    chunked: ChunkedScanner,
-    done: bool,
+/// Moves the request body bytes already buffered behind the head into `conn.wbuf`.
+fn take_buffered_body<S: Io>(
+    body: &mut BodyProgress,
+    conn: &mut ClientConn<S>,
+    max_body: u64,
+) -> Result<(), (u16, &'static str)> {
+    if body.is_complete() || conn.unread().is_empty() {
+        return Ok(());
+    }
+    let take = advance_request_body(body, conn.unread(), max_body)?;
+    let start = conn.pos;
+    conn.wbuf.extend_from_slice(&conn.rbuf[start..start + take]);
+    conn.consume(take);
+    Ok(())
 }
 
-impl RequestBody {
-    fn new(framing: BodyFraming) -> Self {
-        let (remaining, done) = match framing {
-            BodyFraming::Length(n) => (n, n == 0),
-            BodyFraming::Chunked => (0, false),
-            BodyFraming::None | BodyFraming::UntilClose => (0, true),
-        };
-        RequestBody {
-            framing,
-            remaining,
-            chunked: ChunkedScanner::new(),
-            done,
-        }
+/// `BodyProgress::advance` with the request's rules: broken chunk framing is a 400,
+/// a body growing past `max_body_bytes` a 413.
+fn advance_request_body(
+    body: &mut BodyProgress,
+    input: &[u8],
+    max_body: u64,
+) -> Result<usize, (u16, &'static str)> {
+    let take = body.advance(input).map_err(|e| (400, e.reason()))?;
+    if body.payload_bytes() > max_body {
+        return Err((413, "request body too large"));
     }
-
-    fn is_complete(&self) -> bool {
-        self.done
-    }
-
-    /// How many bytes at the start of `input` belong to the body.
-    fn advance(&mut self, input: &[u8], max_body: u64) -> Result<usize, (u16, &'static str)> {
-        match self.framing {
-            BodyFraming::Length(_) => {
-                let take = self.remaining.min(input.len() as u64);
-                self.remaining -= take;
-                self.done = self.remaining == 0;
-                Ok(take as usize)
-            }
-            BodyFraming::Chunked => {
-                let take = self.chunked.scan(input).map_err(|e| (400, e.reason()))?;
-                if self.chunked.data_total() > max_body {
-                    return Err((413, "request body too large"));
-                }
-                self.done = self.chunked.is_done();
-                Ok(take)
-            }
-            BodyFraming::None | BodyFraming::UntilClose => Ok(0),
-        }
-    }
-
-    /// Moves the body bytes already buffered behind the head into `conn.wbuf`.
-    fn take_buffered<S: Io>(
-        &mut self,
-        conn: &mut ClientConn<S>,
-        max_body: u64,
-    ) -> Result<(), (u16, &'static str)> {
-        if self.done || conn.unread().is_empty() {
-            return Ok(());
-        }
-        let take = self.advance(conn.unread(), max_body)?;
-        let start = conn.pos;
-        conn.wbuf.extend_from_slice(&conn.rbuf[start..start + take]);
-        conn.consume(take);
-        Ok(())
-    }
-}
-
-/// Progress through a response body.
-struct ResponseBody {
-    framing: BodyFraming,
-    remaining: u64,
-    chunked: ChunkedScanner,
-    done: bool,
-}
-
-impl ResponseBody {
-    fn new(framing: BodyFraming) -> Self {
-        let r = RequestBody::new(framing);
-        ResponseBody {
-            framing,
-            remaining: r.remaining,
-            chunked: r.chunked,
-            done: r.done && framing != BodyFraming::UntilClose,
-        }
-    }
-
-    fn is_complete(&self) -> bool {
-        self.done
-    }
-
-    fn ends_at_close(&self) -> bool {
-        self.framing == BodyFraming::UntilClose
-    }
-
-    fn close(&mut self) {
-        self.done = true;
-    }
-
-    fn advance(&mut self, input: &[u8]) -> Result<usize, ()> {
-        match self.framing {
-            BodyFraming::Length(_) => {
-                let take = self.remaining.min(input.len() as u64);
-                self.remaining -= take;
-                self.done = self.remaining == 0;
-                Ok(take as usize)
-            }
-            BodyFraming::Chunked => {
-                let take = self.chunked.scan(input).map_err(|_| ())?;
-                self.done = self.chunked.is_done();
-                Ok(take)
-            }
-            BodyFraming::UntilClose => Ok(input.len()),
-            BodyFraming::None => Ok(0),
-        }
-    }
+    Ok(take)
 }

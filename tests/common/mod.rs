@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod jwt;
+pub mod pki;
 pub mod procs;
 
 pub use client::{Client, Response};
