@@ -287,97 +287,121 @@ fn bad_signature_is_refused() {
     assert_invalid(&gw, &up, &wrong, "bad signature");
 }
 
-#[test]
-fn expired_and_not_yet_valid_tokens_are_refused() {
-    let up = Upstream::echo();
-    let gw = gateway(&up, &rsa_provider("k1"));
-    let key = jwt::shared_rsa();
+/// A token from the shared RSA key (kid "k1") with `edit` applied to good claims.
+fn rsa_token(edit: impl FnOnce(&mut serde_json::Value)) -> String {
     let mut c = claims("u");
-    c["exp"] = json!(now() - 61 - 60); // past the 60 s leeway
-    assert_invalid(
-        &gw,
-        &up,
-        &key.sign(&header("RS256", Some("k1")), &c),
-        "token expired",
-    );
-    let mut c = claims("u");
-    c["nbf"] = json!(now() + 600);
-    assert_invalid(
-        &gw,
-        &up,
-        &key.sign(&header("RS256", Some("k1")), &c),
-        "token not yet valid",
-    );
-    // Within the leeway both pass.
-    let mut c = claims("u");
-    c["exp"] = json!(now() - 10);
-    let r = bearer(
-        &mut gw.client(),
-        "/api/x",
-        &key.sign(&header("RS256", Some("k1")), &c),
-    );
-    assert_eq!(r.status, 200);
-    let mut c = claims("u");
-    c.as_object_mut().unwrap().remove("exp");
-    assert_invalid(
-        &gw,
-        &up,
-        &key.sign(&header("RS256", Some("k1")), &c),
-        "missing claim exp",
-    );
+    edit(&mut c);
+    jwt::shared_rsa().sign(&header("RS256", Some("k1")), &c)
 }
 
 #[test]
-fn wrong_issuer_and_wrong_audience_are_refused() {
+fn expired_token_is_refused() {
     let up = Upstream::echo();
     let gw = gateway(&up, &rsa_provider("k1"));
-    let key = jwt::shared_rsa();
-    let mut c = claims("u");
-    c["iss"] = json!("https://evil.test/");
-    assert_invalid(
-        &gw,
-        &up,
-        &key.sign(&header("RS256", Some("k1")), &c),
-        "wrong issuer",
-    );
-    let mut c = claims("u");
-    c["aud"] = json!(["other", "another"]);
-    assert_invalid(
-        &gw,
-        &up,
-        &key.sign(&header("RS256", Some("k1")), &c),
-        "wrong audience",
-    );
-    let mut c = claims("u");
-    c.as_object_mut().unwrap().remove("aud");
-    assert_invalid(
-        &gw,
-        &up,
-        &key.sign(&header("RS256", Some("k1")), &c),
-        "missing claim aud",
-    );
+    // Past the 60 s leeway: refused; within it: accepted.
+    let expired = rsa_token(|c| c["exp"] = json!(now() - 121));
+    assert_invalid(&gw, &up, &expired, "token expired");
+    let in_leeway = rsa_token(|c| c["exp"] = json!(now() - 10));
+    assert_eq!(bearer(&mut gw.client(), "/api/x", &in_leeway).status, 200);
+    // exp is required by default.
+    let no_exp = rsa_token(|c| {
+        c.as_object_mut().unwrap().remove("exp");
+    });
+    assert_invalid(&gw, &up, &no_exp, "missing claim exp");
 }
 
 #[test]
-fn malformed_base64_or_json_is_refused() {
+fn token_not_yet_valid_is_refused() {
     let up = Upstream::echo();
     let gw = gateway(&up, &rsa_provider("k1"));
-    let key = jwt::shared_rsa();
+    let future = rsa_token(|c| c["nbf"] = json!(now() + 600));
+    assert_invalid(&gw, &up, &future, "token not yet valid");
+    let in_leeway = rsa_token(|c| c["nbf"] = json!(now() + 30));
+    assert_eq!(bearer(&mut gw.client(), "/api/x", &in_leeway).status, 200);
+}
+
+#[test]
+fn wrong_issuer_is_refused() {
+    let up = Upstream::echo();
+    let gw = gateway(&up, &rsa_provider("k1"));
+    let wrong = rsa_token(|c| c["iss"] = json!("https://evil.test/"));
+    assert_invalid(&gw, &up, &wrong, "wrong issuer");
+    let missing = rsa_token(|c| {
+        c.as_object_mut().unwrap().remove("iss");
+    });
+    assert_invalid(&gw, &up, &missing, "missing claim iss");
+}
+
+#[test]
+fn wrong_audience_is_refused() {
+    let up = Upstream::echo();
+    let gw = gateway(&up, &rsa_provider("k1"));
+    let wrong = rsa_token(|c| c["aud"] = json!(["other", "another"]));
+    assert_invalid(&gw, &up, &wrong, "wrong audience");
+    let missing = rsa_token(|c| {
+        c.as_object_mut().unwrap().remove("aud");
+    });
+    assert_invalid(&gw, &up, &missing, "missing claim aud");
+    // One matching audience in a list is enough.
+    let listed = rsa_token(|c| c["aud"] = json!(["other", "api"]));
+    assert_eq!(bearer(&mut gw.client(), "/api/x", &listed).status, 200);
+}
+
+#[test]
+fn lifetime_over_the_maximum_is_refused() {
+    let up = Upstream::echo();
+    let gw = gateway(
+        &up,
+        &format!(
+            "{}
+max_lifetime_s = 600
+require = [\"exp\", \"jti\"]",
+            rsa_provider("k1")
+        ),
+    );
+    let long = rsa_token(|c| {
+        c["exp"] = json!(now() + 7200);
+        c["jti"] = json!("1");
+    });
+    assert_invalid(&gw, &up, &long, "token lifetime exceeds the maximum");
+    let no_jti = rsa_token(|_| {});
+    assert_invalid(&gw, &up, &no_jti, "missing claim jti");
+}
+
+#[test]
+fn malformed_base64_is_refused() {
+    let up = Upstream::echo();
+    let gw = gateway(&up, &rsa_provider("k1"));
     let h = b64(header("RS256", Some("k1")).to_string().as_bytes());
     let c = b64(claims("u").to_string().as_bytes());
     for token in [
-        format!("{h}.{c}"),                        // two parts
-        format!("{h}.{c}.c2ln.extra"),             // four parts
-        format!("{}.{c}.c2ln", b64(b"{not json")), // header not JSON
-        format!("%%%.{c}.c2ln"),                   // header not base64
+        format!("%%%.{c}.c2ln"), // header not base64url
+        format!("{h}.{c}"),      // two parts
+        format!("{h}.{c}.c2ln.extra"),
         "not-a-jwt".to_string(),
     ] {
         assert_invalid(&gw, &up, &token, "malformed token");
     }
-    // Correctly signed, but the payload is not base64url / not JSON: the signature
-    // passes and the payload is still refused.
-    for payload in ["%%%notbase64".to_string(), b64(b"[not json"), b64(b"42")] {
-        let token = key.sign_input("RS256", &format!("{h}.{payload}"));
+    // Correctly signed over a payload that is not base64url: the signature passes,
+    // the payload is still refused.
+    let token = jwt::shared_rsa().sign_input("RS256", &format!("{h}.%%%notbase64"));
+    assert_invalid(&gw, &up, &token, "malformed token");
+}
+
+#[test]
+fn malformed_json_is_refused() {
+    let up = Upstream::echo();
+    let gw = gateway(&up, &rsa_provider("k1"));
+    let h = b64(header("RS256", Some("k1")).to_string().as_bytes());
+    let c = b64(claims("u").to_string().as_bytes());
+    assert_invalid(
+        &gw,
+        &up,
+        &format!("{}.{c}.c2ln", b64(b"{not json")),
+        "malformed token",
+    );
+    for payload in [b64(b"[not json"), b64(b"42")] {
+        let token = jwt::shared_rsa().sign_input("RS256", &format!("{h}.{payload}"));
         assert_invalid(&gw, &up, &token, "malformed token");
     }
 }
