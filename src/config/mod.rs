@@ -6,6 +6,7 @@
 
 mod compile;
 mod compile_auth;
+mod compile_auth_keys;
 mod error;
 mod schema;
 mod snapshot;
