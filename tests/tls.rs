@@ -576,3 +576,21 @@ fn sessions_resume_with_tickets_on_any_worker() {
         }
     }
 }
+
+#[test]
+fn a_spoofed_subject_header_cannot_steer_routing() {
+    let pki = Pki::new("steer");
+    let api = pki.server("api", &["api.example.com"]);
+    let extra = format!(
+        "client_ca = \"{}\"\nclient_subject_header = \"x-client-subject\"",
+        pki.ca.display()
+    );
+    let gw = Gateway::start(
+        &(tls_listener(&cert_entry("api", &["api.example.com"], &api), &extra)
+            + "[[route]]\nname = \"certified\"\nheaders = { \"x-client-subject\" = \"*\" }\nrespond = { status = 200, body = \"certified\" }\n\
+               [[route]]\nname = \"anyone\"\nrespond = { status = 200, body = \"anyone\" }\n"),
+    );
+    let mut c = common::Client::connect(gw.port2);
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\nX-Client-Subject: CN=forged\r\n\r\n");
+    assert_eq!(c.response().unwrap().text(), "anyone");
+}

@@ -35,7 +35,15 @@ pub(crate) fn compile(
     let log = log_settings(sections.log.unwrap_or_default(), problems);
     let upstreams = upstreams(sections.upstreams, &base, problems);
     let endpoint_count = upstreams.iter().map(|u| u.endpoints.len()).sum();
-    let auth = super::compile_auth::auth_settings(sections.auth, file, problems);
+    let mut auth = super::compile_auth::auth_settings(sections.auth, file, problems);
+    // What the TLS layer asserts (a client certificate's subject) is an identity
+    // header too: a client's copy is stripped before routing, like a claim header.
+    for h in server.iter().flat_map(|s| &s.reserved_headers) {
+        let h = h.as_bytes().to_vec();
+        if !auth.identity_headers.contains(&h) {
+            auth.identity_headers.push(h);
+        }
+    }
     let (specs, routes) = routes(sections.routes, &upstreams, &auth, problems);
     if !problems.is_empty() {
         return None;

@@ -43,7 +43,8 @@ pub struct ServerSettings {
     /// `[[server.tls]]` listeners with their loaded certificates.
     pub tls: Vec<TlsListener>,
     /// Headers that carry the gateway's own assertions (the verified client
-    /// certificate subject): removed from every client request on every listener.
+    /// certificate subject). Compiled into the identity headers, which are removed
+    /// from every client request on every listener before routing.
     pub reserved_headers: Vec<String>,
 }
 

@@ -65,15 +65,7 @@ pub async fn forward<S: Io>(
         .await;
     };
     let endpoint = pick_endpoint(ctx, index, upstream, conn);
-    build_request_head(
-        conn,
-        route,
-        endpoint,
-        target,
-        outbound,
-        request_id,
-        &snap.server.reserved_headers,
-    );
+    build_request_head(conn, route, endpoint, target, outbound, request_id);
     let client_keep_alive = conn.head.keep_alive;
     conn.consume_head();
 
@@ -510,7 +502,6 @@ fn build_request_head<S: Io>(
     target: &NormalizedTarget,
     outbound: &Outbound<'_>,
     request_id: RequestId,
-    reserved: &[String],
 ) {
     let head = &conn.head;
     let meta = &conn.meta;
@@ -573,9 +564,6 @@ fn build_request_head<S: Io>(
             || name.eq_ignore_ascii_case(b"x-forwarded-proto")
             || name.eq_ignore_ascii_case(b"x-forwarded-host")
             || name.eq_ignore_ascii_case(b"x-request-id")
-            || reserved
-                .iter()
-                .any(|r| r.as_bytes().eq_ignore_ascii_case(name))
         {
             continue;
         }
