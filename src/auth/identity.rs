@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::http::HeaderRange;
+use crate::http::{HeaderEdit, HeaderRange};
 
 use super::caller::Caller;
 use super::settings::{AuthSettings, RESERVED_PREFIX};
@@ -42,25 +42,19 @@ pub struct Outbound<'a> {
     pub drop_token: &'a [TokenSource],
 }
 
-/// What becomes of one client header line upstream.
-pub enum HeaderFate {
-    Keep,
-    Drop,
-    /// Sent with this value instead (a `Cookie` header without the token cookie).
-    Rewrite(Vec<u8>),
-}
-
 impl<'a> Outbound<'a> {
     /// The identity header lines to append to the upstream head.
     pub fn identity_headers(&self) -> &'a [u8] {
         self.caller.map_or(&[], |c| c.identity_headers.as_slice())
     }
 
-    pub fn header_fate(&self, name: &[u8], value: &[u8]) -> HeaderFate {
+    /// What happens to one client header upstream: only the token's own header or
+    /// cookie is touched (`Replace` = a `Cookie` line without the token cookie).
+    pub fn header_fate(&self, name: &[u8], value: &[u8]) -> HeaderEdit {
         for source in self.drop_token {
             match source {
                 TokenSource::Header(h) if name.eq_ignore_ascii_case(h.as_bytes()) => {
-                    return HeaderFate::Drop
+                    return HeaderEdit::Drop
                 }
                 TokenSource::Cookie(c) if name.eq_ignore_ascii_case(b"cookie") => {
                     if cookie_values(value, c.as_bytes()).next().is_none() {
@@ -72,15 +66,15 @@ impl<'a> Outbound<'a> {
                         .filter(|pair| !pair.is_empty() && !is_cookie_named(pair, c.as_bytes()))
                         .collect();
                     return if kept.is_empty() {
-                        HeaderFate::Drop
+                        HeaderEdit::Drop
                     } else {
-                        HeaderFate::Rewrite(kept.join(&b"; "[..]))
+                        HeaderEdit::Replace(kept.join(&b"; "[..]))
                     };
                 }
                 _ => {}
             }
         }
-        HeaderFate::Keep
+        HeaderEdit::Keep
     }
 
     /// The query to send upstream: without the token's parameter when it is dropped.
@@ -141,19 +135,19 @@ mod tests {
         };
         assert!(matches!(
             out.header_fate(b"Authorization", b"Bearer x"),
-            HeaderFate::Drop
+            HeaderEdit::Drop
         ));
         match out.header_fate(b"Cookie", b"a=1; tok=xyz; b=2") {
-            HeaderFate::Rewrite(v) => assert_eq!(v, b"a=1; b=2"),
+            HeaderEdit::Replace(v) => assert_eq!(v, b"a=1; b=2"),
             _ => panic!("cookie rewritten"),
         }
         assert!(matches!(
             out.header_fate(b"Cookie", b"tok=xyz"),
-            HeaderFate::Drop
+            HeaderEdit::Drop
         ));
         assert!(matches!(
             out.header_fate(b"Cookie", b"a=1"),
-            HeaderFate::Keep
+            HeaderEdit::Keep
         ));
         assert_eq!(out.query("a=1&access_token=t&b=2"), "a=1&b=2");
     }

@@ -27,7 +27,7 @@ mod verify;
 mod worker_state;
 
 pub use caller::Caller;
-pub use identity::{is_identity_header, strip_identity, HeaderFate, Outbound};
+pub use identity::{is_identity_header, strip_identity, Outbound};
 pub use rejection::Rejection;
 pub use settings::{AuthSettings, JwtProvider, RemoteJwks, RouteAuth, RESERVED_PREFIX};
 pub use token::{RequestParts, TokenSource};

@@ -8,6 +8,7 @@
 mod body;
 mod chunked;
 mod error;
+mod forwarded;
 mod headers;
 mod request;
 mod response;
@@ -16,6 +17,9 @@ mod status;
 pub use body::BodyProgress;
 pub use chunked::{ChunkedError, ChunkedScanner};
 pub use error::HttpError;
+pub use forwarded::{
+    finish_head, write_client_response, write_upstream_request, HeaderEdit, UpstreamRequest,
+};
 pub use headers::{is_hop_by_hop, ConnectionTokens};
 pub use request::{parse_request, HeadLimits, Parsed, RequestHead};
 pub use response::{parse_response, ResponseHead};

@@ -100,7 +100,7 @@ async fn serve_tls(
                 .as_ref()
                 .and_then(|h| {
                     tls::client_subject(stream.session().peer_certificates())
-                        .map(|s| (h.clone(), s))
+                        .map(|s| format!("{h}: {s}\r\n").into_bytes())
                 });
             serve(
                 ctx.clone(),

@@ -25,8 +25,9 @@ impl<T: AsyncReadRent + AsyncWriteRent> Io for T {}
 pub struct ConnMeta {
     /// The connection came over TLS.
     pub secure: bool,
-    /// `(header, subject)` of a verified client certificate, to pass upstream.
-    pub client_subject: Option<(String, String)>,
+    /// The verified client certificate's subject as a header line to send
+    /// upstream (`x-client-subject: CN=...\r\n`), rendered once per connection.
+    pub client_subject: Option<Vec<u8>>,
 }
 
 impl ConnMeta {

@@ -12,7 +12,6 @@
 //! 6. return the connection to the pool when the exchange left it reusable.
 
 use std::borrow::Cow;
-use std::io::Write as _;
 use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut};
@@ -20,10 +19,11 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
-use crate::auth::{HeaderFate, Outbound};
+use crate::auth::Outbound;
 use crate::config::{BalancePolicy, Endpoint, HashOn, Route, Snapshot, Upstream};
 use crate::http::{
-    is_hop_by_hop, parse_response, BodyFraming, BodyProgress, ConnectionTokens, ResponseHead,
+    parse_response, write_client_response, write_upstream_request, BodyFraming, BodyProgress,
+    ResponseHead, UpstreamRequest,
 };
 use crate::observe::Counters;
 use crate::proxy::{send_error, Outcome, RequestId};
@@ -425,7 +425,14 @@ async fn relay_response<S: Io>(
     request_id: RequestId,
     keep_client: bool,
 ) -> Result<Relayed, RelayFailure> {
-    build_response_head(conn, &up.buf, resp, request_id, keep_client);
+    write_client_response(
+        &mut conn.wbuf,
+        resp,
+        &up.buf,
+        request_id.as_str(),
+        keep_client,
+        conn.head.minor_version,
+    );
     let mut framing = BodyProgress::new(resp.body);
     // Body bytes that arrived with the head.
     let after_head = resp.head_len;
@@ -504,190 +511,39 @@ fn build_request_head<S: Io>(
     request_id: RequestId,
 ) {
     let head = &conn.head;
-    let meta = &conn.meta;
-    let bytes = conn
+    let src = conn
         .rbuf
         .get(conn.pos..conn.pos + head.head_len)
         .unwrap_or(&[]);
-    let w = &mut conn.wbuf;
-    w.clear();
-    w.extend_from_slice(bytes.get(head.method.clone()).unwrap_or(b"GET"));
-    w.push(b' ');
     let path = route::upstream_path(
         route.path_prefix.as_deref(),
         route.strip_prefix,
         route.rewrite_prefix.as_deref(),
         &target.path,
     );
-    w.extend_from_slice(path.as_bytes());
-    if let Some(q) = &target.query {
-        w.push(b'?');
-        w.extend_from_slice(outbound.query(q).as_bytes());
-    }
-    // HTTP/1.0 clients are forwarded as HTTP/1.0 so the upstream never answers
-    // them with chunked framing they cannot read.
-    w.extend_from_slice(if head.minor_version == 0 {
-        b" HTTP/1.0\r\n"
-    } else {
-        b" HTTP/1.1\r\n"
+    let query = target.query.as_deref().map(|q| outbound.query(q));
+    let host = match (
+        route.preserve_host,
+        head.host.clone().and_then(|r| src.get(r)),
+    ) {
+        (true, Some(h)) => h,
+        _ => endpoint.authority.as_bytes(),
+    };
+    let req = UpstreamRequest {
+        path: &path,
+        query: query.as_deref(),
+        host,
+        client_ip: conn.peer.ip(),
+        secure: conn.meta.secure,
+        added: [
+            outbound.identity_headers(),
+            conn.meta.client_subject.as_deref().unwrap_or(b""),
+        ],
+        request_id: request_id.as_str(),
+    };
+    write_upstream_request(&mut conn.wbuf, head, src, &req, |name, value| {
+        outbound.header_fate(name, value)
     });
-
-    let mut connection = ConnectionTokens::default();
-    for h in &head.headers {
-        if bytes
-            .get(h.name.clone())
-            .is_some_and(|n| n.eq_ignore_ascii_case(b"connection"))
-        {
-            connection.add(bytes.get(h.value.clone()).unwrap_or(b""));
-        }
-    }
-    let client_host = head.host.clone().and_then(|r| bytes.get(r));
-    let mut forwarded_for: Option<&[u8]> = None;
-    let mut forwarded_for_more = false;
-    for h in &head.headers {
-        let (Some(name), Some(value)) = (bytes.get(h.name.clone()), bytes.get(h.value.clone()))
-        else {
-            continue;
-        };
-        if is_hop_by_hop(name) || (!connection.is_empty() && connection.contains(name)) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            // Several X-Forwarded-For lines are joined into one, in order.
-            if forwarded_for.is_some() {
-                forwarded_for_more = true;
-            }
-            forwarded_for = Some(value);
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"host")
-            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
-            || name.eq_ignore_ascii_case(b"x-forwarded-host")
-            || name.eq_ignore_ascii_case(b"x-request-id")
-        {
-            continue;
-        }
-        let rewritten;
-        let value = match outbound.header_fate(name, value) {
-            HeaderFate::Keep => value,
-            HeaderFate::Drop => continue,
-            HeaderFate::Rewrite(v) => {
-                rewritten = v;
-                &rewritten[..]
-            }
-        };
-        w.extend_from_slice(name);
-        w.extend_from_slice(b": ");
-        w.extend_from_slice(value);
-        w.extend_from_slice(b"\r\n");
-    }
-    w.extend_from_slice(outbound.identity_headers());
-    w.extend_from_slice(b"host: ");
-    match (route.preserve_host, client_host) {
-        (true, Some(h)) => w.extend_from_slice(h),
-        _ => w.extend_from_slice(endpoint.authority.as_bytes()),
-    }
-    w.extend_from_slice(b"\r\nx-forwarded-for: ");
-    if forwarded_for_more {
-        let mut first = true;
-        for h in &head.headers {
-            if bytes
-                .get(h.name.clone())
-                .is_some_and(|n| n.eq_ignore_ascii_case(b"x-forwarded-for"))
-            {
-                if !first {
-                    w.extend_from_slice(b", ");
-                }
-                first = false;
-                w.extend_from_slice(bytes.get(h.value.clone()).unwrap_or(b""));
-            }
-        }
-        w.extend_from_slice(b", ");
-    } else if let Some(v) = forwarded_for {
-        w.extend_from_slice(v);
-        w.extend_from_slice(b", ");
-    }
-    let _ = write!(w, "{}", conn.peer.ip());
-    w.extend_from_slice(if meta.secure {
-        b"\r\nx-forwarded-proto: https\r\n"
-    } else {
-        b"\r\nx-forwarded-proto: http\r\n"
-    });
-    if let Some((header, subject)) = &meta.client_subject {
-        w.extend_from_slice(header.as_bytes());
-        w.extend_from_slice(b": ");
-        w.extend_from_slice(subject.as_bytes());
-        w.extend_from_slice(b"\r\n");
-    }
-    if let Some(h) = client_host {
-        w.extend_from_slice(b"x-forwarded-host: ");
-        w.extend_from_slice(h);
-        w.extend_from_slice(b"\r\n");
-    }
-    w.extend_from_slice(b"x-request-id: ");
-    w.extend_from_slice(request_id.as_str().as_bytes());
-    w.extend_from_slice(b"\r\n");
-    match head.body {
-        BodyFraming::Length(n) => {
-            let _ = write!(w, "content-length: {n}\r\n");
-        }
-        BodyFraming::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        BodyFraming::None | BodyFraming::UntilClose => {}
-    }
-    w.extend_from_slice(b"\r\n");
-}
-
-/// The response head that goes to the client, built in `conn.wbuf`.
-fn build_response_head<S: Io>(
-    conn: &mut ClientConn<S>,
-    src: &[u8],
-    resp: &ResponseHead,
-    request_id: RequestId,
-    keep_client: bool,
-) {
-    let w = &mut conn.wbuf;
-    w.clear();
-    let _ = write!(w, "HTTP/1.1 {} ", resp.status);
-    w.extend_from_slice(src.get(resp.reason.clone()).unwrap_or(b""));
-    w.extend_from_slice(b"\r\n");
-    let mut connection = ConnectionTokens::default();
-    for h in &resp.headers {
-        if src
-            .get(h.name.clone())
-            .is_some_and(|n| n.eq_ignore_ascii_case(b"connection"))
-        {
-            connection.add(src.get(h.value.clone()).unwrap_or(b""));
-        }
-    }
-    for h in &resp.headers {
-        let (Some(name), Some(value)) = (src.get(h.name.clone()), src.get(h.value.clone())) else {
-            continue;
-        };
-        // Without a body to frame (HEAD, 304), Content-Length describes the
-        // representation and passes through unchanged.
-        let keep_length =
-            resp.body == BodyFraming::None && name.eq_ignore_ascii_case(b"content-length");
-        if !keep_length
-            && (is_hop_by_hop(name) || (!connection.is_empty() && connection.contains(name)))
-        {
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"x-request-id") {
-            continue;
-        }
-        w.extend_from_slice(name);
-        w.extend_from_slice(b": ");
-        w.extend_from_slice(value);
-        w.extend_from_slice(b"\r\n");
-    }
-    match resp.body {
-        BodyFraming::Length(n) => {
-            let _ = write!(w, "content-length: {n}\r\n");
-        }
-        BodyFraming::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        BodyFraming::None | BodyFraming::UntilClose => {}
-    }
-    crate::proxy::finish_head(w, request_id, keep_client, conn.head.minor_version);
 }
 
 fn pick_endpoint<'u, S: Io>(
