@@ -50,6 +50,10 @@ counters! {
     requests,
     /// Requests refused by the codec (400, 413, 414, 431, ...).
     requests_malformed,
+    /// Requests no route matched (404).
+    route_not_found,
+    /// Requests whose path matched but whose method no route allows (405).
+    route_method_not_allowed,
     responses_2xx,
     responses_3xx,
     responses_4xx,

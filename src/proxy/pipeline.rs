@@ -6,6 +6,7 @@
 use crate::auth::{self, Outbound, Rejection, RequestParts};
 use crate::config::{Action, Route, Snapshot};
 use crate::http::{BodyFraming, HttpError, RequestHead};
+use crate::observe::Counters;
 use crate::route::{self, HeaderLookup, RouteMatch};
 use crate::server::{ClientConn, Io, WorkerCtx};
 use crate::upstream;
@@ -63,6 +64,7 @@ pub async fn handle<'s, S: Io>(
     let index = match found {
         RouteMatch::Found(i) => i,
         RouteMatch::MethodNotAllowed { allow } => {
+            Counters::bump(&ctx.counters.route_method_not_allowed);
             let keep = keep_alive_after_local_reply(ctx, conn);
             let headers: [(&str, &[u8]); 1] = [("allow", allow.as_bytes())];
             return (
@@ -71,6 +73,7 @@ pub async fn handle<'s, S: Io>(
             );
         }
         RouteMatch::NotFound => {
+            Counters::bump(&ctx.counters.route_not_found);
             let keep = keep_alive_after_local_reply(ctx, conn);
             return (
                 send_error(conn, 404, "no route", request_id, keep, &[]).await,
