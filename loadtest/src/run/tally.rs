@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-/// Latencies are recorded in microseconds, three significant digits.
+/// Latencies are recorded in microseconds, three significant digits, from 1 µs to an
+/// hour (longer values are recorded as an hour). Fixed bounds: recording never resizes
+/// and histograms of different workers always add up.
 pub const SIGFIG: u8 = 3;
+const HIGHEST_US: u64 = 3_600_000_000;
 
 /// Why a request got no response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,10 +45,9 @@ impl ErrorKind {
 }
 
 pub fn new_histogram() -> Histogram<u64> {
-    // Three significant digits with auto-resize cannot fail to build.
-    let mut h = Histogram::new(SIGFIG).unwrap_or_else(|_| unreachable!("sigfig 3 is valid"));
-    h.auto(true);
-    h
+    // Constant, valid bounds (1 ≤ 2 × 1, sigfig ≤ 5): this cannot fail.
+    Histogram::new_with_bounds(1, HIGHEST_US, SIGFIG)
+        .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"))
 }
 
 /// Everything one worker (or, merged, the whole run) measured.
@@ -105,7 +107,7 @@ impl Tally {
     }
 
     pub fn merge(&mut self, other: Tally) {
-        // Both use the same auto-resizing configuration, so adding cannot fail.
+        // Both have the same fixed bounds, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
         let _ = self.send_lag.add(&other.send_lag);
         for (status, n) in other.statuses {
@@ -144,5 +146,8 @@ mod tests {
         assert_eq!(a.error_count(ErrorKind::Reset), 2);
         assert_eq!(a.latency.max(), 300);
         assert_eq!(a.cpu.len(), 1);
+        // Long latencies are kept, not clamped to a small default range.
+        a.record_response(200, Duration::from_millis(300));
+        assert!(a.latency.max() >= 300_000);
     }
 }
