@@ -190,6 +190,32 @@ fn coordinated_omission_shows_in_open_loop_and_hides_in_closed_loop() {
     assert!(achieved >= 190.0, "the schedule is kept: {open}");
 }
 
+/// The server's own count (`/__hits`) equals what the tool reports: nothing is lost
+/// or counted twice. Without warm-up every request the tool sends is measured.
+#[test]
+fn every_request_sent_is_counted_once() {
+    let upstream = Upstream::start(&[]);
+    let hits = || -> u64 {
+        let mut stream = std::net::TcpStream::connect(upstream.addr).unwrap();
+        stream
+            .write_all(b"GET /__hits HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let body = text.split("\r\n\r\n").nth(1).expect("a body");
+        serde_json::from_str::<Value>(body).unwrap()["requests"]
+            .as_u64()
+            .unwrap()
+    };
+    let v = run_json(&[&upstream.url("/"), "-c", "4", "-d", "1s"]);
+    let closed = v["requests"].as_u64().unwrap();
+    assert!(closed > 0);
+    assert_eq!(hits(), closed, "{v}");
+    let v = run_json(&[&upstream.url("/"), "-c", "4", "-d", "1s", "--rate", "500"]);
+    assert_eq!(v["requests"], 500, "{v}");
+    assert_eq!(hits(), closed + 500, "{v}");
+}
+
 #[test]
 fn statuses_round_robin_urls_headers_and_bodies() {
     let upstream = Upstream::start(&["--echo"]);

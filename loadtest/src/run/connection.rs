@@ -28,7 +28,8 @@ pub struct Window {
     pub start: Instant,
     /// Requests sent (open loop: meant to be sent) from here on are measured.
     pub measure_from: Instant,
-    /// No request is sent from here on.
+    /// No new request starts from here on (in open loop: none meant for a later
+    /// time; those held back by a stall get `--timeout` more to leave).
     pub end: Instant,
 }
 
@@ -76,6 +77,7 @@ impl<'p> Connection<'p> {
     /// The wrk model: the next request leaves when the last answer arrived.
     async fn closed_loop(&mut self, first: u64, window: Window, tally: &RefCell<Tally>) {
         let mut sequence = first;
+        sleep_until(window.start).await;
         loop {
             let sent = Instant::now();
             if sent >= window.end {
@@ -95,14 +97,20 @@ impl<'p> Connection<'p> {
 
     /// The wrk2 model: request k leaves at its intended time, or as soon as the
     /// connection is free if that time has passed, and is timed from the intended time.
+    ///
+    /// Requests meant for the window that are still held back when it ends (behind a
+    /// stall) are sent for up to `--timeout` more: cutting them off would drop exactly
+    /// the slow tail the open loop exists to see. What is left after that is counted
+    /// as never sent.
     async fn open_loop(&mut self, mut schedule: Schedule, window: Window, tally: &RefCell<Tally>) {
+        let give_up = window.end + self.plan.timeout;
         loop {
             let intended = schedule.intended();
             if intended >= window.end {
                 return;
             }
             let ready = Instant::now();
-            if ready >= window.end {
+            if ready >= give_up {
                 // Stopped while behind: what was meant for the window never left.
                 let unsent = schedule.remaining_before(window.end)
                     - schedule.remaining_before(window.measure_from);
