@@ -216,6 +216,31 @@ fn every_request_sent_is_counted_once() {
     assert_eq!(hits(), closed + 500, "{v}");
 }
 
+/// An open loop that cannot be delivered says so: one connection cannot carry a
+/// million requests a second, so most are held back, the backlog left after the
+/// window's `--timeout` grace is counted as never sent, and a warning names the cause.
+#[test]
+fn an_undeliverable_rate_is_reported() {
+    let upstream = Upstream::start(&[]);
+    let v = run_json(&[
+        &upstream.url("/"),
+        "-c",
+        "1",
+        "-d",
+        "1s",
+        "--rate",
+        "1000000",
+        "--timeout",
+        "500ms",
+    ]);
+    let achieved = v["achieved_rate"].as_f64().unwrap();
+    assert!(achieved < 990_000.0, "{v}");
+    assert!(v["schedule"]["unsent"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["schedule"]["sent_late_busy"].as_u64().unwrap() > 0, "{v}");
+    let warning = v["load_warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("busy connections"), "{v}");
+}
+
 #[test]
 fn statuses_round_robin_urls_headers_and_bodies() {
     let upstream = Upstream::start(&["--echo"]);
