@@ -42,6 +42,18 @@ impl CpuList {
     }
 }
 
+impl CpuList {
+    /// The first CPU of the list this process may not run on, if any.
+    pub fn first_unavailable(&self) -> Option<usize> {
+        let allowed: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        self.0.iter().copied().find(|cpu| !allowed.contains(cpu))
+    }
+}
+
 /// Pins the calling thread to `cpu`; false when the kernel refuses (not in our set).
 pub fn pin_current_thread(cpu: usize) -> bool {
     core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
@@ -62,5 +74,9 @@ mod tests {
         assert!(list("a").is_err());
         let two = CpuList::parse("4,6").unwrap();
         assert_eq!((two.for_worker(0), two.for_worker(3), two.len()), (4, 6, 2));
+        assert_eq!(
+            CpuList::parse("100000").unwrap().first_unavailable(),
+            Some(100000)
+        );
     }
 }

@@ -403,6 +403,10 @@ fn bad_input_is_one_line_and_exit_status_2() {
             "connections",
         ),
         (
+            vec!["run".into(), url.clone(), "--cpus".into(), "100000".into()],
+            "cpu 100000",
+        ),
+        (
             vec![
                 "run".into(),
                 url.clone(),

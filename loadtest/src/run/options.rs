@@ -126,6 +126,11 @@ impl Plan {
         if args.timeout.is_zero() {
             return Err("--timeout must be more than 0".into());
         }
+        if let Some(cpu) = args.cpus.as_ref().and_then(CpuList::first_unavailable) {
+            return Err(format!(
+                "--cpus: cpu {cpu} is not available to this process"
+            ));
+        }
         let threads = args
             .threads
             .unwrap_or_else(|| args.cpus.as_ref().map_or(1, |c| c.len() as u64))
