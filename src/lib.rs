@@ -4,6 +4,7 @@
 //! and benches use the library directly. `docs/architecture.md` is the map.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod limit;
@@ -11,4 +12,5 @@ pub mod observe;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod tls;
 pub mod upstream;

@@ -294,3 +294,36 @@ fn admin_health_and_readiness() {
     let mut c = gw.client();
     assert_eq!(c.get("/healthz").status, 204);
 }
+
+#[test]
+fn access_log_lines_go_to_the_configured_file() {
+    let dir = std::env::temp_dir().join(format!("portico-access-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let _ = std::fs::remove_file(&log);
+    let gw = Gateway::start(&format!(
+        "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nworkers = 1\n[log]\naccess_log = \"{}\"\n[[route]]\nname = \"hello\"\nrespond = {{ status = 201, body = \"hi\" }}\n",
+        log.display()
+    ));
+    let mut c = gw.client();
+    c.send(b"GET /a?b=1 HTTP/1.1\r\nHost: h\r\nX-Request-Id: trace-me\r\n\r\n");
+    assert_eq!(c.response().unwrap().status, 201);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut text = String::new();
+    while Instant::now() < deadline && !text.contains("trace-me") {
+        std::thread::sleep(Duration::from_millis(50));
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+    }
+    let line = text
+        .lines()
+        .find(|l| l.contains("trace-me"))
+        .unwrap_or_else(|| panic!("no line in {text:?}"));
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert!(
+        fields[0].ends_with('Z') && fields[0].contains('T'),
+        "{line}"
+    );
+    assert_eq!(fields[1], "127.0.0.1");
+    assert!(line.contains("\"GET /a?b=1 HTTP/1.1\" 201 "), "{line}");
+    assert!(line.ends_with(" hello - trace-me"), "{line}");
+}

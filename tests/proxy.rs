@@ -406,3 +406,16 @@ fn hash_on_header_sticks_to_one_endpoint() {
         assert!(moved == (5, 0) || moved == (0, 5), "{user}: {moved:?}");
     }
 }
+
+#[test]
+fn heads_larger_than_the_first_read_buffer_are_read_whole() {
+    let up = Upstream::echo();
+    let gw = gateway_for(&[&up], "", "");
+    let mut c = gw.client();
+    for size in [3_000, 5_000, 9_000, 15_000] {
+        let value = "v".repeat(size);
+        c.send(format!("GET /big HTTP/1.1\r\nHost: a\r\nX-Big: {value}\r\n\r\n").as_bytes());
+        let r = c.response().expect("a response to a large head");
+        assert_eq!(r.status, 200, "head of {size} bytes");
+    }
+}

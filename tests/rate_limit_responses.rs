@@ -318,3 +318,81 @@ fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
         sin_zero: [0; 8],
     }
 }
+
+/// With authentication, `claim:sub` gives every verified user a bucket of their own,
+/// and a `before_auth` address policy refuses floods before any token is verified.
+#[test]
+fn claim_keys_limit_each_verified_user_and_address_limits_run_before_auth() {
+    use common::jwt::{claims, header, SigningKey};
+    let key = SigningKey::hmac();
+    let secret = std::env::temp_dir().join(format!("portico-rl-secret-{}", std::process::id()));
+    std::fs::write(&secret, key.secret()).expect("secret file");
+    let gw = gateway(
+        r#"
+[[route]]
+name = "api"
+path_prefix = "/"
+respond = { status = 200, body = "ok" }
+auth = "main"
+rate_limits = ["per-user", "per-ip"]
+"#,
+        &format!(
+            r#"
+[auth.jwt.main]
+issuer = "https://id.test/"
+audiences = ["api"]
+algorithms = ["HS256"]
+hmac_secret_file = "{}"
+
+[[rate_limit]]
+name = "per-user"
+key = "claim:sub"
+rate = "1/h"
+burst = 1
+scope = "worker"
+
+[[rate_limit]]
+name = "per-ip"
+key = "ip"
+rate = "1/h"
+burst = 5
+scope = "worker"
+before_auth = true
+"#,
+            secret.display()
+        ),
+    );
+    let bearer = |sub: &str| {
+        format!(
+            "authorization: Bearer {}\r\n",
+            key.sign(&header("HS256", None), &claims(sub))
+        )
+    };
+    let mut c = gw.client();
+    let policy_of = |r: &Response| {
+        r.header("ratelimit")
+            .and_then(|v| v.split(';').next())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(get(&mut c, "/", &bearer("alice")).status, 200);
+    let r = get(&mut c, "/", &bearer("alice"));
+    assert_eq!((r.status, policy_of(&r).as_str()), (429, "\"per-user\""));
+    assert_eq!(
+        get(&mut c, "/", &bearer("bob")).status,
+        200,
+        "bob's own bucket"
+    );
+    assert_eq!(
+        get(&mut c, "/", "").status,
+        401,
+        "no token: the verifier refuses"
+    );
+    assert_eq!(get(&mut c, "/", &bearer("carol")).status, 200);
+    // Five requests from this address so far: the address limit now answers first.
+    let r = get(&mut c, "/", &bearer("dave"));
+    assert_eq!((r.status, policy_of(&r).as_str()), (429, "\"per-ip\""));
+    let r = get(&mut c, "/", "");
+    assert_eq!(r.status, 429, "refused before authentication, not 401");
+    let _ = std::fs::remove_file(&secret);
+}

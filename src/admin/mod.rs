@@ -3,7 +3,8 @@
 //! served by a worker, so a busy data plane cannot starve a health check.
 //!
 //! - `GET /healthz`: 200 while the process runs.
-//! - `GET /ready`: 200 while serving, 503 once draining (load balancers stop sending).
+//! - `GET /ready`: 200 while serving; 503 before that (e.g. a remote JWKS not yet
+//!   fetched) and once draining (load balancers stop sending).
 //! - `GET /stats`: counters summed over workers and side threads (the rate
 //!   limiter), as JSON.
 
@@ -14,6 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::observe::PublishedCounters;
+
+/// Asked by `/ready`: `Some(reason)` while the gateway is not ready to serve.
+pub type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// The running admin listener.
 pub struct Admin {
@@ -33,6 +37,7 @@ pub fn start(
     addr: SocketAddr,
     workers: Vec<Arc<PublishedCounters>>,
     side: Vec<Arc<PublishedCounters>>,
+    readiness: Readiness,
 ) -> std::io::Result<Admin> {
     let listener = TcpListener::bind(addr)?;
     let draining = Arc::new(AtomicBool::new(false));
@@ -41,7 +46,7 @@ pub fn start(
         .name("portico-admin".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                let _ = answer(stream, &flag, &workers, &side);
+                let _ = answer(stream, &flag, &workers, &side, &readiness);
             }
         })?;
     Ok(Admin { draining })
@@ -52,6 +57,7 @@ fn answer(
     draining: &AtomicBool,
     workers: &[Arc<PublishedCounters>],
     side: &[Arc<PublishedCounters>],
+    readiness: &Readiness,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
@@ -78,7 +84,10 @@ fn answer(
         "/ready" if draining.load(Ordering::Relaxed) => {
             respond(&mut stream, 503, "text/plain", "draining\n")
         }
-        "/ready" => respond(&mut stream, 200, "text/plain", "ready\n"),
+        "/ready" => match readiness() {
+            Some(reason) => respond(&mut stream, 503, "text/plain", &format!("{reason}\n")),
+            None => respond(&mut stream, 200, "text/plain", "ready\n"),
+        },
         "/stats" => respond(
             &mut stream,
             200,

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -17,17 +18,33 @@ use super::schema::{self, Balance, Workers};
 use super::snapshot::*;
 use super::Sections;
 use crate::route::{self, HeaderMatch, PathMatch, RouteSpec, RouteTable};
+use crate::tls::{
+    CertSettings, ListenerTls, TlsListenerSettings, TlsVersion, UpstreamTls, UpstreamTlsSettings,
+};
 
 pub(crate) fn compile(
     file: &str,
     mut sections: Sections,
     problems: &mut Problems<'_>,
 ) -> Option<Snapshot> {
-    let server = server_settings(sections.server.unwrap_or_default(), problems);
+    let base = Path::new(file)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let server = server_settings(sections.server.unwrap_or_default(), &base, problems);
     let admin = sections.admin.and_then(|a| admin_listen(a, problems));
     let log = log_settings(sections.log.unwrap_or_default(), problems);
-    let upstreams = upstreams(sections.upstreams, problems);
+    let upstreams = upstreams(sections.upstreams, &base, problems);
     let endpoint_count = upstreams.iter().map(|u| u.endpoints.len()).sum();
+    let mut auth = super::compile_auth::auth_settings(sections.auth, file, problems);
+    // What the TLS layer asserts (a client certificate's subject) is an identity
+    // header too: a client's copy is stripped before routing, like a claim header.
+    for h in server.iter().flat_map(|s| &s.reserved_headers) {
+        let h = h.as_bytes().to_vec();
+        if !auth.identity_headers.contains(&h) {
+            auth.identity_headers.push(h);
+        }
+    }
     let rate_limits = rate_limits::compile(
         std::mem::take(&mut sections.rate_limits),
         sections.fleet.take(),
@@ -39,7 +56,7 @@ pub(crate) fn compile(
         .iter_mut()
         .map(|r| std::mem::take(&mut r.rate_limits))
         .collect();
-    let (specs, mut routes) = routes(sections.routes, &upstreams, problems);
+    let (specs, mut routes) = routes(sections.routes, &upstreams, &auth, problems);
     for (route, names) in routes.iter_mut().zip(route_policies) {
         route.limits = rate_limits::route_limits(&route.name, &names, &rate_limits, problems);
     }
@@ -56,14 +73,16 @@ pub(crate) fn compile(
         upstreams,
         endpoint_count,
         rate_limits,
+        auth,
     })
 }
 
-fn server_settings(s: schema::ServerSection, p: &mut Problems<'_>) -> Option<ServerSettings> {
+fn server_settings(
+    s: schema::ServerSection,
+    base: &Path,
+    p: &mut Problems<'_>,
+) -> Option<ServerSettings> {
     let mut listen = Vec::new();
-    if s.listen.is_empty() {
-        p.at(0..0, "[server] listen needs at least one address");
-    }
     for l in &s.listen {
         if let Some(addr) = socket_addr(l, p) {
             if listen.contains(&addr) {
@@ -106,8 +125,25 @@ fn server_settings(s: schema::ServerSection, p: &mut Problems<'_>) -> Option<Ser
             "max_uri_bytes must not exceed max_header_bytes (the request line is part of the head)",
         );
     }
+    let tls: Vec<TlsListener> = s
+        .tls
+        .iter()
+        .filter_map(|t| tls_listener(t, base, &listen, p))
+        .collect();
+    if listen.is_empty() && s.listen.is_empty() && tls.is_empty() {
+        p.at(
+            0..0,
+            "[server] needs at least one listener: listen or [[server.tls]]",
+        );
+    }
+    let reserved_headers = tls
+        .iter()
+        .filter_map(|t| t.settings.client_subject_header.clone())
+        .collect();
     Some(ServerSettings {
         listen,
+        tls,
+        reserved_headers,
         workers,
         pin_workers: s.pin_workers,
         listen_backlog: in_range(&s.listen_backlog, 1, 65535, p) as i32,
@@ -147,7 +183,11 @@ fn log_settings(l: schema::LogSection, p: &mut Problems<'_>) -> LogSettings {
     LogSettings { level, access_log }
 }
 
-fn upstreams(list: Vec<schema::UpstreamSection>, p: &mut Problems<'_>) -> Vec<Upstream> {
+fn upstreams(
+    list: Vec<schema::UpstreamSection>,
+    base: &Path,
+    p: &mut Problems<'_>,
+) -> Vec<Upstream> {
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
     let mut next_endpoint = 0;
     let mut out = Vec::new();
@@ -193,9 +233,147 @@ fn upstreams(list: Vec<schema::UpstreamSection>, p: &mut Problems<'_>) -> Vec<Up
             max_idle_per_endpoint: *u.max_idle_per_endpoint.get_ref() as usize,
             pool_idle_timeout: millis(&u.pool_idle_timeout_ms, p),
             max_requests_per_connection: positive(&u.max_requests_per_connection, p),
+            tls: u.tls.as_ref().and_then(|t| upstream_tls(t, base, p)),
         });
     }
     out
+}
+
+/// Compiles one `[[server.tls]]`, loading its certificates now so `check` catches a
+/// missing file or a key that does not match its certificate.
+fn tls_listener(
+    t: &schema::TlsListenerSection,
+    base: &Path,
+    plain: &[SocketAddr],
+    p: &mut Problems<'_>,
+) -> Option<TlsListener> {
+    let listen = socket_addr(&t.listen, p)?;
+    if plain.contains(&listen) {
+        p.at(
+            t.listen.span(),
+            format!("{listen} is already a plaintext listener"),
+        );
+    }
+    let min_version = match t.min_version.as_ref().map(|v| v.get_ref().as_str()) {
+        None | Some("1.2") => TlsVersion::V1_2,
+        Some("1.3") => TlsVersion::V1_3,
+        Some(other) => {
+            p.at(
+                t.min_version.as_ref().map_or(0..0, |v| v.span()),
+                format!("min_version \"{other}\" must be \"1.2\" or \"1.3\""),
+            );
+            TlsVersion::V1_2
+        }
+    };
+    if t.cert.is_empty() {
+        p.at(
+            t.listen.span(),
+            format!("TLS listener {listen} has no [[server.tls.cert]]"),
+        );
+    }
+    let mut certs = Vec::new();
+    let mut names: HashMap<String, Range<usize>> = HashMap::new();
+    for c in &t.cert {
+        let c_ref = c.get_ref();
+        check_name(&c_ref.name, "certificate", &mut names, p);
+        let sni = c_ref
+            .sni
+            .iter()
+            .map(|n| {
+                let v = n.get_ref().trim_end_matches('.').to_ascii_lowercase();
+                let bare = v.strip_prefix("*.").unwrap_or(&v);
+                if bare.is_empty() || bare.contains('*') || bare.contains(':') {
+                    p.at(
+                        n.span(),
+                        format!(
+                            "sni \"{}\" must be a name like api.example.com or *.example.com",
+                            n.get_ref()
+                        ),
+                    );
+                }
+                v
+            })
+            .collect();
+        certs.push(CertSettings {
+            name: c_ref.name.get_ref().clone(),
+            sni,
+            cert: base.join(c_ref.cert.get_ref()),
+            key: base.join(c_ref.key.get_ref()),
+        });
+    }
+    let default_cert = t.default_cert.as_ref().map(|d| {
+        if !names.contains_key(d.get_ref()) {
+            p.at(
+                d.span(),
+                format!(
+                    "default_cert \"{}\" is not the name of a [[server.tls.cert]] here",
+                    d.get_ref()
+                ),
+            );
+        }
+        d.get_ref().clone()
+    });
+    let client_subject_header = t.client_subject_header.as_ref().map(|h| {
+        if !is_token(h.get_ref()) {
+            p.at(
+                h.span(),
+                format!("\"{}\" is not a valid header name", h.get_ref()),
+            );
+        }
+        h.get_ref().to_ascii_lowercase()
+    });
+    if client_subject_header.is_some() && t.client_ca.is_none() {
+        if let Some(h) = &t.client_subject_header {
+            p.at(h.span(), "client_subject_header needs client_ca (client certificates are only verified with it)");
+        }
+    }
+    let settings = TlsListenerSettings {
+        listen,
+        min_version,
+        handshake_timeout: millis(&t.handshake_timeout_ms, p),
+        default_cert,
+        client_ca: t.client_ca.as_ref().map(|c| base.join(c.get_ref())),
+        client_subject_header,
+        certs,
+    };
+    match ListenerTls::load(&settings) {
+        Ok(tls) => Some(TlsListener {
+            settings,
+            tls: Arc::new(tls),
+        }),
+        Err(errors) => {
+            for (cert, reason) in errors {
+                let span = match cert.and_then(|i| t.cert.get(i)) {
+                    Some(c) => c.span(),
+                    None => t.client_ca.as_ref().map_or(t.listen.span(), |c| c.span()),
+                };
+                p.at(span, reason);
+            }
+            None
+        }
+    }
+}
+
+fn upstream_tls(
+    t: &Spanned<schema::UpstreamTlsSection>,
+    base: &Path,
+    p: &mut Problems<'_>,
+) -> Option<Arc<UpstreamTls>> {
+    let s = t.get_ref();
+    let settings = UpstreamTlsSettings {
+        sni: s.sni.as_ref().map(|n| n.get_ref().clone()),
+        ca: s.ca.as_ref().map(|c| base.join(c.get_ref())),
+        verify: *s.verify.get_ref(),
+        client_cert: s.client_cert.as_ref().map(|c| base.join(c.get_ref())),
+        client_key: s.client_key.as_ref().map(|c| base.join(c.get_ref())),
+    };
+    match UpstreamTls::load(&settings) {
+        Ok(tls) => Some(Arc::new(tls)),
+        Err(e) => {
+            p.at(t.span(), format!("upstream tls: {e}"));
+            None
+        }
+    }
 }
 
 fn hash_on(h: &Spanned<String>, p: &mut Problems<'_>) -> HashOn {
@@ -218,6 +396,7 @@ fn hash_on(h: &Spanned<String>, p: &mut Problems<'_>) -> HashOn {
 fn routes(
     list: Vec<schema::RouteSection>,
     upstreams: &[Upstream],
+    auth: &crate::auth::AuthSettings,
     p: &mut Problems<'_>,
 ) -> (Vec<RouteSpec>, Vec<Route>) {
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
@@ -274,19 +453,21 @@ fn routes(
                 (k.to_ascii_lowercase(), m)
             })
             .collect();
+        // What strip_prefix / rewrite_prefix replace: the prefix, or an exact path whole.
         let prefix = match &path {
             PathMatch::Prefix(pre) if r.path_prefix.is_some() => Some(pre.clone()),
-            _ => None,
+            PathMatch::Exact(exact) => Some(exact.clone()),
+            PathMatch::Prefix(_) => None,
         };
         let strip_prefix = r.strip_prefix.as_ref().is_some_and(|s| *s.get_ref());
         if let Some(s) = &r.strip_prefix {
             if *s.get_ref() && prefix.is_none() {
-                p.at(s.span(), "strip_prefix needs path_prefix");
+                p.at(s.span(), "strip_prefix needs path_prefix or path");
             }
         }
         let rewrite_prefix = r.rewrite_prefix.as_ref().map(|rw| {
             if prefix.is_none() {
-                p.at(rw.span(), "rewrite_prefix needs path_prefix");
+                p.at(rw.span(), "rewrite_prefix needs path_prefix or path");
             }
             if strip_prefix {
                 p.at(
@@ -355,6 +536,10 @@ fn routes(
             preserve_host: r.preserve_host,
             timeout,
             limits: Default::default(),
+            auth: r
+                .auth
+                .as_ref()
+                .and_then(|a| super::compile_auth::route_auth(a, auth, p)),
         });
     }
     (specs, routes)

@@ -5,6 +5,8 @@
 //! does not hide the problems in the next one.
 
 mod compile;
+mod compile_auth;
+mod compile_auth_keys;
 mod error;
 mod rate_limits;
 mod schema;
@@ -63,11 +65,13 @@ pub(crate) struct Sections {
     pub rate_limits: Vec<schema::RateLimitSection>,
     pub fleet: Option<schema::FleetSection>,
     pub rate_limit_headers: Option<schema::RateLimitHeadersSection>,
+    pub auth: Option<schema::AuthSection>,
 }
 
 /// Sections that later versions handle; named so the error says so.
-const NOT_YET: &[&str] = &["auth"];
-const KNOWN: &str = "server, admin, upstream, route, log, rate_limit, fleet, rate_limit_headers";
+const NOT_YET: &[&str] = &[];
+const KNOWN: &str =
+    "server, admin, upstream, route, log, auth, rate_limit, fleet, rate_limit_headers";
 
 fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
@@ -84,6 +88,7 @@ fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
             "server" => out.server = one(value, problems),
             "admin" => out.admin = one(value, problems),
             "log" => out.log = one(value, problems),
+            "auth" => out.auth = one(value, problems),
             "upstream" => out.upstreams = many(value, "[[upstream]]", problems),
             "route" => out.routes = many(value, "[[route]]", problems),
             "rate_limit" => out.rate_limits = many(value, "[[rate_limit]]", problems),

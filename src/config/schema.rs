@@ -26,6 +26,7 @@ pub struct ServerSection {
     pub drain_timeout_ms: Spanned<u64>,
     pub redirect_to_https: bool,
     pub listen_backlog: Spanned<u64>,
+    pub tls: Vec<TlsListenerSection>,
 }
 
 impl Default for ServerSection {
@@ -46,6 +47,7 @@ impl Default for ServerSection {
             drain_timeout_ms: s(15_000),
             redirect_to_https: false,
             listen_backlog: s(1024),
+            tls: Vec::new(),
         }
     }
 }
@@ -61,6 +63,44 @@ pub enum Workers {
 
 impl Workers {
     pub const AUTO: &'static str = "auto";
+}
+
+/// `[[server.tls]]`: one TLS listener and its certificates.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenerSection {
+    pub listen: Spanned<String>,
+    pub min_version: Option<Spanned<String>>,
+    pub default_cert: Option<Spanned<String>>,
+    pub client_ca: Option<Spanned<String>>,
+    pub client_subject_header: Option<Spanned<String>>,
+    #[serde(default = "defaults::handshake_timeout_ms")]
+    pub handshake_timeout_ms: Spanned<u64>,
+    #[serde(default)]
+    pub cert: Vec<Spanned<TlsCertSection>>,
+}
+
+/// `[[server.tls.cert]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertSection {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub sni: Vec<Spanned<String>>,
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+/// An upstream's `tls = { ... }`: re-encryption to the service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSection {
+    pub sni: Option<Spanned<String>>,
+    pub ca: Option<Spanned<String>>,
+    #[serde(default = "defaults::yes")]
+    pub verify: Spanned<bool>,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +135,7 @@ pub struct UpstreamSection {
     pub pool_idle_timeout_ms: Spanned<u64>,
     #[serde(default = "defaults::max_requests_per_connection")]
     pub max_requests_per_connection: Spanned<u64>,
+    pub tls: Option<Spanned<UpstreamTlsSection>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -126,6 +167,7 @@ pub struct RouteSection {
     /// Names of `[[rate_limit]]` policies, in any order (checked most specific first).
     #[serde(default)]
     pub rate_limits: Vec<Spanned<String>>,
+    pub auth: Option<Spanned<RouteAuthSection>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,7 +290,101 @@ pub enum HeaderStyleSetting {
     None,
 }
 
+/// `[auth]`: named providers; only `[auth.jwt.NAME]` today.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    #[serde(default)]
+    pub jwt: BTreeMap<String, Spanned<JwtSection>>,
+}
+
+/// One `[auth.jwt.NAME]`. Key sources (give exactly one): `jwks_file`, `jwks_url`,
+/// `public_key_pem`, `hmac_secret_file`, `hmac_secret_env`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSection {
+    pub issuer: Option<Spanned<String>>,
+    #[serde(default)]
+    pub audiences: Vec<Spanned<String>>,
+    pub algorithms: Option<Vec<Spanned<String>>>,
+    #[serde(default = "defaults::leeway_s")]
+    pub leeway_s: Spanned<u64>,
+    pub require: Option<Vec<Spanned<String>>>,
+    pub max_lifetime_s: Option<Spanned<u64>>,
+    pub jwks_file: Option<Spanned<String>>,
+    pub jwks_url: Option<Spanned<String>>,
+    pub public_key_pem: Option<Spanned<OneOrMany>>,
+    pub hmac_secret_file: Option<Spanned<String>>,
+    pub hmac_secret_env: Option<Spanned<String>>,
+    #[serde(default = "defaults::jwks_refresh_s")]
+    pub jwks_refresh_s: Spanned<u64>,
+    #[serde(default = "defaults::jwks_min_refetch_s")]
+    pub jwks_min_refetch_s: Spanned<u64>,
+    #[serde(default = "defaults::jwks_timeout_ms")]
+    pub jwks_timeout_ms: Spanned<u64>,
+    pub jwks_ca: Option<Spanned<String>>,
+    pub token_from: Option<Vec<Spanned<String>>>,
+    #[serde(default = "defaults::max_token_bytes")]
+    pub max_token_bytes: Spanned<u64>,
+    #[serde(default)]
+    pub claims_to_headers: BTreeMap<String, Spanned<String>>,
+    #[serde(default = "defaults::forward_token")]
+    pub forward_token: bool,
+    pub realm: Option<Spanned<String>>,
+    #[serde(default = "defaults::cache_entries")]
+    pub cache_entries: Spanned<u64>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A route's `auth`: `"NAME"` or `{ provider, optional, cors_preflight }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RouteAuthSection {
+    Provider(String),
+    Table(RouteAuthTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteAuthTable {
+    pub provider: String,
+    #[serde(default)]
+    pub optional: bool,
+    /// `"bypass"` lets CORS preflight requests through without a token;
+    /// `"authenticate"` (the default) treats them like any request.
+    pub cors_preflight: Option<String>,
+}
+
 mod defaults {
+    pub fn leeway_s() -> Spanned<u64> {
+        Spanned::new(0..0, 60)
+    }
+    pub fn jwks_refresh_s() -> Spanned<u64> {
+        Spanned::new(0..0, 600)
+    }
+    pub fn jwks_min_refetch_s() -> Spanned<u64> {
+        Spanned::new(0..0, 30)
+    }
+    pub fn jwks_timeout_ms() -> Spanned<u64> {
+        Spanned::new(0..0, 5_000)
+    }
+    pub fn max_token_bytes() -> Spanned<u64> {
+        Spanned::new(0..0, 8_192)
+    }
+    pub fn cache_entries() -> Spanned<u64> {
+        Spanned::new(0..0, 10_000)
+    }
+    pub fn forward_token() -> bool {
+        true
+    }
+
     use toml::Spanned;
 
     pub fn connect_timeout_ms() -> Spanned<u64> {
@@ -265,5 +401,11 @@ mod defaults {
     }
     pub fn max_requests_per_connection() -> Spanned<u64> {
         Spanned::new(0..0, 10_000)
+    }
+    pub fn handshake_timeout_ms() -> Spanned<u64> {
+        Spanned::new(0..0, 10_000)
+    }
+    pub fn yes() -> Spanned<bool> {
+        Spanned::new(0..0, true)
     }
 }

@@ -6,10 +6,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::limit::{RateLimitSettings, RouteLimits};
 use crate::route::RouteTable;
+use crate::tls::{ListenerTls, TlsListenerSettings, UpstreamTls};
 
 pub struct Snapshot {
     /// Where it was loaded from, for log lines and `portico check`.
@@ -26,6 +28,8 @@ pub struct Snapshot {
     pub endpoint_count: usize,
     /// `[[rate_limit]]` policies, `[fleet]` and `[rate_limit_headers]`.
     pub rate_limits: RateLimitSettings,
+    /// `[auth.jwt.*]` providers and the identity headers stripped from every request.
+    pub auth: crate::auth::AuthSettings,
 }
 
 /// `[server]`: listeners, worker layout and the limits every request is held to.
@@ -38,6 +42,19 @@ pub struct ServerSettings {
     pub limits: Limits,
     pub drain_timeout: Duration,
     pub redirect_to_https: bool,
+    /// `[[server.tls]]` listeners with their loaded certificates.
+    pub tls: Vec<TlsListener>,
+    /// Headers that carry the gateway's own assertions (the verified client
+    /// certificate subject). Compiled into the identity headers, which are removed
+    /// from every client request on every listener before routing.
+    pub reserved_headers: Vec<String>,
+}
+
+/// A TLS listener: its settings, and the certificates loaded from them (reloaded on
+/// SIGHUP or when the files change, without a new snapshot).
+pub struct TlsListener {
+    pub settings: TlsListenerSettings,
+    pub tls: Arc<ListenerTls>,
 }
 
 /// Per-request and per-connection limits of `[server]`.
@@ -69,7 +86,7 @@ pub enum AccessLogTarget {
 pub struct Route {
     pub name: String,
     pub action: Action,
-    /// The route's `path_prefix`, for `strip_prefix` / `rewrite_prefix`.
+    /// The route's `path_prefix` (or exact `path`), for `strip_prefix` / `rewrite_prefix`.
     pub path_prefix: Option<String>,
     pub strip_prefix: bool,
     pub rewrite_prefix: Option<String>,
@@ -78,6 +95,8 @@ pub struct Route {
     pub timeout: Duration,
     /// The route's rate-limit policies, before and after authentication.
     pub limits: RouteLimits,
+    /// The route's `auth`: which provider checks its requests.
+    pub auth: Option<crate::auth::RouteAuth>,
 }
 
 pub enum Action {
@@ -104,6 +123,8 @@ pub struct Upstream {
     pub max_idle_per_endpoint: usize,
     pub pool_idle_timeout: Duration,
     pub max_requests_per_connection: u64,
+    /// Re-encryption to the endpoints, when `tls = { ... }` is set.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 pub struct Endpoint {

@@ -5,15 +5,21 @@
 //! This is the only module that knows the HTTP/1.1 wire format. It works on byte
 //! slices and offsets into the connection's read buffer; it never does I/O.
 
+mod body;
 mod chunked;
 mod error;
+mod forwarded;
 mod headers;
 mod request;
 mod response;
 mod status;
 
+pub use body::BodyProgress;
 pub use chunked::{ChunkedError, ChunkedScanner};
 pub use error::HttpError;
+pub use forwarded::{
+    finish_head, write_client_response, write_upstream_request, HeaderEdit, UpstreamRequest,
+};
 pub use headers::{is_hop_by_hop, ConnectionTokens};
 pub use request::{parse_request, HeadLimits, Parsed, RequestHead};
 pub use response::{parse_response, ResponseHead};

@@ -1,8 +1,10 @@
 //! The access log: one line per request, buffered on the worker and written by a
 //! side thread, so a slow disk or a blocked stdout never stalls a worker.
 //!
-//! Line format (space separated, quoted where a field may hold spaces):
+//! Line format (space separated; the request line is quoted and escaped):
 //! `time client "METHOD target HTTP/1.x" status bytes_sent duration_ms route upstream request_id`
+//! with `time` in RFC 3339 UTC with milliseconds, e.g.
+//! `2026-11-28T02:45:14.123Z 127.0.0.1 "GET /echo/x HTTP/1.1" 200 532 0.217 echo 127.0.0.1:9001 cbd3…`
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
@@ -48,11 +50,10 @@ impl AccessLogBuffer {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let upstream = r.upstream.map(|u| u.to_string());
+        write_utc(&mut buf, now);
         let _ = writeln!(
             buf,
-            "{}.{:03} {} \"{} {} HTTP/1.{}\" {} {} {:.3} {} {} {}",
-            now.as_secs(),
-            now.subsec_millis(),
+            " {} \"{} {} HTTP/1.{}\" {} {} {:.3} {} {} {}",
             r.client,
             String::from_utf8_lossy(r.method),
             String::from_utf8_lossy(r.target).escape_debug(),
@@ -142,5 +143,52 @@ impl AccessLogWriter {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+/// Writes `since_epoch` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn write_utc(out: &mut String, since_epoch: Duration) {
+    let secs = since_epoch.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        since_epoch.subsec_millis()
+    );
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_timestamps() {
+        let mut s = String::new();
+        write_utc(&mut s, Duration::from_millis(0));
+        assert_eq!(s, "1970-01-01T00:00:00.000Z");
+        s.clear();
+        write_utc(&mut s, Duration::from_millis(1_795_833_914_641));
+        assert_eq!(s, "2026-11-28T02:45:14.641Z");
+        s.clear();
+        write_utc(&mut s, Duration::from_secs(951_782_400)); // a leap day
+        assert_eq!(s, "2000-02-29T00:00:00.000Z");
     }
 }

@@ -40,10 +40,20 @@ counters! {
     connections_accepted,
     /// Connections refused because `max_connections_per_worker` was reached.
     connections_rejected,
+    /// TLS handshakes completed on the TLS listeners.
+    tls_handshakes,
+    /// Of those, handshakes that resumed an earlier session (ticket or session ID).
+    tls_resumed,
+    /// TLS handshakes that failed or timed out.
+    tls_handshake_failures,
     /// Requests whose head was read completely.
     requests,
     /// Requests refused by the codec (400, 413, 414, 431, ...).
     requests_malformed,
+    /// Requests no route matched (404).
+    route_not_found,
+    /// Requests whose path matched but whose method no route allows (405).
+    route_method_not_allowed,
     responses_2xx,
     responses_3xx,
     responses_4xx,
@@ -53,6 +63,8 @@ counters! {
     /// Upstream connections taken from the idle pool.
     upstream_reused,
     upstream_connect_failures,
+    /// Upstream TLS handshakes that failed (certificate not verified, timeout, ...).
+    upstream_tls_failures,
     upstream_timeouts,
     /// Responses cut short by the upstream (the client connection is closed).
     upstream_truncated,
@@ -86,6 +98,12 @@ counters! {
     fleet_redis_failures,
     /// 1 while Redis is unreachable and `on_redis_failure` applies.
     fleet_redis_down,
+    /// Tokens whose signature and claims were checked (cache misses that passed).
+    auth_verified,
+    /// Requests answered from the per-worker verified-token cache.
+    auth_cache_hits,
+    /// Requests refused by authentication (401, 400, 503).
+    auth_rejected,
 }
 
 impl Counters {

@@ -7,7 +7,7 @@ mod reply;
 mod request_id;
 
 pub use pipeline::{handle, reject};
-pub use reply::{finish_head, send_error, send_fixed, send_reply, LocalReply};
+pub use reply::{send_error, send_fixed, send_reply, LocalReply};
 pub use request_id::{RequestId, RequestIds};
 
 use std::net::SocketAddr;

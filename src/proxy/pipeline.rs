@@ -1,12 +1,13 @@
 //! The life of one request on a worker, stage by stage, in the order of the design:
-//! normalize → route → rate limits on the address → (identity strip and
-//! authentication: its issue plugs in where marked) → rate limits on the identity
-//! → respond or forward. Logging and counting wrap this call
-//! in the connection loop, in one place.
+//! normalize → strip identity headers → route → rate limits on the client address
+//! → authenticate → rate limits on the verified identity → respond or forward.
+//! Logging and counting wrap this call in the connection loop, in one place.
 
-use crate::config::{Action, Snapshot};
+use crate::auth::{self, Outbound, Rejection, RequestParts};
+use crate::config::{Action, Route, Snapshot};
 use crate::http::{BodyFraming, HttpError, RequestHead};
-use crate::limit::LeastRemaining;
+use crate::limit::{ClaimLookup, LeastRemaining};
+use crate::observe::Counters;
 use crate::route::{self, HeaderLookup, RouteMatch};
 use crate::server::{ClientConn, Io, WorkerCtx};
 use crate::upstream;
@@ -25,7 +26,7 @@ pub async fn handle<'s, S: Io>(
     ctx.counters.requests.set(ctx.counters.requests.get() + 1);
     let request_id = client_request_id(conn).unwrap_or_else(|| ctx.request_ids.next());
 
-    if snap.server.redirect_to_https {
+    if snap.server.redirect_to_https && !conn.meta.secure {
         return (redirect_to_https(ctx, conn, request_id).await, None);
     }
 
@@ -40,6 +41,10 @@ pub async fn handle<'s, S: Io>(
             );
         }
     };
+
+    // Identity headers (claims_to_headers names, `x-portico-*`) only the gateway
+    // may set: a client's copies go before anything reads the headers.
+    strip_identity(snap, conn);
 
     // Route: host, path, method, headers.
     let found = {
@@ -61,6 +66,7 @@ pub async fn handle<'s, S: Io>(
     let index = match found {
         RouteMatch::Found(i) => i,
         RouteMatch::MethodNotAllowed { allow } => {
+            Counters::bump(&ctx.counters.route_method_not_allowed);
             let keep = keep_alive_after_local_reply(ctx, conn);
             let headers: [(&str, &[u8]); 1] = [("allow", allow.as_bytes())];
             return (
@@ -69,6 +75,7 @@ pub async fn handle<'s, S: Io>(
             );
         }
         RouteMatch::NotFound => {
+            Counters::bump(&ctx.counters.route_not_found);
             let keep = keep_alive_after_local_reply(ctx, conn);
             return (
                 send_error(conn, 404, "no route", request_id, keep, &[]).await,
@@ -84,9 +91,7 @@ pub async fn handle<'s, S: Io>(
     };
 
     // Rate limits keyed on the client address run before authentication, so a
-    // flood never reaches the token verifier; limits on the verified identity run
-    // after it. Identity headers are stripped and authentication runs between the
-    // two (issue: JWT authentication), whose verified claims the second check takes.
+    // flood never reaches the token verifier.
     let mut least = LeastRemaining::default();
     if let Err(denied) =
         rate_limit::check(ctx, snap, route, Phase::BeforeAuth, conn, None, &mut least)
@@ -95,14 +100,37 @@ pub async fn handle<'s, S: Io>(
         let out = rate_limit::refuse(snap, conn, denied, request_id, keep).await;
         return (out, Some(&route.name));
     }
+
+    // Authentication: the route's provider verifies the bearer token.
+    let caller = {
+        let parts = RequestParts {
+            method: field(conn, &conn.head.method),
+            bytes: conn.head_bytes(),
+            headers: &conn.head.headers,
+            query: target.query.as_deref(),
+        };
+        ctx.auth
+            .authenticate(&snap.auth, route.auth.as_ref(), &parts, &ctx.counters)
+    };
+    let caller = match caller {
+        Ok(c) => c,
+        Err(rejected) => {
+            let out = reject_auth(ctx, snap, route, conn, &rejected, request_id).await;
+            return (out, Some(&route.name));
+        }
+    };
+
+    // Rate limits on the verified identity (`claim:` keys read the caller's claims).
+    let claims = caller.as_deref().map(|c| c as &dyn ClaimLookup);
     if let Err(denied) =
-        rate_limit::check(ctx, snap, route, Phase::AfterAuth, conn, None, &mut least)
+        rate_limit::check(ctx, snap, route, Phase::AfterAuth, conn, claims, &mut least)
     {
         let keep = keep_alive_after_local_reply(ctx, conn);
         let out = rate_limit::refuse(snap, conn, denied, request_id, keep).await;
         return (out, Some(&route.name));
     }
     rate_limit::announce(snap, conn, &least);
+    let outbound = outbound(snap, route, caller.as_deref());
 
     if let BodyFraming::Length(n) = conn.head.body {
         if n > snap.server.limits.max_body_bytes {
@@ -117,7 +145,7 @@ pub async fn handle<'s, S: Io>(
             send_fixed(conn, fixed, request_id, keep).await
         }
         Action::Forward(up) => {
-            upstream::forward(ctx, snap, route, *up, conn, &target, request_id).await
+            upstream::forward(ctx, snap, route, *up, conn, &target, &outbound, request_id).await
         }
     };
     (outcome, Some(&route.name))
@@ -134,6 +162,66 @@ pub async fn reject<S: Io>(ctx: &WorkerCtx, conn: &mut ClientConn<S>, err: HttpE
         &[],
     )
     .await
+}
+
+/// Drops client-sent identity headers from the parsed head (the bytes stay; the
+/// header list no longer points at them, so nothing downstream sees them).
+fn strip_identity<S: Io>(snap: &Snapshot, conn: &mut ClientConn<S>) {
+    let end = conn.pos + conn.head.head_len;
+    let bytes = conn.rbuf.get(conn.pos..end).unwrap_or(&[]);
+    auth::strip_identity(&snap.auth, bytes, &mut conn.head.headers);
+}
+
+/// The 401/400/503 of a refused request, with its `WWW-Authenticate` challenge.
+async fn reject_auth<S: Io>(
+    ctx: &WorkerCtx,
+    snap: &Snapshot,
+    route: &Route,
+    conn: &mut ClientConn<S>,
+    rejected: &Rejection,
+    request_id: RequestId,
+) -> Outcome {
+    let challenge = route
+        .auth
+        .as_ref()
+        .and_then(|a| snap.auth.providers.get(a.provider))
+        .map_or("Bearer", |p| p.challenge.as_str());
+    let keep = keep_alive_after_local_reply(ctx, conn);
+    let value = rejected.www_authenticate(challenge);
+    let retry: [(&str, &[u8]); 1] = [("retry-after", b"1")];
+    let headers: Vec<(&str, &[u8])> = match &value {
+        Some(v) => vec![("www-authenticate", v.as_bytes())],
+        None => retry.to_vec(),
+    };
+    send_error(
+        conn,
+        rejected.status(),
+        rejected.message(),
+        request_id,
+        keep,
+        &headers,
+    )
+    .await
+}
+
+/// What authentication changes on the way upstream: identity headers from the
+/// verified claims, and the token removed when the provider says `forward_token = false`.
+fn outbound<'a>(
+    snap: &'a Snapshot,
+    route: &Route,
+    caller: Option<&'a auth::Caller>,
+) -> Outbound<'a> {
+    let provider = route
+        .auth
+        .as_ref()
+        .and_then(|a| snap.auth.providers.get(a.provider));
+    Outbound {
+        caller,
+        drop_token: match provider {
+            Some(p) if !p.forward_token => &p.token_from,
+            _ => &[],
+        },
+    }
 }
 
 /// `308` to the same host and target over https.

@@ -2,8 +2,10 @@
 //! (before or after authentication), answer a refusal with 429, and put the
 //! `RateLimit` fields on allowed responses when configured.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
+use crate::auth::Caller;
 use crate::config::{Route, Snapshot};
 use crate::limit::{quota_headers, ClaimLookup, Denial, LeastRemaining, RequestFacts};
 use crate::server::{ClientConn, Io, WorkerCtx};
@@ -52,6 +54,17 @@ pub fn check<S: Io>(
     };
     ctx.limits
         .check(&snap.rate_limits, policies, &facts, &ctx.counters, least)
+}
+
+/// `claim:NAME` keys read the verified caller's claims: strings as they are,
+/// numbers, booleans and arrays of them as the auth stage prints them.
+impl ClaimLookup for Caller {
+    fn claim(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        match self.claims.get(name)? {
+            serde_json::Value::String(s) => Some(Cow::Borrowed(s.as_bytes())),
+            _ => self.claim_text(name).map(|t| Cow::Owned(t.into_bytes())),
+        }
+    }
 }
 
 fn client_ip<S: Io>(conn: &ClientConn<S>) -> IpAddr {

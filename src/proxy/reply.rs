@@ -4,7 +4,7 @@
 use std::io::Write as _;
 
 use crate::config::FixedResponse;
-use crate::http::reason_phrase;
+use crate::http::{finish_head, reason_phrase};
 use crate::server::{ClientConn, Io};
 
 use super::{Outcome, RequestId};
@@ -43,7 +43,13 @@ pub async fn send_reply<S: Io>(
         w.extend_from_slice(value);
         w.extend_from_slice(b"\r\n");
     }
-    finish_head(w, &conn.response_headers, request_id, keep_alive, minor);
+    finish_head(
+        w,
+        &conn.response_headers,
+        request_id.as_str(),
+        keep_alive,
+        minor,
+    );
     if !is_head {
         w.extend_from_slice(reply.body);
     }
@@ -85,32 +91,17 @@ pub async fn send_fixed<S: Io>(
     let w = &mut conn.wbuf;
     w.clear();
     w.extend_from_slice(&fixed.head);
-    finish_head(w, &conn.response_headers, request_id, keep_alive, minor);
+    finish_head(
+        w,
+        &conn.response_headers,
+        request_id.as_str(),
+        keep_alive,
+        minor,
+    );
     if !is_head {
         w.extend_from_slice(&fixed.body);
     }
     write_out(conn, fixed.status, request_id, keep_alive).await
-}
-
-/// The headers every reply ends with: those the pipeline added for this request
-/// (`extra`, whole header lines), the request ID and the connection's fate.
-pub fn finish_head(
-    w: &mut Vec<u8>,
-    extra: &[u8],
-    request_id: RequestId,
-    keep_alive: bool,
-    minor: u8,
-) {
-    w.extend_from_slice(extra);
-    w.extend_from_slice(b"x-request-id: ");
-    w.extend_from_slice(request_id.as_str().as_bytes());
-    w.extend_from_slice(b"\r\n");
-    if !keep_alive {
-        w.extend_from_slice(b"connection: close\r\n");
-    } else if minor == 0 {
-        w.extend_from_slice(b"connection: keep-alive\r\n");
-    }
-    w.extend_from_slice(b"\r\n");
 }
 
 async fn write_out<S: Io>(

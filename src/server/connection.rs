@@ -20,11 +20,27 @@ use super::worker::WorkerCtx;
 pub trait Io: AsyncReadRent + AsyncWriteRent {}
 impl<T: AsyncReadRent + AsyncWriteRent> Io for T {}
 
+/// What the transport says about a connection.
+#[derive(Clone, Debug, Default)]
+pub struct ConnMeta {
+    /// The connection came over TLS.
+    pub secure: bool,
+    /// The verified client certificate's subject as a header line to send
+    /// upstream (`x-client-subject: CN=...\r\n`), rendered once per connection.
+    pub client_subject: Option<Vec<u8>>,
+}
+
+impl ConnMeta {
+    pub fn plain() -> Self {
+        ConnMeta::default()
+    }
+}
+
 /// Serves one accepted connection until it ends.
-pub async fn serve<S: Io>(ctx: Rc<WorkerCtx>, io: S, peer: SocketAddr) {
+pub async fn serve<S: Io>(ctx: Rc<WorkerCtx>, io: S, peer: SocketAddr, meta: ConnMeta) {
     let snapshot = ctx.snapshot();
     let limits = &snapshot.server.limits;
-    let mut conn = ClientConn::new(io, peer);
+    let mut conn = ClientConn::new(io, peer, meta);
     let mut first = true;
     loop {
         match conn.read_head(limits, &ctx, first).await {
@@ -73,6 +89,7 @@ const MIN_READ_SPACE: usize = 1024;
 pub struct ClientConn<S> {
     pub io: S,
     pub peer: SocketAddr,
+    pub meta: ConnMeta,
     /// Bytes read from the client; `rbuf[pos..]` are not yet consumed.
     pub rbuf: Vec<u8>,
     pub pos: usize,
@@ -98,10 +115,11 @@ pub struct LoggedRequest<'a> {
 }
 
 impl<S: Io> ClientConn<S> {
-    fn new(io: S, peer: SocketAddr) -> Self {
+    fn new(io: S, peer: SocketAddr, meta: ConnMeta) -> Self {
         ClientConn {
             io,
             peer,
+            meta,
             rbuf: Vec::with_capacity(INITIAL_READ_BUFFER),
             pos: 0,
             wbuf: Vec::with_capacity(INITIAL_READ_BUFFER),
@@ -196,8 +214,11 @@ impl<S: Io> ClientConn<S> {
         }
         let space = self.rbuf.capacity() - self.rbuf.len();
         if space < MIN_READ_SPACE || self.rbuf.capacity() < want {
-            self.rbuf
-                .reserve(want.max(self.rbuf.capacity()) - self.rbuf.len());
+            // At least MIN_READ_SPACE free: a full buffer (len == capacity) must grow,
+            // or a head larger than the first buffer is read into zero bytes of space
+            // and mistaken for a closed connection.
+            let grow = want.max(self.rbuf.capacity()) - self.rbuf.len();
+            self.rbuf.reserve(grow.max(MIN_READ_SPACE));
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod accept;
 mod connection;
+mod control;
 mod drain;
 mod layout;
 mod worker;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Sender};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::admin;
@@ -26,11 +27,13 @@ use worker::{Command, WorkerPlan};
 /// Runs the gateway until a signal drains it. Errors are start-up failures
 /// (a port in use, a log file that cannot be opened), reported before serving.
 pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
-    let mut signals =
-        Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("cannot handle signals: {e}"))?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
     let access_log = AccessLogWriter::start(&snapshot.log.access_log)
         .map_err(|e| format!("cannot open the access log: {e}"))?;
     let cores = layout::worker_cores(snapshot.server.workers, snapshot.server.pin_workers);
+    // Remote JWKS prefetch starts now; /ready waits for it.
+    crate::auth::jwks::start(&snapshot.auth)?;
     // The global limiter thread (instance and fleet rate limits), one link per worker.
     let (limiter, mut limiter_links) = match GlobalLimiter::start(snapshot.clone(), cores.len())? {
         Some((thread, links)) => (Some(thread), links.into_iter().map(Some).collect()),
@@ -86,7 +89,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     let side_counters = limiter.iter().map(|l| l.counters.clone()).collect();
     let admin = match snapshot.admin {
         Some(addr) => Some(
-            admin::start(addr, published.clone(), side_counters)
+            admin::start(addr, published.clone(), side_counters, readiness(&snapshot))
                 .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
         ),
         None => None,
@@ -95,7 +98,14 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
         .server
         .listen
         .iter()
-        .map(|a| a.to_string())
+        .map(|a| format!("http://{a}"))
+        .chain(
+            snapshot
+                .server
+                .tls
+                .iter()
+                .map(|t| format!("https://{}", t.settings.listen)),
+        )
         .collect();
     tracing::info!(
         "portico {} serving {} on {} with {} worker(s)",
@@ -105,12 +115,28 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
         cores.len()
     );
 
-    if let Some(sig) = signals.forever().next() {
-        tracing::info!(
-            "signal {sig}: draining (up to {} ms)",
-            snapshot.server.drain_timeout.as_millis()
-        );
-    }
+    let (signal_tx, signal_rx) = bounded(16);
+    std::thread::Builder::new()
+        .name("portico-signals".into())
+        .spawn(move || {
+            let mut stops = 0;
+            for sig in signals.forever() {
+                if sig != SIGHUP {
+                    stops += 1;
+                }
+                if stops >= 2 {
+                    tracing::warn!("signal {sig} again: exiting without waiting for the drain");
+                    std::process::exit(1);
+                }
+                let _ = signal_tx.send(sig);
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    let sig = control::serve_until_stopped(&snapshot, &commands, &signal_rx);
+    tracing::info!(
+        "signal {sig}: draining (up to {} ms); a second signal exits at once",
+        snapshot.server.drain_timeout.as_millis()
+    );
     if let Some(a) = &admin {
         a.set_draining();
     }
@@ -128,4 +154,11 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `/ready` asks beyond draining: `Some(reason)` while the gateway cannot
+/// serve yet (a remote JWKS not fetched for the first time).
+fn readiness(snapshot: &Arc<Snapshot>) -> admin::Readiness {
+    let snapshot = snapshot.clone();
+    Arc::new(move || snapshot.auth.not_ready())
 }

@@ -12,21 +12,25 @@ use crossbeam_channel::{Receiver, Sender};
 use monoio::net::{ListenerOpts, TcpListener};
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
+use crate::auth::AuthWorker;
 use crate::config::Snapshot;
 use crate::limit::{LocalLimiter, WorkerLink, LIMIT_TICK};
 use crate::observe::{AccessLogBuffer, AccessRecord, Counters, PublishedCounters};
 use crate::proxy::{Outcome, RequestIds};
+use crate::tls::ListenerTls;
 use crate::upstream::{Balancer, UpstreamPools};
 
-use super::accept::accept_loop;
+use super::accept::{accept_loop, ListenerKind};
 use super::connection::{ClientConn, Io};
 use super::drain::DrainSignal;
 
 /// Orders from the control thread, polled on the worker's tick.
-#[derive(Debug)]
 pub enum Command {
     /// Stop accepting, finish in-flight requests, exit within the drain timeout.
     Drain,
+    /// New certificates for the TLS listeners (same order as the snapshot's):
+    /// new handshakes use them; open connections keep what they negotiated.
+    ReloadTls(Vec<Arc<ListenerTls>>),
 }
 
 /// Everything a worker thread needs to start.
@@ -75,9 +79,20 @@ pub fn run(plan: WorkerPlan) {
 async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
     let snapshot = plan.snapshot.clone();
     let mut listeners = Vec::new();
-    for addr in &snapshot.server.listen {
-        match bind(*addr, snapshot.server.listen_backlog) {
-            Ok(l) => listeners.push(l),
+    let plain = snapshot
+        .server
+        .listen
+        .iter()
+        .map(|a| (*a, ListenerKind::Plain));
+    let tls = snapshot
+        .server
+        .tls
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.settings.listen, ListenerKind::Tls(i)));
+    for (addr, kind) in plain.chain(tls) {
+        match bind(addr, snapshot.server.listen_backlog) {
+            Ok(l) => listeners.push((l, kind)),
             Err(e) => {
                 let _ = plan.started.send(Err(format!(
                     "worker {}: cannot listen on {addr}: {e}",
@@ -93,13 +108,19 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         plan.access_log,
         plan.limiter,
     ));
+    let contexts: Vec<Arc<ListenerTls>> =
+        snapshot.server.tls.iter().map(|t| t.tls.clone()).collect();
+    if let Err(e) = ctx.install_tls(&contexts) {
+        let _ = plan.started.send(Err(format!("worker {}: {e}", plan.id)));
+        return;
+    }
     let _ = plan
         .started
         .send(Ok(format!("worker {} on {core}, driver {driver}", plan.id)));
 
     let mut accepting = Vec::new();
-    for l in listeners {
-        accepting.push(monoio::spawn(accept_loop(ctx.clone(), l)));
+    for (l, kind) in listeners {
+        accepting.push(monoio::spawn(accept_loop(ctx.clone(), l, kind)));
     }
     if ctx.limits.has_limiter() {
         monoio::spawn(limit_tick(ctx.clone()));
@@ -111,6 +132,10 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         monoio::time::sleep(TICK).await;
         while let Ok(cmd) = plan.commands.try_recv() {
             match cmd {
+                Command::ReloadTls(contexts) => match ctx.install_tls(&contexts) {
+                    Ok(()) => tracing::debug!(worker = ctx.id, "new certificates installed"),
+                    Err(e) => tracing::error!(worker = ctx.id, "certificate reload failed: {e}"),
+                },
                 Command::Drain => {
                     if drain_deadline.is_none() {
                         drain_deadline = Some(Instant::now() + snapshot.server.drain_timeout);
@@ -121,6 +146,7 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
             }
         }
         ctx.pools.sweep();
+        ctx.auth.refresh_keys(&snapshot.auth);
         ctx.publish(&plan.published);
         if let Some(deadline) = drain_deadline {
             if ctx.active_connections.get() == 0 || Instant::now() >= deadline {
@@ -164,6 +190,10 @@ pub struct WorkerCtx {
     pub access_log: Option<AccessLogBuffer>,
     /// Stage 1 of rate limiting: this worker's buckets and leases.
     pub limits: LocalLimiter,
+    /// One rustls config per TLS listener, this worker's own (its session cache).
+    tls_configs: RefCell<Vec<Arc<rustls::ServerConfig>>>,
+    /// Key sets and verified-token caches of the auth providers.
+    pub auth: AuthWorker,
 }
 
 impl WorkerCtx {
@@ -178,13 +208,29 @@ impl WorkerCtx {
             limits: LocalLimiter::new(&snapshot.rate_limits, limiter),
             pools: UpstreamPools::new(snapshot.endpoint_count),
             balancer: Balancer::new(snapshot.upstreams.len(), snapshot.endpoint_count, id),
+            auth: AuthWorker::new(&snapshot.auth),
             snapshot: RefCell::new(snapshot),
             counters: Counters::default(),
             drain: DrainSignal::default(),
             active_connections: Cell::new(0),
             request_ids: RequestIds::new(id),
             access_log,
+            tls_configs: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The current rustls config of TLS listener `index`.
+    pub fn tls_config(&self, index: usize) -> Option<Arc<rustls::ServerConfig>> {
+        self.tls_configs.borrow().get(index).cloned()
+    }
+
+    fn install_tls(&self, contexts: &[Arc<ListenerTls>]) -> Result<(), String> {
+        let configs = contexts
+            .iter()
+            .map(|c| c.server_config())
+            .collect::<Result<Vec<_>, _>>()?;
+        *self.tls_configs.borrow_mut() = configs;
+        Ok(())
     }
 
     /// The snapshot a new connection starts on.

@@ -158,6 +158,7 @@ mod tests {
             max_idle_per_endpoint: 1,
             pool_idle_timeout: Duration::from_secs(1),
             max_requests_per_connection: 1,
+            tls: None,
         }
     }
 

@@ -2,7 +2,8 @@
 //! in both directions without buffering them whole.
 //!
 //! 1. choose an endpoint and build the upstream request head (hop-by-hop headers
-//!    dropped, `X-Forwarded-*` and `X-Request-Id` set);
+//!    dropped, `X-Forwarded-*` and `X-Request-Id` set, identity headers of the
+//!    verified caller added, the token dropped if the provider says so);
 //! 2. take an idle pooled connection or connect (connect timeout);
 //! 3. send the head with whatever body bytes already arrived, then stream the rest;
 //! 4. wait for the response head (the route's timeout); a pooled connection that
@@ -10,7 +11,7 @@
 //! 5. relay the response head and body; a body cut short closes the client connection;
 //! 6. return the connection to the pool when the exchange left it reusable.
 
-use std::io::Write as _;
+use std::borrow::Cow;
 use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut};
@@ -18,14 +19,17 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
+use crate::auth::Outbound;
 use crate::config::{BalancePolicy, Endpoint, HashOn, Route, Snapshot, Upstream};
 use crate::http::{
-    is_hop_by_hop, parse_response, BodyFraming, ChunkedScanner, ConnectionTokens, ResponseHead,
+    parse_response, write_client_response, write_upstream_request, BodyFraming, BodyProgress,
+    ResponseHead, UpstreamRequest,
 };
 use crate::observe::Counters;
 use crate::proxy::{send_error, Outcome, RequestId};
 use crate::route::{self, NormalizedTarget};
 use crate::server::{ClientConn, Io, WorkerCtx};
+use crate::upstream::UpstreamStream;
 
 use super::balance::HashKey;
 use super::pool::PooledConn;
@@ -38,6 +42,7 @@ const COALESCE_BODY_BYTES: usize = 16 * 1024;
 const UPSTREAM_READ_BUFFER: usize = 16 * 1024;
 
 /// Forwards the request in `conn` through `route` to upstream `index`.
+#[allow(clippy::too_many_arguments)]
 pub async fn forward<S: Io>(
     ctx: &WorkerCtx,
     snap: &Snapshot,
@@ -45,6 +50,7 @@ pub async fn forward<S: Io>(
     index: usize,
     conn: &mut ClientConn<S>,
     target: &NormalizedTarget,
+    outbound: &Outbound<'_>,
     request_id: RequestId,
 ) -> Outcome {
     let Some(upstream) = snap.upstreams.get(index) else {
@@ -59,13 +65,13 @@ pub async fn forward<S: Io>(
         .await;
     };
     let endpoint = pick_endpoint(ctx, index, upstream, conn);
-    build_request_head(conn, route, endpoint, target, request_id);
+    build_request_head(conn, route, endpoint, target, outbound, request_id);
     let client_keep_alive = conn.head.keep_alive;
     conn.consume_head();
 
     // Body bytes that came with the head go out in the same write.
-    let mut body = RequestBody::new(conn.head.body);
-    if let Err(e) = body.take_buffered(conn, snap.server.limits.max_body_bytes) {
+    let mut body = BodyProgress::new(conn.head.body);
+    if let Err(e) = take_buffered_body(&mut body, conn, snap.server.limits.max_body_bytes) {
         return send_error(conn, e.0, e.1, request_id, false, &[]).await;
     }
     let replayable = body.is_complete();
@@ -93,7 +99,7 @@ pub async fn forward<S: Io>(
             }
             // The client may still be sending a body we did not read: close after.
             let keep = body.is_complete() && client_keep_alive && !ctx.drain.is_raised();
-            let mut out = send_error(conn, status, message, request_id, keep, &[]).await;
+            let mut out = send_error(conn, status, &message, request_id, keep, &[]).await;
             out.upstream = Some(endpoint.addr);
             out
         }
@@ -110,7 +116,7 @@ pub async fn forward<S: Io>(
 /// Why an exchange did not complete normally.
 enum Failure {
     /// Nothing has been sent to the client yet: answer with this status.
-    Reply(u16, &'static str),
+    Reply(u16, Cow<'static, str>),
     /// The client connection must be closed without a (further) response, e.g. the
     /// client went away or the upstream cut a response short. The status is logged.
     Abort(u16),
@@ -124,7 +130,7 @@ async fn exchange<S: Io>(
     upstream: &Upstream,
     endpoint: &Endpoint,
     conn: &mut ClientConn<S>,
-    body: &mut RequestBody,
+    body: &mut BodyProgress,
     replayable: bool,
     request_id: RequestId,
     client_keep_alive: bool,
@@ -150,11 +156,13 @@ async fn exchange<S: Io>(
             Err(HeadFailure::Closed) => {
                 return Err(Failure::Reply(
                     502,
-                    "upstream closed the connection before responding",
+                    "upstream closed the connection before responding".into(),
                 ))
             }
-            Err(HeadFailure::Timeout) => return Err(Failure::Reply(504, "upstream timed out")),
-            Err(HeadFailure::Bad(m)) => return Err(Failure::Reply(502, m)),
+            Err(HeadFailure::Timeout) => {
+                return Err(Failure::Reply(504, "upstream timed out".into()))
+            }
+            Err(HeadFailure::Bad(m)) => return Err(Failure::Reply(502, m.into())),
             Err(HeadFailure::Client(f)) => return Err(f),
         }
     };
@@ -219,23 +227,52 @@ async fn acquire(
         Counters::bump(&ctx.counters.upstream_reused);
         return Ok((c, true));
     }
+    let started = Instant::now();
     let timeout = upstream
         .connect_timeout
-        .min(deadline.saturating_duration_since(Instant::now()));
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(endpoint.addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Counters::bump(&ctx.counters.upstream_connects);
-            Ok((PooledConn::new(stream), false))
-        }
+        .min(deadline.saturating_duration_since(started));
+    let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(endpoint.addr)).await
+    {
+        Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             Counters::bump(&ctx.counters.upstream_connect_failures);
             tracing::debug!(endpoint = %endpoint.addr, error = %e, "upstream connect failed");
-            Err(Failure::Reply(502, "upstream connect failed"))
+            return Err(Failure::Reply(502, "upstream connect failed".into()));
         }
         Err(_) => {
             Counters::bump(&ctx.counters.upstream_connect_failures);
-            Err(Failure::Reply(504, "upstream connect timed out"))
+            return Err(Failure::Reply(504, "upstream connect timed out".into()));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Counters::bump(&ctx.counters.upstream_connects);
+    let Some(tls) = &upstream.tls else {
+        return Ok((PooledConn::new(UpstreamStream::Plain(stream)), false));
+    };
+    // Re-encryption: the handshake shares the connect timeout.
+    let Some(name) = tls.server_name(&endpoint.authority) else {
+        return Err(Failure::Reply(
+            502,
+            "upstream TLS: the endpoint has no usable server name; set tls.sni".into(),
+        ));
+    };
+    let left = timeout.saturating_sub(started.elapsed());
+    match monoio::time::timeout(left, crate::tls::connect(stream, tls, name)).await {
+        Ok(Ok(s)) => Ok((PooledConn::new(UpstreamStream::Tls(Box::new(s))), false)),
+        Ok(Err(e)) => {
+            Counters::bump(&ctx.counters.upstream_tls_failures);
+            tracing::warn!(endpoint = %endpoint.addr, error = %e, "upstream TLS handshake failed");
+            Err(Failure::Reply(
+                502,
+                format!("upstream TLS handshake failed: {e}").into(),
+            ))
+        }
+        Err(_) => {
+            Counters::bump(&ctx.counters.upstream_tls_failures);
+            Err(Failure::Reply(
+                504,
+                "upstream TLS handshake timed out".into(),
+            ))
         }
     }
 }
@@ -246,7 +283,7 @@ async fn send_request<S: Io>(
     snap: &Snapshot,
     conn: &mut ClientConn<S>,
     up: &mut PooledConn,
-    body: &mut RequestBody,
+    body: &mut BodyProgress,
 ) -> Result<(), HeadFailure> {
     let buf = std::mem::take(&mut conn.wbuf);
     let (res, buf) = up.stream.write_all(buf).await;
@@ -274,15 +311,17 @@ async fn send_request<S: Io>(
                 Err(_) => {
                     return Err(HeadFailure::Client(Failure::Reply(
                         408,
-                        "request body not received in time",
+                        "request body not received in time".into(),
                     )))
                 }
             }
         }
         let start = conn.pos;
-        let take = match body.advance(conn.unread(), limits.max_body_bytes) {
+        let take = match advance_request_body(body, conn.unread(), limits.max_body_bytes) {
             Ok(n) => n,
-            Err((status, msg)) => return Err(HeadFailure::Client(Failure::Reply(status, msg))),
+            Err((status, msg)) => {
+                return Err(HeadFailure::Client(Failure::Reply(status, msg.into())))
+            }
         };
         if conn
             .write_rbuf_to(&mut up.stream, start, start + take)
@@ -386,8 +425,16 @@ async fn relay_response<S: Io>(
     request_id: RequestId,
     keep_client: bool,
 ) -> Result<Relayed, RelayFailure> {
-    build_response_head(conn, &up.buf, resp, request_id, keep_client);
-    let mut framing = ResponseBody::new(resp.body);
+    write_client_response(
+        &mut conn.wbuf,
+        resp,
+        &up.buf,
+        &conn.response_headers,
+        request_id.as_str(),
+        keep_client,
+        conn.head.minor_version,
+    );
+    let mut framing = BodyProgress::new(resp.body);
     // Body bytes that arrived with the head.
     let after_head = resp.head_len;
     let avail = up.buf.len() - after_head;
@@ -461,178 +508,43 @@ fn build_request_head<S: Io>(
     route: &Route,
     endpoint: &Endpoint,
     target: &NormalizedTarget,
+    outbound: &Outbound<'_>,
     request_id: RequestId,
 ) {
     let head = &conn.head;
-    let bytes = conn
+    let src = conn
         .rbuf
         .get(conn.pos..conn.pos + head.head_len)
         .unwrap_or(&[]);
-    let w = &mut conn.wbuf;
-    w.clear();
-    w.extend_from_slice(bytes.get(head.method.clone()).unwrap_or(b"GET"));
-    w.push(b' ');
     let path = route::upstream_path(
         route.path_prefix.as_deref(),
         route.strip_prefix,
         route.rewrite_prefix.as_deref(),
         &target.path,
     );
-    w.extend_from_slice(path.as_bytes());
-    if let Some(q) = &target.query {
-        w.push(b'?');
-        w.extend_from_slice(q.as_bytes());
-    }
-    // HTTP/1.0 clients are forwarded as HTTP/1.0 so the upstream never answers
-    // them with chunked framing they cannot read.
-    w.extend_from_slice(if head.minor_version == 0 {
-        b" HTTP/1.0\r\n"
-    } else {
-        b" HTTP/1.1\r\n"
+    let query = target.query.as_deref().map(|q| outbound.query(q));
+    let host = match (
+        route.preserve_host,
+        head.host.clone().and_then(|r| src.get(r)),
+    ) {
+        (true, Some(h)) => h,
+        _ => endpoint.authority.as_bytes(),
+    };
+    let req = UpstreamRequest {
+        path: &path,
+        query: query.as_deref(),
+        host,
+        client_ip: conn.peer.ip(),
+        secure: conn.meta.secure,
+        added: [
+            outbound.identity_headers(),
+            conn.meta.client_subject.as_deref().unwrap_or(b""),
+        ],
+        request_id: request_id.as_str(),
+    };
+    write_upstream_request(&mut conn.wbuf, head, src, &req, |name, value| {
+        outbound.header_fate(name, value)
     });
-
-    let mut connection = ConnectionTokens::default();
-    for h in &head.headers {
-        if bytes
-            .get(h.name.clone())
-            .is_some_and(|n| n.eq_ignore_ascii_case(b"connection"))
-        {
-            connection.add(bytes.get(h.value.clone()).unwrap_or(b""));
-        }
-    }
-    let client_host = head.host.clone().and_then(|r| bytes.get(r));
-    let mut forwarded_for: Option<&[u8]> = None;
-    let mut forwarded_for_more = false;
-    for h in &head.headers {
-        let (Some(name), Some(value)) = (bytes.get(h.name.clone()), bytes.get(h.value.clone()))
-        else {
-            continue;
-        };
-        if is_hop_by_hop(name) || (!connection.is_empty() && connection.contains(name)) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            // Several X-Forwarded-For lines are joined into one, in order.
-            if forwarded_for.is_some() {
-                forwarded_for_more = true;
-            }
-            forwarded_for = Some(value);
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"host")
-            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
-            || name.eq_ignore_ascii_case(b"x-forwarded-host")
-            || name.eq_ignore_ascii_case(b"x-request-id")
-        {
-            continue;
-        }
-        w.extend_from_slice(name);
-        w.extend_from_slice(b": ");
-        w.extend_from_slice(value);
-        w.extend_from_slice(b"\r\n");
-    }
-    w.extend_from_slice(b"host: ");
-    match (route.preserve_host, client_host) {
-        (true, Some(h)) => w.extend_from_slice(h),
-        _ => w.extend_from_slice(endpoint.authority.as_bytes()),
-    }
-    w.extend_from_slice(b"\r\nx-forwarded-for: ");
-    if forwarded_for_more {
-        let mut first = true;
-        for h in &head.headers {
-            if bytes
-                .get(h.name.clone())
-                .is_some_and(|n| n.eq_ignore_ascii_case(b"x-forwarded-for"))
-            {
-                if !first {
-                    w.extend_from_slice(b", ");
-                }
-                first = false;
-                w.extend_from_slice(bytes.get(h.value.clone()).unwrap_or(b""));
-            }
-        }
-        w.extend_from_slice(b", ");
-    } else if let Some(v) = forwarded_for {
-        w.extend_from_slice(v);
-        w.extend_from_slice(b", ");
-    }
-    let _ = write!(w, "{}", conn.peer.ip());
-    w.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
-    if let Some(h) = client_host {
-        w.extend_from_slice(b"x-forwarded-host: ");
-        w.extend_from_slice(h);
-        w.extend_from_slice(b"\r\n");
-    }
-    w.extend_from_slice(b"x-request-id: ");
-    w.extend_from_slice(request_id.as_str().as_bytes());
-    w.extend_from_slice(b"\r\n");
-    match head.body {
-        BodyFraming::Length(n) => {
-            let _ = write!(w, "content-length: {n}\r\n");
-        }
-        BodyFraming::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        BodyFraming::None | BodyFraming::UntilClose => {}
-    }
-    w.extend_from_slice(b"\r\n");
-}
-
-/// The response head that goes to the client, built in `conn.wbuf`.
-fn build_response_head<S: Io>(
-    conn: &mut ClientConn<S>,
-    src: &[u8],
-    resp: &ResponseHead,
-    request_id: RequestId,
-    keep_client: bool,
-) {
-    let w = &mut conn.wbuf;
-    w.clear();
-    let _ = write!(w, "HTTP/1.1 {} ", resp.status);
-    w.extend_from_slice(src.get(resp.reason.clone()).unwrap_or(b""));
-    w.extend_from_slice(b"\r\n");
-    let mut connection = ConnectionTokens::default();
-    for h in &resp.headers {
-        if src
-            .get(h.name.clone())
-            .is_some_and(|n| n.eq_ignore_ascii_case(b"connection"))
-        {
-            connection.add(src.get(h.value.clone()).unwrap_or(b""));
-        }
-    }
-    for h in &resp.headers {
-        let (Some(name), Some(value)) = (src.get(h.name.clone()), src.get(h.value.clone())) else {
-            continue;
-        };
-        // Without a body to frame (HEAD, 304), Content-Length describes the
-        // representation and passes through unchanged.
-        let keep_length =
-            resp.body == BodyFraming::None && name.eq_ignore_ascii_case(b"content-length");
-        if !keep_length
-            && (is_hop_by_hop(name) || (!connection.is_empty() && connection.contains(name)))
-        {
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"x-request-id") {
-            continue;
-        }
-        w.extend_from_slice(name);
-        w.extend_from_slice(b": ");
-        w.extend_from_slice(value);
-        w.extend_from_slice(b"\r\n");
-    }
-    match resp.body {
-        BodyFraming::Length(n) => {
-            let _ = write!(w, "content-length: {n}\r\n");
-        }
-        BodyFraming::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        BodyFraming::None | BodyFraming::UntilClose => {}
-    }
-    crate::proxy::finish_head(
-        w,
-        &conn.response_headers,
-        request_id,
-        keep_client,
-        conn.head.minor_version,
-    );
 }
 
 fn pick_endpoint<'u, S: Io>(
@@ -663,117 +575,32 @@ fn header_value<'a, S: Io>(conn: &'a ClientConn<S>, name: &[u8]) -> Option<&'a [
     })
 }
 
-/// Progress through a request body, whatever its framing.
-struct RequestBody {
-    framing: BodyFraming,
-    remaining: u64,
-    chunked: ChunkedScanner,
-    done: bool,
+/// Moves the request body bytes already buffered behind the head into `conn.wbuf`.
+fn take_buffered_body<S: Io>(
+    body: &mut BodyProgress,
+    conn: &mut ClientConn<S>,
+    max_body: u64,
+) -> Result<(), (u16, &'static str)> {
+    if body.is_complete() || conn.unread().is_empty() {
+        return Ok(());
+    }
+    let take = advance_request_body(body, conn.unread(), max_body)?;
+    let start = conn.pos;
+    conn.wbuf.extend_from_slice(&conn.rbuf[start..start + take]);
+    conn.consume(take);
+    Ok(())
 }
 
-impl RequestBody {
-    fn new(framing: BodyFraming) -> Self {
-        let (remaining, done) = match framing {
-            BodyFraming::Length(n) => (n, n == 0),
-            BodyFraming::Chunked => (0, false),
-            BodyFraming::None | BodyFraming::UntilClose => (0, true),
-        };
-        RequestBody {
-            framing,
-            remaining,
-            chunked: ChunkedScanner::new(),
-            done,
-        }
+/// `BodyProgress::advance` with the request's rules: broken chunk framing is a 400,
+/// a body growing past `max_body_bytes` a 413.
+fn advance_request_body(
+    body: &mut BodyProgress,
+    input: &[u8],
+    max_body: u64,
+) -> Result<usize, (u16, &'static str)> {
+    let take = body.advance(input).map_err(|e| (400, e.reason()))?;
+    if body.payload_bytes() > max_body {
+        return Err((413, "request body too large"));
     }
-
-    fn is_complete(&self) -> bool {
-        self.done
-    }
-
-    /// How many bytes at the start of `input` belong to the body.
-    fn advance(&mut self, input: &[u8], max_body: u64) -> Result<usize, (u16, &'static str)> {
-        match self.framing {
-            BodyFraming::Length(_) => {
-                let take = self.remaining.min(input.len() as u64);
-                self.remaining -= take;
-                self.done = self.remaining == 0;
-                Ok(take as usize)
-            }
-            BodyFraming::Chunked => {
-                let take = self.chunked.scan(input).map_err(|e| (400, e.reason()))?;
-                if self.chunked.data_total() > max_body {
-                    return Err((413, "request body too large"));
-                }
-                self.done = self.chunked.is_done();
-                Ok(take)
-            }
-            BodyFraming::None | BodyFraming::UntilClose => Ok(0),
-        }
-    }
-
-    /// Moves the body bytes already buffered behind the head into `conn.wbuf`.
-    fn take_buffered<S: Io>(
-        &mut self,
-        conn: &mut ClientConn<S>,
-        max_body: u64,
-    ) -> Result<(), (u16, &'static str)> {
-        if self.done || conn.unread().is_empty() {
-            return Ok(());
-        }
-        let take = self.advance(conn.unread(), max_body)?;
-        let start = conn.pos;
-        conn.wbuf.extend_from_slice(&conn.rbuf[start..start + take]);
-        conn.consume(take);
-        Ok(())
-    }
-}
-
-/// Progress through a response body.
-struct ResponseBody {
-    framing: BodyFraming,
-    remaining: u64,
-    chunked: ChunkedScanner,
-    done: bool,
-}
-
-impl ResponseBody {
-    fn new(framing: BodyFraming) -> Self {
-        let r = RequestBody::new(framing);
-        ResponseBody {
-            framing,
-            remaining: r.remaining,
-            chunked: r.chunked,
-            done: r.done && framing != BodyFraming::UntilClose,
-        }
-    }
-
-    fn is_complete(&self) -> bool {
-        self.done
-    }
-
-    fn ends_at_close(&self) -> bool {
-        self.framing == BodyFraming::UntilClose
-    }
-
-    fn close(&mut self) {
-        self.done = true;
-    }
-
-    fn advance(&mut self, input: &[u8]) -> Result<usize, ()> {
-        match self.framing {
-            BodyFraming::Length(_) => {
-                let take = self.remaining.min(input.len() as u64);
-                self.remaining -= take;
-                self.done = self.remaining == 0;
-                Ok(take as usize)
-            }
-            BodyFraming::Chunked => {
-                let take = self.chunked.scan(input).map_err(|_| ())?;
-                self.done = self.chunked.is_done();
-                Ok(take)
-            }
-            BodyFraming::UntilClose => Ok(input.len()),
-            BodyFraming::None => Ok(0),
-        }
-    }
+    Ok(take)
 }

@@ -5,7 +5,9 @@
 mod balance;
 mod forward;
 mod pool;
+mod stream;
 
 pub use balance::{Balancer, HashKey};
 pub use forward::forward;
 pub use pool::{PooledConn, UpstreamPools};
+pub use stream::UpstreamStream;

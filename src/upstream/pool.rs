@@ -7,11 +7,11 @@
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
+use super::stream::UpstreamStream;
 
 /// An upstream connection with its read buffer and history.
 pub struct PooledConn {
-    pub stream: TcpStream,
+    pub stream: UpstreamStream,
     /// Read buffer, kept with the connection so reuse costs no allocation.
     pub buf: Vec<u8>,
     /// Requests sent on this connection so far.
@@ -19,7 +19,7 @@ pub struct PooledConn {
 }
 
 impl PooledConn {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: UpstreamStream) -> Self {
         PooledConn {
             stream,
             buf: Vec::with_capacity(16 * 1024),

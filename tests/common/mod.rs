@@ -3,7 +3,9 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod jwt;
 pub mod load;
+pub mod pki;
 pub mod procs;
 pub mod redis;
 

@@ -211,6 +211,8 @@ impl Upstream {
 pub struct Gateway {
     pub port: u16,
     pub admin_port: u16,
+    /// A second free port, for configs that write `{port2}`.
+    pub port2: u16,
     pub config: PathBuf,
     pub proc: Proc,
 }
@@ -231,8 +233,10 @@ impl Gateway {
     pub fn start_with(config: &str, env: &[(&str, &str)], taskset: Option<&str>) -> Gateway {
         let port = free_port();
         let admin_port = free_port();
+        let port2 = free_port();
         let text = config
             .replace("{port}", &port.to_string())
+            .replace("{port2}", &port2.to_string())
             .replace("{admin}", &admin_port.to_string());
         let path = scratch_dir().join(format!("portico-{port}.toml"));
         std::fs::write(&path, text).expect("write config");
@@ -246,6 +250,7 @@ impl Gateway {
         let mut gw = Gateway {
             port,
             admin_port,
+            port2,
             config: path,
             proc,
         };

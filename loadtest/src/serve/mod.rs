@@ -22,6 +22,7 @@ mod echo;
 mod request;
 mod response;
 
+use crate::cpus::CpuList;
 use response::FixedResponses;
 
 /// Options of `portico-load serve`.
@@ -56,37 +57,8 @@ pub struct ServeArgs {
     pub workers: u64,
 
     /// CPUs to pin workers to, e.g. `0`, `0,1` or `0-3`; worker i gets cpu[i % len].
-    #[arg(long, value_parser = parse_cpu_list)]
+    #[arg(long, value_parser = CpuList::parse)]
     pub cpus: Option<CpuList>,
-}
-
-/// A parsed `--cpus` value.
-#[derive(Debug, Clone)]
-pub struct CpuList(Vec<usize>);
-
-fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
-    let mut cpus = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let parse = |s: &str| {
-            s.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("not a cpu number: {s:?}"))
-        };
-        match part.split_once('-') {
-            Some((from, to)) => {
-                let (from, to) = (parse(from)?, parse(to)?);
-                if from > to {
-                    return Err(format!("empty cpu range {part:?}"));
-                }
-                cpus.extend(from..=to);
-            }
-            None => cpus.push(parse(part)?),
-        }
-    }
-    if cpus.is_empty() {
-        return Err("empty cpu list".into());
-    }
-    Ok(CpuList(cpus))
 }
 
 /// What every connection of a worker needs; one per worker, shared by `Rc`.
@@ -159,7 +131,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     // other workers then share through SO_REUSEPORT.
     let mut addr = args.listen;
     for index in 0..workers {
-        let cpu = args.cpus.as_ref().map(|list| list.0[index % list.0.len()]);
+        let cpu = args.cpus.as_ref().map(|list| list.for_worker(index));
         let worker_args = ServeArgs {
             listen: addr,
             ..args.clone()
@@ -192,7 +164,7 @@ fn worker_thread(
     ready: mpsc::Sender<Result<SocketAddr, String>>,
 ) {
     if let Some(id) = cpu {
-        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+        if !crate::cpus::pin_current_thread(id) {
             eprintln!("portico-load serve: worker {index}: cannot pin to cpu {id}");
         }
     }
@@ -260,16 +232,6 @@ async fn accept_loop(listener: TcpListener, worker: Rc<Worker>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(parse_cpu_list("0").map(|c| c.0), Ok(vec![0]));
-        assert_eq!(parse_cpu_list("0,1").map(|c| c.0), Ok(vec![0, 1]));
-        assert_eq!(parse_cpu_list("1-3,0").map(|c| c.0), Ok(vec![1, 2, 3, 0]));
-        assert!(parse_cpu_list("").is_err());
-        assert!(parse_cpu_list("3-1").is_err());
-        assert!(parse_cpu_list("a").is_err());
-    }
 
     #[test]
     fn stall_every_nth_request_of_a_worker() {

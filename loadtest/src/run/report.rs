@@ -1,0 +1,318 @@
+//! The results of a run: the text report, the JSON document, and the warnings that say
+//! when the numbers cannot be trusted (the tool itself fell behind).
+
+use serde_json::{json, Value};
+
+use super::options::Plan;
+use super::tally::{ErrorKind, Tally};
+
+/// Latency percentiles reported everywhere (label, quantile).
+pub const PERCENTILES: [(&str, f64); 5] = [
+    ("p50", 0.50),
+    ("p90", 0.90),
+    ("p99", 0.99),
+    ("p99.9", 0.999),
+    ("p99.99", 0.9999),
+];
+
+/// A worker thread busier than this over the window may be the bottleneck.
+const BUSY_CPU: f64 = 0.90;
+/// Idle connections sending later than this at p99 mean the tool's timers fell behind
+/// (the timer resolution alone accounts for up to 1 ms).
+const LATE_SEND_P99_US: u64 = 2_000;
+/// Achieving less than this share of the target rate is reported.
+const RATE_SHORTFALL: f64 = 0.99;
+
+/// A finished run, ready to print.
+pub struct Report<'a> {
+    plan: &'a Plan,
+    tally: &'a Tally,
+    /// The tool itself could not keep up (its CPU or its timers).
+    pub tool_warnings: Vec<String>,
+    /// The offered load was not delivered (server too slow or too few connections).
+    pub load_warnings: Vec<String>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(plan: &'a Plan, tally: &'a Tally) -> Self {
+        let mut report = Report {
+            plan,
+            tally,
+            tool_warnings: Vec::new(),
+            load_warnings: Vec::new(),
+        };
+        report.judge();
+        report
+    }
+
+    fn seconds(&self) -> f64 {
+        self.plan.duration.as_secs_f64()
+    }
+
+    pub fn achieved_rate(&self) -> f64 {
+        self.tally.responses() as f64 / self.seconds()
+    }
+
+    fn judge(&mut self) {
+        for (i, cpu) in self.tally.cpu.iter().enumerate() {
+            let busy = cpu.as_secs_f64() / self.seconds();
+            if busy >= BUSY_CPU {
+                self.tool_warnings.push(format!(
+                    "load thread {i} was {:.0}% busy on its CPU: the tool may be the bottleneck (add threads and --cpus)",
+                    busy * 100.0
+                ));
+            }
+        }
+        let Some(target) = self.plan.rate else {
+            return;
+        };
+        let lag = &self.tally.send_lag;
+        if !lag.is_empty() && lag.value_at_quantile(0.99) > LATE_SEND_P99_US {
+            self.tool_warnings.push(format!(
+                "the tool sent late on idle connections (p99 {}, max {}): its own timers or CPU fell behind the schedule",
+                ms(lag.value_at_quantile(0.99)),
+                ms(lag.max())
+            ));
+        }
+        let achieved = self.achieved_rate();
+        if achieved < target * RATE_SHORTFALL {
+            let scheduled = self.tally.responses() + self.errors() + self.tally.unsent;
+            let busy = self.tally.sent_late_busy as f64 / scheduled.max(1) as f64;
+            let why = if self.tally.unsent > 0 && busy > 0.01 {
+                "requests waited for busy connections: the server (or too few connections, -c) could not keep up"
+            } else if self.errors() > 0 {
+                "requests failed"
+            } else {
+                "responses were missing"
+            };
+            self.load_warnings.push(format!(
+                "achieved {achieved:.1} of the {target} req/s target ({:.1}%): {why}",
+                achieved / target * 100.0
+            ));
+        }
+    }
+
+    fn errors(&self) -> u64 {
+        self.tally.errors.iter().sum()
+    }
+
+    pub fn text(&self) -> String {
+        let p = self.plan;
+        let t = self.tally;
+        let mut lines = Vec::new();
+        let mode = match p.rate {
+            Some(rate) => format!("open loop at {rate} req/s"),
+            None => "closed loop".to_string(),
+        };
+        let cpus = p
+            .cpus
+            .as_ref()
+            .map(|c| {
+                let list: Vec<String> = (0..p.threads as usize)
+                    .map(|i| c.for_worker(i).to_string())
+                    .collect();
+                format!(" on cpu {}", list.join(","))
+            })
+            .unwrap_or_default();
+        lines.push(format!(
+            "portico-load run: {mode}, {}, {}{cpus}, {:.3} s measured after {:.3} s warm-up",
+            plural(p.connections, "connection"),
+            plural(p.threads, "thread"),
+            self.seconds(),
+            p.warmup.as_secs_f64()
+        ));
+        for target in &p.targets {
+            lines.push(format!("  url        {}", target.url));
+        }
+        lines.push(format!(
+            "  requests   {} responses, {} errors",
+            t.responses(),
+            self.errors()
+        ));
+        let mut rate = format!("  rate       {:.1} req/s achieved", self.achieved_rate());
+        if let Some(target) = p.rate {
+            rate += &format!(
+                " ({:.2}% of the {target} target)",
+                self.achieved_rate() / target * 100.0
+            );
+        }
+        lines.push(rate);
+        lines.push(format!("  status     {}", status_summary(t)));
+        let errors: Vec<String> = ErrorKind::ALL
+            .iter()
+            .map(|&k| format!("{} {}", k.name(), t.error_count(k)))
+            .collect();
+        lines.push(format!("  errors     {}", errors.join(", ")));
+        let latency: Vec<String> = PERCENTILES
+            .iter()
+            .map(|&(name, q)| format!("{name} {}", self.percentile(q)))
+            .chain([format!("max {}", self.max())])
+            .collect();
+        lines.push(format!("  latency    {}", latency.join("  ")));
+        if p.rate.is_some() {
+            lines.push(
+                "             (timed from each request's intended send time: coordinated omission corrected)"
+                    .to_string(),
+            );
+            let lag = &t.send_lag;
+            let lag = if lag.is_empty() {
+                "n/a".to_string()
+            } else {
+                format!(
+                    "p99 {}, max {}",
+                    ms(lag.value_at_quantile(0.99)),
+                    ms(lag.max())
+                )
+            };
+            lines.push(format!(
+                "  schedule   {} sent late behind a busy connection, {} never sent; idle-connection send lag {lag}",
+                t.sent_late_busy, t.unsent
+            ));
+        }
+        let busy: Vec<String> = t
+            .cpu
+            .iter()
+            .map(|c| format!("{:.0}%", c.as_secs_f64() / self.seconds() * 100.0))
+            .collect();
+        lines.push(format!("  load cpu   {} busy per thread", busy.join(", ")));
+        for w in &self.load_warnings {
+            lines.push(format!("WARNING: {w}"));
+        }
+        for w in &self.tool_warnings {
+            lines.push(format!("WARNING: {w}"));
+        }
+        lines.join("\n") + "\n"
+    }
+
+    fn percentile(&self, q: f64) -> String {
+        let h = &self.tally.latency;
+        if h.is_empty() {
+            "n/a".into()
+        } else {
+            ms(h.value_at_quantile(q))
+        }
+    }
+
+    fn max(&self) -> String {
+        let h = &self.tally.latency;
+        if h.is_empty() {
+            "n/a".into()
+        } else {
+            ms(h.max())
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        let p = self.plan;
+        let t = self.tally;
+        let h = &t.latency;
+        let mut latency = serde_json::Map::new();
+        if !h.is_empty() {
+            for (name, q) in PERCENTILES {
+                latency.insert(name.replace('.', "_"), json!(h.value_at_quantile(q)));
+            }
+            latency.insert("max".into(), json!(h.max()));
+            latency.insert("min".into(), json!(h.min()));
+            latency.insert("mean".into(), json!(h.mean()));
+            latency.insert("stdev".into(), json!(h.stdev()));
+        }
+        let statuses: serde_json::Map<String, Value> = t
+            .statuses
+            .iter()
+            .map(|(code, n)| (code.to_string(), json!(n)))
+            .collect();
+        let errors: serde_json::Map<String, Value> = ErrorKind::ALL
+            .iter()
+            .map(|&k| (k.name().to_string(), json!(t.error_count(k))))
+            .collect();
+        let busy: Vec<f64> = t
+            .cpu
+            .iter()
+            .map(|c| c.as_secs_f64() / self.seconds())
+            .collect();
+        let mut doc = json!({
+            "mode": if p.rate.is_some() { "open" } else { "closed" },
+            "urls": p.targets.iter().map(|t| t.url.clone()).collect::<Vec<_>>(),
+            "connections": p.connections,
+            "threads": p.threads,
+            "duration_s": self.seconds(),
+            "warmup_s": p.warmup.as_secs_f64(),
+            "target_rate": p.rate,
+            "requests": t.responses(),
+            "achieved_rate": self.achieved_rate(),
+            "statuses": statuses,
+            "errors": errors,
+            "latency_us": latency,
+            "load_tool": {
+                "cpu_busy": busy,
+                "kept_up": self.tool_warnings.is_empty(),
+                "warnings": self.tool_warnings,
+            },
+            "load_warnings": self.load_warnings,
+        });
+        if p.rate.is_some() {
+            let lag = &t.send_lag;
+            doc["schedule"] = json!({
+                "sent_late_busy": t.sent_late_busy,
+                "unsent": t.unsent,
+                "send_lag_p99_us": (!lag.is_empty()).then(|| lag.value_at_quantile(0.99)),
+                "send_lag_max_us": (!lag.is_empty()).then(|| lag.max()),
+            });
+        }
+        doc
+    }
+}
+
+/// `2xx 5990, 4xx 10, 5xx 0 | 200: 5990, 429: 10`
+fn status_summary(t: &Tally) -> String {
+    if t.statuses.is_empty() {
+        return "none".into();
+    }
+    let class = |c: u16| -> u64 {
+        t.statuses
+            .iter()
+            .filter(|(code, _)| **code / 100 == c)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let classes: Vec<String> = [2, 3, 4, 5]
+        .iter()
+        .map(|&c| format!("{c}xx {}", class(c)))
+        .collect();
+    let codes: Vec<String> = t
+        .statuses
+        .iter()
+        .map(|(code, n)| format!("{code}: {n}"))
+        .collect();
+    format!("{} | {}", classes.join(", "), codes.join(", "))
+}
+
+fn plural(n: u64, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Microseconds as milliseconds with three decimals.
+pub fn ms(us: u64) -> String {
+    format!("{:.3} ms", us as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn statuses_at_a_glance() {
+        let mut t = Tally::default();
+        for (status, n) in [(200, 3), (429, 2), (503, 1)] {
+            for _ in 0..n {
+                t.record_response(status, Duration::from_micros(10));
+            }
+        }
+        assert_eq!(
+            status_summary(&t),
+            "2xx 3, 3xx 0, 4xx 2, 5xx 1 | 200: 3, 429: 2, 503: 1"
+        );
+        assert_eq!(ms(1234), "1.234 ms");
+    }
+}

@@ -1,0 +1,153 @@
+//! What a run counts: latencies (HdrHistogram, µs), status codes, errors by kind, and
+//! how well the open-loop schedule was kept. One `Tally` per worker thread, written
+//! without locks, merged at the end.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Latencies are recorded in microseconds, three significant digits, from 1 µs to an
+/// hour (longer values are recorded as an hour). Fixed bounds: recording never resizes
+/// and histograms of different workers always add up.
+pub const SIGFIG: u8 = 3;
+const HIGHEST_US: u64 = 3_600_000_000;
+
+/// Why a request got no response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The TCP connection could not be opened (refused, unreachable, timed out).
+    Connect,
+    /// No complete response within `--timeout`.
+    Timeout,
+    /// The connection was reset or closed before a complete response.
+    Reset,
+    /// The response was not valid HTTP/1.x.
+    Parse,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 4] = [
+        ErrorKind::Connect,
+        ErrorKind::Timeout,
+        ErrorKind::Reset,
+        ErrorKind::Parse,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Parse => "parse",
+        }
+    }
+}
+
+pub fn new_histogram() -> Histogram<u64> {
+    // Constant, valid bounds (1 ≤ 2 × 1, sigfig ≤ 5): this cannot fail.
+    Histogram::new_with_bounds(1, HIGHEST_US, SIGFIG)
+        .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"))
+}
+
+/// Everything one worker (or, merged, the whole run) measured.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// Response latencies of measured requests, µs.
+    pub latency: Histogram<u64>,
+    pub statuses: BTreeMap<u16, u64>,
+    /// Indexed like `ErrorKind::ALL`.
+    pub errors: [u64; 4],
+    /// Open loop: requests whose intended time came while their connection was still
+    /// busy with the previous one (the wait is in their latency).
+    pub sent_late_busy: u64,
+    /// Open loop: how late idle connections sent (the tool's own lag), µs.
+    pub send_lag: Histogram<u64>,
+    /// Open loop: measured requests that never left because the run ended first.
+    pub unsent: u64,
+    /// CPU time of each worker thread over the measured window.
+    pub cpu: Vec<Duration>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            latency: new_histogram(),
+            statuses: BTreeMap::new(),
+            errors: [0; 4],
+            sent_late_busy: 0,
+            send_lag: new_histogram(),
+            unsent: 0,
+            cpu: Vec::new(),
+        }
+    }
+}
+
+impl Tally {
+    pub fn record_response(&mut self, status: u16, latency: Duration) {
+        self.latency.saturating_record(micros(latency));
+        *self.statuses.entry(status).or_insert(0) += 1;
+    }
+
+    pub fn record_error(&mut self, kind: ErrorKind) {
+        self.errors[kind as usize] += 1;
+    }
+
+    pub fn record_send_lag(&mut self, lag: Duration) {
+        self.send_lag.saturating_record(micros(lag));
+    }
+
+    /// Responses received (any status).
+    pub fn responses(&self) -> u64 {
+        self.statuses.values().sum()
+    }
+
+    pub fn error_count(&self, kind: ErrorKind) -> u64 {
+        self.errors[kind as usize]
+    }
+
+    pub fn merge(&mut self, other: Tally) {
+        // Both have the same fixed bounds, so adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+        let _ = self.send_lag.add(&other.send_lag);
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_insert(0) += n;
+        }
+        for (mine, theirs) in self.errors.iter_mut().zip(other.errors) {
+            *mine += theirs;
+        }
+        self.sent_late_busy += other.sent_late_busy;
+        self.unsent += other.unsent;
+        self.cpu.extend(other.cpu);
+    }
+}
+
+pub fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_workers() {
+        let mut a = Tally::default();
+        a.record_response(200, Duration::from_micros(100));
+        a.record_error(ErrorKind::Reset);
+        let mut b = Tally::default();
+        b.record_response(200, Duration::from_micros(300));
+        b.record_response(429, Duration::from_micros(50));
+        b.record_error(ErrorKind::Reset);
+        b.cpu.push(Duration::from_millis(5));
+        a.merge(b);
+        assert_eq!(a.responses(), 3);
+        assert_eq!(a.statuses.get(&200), Some(&2));
+        assert_eq!(a.error_count(ErrorKind::Reset), 2);
+        assert_eq!(a.latency.max(), 300);
+        assert_eq!(a.cpu.len(), 1);
+        // Long latencies are kept, not clamped to a small default range.
+        a.record_response(200, Duration::from_millis(300));
+        assert!(a.latency.max() >= 300_000);
+    }
+}

@@ -1,0 +1,99 @@
+//! The verified caller: the token's claims and the identity headers rendered from
+//! them once, so a cached token costs no JSON work on later requests.
+
+use serde_json::Value;
+
+use super::verify::Claims;
+
+/// Who the caller is, as a verified token says.
+pub struct Caller {
+    pub claims: Claims,
+    /// `name: value\r\n` lines of the provider's `claims_to_headers`, ready to append
+    /// to the upstream request head.
+    pub identity_headers: Vec<u8>,
+    /// Unix seconds after which this verification may no longer be reused
+    /// (`exp` + leeway); `None` = the token has no `exp`.
+    pub valid_until: Option<u64>,
+}
+
+impl Caller {
+    /// A claim as text: strings as they are, numbers and booleans printed, arrays of
+    /// those joined with `,`. Objects and nulls have no text form.
+    pub fn claim_text(&self, name: &str) -> Option<String> {
+        self.claims.get(name).and_then(claim_text)
+    }
+}
+
+/// Renders `claims_to_headers` for `claims`. A claim that is absent or has no text
+/// form sets no header; a value with control characters refuses the token (it
+/// could otherwise split the upstream request head).
+pub fn render_identity_headers(
+    claims: &Claims,
+    claims_to_headers: &[(String, String)],
+) -> Result<Vec<u8>, &'static str> {
+    let mut out = Vec::new();
+    for (claim, header) in claims_to_headers {
+        let Some(text) = claims.get(claim).and_then(claim_text) else {
+            continue;
+        };
+        if text.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err("a claim holds characters not allowed in a header");
+        }
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(text.trim().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok(out)
+}
+
+fn claim_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Array(items) => {
+            let parts: Option<Vec<String>> = items
+                .iter()
+                .map(|i| match i {
+                    Value::Array(_) | Value::Object(_) | Value::Null => None,
+                    other => claim_text(other),
+                })
+                .collect();
+            parts.map(|p| p.join(","))
+        }
+        Value::Object(_) | Value::Null => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_from_claims() {
+        let claims: Claims = serde_json::from_str(
+            r#"{"sub": "u1", "n": 5, "roles": ["a", "b"], "obj": {"x": 1}, "bad": "a\r\nx-evil: 1"}"#,
+        )
+        .unwrap();
+        let map = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let h = render_identity_headers(
+            &claims,
+            &map(&[
+                ("sub", "x-user-id"),
+                ("n", "x-n"),
+                ("roles", "x-roles"),
+                ("obj", "x-obj"),
+                ("missing", "x-m"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(h, b"x-user-id: u1\r\nx-n: 5\r\nx-roles: a,b\r\n");
+        assert!(render_identity_headers(&claims, &map(&[("bad", "x-bad")])).is_err());
+    }
+}

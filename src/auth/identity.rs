@@ -1,0 +1,154 @@
+//! Identity headers: the ones only the gateway may set. Client copies are removed
+//! from every request before routing; verified values are added on the way out;
+//! and with `forward_token = false` the token itself is taken out of the request.
+
+use std::borrow::Cow;
+
+use crate::http::{HeaderEdit, HeaderRange};
+
+use super::caller::Caller;
+use super::settings::{AuthSettings, RESERVED_PREFIX};
+use super::token::{cookie_values, TokenSource};
+
+/// Removes every identity header (configured `claims_to_headers` names and the
+/// `x-portico-` prefix) from `headers`, which index `bytes`. Returns how many went.
+pub fn strip_identity(
+    settings: &AuthSettings,
+    bytes: &[u8],
+    headers: &mut Vec<HeaderRange>,
+) -> usize {
+    let before = headers.len();
+    headers.retain(|h| {
+        let name = bytes.get(h.name.clone()).unwrap_or(b"");
+        !is_identity_header(settings, name)
+    });
+    before - headers.len()
+}
+
+pub fn is_identity_header(settings: &AuthSettings, name: &[u8]) -> bool {
+    (name.len() >= RESERVED_PREFIX.len()
+        && name[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX))
+        || settings
+            .identity_headers
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// What authentication changes in the request that goes upstream.
+#[derive(Clone, Copy, Default)]
+pub struct Outbound<'a> {
+    pub caller: Option<&'a Caller>,
+    /// Where the token may have come from, when `forward_token = false`.
+    pub drop_token: &'a [TokenSource],
+}
+
+impl<'a> Outbound<'a> {
+    /// The identity header lines to append to the upstream head.
+    pub fn identity_headers(&self) -> &'a [u8] {
+        self.caller.map_or(&[], |c| c.identity_headers.as_slice())
+    }
+
+    /// What happens to one client header upstream: only the token's own header or
+    /// cookie is touched (`Replace` = a `Cookie` line without the token cookie).
+    pub fn header_fate(&self, name: &[u8], value: &[u8]) -> HeaderEdit {
+        for source in self.drop_token {
+            match source {
+                TokenSource::Header(h) if name.eq_ignore_ascii_case(h.as_bytes()) => {
+                    return HeaderEdit::Drop
+                }
+                TokenSource::Cookie(c) if name.eq_ignore_ascii_case(b"cookie") => {
+                    if cookie_values(value, c.as_bytes()).next().is_none() {
+                        continue;
+                    }
+                    let kept: Vec<&[u8]> = value
+                        .split(|&b| b == b';')
+                        .map(<[u8]>::trim_ascii)
+                        .filter(|pair| !pair.is_empty() && !is_cookie_named(pair, c.as_bytes()))
+                        .collect();
+                    return if kept.is_empty() {
+                        HeaderEdit::Drop
+                    } else {
+                        HeaderEdit::Replace(kept.join(&b"; "[..]))
+                    };
+                }
+                _ => {}
+            }
+        }
+        HeaderEdit::Keep
+    }
+
+    /// The query to send upstream: without the token's parameter when it is dropped.
+    pub fn query<'q>(&self, query: &'q str) -> Cow<'q, str> {
+        let names: Vec<&str> = self
+            .drop_token
+            .iter()
+            .filter_map(|s| match s {
+                TokenSource::Query(q) => Some(q.as_str()),
+                _ => None,
+            })
+            .collect();
+        if names.is_empty() {
+            return Cow::Borrowed(query);
+        }
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+                !names.contains(&key)
+            })
+            .collect();
+        Cow::Owned(kept.join("&"))
+    }
+}
+
+/// `name=...` for exactly this cookie name.
+fn is_cookie_named(pair: &[u8], name: &[u8]) -> bool {
+    pair.starts_with(name) && pair.get(name.len()) == Some(&b'=')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_prefix_and_configured_names_are_identity_headers() {
+        let s = AuthSettings {
+            providers: Vec::new(),
+            identity_headers: vec![b"x-user-id".to_vec()],
+        };
+        assert!(is_identity_header(&s, b"X-User-Id"));
+        assert!(is_identity_header(&s, b"X-Portico-Anything"));
+        assert!(!is_identity_header(&s, b"x-user"));
+        assert!(!is_identity_header(&s, b"x-porti"));
+    }
+
+    #[test]
+    fn dropped_token_leaves_the_rest() {
+        let sources = [
+            TokenSource::Cookie("tok".into()),
+            TokenSource::Query("access_token".into()),
+            TokenSource::Header("authorization".into()),
+        ];
+        let out = Outbound {
+            caller: None,
+            drop_token: &sources,
+        };
+        assert!(matches!(
+            out.header_fate(b"Authorization", b"Bearer x"),
+            HeaderEdit::Drop
+        ));
+        match out.header_fate(b"Cookie", b"a=1; tok=xyz; b=2") {
+            HeaderEdit::Replace(v) => assert_eq!(v, b"a=1; b=2"),
+            _ => panic!("cookie rewritten"),
+        }
+        assert!(matches!(
+            out.header_fate(b"Cookie", b"tok=xyz"),
+            HeaderEdit::Drop
+        ));
+        assert!(matches!(
+            out.header_fate(b"Cookie", b"a=1"),
+            HeaderEdit::Keep
+        ));
+        assert_eq!(out.query("a=1&access_token=t&b=2"), "a=1&b=2");
+    }
+}
