@@ -1,9 +1,12 @@
 //! `portico-load`: Portico's bundled load tool.
 //!
 //! Subcommands:
-//! - `serve`: a fast HTTP/1.1 test and benchmark upstream (see `serve/`);
+//! - `serve`: a fast HTTP/1.1 test and benchmark upstream, HTTPS with `--tls`
+//!   (`serve/`);
 //! - `run`: the load generator, closed or open loop, HdrHistogram latencies (`run/`);
 //! - `plot`: latency-by-percentile SVG charts from `.hgrm` files (`plot/`).
+//!
+//! `tls/` is the TLS both sides share (rustls on ring, over monoio).
 //!
 //! Exit status: 0 on success, 2 for bad input (options, files, an unreachable
 //! target), 1 when something fails later.
@@ -18,6 +21,7 @@ mod hgrm;
 mod plot;
 mod run;
 mod serve;
+mod tls;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,7 +41,8 @@ enum Command {
     Run(run::RunArgs),
     /// Draw latency-by-percentile charts (SVG) from .hgrm files.
     Plot(plot::PlotArgs),
-    /// Run a fast HTTP/1.1 test upstream (fixed body, echo, delays, stalls).
+    /// Run a fast HTTP/1.1 test upstream (fixed body, echo, delays, stalls; HTTPS
+    /// with --tls).
     Serve(serve::ServeArgs),
 }
 
@@ -64,7 +69,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Plot(args) => plot::run(args),
-        Command::Serve(args) => serve::run(args).map_err(Failure::Failed),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
