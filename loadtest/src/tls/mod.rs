@@ -5,7 +5,8 @@
 //! - `transport.rs`: a socket that is plain TCP or TLS, for code that serves both;
 //! - `pem.rs`: certificates and keys from PEM files.
 //!
-//! The server side (`serve --tls`) is in `serve/tls.rs`.
+//! What the client does with it (`run --cacert`, `--insecure`, `--sni`, …) is in
+//! `run/tls.rs`; the server side (`serve --tls`) in `serve/tls.rs`.
 
 use std::sync::Arc;
 

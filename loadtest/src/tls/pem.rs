@@ -5,6 +5,7 @@ use std::path::Path;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::RootCertStore;
 
 /// Every certificate in a PEM file, in order (leaf first for a chain).
 pub fn certificates(path: &Path, option: &str) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -19,6 +20,17 @@ pub fn certificates(path: &Path, option: &str) -> Result<Vec<CertificateDer<'sta
         ));
     }
     Ok(certs)
+}
+
+/// A CA bundle as a root store.
+pub fn roots(path: &Path, option: &str) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(path, option)? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{option} {}: unusable CA certificate: {e}", path.display()))?;
+    }
+    Ok(roots)
 }
 
 /// The first private key in a PEM file (PKCS#8, PKCS#1 or SEC1).

@@ -51,6 +51,11 @@ where
         }
     }
 
+    /// The rustls session: protocol version, resumption, SNI.
+    pub fn session(&self) -> &C {
+        &self.conn
+    }
+
     /// Runs the handshake to completion (the caller bounds it with a timeout). A
     /// rustls error (a certificate not accepted, no common version) comes back as
     /// `InvalidData` wrapping the `rustls::Error`.
