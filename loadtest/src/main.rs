@@ -1,9 +1,13 @@
 //! `portico-load`: Portico's bundled load tool.
 //!
 //! Subcommands:
-//! - `serve`: a fast HTTP/1.1 test and benchmark upstream (see `serve/`);
-//! - `run`: the load generator, closed or open loop, HdrHistogram latencies (`run/`);
+//! - `serve`: a fast HTTP/1.1 test and benchmark upstream, HTTPS with `--tls`
+//!   (`serve/`);
+//! - `run`: the load generator, closed or open loop, HdrHistogram latencies, http and
+//!   https (`run/`);
 //! - `plot`: latency-by-percentile SVG charts from `.hgrm` files (`plot/`).
+//!
+//! `tls/` is the TLS both sides share (rustls on ring, over monoio).
 //!
 //! Exit status: 0 on success, 2 for bad input (options, files, an unreachable
 //! target), 1 when something fails later.
@@ -18,6 +22,7 @@ mod hgrm;
 mod plot;
 mod run;
 mod serve;
+mod tls;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,12 +37,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Load an HTTP/1.1 server: closed loop (-c) or open loop (--rate), latency
-    /// percentiles from HdrHistogram.
+    /// Load an HTTP/1.1 server (http or https): closed loop (-c) or open loop
+    /// (--rate), latency percentiles from HdrHistogram.
     Run(run::RunArgs),
     /// Draw latency-by-percentile charts (SVG) from .hgrm files.
     Plot(plot::PlotArgs),
-    /// Run a fast HTTP/1.1 test upstream (fixed body, echo, delays, stalls).
+    /// Run a fast HTTP/1.1 test upstream (fixed body, echo, delays, stalls; HTTPS
+    /// with --tls).
     Serve(serve::ServeArgs),
 }
 
@@ -64,7 +70,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Plot(args) => plot::run(args),
-        Command::Serve(args) => serve::run(args).map_err(Failure::Failed),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,8 @@
 //! One load-generating connection: send a request, read its whole response, repeat —
 //! when the last answer arrives (closed loop) or at the next intended time (open loop).
 //! HTTP/1.1 keep-alive, no pipelining; a connection that fails or is closed by the
-//! server is opened again for the next request.
+//! server is opened again for the next request (with `--new-connection`, every request
+//! opens one). For https, opening includes the TLS handshake, which is timed.
 
 use std::cell::RefCell;
 use std::io;
@@ -9,16 +10,18 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use rustls::{ClientConnection, HandshakeKind, ProtocolVersion};
 
 use super::options::Plan;
 use super::response::{self, BodyEnd, ChunkedScanner, ResponseHead};
 use super::schedule::{self, Schedule, EARLY};
-use super::tally::{ErrorKind, Tally};
+use super::tally::{ErrorKind, Handshake, Tally};
+use crate::tls::transport::Transport;
 
 const INPUT_INITIAL: usize = 16 * 1024;
-/// After a failed connect in closed loop, wait this long before the next attempt.
+/// After a failed connect or TLS handshake in closed loop, wait this long before the
+/// next attempt.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// The measured part of a run, shared by all connections of all workers.
@@ -58,7 +61,9 @@ struct Answer {
 
 struct Connection<'p> {
     plan: &'p Plan,
-    stream: Option<TcpStream>,
+    stream: Option<Transport<ClientConnection>>,
+    /// The handshake of a TLS connection opened by the last exchange.
+    opened: Option<Handshake>,
     /// Received bytes not yet consumed.
     input: Vec<u8>,
     output: Vec<u8>,
@@ -69,6 +74,7 @@ impl<'p> Connection<'p> {
         Connection {
             plan,
             stream: None,
+            opened: None,
             input: Vec::with_capacity(INPUT_INITIAL),
             output: Vec::with_capacity(1024),
         }
@@ -85,10 +91,11 @@ impl<'p> Connection<'p> {
             }
             let result = self.exchange(sequence, sent + self.plan.timeout).await;
             let done = Instant::now();
+            let opened = self.opened.take();
             if window.measures(sent) {
-                record(tally, &result, done - sent);
+                record(tally, &result, done - sent, opened);
             }
-            if matches!(result, Err(ErrorKind::Connect)) {
+            if matches!(result, Err(ErrorKind::Connect | ErrorKind::Tls)) {
                 monoio::time::sleep(CONNECT_BACKOFF).await;
             }
             sequence += self.plan.connections;
@@ -134,11 +141,13 @@ impl<'p> Connection<'p> {
                 .exchange(schedule.sequence(), sent + self.plan.timeout)
                 .await;
             let done = Instant::now();
+            let opened = self.opened.take();
             if measured {
                 record(
                     tally,
                     &result,
                     done - schedule::latency_start(intended, sent),
+                    opened,
                 );
             }
             schedule.advance();
@@ -162,13 +171,7 @@ impl<'p> Connection<'p> {
     ) -> Result<Answer, ErrorKind> {
         let deadline = monoio::time::Instant::from_std(deadline);
         if self.stream.is_none() {
-            let connect = TcpStream::connect_addr(self.plan.addr);
-            let stream = match monoio::time::timeout_at(deadline, connect).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(_)) | Err(_) => return Err(ErrorKind::Connect),
-            };
-            let _ = stream.set_nodelay(true);
-            self.stream = Some(stream);
+            self.stream = Some(self.open(deadline).await?);
             self.input.clear();
         }
         self.plan.requests.write(sequence, &mut self.output);
@@ -184,12 +187,43 @@ impl<'p> Connection<'p> {
 
         let head = self.read_head(deadline).await?;
         self.skip_body(head.body, deadline).await?;
-        if !head.keep_alive {
+        if !head.keep_alive || self.plan.new_connection {
             self.close();
         }
         Ok(Answer {
             status: head.status,
         })
+    }
+
+    /// Opens the connection: TCP, then for https the TLS handshake, timed from the
+    /// open socket to the handshake's end.
+    async fn open(
+        &mut self,
+        deadline: monoio::time::Instant,
+    ) -> Result<Transport<ClientConnection>, ErrorKind> {
+        let connect = TcpStream::connect_addr(self.plan.addr);
+        let socket = match monoio::time::timeout_at(deadline, connect).await {
+            Ok(Ok(socket)) => socket,
+            Ok(Err(_)) | Err(_) => return Err(ErrorKind::Connect),
+        };
+        let _ = socket.set_nodelay(true);
+        let Some(tls) = &self.plan.tls else {
+            return Ok(Transport::Plain(socket));
+        };
+        let started = Instant::now();
+        match monoio::time::timeout_at(deadline, tls.connect(socket)).await {
+            Ok(Ok(stream)) => {
+                let session = stream.session();
+                self.opened = Some(Handshake {
+                    took: started.elapsed(),
+                    resumed: session.handshake_kind() == Some(HandshakeKind::Resumed),
+                    tls13: session.protocol_version() == Some(ProtocolVersion::TLSv1_3),
+                });
+                Ok(Transport::Tls(Box::new(stream)))
+            }
+            Ok(Err(_)) => Err(ErrorKind::Tls),
+            Err(_) => Err(ErrorKind::Timeout),
+        }
     }
 
     /// Reads up to the final (non-1xx) response head and consumes it.
@@ -289,8 +323,16 @@ impl<'p> Connection<'p> {
     }
 }
 
-fn record(tally: &RefCell<Tally>, result: &Result<Answer, ErrorKind>, latency: Duration) {
+fn record(
+    tally: &RefCell<Tally>,
+    result: &Result<Answer, ErrorKind>,
+    latency: Duration,
+    opened: Option<Handshake>,
+) {
     let mut t = tally.borrow_mut();
+    if let Some(handshake) = opened {
+        t.record_handshake(handshake);
+    }
     match result {
         Ok(answer) => t.record_response(answer.status, latency),
         Err(kind) => t.record_error(*kind),

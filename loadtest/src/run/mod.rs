@@ -2,13 +2,14 @@
 //!
 //! Thread-per-core like the gateway: `--threads` pinned workers (`worker.rs`), each a
 //! monoio runtime driving its share of the `-c` keep-alive connections
-//! (`connection.rs`), in closed loop or, with `--rate`, open loop at fixed intended
-//! times (`schedule.rs`). Each worker counts into its own `Tally` (`tally.rs`); the main
+//! (`connection.rs`, over TLS for https URLs: `tls.rs`), in closed loop or, with
+//! `--rate`, open loop at fixed intended times (`schedule.rs`). Each worker counts into its own `Tally` (`tally.rs`); the main
 //! thread prints a live line each second on a TTY, merges the tallies at the end and
 //! writes the report, JSON and `.hgrm` (`report.rs`, `crate::hgrm`).
 //!
 //! The run, in order:
-//! 1. check the options, read the files, resolve the URLs, connect once (`options.rs`);
+//! 1. check the options, read the files, resolve the URLs, connect once (and, for
+//!    https, make one handshake) (`options.rs`);
 //! 2. start the workers on one shared clock: warm-up, then the measured window;
 //! 3. each second on a TTY, print the rate and p99 so far;
 //! 4. merge, report, write the files.
@@ -27,6 +28,7 @@ mod response;
 mod schedule;
 mod tally;
 mod target;
+mod tls;
 mod worker;
 
 pub use options::RunArgs;

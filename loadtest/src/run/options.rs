@@ -10,19 +10,25 @@ use clap::Args;
 
 use super::requests::{is_token_byte, Header, RequestSet};
 use super::target::Target;
+use super::tls::{TlsArgs, TlsClient};
 use crate::cpus::CpuList;
 
 /// Options of `portico-load run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// URL(s) to load, http://host[:port]/path; several are used round robin (they
-    /// must resolve to one address).
+    /// URL(s) to load, http[s]://host[:port]/path; several are used round robin (they
+    /// must resolve to one address and share the scheme).
     #[arg(required = true, value_name = "URL")]
     pub urls: Vec<String>,
 
     /// Connections in total, spread over the threads.
     #[arg(short = 'c', long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub connections: u64,
+
+    /// A new connection for every request (with `Connection: close`): for https a
+    /// handshake per request, resumed unless --no-resume.
+    #[arg(long)]
+    pub new_connection: bool,
 
     /// Open loop: requests per second in total, sent at fixed intended times; latency
     /// counts from those times (coordinated omission corrected). Without it: closed loop.
@@ -74,6 +80,9 @@ pub struct RunArgs {
     /// format (milliseconds), for `portico-load plot`.
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// A checked run: what the workers and the report need.
@@ -83,6 +92,10 @@ pub struct Plan {
     pub addr: SocketAddr,
     pub requests: RequestSet,
     pub connections: u64,
+    /// Open a new connection for every request.
+    pub new_connection: bool,
+    /// https URLs: the TLS client (a copy per worker, see `for_worker`).
+    pub tls: Option<TlsClient>,
     pub threads: u64,
     pub cpus: Option<CpuList>,
     pub rate: Option<f64>,
@@ -109,6 +122,21 @@ impl Plan {
                 targets[0].url, other.url, other.addr
             ));
         }
+        if let Some(other) = targets.iter().find(|t| t.tls != targets[0].tls) {
+            return Err(format!(
+                "http and https URLs cannot be mixed: {} and {}",
+                targets[0].url, other.url
+            ));
+        }
+        let tls = if targets[0].tls {
+            Some(TlsClient::new(&args.tls, &targets)?)
+        } else if args.tls.any() {
+            return Err(
+                "--cacert, --insecure, --sni, --tls-version and --no-resume need https URLs".into(),
+            );
+        } else {
+            None
+        };
         let cycled = match &args.header_file {
             Some(path) => read_header_file(path)?,
             None => Vec::new(),
@@ -135,7 +163,11 @@ impl Plan {
             .threads
             .unwrap_or_else(|| args.cpus.as_ref().map_or(1, |c| c.len() as u64))
             .min(args.connections);
-        check_reachable(&targets[0], args.timeout.min(Duration::from_secs(3)))?;
+        let check_timeout = args.timeout.min(Duration::from_secs(3));
+        let socket = check_reachable(&targets[0], check_timeout)?;
+        if let Some(tls) = &tls {
+            tls.check(socket, &targets[0].url, check_timeout)?;
+        }
         Ok(Plan {
             requests: RequestSet::new(
                 &args.method,
@@ -143,10 +175,13 @@ impl Plan {
                 &args.headers,
                 &cycled,
                 body.as_deref(),
+                args.new_connection,
             ),
             targets,
             addr,
             connections: args.connections,
+            new_connection: args.new_connection,
+            tls,
             threads,
             cpus: args.cpus,
             rate: args.rate,
@@ -156,6 +191,15 @@ impl Plan {
             json: args.json,
             hgrm: args.hgrm,
         })
+    }
+
+    /// The plan one worker thread follows: its own copy, with TLS session caches of
+    /// its own.
+    pub fn for_worker(&self) -> Plan {
+        Plan {
+            tls: self.tls.as_ref().map(TlsClient::for_worker),
+            ..self.clone()
+        }
     }
 
     /// The global indexes of the connections worker `index` drives.
@@ -185,10 +229,9 @@ fn read_header_file(path: &PathBuf) -> Result<Vec<Header>, String> {
 }
 
 /// One blocking connect before the run, so an unreachable target is one clear line
-/// instead of a run full of connect errors.
-fn check_reachable(target: &Target, timeout: Duration) -> Result<(), String> {
+/// instead of a run full of connect errors. The socket is kept for the TLS check.
+fn check_reachable(target: &Target, timeout: Duration) -> Result<TcpStream, String> {
     TcpStream::connect_timeout(&target.addr, timeout)
-        .map(drop)
         .map_err(|e| format!("cannot connect to {} ({}): {e}", target.url, target.addr))
 }
 
@@ -264,8 +307,10 @@ mod tests {
         let plan = |connections, threads| Plan {
             targets: Vec::new(),
             addr: "127.0.0.1:1".parse().unwrap(),
-            requests: RequestSet::new("GET", &[], &[], &[], None),
+            requests: RequestSet::new("GET", &[], &[], &[], None, false),
             connections,
+            new_connection: false,
+            tls: None,
             threads,
             cpus: None,
             rate: None,

@@ -1,10 +1,15 @@
 //! The results of a run: the text report, the JSON document, and the warnings that say
-//! when the numbers cannot be trusted (the tool itself fell behind).
+//! when the numbers cannot be trusted (the tool itself fell behind). Runs over TLS
+//! also report how the server was checked and their handshakes.
 
 use serde_json::{json, Value};
 
 use super::options::Plan;
-use super::tally::{ErrorKind, Tally};
+use super::tally::{ErrorKind, Handshakes, Tally};
+use super::tls::{TlsClient, TlsVersion, Verify};
+
+/// Handshake-time percentiles (label, quantile).
+const HANDSHAKE_PERCENTILES: [(&str, f64); 2] = [("p50", 0.50), ("p99", 0.99)];
 
 /// Latency percentiles reported everywhere (label, quantile).
 pub const PERCENTILES: [(&str, f64); 5] = [
@@ -114,8 +119,13 @@ impl<'a> Report<'a> {
                 format!(" on cpu {}", list.join(","))
             })
             .unwrap_or_default();
+        let new_connection = if p.new_connection {
+            " (a new one per request)"
+        } else {
+            ""
+        };
         lines.push(format!(
-            "portico-load run: {mode}, {}, {}{cpus}, {:.3} s measured after {:.3} s warm-up",
+            "portico-load run: {mode}, {}{new_connection}, {}{cpus}, {:.3} s measured after {:.3} s warm-up",
             plural(p.connections, "connection"),
             plural(p.threads, "thread"),
             self.seconds(),
@@ -140,6 +150,7 @@ impl<'a> Report<'a> {
         lines.push(format!("  status     {}", status_summary(t)));
         let errors: Vec<String> = ErrorKind::ALL
             .iter()
+            .filter(|&&k| k != ErrorKind::Tls || p.tls.is_some())
             .map(|&k| format!("{} {}", k.name(), t.error_count(k)))
             .collect();
         lines.push(format!("  errors     {}", errors.join(", ")));
@@ -169,6 +180,9 @@ impl<'a> Report<'a> {
                 t.sent_late_busy, t.unsent
             ));
         }
+        if let Some(tls) = &p.tls {
+            lines.extend(tls_lines(tls, &t.handshakes));
+        }
         let busy: Vec<String> = t
             .cpu
             .iter()
@@ -185,21 +199,11 @@ impl<'a> Report<'a> {
     }
 
     fn percentile(&self, q: f64) -> String {
-        let h = &self.tally.latency;
-        if h.is_empty() {
-            "n/a".into()
-        } else {
-            ms(h.value_at_quantile(q))
-        }
+        quantile(&self.tally.latency, q)
     }
 
     fn max(&self) -> String {
-        let h = &self.tally.latency;
-        if h.is_empty() {
-            "n/a".into()
-        } else {
-            ms(h.max())
-        }
+        maximum(&self.tally.latency)
     }
 
     pub fn json(&self) -> Value {
@@ -250,6 +254,10 @@ impl<'a> Report<'a> {
             },
             "load_warnings": self.load_warnings,
         });
+        doc["new_connection"] = json!(p.new_connection);
+        if let Some(tls) = &p.tls {
+            doc["tls"] = tls_json(tls, &t.handshakes);
+        }
         if p.rate.is_some() {
             let lag = &t.send_lag;
             doc["schedule"] = json!({
@@ -260,6 +268,103 @@ impl<'a> Report<'a> {
             });
         }
         doc
+    }
+}
+
+/// The report's TLS lines:
+///
+/// ```text
+///   tls        TLS 1.3, SNI api.test, certificate verified against --cacert ca.pem
+///   handshakes 2000: 8 full, 1992 resumed | p50 0.412 ms  p99 1.032 ms  max 3.100 ms
+/// ```
+fn tls_lines(tls: &TlsClient, h: &Handshakes) -> Vec<String> {
+    let verify = match &tls.verify {
+        Verify::CaFile(path) => {
+            format!("certificate verified against --cacert {}", path.display())
+        }
+        Verify::System => "certificate verified against the system roots".into(),
+        Verify::Insecure => "certificate not verified (--insecure)".into(),
+    };
+    let resumption = if tls.resume { "" } else { " (resumption off)" };
+    let times: Vec<String> = HANDSHAKE_PERCENTILES
+        .iter()
+        .map(|&(name, q)| format!("{name} {}", quantile(&h.latency, q)))
+        .chain([format!("max {}", maximum(&h.latency))])
+        .collect();
+    vec![
+        format!(
+            "  tls        {}, {}, {verify}",
+            versions(tls, h),
+            tls.describe_name()
+        ),
+        format!(
+            "  handshakes {}: {} full, {} resumed{resumption} | {}",
+            h.count(),
+            h.count() - h.resumed,
+            h.resumed,
+            times.join("  ")
+        ),
+    ]
+}
+
+/// The protocol versions the handshakes used (or the pinned one, before any).
+fn versions(tls: &TlsClient, h: &Handshakes) -> String {
+    let (count, tls13) = (h.count(), h.tls13);
+    match (count, tls.version) {
+        (0, Some(TlsVersion::V1_2)) => "TLS 1.2 only".into(),
+        (0, Some(TlsVersion::V1_3)) => "TLS 1.3 only".into(),
+        (0, None) => "TLS 1.2 or 1.3".into(),
+        _ if tls13 == count => "TLS 1.3".into(),
+        _ if tls13 == 0 => "TLS 1.2".into(),
+        _ => format!("TLS 1.3 ×{tls13}, TLS 1.2 ×{}", count - tls13),
+    }
+}
+
+fn tls_json(tls: &TlsClient, h: &Handshakes) -> Value {
+    let (verify, cacert) = match &tls.verify {
+        Verify::CaFile(path) => ("cacert", Some(path.display().to_string())),
+        Verify::System => ("system", None),
+        Verify::Insecure => ("insecure", None),
+    };
+    let mut times = serde_json::Map::new();
+    if !h.latency.is_empty() {
+        for (name, q) in HANDSHAKE_PERCENTILES {
+            times.insert(name.into(), json!(h.latency.value_at_quantile(q)));
+        }
+        times.insert("max".into(), json!(h.latency.max()));
+        times.insert("mean".into(), json!(h.latency.mean()));
+    }
+    json!({
+        "server_name": tls.name.to_str(),
+        "sni": tls.sni(),
+        "verify": verify,
+        "cacert": cacert,
+        "version_pinned": tls.version.map(|v| match v {
+            TlsVersion::V1_2 => "1.2",
+            TlsVersion::V1_3 => "1.3",
+        }),
+        "resumption": tls.resume,
+        "handshakes": h.count(),
+        "full": h.count() - h.resumed,
+        "resumed": h.resumed,
+        "versions": { "1.2": h.count() - h.tls13, "1.3": h.tls13 },
+        "handshake_us": times,
+    })
+}
+
+fn quantile(h: &hdrhistogram::Histogram<u64>, q: f64) -> String {
+    if h.is_empty() {
+        "n/a".into()
+    } else {
+        ms(h.value_at_quantile(q))
+    }
+}
+
+fn maximum(h: &hdrhistogram::Histogram<u64>) -> String {
+    if h.is_empty() {
+        "n/a".into()
+    } else {
+        ms(h.max())
     }
 }
 

@@ -2,8 +2,8 @@
 //! line `n % lines`, so one run can cycle through many API keys or tokens.
 //!
 //! Everything that does not change per request is pre-built: a head prefix per URL
-//! (request line, `Host`, the `-H` headers) and a suffix (`Content-Length` and the
-//! body). Writing request `n` is three copies into the connection's reused buffer.
+//! (request line, `Host`, `Connection: close` with `--new-connection`, the `-H`
+//! headers) and a suffix (`Content-Length` and the body). Writing request `n` is three copies into the connection's reused buffer.
 
 use super::target::Target;
 
@@ -50,7 +50,8 @@ pub fn is_token_byte(b: u8) -> bool {
 /// What varies and what does not between the requests of a run.
 #[derive(Debug, Clone)]
 pub struct RequestSet {
-    /// Per URL: request line, Host (unless `-H Host` is given) and the `-H` headers.
+    /// Per URL: request line, Host (unless `-H Host` is given), `Connection: close`
+    /// (with `--new-connection`, unless `-H Connection` is given) and the `-H` headers.
     prefixes: Vec<Vec<u8>>,
     /// Header-file lines, each `Name: value\r\n`; may be empty.
     cycled: Vec<Vec<u8>>,
@@ -66,9 +67,14 @@ impl RequestSet {
         headers: &[Header],
         cycled: &[Header],
         body: Option<&[u8]>,
+        close: bool,
     ) -> RequestSet {
-        let names_host = |h: &Header| h.name.eq_ignore_ascii_case("host");
-        let own_host = headers.iter().any(names_host) || cycled.iter().any(names_host);
+        let given = |name: &str| {
+            let named = |h: &Header| h.name.eq_ignore_ascii_case(name);
+            headers.iter().any(named) || cycled.iter().any(named)
+        };
+        let own_host = given("host");
+        let close = close && !given("connection");
         let prefixes = targets
             .iter()
             .map(|target| {
@@ -81,6 +87,9 @@ impl RequestSet {
                     p.extend_from_slice(b"Host: ");
                     p.extend_from_slice(target.authority.as_bytes());
                     p.extend_from_slice(b"\r\n");
+                }
+                if close {
+                    p.extend_from_slice(b"Connection: close\r\n");
                 }
                 for h in headers {
                     h.write(&mut p);
@@ -166,7 +175,7 @@ mod tests {
         let keys: Vec<Header> = (0..3)
             .map(|i| Header::parse(&format!("X-Key: k{i}")).unwrap())
             .collect();
-        let set = RequestSet::new("GET", &targets, &fixed, &keys, None);
+        let set = RequestSet::new("GET", &targets, &fixed, &keys, None, false);
         let mut out = Vec::new();
         set.write(0, &mut out);
         assert_eq!(
@@ -189,6 +198,7 @@ mod tests {
             &host,
             &[],
             Some(b"hello"),
+            false,
         );
         let mut out = Vec::new();
         set.write(7, &mut out);
@@ -197,5 +207,24 @@ mod tests {
             b"POST / HTTP/1.1\r\nhost: example.test\r\nContent-Length: 5\r\n\r\nhello"
         );
         assert!(!set.is_head());
+    }
+
+    #[test]
+    fn new_connection_asks_the_server_to_close() {
+        let targets = [target("http://127.0.0.1:1/")];
+        let set = RequestSet::new("GET", &targets, &[], &[], None, true);
+        let mut out = Vec::new();
+        set.write(0, &mut out);
+        assert_eq!(
+            out,
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1:1\r\nConnection: close\r\n\r\n"
+        );
+        let own = [Header::parse("Connection: keep-alive").unwrap()];
+        let set = RequestSet::new("GET", &targets, &own, &[], None, true);
+        set.write(0, &mut out);
+        assert_eq!(
+            out,
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1:1\r\nConnection: keep-alive\r\n\r\n"
+        );
     }
 }

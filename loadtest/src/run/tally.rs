@@ -1,5 +1,5 @@
-//! What a run counts: latencies (HdrHistogram, µs), status codes, errors by kind, and
-//! how well the open-loop schedule was kept. One `Tally` per worker thread, written
+//! What a run counts: latencies (HdrHistogram, µs), status codes, errors by kind, TLS
+//! handshakes, and how well the open-loop schedule was kept. One `Tally` per worker thread, written
 //! without locks, merged at the end.
 
 use std::collections::BTreeMap;
@@ -24,14 +24,18 @@ pub enum ErrorKind {
     Reset,
     /// The response was not valid HTTP/1.x.
     Parse,
+    /// The TLS handshake failed: a certificate not accepted, no common version or
+    /// cipher, an alert, or the connection closed during it.
+    Tls,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 4] = [
+    pub const ALL: [ErrorKind; 5] = [
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::Reset,
         ErrorKind::Parse,
+        ErrorKind::Tls,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +44,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Reset => "reset",
             ErrorKind::Parse => "parse",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -50,6 +55,53 @@ pub fn new_histogram() -> Histogram<u64> {
         .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"))
 }
 
+/// One completed TLS handshake.
+#[derive(Debug, Clone, Copy)]
+pub struct Handshake {
+    /// From the TCP connection being open to the handshake being done.
+    pub took: Duration,
+    pub resumed: bool,
+    pub tls13: bool,
+}
+
+/// The TLS handshakes of measured requests (those that opened their connection).
+#[derive(Debug, Clone)]
+pub struct Handshakes {
+    /// Handshake times, µs; its count is the number of handshakes.
+    pub latency: Histogram<u64>,
+    pub resumed: u64,
+    pub tls13: u64,
+}
+
+impl Default for Handshakes {
+    fn default() -> Self {
+        Handshakes {
+            latency: new_histogram(),
+            resumed: 0,
+            tls13: 0,
+        }
+    }
+}
+
+impl Handshakes {
+    pub fn count(&self) -> u64 {
+        self.latency.len()
+    }
+
+    fn record(&mut self, h: Handshake) {
+        self.latency.saturating_record(micros(h.took));
+        self.resumed += u64::from(h.resumed);
+        self.tls13 += u64::from(h.tls13);
+    }
+
+    fn merge(&mut self, other: &Handshakes) {
+        // Same fixed bounds: adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+        self.resumed += other.resumed;
+        self.tls13 += other.tls13;
+    }
+}
+
 /// Everything one worker (or, merged, the whole run) measured.
 #[derive(Debug, Clone)]
 pub struct Tally {
@@ -57,7 +109,8 @@ pub struct Tally {
     pub latency: Histogram<u64>,
     pub statuses: BTreeMap<u16, u64>,
     /// Indexed like `ErrorKind::ALL`.
-    pub errors: [u64; 4],
+    pub errors: [u64; 5],
+    pub handshakes: Handshakes,
     /// Open loop: requests whose intended time came while their connection was still
     /// busy with the previous one (the wait is in their latency).
     pub sent_late_busy: u64,
@@ -74,7 +127,8 @@ impl Default for Tally {
         Tally {
             latency: new_histogram(),
             statuses: BTreeMap::new(),
-            errors: [0; 4],
+            errors: [0; 5],
+            handshakes: Handshakes::default(),
             sent_late_busy: 0,
             send_lag: new_histogram(),
             unsent: 0,
@@ -91,6 +145,10 @@ impl Tally {
 
     pub fn record_error(&mut self, kind: ErrorKind) {
         self.errors[kind as usize] += 1;
+    }
+
+    pub fn record_handshake(&mut self, h: Handshake) {
+        self.handshakes.record(h);
     }
 
     pub fn record_send_lag(&mut self, lag: Duration) {
@@ -116,6 +174,7 @@ impl Tally {
         for (mine, theirs) in self.errors.iter_mut().zip(other.errors) {
             *mine += theirs;
         }
+        self.handshakes.merge(&other.handshakes);
         self.sent_late_busy += other.sent_late_busy;
         self.unsent += other.unsent;
         self.cpu.extend(other.cpu);
@@ -146,6 +205,17 @@ mod tests {
         assert_eq!(a.error_count(ErrorKind::Reset), 2);
         assert_eq!(a.latency.max(), 300);
         assert_eq!(a.cpu.len(), 1);
+        let mut c = Tally::default();
+        c.record_handshake(Handshake {
+            took: Duration::from_micros(800),
+            resumed: true,
+            tls13: true,
+        });
+        c.record_error(ErrorKind::Tls);
+        a.merge(c);
+        assert_eq!(a.handshakes.count(), 1);
+        assert_eq!((a.handshakes.resumed, a.handshakes.tls13), (1, 1));
+        assert_eq!(a.error_count(ErrorKind::Tls), 1);
         // Long latencies are kept, not clamped to a small default range.
         a.record_response(200, Duration::from_millis(300));
         assert!(a.latency.max() >= 300_000);

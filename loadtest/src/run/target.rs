@@ -1,5 +1,5 @@
-//! Target URLs: `http://host[:port][/path][?query]`, parsed by hand and resolved once
-//! at start.
+//! Target URLs: `http[s]://host[:port][/path][?query]`, parsed by hand and resolved
+//! once at start.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -8,6 +8,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 pub struct Target {
     /// The URL as given, for reports.
     pub url: String,
+    /// `https://`: connections speak TLS (`run/tls.rs`).
+    pub tls: bool,
+    /// The host as written, without IPv6 brackets: the default TLS server name.
+    pub host: String,
     /// Where connections go (the first address the host resolves to).
     pub addr: SocketAddr,
     /// The `Host` header: the URL's authority as written.
@@ -17,12 +21,12 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses and resolves `url`. Only `http://` is supported; `https://` waits for
-    /// the TLS work.
+    /// Parses and resolves `url`.
     pub fn parse(url: &str) -> Result<Target, String> {
-        let (authority, path) = split_url(url)?;
-        let (host, port) =
-            split_authority(authority).ok_or_else(|| format!("bad host or port in URL {url:?}"))?;
+        let (tls, authority, path) = split_url(url)?;
+        let default_port = if tls { 443 } else { 80 };
+        let (host, port) = split_authority(authority, default_port)
+            .ok_or_else(|| format!("bad host or port in URL {url:?}"))?;
         let addr = (host, port)
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {host:?} in URL {url:?}: {e}"))?
@@ -30,6 +34,8 @@ impl Target {
             .ok_or_else(|| format!("{host:?} in URL {url:?} resolves to no address"))?;
         Ok(Target {
             url: url.to_string(),
+            tls,
+            host: host.to_string(),
             addr,
             authority: authority.to_string(),
             path: if path.starts_with('?') {
@@ -41,21 +47,20 @@ impl Target {
     }
 }
 
-/// `http://AUTHORITY/PATH` → (AUTHORITY, /PATH).
-fn split_url(url: &str) -> Result<(&str, &str), String> {
+/// `http[s]://AUTHORITY/PATH` → (https?, AUTHORITY, /PATH).
+fn split_url(url: &str) -> Result<(bool, &str, &str), String> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(format!("not a URL (want http://host[:port]/path): {url:?}"));
     };
-    if scheme.eq_ignore_ascii_case("https") {
+    let tls = if scheme.eq_ignore_ascii_case("https") {
+        true
+    } else if scheme.eq_ignore_ascii_case("http") {
+        false
+    } else {
         return Err(format!(
-            "https is not supported yet (plain http only): {url:?}"
+            "unsupported scheme {scheme:?} in {url:?} (want http or https)"
         ));
-    }
-    if !scheme.eq_ignore_ascii_case("http") {
-        return Err(format!(
-            "unsupported scheme {scheme:?} in {url:?} (want http)"
-        ));
-    }
+    };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, mut path) = rest.split_at(end);
     if authority.is_empty() || authority.contains('@') {
@@ -67,11 +72,11 @@ fn split_url(url: &str) -> Result<(&str, &str), String> {
     if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err(format!("spaces or control bytes in URL {url:?}"));
     }
-    Ok((authority, if path.is_empty() { "/" } else { path }))
+    Ok((tls, authority, if path.is_empty() { "/" } else { path }))
 }
 
-/// `host`, `host:port`, `[v6]`, `[v6]:port` → (host, port); port 80 by default.
-fn split_authority(authority: &str) -> Option<(&str, u16)> {
+/// `host`, `host:port`, `[v6]`, `[v6]:port` → (host, port).
+fn split_authority(authority: &str, default_port: u16) -> Option<(&str, u16)> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
         match after {
@@ -85,7 +90,7 @@ fn split_authority(authority: &str) -> Option<(&str, u16)> {
         }
     };
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
         Some(_) => return None,
     };
@@ -112,13 +117,19 @@ mod tests {
             ("[::1]:8080".parse().unwrap(), "/?q")
         );
         assert_eq!(t.authority, "[::1]:8080");
+        assert_eq!((t.host.as_str(), t.tls), ("::1", false));
+        let t = Target::parse("https://127.0.0.1/x").unwrap();
+        assert_eq!((t.addr.port(), t.tls), (443, true));
+        assert_eq!(
+            (t.host.as_str(), t.authority.as_str()),
+            ("127.0.0.1", "127.0.0.1")
+        );
     }
 
     #[test]
     fn bad_urls() {
         for bad in [
             "127.0.0.1:9001",
-            "https://127.0.0.1/",
             "ftp://127.0.0.1/",
             "http:///x",
             "http://127.0.0.1:port/",

@@ -56,9 +56,9 @@ fn run_worker(
     if index == 0 && matches!(runtime, FusionRuntime::Legacy(_)) {
         eprintln!("portico-load: io_uring unavailable, using epoll");
     }
-    // The connections hold an `Rc<Plan>`: a private copy, so nothing is shared
-    // across threads while requests are in flight.
-    let local = Rc::new(plan.clone());
+    // The connections hold an `Rc<Plan>`: a private copy (TLS session cache
+    // included), so nothing is shared across threads while requests are in flight.
+    let local = Rc::new(plan.for_worker());
     let connections = plan.connections_of(index);
     runtime.block_on(async move {
         let tally = Rc::new(RefCell::new(Tally::default()));

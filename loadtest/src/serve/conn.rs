@@ -1,5 +1,5 @@
-//! One client connection: read, parse, drain the body, answer; keep-alive and
-//! pipelining.
+//! One client connection: the TLS handshake with `--tls`, then read, parse, drain the
+//! body, answer; keep-alive and pipelining.
 //!
 //! Buffers are per connection and reused: `input` holds received bytes (`start` marks
 //! what is consumed), `output` collects the responses to every complete request in
@@ -8,11 +8,12 @@
 
 use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use rustls::ServerConnection;
 
 use super::echo::{self, FNV_OFFSET, MAX_ECHOED_BODY};
 use super::request::{self, Framing, Head, HeadError, Parsed};
@@ -20,7 +21,8 @@ use super::response::{
     self, filler, filler_chunk_frame, BodyLength, Persistence, APPLICATION_JSON, CONTINUE,
     FILL_CHUNK, INLINE_BODY_MAX, TEXT_PLAIN,
 };
-use super::Worker;
+use super::{tls, Worker};
+use crate::tls::transport::Transport;
 
 /// Initial size of the read buffer.
 const INPUT_INITIAL: usize = 16 * 1024;
@@ -61,7 +63,15 @@ struct BodySummary {
     kept: bool,
 }
 
-pub(crate) async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
+pub(crate) async fn serve_connection(socket: TcpStream, worker: Rc<Worker>) {
+    let stream = match &worker.tls {
+        None => Transport::Plain(socket),
+        Some(config) => match tls::accept(socket, Arc::clone(config)).await {
+            Ok(stream) => Transport::Tls(Box::new(stream)),
+            // The client rejected the certificate, or gave up: nothing to answer.
+            Err(_) => return,
+        },
+    };
     let mut conn = Connection {
         stream,
         input: Vec::with_capacity(INPUT_INITIAL),
@@ -74,7 +84,7 @@ pub(crate) async fn serve_connection(stream: TcpStream, worker: Rc<Worker>) {
 }
 
 struct Connection {
-    stream: TcpStream,
+    stream: Transport<ServerConnection>,
     input: Vec<u8>,
     start: usize,
     output: Vec<u8>,

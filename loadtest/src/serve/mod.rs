@@ -2,11 +2,12 @@
 //!
 //! One thread per worker, each a monoio runtime (io_uring, epoll fallback) with its
 //! own SO_REUSEPORT listener, optionally pinned to a CPU. The connection loop lives in
-//! `conn.rs`, request-head parsing in `request.rs`, response bytes in `response.rs`
-//! and the echo JSON in `echo.rs`.
+//! `conn.rs`, request-head parsing in `request.rs`, response bytes in `response.rs`,
+//! the echo JSON in `echo.rs`, and HTTPS (`--tls`) in `tls.rs`.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -16,14 +17,18 @@ use std::time::Duration;
 use clap::Args;
 use monoio::net::{ListenerOpts, TcpListener};
 use monoio::{FusionRuntime, RuntimeBuilder};
+use rustls::ServerConfig;
 
 mod conn;
 mod echo;
 mod request;
 mod response;
+mod tls;
 
 use crate::cpus::CpuList;
+use crate::Failure;
 use response::FixedResponses;
+use tls::ServerTls;
 
 /// Options of `portico-load serve`.
 #[derive(Args, Debug, Clone)]
@@ -59,6 +64,18 @@ pub struct ServeArgs {
     /// CPUs to pin workers to, e.g. `0`, `0,1` or `0-3`; worker i gets cpu[i % len].
     #[arg(long, value_parser = CpuList::parse)]
     pub cpus: Option<CpuList>,
+
+    /// Serve HTTPS (TLS 1.2 and 1.3, ALPN http/1.1) with --cert and --key.
+    #[arg(long, requires_all = ["cert", "key"])]
+    pub tls: bool,
+
+    /// PEM certificate chain for --tls, leaf first.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the --cert certificate.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub key: Option<PathBuf>,
 }
 
 /// What every connection of a worker needs; one per worker, shared by `Rc`.
@@ -67,6 +84,8 @@ pub(crate) struct Worker {
     pub args: ServeArgs,
     pub fixed: Option<FixedResponses>,
     pub hits: Arc<Hits>,
+    /// `--tls`: this worker's rustls configuration.
+    pub tls: Option<Arc<ServerConfig>>,
     /// Requests counted by this worker, for `--stall-every` (per worker by design).
     pub served: Cell<u64>,
 }
@@ -116,7 +135,18 @@ impl Hits {
 }
 
 /// Starts the workers, prints the listening line, and waits for SIGINT/SIGTERM.
-pub fn run(args: ServeArgs) -> Result<(), String> {
+/// Unusable `--cert`/`--key` files are bad input (exit status 2).
+pub fn run(args: ServeArgs) -> Result<(), Failure> {
+    let tls = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) if args.tls => {
+            Some(ServerTls::load(cert, key).map_err(Failure::BadInput)?)
+        }
+        _ => None,
+    };
+    start(args, tls.as_ref()).map_err(Failure::Failed)
+}
+
+fn start(args: ServeArgs, tls: Option<&ServerTls>) -> Result<(), String> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -137,10 +167,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             ..args.clone()
         };
         let hits = Arc::clone(&hits);
+        let tls = tls.map(ServerTls::for_worker);
         let ready = ready_tx.clone();
         thread::Builder::new()
             .name(format!("serve-{index}"))
-            .spawn(move || worker_thread(index, cpu, worker_args, hits, ready))
+            .spawn(move || worker_thread(index, cpu, worker_args, hits, tls, ready))
             .map_err(|e| format!("cannot spawn worker {index}: {e}"))?;
         match ready_rx.recv() {
             Ok(Ok(bound)) => addr = bound,
@@ -148,7 +179,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             Err(_) => return Err(format!("worker {index} exited before binding")),
         }
     }
-    println!("portico-load serve listening on {addr} (workers {workers})");
+    let scheme = if tls.is_some() { ", https" } else { "" };
+    println!("portico-load serve listening on {addr} (workers {workers}{scheme})");
 
     if signals.forever().next().is_some() {
         std::process::exit(0);
@@ -161,6 +193,7 @@ fn worker_thread(
     cpu: Option<usize>,
     args: ServeArgs,
     hits: Arc<Hits>,
+    tls: Option<Arc<ServerConfig>>,
     ready: mpsc::Sender<Result<SocketAddr, String>>,
 ) {
     if let Some(id) = cpu {
@@ -208,6 +241,7 @@ fn worker_thread(
             args,
             fixed,
             hits,
+            tls,
             served: Cell::new(0),
         });
         let _ = ready.send(Ok(bound));
@@ -244,12 +278,16 @@ mod tests {
             stall_ms: Some(100),
             workers: 1,
             cpus: None,
+            tls: false,
+            cert: None,
+            key: None,
         };
         let worker = Worker {
             index: 0,
             args,
             fixed: None,
             hits: Arc::new(Hits::new(1)),
+            tls: None,
             served: Cell::new(0),
         };
         let delays: Vec<u64> = (0..6).map(|_| worker.count_request()).collect();

@@ -1,0 +1,202 @@
+//! A TLS stream over a monoio `TcpStream`: a rustls connection driven with owned
+//! buffers (io_uring's model: the kernel holds a buffer while it reads into it).
+//!
+//! The design is the gateway's `TlsStream` (`src/tls/stream.rs` in the root crate,
+//! which this crate must not depend on): ciphertext is read from the socket into one
+//! reused buffer and handed to rustls, the records rustls produces are written from
+//! another, and plaintext passes through rustls' reader and writer. Written again here
+//! and smaller: only what the load tool and its test server use (read, write_all,
+//! shutdown; no vectored I/O), and a read hands rustls only as much of the caller's
+//! buffer as rustls has plaintext for, zeroed first, so no uninitialized memory is
+//! ever seen as a slice.
+
+use std::io::{self, Read, Write};
+use std::ops::{Deref, DerefMut};
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+use rustls::{ConnectionCommon, IoState, SideData};
+
+/// Ciphertext read window: one full TLS record plus headroom.
+const CIPHERTEXT_BUFFER: usize = 18 * 1024;
+
+/// A TLS connection (`C` is `rustls::ClientConnection` or `ServerConnection`).
+pub struct TlsStream<C> {
+    io: TcpStream,
+    conn: C,
+    /// Ciphertext read from the socket; `incoming[in_pos..]` not yet given to rustls.
+    incoming: Vec<u8>,
+    in_pos: usize,
+    /// Ciphertext rustls produced, about to be written.
+    outgoing: Vec<u8>,
+    /// The socket reached end of stream.
+    eof: bool,
+}
+
+impl<C, SD> TlsStream<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
+    SD: SideData,
+{
+    pub fn new(io: TcpStream, conn: C) -> Self {
+        TlsStream {
+            io,
+            conn,
+            incoming: Vec::with_capacity(CIPHERTEXT_BUFFER),
+            in_pos: 0,
+            outgoing: Vec::with_capacity(CIPHERTEXT_BUFFER),
+            eof: false,
+        }
+    }
+
+    /// The rustls session: protocol version, resumption, SNI.
+    pub fn session(&self) -> &C {
+        &self.conn
+    }
+
+    /// Runs the handshake to completion (the caller bounds it with a timeout). A
+    /// rustls error (a certificate not accepted, no common version) comes back as
+    /// `InvalidData` wrapping the `rustls::Error`.
+    pub async fn handshake(&mut self) -> io::Result<()> {
+        while self.conn.is_handshaking() {
+            if self.conn.wants_write() {
+                self.flush_tls().await?;
+                continue;
+            }
+            let handed = self.fill().await?;
+            self.process().await?;
+            if handed == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection during the TLS handshake",
+                ));
+            }
+        }
+        // The last flight (and, on a server, session tickets).
+        self.flush_tls().await
+    }
+
+    /// Reads plaintext into `buf`'s free space (`bytes_total` from `write_ptr`, as
+    /// monoio's sockets do): at least one byte, or 0 at the end of the stream — a
+    /// close_notify, or the socket closing without one (the HTTP framing above
+    /// notices a message cut short).
+    pub async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        loop {
+            let state = match self.process().await {
+                Ok(state) => state,
+                Err(e) => return (Err(e), buf),
+            };
+            let ready = state.plaintext_bytes_to_read().min(buf.bytes_total());
+            if ready > 0 {
+                // SAFETY: an `IoBufMut` owns `bytes_total()` writable bytes at
+                // `write_ptr()`, and this call owns the buffer until it returns. The
+                // first `ready` of them are zeroed before a slice over them is made;
+                // `set_init` covers exactly the bytes rustls wrote.
+                let dst = unsafe {
+                    std::ptr::write_bytes(buf.write_ptr(), 0, ready);
+                    std::slice::from_raw_parts_mut(buf.write_ptr(), ready)
+                };
+                return match self.conn.reader().read(dst) {
+                    Ok(n) => {
+                        unsafe { buf.set_init(n) };
+                        (Ok(n), buf)
+                    }
+                    Err(e) => (Err(e), buf),
+                };
+            }
+            if state.peer_has_closed() || self.eof {
+                return (Ok(0), buf);
+            }
+            // A key update or a post-handshake message may want an answer.
+            if let Err(e) = self.flush_tls().await {
+                return (Err(e), buf);
+            }
+            if let Err(e) = self.fill().await {
+                return (Err(e), buf);
+            }
+        }
+    }
+
+    /// Encrypts and writes all of `buf`'s initialized bytes.
+    pub async fn write_all<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: an `IoBuf` owns `bytes_init()` initialized bytes at `read_ptr()`; the
+        // buffer stays with this call (unmoved, unchanged) while the slice is used.
+        let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+        let mut done = 0;
+        while done < src.len() {
+            // rustls takes up to its plaintext buffer limit; the flush empties it.
+            match self.conn.writer().write(&src[done..]) {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => done += n,
+                Err(e) => return (Err(e), buf),
+            }
+            if let Err(e) = self.flush_tls().await {
+                return (Err(e), buf);
+            }
+        }
+        (Ok(done), buf)
+    }
+
+    /// Sends close_notify and shuts the socket's write side.
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        let _ = self.flush_tls().await;
+        self.io.shutdown().await
+    }
+
+    /// Gives rustls more ciphertext: what is buffered, else one socket read. Returns
+    /// the bytes handed over; 0 at the end of the stream (and `eof` set).
+    async fn fill(&mut self) -> io::Result<usize> {
+        if self.in_pos == self.incoming.len() {
+            if self.eof {
+                return Ok(0);
+            }
+            self.incoming.clear();
+            self.in_pos = 0;
+            if self.incoming.capacity() == 0 {
+                // A cancelled read (a timeout) kept the buffer.
+                self.incoming.reserve(CIPHERTEXT_BUFFER);
+            }
+            let buf = std::mem::take(&mut self.incoming);
+            let (res, buf) = self.io.read(buf).await;
+            self.incoming = buf;
+            if res? == 0 {
+                self.eof = true;
+                // Tell rustls the transport ended.
+                let _ = self.conn.read_tls(&mut io::empty());
+                return Ok(0);
+            }
+        }
+        let mut pending = &self.incoming[self.in_pos..];
+        let n = self.conn.read_tls(&mut pending)?;
+        self.in_pos += n;
+        Ok(n)
+    }
+
+    /// Lets rustls process what it was given; on an error, sends the alert rustls
+    /// queued for the peer (best effort).
+    async fn process(&mut self) -> io::Result<IoState> {
+        match self.conn.process_new_packets() {
+            Ok(state) => Ok(state),
+            Err(e) => {
+                let _ = self.flush_tls().await;
+                Err(io::Error::new(io::ErrorKind::InvalidData, e))
+            }
+        }
+    }
+
+    /// Writes every record rustls has ready.
+    async fn flush_tls(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            self.outgoing.clear();
+            self.conn.write_tls(&mut self.outgoing)?;
+            let buf = std::mem::take(&mut self.outgoing);
+            let (res, buf) = self.io.write_all(buf).await;
+            self.outgoing = buf;
+            res?;
+        }
+        Ok(())
+    }
+}
