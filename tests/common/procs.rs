@@ -231,6 +231,23 @@ impl Gateway {
     }
 
     pub fn start_with(config: &str, env: &[(&str, &str)], taskset: Option<&str>) -> Gateway {
+        // A port free a moment ago can be taken meanwhile (another test's listener,
+        // or the ephemeral source port of some connection): then try other ports.
+        for _ in 0..3 {
+            match Gateway::try_start(config, env, taskset) {
+                Ok(gw) => return gw,
+                Err(stderr) if stderr.contains("Address already in use") => continue,
+                Err(stderr) => panic!("gateway did not listen:\n{stderr}"),
+            }
+        }
+        panic!("gateway did not listen: its ports were taken three times")
+    }
+
+    fn try_start(
+        config: &str,
+        env: &[(&str, &str)],
+        taskset: Option<&str>,
+    ) -> Result<Gateway, String> {
         let port = free_port();
         let admin_port = free_port();
         let port2 = free_port();
@@ -254,14 +271,13 @@ impl Gateway {
             config: path,
             proc,
         };
-        if !wait_for_port(port, Duration::from_secs(10)) {
+        let admin_up =
+            || !config.contains("{admin}") || wait_for_port(admin_port, Duration::from_secs(10));
+        if !wait_for_port(port, Duration::from_secs(10)) || !admin_up() {
             let code = gw.proc.wait_exit(Duration::from_millis(100));
-            panic!(
-                "gateway did not listen (exit {code:?}):\n{}",
-                gw.proc.stderr_text()
-            );
+            return Err(format!("(exit {code:?}) {}", gw.proc.stderr_text()));
         }
-        gw
+        Ok(gw)
     }
 
     pub fn client(&self) -> super::Client {
