@@ -13,7 +13,7 @@ use rustls::{ServerConfig, ServerConnection, SupportedProtocolVersion};
 
 use super::certs::{load_certified_key, load_roots, provider};
 use super::sni::SniResolver;
-use super::stream::TlsStream;
+use portico_tls_stream::TlsStream;
 
 static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
 

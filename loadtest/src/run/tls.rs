@@ -15,18 +15,15 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use monoio::net::TcpStream;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::ServerName;
 use rustls::{
-    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
-    SignatureScheme, SupportedProtocolVersion,
+    CertificateError, ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVersion,
 };
 
 use super::target::Target;
-use crate::tls::stream::TlsStream;
 use crate::tls::{pem, provider};
+use portico_tls_stream::{AnyServerCertificate, TlsStream};
 
 static TLS12_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
@@ -112,7 +109,7 @@ impl TlsClient {
             .with_protocol_versions(versions)
             .map_err(|e| format!("TLS versions: {e}"))?;
         let (builder, verify) = if args.insecure {
-            let verifier = Arc::new(NoVerification(provider()));
+            let verifier = Arc::new(AnyServerCertificate(provider()));
             let builder = builder
                 .dangerous()
                 .with_custom_certificate_verifier(verifier);
@@ -272,56 +269,6 @@ fn system_roots() -> Result<RootCertStore, String> {
         );
     }
     Ok(roots)
-}
-
-/// `--insecure`: accepts any certificate for any name. Handshake signatures are still
-/// checked, so the server must hold the key of the certificate it sends.
-#[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

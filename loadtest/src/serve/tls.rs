@@ -11,8 +11,8 @@ use monoio::net::TcpStream;
 use rustls::server::ServerSessionMemoryCache;
 use rustls::{ServerConfig, ServerConnection};
 
-use crate::tls::stream::TlsStream;
 use crate::tls::{pem, provider};
+use portico_tls_stream::TlsStream;
 
 /// Sessions remembered per worker for session-ID resumption (TLS 1.2 clients that
 /// do not take tickets).

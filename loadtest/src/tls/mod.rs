@@ -1,7 +1,8 @@
 //! TLS for both sides of the tool, on rustls with the ring provider only (the
 //! gateway's choice; never aws-lc-rs).
 //!
-//! - `stream.rs`: a rustls connection driven over a monoio socket with owned buffers;
+//! - the stream itself is `portico_tls_stream::TlsStream` (crates/tls-stream), the
+//!   same one the gateway uses;
 //! - `transport.rs`: a socket that is plain TCP or TLS, for code that serves both;
 //! - `pem.rs`: certificates and keys from PEM files.
 //!
@@ -13,7 +14,6 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 
 pub mod pem;
-pub mod stream;
 pub mod transport;
 
 /// The crypto provider of every TLS context: rustls on ring.

@@ -11,7 +11,7 @@ use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::{ConnectionCommon, SideData};
 
-use super::stream::TlsStream;
+use portico_tls_stream::TlsStream;
 
 pub enum Transport<C> {
     Plain(TcpStream),

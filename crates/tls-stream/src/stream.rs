@@ -1,19 +1,13 @@
-//! A TLS stream over a monoio `TcpStream`: a rustls connection driven with owned
-//! buffers (io_uring's model: the kernel holds a buffer while it reads into it).
-//!
-//! The design is the gateway's `TlsStream` (`src/tls/stream.rs` in the root crate,
-//! which this crate must not depend on): ciphertext is read from the socket into one
-//! reused buffer and handed to rustls, the records rustls produces are written from
-//! another, and plaintext passes through rustls' reader and writer. Written again here
-//! and smaller: only what the load tool and its test server use (read, write_all,
-//! shutdown; no vectored I/O), and a read hands rustls only as much of the caller's
-//! buffer as rustls has plaintext for, zeroed first, so no uninitialized memory is
-//! ever seen as a slice.
+//! The TLS stream: ciphertext is read from the socket into one reused buffer and
+//! handed to rustls, the records rustls produces are written from another, and
+//! plaintext passes through rustls' reader and writer. A read hands rustls only as
+//! much of the caller's buffer as rustls has plaintext for, zeroed first, so no
+//! uninitialized memory is ever seen as a slice.
 
 use std::io::{self, Read, Write};
 use std::ops::{Deref, DerefMut};
 
-use monoio::buf::{IoBuf, IoBufMut};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
@@ -82,7 +76,7 @@ where
     /// monoio's sockets do): at least one byte, or 0 at the end of the stream — a
     /// close_notify, or the socket closing without one (the HTTP framing above
     /// notices a message cut short).
-    pub async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+    async fn read_plaintext<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         loop {
             let state = match self.process().await {
                 Ok(state) => state,
@@ -120,7 +114,7 @@ where
     }
 
     /// Encrypts and writes all of `buf`'s initialized bytes.
-    pub async fn write_all<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+    async fn write_plaintext<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         // SAFETY: an `IoBuf` owns `bytes_init()` initialized bytes at `read_ptr()`; the
         // buffer stays with this call (unmoved, unchanged) while the slice is used.
         let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
@@ -140,7 +134,7 @@ where
     }
 
     /// Sends close_notify and shuts the socket's write side.
-    pub async fn shutdown(&mut self) -> io::Result<()> {
+    async fn close(&mut self) -> io::Result<()> {
         self.conn.send_close_notify();
         let _ = self.flush_tls().await;
         self.io.shutdown().await
@@ -198,5 +192,56 @@ where
             res?;
         }
         Ok(())
+    }
+}
+
+impl<C, SD> AsyncReadRent for TlsStream<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
+    SD: SideData,
+{
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.read_plaintext(buf).await
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        // SAFETY: the raw buffer views the first iovec of `buf`, which this call owns
+        // until it returns.
+        let n = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
+            Some(raw) => self.read_plaintext(raw).await.0,
+            None => Ok(0),
+        };
+        if let Ok(n) = n {
+            unsafe { buf.set_init(n) };
+        }
+        (n, buf)
+    }
+}
+
+impl<C, SD> AsyncWriteRent for TlsStream<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
+    SD: SideData,
+{
+    /// Encrypts and sends all of `buf` (so `write_all` makes one pass).
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.write_plaintext(buf).await
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: the raw buffer views the first iovec of `buf`, owned by this call.
+        let n = match unsafe { RawBuf::new_from_iovec(&buf) } {
+            Some(raw) => self.write_plaintext(raw).await.0,
+            None => Ok(0),
+        };
+        (n, buf)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.flush_tls().await
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.close().await
     }
 }
