@@ -327,3 +327,47 @@ fn access_log_lines_go_to_the_configured_file() {
     assert!(line.contains("\"GET /a?b=1 HTTP/1.1\" 201 "), "{line}");
     assert!(line.ends_with(" hello - trace-me"), "{line}");
 }
+
+/// A gateway with a 1 s upstream and a request in flight to it.
+fn draining_gateway(up: &Upstream) -> (Gateway, std::thread::JoinHandle<Option<common::Response>>) {
+    let gw = Gateway::start(&format!(
+        "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nworkers = 1\ndrain_timeout_ms = 5000\n[log]\naccess_log = \"off\"\n\
+         [[upstream]]\nname = \"slow\"\nendpoints = [\"{}\"]\n[[route]]\nname = \"slow\"\nupstream = \"slow\"\n",
+        up.addr()
+    ));
+    let port = gw.port;
+    let slow = std::thread::spawn(move || {
+        let mut c = common::Client::connect(port);
+        c.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
+        c.response()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    (gw, slow)
+}
+
+#[test]
+fn a_different_stop_signal_during_the_drain_lets_it_finish() {
+    let up = Upstream::start(&["--delay-ms", "1000"]);
+    let (mut gw, slow) = draining_gateway(&up);
+    gw.proc.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(100));
+    gw.proc.signal(libc::SIGTERM);
+    let r = slow
+        .join()
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(r.status, 200);
+    assert_eq!(gw.proc.wait_exit(Duration::from_secs(5)), Some(0));
+}
+
+#[test]
+fn the_same_stop_signal_twice_exits_at_once() {
+    let up = Upstream::start(&["--delay-ms", "3000"]);
+    let (mut gw, _slow) = draining_gateway(&up);
+    gw.proc.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(100));
+    let second = Instant::now();
+    gw.proc.signal(libc::SIGINT);
+    assert_eq!(gw.proc.wait_exit(Duration::from_secs(2)), Some(1));
+    assert!(second.elapsed() < Duration::from_secs(1));
+}

@@ -119,14 +119,26 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     std::thread::Builder::new()
         .name("portico-signals".into())
         .spawn(move || {
-            let mut stops = 0;
+            // The same stop signal twice (Ctrl-C, Ctrl-C) exits at once. A different
+            // one does not: a supervisor's SIGTERM after a terminal's SIGINT (both sent
+            // on one Ctrl-C to a script that also stops its children) must not cut
+            // the drain short.
+            let mut first_stop = None;
             for sig in signals.forever() {
                 if sig != SIGHUP {
-                    stops += 1;
-                }
-                if stops >= 2 {
-                    tracing::warn!("signal {sig} again: exiting without waiting for the drain");
-                    std::process::exit(1);
+                    match first_stop {
+                        None => first_stop = Some(sig),
+                        Some(first) if first == sig => {
+                            tracing::warn!(
+                                "signal {sig} again: exiting without waiting for the drain"
+                            );
+                            std::process::exit(1);
+                        }
+                        Some(_) => {
+                            tracing::info!("signal {sig}: already draining");
+                            continue;
+                        }
+                    }
                 }
                 let _ = signal_tx.send(sig);
             }
@@ -134,7 +146,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     let sig = control::serve_until_stopped(&snapshot, &commands, &signal_rx);
     tracing::info!(
-        "signal {sig}: draining (up to {} ms); a second signal exits at once",
+        "signal {sig}: draining (up to {} ms); the same signal again exits at once",
         snapshot.server.drain_timeout.as_millis()
     );
     if let Some(a) = &admin {
