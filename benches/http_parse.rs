@@ -5,31 +5,14 @@
 //!
 //!     cargo bench --bench http_parse
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use portico::http::{parse_request, HeadLimits, Parsed, RequestHead};
 
-/// Counts allocations, so the bench can show that a warm parse makes none.
-struct CountingAlloc;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 /// The gateway's default limits (config/schema.rs).
 const LIMITS: HeadLimits = HeadLimits {
@@ -162,11 +145,11 @@ fn main() {
     // A warm RequestHead keeps its header vector: parsing allocates nothing.
     let mut head = RequestHead::default();
     let _ = parse_request(&large, &LIMITS, &mut head);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = counting_alloc::allocations();
     for buf in [MINIMAL, &typical, &large] {
         black_box(parse_request(buf, &LIMITS, &mut head).is_ok());
     }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocations = counting_alloc::allocations() - before;
     println!("parse_request allocations for 3 heads on a warm RequestHead: {allocations}");
     assert_eq!(allocations, 0, "a warm parse must not allocate");
 }

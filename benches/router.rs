@@ -4,32 +4,15 @@
 //!
 //!     cargo bench --bench router
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use portico::route::{
     normalize_path, HeaderLookup, HeaderMatch, PathMatch, RouteMatch, RouteSpec, RouteTable,
 };
 
-/// Counts allocations, so the bench can show that `find` makes none.
-struct CountingAlloc;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 /// Request headers as a parser would hand them over: a handful of pairs.
 struct Headers(Vec<(&'static [u8], &'static [u8])>);
@@ -219,7 +202,7 @@ fn main() {
         "the bench's requests hit the routes meant"
     );
 
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = counting_alloc::allocations();
     for request in [
         &prefix_hit,
         &exact_hit,
@@ -230,7 +213,7 @@ fn main() {
     ] {
         black_box(large.find(Some(request.host), request.path, request.method, &headers));
     }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocations = counting_alloc::allocations() - before;
     println!("find allocations for 6 Found/NotFound lookups: {allocations}");
     assert_eq!(
         allocations, 0,

@@ -204,30 +204,8 @@ fn pinning_follows_the_cpu_set_the_process_started_with() {
 #[test]
 fn sigterm_drains_an_in_flight_slow_request_then_exits_zero() {
     let up = Upstream::start(&["--delay-ms", "1000"]);
-    let mut gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-workers = 1
-drain_timeout_ms = 5000
-[log]
-access_log = "off"
-[[upstream]]
-name = "slow"
-endpoints = ["{}"]
-[[route]]
-name = "slow"
-upstream = "slow"
-"#,
-        up.addr()
-    ));
+    let (mut gw, slow) = draining_gateway(&up, 5000);
     let port = gw.port;
-    let slow = std::thread::spawn(move || {
-        let mut c = common::Client::connect(port);
-        c.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
-        c.response()
-    });
-    std::thread::sleep(Duration::from_millis(300));
     let signalled = Instant::now();
     gw.proc.signal(libc::SIGTERM);
     // New connections are refused while the slow request is still running.
@@ -250,26 +228,7 @@ upstream = "slow"
 #[test]
 fn drain_gives_up_after_the_drain_timeout() {
     let up = Upstream::start(&["--delay-ms", "10000"]);
-    let mut gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-workers = 1
-drain_timeout_ms = 500
-[log]
-access_log = "off"
-[[upstream]]
-name = "slow"
-endpoints = ["{}"]
-[[route]]
-name = "slow"
-upstream = "slow"
-"#,
-        up.addr()
-    ));
-    let mut c = gw.client();
-    c.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
-    std::thread::sleep(Duration::from_millis(200));
+    let (mut gw, _slow) = draining_gateway(&up, 500);
     let signalled = Instant::now();
     gw.proc.signal(libc::SIGTERM);
     assert_eq!(gw.proc.wait_exit(Duration::from_secs(5)), Some(0));
@@ -328,10 +287,13 @@ fn access_log_lines_go_to_the_configured_file() {
     assert!(line.ends_with(" hello - trace-me"), "{line}");
 }
 
-/// A gateway with a 1 s upstream and a request in flight to it.
-fn draining_gateway(up: &Upstream) -> (Gateway, std::thread::JoinHandle<Option<common::Response>>) {
+/// A gateway in front of `up` (a slow upstream) with one request in flight to it.
+fn draining_gateway(
+    up: &Upstream,
+    drain_timeout_ms: u64,
+) -> (Gateway, std::thread::JoinHandle<Option<common::Response>>) {
     let gw = Gateway::start(&format!(
-        "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nworkers = 1\ndrain_timeout_ms = 5000\n[log]\naccess_log = \"off\"\n\
+        "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nworkers = 1\ndrain_timeout_ms = {drain_timeout_ms}\n[log]\naccess_log = \"off\"\n\
          [[upstream]]\nname = \"slow\"\nendpoints = [\"{}\"]\n[[route]]\nname = \"slow\"\nupstream = \"slow\"\n",
         up.addr()
     ));
@@ -348,7 +310,7 @@ fn draining_gateway(up: &Upstream) -> (Gateway, std::thread::JoinHandle<Option<c
 #[test]
 fn a_different_stop_signal_during_the_drain_lets_it_finish() {
     let up = Upstream::start(&["--delay-ms", "1000"]);
-    let (mut gw, slow) = draining_gateway(&up);
+    let (mut gw, slow) = draining_gateway(&up, 5000);
     gw.proc.signal(libc::SIGINT);
     std::thread::sleep(Duration::from_millis(100));
     gw.proc.signal(libc::SIGTERM);
@@ -363,7 +325,7 @@ fn a_different_stop_signal_during_the_drain_lets_it_finish() {
 #[test]
 fn the_same_stop_signal_twice_exits_at_once() {
     let up = Upstream::start(&["--delay-ms", "3000"]);
-    let (mut gw, _slow) = draining_gateway(&up);
+    let (mut gw, _slow) = draining_gateway(&up, 5000);
     gw.proc.signal(libc::SIGINT);
     std::thread::sleep(Duration::from_millis(100));
     let second = Instant::now();
