@@ -32,6 +32,20 @@ pub struct RequestHead {
     pub is_head: bool,
 }
 
+impl RequestHead {
+    /// The value of the first header named `name` (any case), from `src`, the bytes
+    /// the head was parsed from.
+    pub fn header<'b>(&self, src: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
+        self.headers.iter().find_map(|h| {
+            if src.get(h.name.clone())?.eq_ignore_ascii_case(name) {
+                src.get(h.value.clone())
+            } else {
+                None
+            }
+        })
+    }
+}
+
 /// The outcome of one parse attempt.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {

@@ -308,13 +308,6 @@ pub(crate) struct HeadHeaders<'a> {
 
 impl HeaderLookup for HeadHeaders<'_> {
     fn get(&self, lowercase_name: &[u8]) -> Option<&[u8]> {
-        self.head.headers.iter().find_map(|h| {
-            let name = self.bytes.get(h.name.clone())?;
-            if name.eq_ignore_ascii_case(lowercase_name) {
-                self.bytes.get(h.value.clone())
-            } else {
-                None
-            }
-        })
+        self.head.header(self.bytes, lowercase_name)
     }
 }

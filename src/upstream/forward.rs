@@ -555,24 +555,13 @@ fn pick_endpoint<'u, S: Io>(
 ) -> &'u Endpoint {
     let ip = conn.peer.ip();
     let key = match &upstream.balance {
-        BalancePolicy::Hash(HashOn::Header(name)) => {
-            header_value(conn, name.as_bytes()).map_or(HashKey::Ip(ip), HashKey::Bytes)
-        }
+        BalancePolicy::Hash(HashOn::Header(name)) => conn
+            .head
+            .header(conn.head_bytes(), name.as_bytes())
+            .map_or(HashKey::Ip(ip), HashKey::Bytes),
         _ => HashKey::Ip(ip),
     };
     ctx.balancer.pick(index, upstream, key)
-}
-
-fn header_value<'a, S: Io>(conn: &'a ClientConn<S>, name: &[u8]) -> Option<&'a [u8]> {
-    let bytes = conn.head_bytes();
-    conn.head.headers.iter().find_map(|h| {
-        let n = bytes.get(h.name.clone())?;
-        if n.eq_ignore_ascii_case(name) {
-            bytes.get(h.value.clone())
-        } else {
-            None
-        }
-    })
 }
 
 /// Moves the request body bytes already buffered behind the head into `conn.wbuf`.
