@@ -67,9 +67,7 @@ impl<'a> RequestParts<'a> {
 
     /// The first value of header `name`.
     pub fn header(&self, name: &[u8]) -> Option<&'a [u8]> {
-        self.lines()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        crate::http::find_header(self.bytes, self.headers, name)
     }
 }
 

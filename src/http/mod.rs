@@ -21,7 +21,7 @@ pub use forwarded::{
     finish_head, write_client_response, write_upstream_request, HeaderEdit, UpstreamRequest,
 };
 pub use headers::{is_hop_by_hop, ConnectionTokens};
-pub use request::{parse_request, HeadLimits, Parsed, RequestHead};
+pub use request::{find_header, parse_request, HeadLimits, Parsed, RequestHead};
 pub use response::{parse_response, ResponseHead};
 pub use status::reason_phrase;
 

@@ -36,14 +36,19 @@ impl RequestHead {
     /// The value of the first header named `name` (any case), from `src`, the bytes
     /// the head was parsed from.
     pub fn header<'b>(&self, src: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
-        self.headers.iter().find_map(|h| {
-            if src.get(h.name.clone())?.eq_ignore_ascii_case(name) {
-                src.get(h.value.clone())
-            } else {
-                None
-            }
-        })
+        find_header(src, &self.headers, name)
     }
+}
+
+/// The value of the first of `headers` (offsets into `src`) named `name`, any case.
+pub fn find_header<'b>(src: &'b [u8], headers: &[HeaderRange], name: &[u8]) -> Option<&'b [u8]> {
+    headers.iter().find_map(|h| {
+        if src.get(h.name.clone())?.eq_ignore_ascii_case(name) {
+            src.get(h.value.clone())
+        } else {
+            None
+        }
+    })
 }
 
 /// The outcome of one parse attempt.
