@@ -4,10 +4,21 @@
 //! with `503` and `Connection: close` (and counted), rather than left waiting in the
 //! backlog: clients and load balancers see a clear, fast refusal. A TLS connection
 //! past the cap is closed without a handshake (answering it would cost a handshake).
+//! When the process is out of file descriptors, waiting clients are refused the same
+//! way with a spare descriptor ([`FdShortage`]), and the loop backs off.
 //!
 //! On a TLS listener each accepted connection runs its handshake in its own task,
 //! bounded by the listener's `handshake_timeout_ms`, before it is served.
+//!
+//! When the worker drains, the loop stops, takes the connections already waiting in
+//! the listener's queue (the kernel would reset them when the listener closes: see
+//! docs/operations.md, "Takeover"), serves their first request, and closes the
+//! listener.
 
+use std::io::{Read, Write};
+use std::mem::ManuallyDrop;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -18,6 +29,7 @@ use crate::observe::Counters;
 use crate::tls;
 
 use super::connection::{serve, ConnMeta};
+use super::fd_shortage::{is_fd_exhaustion, FdShortage};
 use super::worker::WorkerCtx;
 
 /// What a listener speaks.
@@ -28,57 +40,147 @@ pub enum ListenerKind {
     Tls(usize),
 }
 
+/// Most connections taken from the queue when the drain begins (the backlog bounds
+/// the queue anyway; this bounds the loop).
+const DRAIN_SWEEP_MAX: usize = 65_536;
+
 pub async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKind) {
+    let mut shortage = FdShortage::new();
     loop {
         let accepted = monoio::select! {
             a = listener.accept() => a,
-            _ = ctx.drain.raised() => return,
+            _ = ctx.drain.raised() => break,
         };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(worker = ctx.id, error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(10)).await;
-                continue;
+        match accepted {
+            Ok((stream, peer)) => {
+                shortage.recovered();
+                let _ = stream.set_nodelay(true);
+                start_connection(&ctx, stream, peer, kind, ConnMeta::plain());
             }
+            Err(e) if is_fd_exhaustion(&e) => {
+                Counters::bump(&ctx.counters.accept_fd_exhausted);
+                shortage.note_failure(ctx.id, &e);
+                if !refuse_with_spare(&ctx, &listener, kind, &mut shortage) {
+                    let wait = shortage.next_backoff();
+                    monoio::select! {
+                        _ = monoio::time::sleep(wait) => {},
+                        _ = ctx.drain.raised() => break,
+                    }
+                }
+            }
+            Err(e) => {
+                // A client that reset before it was accepted, and the like.
+                tracing::debug!(worker = ctx.id, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    take_waiting(&ctx, &listener, kind);
+}
+
+/// Starts serving an accepted connection in its own task, or refuses it when the
+/// worker is at `max_connections_per_worker`.
+fn start_connection(
+    ctx: &Rc<WorkerCtx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    meta: ConnMeta,
+) {
+    if ctx.active_connections.get() >= ctx.max_connections() {
+        Counters::bump(&ctx.counters.connections_rejected);
+        if let ListenerKind::Plain = kind {
+            monoio::spawn(refuse(stream));
+        }
+        return;
+    }
+    Counters::bump(&ctx.counters.connections_accepted);
+    ctx.active_connections.set(ctx.active_connections.get() + 1);
+    let conn_ctx = ctx.clone();
+    monoio::spawn(async move {
+        match kind {
+            ListenerKind::Plain => serve(conn_ctx.clone(), stream, peer, meta).await,
+            ListenerKind::Tls(index) => serve_tls(&conn_ctx, stream, peer, index, meta).await,
+        }
+        conn_ctx
+            .active_connections
+            .set(conn_ctx.active_connections.get() - 1);
+    });
+}
+
+/// Out of descriptors: closes the spare, accepts one waiting client with the
+/// descriptor that frees, refuses it (503 on plaintext, a close on TLS) and reopens
+/// the spare. False when there was no spare or no client could be taken.
+fn refuse_with_spare(
+    ctx: &WorkerCtx,
+    listener: &TcpListener,
+    kind: ListenerKind,
+    shortage: &mut FdShortage,
+) -> bool {
+    if !shortage.release_spare() {
+        return false;
+    }
+    let refused = match accept_now(listener) {
+        Ok((mut stream, _)) => {
+            Counters::bump(&ctx.counters.connections_rejected);
+            if let ListenerKind::Plain = kind {
+                // Never wait: read what the client sent so far (closing over unread
+                // bytes would send a reset that can discard the answer), answer (a
+                // fresh socket's send buffer takes it at once), and close.
+                let _ = stream.set_nonblocking(true);
+                let _ = stream.read(&mut [0u8; 2048]);
+                let _ = stream.write(OVERLOADED_NO_FD);
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+            }
+            true
+        }
+        Err(_) => false,
+    };
+    shortage.restore_spare();
+    refused
+}
+
+/// The drain began: takes the connections already waiting in the listener's queue
+/// and serves their first request, so that closing the listener resets none of them.
+fn take_waiting(ctx: &Rc<WorkerCtx>, listener: &TcpListener, kind: ListenerKind) {
+    for _ in 0..DRAIN_SWEEP_MAX {
+        let Ok((stream, peer)) = accept_now(listener) else {
+            return; // empty (WouldBlock), or out of descriptors: nothing more to take
         };
         let _ = stream.set_nodelay(true);
-        let limit = ctx.max_connections();
-        if ctx.active_connections.get() >= limit {
-            ctx.counters
-                .connections_rejected
-                .set(ctx.counters.connections_rejected.get() + 1);
-            if let ListenerKind::Plain = kind {
-                monoio::spawn(refuse(stream));
-            }
-            continue;
-        }
-        ctx.counters
-            .connections_accepted
-            .set(ctx.counters.connections_accepted.get() + 1);
-        ctx.active_connections.set(ctx.active_connections.get() + 1);
-        let conn_ctx = ctx.clone();
-        monoio::spawn(async move {
-            match kind {
-                ListenerKind::Plain => {
-                    serve(conn_ctx.clone(), stream, peer, ConnMeta::plain()).await
-                }
-                ListenerKind::Tls(index) => serve_tls(&conn_ctx, stream, peer, index).await,
-            }
-            conn_ctx
-                .active_connections
-                .set(conn_ctx.active_connections.get() - 1);
-        });
+        let stream = match stream
+            .set_nonblocking(true)
+            .and_then(|()| TcpStream::from_std(stream))
+        {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        let meta = ConnMeta {
+            accepted_while_draining: true,
+            ..ConnMeta::plain()
+        };
+        start_connection(ctx, stream, peer, kind, meta);
     }
+}
+
+/// One `accept(2)` on the listener's non-blocking socket, outside the runtime: it
+/// answers at once (`WouldBlock` when the queue is empty) and never leaves an
+/// operation in flight that could complete after its caller gave up.
+fn accept_now(listener: &TcpListener) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+    // SAFETY: the descriptor stays owned by `listener` (ManuallyDrop never closes
+    // it); the std view only lives for this call.
+    let std =
+        ManuallyDrop::new(unsafe { std::net::TcpListener::from_raw_fd(listener.as_raw_fd()) });
+    std.accept()
 }
 
 /// Handshakes, then serves; failures and timeouts are counted and logged at debug.
 async fn serve_tls(
     ctx: &Rc<WorkerCtx>,
     stream: TcpStream,
-    peer: std::net::SocketAddr,
+    peer: SocketAddr,
     index: usize,
+    meta: ConnMeta,
 ) {
     let snapshot = ctx.snapshot();
     let Some(listener) = snapshot.server.tls.get(index) else {
@@ -109,6 +211,7 @@ async fn serve_tls(
                 ConnMeta {
                     secure: true,
                     client_subject: subject,
+                    ..meta
                 },
             )
             .await;
@@ -126,6 +229,9 @@ async fn serve_tls(
 
 const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 61\r\nconnection: close\r\nretry-after: 1\r\n\r\n{\"error\": \"too many connections on this worker, retry later\"}";
 
+/// The same refusal when the process is out of file descriptors.
+const OVERLOADED_NO_FD: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 57\r\nconnection: close\r\nretry-after: 1\r\n\r\n{\"error\": \"gateway out of file descriptors, retry later\"}";
+
 async fn refuse(mut stream: TcpStream) {
     let _ = monoio::time::timeout(Duration::from_secs(1), stream.write_all(OVERLOADED)).await;
 }
@@ -133,9 +239,11 @@ async fn refuse(mut stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn overloaded_response_length_matches_body() {
-        let text = std::str::from_utf8(super::OVERLOADED).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("content-length: {}", body.len())));
+    fn overloaded_responses_lengths_match_their_bodies() {
+        for answer in [super::OVERLOADED, super::OVERLOADED_NO_FD] {
+            let text = std::str::from_utf8(answer).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(head.contains(&format!("content-length: {}", body.len())));
+        }
     }
 }

@@ -28,6 +28,9 @@ pub struct ConnMeta {
     /// The verified client certificate's subject as a header line to send
     /// upstream (`x-client-subject: CN=...\r\n`), rendered once per connection.
     pub client_subject: Option<Vec<u8>>,
+    /// Taken from the accept queue as the drain began: its first request is read
+    /// and answered (within the header timeout) instead of closed unanswered.
+    pub accepted_while_draining: bool,
 }
 
 impl ConnMeta {
@@ -258,13 +261,14 @@ impl<S: Io> ClientConn<S> {
             } else {
                 limits.idle_timeout
             };
+            let close_on_drain = !(first && self.meta.accepted_while_draining);
             let read = monoio::time::timeout(wait, self.fill());
             monoio::select! {
                 r = read => match r {
                     Ok(Ok(n)) if n > 0 => {}
                     _ => return HeadRead::Closed,
                 },
-                _ = ctx.drain.raised() => return HeadRead::Closed,
+                _ = ctx.drain.raised(), if close_on_drain => return HeadRead::Closed,
             }
         }
         let deadline = monoio::time::Instant::now() + limits.header_read_timeout;
