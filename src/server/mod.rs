@@ -57,7 +57,7 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     let cores = layout::worker_cores(snapshot.server.workers, snapshot.server.pin_workers);
     descriptors::check_limit(&snapshot, cores.len())?;
     let plan = worker_set::listen_plan(&snapshot);
-    check_addresses(&snapshot, &plan, options)?;
+    check_addresses(&plan, snapshot.admin, options)?;
 
     let published: Vec<Arc<PublishedCounters>> = cores.iter().map(|_| Arc::default()).collect();
     let (side, limiter_links) = side_threads::start(&snapshot, &published)?;
@@ -71,7 +71,7 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     let workers = match started {
         Ok(w) => w,
         Err(e) => {
-            side.stop(StopDeadlines::now().side_threads);
+            side.stop(StopDeadlines::now().side_threads());
             return Err(e);
         }
     };
@@ -79,7 +79,7 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     // (checked once more, so that a race with another start has a tiny window).
     let recheck = match options.takeover {
         true => Ok(()),
-        false => check_addresses(&snapshot, &plan, options),
+        false => check_addresses(&plan, None, options),
     };
     let listening = match recheck {
         Ok(()) => workers.listen(&plan, snapshot.server.listen_backlog),
@@ -88,7 +88,7 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     let workers = match listening {
         Ok(w) => w,
         Err(e) => {
-            side.stop(StopDeadlines::now().side_threads);
+            side.stop(StopDeadlines::now().side_threads());
             return Err(e);
         }
     };
@@ -111,20 +111,21 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     if let Some(admin) = &side.admin {
         admin.set_phase(Phase::Stopping);
     }
-    side.stop(deadlines.side_threads);
+    side.stop(deadlines.side_threads());
     tracing::info!("stopped");
     Ok(())
 }
 
-/// The start-up check: no other process may listen on a data or admin address,
-/// unless `--takeover` asks to share them (then it says what it shares).
+/// The start-up check: no other process may listen on a data address (or the
+/// admin one, when given), unless `--takeover` asks to share them (then it says
+/// what it shares).
 fn check_addresses(
-    snapshot: &Snapshot,
     plan: &[(SocketAddr, ListenerKind)],
+    admin: Option<SocketAddr>,
     options: RunOptions,
 ) -> Result<(), String> {
     let data = plan.iter().map(|(a, _)| (*a, "listen on"));
-    let admin = snapshot.admin.map(|a| (a, "start the admin listener on"));
+    let admin = admin.map(|a| (a, "start the admin listener on"));
     for (addr, what) in data.chain(admin) {
         let checked = listeners::check_nobody_listens(addr, what);
         match (options.takeover, checked) {

@@ -2,12 +2,14 @@
 //! watchdog ends the process if the control thread itself cannot get there.
 //!
 //! From the stop signal at `t0` (see docs/operations.md, "Shutdown"):
-//! - workers drain until `t0 + drain_timeout` (plus at most two of their 50 ms ticks);
+//! - workers drain until `t0 + drain_timeout` (noticed on their 50 ms tick);
 //! - the control thread waits for them until `t0 + drain_timeout + WORKER_GRACE`;
-//! - then stops the side threads and waits for them until `t0 + drain_timeout +
-//!   SIDE_GRACE`; a thread still busy then (a log writer stuck on a full pipe, a
-//!   fetch in a slow network call) is named in the log and left behind: the process
-//!   exits 0 without it, and the kernel ends it with the process;
+//! - then stops the side threads and waits for them [`SIDE_WAIT`] from then, but
+//!   never past `t0 + drain_timeout + SIDE_GRACE`; a thread still busy then (a log
+//!   writer stuck on a full pipe, a JWKS fetch in a slow network call) is named in
+//!   the log and left behind: the process exits 0 without it;
+//! - the admin listener stops last (so `/healthz` says `stopping` meanwhile), with
+//!   at most [`ADMIN_WAIT`] more;
 //! - at `t0 + drain_timeout + STOP_GRACE` the watchdog ends the process with exit
 //!   code 1 whatever any thread does (it only fires if the control thread is stuck).
 
@@ -16,18 +18,22 @@ use std::time::{Duration, Instant};
 
 /// After the drain timeout: how long the control thread waits for the workers.
 pub const WORKER_GRACE: Duration = Duration::from_millis(500);
-/// After the drain timeout: how long the control thread waits for the side threads.
-pub const SIDE_GRACE: Duration = Duration::from_millis(750);
+/// How long the side threads get once the workers are done...
+pub const SIDE_WAIT: Duration = Duration::from_millis(500);
+/// ...but never past the drain timeout plus this.
+pub const SIDE_GRACE: Duration = Duration::from_millis(700);
+/// What the admin listener gets after the other side threads.
+pub const ADMIN_WAIT: Duration = Duration::from_millis(200);
 /// After the drain timeout: when the watchdog ends the process.
 pub const STOP_GRACE: Duration = Duration::from_secs(1);
 
-/// The deadlines of one shutdown, all counted from the stop signal.
+/// The deadlines of one shutdown, counted from the stop signal.
 #[derive(Clone, Copy, Debug)]
 pub struct StopDeadlines {
     /// Workers must have ended by then.
     pub workers: Instant,
-    /// Side threads (limiter, access log, JWKS fetchers, admin) by then.
-    pub side_threads: Instant,
+    /// The latest the side threads may take.
+    side_threads_latest: Instant,
 }
 
 impl StopDeadlines {
@@ -35,13 +41,18 @@ impl StopDeadlines {
     pub fn after_signal(signalled: Instant, drain_timeout: Duration) -> StopDeadlines {
         StopDeadlines {
             workers: signalled + drain_timeout + WORKER_GRACE,
-            side_threads: signalled + drain_timeout + SIDE_GRACE,
+            side_threads_latest: signalled + drain_timeout + SIDE_GRACE,
         }
     }
 
     /// Deadlines for a start-up that failed: nothing is draining yet.
     pub fn now() -> StopDeadlines {
         StopDeadlines::after_signal(Instant::now(), Duration::ZERO)
+    }
+
+    /// When the side threads must have stopped, asked once the workers are done.
+    pub fn side_threads(&self) -> Instant {
+        (Instant::now() + SIDE_WAIT).min(self.side_threads_latest)
     }
 }
 

@@ -19,7 +19,7 @@ use crate::limit::{GlobalLimiter, LimiterThread, WorkerLink};
 use crate::observe::{AccessLogWriter, PublishedCounters};
 
 use super::listeners::{bind_shared, ADMIN_BACKLOG};
-use super::shutdown::join_until;
+use super::shutdown::{join_until, ADMIN_WAIT};
 
 /// The running side threads.
 #[derive(Default)]
@@ -41,7 +41,7 @@ pub fn start(
     match start_each(&mut side, snapshot, published) {
         Ok(links) => Ok((side, links)),
         Err(e) => {
-            side.stop(super::shutdown::StopDeadlines::now().side_threads);
+            side.stop(super::shutdown::StopDeadlines::now().side_threads());
             Err(e)
         }
     }
@@ -81,9 +81,11 @@ fn start_each(
 }
 
 impl SideThreads {
-    /// Tells every side thread to stop, then waits for each until `deadline`; one
-    /// still running then is named in the log and left behind. Called after the
-    /// workers ended (they feed the limiter and the access log until then).
+    /// Tells the side threads to stop, then waits for each until `deadline`; one
+    /// still running then is named in the log and left behind. The admin listener
+    /// goes last (until then `/healthz` answers 503 `stopping`), with at most
+    /// [`ADMIN_WAIT`] more. Called after the workers ended (they feed the limiter
+    /// and the access log until then).
     pub fn stop(self, deadline: Instant) {
         let mut stopping = Vec::new();
         if let Some(limiter) = self.limiter {
@@ -92,14 +94,15 @@ impl SideThreads {
         for (name, thread) in self.jwks.map(JwksFetchers::stop).unwrap_or_default() {
             stopping.push((format!("the JWKS fetcher of {name}"), thread));
         }
-        if let Some(admin) = self.admin {
-            stopping.push(("the admin listener".to_string(), admin.stop()));
-        }
         if let Some(log) = self.access_log {
             stopping.push(("the access-log writer".to_string(), log.stop(deadline)));
         }
         for (what, thread) in stopping {
             join_until(thread, deadline, &what);
+        }
+        if let Some(admin) = self.admin {
+            let deadline = deadline.max(Instant::now()) + ADMIN_WAIT;
+            join_until(admin.stop(), deadline, "the admin listener");
         }
     }
 }
