@@ -22,7 +22,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use monoio::io::AsyncWriteRentExt;
+use monoio::io::{AsyncWriteRentExt, Canceller};
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::observe::Counters;
@@ -47,15 +47,27 @@ const DRAIN_SWEEP_MAX: usize = 65_536;
 pub async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKind) {
     let mut shortage = FdShortage::new();
     loop {
+        let canceller = Canceller::new();
+        let accept = listener.cancelable_accept(canceller.handle());
+        let mut accept = std::pin::pin!(accept);
         let accepted = monoio::select! {
-            a = listener.accept() => a,
-            _ = ctx.drain.raised() => break,
+            a = &mut accept => a,
+            _ = ctx.drain.raised() => {
+                // Cancel the accept in flight and wait for its outcome: with io_uring
+                // the kernel may have taken a connection off the queue already, and
+                // simply dropping the operation would leak it unanswered.
+                let _ = canceller.cancel();
+                if let Ok((stream, peer)) = accept.await {
+                    start_connection(&ctx, stream, peer, kind);
+                }
+                break;
+            }
         };
         match accepted {
             Ok((stream, peer)) => {
                 shortage.recovered();
                 let _ = stream.set_nodelay(true);
-                start_connection(&ctx, stream, peer, kind, ConnMeta::plain());
+                start_connection(&ctx, stream, peer, kind);
             }
             Err(e) if is_fd_exhaustion(&e) => {
                 Counters::bump(&ctx.counters.accept_fd_exhausted);
@@ -80,13 +92,7 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: Listen
 
 /// Starts serving an accepted connection in its own task, or refuses it when the
 /// worker is at `max_connections_per_worker`.
-fn start_connection(
-    ctx: &Rc<WorkerCtx>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    kind: ListenerKind,
-    meta: ConnMeta,
-) {
+fn start_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, kind: ListenerKind) {
     if ctx.active_connections.get() >= ctx.max_connections() {
         Counters::bump(&ctx.counters.connections_rejected);
         if let ListenerKind::Plain = kind {
@@ -99,8 +105,8 @@ fn start_connection(
     let conn_ctx = ctx.clone();
     monoio::spawn(async move {
         match kind {
-            ListenerKind::Plain => serve(conn_ctx.clone(), stream, peer, meta).await,
-            ListenerKind::Tls(index) => serve_tls(&conn_ctx, stream, peer, index, meta).await,
+            ListenerKind::Plain => serve(conn_ctx.clone(), stream, peer, ConnMeta::plain()).await,
+            ListenerKind::Tls(index) => serve_tls(&conn_ctx, stream, peer, index).await,
         }
         conn_ctx
             .active_connections
@@ -155,11 +161,7 @@ fn take_waiting(ctx: &Rc<WorkerCtx>, listener: &TcpListener, kind: ListenerKind)
             Ok(s) => s,
             Err(_) => continue,
         };
-        let meta = ConnMeta {
-            accepted_while_draining: true,
-            ..ConnMeta::plain()
-        };
-        start_connection(ctx, stream, peer, kind, meta);
+        start_connection(ctx, stream, peer, kind);
     }
 }
 
@@ -175,13 +177,7 @@ fn accept_now(listener: &TcpListener) -> std::io::Result<(std::net::TcpStream, S
 }
 
 /// Handshakes, then serves; failures and timeouts are counted and logged at debug.
-async fn serve_tls(
-    ctx: &Rc<WorkerCtx>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    index: usize,
-    meta: ConnMeta,
-) {
+async fn serve_tls(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, index: usize) {
     let snapshot = ctx.snapshot();
     let Some(listener) = snapshot.server.tls.get(index) else {
         return;
@@ -211,7 +207,6 @@ async fn serve_tls(
                 ConnMeta {
                     secure: true,
                     client_subject: subject,
-                    ..meta
                 },
             )
             .await;

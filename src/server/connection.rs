@@ -28,9 +28,6 @@ pub struct ConnMeta {
     /// The verified client certificate's subject as a header line to send
     /// upstream (`x-client-subject: CN=...\r\n`), rendered once per connection.
     pub client_subject: Option<Vec<u8>>,
-    /// Taken from the accept queue as the drain began: its first request is read
-    /// and answered (within the header timeout) instead of closed unanswered.
-    pub accepted_while_draining: bool,
 }
 
 impl ConnMeta {
@@ -254,14 +251,17 @@ impl<S: Io> ClientConn<S> {
             max_uri_bytes: limits.max_uri_bytes,
         };
         // Waiting for the first byte: the header timeout on a new connection, the
-        // keep-alive idle timeout between requests. Either ends early on drain.
+        // keep-alive idle timeout between requests. An idle keep-alive connection
+        // closes when the drain begins; a new one gets its first request read and
+        // answered (its client already sent it, or is about to: closing would reset
+        // it), within the header timeout and the drain deadline.
         if self.unread().is_empty() {
             let wait = if first {
                 limits.header_read_timeout
             } else {
                 limits.idle_timeout
             };
-            let close_on_drain = !(first && self.meta.accepted_while_draining);
+            let close_on_drain = !first;
             let read = monoio::time::timeout(wait, self.fill());
             monoio::select! {
                 r = read => match r {

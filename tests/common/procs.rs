@@ -152,6 +152,26 @@ pub fn spawn(
 /// A change to the command before it starts (a resource limit, a pipe for stdout).
 pub type Customize<'a> = &'a dyn Fn(&mut Command);
 
+/// Makes the child start with a descriptor limit (`RLIMIT_NOFILE`, soft and hard)
+/// of `nofile`, as `ulimit -n` would.
+pub fn limit_descriptors(cmd: &mut Command, nofile: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // setrlimit, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// As [`spawn`], with `customize` applied to the command last.
 pub fn spawn_customized(
     bin: &Path,
