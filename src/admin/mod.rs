@@ -83,8 +83,14 @@ pub fn start(
                 if !wait_readable(&listener, STOP_CHECK) {
                     continue;
                 }
-                let Ok((stream, _)) = listener.accept() else {
-                    continue;
+                let stream = match listener.accept() {
+                    Ok((stream, _)) => stream,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(_) => {
+                        // Out of descriptors, and the like: do not spin on it.
+                        std::thread::sleep(STOP_CHECK / 10);
+                        continue;
+                    }
                 };
                 let phase = phase_of(seen_phase.load(Ordering::Relaxed));
                 let _ = answer(stream, phase, &workers, &side, &readiness);
