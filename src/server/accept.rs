@@ -15,7 +15,6 @@
 //! docs/operations.md, "Takeover"), serves their first request, and closes the
 //! listener.
 
-use std::io::{Read, Write};
 use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -29,7 +28,7 @@ use crate::observe::Counters;
 use crate::tls;
 
 use super::connection::{serve, ConnMeta};
-use super::fd_shortage::{is_fd_exhaustion, FdShortage};
+use super::fd_shortage::{is_fd_exhaustion, FdShortage, Taken};
 use super::worker::WorkerCtx;
 
 /// What a listener speaks.
@@ -72,12 +71,8 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: Listen
             Err(e) if is_fd_exhaustion(&e) => {
                 Counters::bump(&ctx.counters.accept_fd_exhausted);
                 shortage.note_failure(ctx.id, &e);
-                if !refuse_with_spare(&ctx, &listener, kind, &mut shortage) {
-                    let wait = shortage.next_backoff();
-                    monoio::select! {
-                        _ = monoio::time::sleep(wait) => {},
-                        _ = ctx.drain.raised() => break,
-                    }
+                if !serve_while_short(&ctx, &listener, kind, &mut shortage).await {
+                    break;
                 }
             }
             Err(e) => {
@@ -114,36 +109,49 @@ fn start_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, ki
     });
 }
 
-/// Out of descriptors: closes the spare, accepts one waiting client with the
-/// descriptor that frees, refuses it (503 on plaintext, a close on TLS) and reopens
-/// the spare. False when there was no spare or no client could be taken.
-fn refuse_with_spare(
-    ctx: &WorkerCtx,
+/// Out of descriptors: until one is free again, waits for clients (a poll needs no
+/// descriptor, whereas with io_uring an accept fails at once whether or not a client
+/// waits) and takes each at once, serving it if a descriptor is free and refusing
+/// it with the spare otherwise. True when descriptors are back, false on drain.
+async fn serve_while_short(
+    ctx: &Rc<WorkerCtx>,
     listener: &TcpListener,
     kind: ListenerKind,
     shortage: &mut FdShortage,
 ) -> bool {
-    if !shortage.release_spare() {
-        return false;
-    }
-    let refused = match accept_now(listener) {
-        Ok((mut stream, _)) => {
-            Counters::bump(&ctx.counters.connections_rejected);
-            if let ListenerKind::Plain = kind {
-                // Never wait: read what the client sent so far (closing over unread
-                // bytes would send a reset that can discard the answer), answer (a
-                // fresh socket's send buffer takes it at once), and close.
-                let _ = stream.set_nonblocking(true);
-                let _ = stream.read(&mut [0u8; 2048]);
-                let _ = stream.write(OVERLOADED_NO_FD);
-                let _ = stream.shutdown(std::net::Shutdown::Write);
-            }
-            true
+    let answer = matches!(kind, ListenerKind::Plain).then_some(OVERLOADED_NO_FD);
+    loop {
+        let waiting = monoio::select! {
+            r = listener.readable(false) => r.is_ok(),
+            _ = ctx.drain.raised() => return false,
+        };
+        if !waiting {
+            // The poll failed: do not spin on it.
+            monoio::time::sleep(shortage.next_backoff()).await;
+            continue;
         }
-        Err(_) => false,
-    };
-    shortage.restore_spare();
-    refused
+        match shortage.take_one(|| accept_now(listener), answer) {
+            Taken::Served(stream, peer) => {
+                start_std_connection(ctx, stream, peer, kind);
+                return true;
+            }
+            Taken::Refused(e) => {
+                Counters::bump(&ctx.counters.accept_fd_exhausted);
+                Counters::bump(&ctx.counters.connections_rejected);
+                shortage.note_failure(ctx.id, &e);
+            }
+            Taken::NoSpare(e) => {
+                Counters::bump(&ctx.counters.accept_fd_exhausted);
+                shortage.note_failure(ctx.id, &e);
+                let wait = shortage.next_backoff();
+                monoio::select! {
+                    _ = monoio::time::sleep(wait) => {},
+                    _ = ctx.drain.raised() => return false,
+                }
+            }
+            Taken::Nobody => {}
+        }
+    }
 }
 
 /// The drain began: takes the connections already waiting in the listener's queue
@@ -153,14 +161,22 @@ fn take_waiting(ctx: &Rc<WorkerCtx>, listener: &TcpListener, kind: ListenerKind)
         let Ok((stream, peer)) = accept_now(listener) else {
             return; // empty (WouldBlock), or out of descriptors: nothing more to take
         };
-        let _ = stream.set_nodelay(true);
-        let stream = match stream
-            .set_nonblocking(true)
-            .and_then(|()| TcpStream::from_std(stream))
-        {
-            Ok(s) => s,
-            Err(_) => continue,
-        };
+        start_std_connection(ctx, stream, peer, kind);
+    }
+}
+
+/// [`start_connection`] for a connection accepted with [`accept_now`].
+fn start_std_connection(
+    ctx: &Rc<WorkerCtx>,
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+) {
+    let _ = stream.set_nodelay(true);
+    if let Ok(stream) = stream
+        .set_nonblocking(true)
+        .and_then(|()| TcpStream::from_std(stream))
+    {
         start_connection(ctx, stream, peer, kind);
     }
 }

@@ -6,13 +6,18 @@
 //! classic remedy (libev, nginx, HAProxy): keep one spare descriptor open. When
 //! accept fails for lack of descriptors, close the spare, accept the waiting client
 //! with the descriptor that frees, answer it `503` (plaintext; a TLS client is
-//! closed, as a handshake would need more), close it and reopen the spare. Meanwhile
-//! the failures are counted (`accept_fd_exhausted`), logged at most once per
-//! [`LOG_EVERY`] with the count since the last line, and, when even the spare
-//! cannot be had, the loop backs off (10 ms doubling to 500 ms) instead of spinning.
+//! closed, as a handshake would need more), close it and reopen the spare. Workers
+//! are threads of one process sharing one descriptor table, so the sequence runs
+//! under a process-wide lock (only while descriptors are short): another worker's
+//! accept cannot take the freed descriptor in between. Meanwhile the failures are
+//! counted (`accept_fd_exhausted`), logged at most once per [`LOG_EVERY`] with the
+//! count since the last line, and, when even the spare cannot be had, the loop
+//! backs off (10 ms doubling to 500 ms) instead of spinning.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// At most one log line per accept loop this often while descriptors are short.
@@ -20,9 +25,25 @@ pub const LOG_EVERY: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
+/// Taken by an accept loop for one [`FdShortage::take_one`].
+static SPARE_TURN: Mutex<()> = Mutex::new(());
+
 /// True for the errors that mean "no descriptor to put the connection in".
 pub fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// What [`FdShortage::take_one`] did with the next waiting client.
+pub enum Taken {
+    /// A descriptor was free again: the client is accepted, to be served.
+    Served(TcpStream, SocketAddr),
+    /// Still short: the client was refused with the spare descriptor.
+    Refused(io::Error),
+    /// Still short, and the spare is gone (another thread took the descriptor it
+    /// freed once); it is reopened as soon as a descriptor frees.
+    NoSpare(io::Error),
+    /// Nobody was waiting after all.
+    Nobody,
 }
 
 /// One accept loop's spare descriptor, log throttle and backoff.
@@ -62,13 +83,44 @@ impl FdShortage {
         self.last_log = Some(now);
     }
 
-    /// Closes the spare so that one accept can succeed. False when there is none.
-    pub fn release_spare(&mut self) -> bool {
-        self.spare.take().is_some()
+    /// Takes the next waiting client with `accept` (a non-blocking accept): hands
+    /// it back to be served if a descriptor is free, else refuses it with the spare
+    /// descriptor, writing `answer` (when given) before closing it.
+    pub fn take_one(
+        &mut self,
+        mut accept: impl FnMut() -> io::Result<(TcpStream, SocketAddr)>,
+        answer: Option<&[u8]>,
+    ) -> Taken {
+        let _turn = SPARE_TURN.lock().unwrap_or_else(PoisonError::into_inner);
+        self.restore_spare();
+        match accept() {
+            Ok((stream, peer)) => {
+                self.recovered();
+                Taken::Served(stream, peer)
+            }
+            Err(e) if is_fd_exhaustion(&e) => {
+                if self.spare.take().is_none() {
+                    return Taken::NoSpare(e);
+                }
+                let refused = match accept() {
+                    Ok((stream, _)) => {
+                        refuse(stream, answer);
+                        true
+                    }
+                    Err(_) => false,
+                };
+                self.restore_spare();
+                if refused {
+                    Taken::Refused(e)
+                } else {
+                    Taken::Nobody
+                }
+            }
+            Err(_) => Taken::Nobody,
+        }
     }
 
-    /// Reopens the spare after the refused client was closed.
-    pub fn restore_spare(&mut self) {
+    fn restore_spare(&mut self) {
         if self.spare.is_none() {
             self.spare = open_spare();
         }
@@ -92,6 +144,17 @@ fn open_spare() -> Option<File> {
     File::open("/dev/null").ok()
 }
 
+/// Answers and closes a refused client without ever waiting: reads what it sent
+/// so far (closing over unread bytes sends a reset that can discard the answer),
+/// writes `answer` (a fresh socket's send buffer takes it at once), closes.
+fn refuse(mut stream: TcpStream, answer: Option<&[u8]>) {
+    let Some(answer) = answer else { return };
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.read(&mut [0u8; 2048]);
+    let _ = stream.write(answer);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,12 +171,38 @@ mod tests {
     }
 
     #[test]
-    fn the_spare_is_released_once_and_restored() {
+    fn a_client_is_refused_with_the_spare_while_short_and_served_after() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("addr");
+        let mut client = TcpStream::connect(addr).expect("connect");
         let mut s = FdShortage::new();
-        assert!(s.release_spare());
-        assert!(!s.release_spare());
-        s.restore_spare();
-        assert!(s.release_spare());
+        // The first accept "fails for lack of descriptors", the next one works.
+        let mut calls = 0;
+        let taken = s.take_one(
+            || {
+                calls += 1;
+                match calls {
+                    1 => Err(io::Error::from_raw_os_error(libc::EMFILE)),
+                    _ => listener.accept(),
+                }
+            },
+            Some(b"HTTP/1.1 503 x\r\n\r\n"),
+        );
+        assert!(matches!(taken, Taken::Refused(_)));
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).expect("the refusal");
+        assert_eq!(answer, "HTTP/1.1 503 x\r\n\r\n");
+        assert!(s.spare.is_some(), "the spare is back");
+        let _client = TcpStream::connect(addr).expect("connect");
+        assert!(matches!(
+            s.take_one(|| listener.accept(), None),
+            Taken::Served(..)
+        ));
+        assert!(matches!(
+            s.take_one(|| listener.accept(), None),
+            Taken::Nobody
+        ));
         assert!(is_fd_exhaustion(&io::Error::from_raw_os_error(
             libc::EMFILE
         )));
