@@ -405,3 +405,80 @@ fn the_pairwise_selection_covers_every_pair_of_feature_values() {
         chosen.len()
     );
 }
+
+/// The access log goes to a stdout pipe nobody reads: once it is full the writer
+/// thread blocks for good. The process still exits 0 within the bound, says which
+/// thread it left behind, and `/healthz` goes from 200 to 503 `stopping` (while the
+/// side threads stop) to refused — never back to 200.
+#[test]
+fn a_stuck_access_log_writer_does_not_hold_the_exit_and_healthz_says_stopping() {
+    let mut gw = Gateway::start_customized(
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nworkers = 1\ndrain_timeout_ms = {}\n\
+             [admin]\nlisten = \"127.0.0.1:{{admin}}\"\n[log]\naccess_log = \"stdout\"\n\
+             [[route]]\nname = \"hi\"\nrespond = {{ status = 200, body = \"hi\" }}\n",
+            DRAIN.as_millis()
+        ),
+        &[],
+        None,
+        &|cmd| {
+            cmd.stdout(std::process::Stdio::piped());
+        },
+    );
+    // About 120 bytes a line: 2000 lines overfill the 64 KiB pipe.
+    let mut c = gw.client();
+    for _ in 0..2000 {
+        assert_eq!(c.get("/hi").status, 200);
+    }
+    drop(c);
+    std::thread::sleep(Duration::from_millis(200));
+    let admin = gw.admin_port;
+    let signalled = Instant::now();
+    gw.proc.signal(libc::SIGTERM);
+    let mut answers: Vec<String> = Vec::new();
+    let exit = loop {
+        if let Ok(Some(status)) = gw.proc.child.try_wait() {
+            break status.code();
+        }
+        let answer = match std::net::TcpStream::connect(("127.0.0.1", admin)) {
+            Err(_) => "refused".to_string(),
+            Ok(s) => {
+                let mut c = Client::from_stream(s);
+                c.send(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+                c.response().map_or("closed".to_string(), |r| {
+                    format!("{} {}", r.status, r.text().trim())
+                })
+            }
+        };
+        if answers.last() != Some(&answer) {
+            answers.push(answer);
+        }
+        assert!(
+            signalled.elapsed() < DRAIN + STOP_GRACE + Duration::from_secs(5),
+            "no exit: {answers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(exit, Some(0), "{answers:?}\n{}", gw.proc.stderr_text());
+    assert!(
+        signalled.elapsed() <= DRAIN + STOP_GRACE,
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert!(
+        answers.contains(&"503 stopping".to_string()),
+        "/healthz answers after SIGTERM: {answers:?}"
+    );
+    let first_503 = answers.iter().position(|a| a != "200 ok").unwrap_or(0);
+    assert!(
+        !answers[first_503..].contains(&"200 ok".to_string()),
+        "/healthz went back to 200: {answers:?}"
+    );
+    assert!(
+        gw.proc
+            .stderr_text()
+            .contains("the access-log writer did not stop in time"),
+        "{}",
+        gw.proc.stderr_text()
+    );
+}
