@@ -19,8 +19,8 @@ mod descriptors;
 mod drain;
 mod fd_shortage;
 mod layout;
-mod listeners;
 mod mailbox;
+mod reuseport;
 mod shutdown;
 mod side_threads;
 mod signals;
@@ -127,7 +127,7 @@ fn check_addresses(
     let data = plan.iter().map(|(a, _)| (*a, "listen on"));
     let admin = admin.map(|a| (a, "start the admin listener on"));
     for (addr, what) in data.chain(admin) {
-        let checked = listeners::check_nobody_listens(addr, what);
+        let checked = reuseport::check_nobody_listens(addr, what);
         match (options.takeover, checked) {
             (false, checked) => checked?,
             (true, Ok(())) => tracing::info!("takeover: nothing listens on {addr} yet"),

@@ -18,7 +18,7 @@ use crate::config::Snapshot;
 use crate::limit::{GlobalLimiter, LimiterThread, WorkerLink};
 use crate::observe::{AccessLogWriter, PublishedCounters};
 
-use super::listeners::{bind_shared, ADMIN_BACKLOG};
+use super::reuseport::{bind_shared, ADMIN_BACKLOG};
 use super::shutdown::{join_until, ADMIN_WAIT};
 
 /// The running side threads.

@@ -23,8 +23,8 @@ use crate::limit::WorkerLink;
 use crate::observe::{AccessLogWriter, PublishedCounters};
 
 use super::accept::ListenerKind;
-use super::listeners::bind_shared;
 use super::mailbox::Mailbox;
+use super::reuseport::bind_shared;
 use super::shutdown::join_until;
 use super::worker::{self, StartReport, WorkerPlan};
 
