@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::http::{HeaderEdit, HeaderRange};
+use crate::http::{FieldList, HeaderEdit, HeaderRange};
 
 use super::caller::Caller;
 use super::settings::{AuthSettings, RESERVED_PREFIX};
@@ -43,9 +43,9 @@ pub struct Outbound<'a> {
 }
 
 impl<'a> Outbound<'a> {
-    /// The identity header lines to append to the upstream head.
-    pub fn identity_headers(&self) -> &'a [u8] {
-        self.caller.map_or(&[], |c| c.identity_headers.as_slice())
+    /// The identity fields to append to the upstream request.
+    pub fn identity_headers(&self) -> Option<&'a FieldList> {
+        self.caller.map(|c| &c.identity_headers)
     }
 
     /// What happens to one client header upstream: only the token's own header or

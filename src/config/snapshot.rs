@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::http::FieldList;
 use crate::limit::{RateLimitSettings, RouteLimits};
 use crate::route::RouteTable;
 use crate::tls::{ListenerTls, TlsListenerSettings, UpstreamTls};
@@ -106,11 +107,11 @@ pub enum Action {
     Respond(FixedResponse),
 }
 
-/// A static response, pre-rendered: the head up to (not including) the per-request
-/// headers, and the body.
+/// A static response, as parts: status, the configured fields (lowercase names,
+/// `content-type` included), and the body. Rendered per protocol by the downstream.
 pub struct FixedResponse {
     pub status: u16,
-    pub head: Vec<u8>,
+    pub fields: FieldList,
     pub body: Vec<u8>,
 }
 
@@ -128,11 +129,38 @@ pub struct Upstream {
 }
 
 pub struct Endpoint {
-    /// Global endpoint number in this snapshot.
+    /// Global endpoint number in this snapshot (per-snapshot state such as in-flight
+    /// counts is indexed by it; state that outlives a snapshot uses `key`).
     pub id: usize,
     pub addr: SocketAddr,
     /// The `host:port` as written in the config; the Host header sent upstream.
     pub authority: String,
+    /// What makes this endpoint the same connection target in another snapshot.
+    pub key: EndpointKey,
+}
+
+/// An endpoint's identity: its address, and for re-encrypted upstreams the TLS
+/// settings and the server name it is reached with. Never its position in a
+/// config, so keep-alive pools can outlive a snapshot when an endpoint is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    pub addr: SocketAddr,
+    /// A fingerprint of the TLS settings and server name; `None` for plain TCP.
+    pub tls: Option<u64>,
+}
+
+impl EndpointKey {
+    /// The key of an endpoint at `addr` written as `authority`, reached with `tls`.
+    pub fn new(addr: SocketAddr, authority: &str, tls: Option<&UpstreamTls>) -> Self {
+        use std::hash::{Hash, Hasher};
+        let tls = tls.map(|t| {
+            let mut h = std::hash::DefaultHasher::new();
+            t.settings.hash(&mut h);
+            authority.hash(&mut h);
+            h.finish()
+        });
+        EndpointKey { addr, tls }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -24,5 +24,5 @@ mod upstream_path;
 
 pub use normalize::{normalize_path, NormalizedTarget, PathError};
 pub use spec::{HeaderMatch, PathMatch, RouteSpec};
-pub use table::{HeaderLookup, RouteMatch, RouteTable};
+pub use table::{RouteMatch, RouteTable};
 pub use upstream_path::upstream_path;

@@ -1,15 +1,12 @@
-//! The server: start one pinned worker per core, the admin listener and the access
-//! log writer; turn SIGTERM/SIGINT into a graceful drain; exit when all are done.
+//! The server: the process around the pipeline. Start one pinned worker thread per
+//! core, the side threads (access log, limiter, JWKS fetchers) and the admin
+//! listener; turn SIGTERM/SIGINT into a graceful drain and SIGHUP into a reload;
+//! exit when all are done.
 
-mod accept;
-mod connection;
 mod control;
-mod drain;
 mod layout;
+mod listeners;
 mod worker;
-
-pub use connection::{ClientConn, Io};
-pub use worker::WorkerCtx;
 
 use std::sync::Arc;
 use std::time::Duration;
