@@ -18,6 +18,7 @@ use super::schema::{self, Balance, Workers};
 use super::snapshot::*;
 use super::Sections;
 use crate::http::FieldList;
+use crate::observe::AccessLogTarget;
 use crate::route::{self, HeaderMatch, PathMatch, RouteSpec, RouteTable};
 use crate::tls::{
     CertSettings, ListenerTls, TlsListenerSettings, TlsVersion, UpstreamTls, UpstreamTlsSettings,
@@ -73,7 +74,7 @@ pub(crate) fn compile(
         routes,
         upstreams,
         endpoint_count,
-        rate_limits,
+        rate_limits: Arc::new(rate_limits),
         auth,
     })
 }

@@ -5,12 +5,13 @@
 //! one and swaps it in, and a connection finishes on the snapshot it started with.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::http::FieldList;
 use crate::limit::{RateLimitSettings, RouteLimits};
+use crate::observe::AccessLogTarget;
 use crate::route::RouteTable;
 use crate::tls::{ListenerTls, TlsListenerSettings, UpstreamTls};
 
@@ -28,7 +29,7 @@ pub struct Snapshot {
     /// worker can keep per-endpoint state (pools, in-flight counts) in flat vectors.
     pub endpoint_count: usize,
     /// `[[rate_limit]]` policies, `[fleet]` and `[rate_limit_headers]`.
-    pub rate_limits: RateLimitSettings,
+    pub rate_limits: Arc<RateLimitSettings>,
     /// `[auth.jwt.*]` providers and the identity headers stripped from every request.
     pub auth: crate::auth::AuthSettings,
 }
@@ -74,13 +75,6 @@ pub struct Limits {
 pub struct LogSettings {
     pub level: String,
     pub access_log: AccessLogTarget,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AccessLogTarget {
-    Off,
-    Stdout,
-    File(PathBuf),
 }
 
 /// One `[[route]]`: what to do with a request the route table matched to it.

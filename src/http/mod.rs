@@ -18,7 +18,7 @@ mod request;
 mod response;
 mod status;
 
-pub use body::BodyProgress;
+pub use body::{decode_whole, BodyProgress};
 pub use chunked::{ChunkedError, ChunkedScanner};
 pub use error::HttpError;
 pub use fields::{FieldList, HeaderLookup};

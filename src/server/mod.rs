@@ -32,10 +32,11 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     // Remote JWKS prefetch starts now; /ready waits for it.
     crate::auth::jwks::start(&snapshot.auth)?;
     // The global limiter thread (instance and fleet rate limits), one link per worker.
-    let (limiter, mut limiter_links) = match GlobalLimiter::start(snapshot.clone(), cores.len())? {
-        Some((thread, links)) => (Some(thread), links.into_iter().map(Some).collect()),
-        None => (None, Vec::new()),
-    };
+    let (limiter, mut limiter_links) =
+        match GlobalLimiter::start(snapshot.rate_limits.clone(), cores.len())? {
+            Some((thread, links)) => (Some(thread), links.into_iter().map(Some).collect()),
+            None => (None, Vec::new()),
+        };
 
     let (started_tx, started_rx) = bounded(cores.len());
     let mut commands: Vec<Sender<Command>> = Vec::new();
