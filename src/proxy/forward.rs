@@ -15,7 +15,7 @@ use crate::upstream::{ExchangeError, FailureSource, HashKey, OutboundRequest, Up
 use super::auth_stage;
 use super::context::RequestCtx;
 use super::generation::Generation;
-use super::pipeline::reply;
+use super::exit::reply;
 use super::replies;
 use super::worker::Worker;
 

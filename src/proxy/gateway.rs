@@ -12,7 +12,7 @@ use super::context::RequestCtx;
 use super::generation::Generation;
 use super::request_id::RequestId;
 use super::worker::Worker;
-use super::{pipeline, replies};
+use super::{exit, pipeline, replies};
 
 /// A worker and the generation one connection serves with.
 pub struct Gateway {
@@ -81,7 +81,7 @@ impl Handler for Gateway {
         Counters::bump(&worker.counters.requests_malformed);
         let mut ctx = self.start(d, worker.request_ids.next());
         let local = replies::refused(error.status, error.reason, &ctx.id);
-        pipeline::reply(&mut ctx, d, &local).await;
+        exit::reply(&mut ctx, d, &local).await;
         self.record(&ctx, d);
     }
 }

@@ -6,6 +6,7 @@
 
 mod auth_stage;
 mod context;
+mod exit;
 mod forward;
 mod gateway;
 mod generation;

@@ -1,7 +1,7 @@
 //! The life of one request on a worker, stage by stage, in the order of the design.
 //! Each stage passes (`Continue`) or answers (`Break` with a local reply); the one
-//! exit, [`reply`], writes local replies, and the downstream decides keep-alive
-//! there, once. The order is a security property and stays in code:
+//! exit, [`reply`] (`exit.rs`), writes local replies, and the downstream decides
+//! keep-alive there, once. The order is a security property and stays in code:
 //!
 //! redirect → normalize → strip identity → route → body limit → rate limits on the
 //! client address → authenticate → rate limits on the verified identity →
@@ -16,6 +16,7 @@ use crate::downstream::Downstream;
 use crate::http::{BodyFraming, LocalReply};
 
 use super::context::RequestCtx;
+use super::exit::reply;
 use super::generation::Generation;
 use super::limit_stage::{self, Phase};
 use super::worker::Worker;
@@ -75,17 +76,5 @@ fn body_limit<D: Downstream>(
             ControlFlow::Break(replies::body_too_large(&ctx.id))
         }
         _ => ControlFlow::Continue(()),
-    }
-}
-
-/// The one exit for the gateway's own answers: writes `local` with the fields the
-/// request gathered, and notes its status.
-pub async fn reply<D: Downstream>(ctx: &mut RequestCtx, d: &mut D, local: &LocalReply<'_>) {
-    ctx.status = local.status;
-    if d.send_reply(local, &ctx.response_fields, ctx.id.as_str())
-        .await
-        .is_ok()
-    {
-        ctx.timings.last_byte = Some(std::time::Instant::now());
     }
 }
