@@ -147,14 +147,21 @@ mod tests {
     #[test]
     fn whole_bodies_decode() {
         assert_eq!(
-            decode_whole(BodyFraming::Chunked, b"3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n").unwrap(),
+            decode_whole(
+                BodyFraming::Chunked,
+                b"3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n"
+            )
+            .unwrap(),
             b"abcde"
         );
         assert!(decode_whole(BodyFraming::Chunked, b"3\r\nabc\r\n").is_err());
         assert!(decode_whole(BodyFraming::Chunked, b"z\r\n").is_err());
         assert_eq!(decode_whole(BodyFraming::Length(2), b"abc").unwrap(), b"ab");
         assert!(decode_whole(BodyFraming::Length(4), b"abc").is_err());
-        assert_eq!(decode_whole(BodyFraming::UntilClose, b"abc").unwrap(), b"abc");
+        assert_eq!(
+            decode_whole(BodyFraming::UntilClose, b"abc").unwrap(),
+            b"abc"
+        );
     }
 
     #[test]

@@ -10,8 +10,7 @@ use super::context::RequestCtx;
 /// Writes `local` to the client; the downstream decides keep-alive as it writes.
 pub async fn reply<D: Downstream>(ctx: &mut RequestCtx, d: &mut D, local: &LocalReply<'_>) {
     ctx.status = local.status;
-    if d
-        .send_reply(local, &ctx.response_fields, ctx.id.as_str())
+    if d.send_reply(local, &ctx.response_fields, ctx.id.as_str())
         .await
         .is_ok()
     {

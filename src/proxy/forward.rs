@@ -14,8 +14,8 @@ use crate::upstream::{ExchangeError, FailureSource, HashKey, OutboundRequest, Up
 
 use super::auth_stage;
 use super::context::RequestCtx;
-use super::generation::Generation;
 use super::exit::reply;
+use super::generation::Generation;
 use super::replies;
 use super::worker::Worker;
 

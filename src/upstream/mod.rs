@@ -20,3 +20,6 @@ pub use failure::{ExchangeError, FailureSource};
 pub use pool::{PooledConn, UpstreamPools};
 pub use response::UpstreamResponse;
 pub use stream::UpstreamStream;
+
+#[cfg(test)]
+mod tests;

@@ -45,3 +45,6 @@ pub async fn serve<S: Io, H: Handler>(
     }
     let _ = conn.io.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests;
