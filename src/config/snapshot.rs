@@ -1,8 +1,9 @@
 //! The compiled, immutable configuration a worker serves from.
 //!
 //! A `Snapshot` is built and validated on the control thread, then shared with every
-//! worker as an `Arc`. Nothing in it changes after compilation: a reload builds a new
-//! one and swaps it in, and a connection finishes on the snapshot it started with.
+//! worker as an `Arc`. Nothing in it changes after compilation. Each worker derives
+//! its own per-snapshot state from it (a `proxy::Generation`), and each connection
+//! pins the generation it was accepted under and finishes on it.
 
 use std::net::SocketAddr;
 
