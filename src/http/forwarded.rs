@@ -118,6 +118,8 @@ pub fn write_upstream_request(
 
 /// Writes the client response head for the upstream response `resp` (whose bytes
 /// are `src`) into `w`; `extra` are the fields the pipeline adds (e.g. `RateLimit`).
+/// For an HTTP/1.0 client a chunked response is announced close-delimited: the
+/// caller de-chunks the body and closes the connection after it.
 pub fn write_client_response(
     w: &mut Vec<u8>,
     resp: &ResponseHead,
@@ -150,7 +152,11 @@ pub fn write_client_response(
         }
         header(w, name, value);
     }
-    framing(w, resp.body);
+    // An HTTP/1.0 client cannot read chunked framing (RFC 9112 §6.1): it gets the
+    // payload de-chunked, delimited by the connection's close.
+    if !(client_minor == 0 && resp.body == BodyFraming::Chunked) {
+        framing(w, resp.body);
+    }
     finish_head(w, extra, request_id, keep_alive, client_minor);
 }
 

@@ -46,6 +46,8 @@ pub async fn forward<D: Downstream>(
     ctx.upstream = Some(endpoint.addr);
     let mut head = worker.head_buffer();
     write_request_head(&mut head, generation, route, endpoint, ctx, d);
+    // Read from the head now: pulling the body (below) consumes it.
+    let idempotent = is_idempotent(d.method());
     // Body bytes that came with the head go out in the same write.
     if let Err(e) = d.take_buffered(&mut head) {
         let failed = replies::upstream_failure(e.status(), e.message(), &ctx.id);
@@ -60,6 +62,7 @@ pub async fn forward<D: Downstream>(
         let request = OutboundRequest {
             head: &mut head,
             is_head: d.is_head(),
+            idempotent,
             deadline,
         };
         match worker
@@ -81,6 +84,14 @@ pub async fn forward<D: Downstream>(
     }
     generation.balancer.finished(endpoint.id);
     worker.give_head_buffer(head);
+}
+
+/// Methods whose effect is the same sent once or twice (RFC 9110 §9.2.2).
+fn is_idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+    )
 }
 
 /// Picks the endpoint (`balance = "hash"` hashes the configured header, or the

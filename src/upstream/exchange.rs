@@ -44,6 +44,10 @@ pub struct OutboundRequest<'a> {
     pub head: &'a mut Vec<u8>,
     /// A `HEAD` request: the response carries no body whatever its framing says.
     pub is_head: bool,
+    /// The method is idempotent (RFC 9110 §9.2.2): sending the request twice has
+    /// the effect of sending it once, so it may be replayed after the endpoint
+    /// closed without answering (it may have acted on it).
+    pub idempotent: bool,
     /// Connect, send and the response head must be done by then (the route timeout
     /// covers the whole exchange up to the response head).
     pub deadline: Instant,
@@ -59,7 +63,7 @@ impl Exchanger<'_> {
         request: OutboundRequest<'_>,
         body: &mut B,
     ) -> Result<UpstreamResponse, ExchangeError> {
-        let (mut up, reused) = match self.pools.take(&endpoint.key) {
+        let (mut up, reused) = match self.pools.take(&endpoint.key, self.counters) {
             Some(c) => {
                 Counters::bump(&self.counters.upstream_reused);
                 (c, true)
@@ -89,9 +93,13 @@ impl Exchanger<'_> {
             )),
             Err(mut e) => {
                 e.reused = reused;
-                // Nothing was acted on if the endpoint closed before answering and
-                // the body is whole in `head` (none of it streamed from the client).
-                e.replayable = e.source == FailureSource::Closed && !streamed && body.is_complete();
+                // The endpoint closed before answering; it may or may not have acted
+                // on the request, so only an idempotent one is sent again, and only
+                // when its body is whole in `head` (none streamed from the client).
+                e.replayable = e.source == FailureSource::Closed
+                    && request.idempotent
+                    && !streamed
+                    && body.is_complete();
                 Err(e)
             }
         }

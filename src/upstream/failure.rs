@@ -35,8 +35,9 @@ pub struct ExchangeError {
     pub message: Cow<'static, str>,
     /// The connection came from the keep-alive pool.
     pub reused: bool,
-    /// Nothing of the request can have been acted on by the endpoint, and its body is
-    /// complete: it may be sent again on another connection.
+    /// The request may be sent again on another connection: the endpoint closed
+    /// without answering, the method is idempotent (RFC 9110 §9.2.2: a second
+    /// copy has no further effect), and the body is complete in the gateway's hands.
     pub replayable: bool,
 }
 

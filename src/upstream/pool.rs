@@ -14,6 +14,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use crate::config::EndpointKey;
+use crate::observe::Counters;
 
 use super::stream::UpstreamStream;
 
@@ -54,14 +55,21 @@ impl UpstreamPools {
         UpstreamPools::default()
     }
 
-    /// The most recently used idle connection to `endpoint` that has not expired.
-    pub fn take(&self, endpoint: &EndpointKey) -> Option<PooledConn> {
+    /// The most recently used idle connection to `endpoint` that has not expired
+    /// and is clean: nothing unread waits on it and the endpoint has not closed it
+    /// (bytes that arrive after a response would otherwise be read as the next
+    /// request's answer). Others are closed; unclean ones are counted.
+    pub fn take(&self, endpoint: &EndpointKey, counters: &Counters) -> Option<PooledConn> {
         let mut idle = self.idle.borrow_mut();
         let stack = idle.get_mut(endpoint)?;
         while let Some(entry) = stack.pop() {
-            if entry.since.elapsed() < entry.timeout {
+            if entry.since.elapsed() >= entry.timeout {
+                continue;
+            }
+            if entry.conn.stream.is_clean() {
                 return Some(entry.conn);
             }
+            Counters::bump(&counters.upstream_pool_discarded);
         }
         None
     }

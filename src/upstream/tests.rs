@@ -140,6 +140,7 @@ fn a_request_and_its_answer_then_the_connection_is_reused() {
             let request = OutboundRequest {
                 head: &mut h,
                 is_head: false,
+                idempotent: true,
                 deadline: Instant::now() + Duration::from_secs(2),
             };
             let u = &snap.upstreams[0];
@@ -184,6 +185,7 @@ fn a_streamed_body_reaches_the_upstream_whole() {
         let request = OutboundRequest {
             head: &mut h,
             is_head: false,
+            idempotent: true,
             deadline: Instant::now() + Duration::from_secs(2),
         };
         let resp = ex.exchange(u, &u.endpoints[0], request, &mut body).await;
@@ -220,6 +222,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                 OutboundRequest {
                     head: &mut h,
                     is_head: false,
+                    idempotent: true,
                     deadline: Instant::now() + Duration::from_secs(2),
                 },
                 &mut no_body(),
@@ -245,6 +248,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                 OutboundRequest {
                     head: &mut h,
                     is_head: false,
+                    idempotent: true,
                     deadline: Instant::now() + Duration::from_millis(200),
                 },
                 &mut no_body(),
@@ -268,6 +272,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                 OutboundRequest {
                     head: &mut h,
                     is_head: false,
+                    idempotent: true,
                     deadline: Instant::now() + Duration::from_secs(1),
                 },
                 &mut no_body(),
@@ -304,6 +309,7 @@ fn a_connection_with_bytes_after_the_body_is_not_pooled() {
                 OutboundRequest {
                     head: &mut h,
                     is_head: false,
+                    idempotent: true,
                     deadline: Instant::now() + Duration::from_secs(2),
                 },
                 &mut no_body(),
@@ -314,6 +320,87 @@ fn a_connection_with_bytes_after_the_body_is_not_pooled() {
         assert_eq!(&resp.head_bytes()[early], b"ok");
         resp.finish(&pools);
     });
-    assert!(pools.take(&snap.upstreams[0].endpoints[0].key).is_none());
+    assert!(pools
+        .take(&snap.upstreams[0].endpoints[0].key, &counters)
+        .is_none());
+    up.join().unwrap();
+}
+
+#[test]
+fn late_bytes_keep_a_pooled_connection_from_being_used() {
+    // The upstream answers a HEAD, then sends bytes that look like a response.
+    let (addr, up) = upstream(vec![Box::new(|mut s| {
+        read_request(&mut s, 0);
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 59\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nevil")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    })]);
+    let snap = snapshot(addr);
+    let (pools, counters) = (UpstreamPools::new(), Counters::default());
+    let ex = Exchanger {
+        pools: &pools,
+        counters: &counters,
+    };
+    let u = &snap.upstreams[0];
+    run(async {
+        let mut h = head("HEAD / HTTP/1.1\r\nhost: x\r\n\r\n");
+        let mut resp = ex
+            .exchange(
+                u,
+                &u.endpoints[0],
+                OutboundRequest {
+                    head: &mut h,
+                    is_head: true,
+                    idempotent: true,
+                    deadline: Instant::now() + Duration::from_secs(2),
+                },
+                &mut no_body(),
+            )
+            .await
+            .expect("an answer");
+        assert!(resp.early_body().unwrap().is_empty());
+        resp.finish(&pools);
+        monoio::time::sleep(Duration::from_millis(150)).await;
+    });
+    assert!(pools.take(&u.endpoints[0].key, &counters).is_none());
+    assert_eq!(counters.upstream_pool_discarded.get(), 1);
+    up.join().unwrap();
+}
+
+#[test]
+fn a_non_idempotent_request_is_not_replayable() {
+    let (addr, up) = upstream(vec![Box::new(|mut s| {
+        read_request(&mut s, 0);
+    })]);
+    let snap = snapshot(addr);
+    let (pools, counters) = (UpstreamPools::new(), Counters::default());
+    let ex = Exchanger {
+        pools: &pools,
+        counters: &counters,
+    };
+    let u = &snap.upstreams[0];
+    run(async {
+        let mut h = head("POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n");
+        let e = ex
+            .exchange(
+                u,
+                &u.endpoints[0],
+                OutboundRequest {
+                    head: &mut h,
+                    is_head: false,
+                    idempotent: false,
+                    deadline: Instant::now() + Duration::from_secs(2),
+                },
+                &mut no_body(),
+            )
+            .await
+            .err()
+            .expect("a failure");
+        assert_eq!(e.source, FailureSource::Closed);
+        assert!(!e.replayable, "the endpoint may have acted on a POST");
+    });
     up.join().unwrap();
 }

@@ -6,8 +6,8 @@ use std::io;
 
 use crate::config::Limits;
 use crate::http::{
-    self, write_client_response, write_local_reply, BodyFraming, BodyProgress, FieldList,
-    HeaderLookup, LocalReply, ResponseHead,
+    self, write_client_response, write_local_reply, BodyFraming, BodyProgress, ChunkedScanner,
+    FieldList, HeaderLookup, LocalReply, ResponseHead,
 };
 
 use super::super::{BodyError, BodySource, ConnInfo, Downstream, DrainSignal, Piece};
@@ -25,6 +25,8 @@ pub struct H1Request<'c, S> {
     /// Decided when the response head is written; `false` closes after it.
     keep: bool,
     bytes_sent: u64,
+    /// An HTTP/1.0 client of a chunked response: the payload is sent de-chunked.
+    dechunk: Option<ChunkedScanner>,
 }
 
 impl<'c, S: Io> H1Request<'c, S> {
@@ -40,6 +42,7 @@ impl<'c, S: Io> H1Request<'c, S> {
             continue_sent: false,
             keep: false,
             bytes_sent: 0,
+            dechunk: None,
         }
     }
 
@@ -120,6 +123,21 @@ impl<'c, S: Io> H1Request<'c, S> {
             self.keep = false;
         }
         res.map(|_| ())
+    }
+
+    /// Appends response body bytes to the write buffer: as they are, or de-chunked
+    /// for an HTTP/1.0 client (the upstream's framing was checked by the relay).
+    fn push_body(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let w = &mut self.conn.wbuf;
+        match &mut self.dechunk {
+            None => w.extend_from_slice(bytes),
+            Some(scanner) => {
+                scanner
+                    .scan_with(bytes, |data| w.extend_from_slice(data))
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.reason()))?;
+            }
+        }
+        Ok(())
     }
 
     /// `BodyProgress::advance` with the request's rules: broken chunk framing is a
@@ -261,11 +279,23 @@ impl<S: Io> Downstream for H1Request<'_, S> {
             keep,
             minor,
         );
-        self.conn.wbuf.extend_from_slice(body_prefix);
+        if head.body == BodyFraming::Chunked && minor == 0 {
+            self.dechunk = Some(ChunkedScanner::new());
+        }
+        self.push_body(body_prefix)?;
         self.write_out().await
     }
 
     async fn send_piece(&mut self, piece: Piece) -> (io::Result<()>, Piece) {
+        if self.dechunk.is_some() {
+            self.conn.wbuf.clear();
+            let pushed = self.push_body(&piece.buf[piece.range.clone()]);
+            let res = match pushed {
+                Ok(()) => self.write_out().await,
+                Err(e) => Err(e),
+            };
+            return (res, piece);
+        }
         let Piece { buf, range } = piece;
         let (res, buf) = self.conn.write_range(buf, range.clone()).await;
         match &res {
@@ -306,7 +336,12 @@ impl<S: Io> BodySource for H1Request<'_, S> {
         if self.body.is_complete() {
             return Ok(None);
         }
-        if self.conn.head.expect_continue && !self.continue_sent && self.conn.unread().is_empty() {
+        // No interim responses to an HTTP/1.0 client (RFC 9110 §15.2).
+        if self.conn.head.expect_continue
+            && self.conn.head.minor_version == 1
+            && !self.continue_sent
+            && self.conn.unread().is_empty()
+        {
             self.continue_sent = true;
             self.conn.wbuf.clear();
             self.conn.wbuf.extend_from_slice(http::CONTINUE);
