@@ -7,9 +7,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use portico::route::{
-    normalize_path, HeaderLookup, HeaderMatch, PathMatch, RouteMatch, RouteSpec, RouteTable,
-};
+use portico::http::HeaderLookup;
+use portico::route::{normalize_path, HeaderMatch, PathMatch, RouteMatch, RouteSpec, RouteTable};
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -23,6 +22,12 @@ impl HeaderLookup for Headers {
             .iter()
             .find(|(n, _)| *n == lowercase_name)
             .map(|(_, v)| *v)
+    }
+
+    fn each<'s>(&'s self, f: &mut dyn FnMut(&'s [u8], &'s [u8])) {
+        for (n, v) in &self.0 {
+            f(n, v);
+        }
     }
 }
 

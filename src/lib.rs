@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod downstream;
 pub mod http;
 pub mod limit;
 pub mod observe;

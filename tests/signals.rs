@@ -4,52 +4,16 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-
 use common::pki::{path_str, Pki};
-use common::Gateway;
+use common::{tls_client, Gateway};
 
 /// Handshakes with the gateway on `port` and returns the served certificate's CN.
 fn served_cn(port: u16, ca: &std::path::Path) -> String {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).expect("ca file") {
-        roots.add(cert.expect("ca cert")).expect("root");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = ServerName::try_from("api.example.com").expect("name");
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
-    let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    sock.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    while conn.is_handshaking() {
-        if conn.complete_io(&mut sock).is_err() {
-            return String::new();
-        }
-    }
-    let _ = sock.flush();
-    let Some(der) = conn.peer_certificates().and_then(|c| c.first()) else {
-        return String::new();
-    };
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).expect("x509");
-    let cn = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|c| c.as_str().ok())
-        .unwrap_or("")
-        .to_string();
-    cn
+    tls_client::connect(port, ca, "api.example.com")
+        .map(|s| tls_client::peer_cn(&s))
+        .unwrap_or_default()
 }
 
 #[test]
@@ -99,14 +63,13 @@ respond = {{ status = 200 }}
     // Many new connections (spread over both workers by SO_REUSEPORT) must all see
     // the new certificate; workers install what was posted within their tick.
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut seen = Vec::new();
-    loop {
-        seen = (0..64).map(|_| served_cn(gw.port, &pki.ca)).collect();
+    let seen = loop {
+        let seen: Vec<String> = (0..64).map(|_| served_cn(gw.port, &pki.ca)).collect();
         if seen.iter().all(|cn| cn == "new.example.com") || Instant::now() > deadline {
-            break;
+            break seen;
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
     let log = gw.proc.stderr_text();
     assert!(
         seen.iter().all(|cn| cn == "new.example.com"),

@@ -199,11 +199,7 @@ fn respond(
     content_type: &str,
     body: &str,
 ) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        crate::http::reason_phrase(status),
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())
+    let mut out = Vec::new();
+    crate::http::write_simple_response(&mut out, status, content_type, body.as_bytes());
+    stream.write_all(&out)
 }

@@ -76,7 +76,7 @@ mod tests {
     fn caller(until: Option<u64>) -> Rc<Caller> {
         Rc::new(Caller {
             claims: Default::default(),
-            identity_headers: Vec::new(),
+            identity_headers: Default::default(),
             valid_until: until,
         })
     }

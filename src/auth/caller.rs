@@ -3,14 +3,16 @@
 
 use serde_json::Value;
 
+use crate::http::FieldList;
+
 use super::verify::Claims;
 
 /// Who the caller is, as a verified token says.
 pub struct Caller {
     pub claims: Claims,
-    /// `name: value\r\n` lines of the provider's `claims_to_headers`, ready to append
-    /// to the upstream request head.
-    pub identity_headers: Vec<u8>,
+    /// The fields of the provider's `claims_to_headers`, ready to append to the
+    /// upstream request.
+    pub identity_headers: FieldList,
     /// Unix seconds after which this verification may no longer be reused
     /// (`exp` + leeway); `None` = the token has no `exp`.
     pub valid_until: Option<u64>,
@@ -30,8 +32,8 @@ impl Caller {
 pub fn render_identity_headers(
     claims: &Claims,
     claims_to_headers: &[(String, String)],
-) -> Result<Vec<u8>, &'static str> {
-    let mut out = Vec::new();
+) -> Result<FieldList, &'static str> {
+    let mut out = FieldList::new();
     for (claim, header) in claims_to_headers {
         let Some(text) = claims.get(claim).and_then(claim_text) else {
             continue;
@@ -39,10 +41,7 @@ pub fn render_identity_headers(
         if text.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return Err("a claim holds characters not allowed in a header");
         }
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(text.trim().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        out.push(header.as_bytes(), text.trim().as_bytes());
     }
     Ok(out)
 }
@@ -93,7 +92,15 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(h, b"x-user-id: u1\r\nx-n: 5\r\nx-roles: a,b\r\n");
+        let fields: Vec<(&[u8], &[u8])> = h.iter().collect();
+        assert_eq!(
+            fields,
+            vec![
+                (&b"x-user-id"[..], &b"u1"[..]),
+                (b"x-n", b"5"),
+                (b"x-roles", b"a,b")
+            ]
+        );
         assert!(render_identity_headers(&claims, &map(&[("bad", "x-bad")])).is_err());
     }
 }

@@ -4,27 +4,15 @@
 
 use std::borrow::Cow;
 
-use crate::http::{HeaderEdit, HeaderRange};
+use crate::http::{FieldList, HeaderEdit};
 
 use super::caller::Caller;
 use super::settings::{AuthSettings, RESERVED_PREFIX};
 use super::token::{cookie_values, TokenSource};
 
-/// Removes every identity header (configured `claims_to_headers` names and the
-/// `x-portico-` prefix) from `headers`, which index `bytes`. Returns how many went.
-pub fn strip_identity(
-    settings: &AuthSettings,
-    bytes: &[u8],
-    headers: &mut Vec<HeaderRange>,
-) -> usize {
-    let before = headers.len();
-    headers.retain(|h| {
-        let name = bytes.get(h.name.clone()).unwrap_or(b"");
-        !is_identity_header(settings, name)
-    });
-    before - headers.len()
-}
-
+/// True for a field only the gateway may set: a configured `claims_to_headers`
+/// name, the `x-portico-` prefix, or another reserved name (the client-certificate
+/// subject field). Client copies are removed from every request before routing.
 pub fn is_identity_header(settings: &AuthSettings, name: &[u8]) -> bool {
     (name.len() >= RESERVED_PREFIX.len()
         && name[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX))
@@ -43,9 +31,9 @@ pub struct Outbound<'a> {
 }
 
 impl<'a> Outbound<'a> {
-    /// The identity header lines to append to the upstream head.
-    pub fn identity_headers(&self) -> &'a [u8] {
-        self.caller.map_or(&[], |c| c.identity_headers.as_slice())
+    /// The identity fields to append to the upstream request.
+    pub fn identity_headers(&self) -> Option<&'a FieldList> {
+        self.caller.map(|c| &c.identity_headers)
     }
 
     /// What happens to one client header upstream: only the token's own header or

@@ -3,8 +3,8 @@
 //! claim to say it. Authorization stays with the services.
 //!
 //! The stages, in request order:
-//! 1. [`strip_identity`]: identity headers a client sent are removed, on every
-//!    route, before routing (`identity.rs`).
+//! 1. [`is_identity_header`]: identity headers a client sent are removed, on every
+//!    route, before routing (`identity.rs`; the pipeline removes them).
 //! 2. [`AuthWorker::authenticate`]: find the token (`token.rs`), answer from the
 //!    per-worker cache (`cache.rs`) or verify it (`verify.rs`, jsonwebtoken over
 //!    `ring_provider.rs`) against the worker's key set (`keys.rs`).
@@ -27,7 +27,7 @@ mod verify;
 mod worker_state;
 
 pub use caller::Caller;
-pub use identity::{is_identity_header, strip_identity, Outbound};
+pub use identity::{is_identity_header, Outbound};
 pub use rejection::Rejection;
 pub use settings::{AuthSettings, JwtProvider, RemoteJwks, RouteAuth, RESERVED_PREFIX};
 pub use token::{RequestParts, TokenSource};

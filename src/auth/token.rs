@@ -4,7 +4,7 @@
 //! Every listed place is looked at. Two *different* tokens in one request are an
 //! error (RFC 6750 §2: a client uses one method), the same token twice is not.
 
-use crate::http::HeaderRange;
+use crate::http::HeaderLookup;
 
 /// One `token_from` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,27 +47,22 @@ pub enum Found<'a> {
     Conflicting,
 }
 
-/// The request parts authentication looks at, borrowed from the parsed head.
+/// The request parts authentication looks at, whatever protocol carried them.
 pub struct RequestParts<'a> {
     pub method: &'a [u8],
-    /// The head's bytes, which `headers` index.
-    pub bytes: &'a [u8],
-    pub headers: &'a [HeaderRange],
+    pub headers: &'a dyn HeaderLookup,
     pub query: Option<&'a str>,
 }
 
 impl<'a> RequestParts<'a> {
-    /// Every header line as `(name, value)`, repeated names included.
-    pub fn lines(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        let bytes = self.bytes;
-        self.headers
-            .iter()
-            .filter_map(move |h| Some((bytes.get(h.name.clone())?, bytes.get(h.value.clone())?)))
+    /// Calls `f(name, value)` for every field, repeated names included.
+    pub fn each_field(&self, f: &mut dyn FnMut(&'a [u8], &'a [u8])) {
+        self.headers.each(f);
     }
 
-    /// The first value of header `name`.
+    /// The first value of header `name` (lowercase).
     pub fn header(&self, name: &[u8]) -> Option<&'a [u8]> {
-        crate::http::find_header(self.bytes, self.headers, name)
+        self.headers.get(name)
     }
 }
 
@@ -82,15 +77,13 @@ pub fn find<'a>(sources: &'a [TokenSource], req: &RequestParts<'a>) -> Found<'a>
     };
     for source in sources {
         match source {
-            TokenSource::Header(name) => {
-                for (n, v) in req.lines() {
-                    if n.eq_ignore_ascii_case(name.as_bytes()) {
-                        if let Some(t) = header_token(name == "authorization", v) {
-                            note(t);
-                        }
+            TokenSource::Header(name) => req.each_field(&mut |n, v| {
+                if n.eq_ignore_ascii_case(name.as_bytes()) {
+                    if let Some(t) = header_token(name == "authorization", v) {
+                        note(t);
                     }
                 }
-            }
+            }),
             TokenSource::Query(name) => {
                 for pair in req.query.unwrap_or("").split('&') {
                     if let Some((k, v)) = pair.split_once('=') {
@@ -100,15 +93,13 @@ pub fn find<'a>(sources: &'a [TokenSource], req: &RequestParts<'a>) -> Found<'a>
                     }
                 }
             }
-            TokenSource::Cookie(name) => {
-                for (n, v) in req.lines() {
-                    if n.eq_ignore_ascii_case(b"cookie") {
-                        for t in cookie_values(v, name.as_bytes()) {
-                            note(t);
-                        }
+            TokenSource::Cookie(name) => req.each_field(&mut |n, v| {
+                if n.eq_ignore_ascii_case(b"cookie") {
+                    for t in cookie_values(v, name.as_bytes()) {
+                        note(t);
                     }
                 }
-            }
+            }),
         }
     }
     match (found, conflict) {
@@ -157,24 +148,13 @@ mod tests {
             .iter()
             .filter_map(|s| TokenSource::parse(s))
             .collect();
-        let mut bytes = Vec::new();
-        let mut headers = Vec::new();
+        let mut fields = crate::http::FieldList::new();
         for (n, v) in lines {
-            let start = bytes.len();
-            bytes.extend_from_slice(n.as_bytes());
-            let name = start..bytes.len();
-            bytes.extend_from_slice(b": ");
-            let vstart = bytes.len();
-            bytes.extend_from_slice(v.as_bytes());
-            headers.push(HeaderRange {
-                name,
-                value: vstart..bytes.len(),
-            });
+            fields.push(n.as_bytes(), v.as_bytes());
         }
         let req = RequestParts {
             method: b"GET",
-            bytes: &bytes,
-            headers: &headers,
+            headers: &fields,
             query,
         };
         match find(&sources, &req) {

@@ -17,6 +17,8 @@ use super::rate_limits;
 use super::schema::{self, Balance, Workers};
 use super::snapshot::*;
 use super::Sections;
+use crate::http::FieldList;
+use crate::observe::AccessLogTarget;
 use crate::route::{self, HeaderMatch, PathMatch, RouteSpec, RouteTable};
 use crate::tls::{
     CertSettings, ListenerTls, TlsListenerSettings, TlsVersion, UpstreamTls, UpstreamTlsSettings,
@@ -72,7 +74,7 @@ pub(crate) fn compile(
         routes,
         upstreams,
         endpoint_count,
-        rate_limits,
+        rate_limits: Arc::new(rate_limits),
         auth,
     })
 }
@@ -215,6 +217,7 @@ fn upstreams(
                 format!("upstream \"{name}\" has no endpoints"),
             );
         }
+        let tls = u.tls.as_ref().and_then(|t| upstream_tls(t, base, p));
         let mut endpoints = Vec::new();
         for e in u.endpoints.get_ref() {
             for addr in resolve(e, p) {
@@ -225,6 +228,7 @@ fn upstreams(
                     id: next_endpoint,
                     addr,
                     authority: e.get_ref().clone(),
+                    key: EndpointKey::new(addr, e.get_ref(), tls.as_deref()),
                 });
                 next_endpoint += 1;
             }
@@ -248,7 +252,7 @@ fn upstreams(
             max_idle_per_endpoint: *u.max_idle_per_endpoint.get_ref() as usize,
             pool_idle_timeout: millis(&u.pool_idle_timeout_ms, p),
             max_requests_per_connection: positive(&u.max_requests_per_connection, p),
-            tls: u.tls.as_ref().and_then(|t| upstream_tls(t, base, p)),
+            tls,
         });
     }
     out
@@ -570,12 +574,7 @@ fn fixed_response(resp: &Spanned<schema::RespondSection>, p: &mut Problems<'_>) 
         );
     }
     let status = status.clamp(200, 599) as u16;
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
-        status,
-        crate::http::reason_phrase(status)
-    )
-    .into_bytes();
+    let mut fields = FieldList::new();
     let mut has_type = false;
     for (k, v) in &r.headers {
         let lower = k.to_ascii_lowercase();
@@ -605,15 +604,14 @@ fn fixed_response(resp: &Spanned<schema::RespondSection>, p: &mut Problems<'_>) 
             );
         }
         has_type |= lower == "content-type";
-        head.extend_from_slice(format!("{lower}: {}\r\n", v.get_ref()).as_bytes());
+        fields.push(lower.as_bytes(), v.get_ref().as_bytes());
     }
     if !has_type && !r.body.is_empty() {
-        head.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\n");
+        fields.push(b"content-type", b"text/plain; charset=utf-8");
     }
-    head.extend_from_slice(format!("content-length: {}\r\n", r.body.len()).as_bytes());
     FixedResponse {
         status,
-        head,
+        fields,
         body: r.body.clone().into_bytes(),
     }
 }

@@ -1,15 +1,18 @@
 //! The compiled, immutable configuration a worker serves from.
 //!
 //! A `Snapshot` is built and validated on the control thread, then shared with every
-//! worker as an `Arc`. Nothing in it changes after compilation: a reload builds a new
-//! one and swaps it in, and a connection finishes on the snapshot it started with.
+//! worker as an `Arc`. Nothing in it changes after compilation. Each worker derives
+//! its own per-snapshot state from it (a `proxy::Generation`), and each connection
+//! pins the generation it was accepted under and finishes on it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::http::FieldList;
 use crate::limit::{RateLimitSettings, RouteLimits};
+use crate::observe::AccessLogTarget;
 use crate::route::RouteTable;
 use crate::tls::{ListenerTls, TlsListenerSettings, UpstreamTls};
 
@@ -27,7 +30,7 @@ pub struct Snapshot {
     /// worker can keep per-endpoint state (pools, in-flight counts) in flat vectors.
     pub endpoint_count: usize,
     /// `[[rate_limit]]` policies, `[fleet]` and `[rate_limit_headers]`.
-    pub rate_limits: RateLimitSettings,
+    pub rate_limits: Arc<RateLimitSettings>,
     /// `[auth.jwt.*]` providers and the identity headers stripped from every request.
     pub auth: crate::auth::AuthSettings,
 }
@@ -87,13 +90,6 @@ pub struct LogSettings {
     pub access_log: AccessLogTarget,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AccessLogTarget {
-    Off,
-    Stdout,
-    File(PathBuf),
-}
-
 /// One `[[route]]`: what to do with a request the route table matched to it.
 pub struct Route {
     pub name: String,
@@ -118,11 +114,11 @@ pub enum Action {
     Respond(FixedResponse),
 }
 
-/// A static response, pre-rendered: the head up to (not including) the per-request
-/// headers, and the body.
+/// A static response, as parts: status, the configured fields (lowercase names,
+/// `content-type` included), and the body. Rendered per protocol by the downstream.
 pub struct FixedResponse {
     pub status: u16,
-    pub head: Vec<u8>,
+    pub fields: FieldList,
     pub body: Vec<u8>,
 }
 
@@ -140,11 +136,38 @@ pub struct Upstream {
 }
 
 pub struct Endpoint {
-    /// Global endpoint number in this snapshot.
+    /// Global endpoint number in this snapshot (per-snapshot state such as in-flight
+    /// counts is indexed by it; state that outlives a snapshot uses `key`).
     pub id: usize,
     pub addr: SocketAddr,
     /// The `host:port` as written in the config; the Host header sent upstream.
     pub authority: String,
+    /// What makes this endpoint the same connection target in another snapshot.
+    pub key: EndpointKey,
+}
+
+/// An endpoint's identity: its address, and for re-encrypted upstreams the TLS
+/// settings and the server name it is reached with. Never its position in a
+/// config, so keep-alive pools can outlive a snapshot when an endpoint is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    pub addr: SocketAddr,
+    /// A fingerprint of the TLS settings and server name; `None` for plain TCP.
+    pub tls: Option<u64>,
+}
+
+impl EndpointKey {
+    /// The key of an endpoint at `addr` written as `authority`, reached with `tls`.
+    pub fn new(addr: SocketAddr, authority: &str, tls: Option<&UpstreamTls>) -> Self {
+        use std::hash::{Hash, Hasher};
+        let tls = tls.map(|t| {
+            let mut h = std::hash::DefaultHasher::new();
+            t.settings.hash(&mut h);
+            authority.hash(&mut h);
+            h.finish()
+        });
+        EndpointKey { addr, tls }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

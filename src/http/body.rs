@@ -83,6 +83,33 @@ impl BodyProgress {
     }
 }
 
+/// The payload of a whole message body held in `input` (framed as `framing`
+/// declares; `UntilClose` takes everything): for small bodies read in one piece,
+/// such as JWKS documents. Errors name what is wrong: broken chunk framing, or a
+/// body shorter than its framing says.
+pub fn decode_whole(framing: BodyFraming, input: &[u8]) -> Result<Vec<u8>, &'static str> {
+    match framing {
+        BodyFraming::None => Ok(Vec::new()),
+        BodyFraming::Length(n) => input
+            .get(..n as usize)
+            .map(<[u8]>::to_vec)
+            .ok_or("the body is shorter than its content-length"),
+        BodyFraming::UntilClose => Ok(input.to_vec()),
+        BodyFraming::Chunked => {
+            let mut scanner = ChunkedScanner::new();
+            let mut out = Vec::new();
+            scanner
+                .scan_with(input, |d| out.extend_from_slice(d))
+                .map_err(ChunkedError::reason)?;
+            if scanner.is_done() {
+                Ok(out)
+            } else {
+                Err("truncated chunked body")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +142,26 @@ mod tests {
         b.close();
         assert!(b.is_complete());
         assert_eq!(b.payload_bytes(), 3);
+    }
+
+    #[test]
+    fn whole_bodies_decode() {
+        assert_eq!(
+            decode_whole(
+                BodyFraming::Chunked,
+                b"3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n"
+            )
+            .unwrap(),
+            b"abcde"
+        );
+        assert!(decode_whole(BodyFraming::Chunked, b"3\r\nabc\r\n").is_err());
+        assert!(decode_whole(BodyFraming::Chunked, b"z\r\n").is_err());
+        assert_eq!(decode_whole(BodyFraming::Length(2), b"abc").unwrap(), b"ab");
+        assert!(decode_whole(BodyFraming::Length(4), b"abc").is_err());
+        assert_eq!(
+            decode_whole(BodyFraming::UntilClose, b"abc").unwrap(),
+            b"abc"
+        );
     }
 
     #[test]

@@ -102,6 +102,16 @@ impl ChunkedScanner {
     /// Scans `input`, returning how many of its bytes belong to this body. Fewer than
     /// `input.len()` only when the body ended inside it; the rest is the next message.
     pub fn scan(&mut self, input: &[u8]) -> Result<usize, ChunkedError> {
+        self.scan_with(input, |_| {})
+    }
+
+    /// As [`scan`](Self::scan), handing each run of payload bytes (framing
+    /// excluded) to `data` as it passes: a de-chunker for bodies read whole.
+    pub fn scan_with<F: FnMut(&[u8])>(
+        &mut self,
+        input: &[u8],
+        mut data: F,
+    ) -> Result<usize, ChunkedError> {
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
@@ -158,6 +168,7 @@ impl ChunkedScanner {
                     let take = self.remaining.min((input.len() - start) as u64);
                     self.remaining -= take;
                     i = start + take as usize;
+                    data(&input[start..i]);
                     if self.remaining == 0 {
                         State::DataCr
                     } else {

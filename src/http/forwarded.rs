@@ -6,7 +6,7 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use super::{is_hop_by_hop, BodyFraming, ConnectionTokens, RequestHead, ResponseHead};
+use super::{is_hop_by_hop, BodyFraming, ConnectionTokens, FieldList, HeaderLookup, ResponseHead};
 
 /// What becomes of one client header line on its way upstream.
 pub enum HeaderEdit {
@@ -18,94 +18,89 @@ pub enum HeaderEdit {
 
 /// What the stages decided about the request that goes upstream.
 pub struct UpstreamRequest<'a> {
+    pub method: &'a [u8],
     /// The path after normalization and prefix rewriting.
     pub path: &'a str,
     pub query: Option<&'a str>,
     /// The `Host` to send.
     pub host: &'a [u8],
+    /// The request's authority as the client gave it, for `X-Forwarded-Host`.
+    pub client_host: Option<&'a [u8]>,
     pub client_ip: IpAddr,
     /// The client came over TLS (`X-Forwarded-Proto: https`).
     pub secure: bool,
-    /// Header lines the gateway adds, already rendered as `name: value\r\n`
-    /// (identity headers from verified claims, the client certificate subject).
-    pub added: [&'a [u8]; 2],
+    /// Send as HTTP/1.0 (an HTTP/1.0 client), so the upstream never answers with
+    /// chunked framing the client cannot read.
+    pub http10: bool,
+    /// The request body's framing, re-stated upstream.
+    pub body: BodyFraming,
+    /// Fields the gateway adds (identity headers from verified claims, the client
+    /// certificate subject), in order.
+    pub added: &'a [&'a FieldList],
     pub request_id: &'a str,
 }
 
-/// Writes the upstream request head for the client request `head` (whose bytes are
-/// `src`) into `w`. `edit` has the last word on each client header that survives the
-/// hop-by-hop rules.
+/// Writes the upstream request head for a client request whose fields are `fields`
+/// into `w` (cleared first). `edit` has the last word on each client field that
+/// survives the hop-by-hop rules.
 pub fn write_upstream_request(
     w: &mut Vec<u8>,
-    head: &RequestHead,
-    src: &[u8],
+    fields: &dyn HeaderLookup,
     req: &UpstreamRequest<'_>,
     mut edit: impl FnMut(&[u8], &[u8]) -> HeaderEdit,
 ) {
     w.clear();
-    w.extend_from_slice(src.get(head.method.clone()).unwrap_or(b"GET"));
+    w.extend_from_slice(if req.method.is_empty() {
+        b"GET"
+    } else {
+        req.method
+    });
     w.push(b' ');
     w.extend_from_slice(req.path.as_bytes());
     if let Some(q) = req.query {
         w.push(b'?');
         w.extend_from_slice(q.as_bytes());
     }
-    // HTTP/1.0 clients are forwarded as HTTP/1.0 so the upstream never answers
-    // them with chunked framing they cannot read.
-    w.extend_from_slice(if head.minor_version == 0 {
+    w.extend_from_slice(if req.http10 {
         b" HTTP/1.0\r\n"
     } else {
         b" HTTP/1.1\r\n"
     });
 
-    let connection = connection_tokens(src, &head.headers);
-    let client_host = head.host.clone().and_then(|r| src.get(r));
-    let mut has_forwarded_for = false;
-    for h in &head.headers {
-        let (Some(name), Some(value)) = (src.get(h.name.clone()), src.get(h.value.clone())) else {
-            continue;
-        };
+    let connection = connection_tokens(fields);
+    let mut forwarded_for: Vec<&[u8]> = Vec::new();
+    fields.each(&mut |name, value| {
         if is_hop_by_hop(name) || (!connection.is_empty() && connection.contains(name)) {
-            continue;
+            return;
         }
         if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            has_forwarded_for = true;
-            continue;
+            forwarded_for.push(value);
+            return;
         }
         if name.eq_ignore_ascii_case(b"host")
             || name.eq_ignore_ascii_case(b"x-forwarded-proto")
             || name.eq_ignore_ascii_case(b"x-forwarded-host")
             || name.eq_ignore_ascii_case(b"x-request-id")
         {
-            continue;
+            return;
         }
-        let replaced;
-        let value = match edit(name, value) {
-            HeaderEdit::Keep => value,
-            HeaderEdit::Drop => continue,
-            HeaderEdit::Replace(v) => {
-                replaced = v;
-                &replaced[..]
-            }
-        };
-        header(w, name, value);
-    }
-    for lines in req.added {
-        w.extend_from_slice(lines);
+        match edit(name, value) {
+            HeaderEdit::Keep => header(w, name, value),
+            HeaderEdit::Drop => {}
+            HeaderEdit::Replace(v) => header(w, name, &v),
+        }
+    });
+    for list in req.added {
+        for (name, value) in list.iter() {
+            header(w, name, value);
+        }
     }
     header(w, b"host", req.host);
     // The client's X-Forwarded-For lines joined into one, in order, then the client.
     w.extend_from_slice(b"x-forwarded-for: ");
-    if has_forwarded_for {
-        for h in &head.headers {
-            if src
-                .get(h.name.clone())
-                .is_some_and(|n| n.eq_ignore_ascii_case(b"x-forwarded-for"))
-            {
-                w.extend_from_slice(src.get(h.value.clone()).unwrap_or(b""));
-                w.extend_from_slice(b", ");
-            }
-        }
+    for value in forwarded_for {
+        w.extend_from_slice(value);
+        w.extend_from_slice(b", ");
     }
     let _ = write!(w, "{}\r\n", req.client_ip);
     header(
@@ -113,21 +108,23 @@ pub fn write_upstream_request(
         b"x-forwarded-proto",
         if req.secure { b"https" } else { b"http" },
     );
-    if let Some(h) = client_host {
+    if let Some(h) = req.client_host {
         header(w, b"x-forwarded-host", h);
     }
     header(w, b"x-request-id", req.request_id.as_bytes());
-    framing(w, head.body);
+    framing(w, req.body);
     w.extend_from_slice(b"\r\n");
 }
 
 /// Writes the client response head for the upstream response `resp` (whose bytes
-/// are `src`) into `w`; `extra` are header lines the pipeline adds (e.g. `RateLimit`).
+/// are `src`) into `w`; `extra` are the fields the pipeline adds (e.g. `RateLimit`).
+/// For an HTTP/1.0 client a chunked response is announced close-delimited: the
+/// caller de-chunks the body and closes the connection after it.
 pub fn write_client_response(
     w: &mut Vec<u8>,
     resp: &ResponseHead,
     src: &[u8],
-    extra: &[u8],
+    extra: &FieldList,
     request_id: &str,
     keep_alive: bool,
     client_minor: u8,
@@ -136,7 +133,7 @@ pub fn write_client_response(
     let _ = write!(w, "HTTP/1.1 {} ", resp.status);
     w.extend_from_slice(src.get(resp.reason.clone()).unwrap_or(b""));
     w.extend_from_slice(b"\r\n");
-    let connection = connection_tokens(src, &resp.headers);
+    let connection = response_connection_tokens(src, &resp.headers);
     for h in &resp.headers {
         let (Some(name), Some(value)) = (src.get(h.name.clone()), src.get(h.value.clone())) else {
             continue;
@@ -155,21 +152,27 @@ pub fn write_client_response(
         }
         header(w, name, value);
     }
-    framing(w, resp.body);
+    // An HTTP/1.0 client cannot read chunked framing (RFC 9112 §6.1): it gets the
+    // payload de-chunked, delimited by the connection's close.
+    if !(client_minor == 0 && resp.body == BodyFraming::Chunked) {
+        framing(w, resp.body);
+    }
     finish_head(w, extra, request_id, keep_alive, client_minor);
 }
 
 /// The lines every response to a client ends with: those the pipeline added for
-/// this request (`extra`, whole header lines, e.g. `RateLimit`), the request ID,
-/// the connection's fate, and the empty line.
+/// this request (`extra`, e.g. `RateLimit`), the request ID, the connection's
+/// fate, and the empty line.
 pub fn finish_head(
     w: &mut Vec<u8>,
-    extra: &[u8],
+    extra: &FieldList,
     request_id: &str,
     keep_alive: bool,
     client_minor: u8,
 ) {
-    w.extend_from_slice(extra);
+    for (name, value) in extra.iter() {
+        header(w, name, value);
+    }
     header(w, b"x-request-id", request_id.as_bytes());
     if !keep_alive {
         w.extend_from_slice(b"connection: close\r\n");
@@ -179,7 +182,7 @@ pub fn finish_head(
     w.extend_from_slice(b"\r\n");
 }
 
-fn header(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(super) fn header(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     w.extend_from_slice(name);
     w.extend_from_slice(b": ");
     w.extend_from_slice(value);
@@ -196,8 +199,22 @@ fn framing(w: &mut Vec<u8>, body: BodyFraming) {
     }
 }
 
-/// The header names listed in `Connection` lines.
-fn connection_tokens<'a>(src: &'a [u8], headers: &[super::HeaderRange]) -> ConnectionTokens<'a> {
+/// The field names listed in a request's `Connection` fields.
+fn connection_tokens<'a>(fields: &'a dyn HeaderLookup) -> ConnectionTokens<'a> {
+    let mut tokens = ConnectionTokens::default();
+    fields.each(&mut |name, value| {
+        if name.eq_ignore_ascii_case(b"connection") {
+            tokens.add(value);
+        }
+    });
+    tokens
+}
+
+/// The field names listed in a response head's `Connection` lines.
+fn response_connection_tokens<'a>(
+    src: &'a [u8],
+    headers: &[super::HeaderRange],
+) -> ConnectionTokens<'a> {
     let mut tokens = ConnectionTokens::default();
     for h in headers {
         if src

@@ -20,13 +20,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use crate::config::Snapshot;
 use crate::observe::{Counters, PublishedCounters};
 
 use super::lease_sizing::{LeaseSizing, LEASE_TTL};
 use super::lru_map::{LruMap, Slot};
 use super::messages::{Demand, Grant, WorkerLink};
-use super::policy::{OnRedisFailure, Policy, Scope};
+use super::policy::{OnRedisFailure, Policy, RateLimitSettings, Scope};
 use super::redis_buckets::{RedisBuckets, SyncItem};
 use super::token_bucket::TokenBucket;
 
@@ -62,7 +61,7 @@ impl LimiterThread {
 }
 
 pub struct GlobalLimiter {
-    snapshot: Arc<Snapshot>,
+    settings: Arc<RateLimitSettings>,
     demands: Receiver<Demand>,
     grants: Vec<Sender<Grant>>,
     /// One table per policy; `None` for worker-scope policies.
@@ -109,10 +108,10 @@ enum Mode {
 impl GlobalLimiter {
     /// Starts the limiter thread when some policy needs it, with one link per worker.
     pub fn start(
-        snapshot: Arc<Snapshot>,
+        settings: Arc<RateLimitSettings>,
         workers: usize,
     ) -> Result<Option<(LimiterThread, Vec<WorkerLink>)>, String> {
-        if !snapshot.rate_limits.needs_limiter() {
+        if !settings.needs_limiter() {
             return Ok(None);
         }
         let (demand_tx, demand_rx) = bounded(DEMAND_CHANNEL);
@@ -128,7 +127,6 @@ impl GlobalLimiter {
                 grants: rx,
             });
         }
-        let settings = &snapshot.rate_limits;
         let tables = settings
             .policies
             .iter()
@@ -146,7 +144,7 @@ impl GlobalLimiter {
         let stop = Arc::new(AtomicBool::new(false));
         let limiter = GlobalLimiter {
             stop: stop.clone(),
-            snapshot,
+            settings,
             demands: demand_rx,
             grants: grant_txs,
             tables,
@@ -225,8 +223,8 @@ impl GlobalLimiter {
     fn on_demand(&mut self, d: Demand, now: Instant) {
         Counters::bump(&self.counters.limiter_demands);
         let index = usize::from(d.policy);
-        let snapshot = self.snapshot.clone();
-        let Some(policy) = snapshot.rate_limits.policies.get(index) else {
+        let settings = self.settings.clone();
+        let Some(policy) = settings.policies.get(index) else {
             return;
         };
         let mode = self.mode(policy);
@@ -343,7 +341,7 @@ impl GlobalLimiter {
     /// One sync tick: every active fleet key takes what two ticks of its demand
     /// need from Redis (or gives back what an idle key holds), in one round trip.
     fn sync_fleet(&mut self, now: Instant) {
-        let snapshot = self.snapshot.clone();
+        let settings = self.settings.clone();
         let Some(redis) = self.redis.as_mut() else {
             return;
         };
@@ -355,10 +353,9 @@ impl GlobalLimiter {
         let mut slots = Vec::new();
         let mut still_active = Vec::with_capacity(self.active.len());
         for &(index, slot) in &self.active {
-            let (Some(policy), Some(Some(table))) = (
-                snapshot.rate_limits.policies.get(index),
-                self.tables.get_mut(index),
-            ) else {
+            let (Some(policy), Some(Some(table))) =
+                (settings.policies.get(index), self.tables.get_mut(index))
+            else {
                 continue;
             };
             let Some((key, ks)) = table.get_slot_mut(slot) else {
@@ -550,7 +547,7 @@ key = "global"
 "#
         );
         let snap = parse("t.toml", &text).expect("config");
-        GlobalLimiter::start(Arc::new(snap), 2)
+        GlobalLimiter::start(snap.rate_limits.clone(), 2)
             .expect("start")
             .expect("a limiter for an instance policy")
     }

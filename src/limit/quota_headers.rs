@@ -10,6 +10,8 @@
 
 use std::io::Write as _;
 
+use crate::http::FieldList;
+
 use super::policy::{HeaderStyle, Policy};
 
 /// One policy's standing for a request.
@@ -59,15 +61,12 @@ pub fn denied_fields(
     out
 }
 
-/// Writes the fields for an allowed response as header lines (`name: value\r\n`).
-pub fn write_allowed(style: HeaderStyle, policy: &Policy, q: &Quota, out: &mut Vec<u8>) {
+/// Adds the fields for an allowed response to `out`.
+pub fn write_allowed(style: HeaderStyle, policy: &Policy, q: &Quota, out: &mut FieldList) {
     let mut fields = Vec::new();
     push_fields(style, policy, q, &mut fields);
     for (name, value) in fields {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(&value);
-        out.extend_from_slice(b"\r\n");
+        out.push(name.as_bytes(), &value);
     }
 }
 
@@ -149,16 +148,21 @@ mod tests {
 
     #[test]
     fn legacy_fields_on_an_allowed_response() {
-        let mut out = Vec::new();
+        let mut out = FieldList::new();
         let q = Quota {
             policy: 0,
             remaining: 150,
             reset_secs: 1,
         };
         write_allowed(HeaderStyle::Legacy, &policy(), &q, &mut out);
+        let fields: Vec<(&[u8], &[u8])> = out.iter().collect();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "x-ratelimit-limit: 200\r\nx-ratelimit-remaining: 150\r\nx-ratelimit-reset: 1\r\n"
+            fields,
+            vec![
+                (&b"x-ratelimit-limit"[..], &b"200"[..]),
+                (b"x-ratelimit-remaining", b"150"),
+                (b"x-ratelimit-reset", b"1"),
+            ]
         );
     }
 

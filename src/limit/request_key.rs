@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use crate::route::HeaderLookup;
+use crate::http::HeaderLookup;
 
 use super::policy::{Fallback, KeyPart, Policy};
 
@@ -204,6 +204,11 @@ mod tests {
                 .iter()
                 .find(|(n, _)| n.as_bytes() == name)
                 .map(|(_, v)| v.as_bytes())
+        }
+        fn each<'s>(&'s self, f: &mut dyn FnMut(&'s [u8], &'s [u8])) {
+            for (n, v) in &self.0 {
+                f(n.as_bytes(), v.as_bytes());
+            }
         }
     }
 

@@ -72,6 +72,9 @@ counters! {
     upstream_timeouts,
     /// Responses cut short by the upstream (the client connection is closed).
     upstream_truncated,
+    /// Idle pooled connections closed when taken because bytes were waiting on them
+    /// or the upstream had closed them.
+    upstream_pool_discarded,
     /// Access-log lines dropped because the writer thread was behind.
     access_log_dropped,
     /// Rate-limit checks passed (one per policy and request).

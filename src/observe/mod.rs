@@ -1,10 +1,13 @@
-//! Observation of what the gateway does: per-worker counters and the access log.
+//! Observation of what the gateway does: per-worker counters, the access log, and
+//! the trace context a request carries.
 //!
 //! Workers only ever touch their own counters and log buffer (no atomics, no locks
 //! per request); the control thread reads published copies.
 
 mod access_log;
 mod counters;
+mod trace;
 
-pub use access_log::{AccessLogBuffer, AccessLogWriter, AccessRecord};
+pub use access_log::{AccessLogBuffer, AccessLogTarget, AccessLogWriter, AccessRecord};
 pub use counters::{Counters, PublishedCounters};
+pub use trace::TraceContext;

@@ -1,25 +1,24 @@
-//! The request pipeline: the life of one request on a worker, stage by stage
-//! (see `pipeline.rs`), and the gateway's own replies.
+//! The request pipeline: the life of one request on a worker as a list of stages
+//! that pass or answer (`pipeline.rs`), over one request context (`context.rs`),
+//! with the gateway's own replies (`replies.rs`) and one place that records each
+//! request (`gateway.rs`). A worker's state (`worker.rs`) outlives configurations;
+//! what it derives from one snapshot is a generation (`generation.rs`).
 
+mod auth_stage;
+mod context;
+mod exit;
+mod forward;
+mod gateway;
+mod generation;
+mod limit_stage;
 mod pipeline;
-mod rate_limit;
-mod reply;
+mod replies;
 mod request_id;
+mod route_stage;
+mod worker;
 
-pub use pipeline::{handle, reject};
-pub use reply::{send_error, send_fixed, send_reply, LocalReply};
+pub use context::{RequestCtx, Timings};
+pub use gateway::Gateway;
+pub use generation::Generation;
 pub use request_id::{RequestId, RequestIds};
-
-use std::net::SocketAddr;
-
-/// How one request ended, for counters, the access log and the connection loop.
-pub struct Outcome {
-    pub status: u16,
-    /// Bytes written to the client (head and body).
-    pub bytes_sent: u64,
-    /// The connection may serve another request.
-    pub keep_alive: bool,
-    /// The endpoint that answered, when the request was forwarded.
-    pub upstream: Option<SocketAddr>,
-    pub request_id: RequestId,
-}
+pub use worker::Worker;

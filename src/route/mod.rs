@@ -1,7 +1,8 @@
 //! The route stage: which configured route a request belongs to.
 //!
-//! It runs first in the pipeline, because every later stage is configured per
-//! route. Per request, in this order:
+//! It runs before every configured stage (after only the https redirect and the
+//! removal of client-sent identity fields), because every later stage is
+//! configured per route. Per request, in this order:
 //!
 //! 1. [`normalize_path`] turns the request-target into the path that is both
 //!    matched and forwarded (dot segments resolved, `//` merged, unreserved
@@ -24,5 +25,5 @@ mod upstream_path;
 
 pub use normalize::{normalize_path, NormalizedTarget, PathError};
 pub use spec::{HeaderMatch, PathMatch, RouteSpec};
-pub use table::{HeaderLookup, RouteMatch, RouteTable};
+pub use table::{RouteMatch, RouteTable};
 pub use upstream_path::upstream_path;

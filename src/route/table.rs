@@ -12,18 +12,12 @@
 
 use std::ops::ControlFlow;
 
+use crate::http::HeaderLookup;
+
 use super::host::{request_host, wildcard_suffixes, HostPattern, MAX_HOST_LEN};
 use super::key_map::KeyMap;
 use super::path_index::PathIndex;
 use super::spec::{HeaderMatch, RouteSpec};
-
-/// Read access to the request's headers, by lowercase name.
-pub trait HeaderLookup {
-    /// The value of the header `lowercase_name`, if the request has it. With
-    /// repeated headers, the implementation decides which value is compared
-    /// (the first, or all joined with ", ").
-    fn get(&self, lowercase_name: &[u8]) -> Option<&[u8]>;
-}
 
 /// The answer of [`RouteTable::find`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +202,11 @@ mod tests {
                 .iter()
                 .find(|(name, _)| name.as_bytes() == lowercase_name)
                 .map(|(_, value)| value.as_bytes())
+        }
+        fn each<'s>(&'s self, f: &mut dyn FnMut(&'s [u8], &'s [u8])) {
+            for (name, value) in self.0.iter() {
+                f(name.as_bytes(), value.as_bytes());
+            }
         }
     }
 

@@ -1,6 +1,7 @@
-//! The server: start-up in an order where the data listeners are bound last, after
-//! everything else that can fail; one pinned worker per core and the side threads;
-//! a stop signal drains it; every wait on the way out has a deadline.
+//! The server: the process around the pipeline. Start-up in an order where the
+//! data listeners are bound last, after everything else that can fail; one pinned
+//! worker per core and the side threads; a stop signal drains it; every wait on the
+//! way out has a deadline.
 //!
 //! Start-up (docs/operations.md, "Start-up"): signal handlers; the descriptor
 //! limit; the check that no other process listens on our addresses (skipped with
@@ -12,13 +13,11 @@
 //! stop, and the process exits 0 — within `drain_timeout_ms` + 1 s whatever any
 //! thread does ([`shutdown`]).
 
-mod accept;
-mod connection;
 mod control;
 mod descriptors;
-mod drain;
 mod fd_shortage;
 mod layout;
+mod listeners;
 mod mailbox;
 mod reuseport;
 mod shutdown;
@@ -27,16 +26,13 @@ mod signals;
 mod worker;
 mod worker_set;
 
-pub use connection::{ClientConn, Io};
-pub use worker::WorkerCtx;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::admin::Phase;
 use crate::config::Snapshot;
 use crate::observe::PublishedCounters;
-use accept::ListenerKind;
+use listeners::ListenerKind;
 use shutdown::StopDeadlines;
 use worker_set::WorkerSet;
 

@@ -56,7 +56,7 @@ fn start_each(
         .map_err(|e| format!("cannot open the access log: {e}"))?;
     // Remote JWKS prefetch starts now; /ready waits for it.
     side.jwks = Some(jwks::start(&snapshot.auth)?);
-    let links = match GlobalLimiter::start(snapshot.clone(), published.len())? {
+    let links = match GlobalLimiter::start(snapshot.rate_limits.clone(), published.len())? {
         Some((thread, links)) => {
             side.limiter = Some(thread);
             links

@@ -1,7 +1,8 @@
-//! A worker: one thread, pinned to one core, running one monoio runtime with its own
-//! SO_REUSEPORT listeners, connections, upstream pools and counters.
+//! A worker thread: pinned to one core, running one monoio runtime with its own
+//! SO_REUSEPORT listeners (bound by the control thread and handed over), and the
+//! worker state of `crate::proxy` (connections, upstream pools, counters, the
+//! current generation). Its tick empties the control thread's mailbox.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,17 +12,13 @@ use crossbeam_channel::{Receiver, Sender};
 use monoio::net::TcpListener;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
-use crate::auth::AuthWorker;
 use crate::config::Snapshot;
-use crate::limit::{LocalLimiter, WorkerLink, LIMIT_TICK};
-use crate::observe::{AccessLogBuffer, AccessRecord, Counters, PublishedCounters};
-use crate::proxy::{Outcome, RequestIds};
+use crate::limit::{WorkerLink, LIMIT_TICK};
+use crate::observe::{AccessLogBuffer, PublishedCounters};
+use crate::proxy::{Generation, Worker};
 use crate::tls::ListenerTls;
-use crate::upstream::{Balancer, UpstreamPools};
 
-use super::accept::{accept_loop, ListenerKind};
-use super::connection::{ClientConn, Io};
-use super::drain::DrainSignal;
+use super::listeners::{accept_loop, Acceptor, ListenerKind};
 use super::mailbox::Mailbox;
 
 /// Everything a worker thread needs to start.
@@ -88,15 +85,12 @@ pub fn run(plan: WorkerPlan) {
 
 async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
     let snapshot = plan.snapshot.clone();
-    let ctx = Rc::new(WorkerCtx::new(
-        plan.id,
-        snapshot.clone(),
-        plan.access_log,
-        plan.limiter,
-    ));
+    let generation = Generation::new(snapshot.clone(), plan.id, plan.limiter);
+    let worker = Rc::new(Worker::new(plan.id, plan.access_log, generation));
+    let acceptor = Rc::new(Acceptor::new(worker.clone()));
     let contexts: Vec<Arc<ListenerTls>> =
         snapshot.server.tls.iter().map(|t| t.tls.clone()).collect();
-    if let Err(e) = ctx.install_tls(&contexts) {
+    if let Err(e) = acceptor.install_tls(&contexts) {
         let _ = plan
             .reports
             .send(StartReport::Failed(format!("worker {}: {e}", plan.id)));
@@ -129,35 +123,35 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
     }
     let mut tasks = Vec::new();
     for (l, kind) in listeners {
-        tasks.push(monoio::spawn(accept_loop(ctx.clone(), l, kind)));
+        tasks.push(monoio::spawn(accept_loop(acceptor.clone(), l, kind)));
     }
-    if ctx.limits.has_limiter() {
-        tasks.push(monoio::spawn(limit_tick(ctx.clone())));
+    if worker.generation().limits.has_limiter() {
+        tasks.push(monoio::spawn(limit_tick(worker.clone())));
     }
     let _ = plan.reports.send(StartReport::Serving);
 
-    // The tick: mailbox, pool sweeping, counter publishing, log flushing.
+    // The tick: mailbox, pool sweeping, key sets, counter publishing, log flushing.
     let deadline = loop {
         monoio::time::sleep(TICK).await;
         let posted = plan.mailbox.take();
         if let Some((generation, contexts)) = posted.tls {
-            match ctx.install_tls(&contexts) {
+            match acceptor.install_tls(&contexts) {
                 Ok(()) => tracing::debug!(
-                    worker = ctx.id,
+                    worker = worker.id,
                     "certificates of generation {generation} installed"
                 ),
                 Err(e) => tracing::error!(
-                    worker = ctx.id,
+                    worker = worker.id,
                     "certificate reload (generation {generation}) failed: {e}; the certificates in use keep serving"
                 ),
             }
         }
         if let Some(deadline) = posted.drain {
-            ctx.drain.raise();
-            ctx.pools.clear();
+            worker.start_drain();
             break deadline;
         }
-        ctx.tick(&plan.published);
+        worker.tick();
+        worker.publish(&plan.published);
     };
 
     // The drain: the accept loops (after taking the connections waiting in their
@@ -167,132 +161,24 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
     for task in tasks {
         task.await;
     }
-    while ctx.active_connections.get() > 0 && Instant::now() < deadline {
+    while acceptor.active.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(TICK).await;
-        ctx.tick(&plan.published);
+        worker.tick();
+        worker.publish(&plan.published);
     }
-    ctx.publish(&plan.published);
+    worker.publish(&plan.published);
 }
 
 /// Picks up the limiter's grants and hands back expired leases when no request
 /// does (requests pick grants up too, with a non-blocking `try_recv`). Ends as
 /// soon as the drain begins.
-async fn limit_tick(ctx: Rc<WorkerCtx>) {
+async fn limit_tick(worker: Rc<Worker>) {
     loop {
         monoio::select! {
-            _ = monoio::time::sleep(LIMIT_TICK) => ctx.limits.tick(&ctx.counters),
-            _ = ctx.drain.raised() => return,
+            _ = monoio::time::sleep(LIMIT_TICK) => {
+                worker.generation().limits.tick(&worker.counters);
+            }
+            _ = worker.drain.raised() => return,
         }
-    }
-}
-
-/// The state one worker shares among its connections (never across threads).
-pub struct WorkerCtx {
-    pub id: usize,
-    snapshot: RefCell<Arc<Snapshot>>,
-    pub pools: UpstreamPools,
-    pub balancer: Balancer,
-    pub counters: Counters,
-    pub drain: DrainSignal,
-    pub active_connections: Cell<usize>,
-    pub request_ids: RequestIds,
-    pub access_log: Option<AccessLogBuffer>,
-    /// Stage 1 of rate limiting: this worker's buckets and leases.
-    pub limits: LocalLimiter,
-    /// One rustls config per TLS listener, this worker's own (its session cache).
-    tls_configs: RefCell<Vec<Arc<rustls::ServerConfig>>>,
-    /// Key sets and verified-token caches of the auth providers.
-    pub auth: AuthWorker,
-}
-
-impl WorkerCtx {
-    fn new(
-        id: usize,
-        snapshot: Arc<Snapshot>,
-        access_log: Option<AccessLogBuffer>,
-        limiter: Option<WorkerLink>,
-    ) -> Self {
-        WorkerCtx {
-            id,
-            limits: LocalLimiter::new(&snapshot.rate_limits, limiter),
-            pools: UpstreamPools::new(snapshot.endpoint_count),
-            balancer: Balancer::new(snapshot.upstreams.len(), snapshot.endpoint_count, id),
-            auth: AuthWorker::new(&snapshot.auth),
-            snapshot: RefCell::new(snapshot),
-            counters: Counters::default(),
-            drain: DrainSignal::default(),
-            active_connections: Cell::new(0),
-            request_ids: RequestIds::new(id),
-            access_log,
-            tls_configs: RefCell::new(Vec::new()),
-        }
-    }
-
-    /// The current rustls config of TLS listener `index`.
-    pub fn tls_config(&self, index: usize) -> Option<Arc<rustls::ServerConfig>> {
-        self.tls_configs.borrow().get(index).cloned()
-    }
-
-    fn install_tls(&self, contexts: &[Arc<ListenerTls>]) -> Result<(), String> {
-        let configs = contexts
-            .iter()
-            .map(|c| c.server_config())
-            .collect::<Result<Vec<_>, _>>()?;
-        *self.tls_configs.borrow_mut() = configs;
-        Ok(())
-    }
-
-    /// The snapshot a new connection starts on.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.borrow().clone()
-    }
-
-    pub fn max_connections(&self) -> usize {
-        self.snapshot
-            .borrow()
-            .server
-            .limits
-            .max_connections_per_worker
-    }
-
-    /// The periodic chores: expired pooled connections, key refreshes, counters and
-    /// the access-log buffer.
-    fn tick(&self, published: &PublishedCounters) {
-        self.pools.sweep();
-        self.auth.refresh_keys(&self.snapshot.borrow().auth);
-        self.publish(published);
-    }
-
-    fn publish(&self, to: &PublishedCounters) {
-        if let Some(log) = &self.access_log {
-            log.flush();
-            self.counters.access_log_dropped.set(log.dropped());
-        }
-        self.counters.publish(to);
-    }
-
-    /// Counts a finished request and writes its access-log line.
-    pub fn record<S: Io>(
-        &self,
-        conn: &ClientConn<S>,
-        route: Option<&str>,
-        outcome: &Outcome,
-        started: Instant,
-    ) {
-        self.counters.count_status(outcome.status);
-        let Some(log) = &self.access_log else { return };
-        let head = conn.logged_request();
-        log.record(&AccessRecord {
-            client: conn.peer.ip(),
-            method: head.method,
-            target: head.target,
-            minor_version: conn.head.minor_version,
-            status: outcome.status,
-            bytes_sent: outcome.bytes_sent,
-            duration: started.elapsed(),
-            route: route.unwrap_or(""),
-            upstream: outcome.upstream,
-            request_id: outcome.request_id.as_str(),
-        });
     }
 }

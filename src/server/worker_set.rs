@@ -22,7 +22,7 @@ use crate::config::Snapshot;
 use crate::limit::WorkerLink;
 use crate::observe::{AccessLogWriter, PublishedCounters};
 
-use super::accept::ListenerKind;
+use super::listeners::ListenerKind;
 use super::mailbox::Mailbox;
 use super::reuseport::bind_shared;
 use super::shutdown::join_until;

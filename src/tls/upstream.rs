@@ -15,7 +15,7 @@ use super::certs::{load_chain, load_roots, provider, system_roots};
 use portico_tls_stream::{AnyServerCertificate, TlsStream};
 
 /// An upstream's `tls = { ... }` as configured (paths resolved).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct UpstreamTlsSettings {
     pub sni: Option<String>,
     pub ca: Option<PathBuf>,
@@ -26,6 +26,8 @@ pub struct UpstreamTlsSettings {
 
 /// A loaded upstream TLS context, shared by the workers.
 pub struct UpstreamTls {
+    /// What it was loaded from: part of an endpoint's identity.
+    pub settings: UpstreamTlsSettings,
     pub config: Arc<ClientConfig>,
     /// The configured SNI; without one, each endpoint's host name is used.
     pub sni: Option<ServerName<'static>>,
@@ -69,6 +71,7 @@ impl UpstreamTls {
             None => None,
         };
         Ok(UpstreamTls {
+            settings: s.clone(),
             config: Arc::new(config),
             sni,
         })

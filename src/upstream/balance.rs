@@ -146,10 +146,15 @@ mod tests {
         Upstream {
             name: "u".into(),
             endpoints: (0..n)
-                .map(|i| Endpoint {
-                    id: i,
-                    addr: format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
-                    authority: format!("127.0.0.1:{}", 9000 + i),
+                .map(|i| {
+                    let addr: std::net::SocketAddr =
+                        format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
+                    Endpoint {
+                        id: i,
+                        addr,
+                        authority: addr.to_string(),
+                        key: crate::config::EndpointKey::new(addr, &addr.to_string(), None),
+                    }
                 })
                 .collect(),
             balance,

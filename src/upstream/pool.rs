@@ -1,11 +1,20 @@
-//! Per-worker keep-alive pools, one stack of idle connections per endpoint.
+//! Per-worker keep-alive pools: a stack of idle connections per endpoint, keyed by
+//! the endpoint's identity (address and TLS settings, [`EndpointKey`]), never its
+//! position in a config, so a pooled connection can only ever carry requests meant
+//! for the target it was opened to.
 //!
 //! Last-in first-out, so the warmest connection is reused and surplus ones age out.
-//! Idle connections past `pool_idle_timeout` are closed by `sweep` on the worker's
-//! tick, and skipped when found on `take`.
+//! Idle connections past their `pool_idle_timeout` are closed by `sweep` on the
+//! worker's tick, and skipped when found on `take`. Once the worker drains, the pool
+//! takes nothing back.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
+
+use crate::config::EndpointKey;
+use crate::observe::Counters;
 
 use super::stream::UpstreamStream;
 
@@ -34,56 +43,103 @@ struct Idle {
     timeout: Duration,
 }
 
-/// All idle upstream connections of one worker, indexed by `Endpoint::id`.
+/// All idle upstream connections of one worker.
+#[derive(Default)]
 pub struct UpstreamPools {
-    idle: RefCell<Vec<Vec<Idle>>>,
+    idle: RefCell<HashMap<EndpointKey, Vec<Idle>, BuildHasherDefault<Fnv>>>,
+    closed: Cell<bool>,
 }
 
 impl UpstreamPools {
-    pub fn new(endpoints: usize) -> Self {
-        UpstreamPools {
-            idle: RefCell::new((0..endpoints).map(|_| Vec::new()).collect()),
-        }
+    pub fn new() -> Self {
+        UpstreamPools::default()
     }
 
-    /// The most recently used idle connection to `endpoint` that has not expired.
-    pub fn take(&self, endpoint: usize) -> Option<PooledConn> {
+    /// The most recently used idle connection to `endpoint` that has not expired
+    /// and is clean: nothing unread waits on it and the endpoint has not closed it
+    /// (bytes that arrive after a response would otherwise be read as the next
+    /// request's answer). Others are closed; unclean ones are counted.
+    pub fn take(&self, endpoint: &EndpointKey, counters: &Counters) -> Option<PooledConn> {
         let mut idle = self.idle.borrow_mut();
         let stack = idle.get_mut(endpoint)?;
         while let Some(entry) = stack.pop() {
-            if entry.since.elapsed() < entry.timeout {
+            if entry.since.elapsed() >= entry.timeout {
+                continue;
+            }
+            if entry.conn.stream.is_clean() {
                 return Some(entry.conn);
             }
+            Counters::bump(&counters.upstream_pool_discarded);
         }
         None
     }
 
-    /// Returns a connection for reuse, unless the pool for `endpoint` is full.
-    pub fn put(&self, endpoint: usize, conn: PooledConn, max_idle: usize, timeout: Duration) {
+    /// Keeps a connection for reuse, unless the pool for `endpoint` holds
+    /// `max_idle` already or the worker is draining (then it closes).
+    pub fn put(
+        &self,
+        endpoint: &EndpointKey,
+        conn: PooledConn,
+        max_idle: usize,
+        timeout: Duration,
+    ) {
+        if self.closed.get() || max_idle == 0 {
+            return;
+        }
         let mut idle = self.idle.borrow_mut();
-        if let Some(stack) = idle.get_mut(endpoint) {
-            if stack.len() < max_idle {
-                stack.push(Idle {
-                    conn,
-                    since: Instant::now(),
-                    timeout,
-                });
-            }
+        let stack = match idle.get_mut(endpoint) {
+            Some(s) => s,
+            None => idle.entry(endpoint.clone()).or_default(),
+        };
+        if stack.len() < max_idle {
+            stack.push(Idle {
+                conn,
+                since: Instant::now(),
+                timeout,
+            });
         }
     }
 
-    /// Closes idle connections that have expired.
+    /// Closes idle connections that have expired (and forgets empty endpoints).
     pub fn sweep(&self) {
         let now = Instant::now();
-        for stack in self.idle.borrow_mut().iter_mut() {
+        self.idle.borrow_mut().retain(|_, stack| {
             stack.retain(|e| now.duration_since(e.since) < e.timeout);
-        }
+            !stack.is_empty()
+        });
     }
 
-    /// Closes every idle connection (on drain).
-    pub fn clear(&self) {
-        for stack in self.idle.borrow_mut().iter_mut() {
-            stack.clear();
+    /// Closes every idle connection and takes none back from now on (the drain).
+    pub fn close(&self) {
+        self.closed.set(true);
+        self.idle.borrow_mut().clear();
+    }
+
+    /// The worker is draining: nothing goes back to the pool.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+}
+
+/// FNV-1a: endpoint keys are a handful of bytes from the operator's config, and a
+/// lookup per request should cost nanoseconds, not SipHash's tens.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
+        self.0 = h;
     }
 }

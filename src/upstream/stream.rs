@@ -1,6 +1,8 @@
 //! The byte stream to an upstream endpoint: plain TCP, or TLS when the upstream
 //! re-encrypts.
 
+use std::os::fd::AsRawFd;
+
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
@@ -12,6 +14,35 @@ use crate::tls::TlsStream;
 pub enum UpstreamStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<ClientConnection>>),
+}
+
+impl UpstreamStream {
+    /// Nothing unread is waiting and the endpoint has not closed: the connection
+    /// can carry a new request without mistaking stale bytes for its answer. A
+    /// non-blocking peek at the socket (one `recv(MSG_PEEK | MSG_DONTWAIT)`), plus
+    /// whatever the TLS layer holds unread.
+    pub fn is_clean(&self) -> bool {
+        let fd = match self {
+            UpstreamStream::Plain(s) => s.as_raw_fd(),
+            UpstreamStream::Tls(s) => {
+                if s.has_unread_input() {
+                    return false;
+                }
+                s.tcp().as_raw_fd()
+            }
+        };
+        let mut byte = 0u8;
+        // SAFETY: a one-byte peek into a local; the fd is owned by this stream.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    }
 }
 
 impl AsyncReadRent for UpstreamStream {

@@ -50,6 +50,17 @@ where
         &self.conn
     }
 
+    /// The TCP connection underneath (e.g. to peek at it without reading).
+    pub fn tcp(&self) -> &TcpStream {
+        &self.io
+    }
+
+    /// Input is waiting that no read has taken yet: ciphertext read from the
+    /// socket and not yet processed, or the socket's end.
+    pub fn has_unread_input(&self) -> bool {
+        self.in_pos < self.incoming.len() || self.eof
+    }
+
     /// Runs the handshake to completion (the caller bounds it with a timeout). A
     /// rustls error (a certificate not accepted, no common version) comes back as
     /// `InvalidData` wrapping the `rustls::Error`.

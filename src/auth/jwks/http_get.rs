@@ -213,41 +213,28 @@ fn exchange<S: Read + Write>(
     }
 }
 
+/// Reads a whole answer with the data path's codec: the response-head parser and
+/// the body de-chunker of `crate::http`.
 fn parse_response(raw: &[u8]) -> Result<Fetched, String> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(raw) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Err("the answer ended inside its head".to_string()),
+    let mut head = crate::http::ResponseHead::default();
+    match crate::http::parse_response(raw, false, &mut head) {
+        Ok(Some(())) => {}
+        Ok(None) => return Err("the answer ended inside its head".to_string()),
         Err(e) => return Err(format!("malformed answer: {e}")),
-    };
-    let status = resp.code.unwrap_or(0);
-    if status != 200 {
-        return Err(format!("status {status}"));
     }
-    let mut length = None;
-    let mut chunked = false;
-    let mut max_age = None;
-    for h in resp.headers.iter() {
-        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
-        if h.name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().map_err(|_| "bad content-length")?);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().ends_with("chunked");
-        } else if h.name.eq_ignore_ascii_case("cache-control") {
-            max_age = cache_max_age(value).or(max_age);
-        }
+    if head.status != 200 {
+        return Err(format!("status {}", head.status));
     }
-    let rest = &raw[head_len..];
-    let body = if chunked {
-        dechunk(rest)?
-    } else if let Some(n) = length {
-        rest.get(..n)
-            .ok_or("the body is shorter than its content-length")?
-            .to_vec()
-    } else {
-        rest.to_vec()
-    };
+    let max_age = head
+        .headers
+        .iter()
+        .filter(|h| {
+            raw.get(h.name.clone())
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"cache-control"))
+        })
+        .filter_map(|h| std::str::from_utf8(raw.get(h.value.clone())?).ok())
+        .fold(None, |found, value| cache_max_age(value.trim()).or(found));
+    let body = crate::http::decode_whole(head.body, &raw[head.head_len..])?;
     Ok(Fetched { body, max_age })
 }
 
@@ -268,26 +255,6 @@ pub fn cache_max_age(value: &str) -> Option<Duration> {
         }
     }
     out
-}
-
-fn dechunk(mut input: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = input
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("truncated chunked body")?;
-        let size_text = std::str::from_utf8(&input[..line_end]).map_err(|_| "bad chunk size")?;
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
-        input = &input[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        let chunk = input.get(..size).ok_or("truncated chunked body")?;
-        out.extend_from_slice(chunk);
-        input = input.get(size + 2..).ok_or("truncated chunked body")?;
-    }
 }
 
 #[cfg(test)]

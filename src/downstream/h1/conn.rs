@@ -1,83 +1,20 @@
-//! One client connection: read request heads, hand each request to the pipeline,
-//! and keep the connection alive between requests until the client, a limit, an
-//! error or the drain ends it.
+//! An HTTP/1.1 client connection's stream and buffers, reused for every request on
+//! it: reading request heads, reading body bytes, writing what was built in the
+//! write buffer.
 
 use std::io;
-use std::net::SocketAddr;
-use std::rc::Rc;
-use std::time::Instant;
 
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use crate::config::Limits;
 use crate::http::{parse_request, HeadLimits, HttpError, Parsed, RequestHead};
-use crate::proxy;
 
-use super::worker::WorkerCtx;
+use super::super::{ConnInfo, DrainSignal};
 
-/// A byte stream a client connection runs on (plain TCP now; TLS later).
+/// A byte stream a client connection runs on (plain TCP or TLS).
 pub trait Io: AsyncReadRent + AsyncWriteRent {}
 impl<T: AsyncReadRent + AsyncWriteRent> Io for T {}
-
-/// What the transport says about a connection.
-#[derive(Clone, Debug, Default)]
-pub struct ConnMeta {
-    /// The connection came over TLS.
-    pub secure: bool,
-    /// The verified client certificate's subject as a header line to send
-    /// upstream (`x-client-subject: CN=...\r\n`), rendered once per connection.
-    pub client_subject: Option<Vec<u8>>,
-}
-
-impl ConnMeta {
-    pub fn plain() -> Self {
-        ConnMeta::default()
-    }
-}
-
-/// Serves one accepted connection until it ends.
-pub async fn serve<S: Io>(ctx: Rc<WorkerCtx>, io: S, peer: SocketAddr, meta: ConnMeta) {
-    let snapshot = ctx.snapshot();
-    let limits = &snapshot.server.limits;
-    let mut conn = ClientConn::new(io, peer, meta);
-    let mut first = true;
-    loop {
-        match conn.read_head(limits, &ctx, first).await {
-            HeadRead::Ready => {}
-            HeadRead::Closed => break,
-            HeadRead::Rejected(err) => {
-                ctx.counters
-                    .requests_malformed
-                    .set(ctx.counters.requests_malformed.get() + 1);
-                let started = Instant::now();
-                conn.logged_request.clear();
-                let outcome = proxy::reject(&ctx, &mut conn, err).await;
-                ctx.record(&conn, None, &outcome, started);
-                break;
-            }
-        }
-        first = false;
-        if ctx.access_log.is_some() {
-            conn.capture_for_log();
-        }
-        let started = Instant::now();
-        let (outcome, route) = proxy::handle(&ctx, &snapshot, &mut conn).await;
-        ctx.record(&conn, route, &outcome, started);
-        conn.finish_request();
-        if !outcome.keep_alive || ctx.drain.is_raised() {
-            break;
-        }
-    }
-    let _ = conn.io.shutdown().await;
-}
-
-pub enum HeadRead {
-    Ready,
-    /// The client closed, went idle too long, or the worker is draining.
-    Closed,
-    Rejected(HttpError),
-}
 
 /// Read-buffer sizes: start small (most heads are a few hundred bytes), grow for
 /// large heads up to the configured limit, and use a larger window for bodies.
@@ -85,11 +22,18 @@ const INITIAL_READ_BUFFER: usize = 4 * 1024;
 const BODY_READ_BUFFER: usize = 64 * 1024;
 const MIN_READ_SPACE: usize = 1024;
 
-/// A client connection's stream and buffers, reused for every request on it.
+/// How waiting for a request head ended.
+pub enum HeadRead {
+    Ready,
+    /// The client closed, went idle too long, or the worker is draining.
+    Closed,
+    Rejected(HttpError),
+}
+
+/// A client connection's stream and buffers.
 pub struct ClientConn<S> {
     pub io: S,
-    pub peer: SocketAddr,
-    pub meta: ConnMeta,
+    pub info: ConnInfo,
     /// Bytes read from the client; `rbuf[pos..]` are not yet consumed.
     pub rbuf: Vec<u8>,
     pub pos: usize,
@@ -99,58 +43,19 @@ pub struct ClientConn<S> {
     pub head: RequestHead,
     /// The head has been consumed from `rbuf` (only body bytes follow at `pos`).
     pub head_consumed: bool,
-    /// Header lines (`name: value\r\n`) the pipeline adds to whatever response the
-    /// current request gets, e.g. `RateLimit` on allowed responses.
-    pub response_headers: Vec<u8>,
-    /// `METHOD target` of the current request, kept for the access log (which is
-    /// written after the head's bytes may have been overwritten by the body).
-    logged_request: Vec<u8>,
-    logged_method_len: usize,
-}
-
-/// The request line parts an access-log line shows.
-pub struct LoggedRequest<'a> {
-    pub method: &'a [u8],
-    pub target: &'a [u8],
 }
 
 impl<S: Io> ClientConn<S> {
-    fn new(io: S, peer: SocketAddr, meta: ConnMeta) -> Self {
+    pub fn new(io: S, info: ConnInfo) -> Self {
         ClientConn {
             io,
-            peer,
-            meta,
+            info,
             rbuf: Vec::with_capacity(INITIAL_READ_BUFFER),
             pos: 0,
             wbuf: Vec::with_capacity(INITIAL_READ_BUFFER),
             head: RequestHead::default(),
             head_consumed: false,
-            response_headers: Vec::new(),
-            logged_request: Vec::new(),
-            logged_method_len: 0,
         }
-    }
-
-    fn capture_for_log(&mut self) {
-        let head = self.rbuf.get(self.pos..).unwrap_or(&[]);
-        let method = head.get(self.head.method.clone()).unwrap_or(b"-");
-        let target = head.get(self.head.target.clone()).unwrap_or(b"-");
-        self.logged_request.clear();
-        self.logged_request.extend_from_slice(method);
-        self.logged_request.extend_from_slice(target);
-        self.logged_method_len = method.len();
-    }
-
-    /// The current request's method and target, for the access log.
-    pub fn logged_request(&self) -> LoggedRequest<'_> {
-        if self.logged_request.is_empty() {
-            return LoggedRequest {
-                method: b"-",
-                target: b"-",
-            };
-        }
-        let (method, target) = self.logged_request.split_at(self.logged_method_len);
-        LoggedRequest { method, target }
     }
 
     /// Unconsumed bytes.
@@ -158,8 +63,11 @@ impl<S: Io> ClientConn<S> {
         self.rbuf.get(self.pos..).unwrap_or(&[])
     }
 
-    /// The current request head's bytes (valid until `consume_head`).
+    /// The current request head's bytes (empty once the head is consumed).
     pub fn head_bytes(&self) -> &[u8] {
+        if self.head_consumed {
+            return &[];
+        }
         self.rbuf
             .get(self.pos..self.pos + self.head.head_len)
             .unwrap_or(&[])
@@ -177,10 +85,10 @@ impl<S: Io> ClientConn<S> {
         }
     }
 
-    fn finish_request(&mut self) {
+    /// Ends the current request: the next head starts after it.
+    pub fn finish_request(&mut self) {
         self.consume_head();
         self.head_consumed = false;
-        self.response_headers.clear();
     }
 
     /// Reads more bytes from the client; `Ok(0)` is end of stream.
@@ -230,21 +138,23 @@ impl<S: Io> ClientConn<S> {
         res
     }
 
-    /// Writes `rbuf[range]` to `to` without copying it.
-    pub async fn write_rbuf_to<W: AsyncWriteRent>(
+    /// Writes `buf[range]` to the client without copying it; the buffer comes back.
+    pub async fn write_range(
         &mut self,
-        to: &mut W,
-        start: usize,
-        end: usize,
-    ) -> io::Result<usize> {
-        let buf = std::mem::take(&mut self.rbuf);
-        let (res, slice) = to.write_all(buf.slice(start..end)).await;
-        self.rbuf = slice.into_inner();
-        res
+        buf: Vec<u8>,
+        range: std::ops::Range<usize>,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        let (res, slice) = self.io.write_all(buf.slice(range)).await;
+        (res, slice.into_inner())
     }
 
     /// Reads until a whole request head is buffered (or the connection ends).
-    async fn read_head(&mut self, limits: &Limits, ctx: &WorkerCtx, first: bool) -> HeadRead {
+    pub async fn read_head(
+        &mut self,
+        limits: &Limits,
+        drain: &DrainSignal,
+        first: bool,
+    ) -> HeadRead {
         let head_limits = HeadLimits {
             max_header_bytes: limits.max_header_bytes,
             max_headers: limits.max_headers,
@@ -268,7 +178,7 @@ impl<S: Io> ClientConn<S> {
                     Ok(Ok(n)) if n > 0 => {}
                     _ => return HeadRead::Closed,
                 },
-                _ = ctx.drain.raised(), if close_on_drain => return HeadRead::Closed,
+                _ = drain.raised(), if close_on_drain => return HeadRead::Closed,
             }
         }
         let deadline = monoio::time::Instant::now() + limits.header_read_timeout;

@@ -1,9 +1,12 @@
-//! The accept loop of one listener on one worker, with the per-worker connection cap.
+//! A worker's listeners: the accept loop of each, with the per-worker connection
+//! cap, the TLS handshake on TLS listeners, and the hand-off of each connection to
+//! the HTTP/1.1 downstream with a [`Gateway`] that pins the current generation.
 //!
 //! Past `max_connections_per_worker`, a new plaintext connection is answered at once
 //! with `503` and `Connection: close` (and counted), rather than left waiting in the
 //! backlog: clients and load balancers see a clear, fast refusal. A TLS connection
 //! past the cap is closed without a handshake (answering it would cost a handshake).
+//!
 //! When the process is out of file descriptors, waiting clients are refused the same
 //! way with a spare descriptor ([`FdShortage`]), and the loop backs off.
 //!
@@ -15,21 +18,24 @@
 //! docs/operations.md, "Takeover"), serves their first request, and closes the
 //! listener.
 
+use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::io::{AsyncWriteRentExt, Canceller};
 use monoio::net::{TcpListener, TcpStream};
 
+use crate::downstream::{h1, ConnInfo};
+use crate::http::{FieldList, OVERLOADED, OVERLOADED_NO_FD};
 use crate::observe::Counters;
-use crate::tls;
+use crate::proxy::{Gateway, Worker};
+use crate::tls::{self, ListenerTls};
 
-use super::connection::{serve, ConnMeta};
 use super::fd_shortage::{is_fd_exhaustion, FdShortage, Taken};
-use super::worker::WorkerCtx;
 
 /// What a listener speaks.
 #[derive(Clone, Copy)]
@@ -39,11 +45,48 @@ pub enum ListenerKind {
     Tls(usize),
 }
 
+/// The accepting side of one worker: its TLS contexts and open connections.
+pub struct Acceptor {
+    pub worker: Rc<Worker>,
+    /// One rustls config per TLS listener, this worker's own (its session cache).
+    tls_configs: RefCell<Vec<Arc<rustls::ServerConfig>>>,
+    /// Connections open on this worker.
+    pub active: Cell<usize>,
+}
+
+impl Acceptor {
+    pub fn new(worker: Rc<Worker>) -> Self {
+        Acceptor {
+            worker,
+            tls_configs: RefCell::new(Vec::new()),
+            active: Cell::new(0),
+        }
+    }
+
+    /// Installs new certificates: new handshakes use them; open connections keep
+    /// what they negotiated.
+    pub fn install_tls(&self, contexts: &[Arc<ListenerTls>]) -> Result<(), String> {
+        let configs = contexts
+            .iter()
+            .map(|c| c.server_config())
+            .collect::<Result<Vec<_>, _>>()?;
+        *self.tls_configs.borrow_mut() = configs;
+        Ok(())
+    }
+
+    fn tls_config(&self, index: usize) -> Option<Arc<rustls::ServerConfig>> {
+        self.tls_configs.borrow().get(index).cloned()
+    }
+}
+
 /// Most connections taken from the queue when the drain begins (the backlog bounds
 /// the queue anyway; this bounds the loop).
 const DRAIN_SWEEP_MAX: usize = 65_536;
 
-pub async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKind) {
+/// Accepts connections on `listener` until the worker drains, then takes what
+/// waits in its queue and closes it.
+pub async fn accept_loop(acceptor: Rc<Acceptor>, listener: TcpListener, kind: ListenerKind) {
+    let worker = acceptor.worker.clone();
     let mut shortage = FdShortage::new();
     loop {
         let canceller = Canceller::new();
@@ -51,13 +94,13 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: Listen
         let mut accept = std::pin::pin!(accept);
         let accepted = monoio::select! {
             a = &mut accept => a,
-            _ = ctx.drain.raised() => {
+            _ = worker.drain.raised() => {
                 // Cancel the accept in flight and wait for its outcome: with io_uring
                 // the kernel may have taken a connection off the queue already, and
                 // simply dropping the operation would leak it unanswered.
                 let _ = canceller.cancel();
                 if let Ok((stream, peer)) = accept.await {
-                    start_connection(&ctx, stream, peer, kind);
+                    start_connection(&acceptor, stream, peer, kind);
                 }
                 break;
             }
@@ -66,46 +109,58 @@ pub async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: Listen
             Ok((stream, peer)) => {
                 shortage.recovered();
                 let _ = stream.set_nodelay(true);
-                start_connection(&ctx, stream, peer, kind);
+                start_connection(&acceptor, stream, peer, kind);
             }
             Err(e) if is_fd_exhaustion(&e) => {
-                Counters::bump(&ctx.counters.accept_fd_exhausted);
-                shortage.note_failure(ctx.id, &e);
-                if !serve_while_short(&ctx, &listener, kind, &mut shortage).await {
+                Counters::bump(&worker.counters.accept_fd_exhausted);
+                shortage.note_failure(worker.id, &e);
+                if !serve_while_short(&acceptor, &listener, kind, &mut shortage).await {
                     break;
                 }
             }
             Err(e) => {
                 // A client that reset before it was accepted, and the like.
-                tracing::debug!(worker = ctx.id, error = %e, "accept failed");
+                tracing::debug!(worker = worker.id, error = %e, "accept failed");
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
-    take_waiting(&ctx, &listener, kind);
+    take_waiting(&acceptor, &listener, kind);
 }
 
 /// Starts serving an accepted connection in its own task, or refuses it when the
 /// worker is at `max_connections_per_worker`.
-fn start_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, kind: ListenerKind) {
-    if ctx.active_connections.get() >= ctx.max_connections() {
-        Counters::bump(&ctx.counters.connections_rejected);
+fn start_connection(
+    acceptor: &Rc<Acceptor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+) {
+    let worker = &acceptor.worker;
+    let limit = worker
+        .generation()
+        .snapshot
+        .server
+        .limits
+        .max_connections_per_worker;
+    if acceptor.active.get() >= limit {
+        Counters::bump(&worker.counters.connections_rejected);
         if let ListenerKind::Plain = kind {
             monoio::spawn(refuse(stream));
         }
         return;
     }
-    Counters::bump(&ctx.counters.connections_accepted);
-    ctx.active_connections.set(ctx.active_connections.get() + 1);
-    let conn_ctx = ctx.clone();
+    Counters::bump(&worker.counters.connections_accepted);
+    acceptor.active.set(acceptor.active.get() + 1);
+    let acceptor = acceptor.clone();
     monoio::spawn(async move {
         match kind {
-            ListenerKind::Plain => serve(conn_ctx.clone(), stream, peer, ConnMeta::plain()).await,
-            ListenerKind::Tls(index) => serve_tls(&conn_ctx, stream, peer, index).await,
+            ListenerKind::Plain => {
+                serve(&acceptor.worker, stream, ConnInfo::plain(peer)).await;
+            }
+            ListenerKind::Tls(index) => serve_tls(&acceptor, stream, peer, index).await,
         }
-        conn_ctx
-            .active_connections
-            .set(conn_ctx.active_connections.get() - 1);
+        acceptor.active.set(acceptor.active.get() - 1);
     });
 }
 
@@ -114,16 +169,17 @@ fn start_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, ki
 /// waits) and takes each at once, serving it if a descriptor is free and refusing
 /// it with the spare otherwise. True when descriptors are back, false on drain.
 async fn serve_while_short(
-    ctx: &Rc<WorkerCtx>,
+    acceptor: &Rc<Acceptor>,
     listener: &TcpListener,
     kind: ListenerKind,
     shortage: &mut FdShortage,
 ) -> bool {
+    let worker = &acceptor.worker;
     let answer = matches!(kind, ListenerKind::Plain).then_some(OVERLOADED_NO_FD);
     loop {
         let waiting = monoio::select! {
             r = listener.readable(false) => r.is_ok(),
-            _ = ctx.drain.raised() => return false,
+            _ = worker.drain.raised() => return false,
         };
         if !waiting {
             // The poll failed: do not spin on it.
@@ -132,21 +188,21 @@ async fn serve_while_short(
         }
         match shortage.take_one(|| accept_now(listener), answer) {
             Taken::Served(stream, peer) => {
-                start_std_connection(ctx, stream, peer, kind);
+                start_std_connection(acceptor, stream, peer, kind);
                 return true;
             }
             Taken::Refused(e) => {
-                Counters::bump(&ctx.counters.accept_fd_exhausted);
-                Counters::bump(&ctx.counters.connections_rejected);
-                shortage.note_failure(ctx.id, &e);
+                Counters::bump(&worker.counters.accept_fd_exhausted);
+                Counters::bump(&worker.counters.connections_rejected);
+                shortage.note_failure(worker.id, &e);
             }
             Taken::NoSpare(e) => {
-                Counters::bump(&ctx.counters.accept_fd_exhausted);
-                shortage.note_failure(ctx.id, &e);
+                Counters::bump(&worker.counters.accept_fd_exhausted);
+                shortage.note_failure(worker.id, &e);
                 let wait = shortage.next_backoff();
                 monoio::select! {
                     _ = monoio::time::sleep(wait) => {},
-                    _ = ctx.drain.raised() => return false,
+                    _ = worker.drain.raised() => return false,
                 }
             }
             Taken::Nobody => {}
@@ -156,18 +212,18 @@ async fn serve_while_short(
 
 /// The drain began: takes the connections already waiting in the listener's queue
 /// and serves their first request, so that closing the listener resets none of them.
-fn take_waiting(ctx: &Rc<WorkerCtx>, listener: &TcpListener, kind: ListenerKind) {
+fn take_waiting(acceptor: &Rc<Acceptor>, listener: &TcpListener, kind: ListenerKind) {
     for _ in 0..DRAIN_SWEEP_MAX {
         let Ok((stream, peer)) = accept_now(listener) else {
             return; // empty (WouldBlock), or out of descriptors: nothing more to take
         };
-        start_std_connection(ctx, stream, peer, kind);
+        start_std_connection(acceptor, stream, peer, kind);
     }
 }
 
 /// [`start_connection`] for a connection accepted with [`accept_now`].
 fn start_std_connection(
-    ctx: &Rc<WorkerCtx>,
+    acceptor: &Rc<Acceptor>,
     stream: std::net::TcpStream,
     peer: SocketAddr,
     kind: ListenerKind,
@@ -177,7 +233,7 @@ fn start_std_connection(
         .set_nonblocking(true)
         .and_then(|()| TcpStream::from_std(stream))
     {
-        start_connection(ctx, stream, peer, kind);
+        start_connection(acceptor, stream, peer, kind);
     }
 }
 
@@ -192,69 +248,58 @@ fn accept_now(listener: &TcpListener) -> std::io::Result<(std::net::TcpStream, S
     std.accept()
 }
 
+/// Serves one connection with the worker's current generation.
+async fn serve<S: h1::Io>(worker: &Rc<Worker>, io: S, info: ConnInfo) {
+    let gateway = Gateway::for_connection(worker.clone());
+    let snapshot = gateway.generation.snapshot.clone();
+    h1::serve(io, info, &snapshot.server.limits, &worker.drain, &gateway).await;
+}
+
 /// Handshakes, then serves; failures and timeouts are counted and logged at debug.
-async fn serve_tls(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, index: usize) {
-    let snapshot = ctx.snapshot();
+async fn serve_tls(acceptor: &Acceptor, stream: TcpStream, peer: SocketAddr, index: usize) {
+    let worker = &acceptor.worker;
+    let snapshot = worker.generation().snapshot.clone();
     let Some(listener) = snapshot.server.tls.get(index) else {
         return;
     };
-    let Some(config) = ctx.tls_config(index) else {
+    let Some(config) = acceptor.tls_config(index) else {
         return;
     };
     let timeout = listener.settings.handshake_timeout;
     match monoio::time::timeout(timeout, tls::accept(stream, config)).await {
         Ok(Ok(stream)) => {
-            Counters::bump(&ctx.counters.tls_handshakes);
+            Counters::bump(&worker.counters.tls_handshakes);
             if stream.session().handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
-                Counters::bump(&ctx.counters.tls_resumed);
+                Counters::bump(&worker.counters.tls_resumed);
             }
-            let subject = listener
+            let client_subject = listener
                 .settings
                 .client_subject_header
                 .as_ref()
                 .and_then(|h| {
-                    tls::client_subject(stream.session().peer_certificates())
-                        .map(|s| format!("{h}: {s}\r\n").into_bytes())
+                    let subject = tls::client_subject(stream.session().peer_certificates())?;
+                    let mut field = FieldList::new();
+                    field.push(h.as_bytes(), subject.as_bytes());
+                    Some(field)
                 });
-            serve(
-                ctx.clone(),
-                stream,
+            let info = ConnInfo {
                 peer,
-                ConnMeta {
-                    secure: true,
-                    client_subject: subject,
-                },
-            )
-            .await;
+                secure: true,
+                client_subject,
+            };
+            serve(worker, stream, info).await;
         }
         Ok(Err(e)) => {
-            Counters::bump(&ctx.counters.tls_handshake_failures);
-            tracing::debug!(worker = ctx.id, %peer, error = %e, "TLS handshake failed");
+            Counters::bump(&worker.counters.tls_handshake_failures);
+            tracing::debug!(worker = worker.id, %peer, error = %e, "TLS handshake failed");
         }
         Err(_) => {
-            Counters::bump(&ctx.counters.tls_handshake_failures);
-            tracing::debug!(worker = ctx.id, %peer, "TLS handshake timed out");
+            Counters::bump(&worker.counters.tls_handshake_failures);
+            tracing::debug!(worker = worker.id, %peer, "TLS handshake timed out");
         }
     }
 }
-
-const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 61\r\nconnection: close\r\nretry-after: 1\r\n\r\n{\"error\": \"too many connections on this worker, retry later\"}";
-
-/// The same refusal when the process is out of file descriptors.
-const OVERLOADED_NO_FD: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 57\r\nconnection: close\r\nretry-after: 1\r\n\r\n{\"error\": \"gateway out of file descriptors, retry later\"}";
 
 async fn refuse(mut stream: TcpStream) {
     let _ = monoio::time::timeout(Duration::from_secs(1), stream.write_all(OVERLOADED)).await;
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn overloaded_responses_lengths_match_their_bodies() {
-        for answer in [super::OVERLOADED, super::OVERLOADED_NO_FD] {
-            let text = std::str::from_utf8(answer).unwrap();
-            let (head, body) = text.split_once("\r\n\r\n").unwrap();
-            assert!(head.contains(&format!("content-length: {}", body.len())));
-        }
-    }
 }

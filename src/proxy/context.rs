@@ -1,0 +1,111 @@
+//! The request context: the life of one request as data (what Pingora calls CTX
+//! and Envoy StreamInfo). Created when a request starts, filled by the stages,
+//! read once at the end by the access log and the counters (and, later, metrics
+//! and spans), so no stage passes loose parameters to another.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::auth::Caller;
+use crate::http::FieldList;
+use crate::limit::LeastRemaining;
+use crate::observe::TraceContext;
+use crate::route::NormalizedTarget;
+use crate::upstream::FailureSource;
+
+use super::request_id::RequestId;
+
+/// One request's state, from its head to its last byte.
+pub struct RequestCtx {
+    pub id: RequestId,
+    /// The W3C trace context (empty until tracing is configured).
+    pub trace: Option<TraceContext>,
+    /// The normalized target: what routes match and what goes upstream.
+    pub target: Option<NormalizedTarget>,
+    /// The request's authority: the absolute-form target's, else `Host`.
+    pub authority: Option<Vec<u8>>,
+    /// Index of the route taken in the generation's snapshot.
+    pub route: Option<usize>,
+    /// The verified caller, when the route authenticates.
+    pub caller: Option<Rc<Caller>>,
+    /// The rate-limit policy with the least remaining, for the `RateLimit` fields.
+    pub quota: LeastRemaining,
+    /// Fields added to whatever response this request gets (e.g. `RateLimit`).
+    pub response_fields: FieldList,
+    pub timings: Timings,
+    /// Upstream attempts made (a replay on a fresh connection counts).
+    pub attempts: u32,
+    /// The endpoint that was (last) tried.
+    pub upstream: Option<SocketAddr>,
+    /// The status sent (or logged: 499 when the client went away first).
+    pub status: u16,
+    /// Where the upstream exchange failed, when it did.
+    pub failure: Option<FailureSource>,
+    /// `METHOD` and target as received, kept for the access log (the head's bytes
+    /// may be overwritten by the body before the line is written). Empty when the
+    /// access log is off.
+    request_line: Vec<u8>,
+    method_len: usize,
+}
+
+/// When things happened.
+#[derive(Clone, Copy, Debug)]
+pub struct Timings {
+    /// The request head was complete.
+    pub received: Instant,
+    /// A route was chosen.
+    pub routed: Option<Instant>,
+    /// A new upstream connection was established (none when a pooled one was used).
+    pub upstream_connected: Option<Instant>,
+    /// The upstream response head was complete.
+    pub upstream_first_byte: Option<Instant>,
+    /// The last response byte was written.
+    pub last_byte: Option<Instant>,
+}
+
+impl RequestCtx {
+    /// A context for a request that starts now.
+    pub fn new(id: RequestId) -> Self {
+        RequestCtx {
+            id,
+            trace: None,
+            target: None,
+            authority: None,
+            route: None,
+            caller: None,
+            quota: LeastRemaining::default(),
+            response_fields: FieldList::new(),
+            timings: Timings {
+                received: Instant::now(),
+                routed: None,
+                upstream_connected: None,
+                upstream_first_byte: None,
+                last_byte: None,
+            },
+            attempts: 0,
+            upstream: None,
+            status: 0,
+            failure: None,
+            request_line: Vec::new(),
+            method_len: 0,
+        }
+    }
+
+    /// Keeps the method and target for the access log.
+    pub fn keep_request_line(&mut self, method: &[u8], target: &[u8]) {
+        self.request_line.clear();
+        self.request_line.extend_from_slice(method);
+        self.request_line.extend_from_slice(target);
+        self.method_len = method.len();
+    }
+
+    /// The method and target kept by [`keep_request_line`](Self::keep_request_line),
+    /// or `("-", "-")`.
+    pub fn request_line(&self) -> (&[u8], &[u8]) {
+        if self.request_line.is_empty() {
+            return (b"-", b"-");
+        }
+        self.request_line.split_at(self.method_len)
+    }
+}

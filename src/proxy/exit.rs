@@ -1,0 +1,19 @@
+//! The one exit for the gateway's own answers: every local reply of every stage is
+//! written here, with the fields the request gathered (e.g. `RateLimit`), and its
+//! status noted in the request context.
+
+use crate::downstream::Downstream;
+use crate::http::LocalReply;
+
+use super::context::RequestCtx;
+
+/// Writes `local` to the client; the downstream decides keep-alive as it writes.
+pub async fn reply<D: Downstream>(ctx: &mut RequestCtx, d: &mut D, local: &LocalReply<'_>) {
+    ctx.status = local.status;
+    if d.send_reply(local, &ctx.response_fields, ctx.id.as_str())
+        .await
+        .is_ok()
+    {
+        ctx.timings.last_byte = Some(std::time::Instant::now());
+    }
+}

@@ -1,0 +1,35 @@
+//! A generation: everything a worker derives from one configuration snapshot,
+//! built together and pinned by each connection for its whole life, so a request
+//! never mixes two configurations. Balancer state and auth key sets are indexed by
+//! the snapshot's own positions; state that must outlive a snapshot (keep-alive
+//! pools) lives on the [`Worker`](super::Worker), keyed by identity.
+
+use std::sync::Arc;
+
+use crate::auth::AuthWorker;
+use crate::config::Snapshot;
+use crate::limit::{LocalLimiter, WorkerLink};
+use crate::upstream::Balancer;
+
+pub struct Generation {
+    pub snapshot: Arc<Snapshot>,
+    /// Round-robin cursors and in-flight counts per endpoint of this snapshot.
+    pub balancer: Balancer,
+    /// Stage 1 of rate limiting: this worker's buckets and leases.
+    pub limits: LocalLimiter,
+    /// Key sets and verified-token caches of the auth providers.
+    pub auth: AuthWorker,
+}
+
+impl Generation {
+    /// Builds worker `worker`'s state for `snapshot`; `limiter` is its link to the
+    /// global limiter thread, when there is one.
+    pub fn new(snapshot: Arc<Snapshot>, worker: usize, limiter: Option<WorkerLink>) -> Self {
+        Generation {
+            balancer: Balancer::new(snapshot.upstreams.len(), snapshot.endpoint_count, worker),
+            limits: LocalLimiter::new(&snapshot.rate_limits, limiter),
+            auth: AuthWorker::new(&snapshot.auth),
+            snapshot,
+        }
+    }
+}

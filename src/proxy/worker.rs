@@ -1,0 +1,101 @@
+//! A worker's long-lived state, shared by all its connections on its one thread:
+//! counters, the drain signal, the keep-alive pools (keyed by endpoint identity, so
+//! they outlive a generation), request IDs, the access-log buffer, and the current
+//! [`Generation`] that new connections pin.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::downstream::DrainSignal;
+use crate::observe::{AccessLogBuffer, Counters, PublishedCounters};
+use crate::upstream::{Exchanger, UpstreamPools};
+
+use super::generation::Generation;
+use super::request_id::RequestIds;
+
+/// Upstream request heads are built in buffers kept here between requests; more
+/// than this many idle ones are dropped.
+const SPARE_HEAD_BUFFERS: usize = 64;
+const HEAD_BUFFER_BYTES: usize = 4 * 1024;
+
+/// One worker's state (never shared across threads).
+pub struct Worker {
+    pub id: usize,
+    pub counters: Counters,
+    pub drain: DrainSignal,
+    pub pools: UpstreamPools,
+    pub request_ids: RequestIds,
+    pub access_log: Option<AccessLogBuffer>,
+    current: RefCell<Rc<Generation>>,
+    head_buffers: RefCell<Vec<Vec<u8>>>,
+}
+
+impl Worker {
+    /// A worker serving `generation` to begin with.
+    pub fn new(id: usize, access_log: Option<AccessLogBuffer>, generation: Generation) -> Self {
+        Worker {
+            id,
+            counters: Counters::default(),
+            drain: DrainSignal::default(),
+            pools: UpstreamPools::new(),
+            request_ids: RequestIds::new(id),
+            access_log,
+            current: RefCell::new(Rc::new(generation)),
+            head_buffers: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The generation a new connection pins (it keeps it to its end).
+    pub fn generation(&self) -> Rc<Generation> {
+        self.current.borrow().clone()
+    }
+
+    /// What an upstream exchange uses of this worker.
+    pub fn exchanger(&self) -> Exchanger<'_> {
+        Exchanger {
+            pools: &self.pools,
+            counters: &self.counters,
+        }
+    }
+
+    /// A buffer to build an upstream request head in (empty).
+    pub fn head_buffer(&self) -> Vec<u8> {
+        self.head_buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(HEAD_BUFFER_BYTES))
+    }
+
+    /// Returns a buffer from [`head_buffer`](Self::head_buffer) for reuse.
+    pub fn give_head_buffer(&self, mut buf: Vec<u8>) {
+        let mut spare = self.head_buffers.borrow_mut();
+        if spare.len() < SPARE_HEAD_BUFFERS {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+
+    /// The drain began: idle upstream connections close, and none are kept again.
+    pub fn start_drain(&self) {
+        self.drain.raise();
+        self.pools.close();
+    }
+
+    /// The worker tick: close expired idle connections, take new key sets, pick up
+    /// rate-limit grants.
+    pub fn tick(&self) {
+        self.pools.sweep();
+        let generation = self.generation();
+        generation.auth.refresh_keys(&generation.snapshot.auth);
+    }
+
+    /// Hands buffered access-log lines to the writer and copies the counters where
+    /// the admin thread reads them.
+    pub fn publish(&self, to: &PublishedCounters) {
+        if let Some(log) = &self.access_log {
+            log.flush();
+            self.counters.access_log_dropped.set(log.dropped());
+        }
+        self.counters.publish(to);
+    }
+}

@@ -1,0 +1,225 @@
+//! The exchange: one request with one endpoint, knowing nothing of the client.
+//!
+//! Endpoint + request head + body source → response head + body stream
+//! ([`UpstreamResponse`]), or an [`ExchangeError`] that says where it failed and
+//! whether the request may be sent again. Choosing the endpoint happens before (the
+//! balancer); replaying, rendering the failure and relaying the answer happen after
+//! (the caller), so retries, composition parts, health probes and the forwarder all
+//! use the same exchange.
+//!
+//! 1. take an idle pooled connection to the endpoint, or connect;
+//! 2. send the head (with whatever body bytes were already known), then stream the
+//!    rest of the body from the source;
+//! 3. read until a final response head (1xx skipped), before the deadline.
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::time::Instant;
+
+use crate::config::{Endpoint, Upstream};
+use crate::downstream::BodySource;
+use crate::http::{parse_response, ResponseHead};
+use crate::observe::Counters;
+
+use super::connect::connect;
+use super::failure::{ExchangeError, FailureSource};
+use super::pool::{PooledConn, UpstreamPools};
+use super::response::UpstreamResponse;
+
+/// Largest upstream response head accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const UPSTREAM_READ_BUFFER: usize = 16 * 1024;
+
+/// What an exchange uses of its worker: the keep-alive pools and the counters.
+#[derive(Clone, Copy)]
+pub struct Exchanger<'w> {
+    pub pools: &'w UpstreamPools,
+    pub counters: &'w Counters,
+}
+
+/// The request side of one exchange.
+pub struct OutboundRequest<'a> {
+    /// The HTTP/1.1 request head, followed by any body bytes already known. It is
+    /// left intact, so the caller can send it again after a replayable failure.
+    pub head: &'a mut Vec<u8>,
+    /// A `HEAD` request: the response carries no body whatever its framing says.
+    pub is_head: bool,
+    /// The method is idempotent (RFC 9110 §9.2.2): sending the request twice has
+    /// the effect of sending it once, so it may be replayed after the endpoint
+    /// closed without answering (it may have acted on it).
+    pub idempotent: bool,
+    /// Connect, send and the response head must be done by then (the route timeout
+    /// covers the whole exchange up to the response head).
+    pub deadline: Instant,
+}
+
+impl Exchanger<'_> {
+    /// Exchanges `request` (its body pulled from `body`) with `endpoint` of
+    /// `upstream`.
+    pub async fn exchange<B: BodySource>(
+        &self,
+        upstream: &Upstream,
+        endpoint: &Endpoint,
+        request: OutboundRequest<'_>,
+        body: &mut B,
+    ) -> Result<UpstreamResponse, ExchangeError> {
+        let (mut up, reused) = match self.pools.take(&endpoint.key, self.counters) {
+            Some(c) => {
+                Counters::bump(&self.counters.upstream_reused);
+                (c, true)
+            }
+            None => (
+                connect(upstream, endpoint, request.deadline, self.counters).await?,
+                false,
+            ),
+        };
+        let connected = Instant::now();
+        up.requests += 1;
+        let mut streamed = false;
+        let result = match send(&mut up, request.head, body, &mut streamed).await {
+            Ok(()) => read_response_head(&mut up, request.is_head, request.deadline)
+                .await
+                .map(|head| (head, Instant::now())),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((head, first_byte)) => Ok(UpstreamResponse::new(
+                up,
+                head,
+                upstream,
+                endpoint,
+                (!reused).then_some(connected),
+                first_byte,
+            )),
+            Err(mut e) => {
+                e.reused = reused;
+                // The endpoint closed before answering; it may or may not have acted
+                // on the request, so only an idempotent one is sent again, and only
+                // when its body is whole in `head` (none streamed from the client).
+                e.replayable = e.source == FailureSource::Closed
+                    && request.idempotent
+                    && !streamed
+                    && body.is_complete();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Sends the head, then the rest of the body piece by piece. `streamed` is set once
+/// body bytes beyond `head` were taken from the source (the request can no longer
+/// be sent again).
+async fn send<B: BodySource>(
+    up: &mut PooledConn,
+    head: &mut Vec<u8>,
+    body: &mut B,
+    streamed: &mut bool,
+) -> Result<(), ExchangeError> {
+    let buf = std::mem::take(head);
+    let (res, buf) = up.stream.write_all(buf).await;
+    *head = buf;
+    if res.is_err() {
+        return Err(closed());
+    }
+    loop {
+        let piece = match body.next_piece().await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(ExchangeError::new(FailureSource::Client(e), e.message())),
+        };
+        *streamed = true;
+        let range = piece.range.clone();
+        let (res, slice) = up.stream.write_all(piece.buf.slice(range.clone())).await;
+        body.give_back(crate::downstream::Piece {
+            buf: slice.into_inner(),
+            range,
+        });
+        if res.is_err() {
+            return Err(ExchangeError::new(
+                FailureSource::Write,
+                "upstream closed the connection while receiving the body",
+            ));
+        }
+    }
+}
+
+fn closed() -> ExchangeError {
+    ExchangeError::new(
+        FailureSource::Closed,
+        "upstream closed the connection before responding",
+    )
+}
+
+/// Reads from the upstream until a final (non-1xx) response head is at the start of
+/// `up.buf`.
+async fn read_response_head(
+    up: &mut PooledConn,
+    request_was_head: bool,
+    deadline: Instant,
+) -> Result<ResponseHead, ExchangeError> {
+    let protocol = |m: &'static str| ExchangeError::new(FailureSource::Protocol, m);
+    let mut head = ResponseHead::default();
+    up.buf.clear();
+    let mut start = 0;
+    loop {
+        if up.buf.len() > start {
+            match parse_response(&up.buf[start..], request_was_head, &mut head) {
+                Ok(Some(())) if head.status >= 200 || head.status == 101 => {
+                    // Leave the head at the start of the buffer.
+                    if start > 0 {
+                        up.buf.drain(..start);
+                    }
+                    return if head.status == 101 {
+                        Err(protocol(
+                            "upstream switched protocols, which is not supported",
+                        ))
+                    } else {
+                        Ok(head)
+                    };
+                }
+                Ok(Some(())) => {
+                    // 1xx informational: skip it and read on.
+                    start += head.head_len;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(m) => return Err(protocol(m)),
+            }
+        }
+        if up.buf.len() - start >= MAX_RESPONSE_HEAD {
+            return Err(protocol("upstream response head too large"));
+        }
+        if up.buf.capacity() - up.buf.len() < 1024 {
+            up.buf.reserve(UPSTREAM_READ_BUFFER);
+        }
+        let buf = std::mem::take(&mut up.buf);
+        let len = buf.len();
+        let read = monoio::time::timeout_at(deadline, up.stream.read(buf.slice_mut(len..))).await;
+        match read {
+            Ok((Ok(n), slice)) => {
+                up.buf = slice.into_inner();
+                if n == 0 {
+                    return Err(if up.buf.is_empty() {
+                        closed()
+                    } else {
+                        protocol("upstream closed the connection mid-response")
+                    });
+                }
+            }
+            Ok((Err(_), slice)) => {
+                up.buf = slice.into_inner();
+                return Err(if up.buf.is_empty() {
+                    closed()
+                } else {
+                    protocol("upstream reset the connection")
+                });
+            }
+            Err(_) => {
+                return Err(ExchangeError::new(
+                    FailureSource::Timeout,
+                    "upstream timed out",
+                ))
+            }
+        }
+    }
+}
