@@ -214,3 +214,23 @@ fn a_configuration_that_needs_more_descriptors_than_the_limit_is_warned_about_or
         "{err}"
     );
 }
+
+#[test]
+fn check_names_a_bad_fd_limit_with_its_position() {
+    let path = std::env::temp_dir().join(format!("portico-fd-limit-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:1\"]\nfd_limit = \"maybe\"\n[[route]]\nname = \"r\"\nrespond = { status = 200 }\n",
+    )
+    .expect("write config");
+    let out = portico(&["check", "--config", path_str(&path)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:3:12: fd_limit must be \"warn\" or \"refuse\", not \"maybe\"",
+            path.display()
+        )),
+        "{err}"
+    );
+}
