@@ -88,8 +88,10 @@ const DRAIN_SWEEP_MAX: usize = 65_536;
 pub async fn accept_loop(acceptor: Rc<Acceptor>, listener: TcpListener, kind: ListenerKind) {
     let worker = acceptor.worker.clone();
     let mut shortage = FdShortage::new();
+    // One for the loop's life: each accept registers with it (no allocation), and
+    // the drain cancels the one in flight.
+    let canceller = Canceller::new();
     loop {
-        let canceller = Canceller::new();
         let accept = listener.cancelable_accept(canceller.handle());
         let mut accept = std::pin::pin!(accept);
         let accepted = monoio::select! {
