@@ -6,7 +6,8 @@
 //! - `GET /ready`: 200 while serving; 503 before that (e.g. a remote JWKS not yet
 //!   fetched) and once draining (load balancers stop sending).
 //! - `GET /stats`: counters summed over workers and side threads (the rate
-//!   limiter), as JSON.
+//!   limiter, the health prober), as JSON, with an `endpoints` list: each
+//!   upstream endpoint's health, ejections and tries over all workers.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::observe::PublishedCounters;
+use crate::upstream::EndpointBoard;
 
 /// Asked by `/ready`: `Some(reason)` while the gateway is not ready to serve.
 pub type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
@@ -32,12 +34,13 @@ impl Admin {
 
 /// Binds `addr` and serves admin requests on a background thread. `side` are the
 /// counters of threads other than workers; they are summed in but not counted as
-/// workers.
+/// workers. `endpoints` holds the workers' published view of the endpoints.
 pub fn start(
     addr: SocketAddr,
     workers: Vec<Arc<PublishedCounters>>,
     side: Vec<Arc<PublishedCounters>>,
     readiness: Readiness,
+    endpoints: Arc<EndpointBoard>,
 ) -> std::io::Result<Admin> {
     let listener = TcpListener::bind(addr)?;
     let draining = Arc::new(AtomicBool::new(false));
@@ -46,7 +49,7 @@ pub fn start(
         .name("portico-admin".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                let _ = answer(stream, &flag, &workers, &side, &readiness);
+                let _ = answer(stream, &flag, &workers, &side, &readiness, &endpoints);
             }
         })?;
     Ok(Admin { draining })
@@ -58,6 +61,7 @@ fn answer(
     workers: &[Arc<PublishedCounters>],
     side: &[Arc<PublishedCounters>],
     readiness: &Readiness,
+    endpoints: &EndpointBoard,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
@@ -92,13 +96,17 @@ fn answer(
             &mut stream,
             200,
             "application/json",
-            &stats_json(workers, side),
+            &stats_json(workers, side, endpoints),
         ),
         _ => respond(&mut stream, 404, "text/plain", "not found\n"),
     }
 }
 
-fn stats_json(workers: &[Arc<PublishedCounters>], side: &[Arc<PublishedCounters>]) -> String {
+fn stats_json(
+    workers: &[Arc<PublishedCounters>],
+    side: &[Arc<PublishedCounters>],
+    endpoints: &EndpointBoard,
+) -> String {
     let mut totals: Vec<(&'static str, u64)> = Vec::new();
     for w in workers.iter().chain(side) {
         for (i, (name, v)) in w.values().into_iter().enumerate() {
@@ -113,10 +121,32 @@ fn stats_json(workers: &[Arc<PublishedCounters>], side: &[Arc<PublishedCounters>
         .map(|(k, v)| format!("\"{k}\": {v}"))
         .collect();
     format!(
-        "{{\"workers\": {}, {}}}\n",
+        "{{\"workers\": {}, {}, \"endpoints\": {}}}\n",
         workers.len(),
-        fields.join(", ")
+        fields.join(", "),
+        endpoints_json(endpoints)
     )
+}
+
+/// `[{"upstream": …, "endpoint": …, "healthy": …, "ejected_workers": …,
+/// "ejections": …, "requests": …, "failures": …}, …]`, in configuration order.
+fn endpoints_json(board: &EndpointBoard) -> String {
+    let items: Vec<serde_json::Value> = board
+        .report()
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "upstream": r.upstream,
+                "endpoint": r.addr.to_string(),
+                "healthy": r.healthy,
+                "ejected_workers": r.ejected_workers,
+                "ejections": r.ejections,
+                "requests": r.requests,
+                "failures": r.failures,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(items).to_string()
 }
 
 fn respond(

@@ -19,6 +19,7 @@ use crate::admin;
 use crate::config::Snapshot;
 use crate::limit::GlobalLimiter;
 use crate::observe::{AccessLogWriter, PublishedCounters};
+use crate::upstream::{EndpointBoard, Prober};
 use worker::{Command, WorkerPlan};
 
 /// Runs the gateway until a signal drains it. Errors are start-up failures
@@ -38,6 +39,11 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
             None => (None, Vec::new()),
         };
 
+    // Endpoint health and states: the prober (if any upstream has health checks)
+    // writes verdicts, workers read them on their tick and publish their view.
+    let board = Arc::new(EndpointBoard::new(&snapshot, cores.len()));
+    let prober = Prober::start(snapshot.clone(), board.clone())?;
+
     let (started_tx, started_rx) = bounded(cores.len());
     let mut commands: Vec<Sender<Command>> = Vec::new();
     let mut threads = Vec::new();
@@ -56,6 +62,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
             access_log: access_log.as_ref().map(AccessLogWriter::buffer),
             published: counters,
             limiter: limiter_links.get_mut(id).and_then(Option::take),
+            board: board.clone(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("portico-worker-{id}"))
@@ -81,14 +88,27 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
         if let Some(l) = limiter {
             l.stop();
         }
+        if let Some(p) = &prober {
+            p.stop();
+        }
         return Err(e);
     }
 
-    let side_counters = limiter.iter().map(|l| l.counters.clone()).collect();
+    let side_counters = limiter
+        .iter()
+        .map(|l| l.counters.clone())
+        .chain(prober.iter().map(|p| p.counters.clone()))
+        .collect();
     let admin = match snapshot.admin {
         Some(addr) => Some(
-            admin::start(addr, published.clone(), side_counters, readiness(&snapshot))
-                .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
+            admin::start(
+                addr,
+                published.clone(),
+                side_counters,
+                readiness(&snapshot),
+                board.clone(),
+            )
+            .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
         ),
         None => None,
     };
@@ -158,6 +178,9 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     }
     if let Some(l) = limiter {
         l.stop();
+    }
+    if let Some(p) = &prober {
+        p.stop();
     }
     if let Some(log) = access_log {
         log.finish();
