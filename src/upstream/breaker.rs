@@ -191,9 +191,12 @@ pub struct ConnSlot {
 }
 
 impl ConnSlot {
-    /// The connection went idle: a request waiting for one may take it.
+    /// The connection went idle: a request waiting for one may take it (one load
+    /// when none waits, as on every pooled response).
     pub(super) fn went_idle(&self) {
-        self.state.wake_one();
+        if self.state.pending.get() > 0 {
+            self.state.wake_one();
+        }
     }
 }
 

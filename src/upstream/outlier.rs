@@ -26,9 +26,11 @@ pub enum Outcome {
     Failure,
     /// Connect failure, reset or timeout (counted by `consecutive_gateway_failures`).
     GatewayFailure,
-    /// Not the endpoint's doing (the client's body failed, a breaker refused, a
-    /// pooled connection found closed): not counted.
+    /// Not the endpoint's doing (the client's body failed, a pooled connection
+    /// found closed): counted as a try, not in a streak.
     Ignored,
+    /// Nothing was sent (a breaker refused the try): not counted at all.
+    NotSent,
 }
 
 impl Outcome {
@@ -45,6 +47,7 @@ impl Outcome {
     /// was an idle pooled one the endpoint had closed (the keep-alive race).
     pub fn of_failure(source: &FailureSource, stale: bool) -> Outcome {
         match source {
+            FailureSource::Overflow(_) => Outcome::NotSent,
             _ if stale => Outcome::Ignored,
             FailureSource::Connect
             | FailureSource::ConnectTimeout
@@ -53,7 +56,7 @@ impl Outcome {
             | FailureSource::Write
             | FailureSource::Timeout => Outcome::GatewayFailure,
             FailureSource::Protocol => Outcome::Failure,
-            FailureSource::Client(_) | FailureSource::Overflow(_) => Outcome::Ignored,
+            FailureSource::Client(_) => Outcome::Ignored,
         }
     }
 }
@@ -70,6 +73,9 @@ pub fn record(
     let Some(me) = balancer.health(endpoint.id) else {
         return;
     };
+    if outcome == Outcome::NotSent {
+        return;
+    }
     me.requests.set(me.requests.get() + 1);
     let streak = match outcome {
         Outcome::Success => {
@@ -77,7 +83,7 @@ pub fn record(
             me.consecutive_gateway_failures.set(0);
             return;
         }
-        Outcome::Ignored => return,
+        Outcome::Ignored | Outcome::NotSent => return,
         Outcome::Failure => {
             // The endpoint answered: it is reachable.
             me.consecutive_gateway_failures.set(0);
