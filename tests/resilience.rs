@@ -12,6 +12,30 @@ use std::time::{Duration, Instant};
 use common::procs::{load_binary, spawn, wait_for_port, Proc};
 use common::{free_port, load, Gateway, LoadPlan, Upstream};
 
+/// A gateway with `workers` workers, an admin listener and no access log, `server`
+/// added to `[server]`, then `rest` (upstreams and routes).
+fn gateway(workers: usize, server: &str, rest: &str) -> Gateway {
+    Gateway::start(&format!(
+        "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nworkers = {workers}\n{server}\n\
+         [admin]\nlisten = \"127.0.0.1:{{admin}}\"\n[log]\naccess_log = \"off\"\n{rest}"
+    ))
+}
+
+/// A one-worker gateway whose only route goes to two ports nothing listens on,
+/// with `retry` (the route's retry line).
+fn dead_ends(retry: &str) -> Gateway {
+    gateway(
+        1,
+        "",
+        &format!(
+            "[[upstream]]\nname = \"dead\"\nendpoints = [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n\
+             [[route]]\nname = \"dead\"\nupstream = \"dead\"\n{retry}\n",
+            free_port(),
+            free_port()
+        ),
+    )
+}
+
 /// The admin `/stats` document, after the workers' next tick published it.
 fn stats(gw: &Gateway) -> serde_json::Value {
     std::thread::sleep(Duration::from_millis(120));
@@ -146,15 +170,11 @@ fn concurrently(gw: &Gateway, request: &'static str, n: usize) -> Vec<common::Re
 fn a_killed_endpoint_gets_no_requests_until_it_recovers() {
     let a = Upstream::start(&[]);
     let b = Upstream::start(&[]);
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-workers = 2
-[admin]
-listen = "127.0.0.1:{{admin}}"
-[log]
-access_log = "off"
+    let gw = gateway(
+        2,
+        "",
+        &format!(
+            r#"
 [[upstream]]
 name = "app"
 endpoints = ["{}", "{}"]
@@ -170,9 +190,10 @@ name = "app"
 upstream = "app"
 retry = {{ attempts = 2, on = ["connect-failure", "reset"], backoff_base_ms = 1 }}
 "#,
-        a.addr(),
-        b.addr()
-    ));
+            a.addr(),
+            b.addr()
+        ),
+    );
     let (b_port, mut b) = (b.port, b);
     let plan = LoadPlan {
         connections: 8,
@@ -266,15 +287,11 @@ fn a_black_hole_is_ejected_and_other_routes_do_not_notice() {
     let good = Upstream::start(&[]);
     let other = Upstream::start(&[]);
     let hole = black_hole();
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-workers = 2
-[admin]
-listen = "127.0.0.1:{{admin}}"
-[log]
-access_log = "off"
+    let gw = gateway(
+        2,
+        "",
+        &format!(
+            r#"
 [[upstream]]
 name = "mixed"
 endpoints = ["{}", "127.0.0.1:{hole}"]
@@ -293,9 +310,10 @@ name = "other"
 path_prefix = "/other"
 upstream = "other"
 "#,
-        good.addr(),
-        other.addr()
-    ));
+            good.addr(),
+            other.addr()
+        ),
+    );
     let mixed_plan = LoadPlan {
         connections: 8,
         duration: Duration::from_millis(2000),
@@ -344,15 +362,11 @@ upstream = "other"
 #[test]
 fn max_ejection_percent_is_exact_and_a_lone_endpoint_stays_unless_allowed() {
     let dead: Vec<u16> = (0..5).map(|_| free_port()).collect();
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-workers = 1
-[admin]
-listen = "127.0.0.1:{{admin}}"
-[log]
-access_log = "off"
+    let gw = gateway(
+        1,
+        "",
+        &format!(
+            r#"
 [[upstream]]
 name = "three"
 endpoints = ["127.0.0.1:{}", "127.0.0.1:{}", "127.0.0.1:{}"]
@@ -378,8 +392,9 @@ name = "one-allowed"
 path_prefix = "/allowed"
 upstream = "one-allowed"
 "#,
-        dead[0], dead[1], dead[2], dead[3], dead[4]
-    ));
+            dead[0], dead[1], dead[2], dead[3], dead[4]
+        ),
+    );
     let mut c = gw.client();
     for path in ["/three"; 12]
         .iter()
@@ -410,15 +425,11 @@ upstream = "one-allowed"
 fn breakers_answer_503_at_once_naming_the_limit() {
     let slow = Upstream::start(&["--delay-ms", "400"]);
     let slow2 = Upstream::start(&["--delay-ms", "400"]);
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-workers = 1
-[admin]
-listen = "127.0.0.1:{{admin}}"
-[log]
-access_log = "off"
+    let gw = gateway(
+        1,
+        "",
+        &format!(
+            r#"
 [[upstream]]
 name = "requests"
 endpoints = ["{0}"]
@@ -437,9 +448,10 @@ name = "connections"
 path_prefix = "/c"
 upstream = "connections"
 "#,
-        slow.addr(),
-        slow2.addr()
-    ));
+            slow.addr(),
+            slow2.addr()
+        ),
+    );
     let answers = concurrently(&gw, "GET /r HTTP/1.1\r\nHost: x\r\n\r\n", 4);
     let ok = answers.iter().filter(|r| r.status == 200).count();
     let refused: Vec<_> = answers.iter().filter(|r| r.status == 503).collect();
@@ -462,16 +474,11 @@ upstream = "connections"
 #[test]
 fn a_worker_past_max_in_flight_sheds_with_retry_after() {
     let slow = Upstream::start(&["--delay-ms", "400"]);
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-workers = 1
-max_in_flight_per_worker = 2
-[admin]
-listen = "127.0.0.1:{{admin}}"
-[log]
-access_log = "off"
+    let gw = gateway(
+        1,
+        "max_in_flight_per_worker = 2",
+        &format!(
+            r#"
 [[upstream]]
 name = "slow"
 endpoints = ["{}"]
@@ -479,8 +486,9 @@ endpoints = ["{}"]
 name = "slow"
 upstream = "slow"
 "#,
-        slow.addr()
-    ));
+            slow.addr()
+        ),
+    );
     let answers = concurrently(&gw, "GET /s HTTP/1.1\r\nHost: x\r\n\r\n", 4);
     let shed: Vec<_> = answers.iter().filter(|r| r.status == 503).collect();
     assert_eq!(shed.len(), 2, "{answers:?}");
@@ -497,26 +505,9 @@ upstream = "slow"
 
 #[test]
 fn the_retry_budget_holds_retries_to_its_share_when_every_endpoint_fails() {
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-workers = 1
-[admin]
-listen = "127.0.0.1:{{admin}}"
-[log]
-access_log = "off"
-[[upstream]]
-name = "dead"
-endpoints = ["127.0.0.1:{}", "127.0.0.1:{}"]
-[[route]]
-name = "dead"
-upstream = "dead"
-retry = {{ attempts = 5, on = ["connect-failure"], backoff_base_ms = 20, backoff_max_ms = 40 }}
-"#,
-        free_port(),
-        free_port()
-    ));
+    let gw = dead_ends(
+        r#"retry = { attempts = 5, on = ["connect-failure"], backoff_base_ms = 20, backoff_max_ms = 40 }"#,
+    );
     // Alone, a request gets all its tries: the budget's minimum is 3 retries in flight.
     let (r, _) = send(&gw, "GET /alone HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(r.status, 502);
@@ -555,15 +546,11 @@ fn a_post_is_retried_only_when_the_route_allows_it_or_it_was_never_sent() {
     let closer = Closer::start();
     let live = Upstream::echo();
     let dead = free_port();
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-workers = 1
-[admin]
-listen = "127.0.0.1:{{admin}}"
-[log]
-access_log = "off"
+    let gw = gateway(
+        1,
+        "",
+        &format!(
+            r#"
 [[upstream]]
 name = "closer"
 endpoints = ["127.0.0.1:{}"]
@@ -587,9 +574,10 @@ path_prefix = "/half"
 upstream = "half"
 retry = {{ attempts = 2, on = ["connect-failure"], backoff_base_ms = 1 }}
 "#,
-        closer.port,
-        live.addr()
-    ));
+            closer.port,
+            live.addr()
+        ),
+    );
     let count = |prefix: &str| {
         closer
             .requests()
@@ -641,26 +629,9 @@ retry = {{ attempts = 2, on = ["connect-failure"], backoff_base_ms = 1 }}
 
 #[test]
 fn retries_back_off_within_their_bounds() {
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-workers = 1
-[admin]
-listen = "127.0.0.1:{{admin}}"
-[log]
-access_log = "off"
-[[upstream]]
-name = "dead"
-endpoints = ["127.0.0.1:{}", "127.0.0.1:{}"]
-[[route]]
-name = "dead"
-upstream = "dead"
-retry = {{ attempts = 3, on = ["connect-failure"], backoff_base_ms = 200, backoff_max_ms = 1000 }}
-"#,
-        free_port(),
-        free_port()
-    ));
+    let gw = dead_ends(
+        r#"retry = { attempts = 3, on = ["connect-failure"], backoff_base_ms = 200, backoff_max_ms = 1000 }"#,
+    );
     // Retry 1 waits 100-200 ms, retry 2 200-400 ms.
     for _ in 0..2 {
         let (r, took) = send(&gw, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
