@@ -6,7 +6,7 @@
 //! (502, 503, 504, or the client's 408/400/413).
 
 use std::ops::Range;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{BalancePolicy, Endpoint, HashOn, Route, Upstream};
 use crate::downstream::{BodyError, Downstream};
@@ -14,8 +14,8 @@ use crate::http::{write_upstream_request, BodyFraming, FieldList, UpstreamReques
 use crate::observe::Counters;
 use crate::route;
 use crate::upstream::{
-    record_outcome, BreakerLimit, ExchangeError, FailureSource, HashKey, InFlight, OutboundRequest,
-    Outcome, UpstreamResponse,
+    record_outcome, Breaker, BreakerLimit, ExchangeError, FailureSource, HashKey, InFlight,
+    OutboundRequest, Outcome, UpstreamResponse,
 };
 
 use super::auth_stage;
@@ -65,11 +65,14 @@ pub async fn forward<D: Downstream>(
         worker.give_head_buffer(head);
         return body_failed(ctx, d, e).await;
     }
-    let body_whole = d.is_complete();
-    let deadline = monoio::time::Instant::now() + route.timeout;
-    let mut tried = Tried::default();
+    let mut tries = Tries {
+        idempotent,
+        body_whole: d.is_complete(),
+        deadline: monoio::time::Instant::now() + route.timeout,
+        retries: 0,
+        tried: Tried::default(),
+    };
     let mut stale_replayed = false;
-    let mut retries = 0;
     let mut retrying: Option<InFlight<'_>> = None;
     let exchanged = loop {
         ctx.attempts += 1;
@@ -78,7 +81,9 @@ pub async fn forward<D: Downstream>(
             .retry
             .as_ref()
             .and_then(|p| p.per_try_timeout)
-            .map_or(deadline, |t| deadline.min(monoio::time::Instant::now() + t));
+            .map_or(tries.deadline, |t| {
+                tries.deadline.min(monoio::time::Instant::now() + t)
+            });
         let request = OutboundRequest {
             head: &mut head,
             is_head,
@@ -112,37 +117,19 @@ pub async fn forward<D: Downstream>(
                 continue;
             }
         }
-        let Some(policy) = &route.retry else {
+        let Some((wait, admitted)) =
+            next_try(worker, generation, breaker, route, ctx, &result, &tries)
+        else {
             break result;
         };
-        if retries + 1 >= policy.attempts
-            || !retry::may_retry(policy, &result, idempotent, body_whole)
-        {
-            break result;
-        }
-        let wait = retry::backoff(policy, retries + 1, generation.balancer.random());
-        if monoio::time::Instant::now() + wait >= deadline {
-            break result;
-        }
-        match breaker.admit_retry() {
-            Ok(admitted) => retrying = Some(admitted),
-            Err(limit) => {
-                Counters::bump(match limit {
-                    BreakerLimit::RetryBudget => &worker.counters.upstream_retry_budget_exhausted,
-                    _ => &worker.counters.upstream_overflow_retries,
-                });
-                ctx.response_fields
-                    .push(b"x-portico-overflow", limit.name().as_bytes());
-                break result;
-            }
-        }
+        retrying = Some(admitted);
         // The failed answer (if any) is dropped unread: its connection closes.
         drop(result);
         monoio::time::sleep(wait).await;
-        retries += 1;
+        tries.retries += 1;
         Counters::bump(&worker.counters.upstream_retries);
-        tried.push(endpoint.id);
-        let next = choose(worker, generation, index, upstream, hash, &tried);
+        tries.tried.push(endpoint.id);
+        let next = choose(worker, generation, index, upstream, hash, &tries.tried);
         if next.authority != endpoint.authority && !(route.preserve_host && ctx.authority.is_some())
         {
             host = retarget(&mut head, host, next.authority.as_bytes());
@@ -162,6 +149,57 @@ pub async fn forward<D: Downstream>(
         Err(e) => fail(worker, ctx, d, e).await,
     }
     worker.give_head_buffer(head);
+}
+
+/// What the tries of one request share.
+struct Tries {
+    /// The method is idempotent (RFC 9110 §9.2.2).
+    idempotent: bool,
+    /// The body was whole in the head buffer before the first try.
+    body_whole: bool,
+    /// The route's timeout, over all tries and backoffs.
+    deadline: monoio::time::Instant,
+    /// Retries made so far (the stale-connection replay aside).
+    retries: u32,
+    /// Endpoints tried, so a retry goes elsewhere when it can.
+    tried: Tried,
+}
+
+/// Whether the try that ended as `result` is sent again, and after what wait: the
+/// route's policy (`retry.rs`), the deadline, then the upstream's `max_retries` and
+/// retry budget — a refusal by those is counted and named in `x-portico-overflow`.
+/// The retry is in flight while the returned guard lives.
+fn next_try<'b>(
+    worker: &Worker,
+    generation: &Generation,
+    breaker: &'b Breaker,
+    route: &Route,
+    ctx: &mut RequestCtx,
+    result: &retry::TryResult,
+    tries: &Tries,
+) -> Option<(Duration, InFlight<'b>)> {
+    let policy = route.retry.as_ref()?;
+    let n = tries.retries + 1;
+    if n >= policy.attempts || !retry::may_retry(policy, result, tries.idempotent, tries.body_whole)
+    {
+        return None;
+    }
+    let wait = retry::backoff(policy, n, generation.balancer.random());
+    if monoio::time::Instant::now() + wait >= tries.deadline {
+        return None;
+    }
+    match breaker.admit_retry() {
+        Ok(admitted) => Some((wait, admitted)),
+        Err(limit) => {
+            Counters::bump(match limit {
+                BreakerLimit::RetryBudget => &worker.counters.upstream_retry_budget_exhausted,
+                _ => &worker.counters.upstream_overflow_retries,
+            });
+            ctx.response_fields
+                .push(b"x-portico-overflow", limit.name().as_bytes());
+            None
+        }
+    }
 }
 
 /// Methods whose effect is the same sent once or twice (RFC 9110 §9.2.2).
