@@ -7,7 +7,8 @@
 //! - `GET /ready`: 200 while serving; 503 before that (`starting`, or a remote JWKS
 //!   not yet fetched) and once draining (load balancers stop sending).
 //! - `GET /stats`: counters summed over workers and side threads (the rate
-//!   limiter), as JSON.
+//!   limiter, the health prober), as JSON, with an `endpoints` list: each
+//!   upstream endpoint's health, ejections and tries over all workers.
 //!
 //! The thread looks at its stop flag at least every [`STOP_CHECK`], so after
 //! [`Admin::stop`] the listener closes within that time, or after the request in
@@ -22,6 +23,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::observe::PublishedCounters;
+use crate::upstream::EndpointBoard;
 
 /// Asked by `/ready`: `Some(reason)` while the gateway is not ready to serve.
 pub type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
@@ -64,12 +66,14 @@ impl Admin {
 
 /// Serves admin requests on `listener` (bound by the caller) on a background
 /// thread, starting in [`Phase::Starting`]. `side` are the counters of threads other
-/// than workers; they are summed in but not counted as workers.
+/// than workers; they are summed in but not counted as workers. `endpoints` holds
+/// the workers' published view of the endpoints.
 pub fn start(
     listener: TcpListener,
     workers: Vec<Arc<PublishedCounters>>,
     side: Vec<Arc<PublishedCounters>>,
     readiness: Readiness,
+    endpoints: Arc<EndpointBoard>,
 ) -> std::io::Result<Admin> {
     // Accept without blocking, after a poll with a timeout: the stop flag is seen.
     listener.set_nonblocking(true)?;
@@ -93,7 +97,7 @@ pub fn start(
                     }
                 };
                 let phase = phase_of(seen_phase.load(Ordering::Relaxed));
-                let _ = answer(stream, phase, &workers, &side, &readiness);
+                let _ = answer(stream, phase, &workers, &side, &readiness, &endpoints);
             }
             // The listener closes as it drops here.
         })?;
@@ -131,6 +135,7 @@ fn answer(
     workers: &[Arc<PublishedCounters>],
     side: &[Arc<PublishedCounters>],
     readiness: &Readiness,
+    endpoints: &EndpointBoard,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
@@ -166,13 +171,17 @@ fn answer(
             &mut stream,
             200,
             "application/json",
-            &stats_json(workers, side),
+            &stats_json(workers, side, endpoints),
         ),
         _ => respond(&mut stream, 404, "text/plain", "not found\n"),
     }
 }
 
-fn stats_json(workers: &[Arc<PublishedCounters>], side: &[Arc<PublishedCounters>]) -> String {
+fn stats_json(
+    workers: &[Arc<PublishedCounters>],
+    side: &[Arc<PublishedCounters>],
+    endpoints: &EndpointBoard,
+) -> String {
     let mut totals: Vec<(&'static str, u64)> = Vec::new();
     for w in workers.iter().chain(side) {
         for (i, (name, v)) in w.values().into_iter().enumerate() {
@@ -187,10 +196,32 @@ fn stats_json(workers: &[Arc<PublishedCounters>], side: &[Arc<PublishedCounters>
         .map(|(k, v)| format!("\"{k}\": {v}"))
         .collect();
     format!(
-        "{{\"workers\": {}, {}}}\n",
+        "{{\"workers\": {}, {}, \"endpoints\": {}}}\n",
         workers.len(),
-        fields.join(", ")
+        fields.join(", "),
+        endpoints_json(endpoints)
     )
+}
+
+/// `[{"upstream": …, "endpoint": …, "healthy": …, "ejected_workers": …,
+/// "ejections": …, "requests": …, "failures": …}, …]`, in configuration order.
+fn endpoints_json(board: &EndpointBoard) -> String {
+    let items: Vec<serde_json::Value> = board
+        .report()
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "upstream": r.upstream,
+                "endpoint": r.addr.to_string(),
+                "healthy": r.healthy,
+                "ejected_workers": r.ejected_workers,
+                "ejections": r.ejections,
+                "requests": r.requests,
+                "failures": r.failures,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(items).to_string()
 }
 
 fn respond(

@@ -7,12 +7,16 @@
 mod compile;
 mod compile_auth;
 mod compile_auth_keys;
+mod compile_resilience;
 mod error;
 mod rate_limits;
+mod resilience;
 mod schema;
+mod schema_resilience;
 mod snapshot;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use resilience::*;
 pub use snapshot::*;
 
 use std::path::Path;

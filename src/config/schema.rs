@@ -28,6 +28,7 @@ pub struct ServerSection {
     pub listen_backlog: Spanned<u64>,
     /// What to do when the descriptor limit cannot hold what the config may open.
     pub fd_limit: Spanned<String>,
+    pub max_in_flight_per_worker: Spanned<u64>,
     pub tls: Vec<TlsListenerSection>,
 }
 
@@ -50,6 +51,7 @@ impl Default for ServerSection {
             redirect_to_https: false,
             listen_backlog: s(1024),
             fd_limit: Spanned::new(0..0, "warn".to_string()),
+            max_in_flight_per_worker: s(10_000),
             tls: Vec::new(),
         }
     }
@@ -139,6 +141,13 @@ pub struct UpstreamSection {
     #[serde(default = "defaults::max_requests_per_connection")]
     pub max_requests_per_connection: Spanned<u64>,
     pub tls: Option<Spanned<UpstreamTlsSection>>,
+    pub health_check: Option<Spanned<super::schema_resilience::HealthCheckSection>>,
+    pub outlier: Option<Spanned<super::schema_resilience::OutlierSection>>,
+    pub max_connections: Option<Spanned<u64>>,
+    pub max_pending: Option<Spanned<u64>>,
+    pub max_requests: Option<Spanned<u64>>,
+    pub max_retries: Option<Spanned<u64>>,
+    pub retry_budget: Option<Spanned<super::schema_resilience::RetryBudgetSection>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -171,6 +180,8 @@ pub struct RouteSection {
     #[serde(default)]
     pub rate_limits: Vec<Spanned<String>>,
     pub auth: Option<Spanned<RouteAuthSection>>,
+    pub retry: Option<Spanned<super::schema_resilience::RetrySection>>,
+    pub retry_non_idempotent: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

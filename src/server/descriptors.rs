@@ -12,7 +12,8 @@
 //! - the runtime: an io_uring (or epoll) descriptor and an eventfd;
 //!
 //! and for the process: [`PROCESS_DESCRIPTORS`] (standard streams, signal pipe, admin
-//! listener and connection, access-log file, Redis, slack) plus one per JWKS fetcher.
+//! listener and connection, access-log file, Redis, slack) plus one per JWKS fetcher
+//! and one per health-checked endpoint (the prober's connections).
 
 use crate::config::{FdLimitPolicy, Snapshot};
 
@@ -48,6 +49,12 @@ impl DescriptorEstimate {
             .iter()
             .filter(|p| p.remote.is_some())
             .count() as u64;
+        let probed: u64 = snapshot
+            .upstreams
+            .iter()
+            .filter(|u| u.health_check.is_some())
+            .map(|u| u.endpoints.len() as u64)
+            .sum();
         DescriptorEstimate {
             workers: workers as u64,
             client_connections: clients,
@@ -58,7 +65,7 @@ impl DescriptorEstimate {
             },
             pooled,
             listeners: (server.listen.len() + server.tls.len()) as u64,
-            process: PROCESS_DESCRIPTORS + remote_jwks,
+            process: PROCESS_DESCRIPTORS + remote_jwks + probed,
         }
     }
 

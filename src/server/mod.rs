@@ -5,8 +5,9 @@
 //!
 //! Start-up (docs/operations.md, "Start-up"): signal handlers; the descriptor
 //! limit; the check that no other process listens on our addresses (skipped with
-//! `--takeover`); the side threads (access log, JWKS fetchers, rate limiter, admin
-//! listener); the workers (runtime, state, certificates); then the data listeners.
+//! `--takeover`); the side threads (access log, JWKS fetchers, rate limiter,
+//! health-check prober, admin listener); the workers (runtime, state,
+//! certificates); then the data listeners.
 //!
 //! Shutdown (docs/operations.md, "Shutdown"): `/ready` turns 503, the workers drain
 //! until `drain_timeout_ms` after the signal, `/healthz` turns 503, the side threads
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use crate::admin::Phase;
 use crate::config::Snapshot;
 use crate::observe::PublishedCounters;
+use crate::upstream::EndpointBoard;
 use listeners::ListenerKind;
 use shutdown::StopDeadlines;
 use worker_set::WorkerSet;
@@ -56,13 +58,16 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     check_addresses(&plan, snapshot.admin, options)?;
 
     let published: Vec<Arc<PublishedCounters>> = cores.iter().map(|_| Arc::default()).collect();
-    let (side, limiter_links) = side_threads::start(&snapshot, &published)?;
+    // Endpoint health verdicts in, endpoint states out: prober, workers and admin.
+    let board = Arc::new(EndpointBoard::new(&snapshot, cores.len()));
+    let (side, limiter_links) = side_threads::start(&snapshot, &published, &board)?;
     let started = WorkerSet::start(
         &snapshot,
         &cores,
         side.access_log.as_ref(),
         limiter_links,
         &published,
+        &board,
     );
     let workers = match started {
         Ok(w) => w,

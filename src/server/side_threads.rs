@@ -1,9 +1,11 @@
 //! The threads beside the workers — access-log writer, JWKS fetchers, global rate
-//! limiter (with its Redis sync), admin listener — started together before the
-//! data listeners are bound, and stopped together after the workers.
+//! limiter (with its Redis sync), health-check prober, admin listener — started
+//! together before the data listeners are bound, and stopped together after the
+//! workers.
 //!
-//! Each one has its own stop path, so none waits on another: the limiter and the
-//! admin listener look at a stop flag, the fetchers at a stop channel, and the
+//! Each one has its own stop path, so none waits on another: the limiter, the
+//! prober and the admin listener look at a stop flag, the fetchers at a stop
+//! channel, and the
 //! access-log writer gets an explicit stop message after the last batch (the
 //! workers' log buffers can outlive them, so the writer never waits for them to be
 //! dropped). [`SideThreads::stop`] tells them all first, then waits for each until
@@ -17,6 +19,7 @@ use crate::auth::jwks::{self, JwksFetchers};
 use crate::config::Snapshot;
 use crate::limit::{GlobalLimiter, LimiterThread, WorkerLink};
 use crate::observe::{AccessLogWriter, PublishedCounters};
+use crate::upstream::{EndpointBoard, Prober};
 
 use super::reuseport::{bind_shared, ADMIN_BACKLOG};
 use super::shutdown::{join_until, ADMIN_WAIT};
@@ -27,18 +30,23 @@ pub struct SideThreads {
     pub access_log: Option<AccessLogWriter>,
     jwks: Option<JwksFetchers>,
     limiter: Option<LimiterThread>,
+    /// Not joined: it looks at its flag between probes and holds nothing the exit
+    /// needs (the process ending ends it).
+    prober: Option<Prober>,
     pub admin: Option<Admin>,
 }
 
-/// Starts the side threads in order: access log, JWKS fetchers, limiter, admin
-/// listener. On an error, what was started is stopped again. Returns the threads
-/// and one limiter link per worker (empty without a limiter).
+/// Starts the side threads in order: access log, JWKS fetchers, limiter,
+/// health-check prober, admin listener. On an error, what was started is stopped
+/// again. Returns the threads and one limiter link per worker (empty without a
+/// limiter).
 pub fn start(
     snapshot: &Arc<Snapshot>,
     published: &[Arc<PublishedCounters>],
+    board: &Arc<EndpointBoard>,
 ) -> Result<(SideThreads, Vec<WorkerLink>), String> {
     let mut side = SideThreads::default();
-    match start_each(&mut side, snapshot, published) {
+    match start_each(&mut side, snapshot, published, board) {
         Ok(links) => Ok((side, links)),
         Err(e) => {
             side.stop(super::shutdown::StopDeadlines::now().side_threads());
@@ -51,6 +59,7 @@ fn start_each(
     side: &mut SideThreads,
     snapshot: &Arc<Snapshot>,
     published: &[Arc<PublishedCounters>],
+    board: &Arc<EndpointBoard>,
 ) -> Result<Vec<WorkerLink>, String> {
     side.access_log = AccessLogWriter::start(&snapshot.log.access_log)
         .map_err(|e| format!("cannot open the access log: {e}"))?;
@@ -63,8 +72,16 @@ fn start_each(
         }
         None => Vec::new(),
     };
+    // Endpoint health: the prober (if any upstream has health checks) writes
+    // verdicts to the board, workers read them on their tick.
+    side.prober = Prober::start(snapshot.clone(), board.clone())?;
     if let Some(addr) = snapshot.admin {
-        let side_counters = side.limiter.iter().map(|l| l.counters.clone()).collect();
+        let side_counters = side
+            .limiter
+            .iter()
+            .map(|l| l.counters.clone())
+            .chain(side.prober.iter().map(|p| p.counters.clone()))
+            .collect();
         let listener = bind_shared(addr, ADMIN_BACKLOG)
             .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?;
         side.admin = Some(
@@ -73,6 +90,7 @@ fn start_each(
                 published.to_vec(),
                 side_counters,
                 readiness(snapshot),
+                board.clone(),
             )
             .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
         );
@@ -87,6 +105,9 @@ impl SideThreads {
     /// [`ADMIN_WAIT`] more. Called after the workers ended (they feed the limiter
     /// and the access log until then).
     pub fn stop(self, deadline: Instant) {
+        if let Some(prober) = &self.prober {
+            prober.stop();
+        }
         let mut stopping = Vec::new();
         if let Some(limiter) = self.limiter {
             stopping.push(("the rate limiter thread".to_string(), limiter.stop()));

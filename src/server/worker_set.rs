@@ -21,6 +21,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::config::Snapshot;
 use crate::limit::WorkerLink;
 use crate::observe::{AccessLogWriter, PublishedCounters};
+use crate::upstream::EndpointBoard;
 
 use super::listeners::ListenerKind;
 use super::mailbox::Mailbox;
@@ -67,6 +68,7 @@ impl WorkerSet {
         access_log: Option<&AccessLogWriter>,
         limiter: Vec<WorkerLink>,
         published: &[Arc<PublishedCounters>],
+        board: &Arc<EndpointBoard>,
     ) -> Result<WorkerSet, String> {
         let (report_tx, reports) = bounded(2 * cores.len());
         let mut set = WorkerSet {
@@ -89,6 +91,7 @@ impl WorkerSet {
                 access_log: access_log.map(AccessLogWriter::buffer),
                 published: published.get(id).cloned().unwrap_or_default(),
                 limiter: links.next(),
+                board: board.clone(),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("portico-worker-{id}"))
