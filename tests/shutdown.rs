@@ -4,16 +4,18 @@
 //!
 //! The features are those that start threads or worker tasks: the access log
 //! (off, stdout, a file) × the rate-limit scope (none, worker, instance, fleet with
-//! a real redis-server) × a TLS listener × a remote JWKS × the admin listener. The
-//! remote JWKS has three states: off, a server that answers, and one that answers
-//! only after 3 s, so that a fetch is in progress at shutdown (the fetcher cannot
-//! stop before it ends; the process must exit without it).
+//! a real redis-server) × a TLS listener × a remote JWKS × the admin listener ×
+//! active health checks (a prober thread probing the slow upstream every 500 ms; a
+//! probe takes 300 ms of it, so one is often in flight at shutdown). The remote JWKS has three states: off, a
+//! server that answers, and one that answers only after 3 s, so that a fetch is in
+//! progress at shutdown (the fetcher cannot stop before it ends; the process must
+//! exit without it).
 //!
-//! The test runs the full cross product (3 × 4 × 2 × 3 × 2 = 144 combinations),
-//! each idle and with requests in flight, eight gateways at a time: about 20 s on
+//! The test runs the full cross product (3 × 4 × 2 × 3 × 2 × 2 = 288 combinations),
+//! each idle and with requests in flight, eight gateways at a time: about 35 s on
 //! two cores. `PORTICO_SHUTDOWN_MATRIX=pairwise` runs a quick subset instead: every
-//! *pair* of feature values at least once (a greedy pairwise covering, 14
-//! combinations) plus all features on and all off.
+//! *pair* of feature values at least once (a greedy pairwise covering) plus all
+//! features on and all off: 16 combinations, 3 s.
 
 mod common;
 
@@ -63,6 +65,7 @@ struct Features {
     tls: bool,
     jwks: Jwks,
     admin: bool,
+    health_checks: bool,
 }
 
 const LOGS: [AccessLog; 3] = [AccessLog::Off, AccessLog::Stdout, AccessLog::File];
@@ -71,13 +74,14 @@ const JWKS: [Jwks; 3] = [Jwks::Off, Jwks::Answering, Jwks::Stuck];
 
 impl Features {
     /// The value index of each feature, for the pairwise covering.
-    fn levels(&self) -> [usize; 5] {
+    fn levels(&self) -> [usize; 6] {
         [
             LOGS.iter().position(|l| *l == self.log).unwrap_or(0),
             SCOPES.iter().position(|s| *s == self.scope).unwrap_or(0),
             usize::from(self.tls),
             JWKS.iter().position(|j| *j == self.jwks).unwrap_or(0),
             usize::from(self.admin),
+            usize::from(self.health_checks),
         ]
     }
 }
@@ -89,13 +93,16 @@ fn full_product() -> Vec<Features> {
             for tls in [false, true] {
                 for jwks in JWKS {
                     for admin in [false, true] {
-                        all.push(Features {
-                            log,
-                            scope,
-                            tls,
-                            jwks,
-                            admin,
-                        });
+                        for health_checks in [false, true] {
+                            all.push(Features {
+                                log,
+                                scope,
+                                tls,
+                                jwks,
+                                admin,
+                                health_checks,
+                            });
+                        }
                     }
                 }
             }
@@ -150,6 +157,7 @@ fn pairwise_with_extremes(all: &[Features]) -> Vec<Features> {
         tls: false,
         jwks: Jwks::Off,
         admin: false,
+        health_checks: false,
     };
     let all_on = Features {
         log: AccessLog::File,
@@ -157,6 +165,7 @@ fn pairwise_with_extremes(all: &[Features]) -> Vec<Features> {
         tls: true,
         jwks: Jwks::Stuck,
         admin: true,
+        health_checks: true,
     };
     for f in [all_off, all_on] {
         if !chosen.contains(&f) {
@@ -226,6 +235,9 @@ fn config(f: &Features, shared: &Shared, run: &str) -> String {
         "[[upstream]]\nname = \"slow\"\nendpoints = [\"{}\"]\n",
         shared.slow.addr()
     );
+    if f.health_checks {
+        c += "health_check = { path = \"/\", interval_ms = 500, timeout_ms = 500 }\n";
+    }
     let limits = match f.scope {
         Some(scope) => {
             c += &format!(
@@ -393,8 +405,8 @@ fn the_pairwise_selection_covers_every_pair_of_feature_values() {
     let chosen = pairwise_with_extremes(&all);
     for a in &all {
         let la = a.levels();
-        for i in 0..5 {
-            for j in i + 1..5 {
+        for i in 0..6 {
+            for j in i + 1..6 {
                 assert!(
                     chosen.iter().any(|c| {
                         let lc = c.levels();
