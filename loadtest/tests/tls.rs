@@ -4,64 +4,18 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::KeyPair;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portico-load");
+mod common;
 
-/// A scratch directory with a test CA (`ca.pem`) and a server certificate it signed
-/// for `localhost` and `127.0.0.1` (`server.pem`, `server.key`); removed when dropped.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let dir =
-            std::env::temp_dir().join(format!("portico-load-tls-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "portico-load test CA");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-        let issuer = Issuer::new(ca, ca_key);
-
-        let key = KeyPair::generate().unwrap();
-        let mut leaf =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        leaf.distinguished_name
-            .push(DnType::CommonName, "localhost");
-        let cert = leaf.signed_by(&key, &issuer).unwrap();
-        std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-        Pki { dir }
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir
-            .join(file)
-            .to_str()
-            .expect("utf-8 path")
-            .to_string()
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::{count, portico_load, Pki, BIN};
 
 /// A running `portico-load serve --tls`, killed by PID when dropped.
 struct Upstream {
@@ -106,14 +60,6 @@ impl Drop for Upstream {
     }
 }
 
-fn portico_load(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run portico-load")
-}
-
 /// `portico-load run ARGS --json FILE`; asserts success and returns the JSON.
 fn run_json(pki: &Pki, args: &[&str]) -> Value {
     let json = pki.path("out.json");
@@ -129,12 +75,6 @@ fn run_json(pki: &Pki, args: &[&str]) -> Value {
     assert!(stdout.contains("\n  handshakes "), "{stdout}");
     let text = std::fs::read_to_string(&json).expect("the --json file");
     serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn count(v: &Value, pointer: &str) -> u64 {
-    v.pointer(pointer)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{pointer} in {v}"))
 }
 
 /// With the CA given, the run verifies the certificate against the URL's IP address

@@ -1,5 +1,5 @@
 //! A worker thread: pinned, one monoio runtime (io_uring, epoll fallback), driving its
-//! share of the connections. It shares nothing with the other workers while the run
+//! share of the connections (HTTP/1.1: `http1.rs`, HTTP/2: `http2.rs`). It shares nothing with the other workers while the run
 //! lasts: its `Tally` is its own, sent back whole when the run ends, and live progress
 //! goes to the main thread as one small message a second.
 
@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use monoio::{FusionRuntime, RuntimeBuilder};
 
-use super::connection::{self, Window};
-use super::options::Plan;
+use super::loops::Window;
+use super::options::{Plan, Protocol};
 use super::tally::{new_histogram, Tally};
+use super::{http1, http2};
 
 /// One second of one worker's measured responses, for the live progress line.
 pub struct Progress {
@@ -66,16 +67,26 @@ fn run_worker(
         if let Some(sender) = progress {
             monoio::spawn(report_progress(Rc::clone(&tally), window, sender));
         }
-        let tasks: Vec<_> = connections
-            .map(|i| {
-                monoio::spawn(connection::drive(
-                    Rc::clone(&local),
-                    window,
-                    i,
-                    Rc::clone(&tally),
-                ))
-            })
-            .collect();
+        let tasks: Vec<_> = match &local.protocol {
+            Protocol::Http1(requests) => {
+                let requests = Rc::new(requests.clone());
+                connections
+                    .map(|i| {
+                        let (plan, tally) = (Rc::clone(&local), Rc::clone(&tally));
+                        monoio::spawn(http1::drive(plan, Rc::clone(&requests), window, i, tally))
+                    })
+                    .collect()
+            }
+            Protocol::Http2 { requests, .. } => {
+                let requests = Rc::new(requests.clone());
+                connections
+                    .map(|i| {
+                        let (plan, tally) = (Rc::clone(&local), Rc::clone(&tally));
+                        monoio::spawn(http2::drive(plan, Rc::clone(&requests), window, i, tally))
+                    })
+                    .collect()
+            }
+        };
         for task in tasks {
             task.await;
         }
