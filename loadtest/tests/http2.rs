@@ -6,7 +6,6 @@
 //! nothing asserts a speed, only counts, concurrency and verdicts.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -16,7 +15,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{count, portico_load, Pki, BIN};
+use common::{assert_bad_input, count, Pki, Upstream};
 
 const NGINX: &str = "/usr/sbin/nginx";
 
@@ -30,7 +29,7 @@ const NGINX: &str = "/usr/sbin/nginx";
 /// `portico-load serve --delay-ms 100` it starts.
 struct Nginx {
     child: Child,
-    _backend: Backend,
+    _backend: Upstream,
     pki: Pki,
     h2c: SocketAddr,
     h2c_limited: SocketAddr,
@@ -42,7 +41,7 @@ struct Nginx {
 impl Nginx {
     fn start(name: &str, keepalive_requests: u32) -> Nginx {
         let pki = Pki::new(&format!("h2-{name}"));
-        let backend = Backend::start(&["--delay-ms", "100"]);
+        let backend = Upstream::start(&["--delay-ms", "100"]);
         let [h2c, h2c_limited, h2, h1, h1_tls] = free_addrs();
         let d = pki.dir.display();
         let (cert, key) = (pki.path("server.pem"), pki.path("server.key"));
@@ -170,42 +169,6 @@ fn connections(log: &[Logged]) -> BTreeSet<u64> {
     log.iter().map(|r| r.connection).collect()
 }
 
-/// A `portico-load serve` behind nginx's `/slow`, killed by PID when dropped.
-struct Backend {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Backend {
-    fn start(args: &[&str]) -> Backend {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn portico-load serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .strip_prefix("portico-load serve listening on ")
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected start line {line:?}"));
-        Backend { child, addr }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn free_addrs<const N: usize>() -> [SocketAddr; N] {
     let listeners: Vec<TcpListener> = (0..N)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
@@ -224,17 +187,7 @@ fn wait_for(addr: SocketAddr) {
 /// `portico-load run ARGS --json FILE`; asserts success and returns the JSON.
 fn run_json(nginx: &Nginx, args: &[&str]) -> Value {
     let json = nginx.pki.dir.join("out.json");
-    let json = json.to_str().expect("utf-8 path");
-    let out = portico_load(&[&["run"], args, &["--json", json]].concat());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "portico-load run {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{stdout}");
-    let text = std::fs::read_to_string(json).expect("the --json file");
-    serde_json::from_str(&text).expect("valid JSON")
+    common::run_json(json.to_str().expect("utf-8 path"), args).0
 }
 
 fn assert_no_errors(v: &Value) {
@@ -311,49 +264,26 @@ fn h2c_counts_requests_and_statuses() {
 #[test]
 fn streams_multiplex_on_each_connection() {
     let nginx = Nginx::start("streams", 1_000_000);
-    let v = run_json(
-        &nginx,
-        &[
-            &url("http", nginx.h2c, "/slow"),
-            "--http2",
-            "-c",
-            "2",
-            "--streams",
-            "8",
-            "-d",
-            "1s",
-        ],
-    );
-    assert_no_errors(&v);
-    let log = nginx.log();
-    let most = max_concurrency_per_connection(&log);
-    assert_eq!(most.len(), 2, "two connections: {most:?}");
-    assert!(
-        most.values().all(|&n| n == 8),
-        "8 in flight on each: {most:?}"
-    );
-    assert!(log.iter().all(|r| r.status == 200), "{log:?}");
-
-    nginx.clear_log();
-    let v = run_json(
-        &nginx,
-        &[
-            &url("http", nginx.h2c_limited, "/slow"),
-            "--http2",
-            "-c",
-            "2",
-            "--streams",
-            "8",
-            "-d",
-            "1s",
-        ],
-    );
-    assert_no_errors(&v);
-    let most = max_concurrency_per_connection(&nginx.log());
-    assert_eq!(most.len(), 2, "two connections: {most:?}");
-    assert!(
-        most.values().all(|&n| n == 4),
-        "the server's limit: {most:?}"
+    // The most requests in flight on each connection nginx saw.
+    let most_in_flight = |addr: SocketAddr| {
+        nginx.clear_log();
+        let url = url("http", addr, "/slow");
+        let v = run_json(
+            &nginx,
+            &[&url, "--http2", "-c", "2", "--streams", "8", "-d", "1s"],
+        );
+        assert_no_errors(&v);
+        let log = nginx.log();
+        assert!(log.iter().all(|r| r.status == 200), "{log:?}");
+        let most = max_concurrency_per_connection(&log);
+        assert_eq!(most.len(), 2, "two connections: {most:?}");
+        most.into_values().collect::<Vec<_>>()
+    };
+    assert_eq!(most_in_flight(nginx.h2c), [8, 8], "8 in flight on each");
+    assert_eq!(
+        most_in_flight(nginx.h2c_limited),
+        [4, 4],
+        "the server's limit"
     );
 }
 
@@ -473,7 +403,7 @@ fn goaway_moves_the_load_to_new_connections() {
 fn a_server_without_http2_is_refused_before_the_run() {
     let nginx = Nginx::start("refused", 1_000_000);
     let ca = nginx.ca();
-    let serve = Backend::start(&[]);
+    let serve = Upstream::start(&[]);
     let h1 = url("http", nginx.h1, "/");
     let h1_tls = url("https", nginx.h1_tls, "/");
     let serve_url = url("http", serve.addr, "/");
@@ -483,13 +413,10 @@ fn a_server_without_http2_is_refused_before_the_run() {
         (vec![&serve_url], "does the server speak h2c"),
     ];
     for (args, expected) in cases {
-        let args = [&["run", "--http2", "-d", "1s"], &args[..]].concat();
-        let out = portico_load(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
-        assert!(stderr.contains(expected), "{args:?}: {stderr:?}");
-        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_bad_input(
+            &[&["run", "--http2", "-d", "1s"], &args[..]].concat(),
+            expected,
+        );
     }
     // The HTTP/1.1 port answers the preface (`PRI * HTTP/2.0`) as a bad request;
     // nothing was served.
@@ -519,11 +446,6 @@ fn bad_http2_input_is_one_line_and_exit_status_2() {
         (vec![&h2c, "--http2", "--streams", "0"], "--streams"),
     ];
     for (args, expected) in cases {
-        let args = [&["run", "-d", "1s"], &args[..]].concat();
-        let out = portico_load(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
-        assert!(stderr.contains(expected), "{args:?}: {stderr:?}");
+        assert_bad_input(&[&["run", "-d", "1s"], &args[..]].concat(), expected);
     }
 }

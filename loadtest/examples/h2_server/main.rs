@@ -57,22 +57,14 @@ fn run() -> Result<(), String> {
         let stats = Rc::new(server::Stats::default());
         let mut tasks = Vec::new();
         if let Some(addr) = h2c {
-            let listener = TcpListener::bind(&addr).map_err(|e| format!("{addr}: {e}"))?;
-            println!(
-                "h2c on {}",
-                listener.local_addr().map_err(|e| e.to_string())?
-            );
+            let listener = listen(&addr, "h2c")?;
             tasks.push(monoio::spawn(server::serve_h2c(
                 listener,
                 Rc::clone(&stats),
             )));
         }
         if let (Some(addr), Some(config)) = (tls, config) {
-            let listener = TcpListener::bind(&addr).map_err(|e| format!("{addr}: {e}"))?;
-            println!(
-                "h2 over TLS on {}",
-                listener.local_addr().map_err(|e| e.to_string())?
-            );
+            let listener = listen(&addr, "h2 over TLS")?;
             tasks.push(monoio::spawn(server::serve_tls(
                 listener,
                 config,
@@ -87,6 +79,14 @@ fn run() -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+/// Binds `addr` and says so on stdout (the port, when `addr` asks for port 0).
+fn listen(addr: &str, what: &str) -> Result<TcpListener, String> {
+    let listener = TcpListener::bind(addr).map_err(|e| format!("{addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("{what} on {bound}");
+    Ok(listener)
 }
 
 /// A rustls server config (ring) with ALPN h2, from PEM files.

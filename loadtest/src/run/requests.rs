@@ -317,16 +317,22 @@ mod tests {
         assert!(Header::parse("X: a\r\nInjected: b").is_err());
     }
 
-    #[test]
-    fn cycles_urls_and_header_lines() {
+    /// Two URLs, an `Accept` header and three header-file lines `X-Key: k0…k2`.
+    fn urls_and_keys() -> ([Target; 2], [Header; 1], Vec<Header>) {
         let targets = [
             target("http://127.0.0.1:1/a"),
             target("http://127.0.0.1:1/b?x"),
         ];
         let fixed = [Header::parse("Accept: */*").unwrap()];
-        let keys: Vec<Header> = (0..3)
+        let keys = (0..3)
             .map(|i| Header::parse(&format!("X-Key: k{i}")).unwrap())
             .collect();
+        (targets, fixed, keys)
+    }
+
+    #[test]
+    fn cycles_urls_and_header_lines() {
+        let (targets, fixed, keys) = urls_and_keys();
         let set = RequestSet::new("GET", &targets, &fixed, &keys, None, false);
         let mut out = Vec::new();
         set.write(0, &mut out);
@@ -382,14 +388,7 @@ mod tests {
 
     #[test]
     fn http2_requests_cycle_and_map_host_to_authority() {
-        let targets = [
-            target("http://127.0.0.1:1/a"),
-            target("http://127.0.0.1:1/b?x"),
-        ];
-        let fixed = [Header::parse("Accept: */*").unwrap()];
-        let keys: Vec<Header> = (0..3)
-            .map(|i| Header::parse(&format!("X-Key: k{i}")).unwrap())
-            .collect();
+        let (targets, fixed, keys) = urls_and_keys();
         let set = Http2Requests::new("GET", &targets, &fixed, &keys, None).unwrap();
         let r = set.request(5);
         assert_eq!(r.uri(), "http://127.0.0.1:1/b?x");

@@ -15,6 +15,7 @@ use monoio::{FusionRuntime, RuntimeBuilder};
 
 use super::loops::Window;
 use super::options::{Plan, Protocol};
+use super::requests::{Http2Requests, RequestSet};
 use super::tally::{new_histogram, Tally};
 use super::{http1, http2};
 
@@ -23,6 +24,12 @@ pub struct Progress {
     pub responses: u64,
     pub errors: u64,
     pub latency: Histogram<u64>,
+}
+
+/// This thread's copy of the run's requests, shared by its connections.
+enum Requests {
+    Http1(Rc<RequestSet>),
+    Http2(Rc<Http2Requests>),
 }
 
 /// Starts worker `index`; it returns its tally, or why it could not run.
@@ -67,26 +74,23 @@ fn run_worker(
         if let Some(sender) = progress {
             monoio::spawn(report_progress(Rc::clone(&tally), window, sender));
         }
-        let tasks: Vec<_> = match &local.protocol {
-            Protocol::Http1(requests) => {
-                let requests = Rc::new(requests.clone());
-                connections
-                    .map(|i| {
-                        let (plan, tally) = (Rc::clone(&local), Rc::clone(&tally));
-                        monoio::spawn(http1::drive(plan, Rc::clone(&requests), window, i, tally))
-                    })
-                    .collect()
-            }
-            Protocol::Http2 { requests, .. } => {
-                let requests = Rc::new(requests.clone());
-                connections
-                    .map(|i| {
-                        let (plan, tally) = (Rc::clone(&local), Rc::clone(&tally));
-                        monoio::spawn(http2::drive(plan, Rc::clone(&requests), window, i, tally))
-                    })
-                    .collect()
-            }
+        let requests = match &local.protocol {
+            Protocol::Http1(requests) => Requests::Http1(Rc::new(requests.clone())),
+            Protocol::Http2 { requests, .. } => Requests::Http2(Rc::new(requests.clone())),
         };
+        let tasks: Vec<_> = connections
+            .map(|i| {
+                let (plan, tally) = (Rc::clone(&local), Rc::clone(&tally));
+                match &requests {
+                    Requests::Http1(r) => {
+                        monoio::spawn(http1::drive(plan, Rc::clone(r), window, i, tally))
+                    }
+                    Requests::Http2(r) => {
+                        monoio::spawn(http2::drive(plan, Rc::clone(r), window, i, tally))
+                    }
+                }
+            })
+            .collect();
         for task in tasks {
             task.await;
         }
