@@ -38,6 +38,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match portico::config::load(&config) {
             Ok(snapshot) => {
+                for warning in &snapshot.warnings {
+                    eprintln!("{warning}");
+                }
                 println!(
                     "{}: ok ({} route(s), {} upstream(s))",
                     config.display(),
@@ -60,6 +63,9 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&snapshot.log.level);
+            for warning in &snapshot.warnings {
+                tracing::warn!("{warning}");
+            }
             match portico::server::run(Arc::new(snapshot)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -6,7 +6,8 @@
 //! - `GET /ready`: 200 while serving; 503 before that (e.g. a remote JWKS not yet
 //!   fetched) and once draining (load balancers stop sending).
 //! - `GET /stats`: counters summed over workers and side threads (the rate
-//!   limiter), as JSON.
+//!   limiter), as JSON; composed routes' counters under `compose`, per route and
+//!   part.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::compose::PublishedCompose;
 use crate::observe::PublishedCounters;
 
 /// Asked by `/ready`: `Some(reason)` while the gateway is not ready to serve.
@@ -32,11 +34,12 @@ impl Admin {
 
 /// Binds `addr` and serves admin requests on a background thread. `side` are the
 /// counters of threads other than workers; they are summed in but not counted as
-/// workers.
+/// workers. `compose` are the workers' composition counters.
 pub fn start(
     addr: SocketAddr,
     workers: Vec<Arc<PublishedCounters>>,
     side: Vec<Arc<PublishedCounters>>,
+    compose: Vec<Arc<PublishedCompose>>,
     readiness: Readiness,
 ) -> std::io::Result<Admin> {
     let listener = TcpListener::bind(addr)?;
@@ -46,17 +49,28 @@ pub fn start(
         .name("portico-admin".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                let _ = answer(stream, &flag, &workers, &side, &readiness);
+                let counters = Counters {
+                    workers: &workers,
+                    side: &side,
+                    compose: &compose,
+                };
+                let _ = answer(stream, &flag, &counters, &readiness);
             }
         })?;
     Ok(Admin { draining })
 }
 
+/// Every published counter the admin listener shows.
+struct Counters<'a> {
+    workers: &'a [Arc<PublishedCounters>],
+    side: &'a [Arc<PublishedCounters>],
+    compose: &'a [Arc<PublishedCompose>],
+}
+
 fn answer(
     mut stream: TcpStream,
     draining: &AtomicBool,
-    workers: &[Arc<PublishedCounters>],
-    side: &[Arc<PublishedCounters>],
+    counters: &Counters<'_>,
     readiness: &Readiness,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -92,13 +106,14 @@ fn answer(
             &mut stream,
             200,
             "application/json",
-            &stats_json(workers, side),
+            &stats_json(counters),
         ),
         _ => respond(&mut stream, 404, "text/plain", "not found\n"),
     }
 }
 
-fn stats_json(workers: &[Arc<PublishedCounters>], side: &[Arc<PublishedCounters>]) -> String {
+fn stats_json(counters: &Counters<'_>) -> String {
+    let (workers, side) = (counters.workers, counters.side);
     let mut totals: Vec<(&'static str, u64)> = Vec::new();
     for w in workers.iter().chain(side) {
         for (i, (name, v)) in w.values().into_iter().enumerate() {
@@ -113,9 +128,10 @@ fn stats_json(workers: &[Arc<PublishedCounters>], side: &[Arc<PublishedCounters>
         .map(|(k, v)| format!("\"{k}\": {v}"))
         .collect();
     format!(
-        "{{\"workers\": {}, {}}}\n",
+        "{{\"workers\": {}, {}, \"compose\": {}}}\n",
         workers.len(),
-        fields.join(", ")
+        fields.join(", "),
+        PublishedCompose::render(counters.compose)
     )
 }
 

@@ -168,6 +168,8 @@ pub struct RouteSection {
     #[serde(default)]
     pub rate_limits: Vec<Spanned<String>>,
     pub auth: Option<Spanned<RouteAuthSection>>,
+    /// `[route.compose]`: fan out to several upstreams and merge (`compose_schema.rs`).
+    pub compose: Option<Spanned<super::compose_schema::ComposeSection>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,12 +1,13 @@
 //! A generation: everything a worker derives from one configuration snapshot,
 //! built together and pinned by each connection for its whole life, so a request
-//! never mixes two configurations. Balancer state and auth key sets are indexed by
-//! the snapshot's own positions; state that must outlive a snapshot (keep-alive
+//! never mixes two configurations. Balancer state, auth key sets and composition
+//! counters are indexed by the snapshot's own positions; state that must outlive a snapshot (keep-alive
 //! pools) lives on the [`Worker`](super::Worker), keyed by identity.
 
 use std::sync::Arc;
 
 use crate::auth::AuthWorker;
+use crate::compose::ComposeCounters;
 use crate::config::Snapshot;
 use crate::limit::{LocalLimiter, WorkerLink};
 use crate::upstream::Balancer;
@@ -19,6 +20,8 @@ pub struct Generation {
     pub limits: LocalLimiter,
     /// Key sets and verified-token caches of the auth providers.
     pub auth: AuthWorker,
+    /// Calls and failures of the composed routes and their parts.
+    pub compose: ComposeCounters,
 }
 
 impl Generation {
@@ -29,6 +32,7 @@ impl Generation {
             balancer: Balancer::new(snapshot.upstreams.len(), snapshot.endpoint_count, worker),
             limits: LocalLimiter::new(&snapshot.rate_limits, limiter),
             auth: AuthWorker::new(&snapshot.auth),
+            compose: ComposeCounters::new(&snapshot),
             snapshot,
         }
     }

@@ -16,6 +16,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::admin;
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::GlobalLimiter;
 use crate::observe::{AccessLogWriter, PublishedCounters};
@@ -42,11 +43,14 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     let mut commands: Vec<Sender<Command>> = Vec::new();
     let mut threads = Vec::new();
     let mut published = Vec::new();
+    let mut published_compose = Vec::new();
     for (id, core) in cores.iter().enumerate() {
         let (tx, rx) = bounded(16);
         commands.push(tx);
         let counters = Arc::new(PublishedCounters::default());
         published.push(counters.clone());
+        let compose_counters = Arc::new(PublishedCompose::new(&snapshot));
+        published_compose.push(compose_counters.clone());
         let plan = WorkerPlan {
             id,
             core: *core,
@@ -55,6 +59,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
             started: started_tx.clone(),
             access_log: access_log.as_ref().map(AccessLogWriter::buffer),
             published: counters,
+            published_compose: compose_counters,
             limiter: limiter_links.get_mut(id).and_then(Option::take),
         };
         let handle = std::thread::Builder::new()
@@ -87,7 +92,13 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     let side_counters = limiter.iter().map(|l| l.counters.clone()).collect();
     let admin = match snapshot.admin {
         Some(addr) => Some(
-            admin::start(addr, published.clone(), side_counters, readiness(&snapshot))
+            admin::start(
+                addr,
+                published.clone(),
+                side_counters,
+                published_compose,
+                readiness(&snapshot),
+            )
                 .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
         ),
         None => None,

@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 use monoio::net::{ListenerOpts, TcpListener};
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::{WorkerLink, LIMIT_TICK};
 use crate::observe::{AccessLogBuffer, PublishedCounters};
@@ -39,6 +40,8 @@ pub struct WorkerPlan {
     pub started: Sender<Result<String, String>>,
     pub access_log: Option<AccessLogBuffer>,
     pub published: Arc<PublishedCounters>,
+    /// Where this worker publishes its composition counters.
+    pub published_compose: Arc<PublishedCompose>,
     /// This worker's channels to the global limiter thread, when there is one.
     pub limiter: Option<WorkerLink>,
 }
@@ -140,6 +143,7 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         }
         worker.tick();
         worker.publish(&plan.published);
+        worker.generation().compose.publish(&plan.published_compose);
         if let Some(deadline) = drain_deadline {
             if acceptor.active.get() == 0 || Instant::now() >= deadline {
                 break;
@@ -150,6 +154,7 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         task.await;
     }
     worker.publish(&plan.published);
+    worker.generation().compose.publish(&plan.published_compose);
 }
 
 /// Picks up the limiter's grants and hands back expired leases when no request
