@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::config::{ComposePart, Endpoint, On4xx, Upstream};
 use crate::downstream::BodySource;
 use crate::http::{BodyFraming, ChunkedScanner};
-use crate::upstream::{Balancer, Exchanger, OutboundRequest, UpstreamResponse};
+use crate::upstream::{Balancer, Exchanger, FailureSource, OutboundRequest, UpstreamResponse};
 
 use super::failure::{FailureKind, PartFailure};
 use super::shape::{shape, ShapeError};
@@ -24,6 +24,9 @@ pub struct PartCall<'a> {
     pub head: Vec<u8>,
     /// The part must be done by then: its `timeout_ms` or the route's deadline.
     pub deadline: Instant,
+    /// What running out of time is: `Timeout` when `deadline` is the part's own,
+    /// `Deadline` when it is the route's.
+    pub expiry: FailureKind,
     pub max_bytes: u64,
     /// The merge is flat: the shaped answer must be an object.
     pub flat: bool,
@@ -45,14 +48,30 @@ pub async fn call<B: BodySource>(
 ) -> PartOutcome {
     let _in_flight = InFlight::start(balancer, call.endpoint.id);
     let mut attempts = 0;
-    let deadline = call.deadline;
+    let (deadline, expiry) = (call.deadline, call.expiry);
     let answer = exchange_and_read(exchanger, &mut call, &mut body, &mut attempts);
     let result = match monoio::time::timeout_at(deadline, answer).await {
         Ok(Ok(bytes)) => parse(&bytes, call.part, call.flat),
+        // The exchange's own deadline is this one.
+        Ok(Err(failure)) if failure.source == Some(FailureSource::Timeout) => Err(expired(expiry)),
         Ok(Err(failure)) => Err(failure),
-        Err(_) => Err(PartFailure::new(FailureKind::Timeout, "upstream timed out")),
+        Err(_) => Err(expired(expiry)),
     };
     PartOutcome { result, attempts }
+}
+
+/// The failure of a part that ran out of time (`Timeout` or `Deadline`).
+pub fn expired(kind: FailureKind) -> PartFailure {
+    match kind {
+        FailureKind::Deadline => PartFailure {
+            source: Some(FailureSource::Timeout),
+            ..PartFailure::new(kind, "the route's deadline passed")
+        },
+        _ => PartFailure {
+            source: Some(FailureSource::Timeout),
+            ..PartFailure::new(kind, "upstream timed out")
+        },
+    }
 }
 
 /// Exchanges the request and returns the answer's payload bytes.

@@ -100,12 +100,17 @@ pub async fn run<D: Downstream>(
                 Some(d) => PartBody::Client(d),
                 None => PartBody::Empty,
             };
+            let (part_deadline, expiry) = match part.timeout.map(|t| start + t) {
+                Some(own) if own < deadline => (own, FailureKind::Timeout),
+                _ => (deadline, FailureKind::Deadline),
+            };
             let call = PartCall {
                 part,
                 upstream,
                 endpoint,
                 head,
-                deadline: part.timeout.map_or(deadline, |t| (start + t).min(deadline)),
+                deadline: part_deadline,
+                expiry,
                 max_bytes: plan.max_part_bytes,
                 flat: plan.merge == Merge::Flat,
             };
@@ -128,7 +133,7 @@ pub async fn run<D: Downstream>(
     let joined = monoio::time::timeout_at(deadline, join_until(&mut slots, arrived)).await;
     // Parts still running are cancelled: dropping them closes their connections.
     let stopped = match joined {
-        Err(_) => PartFailure::new(FailureKind::Deadline, "the route's deadline passed"),
+        Err(_) => part::expired(FailureKind::Deadline),
         Ok(_) => PartFailure::new(FailureKind::Cancelled, "cancelled: the call had failed"),
     };
     for (slot, outcome) in slots.iter_mut().zip(outcomes.iter_mut()) {
