@@ -189,7 +189,12 @@ fn partial_answers_replace_or_leave_out_failed_optional_parts() {
         "[[route]]\nname = \"home\"\npath = \"/home\"\n[route.compose]\non_part_failure = \"partial\"\n",
     );
     routes += &part("user", "svc", "/user", "");
-    routes += &part("cart", "svc", "/cart", "required = false\nfallback = { items = [] }");
+    routes += &part(
+        "cart",
+        "svc",
+        "/cart",
+        "required = false\nfallback = { items = [] }",
+    );
     routes += &part("recs", "svc", "/recs", "required = false");
     routes += &part("ads", "nowhere", "/ads", "required = false\nfallback = []");
     routes += &part("extra", "svc", "/missing", "required = false");
@@ -207,7 +212,10 @@ fn partial_answers_replace_or_leave_out_failed_optional_parts() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-portico-composition"), Some("partial"));
     assert_eq!(r.header("x-portico-partial"), Some("cart,recs,ads,extra"));
-    assert_eq!(r.text(), r#"{"user":{"id":7},"cart":{"items":[]},"ads":[]}"#);
+    assert_eq!(
+        r.text(),
+        r#"{"user":{"id":7},"cart":{"items":[]},"ads":[]}"#
+    );
 
     // A failed required part fails the call even with "partial".
     let r = get(&gw, "/needs", "");
@@ -439,7 +447,10 @@ headers = {{ "x-tenant" = "t-{{claim.tenant}}" }}
     assert_eq!(up.header("x-request-id"), Some("req-12345678"));
     assert_eq!(up.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(up.header("accept"), Some("application/json"));
-    assert_eq!(up.header("authorization"), Some(&*format!("Bearer {token}")));
+    assert_eq!(
+        up.header("authorization"),
+        Some(&*format!("Bearer {token}"))
+    );
     // Client fields are not copied to parts.
     assert_eq!(up.header("cookie"), None);
     assert_eq!(up.header("x-lang"), None);
@@ -469,7 +480,10 @@ headers = { "x-team" = "{header.x-team}" }
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["value"], "query.for");
     assert_eq!(r.json()["part"], "second");
-    assert!(r.json()["error"].as_str().unwrap().contains("{query.for} is missing"));
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("{query.for} is missing"));
     let r = get(&gw, "/r/1?for=", "X-Team: blue\r\n");
     assert_eq!(r.status, 400);
     assert!(r.json()["error"].as_str().unwrap().contains("empty"));
@@ -573,7 +587,10 @@ path = "/audit"
     );
     let r = c.response().expect("a response");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json(), json!({"create": {"got": body}, "audit": {"got": ""}}));
+    assert_eq!(
+        r.json(),
+        json!({"create": {"got": body}, "audit": {"got": ""}})
+    );
     let seen = svc.requests();
     let create = seen.iter().find(|r| r.path() == "/orders").expect("create");
     assert_eq!(create.method, "POST");

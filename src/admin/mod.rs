@@ -102,12 +102,7 @@ fn answer(
             Some(reason) => respond(&mut stream, 503, "text/plain", &format!("{reason}\n")),
             None => respond(&mut stream, 200, "text/plain", "ready\n"),
         },
-        "/stats" => respond(
-            &mut stream,
-            200,
-            "application/json",
-            &stats_json(counters),
-        ),
+        "/stats" => respond(&mut stream, 200, "application/json", &stats_json(counters)),
         _ => respond(&mut stream, 404, "text/plain", "not found\n"),
     }
 }

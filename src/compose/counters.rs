@@ -188,7 +188,10 @@ impl PublishedCompose {
                 }
                 let mut failures = Map::new();
                 for (i, kind) in FailureKind::ALL.iter().enumerate() {
-                    failures.insert(kind.name().to_string(), total(base + PART_FIELDS.len() + i).into());
+                    failures.insert(
+                        kind.name().to_string(),
+                        total(base + PART_FIELDS.len() + i).into(),
+                    );
                 }
                 p.insert("failures".into(), Value::Object(failures));
                 parts.insert(part.clone(), Value::Object(p));

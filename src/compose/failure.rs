@@ -88,7 +88,9 @@ impl PartFailure {
     /// A failed exchange, by where it failed.
     pub fn exchange(e: ExchangeError) -> Self {
         let kind = match &e.source {
-            FailureSource::Connect | FailureSource::Tls { timed_out: false } => FailureKind::Connect,
+            FailureSource::Connect | FailureSource::Tls { timed_out: false } => {
+                FailureKind::Connect
+            }
             FailureSource::ConnectTimeout
             | FailureSource::Timeout
             | FailureSource::Tls { timed_out: true } => FailureKind::Timeout,
@@ -109,7 +111,10 @@ impl PartFailure {
     pub fn status(status: u16) -> Self {
         PartFailure {
             upstream_status: Some(status),
-            ..PartFailure::new(FailureKind::Status, "upstream answered with an error status")
+            ..PartFailure::new(
+                FailureKind::Status,
+                "upstream answered with an error status",
+            )
         }
     }
 

@@ -78,7 +78,10 @@ mod tests {
     #[test]
     fn stopping_early_leaves_the_rest_in_their_slots() {
         block_on(async {
-            let mut slots: Vec<_> = [50, 5].into_iter().map(|ms| Some(Box::pin(after(ms)))).collect();
+            let mut slots: Vec<_> = [50, 5]
+                .into_iter()
+                .map(|ms| Some(Box::pin(after(ms))))
+                .collect();
             let flow = join_until(&mut slots, |_, _| ControlFlow::Break(())).await;
             assert_eq!(flow, ControlFlow::Break(()));
             assert!(slots[0].is_some() && slots[1].is_none());

@@ -33,15 +33,11 @@ pub enum Answer {
 /// later part's value winning a collision), failed optional parts replaced by their
 /// fallback or left out.
 pub fn merge(plan: &ComposePlan, outcomes: Vec<Result<Value, PartFailure>>) -> Answer {
-    if let Some((part, failure)) = outcomes
-        .iter()
-        .enumerate()
-        .find_map(|(i, o)| {
-            // A part cancelled because another had failed is not the reason.
-            let f = o.as_ref().err()?;
-            (f.kind != FailureKind::Cancelled && decides(plan, i, f)).then_some((i, f))
-        })
-    {
+    if let Some((part, failure)) = outcomes.iter().enumerate().find_map(|(i, o)| {
+        // A part cancelled because another had failed is not the reason.
+        let f = o.as_ref().err()?;
+        (f.kind != FailureKind::Cancelled && decides(plan, i, f)).then_some((i, f))
+    }) {
         return Answer::Failed {
             part,
             failure: failure.clone(),
@@ -171,7 +167,11 @@ mod tests {
         let p = plan(
             Merge::Nested,
             OnPartFailure::Partial,
-            vec![part("opt", false, None), part("a", true, None), part("b", true, None)],
+            vec![
+                part("opt", false, None),
+                part("a", true, None),
+                part("b", true, None),
+            ],
         );
         match merge(&p, vec![failed(), Ok(json!(1)), failed()]) {
             Answer::Failed { part, .. } => assert_eq!(part, 2),

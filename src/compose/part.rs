@@ -119,7 +119,12 @@ async fn exchange_and_read<B: BodySource>(
 /// Reads the answer body to its end, de-chunked, refusing more than `max` bytes.
 async fn read_payload(response: &mut UpstreamResponse, max: u64) -> Result<Vec<u8>, PartFailure> {
     let too_large = || PartFailure::new(FailureKind::TooLarge, "upstream answer too large");
-    let cut = || PartFailure::new(FailureKind::Protocol, "upstream answer cut short or malformed");
+    let cut = || {
+        PartFailure::new(
+            FailureKind::Protocol,
+            "upstream answer cut short or malformed",
+        )
+    };
     let framing = response.head().body;
     if let BodyFraming::Length(n) = framing {
         if n > max {
@@ -131,7 +136,9 @@ async fn read_payload(response: &mut UpstreamResponse, max: u64) -> Result<Vec<u
         chunked: (framing == BodyFraming::Chunked).then(ChunkedScanner::new),
     };
     let early = response.early_body().map_err(|_| cut())?;
-    payload.append(&response.head_bytes()[early]).ok_or_else(cut)?;
+    payload
+        .append(&response.head_bytes()[early])
+        .ok_or_else(cut)?;
     loop {
         if payload.bytes.len() as u64 > max {
             return Err(too_large());
@@ -178,8 +185,8 @@ fn parse(bytes: &[u8], part: &ComposePart, flat: bool) -> Result<Value, PartFail
         serde_json::from_slice(bytes)
             .map_err(|_| PartFailure::new(FailureKind::NotJson, "upstream answer is not JSON"))?
     };
-    let shaped = shape(value, &part.shape)
-        .map_err(|e| PartFailure::new(FailureKind::Shape, e.message()))?;
+    let shaped =
+        shape(value, &part.shape).map_err(|e| PartFailure::new(FailureKind::Shape, e.message()))?;
     if flat && !shaped.is_object() {
         return Err(PartFailure::new(
             FailureKind::Shape,

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use monoio::time::Instant;
 use serde_json::{json, Value};
 
-use crate::config::{BalancePolicy, ComposePlan, Endpoint, HashOn, Merge, Route, Snapshot, Upstream};
+use crate::config::{ComposePlan, Endpoint, Merge, Route, Snapshot, Upstream};
 use crate::downstream::{BodyError, BodySource, Downstream, Piece};
 use crate::http::LocalReply;
 use crate::upstream::{Balancer, Exchanger, FailureSource, HashKey};
@@ -72,7 +72,8 @@ pub async fn run<D: Downstream>(
         };
         let endpoint = choose(fanout.balancer, part.upstream, upstream, d);
         let mut head = Vec::with_capacity(1024);
-        if let Err(missing) = write_head(&mut head, part, endpoint, route, fanout.snapshot, req, d) {
+        if let Err(missing) = write_head(&mut head, part, endpoint, route, fanout.snapshot, req, d)
+        {
             counters.route(plan.slot, RouteEvent::Rejected);
             return answer(unrenderable(plan, i, &missing, req.request_id));
         }
@@ -114,7 +115,12 @@ pub async fn run<D: Downstream>(
                 max_bytes: plan.max_part_bytes,
                 flat: plan.merge == Merge::Flat,
             };
-            Some(Box::pin(part::call(fanout.exchanger, fanout.balancer, call, body)))
+            Some(Box::pin(part::call(
+                fanout.exchanger,
+                fanout.balancer,
+                call,
+                body,
+            )))
         })
         .collect();
 
@@ -293,13 +299,7 @@ fn choose<'u, D: Downstream>(
     upstream: &'u Upstream,
     d: &D,
 ) -> &'u Endpoint {
-    let ip = d.conn().peer.ip();
-    let key = match &upstream.balance {
-        BalancePolicy::Hash(HashOn::Header(name)) => d
-            .get(name.as_bytes())
-            .map_or(HashKey::Ip(ip), HashKey::Bytes),
-        _ => HashKey::Ip(ip),
-    };
+    let key = HashKey::for_request(&upstream.balance, d.conn().peer.ip(), |name| d.get(name));
     balancer.pick(index, upstream, key)
 }
 

@@ -49,10 +49,12 @@ pub fn shape(mut value: Value, shape: &Shape) -> Result<Value, ShapeError> {
     // Renamed keys stay where they were; a new name that was already there
     // takes the renamed value (at the first place).
     let renamed: Map<String, Value> = kept
-        .map(|(k, v)| match shape.rename.iter().find(|(from, _)| *from == k) {
-            Some((_, to)) => (to.clone(), v),
-            None => (k, v),
-        })
+        .map(
+            |(k, v)| match shape.rename.iter().find(|(from, _)| *from == k) {
+                Some((_, to)) => (to.clone(), v),
+                None => (k, v),
+            },
+        )
         .collect();
     Ok(Value::Object(renamed))
 }

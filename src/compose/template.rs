@@ -95,7 +95,8 @@ fn query_value<'a>(query: &'a str, name: &str) -> Option<Cow<'a, [u8]>> {
 /// digits stays as it is.
 fn decode(text: &str, form: bool) -> Cow<'_, [u8]> {
     let bytes = text.as_bytes();
-    if !bytes.contains(&b'%') && !(form && bytes.contains(&b'+')) {
+    let escaped = bytes.contains(&b'%') || (form && bytes.contains(&b'+'));
+    if !escaped {
         return Cow::Borrowed(bytes);
     }
     let mut out = Vec::with_capacity(bytes.len());
@@ -167,7 +168,10 @@ mod tests {
         })
     }
 
-    fn rendered(pieces: Vec<TemplatePiece>, values: &RequestValues<'_>) -> Result<String, Unrenderable> {
+    fn rendered(
+        pieces: Vec<TemplatePiece>,
+        values: &RequestValues<'_>,
+    ) -> Result<String, Unrenderable> {
         let mut out = Vec::new();
         render(&Template { pieces }, values, &mut out)?;
         Ok(String::from_utf8(out).unwrap())
@@ -213,14 +217,23 @@ mod tests {
     fn missing_empty_and_unsafe_values_are_refused() {
         let v = values();
         let why = |source, encoding| rendered(vec![value(source, encoding)], &v).unwrap_err().why;
-        assert_eq!(why(ValueSource::Query("nope".into()), Encoding::QueryComponent), "missing");
-        assert_eq!(why(ValueSource::Query("empty".into()), Encoding::QueryComponent), "empty");
+        assert_eq!(
+            why(ValueSource::Query("nope".into()), Encoding::QueryComponent),
+            "missing"
+        );
+        assert_eq!(
+            why(ValueSource::Query("empty".into()), Encoding::QueryComponent),
+            "empty"
+        );
         assert_eq!(
             why(ValueSource::Query("dot".into()), Encoding::PathSegment),
             "not allowed as a path segment"
         );
         assert_eq!(why(ValueSource::Path(7), Encoding::PathSegment), "missing");
-        assert_eq!(why(ValueSource::Claim("sub".into()), Encoding::PathSegment), "missing");
+        assert_eq!(
+            why(ValueSource::Claim("sub".into()), Encoding::PathSegment),
+            "missing"
+        );
         assert_eq!(
             why(ValueSource::Header("x-bad".into()), Encoding::FieldValue),
             "holds characters not allowed in a header"

@@ -76,7 +76,9 @@ pub(super) fn plan(
             }
             deadline
         }
-        None => route.timeout.map_or(DEFAULT_DEADLINE, |t| t.min(DEFAULT_DEADLINE)),
+        None => route
+            .timeout
+            .map_or(DEFAULT_DEADLINE, |t| t.min(DEFAULT_DEADLINE)),
     };
     let on_part_failure = match c.on_part_failure {
         OnPartFailureSetting::Fail => OnPartFailure::Fail,
@@ -115,7 +117,10 @@ pub(super) fn plan(
         if names.insert(part.name.clone(), s.name.span()).is_some() {
             p.at(
                 s.name.span(),
-                format!("duplicate part name \"{}\" in route \"{}\"", part.name, route.name),
+                format!(
+                    "duplicate part name \"{}\" in route \"{}\"",
+                    part.name, route.name
+                ),
             );
         }
         if part.forward_body {
@@ -143,9 +148,7 @@ pub(super) fn plan(
         max_response_bytes: c
             .max_response_bytes
             .as_ref()
-            .map_or(limits.max_response_bytes, |b| {
-                in_range(b, 1, 1 << 30, p)
-            }),
+            .map_or(limits.max_response_bytes, |b| in_range(b, 1, 1 << 30, p)),
         parts,
         slot: route.slot,
     }
@@ -171,7 +174,10 @@ fn part(
             format!("part name \"{name}\" must be letters, digits, '_', '-' or '.' (it is listed in a header)"),
         );
     }
-    let upstream = match upstreams.iter().position(|u| &u.name == s.upstream.get_ref()) {
+    let upstream = match upstreams
+        .iter()
+        .position(|u| &u.name == s.upstream.get_ref())
+    {
         Some(i) => i,
         None => {
             p.at(
@@ -187,7 +193,10 @@ fn part(
     let method = match &s.method {
         Some(m) if is_token(m.get_ref()) => m.get_ref().to_ascii_uppercase(),
         Some(m) => {
-            p.at(m.span(), format!("\"{}\" is not an HTTP method", m.get_ref()));
+            p.at(
+                m.span(),
+                format!("\"{}\" is not an HTTP method", m.get_ref()),
+            );
             "GET".to_string()
         }
         None => "GET".to_string(),
@@ -214,7 +223,10 @@ fn part(
     let path = {
         let t = &s.path;
         if !t.get_ref().starts_with('/') {
-            p.at(t.span(), format!("path \"{}\" must start with '/'", t.get_ref()));
+            p.at(
+                t.span(),
+                format!("path \"{}\" must start with '/'", t.get_ref()),
+            );
         }
         template(t, Where::Path, route, p)
     };
@@ -235,7 +247,8 @@ fn part(
             let lower = k.to_ascii_lowercase();
             if !is_token(k) {
                 p.at(v.span(), format!("\"{k}\" is not a valid header name"));
-            } else if GATEWAY_FIELDS.contains(&lower.as_str()) || lower.starts_with("x-forwarded-") {
+            } else if GATEWAY_FIELDS.contains(&lower.as_str()) || lower.starts_with("x-forwarded-")
+            {
                 p.at(
                     v.span(),
                     format!("header \"{k}\" is set by the gateway and cannot be configured"),
@@ -325,9 +338,15 @@ fn shape(s: &PartSection, p: &mut Problems<'_>) -> Shape {
     });
     let list = |l: &Spanned<Vec<Spanned<String>>>, what: &str, p: &mut Problems<'_>| {
         if l.get_ref().is_empty() {
-            p.at(l.span(), format!("{what} is empty; leave it out to keep every key"));
+            p.at(
+                l.span(),
+                format!("{what} is empty; leave it out to keep every key"),
+            );
         }
-        l.get_ref().iter().map(|k| k.get_ref().clone()).collect::<Vec<_>>()
+        l.get_ref()
+            .iter()
+            .map(|k| k.get_ref().clone())
+            .collect::<Vec<_>>()
     };
     let keys = match (&s.allow, &s.deny) {
         (Some(a), Some(_)) => {
@@ -350,11 +369,16 @@ fn shape(s: &PartSection, p: &mut Problems<'_>) -> Shape {
             if never {
                 p.at(
                     to.span(),
-                    format!("rename \"{from}\": allow/deny drops that key first, so this never applies"),
+                    format!(
+                        "rename \"{from}\": allow/deny drops that key first, so this never applies"
+                    ),
                 );
             }
             if to.get_ref().is_empty() {
-                p.at(to.span(), format!("rename \"{from}\": the new name is empty"));
+                p.at(
+                    to.span(),
+                    format!("rename \"{from}\": the new name is empty"),
+                );
             }
             (from.clone(), to.get_ref().clone())
         })
@@ -471,7 +495,10 @@ fn placeholder(inner: &str, route: &RouteContext<'_>) -> Result<ValueSource, Str
     }
     match source {
         "path" => {
-            let index = route.pattern.as_ref().and_then(|pat| pat.segment_index(name));
+            let index = route
+                .pattern
+                .as_ref()
+                .and_then(|pat| pat.segment_index(name));
             index.map(ValueSource::Path).ok_or_else(|| {
                 let names: Vec<&str> = route.pattern.iter().flat_map(|pat| pat.names()).collect();
                 if names.is_empty() {
@@ -517,7 +544,10 @@ fn warn_flat_collisions(
         }
     }
     for (key, list) in producers.iter().filter(|(_, l)| l.len() > 1) {
-        let names: Vec<String> = list.iter().map(|&i| format!("\"{}\"", parts[i].name)).collect();
+        let names: Vec<String> = list
+            .iter()
+            .map(|&i| format!("\"{}\"", parts[i].name))
+            .collect();
         let Some(&last) = list.last() else { continue };
         p.warn(
             sections[last].get_ref().name.span(),

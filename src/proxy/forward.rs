@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use crate::config::{BalancePolicy, Endpoint, HashOn, Route, Upstream};
+use crate::config::{Endpoint, Route, Upstream};
 use crate::downstream::Downstream;
 use crate::http::{write_upstream_request, FieldList, UpstreamRequest};
 use crate::observe::Counters;
@@ -102,13 +102,7 @@ fn choose<'u, D: Downstream>(
     upstream: &'u Upstream,
     d: &D,
 ) -> &'u Endpoint {
-    let ip = d.conn().peer.ip();
-    let key = match &upstream.balance {
-        BalancePolicy::Hash(HashOn::Header(name)) => d
-            .get(name.as_bytes())
-            .map_or(HashKey::Ip(ip), HashKey::Bytes),
-        _ => HashKey::Ip(ip),
-    };
+    let key = HashKey::for_request(&upstream.balance, d.conn().peer.ip(), |name| d.get(name));
     generation.balancer.pick(index, upstream, key)
 }
 

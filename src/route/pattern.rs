@@ -51,8 +51,8 @@ impl PathPattern {
                 }
                 None if raw.contains(['{', '}']) => {
                     return Err(format!(
-                        "segment {raw:?}: a name in braces must be a whole segment, like /users/{{id}}"
-                    ))
+                    "segment {raw:?}: a name in braces must be a whole segment, like /users/{{id}}"
+                ))
                 }
                 None => Segment::Literal(raw.to_string()),
             };
@@ -159,7 +159,14 @@ mod tests {
 
     #[test]
     fn bad_names_are_refused() {
-        for bad in ["/a/{}", "/a/{x-y}", "/a/x{y}", "/a/{x}{y}", "/a/{x}/{x}", "/a/{x"] {
+        for bad in [
+            "/a/{}",
+            "/a/{x-y}",
+            "/a/x{y}",
+            "/a/{x}{y}",
+            "/a/{x}/{x}",
+            "/a/{x",
+        ] {
             assert!(PathPattern::parse(bad).is_err(), "{bad}");
         }
     }

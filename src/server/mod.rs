@@ -99,7 +99,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
                 published_compose,
                 readiness(&snapshot),
             )
-                .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
+            .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
         ),
         None => None,
     };

@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::net::IpAddr;
 
-use crate::config::{BalancePolicy, Endpoint, Upstream};
+use crate::config::{BalancePolicy, Endpoint, HashOn, Upstream};
 
 /// One worker's balancing state for every upstream and endpoint of a snapshot.
 pub struct Balancer {
@@ -107,7 +107,23 @@ pub enum HashKey<'a> {
     Bytes(&'a [u8]),
 }
 
-impl HashKey<'_> {
+impl<'a> HashKey<'a> {
+    /// What a request hashes on under `policy`: with `hash_on = "header:NAME"` the
+    /// request's value of NAME (`header` looks it up by lowercase name), else — and
+    /// when the request has no such field — the client address `ip`.
+    pub fn for_request(
+        policy: &BalancePolicy,
+        ip: IpAddr,
+        header: impl FnOnce(&[u8]) -> Option<&'a [u8]>,
+    ) -> Self {
+        match policy {
+            BalancePolicy::Hash(HashOn::Header(name)) => {
+                header(name.as_bytes()).map_or(HashKey::Ip(ip), HashKey::Bytes)
+            }
+            _ => HashKey::Ip(ip),
+        }
+    }
+
     fn fingerprint(&self) -> u64 {
         match self {
             HashKey::Ip(IpAddr::V4(v4)) => fnv1a(&v4.octets()),
