@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use crate::config::{ComposePlan, Endpoint, Merge, Route, Snapshot, Upstream};
 use crate::downstream::{BodyError, BodySource, Downstream, Piece};
 use crate::http::LocalReply;
+use crate::observe::Counters;
 use crate::upstream::{Balancer, Exchanger, FailureSource, HashKey};
 
 use super::counters::{ComposeCounters, PartEvent, RouteEvent};
@@ -156,7 +157,12 @@ pub async fn run<D: Downstream>(
     for (i, outcome) in outcomes.iter().enumerate() {
         let event = match outcome {
             Ok(_) => PartEvent::Ok,
-            Err(f) => PartEvent::Failed(f.kind),
+            Err(f) => {
+                if matches!(f.kind, FailureKind::Timeout | FailureKind::Deadline) {
+                    Counters::bump(&fanout.exchanger.counters.upstream_timeouts);
+                }
+                PartEvent::Failed(f.kind)
+            }
         };
         counters.part(plan.slot, i, event);
     }
