@@ -276,7 +276,7 @@ fn part(
         if !*r.get_ref() && policy == OnPartFailure::Fail {
             p.at(
                 r.span(),
-                "required = false has no effect with on_part_failure = \"fail\" (any failed part fails the call); use \"partial\"",
+                "required = false has no effect with on_part_failure = \"fail\" (any failed part fails the call), only with \"partial\"",
             );
         }
     }
@@ -519,7 +519,7 @@ fn placeholder(inner: &str, route: &RouteContext<'_>) -> Result<ValueSource, Str
             "{{{inner}}}: claims are only known on a route that authenticates (auth = ...)"
         )),
         other => Err(format!(
-            "{{{inner}}}: unknown source \"{other}\"; use path, query, header or claim"
+            "{{{inner}}}: unknown source \"{other}\" (expected path, query, header or claim)"
         )),
     }
 }
