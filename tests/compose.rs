@@ -325,6 +325,40 @@ timeout_ms = 100
 }
 
 #[test]
+fn parts_pass_the_upstreams_circuit_breakers() {
+    let svc = JsonUpstream::start(|_: &Request| Reply::json("{}").delay_ms(200));
+    let routes = r#"
+[[route]]
+name = "both"
+path = "/both"
+[route.compose]
+[[route.compose.part]]
+name = "first"
+upstream = "tight"
+path = "/1"
+[[route.compose.part]]
+name = "second"
+upstream = "tight"
+path = "/2"
+"#;
+    let mut config = String::from(
+        "[[upstream]]\nname = \"tight\"\nendpoints = [\"ADDR\"]\nmax_requests = 1\n\n",
+    )
+    .replace("ADDR", &svc.addr());
+    config.push_str(routes);
+    let gw = gateway(&[], &config);
+    let r = get(&gw, "/both", "");
+    // Both parts start at once; the upstream takes one request in flight.
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["part"], "second");
+    assert_eq!(r.json()["reason"], "overflow");
+    assert_eq!(gw.stat("upstream_overflow_requests"), 1);
+    let stats = compose_stats(&gw);
+    assert_eq!(stats["both"]["parts"]["second"]["failures"]["overflow"], 1);
+    assert_eq!(stats["both"]["parts"]["first"]["failures"]["cancelled"], 1);
+}
+
+#[test]
 fn answers_are_shaped_and_4xx_can_be_data() {
     let svc = JsonUpstream::start(|r: &Request| match r.path() {
         "/user" => Reply::json(r#"{"data": {"id": 7, "name": "Ada", "secret": "x"}, "meta": {}}"#),

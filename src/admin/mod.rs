@@ -6,8 +6,9 @@
 //! - `GET /ready`: 200 while serving; 503 before that (e.g. a remote JWKS not yet
 //!   fetched) and once draining (load balancers stop sending).
 //! - `GET /stats`: counters summed over workers and side threads (the rate
-//!   limiter), as JSON; composed routes' counters under `compose`, per route and
-//!   part.
+//!   limiter, the health prober), as JSON, with an `endpoints` list: each
+//!   upstream endpoint's health, ejections and tries over all workers, and the
+//!   composed routes' counters under `compose`, per route and part.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use crate::compose::PublishedCompose;
 use crate::observe::PublishedCounters;
+use crate::upstream::EndpointBoard;
 
 /// Asked by `/ready`: `Some(reason)` while the gateway is not ready to serve.
 pub type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
@@ -34,13 +36,15 @@ impl Admin {
 
 /// Binds `addr` and serves admin requests on a background thread. `side` are the
 /// counters of threads other than workers; they are summed in but not counted as
-/// workers. `compose` are the workers' composition counters.
+/// workers. `compose` are the workers' composition counters; `endpoints` holds the
+/// workers' published view of the endpoints.
 pub fn start(
     addr: SocketAddr,
     workers: Vec<Arc<PublishedCounters>>,
     side: Vec<Arc<PublishedCounters>>,
     compose: Vec<Arc<PublishedCompose>>,
     readiness: Readiness,
+    endpoints: Arc<EndpointBoard>,
 ) -> std::io::Result<Admin> {
     let listener = TcpListener::bind(addr)?;
     let draining = Arc::new(AtomicBool::new(false));
@@ -53,6 +57,7 @@ pub fn start(
                     workers: &workers,
                     side: &side,
                     compose: &compose,
+                    endpoints: &endpoints,
                 };
                 let _ = answer(stream, &flag, &counters, &readiness);
             }
@@ -65,6 +70,7 @@ struct Counters<'a> {
     workers: &'a [Arc<PublishedCounters>],
     side: &'a [Arc<PublishedCounters>],
     compose: &'a [Arc<PublishedCompose>],
+    endpoints: &'a EndpointBoard,
 }
 
 fn answer(
@@ -123,11 +129,33 @@ fn stats_json(counters: &Counters<'_>) -> String {
         .map(|(k, v)| format!("\"{k}\": {v}"))
         .collect();
     format!(
-        "{{\"workers\": {}, {}, \"compose\": {}}}\n",
+        "{{\"workers\": {}, {}, \"endpoints\": {}, \"compose\": {}}}\n",
         workers.len(),
         fields.join(", "),
+        endpoints_json(counters.endpoints),
         PublishedCompose::render(counters.compose)
     )
+}
+
+/// `[{"upstream": …, "endpoint": …, "healthy": …, "ejected_workers": …,
+/// "ejections": …, "requests": …, "failures": …}, …]`, in configuration order.
+fn endpoints_json(board: &EndpointBoard) -> String {
+    let items: Vec<serde_json::Value> = board
+        .report()
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "upstream": r.upstream,
+                "endpoint": r.addr.to_string(),
+                "healthy": r.healthy,
+                "ejected_workers": r.ejected_workers,
+                "ejections": r.ejections,
+                "requests": r.requests,
+                "failures": r.failures,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(items).to_string()
 }
 
 fn respond(

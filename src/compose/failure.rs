@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use crate::downstream::BodyError;
-use crate::upstream::{ExchangeError, FailureSource};
+use crate::upstream::{BreakerLimit, ExchangeError, FailureSource};
 
 /// The kinds of part failure, each counted per part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,11 +29,14 @@ pub enum FailureKind {
     Cancelled,
     /// The client's body, forwarded to this part, failed (closed, too slow, too large).
     Client,
+    /// A circuit breaker of the part's upstream refused it (`max_requests`,
+    /// `max_pending`, `max_connections`): nothing was sent.
+    Overflow,
 }
 
 impl FailureKind {
     /// Every kind, in the order the counters list them.
-    pub const ALL: [FailureKind; 10] = [
+    pub const ALL: [FailureKind; 11] = [
         FailureKind::Connect,
         FailureKind::Timeout,
         FailureKind::Deadline,
@@ -44,6 +47,7 @@ impl FailureKind {
         FailureKind::Shape,
         FailureKind::Cancelled,
         FailureKind::Client,
+        FailureKind::Overflow,
     ];
 
     /// The name in counters and in the error answer's `reason`.
@@ -59,6 +63,7 @@ impl FailureKind {
             FailureKind::Shape => "shape",
             FailureKind::Cancelled => "cancelled",
             FailureKind::Client => "client",
+            FailureKind::Overflow => "overflow",
         }
     }
 }
@@ -98,6 +103,7 @@ impl PartFailure {
                 FailureKind::Protocol
             }
             FailureSource::Client(_) => FailureKind::Client,
+            FailureSource::Overflow(_) => FailureKind::Overflow,
         };
         PartFailure {
             kind,
@@ -118,14 +124,26 @@ impl PartFailure {
         }
     }
 
+    /// A circuit breaker refused the part before anything was sent.
+    pub fn overflow(limit: BreakerLimit) -> Self {
+        PartFailure {
+            source: Some(FailureSource::Overflow(limit)),
+            ..PartFailure::new(
+                FailureKind::Overflow,
+                format!("upstream overflow: {}", limit.name()),
+            )
+        }
+    }
+
     /// The status the client gets when this failure fails the call: 504 for the
-    /// ones that ran out of time, the client's own status for its body's failures,
-    /// 502 for the rest.
+    /// ones that ran out of time, 503 for a breaker's refusal, the client's own
+    /// status for its body's failures, 502 for the rest.
     pub fn client_status(&self) -> u16 {
         match (&self.kind, &self.source) {
             (FailureKind::Client, Some(FailureSource::Client(e))) => e.status(),
             (FailureKind::Client, _) => BodyError::Closed.status(),
             (FailureKind::Timeout | FailureKind::Deadline, _) => 504,
+            (FailureKind::Overflow, _) => 503,
             _ => 502,
         }
     }

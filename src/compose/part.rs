@@ -10,7 +10,10 @@ use serde_json::Value;
 use crate::config::{ComposePart, Endpoint, On4xx, Upstream};
 use crate::downstream::BodySource;
 use crate::http::{BodyFraming, ChunkedScanner};
-use crate::upstream::{Balancer, Exchanger, FailureSource, OutboundRequest, UpstreamResponse};
+use crate::upstream::{
+    record_outcome, Balancer, Breaker, Exchanger, FailureSource, OutboundRequest, Outcome,
+    UpstreamResponse,
+};
 
 use super::failure::{FailureKind, PartFailure};
 use super::shape::{shape, ShapeError};
@@ -19,6 +22,8 @@ use super::shape::{shape, ShapeError};
 pub struct PartCall<'a> {
     pub part: &'a ComposePart,
     pub upstream: &'a Upstream,
+    /// The upstream's circuit breakers on this worker.
+    pub breaker: &'a Breaker,
     pub endpoint: &'a Endpoint,
     /// The request head (and any body bytes that came with the client's head).
     pub head: Vec<u8>,
@@ -46,10 +51,21 @@ pub async fn call<B: BodySource>(
     mut call: PartCall<'_>,
     mut body: B,
 ) -> PartOutcome {
-    let _in_flight = InFlight::start(balancer, call.endpoint.id);
+    // In flight under the upstream's `max_requests` while it lives, as a forwarded
+    // request is.
+    let _admitted = match call.breaker.admit_request() {
+        Ok(admitted) => admitted,
+        Err(limit) => {
+            return PartOutcome {
+                result: Err(PartFailure::overflow(limit)),
+                attempts: 0,
+            }
+        }
+    };
+    let _in_flight = Started::start(balancer, call.endpoint.id);
     let mut attempts = 0;
     let (deadline, expiry) = (call.deadline, call.expiry);
-    let answer = exchange_and_read(exchanger, &mut call, &mut body, &mut attempts);
+    let answer = exchange_and_read(exchanger, balancer, &mut call, &mut body, &mut attempts);
     let result = match monoio::time::timeout_at(deadline, answer).await {
         Ok(Ok(bytes)) => parse(&bytes, call.part, call.flat),
         // The exchange's own deadline is this one.
@@ -77,6 +93,7 @@ pub fn expired(kind: FailureKind) -> PartFailure {
 /// Exchanges the request and returns the answer's payload bytes.
 async fn exchange_and_read<B: BodySource>(
     exchanger: Exchanger<'_>,
+    balancer: &Balancer,
     call: &mut PartCall<'_>,
     body: &mut B,
     attempts: &mut u32,
@@ -93,11 +110,24 @@ async fn exchange_and_read<B: BodySource>(
             is_head,
             idempotent,
             deadline: call.deadline,
+            breaker: Some(call.breaker),
         };
-        match exchanger
+        let result = exchanger
             .exchange(call.upstream, call.endpoint, request, body)
-            .await
-        {
+            .await;
+        // Outlier detection counts a part's try like a forwarded one.
+        let outcome = match &result {
+            Ok(response) => Outcome::of_status(response.head().status),
+            Err(e) => Outcome::of_failure(&e.source, e.is_stale_connection()),
+        };
+        record_outcome(
+            balancer,
+            call.upstream,
+            call.endpoint,
+            outcome,
+            exchanger.counters,
+        );
+        match result {
             // An idle connection the upstream had already closed: once more, fresh.
             Err(e) if e.is_stale_connection() && e.replayable && *attempts == 1 => continue,
             Err(e) => return Err(PartFailure::exchange(e)),
@@ -198,19 +228,19 @@ fn parse(bytes: &[u8], part: &ComposePart, flat: bool) -> Result<Value, PartFail
 
 /// Counts the call in the balancer's in-flight numbers for as long as it lives,
 /// cancelled or not.
-struct InFlight<'a> {
+struct Started<'a> {
     balancer: &'a Balancer,
     endpoint: usize,
 }
 
-impl<'a> InFlight<'a> {
+impl<'a> Started<'a> {
     fn start(balancer: &'a Balancer, endpoint: usize) -> Self {
         balancer.started(endpoint);
-        InFlight { balancer, endpoint }
+        Started { balancer, endpoint }
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for Started<'_> {
     fn drop(&mut self) {
         self.balancer.finished(self.endpoint);
     }

@@ -20,7 +20,7 @@ use crate::config::{ComposePlan, Endpoint, Merge, Route, Snapshot, Upstream};
 use crate::downstream::{BodyError, BodySource, Downstream, Piece};
 use crate::http::LocalReply;
 use crate::observe::Counters;
-use crate::upstream::{Balancer, Exchanger, FailureSource, HashKey};
+use crate::upstream::{Balancer, Breaker, Exchanger, FailureSource, HashKey};
 
 use super::counters::{ComposeCounters, PartEvent, RouteEvent};
 use super::failure::{FailureKind, PartFailure};
@@ -35,6 +35,8 @@ pub struct Fanout<'a> {
     pub snapshot: &'a Snapshot,
     pub exchanger: Exchanger<'a>,
     pub balancer: &'a Balancer,
+    /// Circuit breakers per upstream (`Snapshot::upstreams` order).
+    pub breakers: &'a [Breaker],
     pub counters: &'a ComposeCounters,
 }
 
@@ -68,10 +70,13 @@ pub async fn run<D: Downstream>(
     counters.route(plan.slot, RouteEvent::Call);
     let mut calls = Vec::with_capacity(plan.parts.len());
     for (i, part) in plan.parts.iter().enumerate() {
-        let Some(upstream) = fanout.snapshot.upstreams.get(part.upstream) else {
+        let (Some(upstream), Some(breaker)) = (
+            fanout.snapshot.upstreams.get(part.upstream),
+            fanout.breakers.get(part.upstream),
+        ) else {
             return answer(internal("a part names a missing upstream", req.request_id));
         };
-        let endpoint = choose(fanout.balancer, part.upstream, upstream, d);
+        let endpoint = choose(fanout, part.upstream, upstream, d);
         let mut head = Vec::with_capacity(1024);
         if let Err(missing) = write_head(&mut head, part, endpoint, route, fanout.snapshot, req, d)
         {
@@ -85,7 +90,7 @@ pub async fn run<D: Downstream>(
                 return client_failed(e, req.request_id);
             }
         }
-        calls.push((upstream, endpoint, head));
+        calls.push((upstream, breaker, endpoint, head));
     }
 
     let start = Instant::now();
@@ -96,7 +101,7 @@ pub async fn run<D: Downstream>(
         .iter()
         .zip(calls)
         .enumerate()
-        .map(|(i, (part, (upstream, endpoint, head)))| {
+        .map(|(i, (part, (upstream, breaker, endpoint, head)))| {
             counters.part(plan.slot, i, PartEvent::Call);
             let body = match part.forward_body.then(|| client.take()).flatten() {
                 Some(d) => PartBody::Client(d),
@@ -109,6 +114,7 @@ pub async fn run<D: Downstream>(
             let call = PartCall {
                 part,
                 upstream,
+                breaker,
                 endpoint,
                 head,
                 deadline: part_deadline,
@@ -158,8 +164,13 @@ pub async fn run<D: Downstream>(
         let event = match outcome {
             Ok(_) => PartEvent::Ok,
             Err(f) => {
-                if matches!(f.kind, FailureKind::Timeout | FailureKind::Deadline) {
-                    Counters::bump(&fanout.exchanger.counters.upstream_timeouts);
+                let c = fanout.exchanger.counters;
+                match &f.source {
+                    Some(FailureSource::Overflow(limit)) => Counters::bump(limit.counter(c)),
+                    _ if matches!(f.kind, FailureKind::Timeout | FailureKind::Deadline) => {
+                        Counters::bump(&c.upstream_timeouts)
+                    }
+                    _ => {}
                 }
                 PartEvent::Failed(f.kind)
             }
@@ -297,16 +308,22 @@ fn answer(reply: LocalReply<'static>) -> Composed {
     }
 }
 
-/// Picks a part's endpoint as the forwarder does (`balance = "hash"` hashes the
-/// configured header of the client's request, or the client address).
+/// Picks a part's endpoint as the forwarder picks a first try (`balance = "hash"`
+/// hashes the configured header of the client's request, or the client address;
+/// unhealthy and ejected endpoints are skipped while others are available, and a
+/// pick while none is counts as panic mode).
 fn choose<'u, D: Downstream>(
-    balancer: &Balancer,
+    fanout: &Fanout<'_>,
     index: usize,
     upstream: &'u Upstream,
     d: &D,
 ) -> &'u Endpoint {
-    let key = HashKey::for_request(&upstream.balance, d.conn().peer.ip(), |name| d.get(name));
-    balancer.pick(index, upstream, key)
+    let hash = HashKey::request_hash(&upstream.balance, d.conn().peer.ip(), |name| d.get(name));
+    let endpoint = fanout.balancer.pick(index, upstream, hash, &[]);
+    if !fanout.balancer.available(endpoint.id) {
+        Counters::bump(&fanout.exchanger.counters.upstream_panic);
+    }
+    endpoint
 }
 
 /// A part's request body: none, or the client's (one part at most).

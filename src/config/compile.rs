@@ -162,6 +162,7 @@ fn server_settings(
         limits,
         drain_timeout: Duration::from_millis(*s.drain_timeout_ms.get_ref()),
         redirect_to_https: s.redirect_to_https,
+        max_in_flight_per_worker: positive(&s.max_in_flight_per_worker, p) as usize,
     })
 }
 
@@ -238,6 +239,7 @@ fn upstreams(
                 BalancePolicy::RoundRobin
             }
         };
+        let resilience = super::compile_resilience::upstream(&u, p);
         out.push(Upstream {
             name,
             endpoints,
@@ -248,6 +250,10 @@ fn upstreams(
             pool_idle_timeout: millis(&u.pool_idle_timeout_ms, p),
             max_requests_per_connection: positive(&u.max_requests_per_connection, p),
             tls,
+            health_check: resilience.health_check,
+            outlier: resilience.outlier,
+            breakers: resilience.breakers,
+            retry_budget: resilience.retry_budget,
         });
     }
     out
@@ -586,6 +592,11 @@ fn routes(
             }
         }
         specs.push(spec);
+        let retry = super::compile_resilience::route_retry(
+            &r,
+            matches!(action, Action::Forward(_)) && r.respond.is_none(),
+            p,
+        );
         routes.push(Route {
             name,
             action,
@@ -599,6 +610,7 @@ fn routes(
                 .auth
                 .as_ref()
                 .and_then(|a| super::compile_auth::route_auth(a, auth, p)),
+            retry,
         });
     }
     (specs, routes)

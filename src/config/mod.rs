@@ -8,16 +8,20 @@ mod compile;
 mod compile_auth;
 mod compile_auth_keys;
 mod compile_compose;
+mod compile_resilience;
 mod compose;
 mod compose_schema;
 mod error;
 mod rate_limits;
+mod resilience;
 mod schema;
+mod schema_resilience;
 mod snapshot;
 mod values;
 
 pub use compose::*;
 pub use error::{ConfigError, ConfigErrors};
+pub use resilience::*;
 pub use snapshot::*;
 
 use std::path::Path;

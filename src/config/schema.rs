@@ -26,6 +26,7 @@ pub struct ServerSection {
     pub drain_timeout_ms: Spanned<u64>,
     pub redirect_to_https: bool,
     pub listen_backlog: Spanned<u64>,
+    pub max_in_flight_per_worker: Spanned<u64>,
     pub tls: Vec<TlsListenerSection>,
 }
 
@@ -47,6 +48,7 @@ impl Default for ServerSection {
             drain_timeout_ms: s(15_000),
             redirect_to_https: false,
             listen_backlog: s(1024),
+            max_in_flight_per_worker: s(10_000),
             tls: Vec::new(),
         }
     }
@@ -136,6 +138,13 @@ pub struct UpstreamSection {
     #[serde(default = "defaults::max_requests_per_connection")]
     pub max_requests_per_connection: Spanned<u64>,
     pub tls: Option<Spanned<UpstreamTlsSection>>,
+    pub health_check: Option<Spanned<super::schema_resilience::HealthCheckSection>>,
+    pub outlier: Option<Spanned<super::schema_resilience::OutlierSection>>,
+    pub max_connections: Option<Spanned<u64>>,
+    pub max_pending: Option<Spanned<u64>>,
+    pub max_requests: Option<Spanned<u64>>,
+    pub max_retries: Option<Spanned<u64>>,
+    pub retry_budget: Option<Spanned<super::schema_resilience::RetryBudgetSection>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -168,6 +177,8 @@ pub struct RouteSection {
     #[serde(default)]
     pub rate_limits: Vec<Spanned<String>>,
     pub auth: Option<Spanned<RouteAuthSection>>,
+    pub retry: Option<Spanned<super::schema_resilience::RetrySection>>,
+    pub retry_non_idempotent: Option<Spanned<bool>>,
     /// `[route.compose]`: fan out to several upstreams and merge (`compose_schema.rs`).
     pub compose: Option<Spanned<super::compose_schema::ComposeSection>>,
 }

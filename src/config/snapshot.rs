@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::resilience::{BreakerSettings, HealthCheck, OutlierSettings, RetryBudget, RetryPolicy};
 use crate::http::FieldList;
 use crate::limit::{RateLimitSettings, RouteLimits};
 use crate::observe::AccessLogTarget;
@@ -48,6 +49,9 @@ pub struct ServerSettings {
     pub limits: Limits,
     pub drain_timeout: Duration,
     pub redirect_to_https: bool,
+    /// Requests in progress on one worker past which new ones are answered `503`
+    /// with `Retry-After` before any work is done for them (load shedding).
+    pub max_in_flight_per_worker: usize,
     /// `[[server.tls]]` listeners with their loaded certificates.
     pub tls: Vec<TlsListener>,
     /// Headers that carry the gateway's own assertions (the verified client
@@ -96,6 +100,8 @@ pub struct Route {
     pub limits: RouteLimits,
     /// The route's `auth`: which provider checks its requests.
     pub auth: Option<crate::auth::RouteAuth>,
+    /// The route's `retry = { ... }`: when a failed try is sent again.
+    pub retry: Option<RetryPolicy>,
 }
 
 pub enum Action {
@@ -127,6 +133,14 @@ pub struct Upstream {
     pub max_requests_per_connection: u64,
     /// Re-encryption to the endpoints, when `tls = { ... }` is set.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// Active health checks, when `health_check = { ... }` is set.
+    pub health_check: Option<HealthCheck>,
+    /// Passive outlier ejection, when `outlier = { ... }` is set.
+    pub outlier: Option<OutlierSettings>,
+    /// Circuit breakers (process-wide bounds, split over the workers).
+    pub breakers: BreakerSettings,
+    /// How many retries may be in flight beside the requests (on by default).
+    pub retry_budget: RetryBudget,
 }
 
 pub struct Endpoint {

@@ -5,6 +5,7 @@
 
 use std::io::Write as _;
 use std::net::IpAddr;
+use std::ops::Range;
 
 use super::{is_hop_by_hop, BodyFraming, ConnectionTokens, FieldList, HeaderLookup, ResponseHead};
 
@@ -42,13 +43,14 @@ pub struct UpstreamRequest<'a> {
 
 /// Writes the upstream request head for a client request whose fields are `fields`
 /// into `w` (cleared first). `edit` has the last word on each client field that
-/// survives the hop-by-hop rules.
+/// survives the hop-by-hop rules. Returns where the `Host` value was written, so a
+/// retry to another endpoint can put that endpoint's there.
 pub fn write_upstream_request(
     w: &mut Vec<u8>,
     fields: &dyn HeaderLookup,
     req: &UpstreamRequest<'_>,
     mut edit: impl FnMut(&[u8], &[u8]) -> HeaderEdit,
-) {
+) -> Range<usize> {
     w.clear();
     w.extend_from_slice(if req.method.is_empty() {
         b"GET"
@@ -95,7 +97,9 @@ pub fn write_upstream_request(
             header(w, name, value);
         }
     }
+    let host_at = w.len() + b"host: ".len();
     header(w, b"host", req.host);
+    let host = host_at..host_at + req.host.len();
     // The client's X-Forwarded-For lines joined into one, in order, then the client.
     w.extend_from_slice(b"x-forwarded-for: ");
     for value in forwarded_for {
@@ -114,6 +118,7 @@ pub fn write_upstream_request(
     header(w, b"x-request-id", req.request_id.as_bytes());
     framing(w, req.body);
     w.extend_from_slice(b"\r\n");
+    host
 }
 
 /// Writes the client response head for the upstream response `resp` (whose bytes

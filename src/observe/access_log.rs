@@ -2,9 +2,10 @@
 //! side thread, so a slow disk or a blocked stdout never stalls a worker.
 //!
 //! Line format (space separated; the request line is quoted and escaped):
-//! `time client "METHOD target HTTP/1.x" status bytes_sent duration_ms route upstream request_id`
-//! with `time` in RFC 3339 UTC with milliseconds, e.g.
-//! `2026-11-28T02:45:14.123Z 127.0.0.1 "GET /echo/x HTTP/1.1" 200 532 0.217 echo 127.0.0.1:9001 cbd3…`
+//! `time client "METHOD target HTTP/1.x" status bytes_sent duration_ms route upstream request_id attempts`
+//! with `time` in RFC 3339 UTC with milliseconds and `attempts` the upstream tries
+//! made (0 for the gateway's own answers), e.g.
+//! `2026-11-28T02:45:14.123Z 127.0.0.1 "GET /echo/x HTTP/1.1" 200 532 0.217 echo 127.0.0.1:9001 cbd3… 1`
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
@@ -35,6 +36,8 @@ pub struct AccessRecord<'a> {
     pub route: &'a str,
     pub upstream: Option<SocketAddr>,
     pub request_id: &'a str,
+    /// Upstream tries made (retries and the stale-connection replay included).
+    pub attempts: u32,
 }
 
 /// Flush to the writer thread once this much is buffered (and on every tick).
@@ -60,7 +63,7 @@ impl AccessLogBuffer {
         write_utc(&mut buf, now);
         let _ = writeln!(
             buf,
-            " {} \"{} {} HTTP/1.{}\" {} {} {:.3} {} {} {}",
+            " {} \"{} {} HTTP/1.{}\" {} {} {:.3} {} {} {} {}",
             r.client,
             String::from_utf8_lossy(r.method),
             String::from_utf8_lossy(r.target).escape_debug(),
@@ -71,6 +74,7 @@ impl AccessLogBuffer {
             if r.route.is_empty() { "-" } else { r.route },
             upstream.as_deref().unwrap_or("-"),
             r.request_id,
+            r.attempts,
         );
         if buf.len() >= FLUSH_BYTES {
             drop(buf);

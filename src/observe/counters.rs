@@ -73,6 +73,36 @@ counters! {
     upstream_pool_discarded,
     /// Access-log lines dropped because the writer thread was behind.
     access_log_dropped,
+    /// Requests answered 503 at once because `max_in_flight_per_worker` were in
+    /// progress on their worker (load shedding).
+    requests_shed,
+    /// Requests refused 503 by an upstream's `max_requests` breaker.
+    upstream_overflow_requests,
+    /// Requests refused 503 because `max_pending` already waited for a connection.
+    upstream_overflow_pending,
+    /// Requests that waited for a connection under `max_connections` until their
+    /// deadline (503).
+    upstream_overflow_connections,
+    /// Retries not made because of an upstream's `max_retries`.
+    upstream_overflow_retries,
+    /// Retries not made because the upstream's retry budget was spent.
+    upstream_retry_budget_exhausted,
+    /// Retries made (tries after the first, the stale-connection replay aside).
+    upstream_retries,
+    /// Tries sent while no endpoint of the upstream was available (panic mode).
+    upstream_panic,
+    /// Endpoints ejected by outlier detection (each worker counts its own).
+    outlier_ejections,
+    /// Ejections not made: `max_ejection_percent` or `min_hosts` would be passed.
+    outlier_ejections_refused,
+    /// Health-check probes sent (by the prober thread).
+    health_checks,
+    /// Probes that failed (no answer in time, or an unexpected status).
+    health_check_failures,
+    /// Endpoints the prober turned unhealthy.
+    health_marked_unhealthy,
+    /// Endpoints the prober turned healthy again.
+    health_marked_healthy,
     /// Rate-limit checks passed (one per policy and request).
     ratelimit_allowed,
     /// Requests refused with 429.

@@ -23,6 +23,7 @@ pub async fn compose<D: Downstream>(
         snapshot: &generation.snapshot,
         exchanger: worker.exchanger(),
         balancer: &generation.balancer,
+        breakers: &generation.breakers,
         counters: &generation.compose,
     };
     let (path, query) = match &ctx.target {

@@ -1,22 +1,29 @@
-//! The forward stage: choose an endpoint, build the request that goes upstream,
-//! exchange it (sending it once more on a fresh connection when a pooled one turns
-//! out closed and nothing was acted on), then relay the answer, streaming its body.
-//! Failures become the gateway's own replies (502, 504, or the client's 408/400/413).
+//! The forward stage: admit the request under its upstream's circuit breakers,
+//! choose an endpoint, build the request that goes upstream, exchange it — again
+//! on a fresh connection when a pooled one turns out closed, and again as the
+//! route's `retry` says (`retry.rs`), to another endpoint when there is one — then
+//! relay the answer, streaming its body. Failures become the gateway's own replies
+//! (502, 503, 504, or the client's 408/400/413).
 
-use std::time::Instant;
+use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use crate::config::{Endpoint, Route, Upstream};
-use crate::downstream::Downstream;
-use crate::http::{write_upstream_request, FieldList, UpstreamRequest};
+use crate::downstream::{BodyError, Downstream};
+use crate::http::{write_upstream_request, BodyFraming, FieldList, UpstreamRequest};
 use crate::observe::Counters;
 use crate::route;
-use crate::upstream::{ExchangeError, FailureSource, HashKey, OutboundRequest, UpstreamResponse};
+use crate::upstream::{
+    record_outcome, Breaker, BreakerLimit, ExchangeError, FailureSource, HashKey, InFlight,
+    OutboundRequest, Outcome, UpstreamResponse,
+};
 
 use super::auth_stage;
 use super::context::RequestCtx;
 use super::exit::reply;
 use super::generation::Generation;
 use super::replies;
+use super::retry::{self, Tried};
 use super::worker::Worker;
 
 /// Response body bytes that arrived with the head are sent in the same write when
@@ -33,48 +40,107 @@ pub async fn forward<D: Downstream>(
     ctx: &mut RequestCtx,
     d: &mut D,
 ) {
-    let Some(upstream) = generation.snapshot.upstreams.get(index) else {
-        reply(
-            ctx,
-            d,
-            &replies::internal("route names a missing upstream", &ctx.id),
-        )
-        .await;
-        return;
+    let (Some(upstream), Some(breaker)) = (
+        generation.snapshot.upstreams.get(index),
+        generation.breakers.get(index),
+    ) else {
+        let missing = replies::internal("route names a missing upstream", &ctx.id);
+        return reply(ctx, d, &missing).await;
     };
-    let endpoint = choose(generation, index, upstream, d);
-    ctx.upstream = Some(endpoint.addr);
-    let mut head = worker.head_buffer();
-    write_request_head(&mut head, generation, route, endpoint, ctx, d);
+    let _in_flight = match breaker.admit_request() {
+        Ok(admitted) => admitted,
+        Err(limit) => return overflow(worker, ctx, d, limit).await,
+    };
     // Read from the head now: pulling the body (below) consumes it.
+    let hash = hash_key(upstream, d);
     let idempotent = is_idempotent(d.method());
-    // Body bytes that came with the head go out in the same write.
-    if let Err(e) = d.take_buffered(&mut head) {
-        let failed = replies::upstream_failure(e.status(), e.message(), &ctx.id);
-        reply(ctx, d, &failed.closing()).await;
+    let is_head = d.is_head();
+    let mut endpoint = choose(worker, generation, index, upstream, hash, &Tried::default());
+    let mut head = worker.head_buffer();
+    let mut host = write_request_head(&mut head, generation, route, endpoint, ctx, d);
+    let head_len = head.len();
+    // Body bytes that came with the head go out in the same write; with retries, a
+    // small body is read whole first, so it can be sent again.
+    if let Err(e) = take_body(route, d, &mut head, head_len).await {
         worker.give_head_buffer(head);
-        return;
+        return body_failed(ctx, d, e).await;
     }
-    generation.balancer.started(endpoint.id);
-    let deadline = monoio::time::Instant::now() + route.timeout;
+    let mut tries = Tries {
+        idempotent,
+        body_whole: d.is_complete(),
+        deadline: monoio::time::Instant::now() + route.timeout,
+        retries: 0,
+        tried: Tried::default(),
+    };
+    let mut stale_replayed = false;
+    let mut retrying: Option<InFlight<'_>> = None;
     let exchanged = loop {
         ctx.attempts += 1;
+        ctx.upstream = Some(endpoint.addr);
+        let try_deadline = route
+            .retry
+            .as_ref()
+            .and_then(|p| p.per_try_timeout)
+            .map_or(tries.deadline, |t| {
+                tries.deadline.min(monoio::time::Instant::now() + t)
+            });
         let request = OutboundRequest {
             head: &mut head,
-            is_head: d.is_head(),
+            is_head,
             idempotent,
-            deadline,
+            deadline: try_deadline,
+            breaker: Some(breaker),
         };
-        match worker
+        generation.balancer.started(endpoint.id);
+        let result = worker
             .exchanger()
             .exchange(upstream, endpoint, request, d)
-            .await
-        {
+            .await;
+        generation.balancer.finished(endpoint.id);
+        // A retry is in flight from its decision to the end of its try.
+        drop(retrying.take());
+        let outcome = match &result {
+            Ok(response) => Outcome::of_status(response.head().status),
+            Err(e) => Outcome::of_failure(&e.source, e.is_stale_connection()),
+        };
+        record_outcome(
+            &generation.balancer,
+            upstream,
+            endpoint,
+            outcome,
+            &worker.counters,
+        );
+        if let Err(e) = &result {
             // An idle connection the upstream had already closed: once more, fresh.
-            Err(e) if e.is_stale_connection() && e.replayable && ctx.attempts == 1 => continue,
-            result => break result,
+            if e.is_stale_connection() && e.replayable && !stale_replayed {
+                stale_replayed = true;
+                continue;
+            }
         }
+        let Some((wait, admitted)) =
+            next_try(worker, generation, breaker, route, ctx, &result, &tries)
+        else {
+            break result;
+        };
+        retrying = Some(admitted);
+        // The failed answer (if any) is dropped unread: its connection closes.
+        drop(result);
+        monoio::time::sleep(wait).await;
+        tries.retries += 1;
+        Counters::bump(&worker.counters.upstream_retries);
+        tries.tried.push(endpoint.id);
+        let next = choose(worker, generation, index, upstream, hash, &tries.tried);
+        if next.authority != endpoint.authority && !(route.preserve_host && ctx.authority.is_some())
+        {
+            host = retarget(&mut head, host, next.authority.as_bytes());
+        }
+        endpoint = next;
     };
+    if ctx.attempts > 1 {
+        let attempts = ctx.attempts.to_string();
+        ctx.response_fields
+            .push(b"x-portico-attempts", attempts.as_bytes());
+    }
     match exchanged {
         Ok(mut response) => {
             response.set_read_timeout(route.timeout);
@@ -82,8 +148,58 @@ pub async fn forward<D: Downstream>(
         }
         Err(e) => fail(worker, ctx, d, e).await,
     }
-    generation.balancer.finished(endpoint.id);
     worker.give_head_buffer(head);
+}
+
+/// What the tries of one request share.
+struct Tries {
+    /// The method is idempotent (RFC 9110 §9.2.2).
+    idempotent: bool,
+    /// The body was whole in the head buffer before the first try.
+    body_whole: bool,
+    /// The route's timeout, over all tries and backoffs.
+    deadline: monoio::time::Instant,
+    /// Retries made so far (the stale-connection replay aside).
+    retries: u32,
+    /// Endpoints tried, so a retry goes elsewhere when it can.
+    tried: Tried,
+}
+
+/// Whether the try that ended as `result` is sent again, and after what wait: the
+/// route's policy (`retry.rs`), the deadline, then the upstream's `max_retries` and
+/// retry budget — a refusal by those is counted and named in `x-portico-overflow`.
+/// The retry is in flight while the returned guard lives.
+fn next_try<'b>(
+    worker: &Worker,
+    generation: &Generation,
+    breaker: &'b Breaker,
+    route: &Route,
+    ctx: &mut RequestCtx,
+    result: &retry::TryResult,
+    tries: &Tries,
+) -> Option<(Duration, InFlight<'b>)> {
+    let policy = route.retry.as_ref()?;
+    let n = tries.retries + 1;
+    if n >= policy.attempts || !retry::may_retry(policy, result, tries.idempotent, tries.body_whole)
+    {
+        return None;
+    }
+    let wait = retry::backoff(policy, n, generation.balancer.random());
+    if monoio::time::Instant::now() + wait >= tries.deadline {
+        return None;
+    }
+    match breaker.admit_retry() {
+        Ok(admitted) => Some((wait, admitted)),
+        Err(limit) => {
+            Counters::bump(match limit {
+                BreakerLimit::RetryBudget => &worker.counters.upstream_retry_budget_exhausted,
+                _ => &worker.counters.upstream_overflow_retries,
+            });
+            ctx.response_fields
+                .push(b"x-portico-overflow", limit.name().as_bytes());
+            None
+        }
+    }
 }
 
 /// Methods whose effect is the same sent once or twice (RFC 9110 §9.2.2).
@@ -94,21 +210,75 @@ fn is_idempotent(method: &[u8]) -> bool {
     )
 }
 
-/// Picks the endpoint (`balance = "hash"` hashes the configured header, or the
-/// client address).
-fn choose<'u, D: Downstream>(
+/// What `balance = "hash"` hashes on (the configured header, or the client
+/// address), as the balancer's fingerprint; 0 for the other policies.
+fn hash_key<D: Downstream>(upstream: &Upstream, d: &D) -> u64 {
+    HashKey::request_hash(&upstream.balance, d.conn().peer.ip(), |name| d.get(name))
+}
+
+/// Picks the endpoint for a try (skipping unavailable and `tried` ones when it
+/// can); a pick while none is available is counted as panic mode.
+fn choose<'u>(
+    worker: &Worker,
     generation: &Generation,
     index: usize,
     upstream: &'u Upstream,
-    d: &D,
+    hash: u64,
+    tried: &Tried,
 ) -> &'u Endpoint {
-    let key = HashKey::for_request(&upstream.balance, d.conn().peer.ip(), |name| d.get(name));
-    generation.balancer.pick(index, upstream, key)
+    let endpoint = generation
+        .balancer
+        .pick(index, upstream, hash, tried.as_slice());
+    if !generation.balancer.available(endpoint.id) {
+        Counters::bump(&worker.counters.upstream_panic);
+    }
+    endpoint
+}
+
+/// Appends the body bytes that came with the head to `head`; with a `retry`
+/// policy of more than one try, also reads a body of at most `buffer_body_bytes`
+/// whole (a larger one streams during the exchange).
+async fn take_body<D: Downstream>(
+    route: &Route,
+    d: &mut D,
+    head: &mut Vec<u8>,
+    head_len: usize,
+) -> Result<(), BodyError> {
+    let framing = d.body_framing();
+    d.take_buffered(head)?;
+    let Some(policy) = route.retry.as_ref().filter(|p| p.attempts > 1) else {
+        return Ok(());
+    };
+    let cap = policy.buffer_body_bytes;
+    if matches!(framing, BodyFraming::Length(n) if n > cap) {
+        return Ok(());
+    }
+    while !d.is_complete() && ((head.len() - head_len) as u64) < cap {
+        match d.next_piece().await? {
+            Some(piece) => {
+                head.extend_from_slice(&piece.buf[piece.range.clone()]);
+                d.give_back(piece);
+            }
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// Puts `authority` where the `Host` value is (`host`) in an upstream head;
+/// returns the new range of the value.
+fn retarget(head: &mut Vec<u8>, host: Range<usize>, authority: &[u8]) -> Range<usize> {
+    if head.get(host.clone()).is_none() {
+        return host;
+    }
+    head.splice(host.clone(), authority.iter().copied());
+    host.start..host.start + authority.len()
 }
 
 /// The request head that goes upstream: hop-by-hop fields dropped, `X-Forwarded-*`
 /// and `X-Request-Id` set, the verified caller's identity fields added, the token
-/// dropped if the provider says so, the path rewritten as the route says.
+/// dropped if the provider says so, the path rewritten as the route says. Returns
+/// where the `Host` value is.
 fn write_request_head<D: Downstream>(
     out: &mut Vec<u8>,
     generation: &Generation,
@@ -116,7 +286,7 @@ fn write_request_head<D: Downstream>(
     endpoint: &Endpoint,
     ctx: &RequestCtx,
     d: &D,
-) {
+) -> Range<usize> {
     let outbound = auth_stage::outbound(&generation.snapshot, route, ctx.caller.as_deref());
     let (path, query) = match &ctx.target {
         Some(t) => (t.path.as_str(), t.query.as_deref()),
@@ -154,7 +324,7 @@ fn write_request_head<D: Downstream>(
     };
     write_upstream_request(out, d, &request, |name, value| {
         outbound.header_fate(name, value)
-    });
+    })
 }
 
 /// Writes the response head, then streams the body; a body cut short by the
@@ -226,6 +396,10 @@ async fn relay<D: Downstream>(
 /// Answers a failed exchange (the client's own failures included); a client that
 /// went away gets nothing, and its connection closes.
 async fn fail<D: Downstream>(worker: &Worker, ctx: &mut RequestCtx, d: &mut D, e: ExchangeError) {
+    if let FailureSource::Overflow(limit) = e.source {
+        ctx.failure = Some(e.source.clone());
+        return overflow(worker, ctx, d, limit).await;
+    }
     let status = e.status();
     ctx.failure = Some(e.source.clone());
     if status == 504 {
@@ -242,4 +416,28 @@ async fn fail<D: Downstream>(worker: &Worker, ctx: &mut RequestCtx, d: &mut D, e
         &replies::upstream_failure(status, &e.message, &ctx.id),
     )
     .await;
+}
+
+/// A circuit breaker refused the request: 503 at once, naming the limit in
+/// `x-portico-overflow`, counted.
+async fn overflow<D: Downstream>(
+    worker: &Worker,
+    ctx: &mut RequestCtx,
+    d: &mut D,
+    limit: BreakerLimit,
+) {
+    Counters::bump(limit.counter(&worker.counters));
+    reply(ctx, d, &replies::overflow(limit.name(), &ctx.id)).await;
+}
+
+/// The request body could not be read before forwarding: the client's error (408,
+/// 400, 413; the connection closes), or nothing when the client went away.
+async fn body_failed<D: Downstream>(ctx: &mut RequestCtx, d: &mut D, e: BodyError) {
+    if e == BodyError::Closed {
+        ctx.status = e.status();
+        d.abort();
+        return;
+    }
+    let failed = replies::upstream_failure(e.status(), e.message(), &ctx.id);
+    reply(ctx, d, &failed.closing()).await;
 }

@@ -59,6 +59,7 @@ impl Gateway {
             route,
             upstream: ctx.upstream,
             request_id: ctx.id.as_str(),
+            attempts: ctx.attempts,
         });
     }
 }
@@ -67,6 +68,7 @@ impl Handler for Gateway {
     async fn handle<D: Downstream>(&self, d: &mut D) {
         let worker = &*self.worker;
         Counters::bump(&worker.counters.requests);
+        let _in_progress = worker.enter_request();
         let id = d
             .get(b"x-request-id")
             .and_then(RequestId::from_client)

@@ -1,8 +1,10 @@
 //! A generation: everything a worker derives from one configuration snapshot,
 //! built together and pinned by each connection for its whole life, so a request
-//! never mixes two configurations. Balancer state, auth key sets and composition
-//! counters are indexed by the snapshot's own positions; state that must outlive a snapshot (keep-alive
-//! pools) lives on the [`Worker`](super::Worker), keyed by identity.
+//! never mixes two configurations. Balancer state, breakers, auth key sets and
+//! composition counters are indexed by the snapshot's own positions; state that must
+//! outlive a snapshot (keep-alive pools, endpoint health and ejections, breaker
+//! counts) lives on the [`Worker`](super::Worker), keyed by identity, and the
+//! generation points at it.
 
 use std::sync::Arc;
 
@@ -10,12 +12,16 @@ use crate::auth::AuthWorker;
 use crate::compose::ComposeCounters;
 use crate::config::Snapshot;
 use crate::limit::{LocalLimiter, WorkerLink};
-use crate::upstream::Balancer;
+use crate::upstream::{Balancer, Breaker, UpstreamStates};
 
 pub struct Generation {
     pub snapshot: Arc<Snapshot>,
-    /// Round-robin cursors and in-flight counts per endpoint of this snapshot.
+    /// Round-robin cursors and in-flight counts per endpoint of this snapshot, over
+    /// the worker's endpoint states (health, ejection).
     pub balancer: Balancer,
+    /// Circuit breakers and retry budget per upstream (by index), over the worker's
+    /// breaker counts.
+    pub breakers: Vec<Breaker>,
     /// Stage 1 of rate limiting: this worker's buckets and leases.
     pub limits: LocalLimiter,
     /// Key sets and verified-token caches of the auth providers.
@@ -25,11 +31,16 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// Builds worker `worker`'s state for `snapshot`; `limiter` is its link to the
-    /// global limiter thread, when there is one.
-    pub fn new(snapshot: Arc<Snapshot>, worker: usize, limiter: Option<WorkerLink>) -> Self {
+    /// Builds a worker's state for `snapshot` over its identity-keyed upstream
+    /// state; `limiter` is its link to the global limiter thread, when there is one.
+    pub fn new(
+        snapshot: Arc<Snapshot>,
+        upstreams: &UpstreamStates,
+        limiter: Option<WorkerLink>,
+    ) -> Self {
         Generation {
-            balancer: Balancer::new(snapshot.upstreams.len(), snapshot.endpoint_count, worker),
+            balancer: upstreams.balancer(&snapshot),
+            breakers: upstreams.breakers(&snapshot),
             limits: LocalLimiter::new(&snapshot.rate_limits, limiter),
             auth: AuthWorker::new(&snapshot.auth),
             compose: ComposeCounters::new(&snapshot),

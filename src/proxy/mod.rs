@@ -15,7 +15,9 @@ mod limit_stage;
 mod pipeline;
 mod replies;
 mod request_id;
+mod retry;
 mod route_stage;
+mod shed_stage;
 mod worker;
 
 pub use context::{RequestCtx, Timings};

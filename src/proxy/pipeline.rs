@@ -3,9 +3,9 @@
 //! exit, [`reply`] (`exit.rs`), writes local replies, and the downstream decides
 //! keep-alive there, once. The order is a security property and stays in code:
 //!
-//! redirect → normalize → strip identity → route → body limit → rate limits on the
-//! client address → authenticate → rate limits on the verified identity →
-//! respond, forward or compose.
+//! shed load → redirect → normalize → strip identity → route → body limit → rate
+//! limits on the client address → authenticate → rate limits on the verified
+//! identity → respond, forward or compose.
 //!
 //! Logging and counting wrap this call in one place (`gateway.rs`).
 
@@ -20,7 +20,7 @@ use super::exit::reply;
 use super::generation::Generation;
 use super::limit_stage::{self, Phase};
 use super::worker::Worker;
-use super::{auth_stage, compose_stage, forward, replies, route_stage};
+use super::{auth_stage, compose_stage, forward, replies, route_stage, shed_stage};
 
 /// Runs the request in `d` through the pipeline of `generation`, to the end of
 /// its response.
@@ -53,6 +53,8 @@ fn admit<'g, D: Downstream>(
     d: &mut D,
 ) -> ControlFlow<LocalReply<'static>, &'g Route> {
     let snap = &*generation.snapshot;
+    // Past max_in_flight_per_worker nothing more is started, not even routing.
+    shed_stage::shed(worker, snap, ctx)?;
     route_stage::redirect_to_https(snap, ctx, d)?;
     route_stage::normalize(ctx, d)?;
     // Identity fields only the gateway may set go before anything reads the head.

@@ -101,3 +101,18 @@ pub fn upstream_failure(status: u16, message: &str, id: &RequestId) -> LocalRepl
 pub fn refused(status: u16, reason: &str, id: &RequestId) -> LocalReply<'static> {
     LocalReply::error(status, reason, id.as_str()).closing()
 }
+
+/// A circuit breaker of the upstream refused the request (`limit`: the key, e.g.
+/// `max_requests`): 503 at once, the limit named in `x-portico-overflow`.
+pub fn overflow(limit: &str, id: &RequestId) -> LocalReply<'static> {
+    LocalReply::error(503, &format!("upstream overflow: {limit}"), id.as_str())
+        .with_field(b"x-portico-overflow", limit.as_bytes())
+}
+
+/// The worker has `max_in_flight_per_worker` requests in progress: 503 with
+/// `Retry-After`, before any work is done for this one.
+pub fn shed(id: &RequestId) -> LocalReply<'static> {
+    LocalReply::error(503, "overloaded, retry later", id.as_str())
+        .with_field(b"retry-after", b"1")
+        .with_field(b"x-portico-overflow", b"max_in_flight_per_worker")
+}

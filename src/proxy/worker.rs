@@ -1,14 +1,18 @@
 //! A worker's long-lived state, shared by all its connections on its one thread:
-//! counters, the drain signal, the keep-alive pools (keyed by endpoint identity, so
-//! they outlive a generation), request IDs, the access-log buffer, and the current
+//! counters, the drain signal, the keep-alive pools and the endpoints' health,
+//! ejections and breaker counts (keyed by identity, so they outlive a generation),
+//! the requests in progress, request IDs, the access-log buffer, and the current
 //! [`Generation`] that new connections pin.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
+use crate::config::Snapshot;
 use crate::downstream::DrainSignal;
+use crate::limit::WorkerLink;
 use crate::observe::{AccessLogBuffer, Counters, PublishedCounters};
-use crate::upstream::{Exchanger, UpstreamPools};
+use crate::upstream::{EndpointBoard, Exchanger, UpstreamPools, UpstreamStates};
 
 use super::generation::Generation;
 use super::request_id::RequestIds;
@@ -24,25 +28,52 @@ pub struct Worker {
     pub counters: Counters,
     pub drain: DrainSignal,
     pub pools: UpstreamPools,
+    /// Endpoint health and ejections, breaker counts (by identity).
+    pub upstreams: UpstreamStates,
     pub request_ids: RequestIds,
     pub access_log: Option<AccessLogBuffer>,
     current: RefCell<Rc<Generation>>,
     head_buffers: RefCell<Vec<Vec<u8>>>,
+    /// Requests in progress on this worker (for `max_in_flight_per_worker`).
+    in_flight: Cell<usize>,
 }
 
 impl Worker {
-    /// A worker serving `generation` to begin with.
-    pub fn new(id: usize, access_log: Option<AccessLogBuffer>, generation: Generation) -> Self {
+    /// Worker `id`, serving `snapshot` to begin with; `board` carries health
+    /// verdicts in and endpoint states out, `limiter` is its link to the global
+    /// limiter thread (when there is one).
+    pub fn new(
+        id: usize,
+        access_log: Option<AccessLogBuffer>,
+        board: Arc<EndpointBoard>,
+        snapshot: Arc<Snapshot>,
+        limiter: Option<WorkerLink>,
+    ) -> Self {
+        let upstreams = UpstreamStates::new(id, board);
+        let generation = Generation::new(snapshot, &upstreams, limiter);
         Worker {
             id,
             counters: Counters::default(),
             drain: DrainSignal::default(),
             pools: UpstreamPools::new(),
+            upstreams,
             request_ids: RequestIds::new(id),
             access_log,
             current: RefCell::new(Rc::new(generation)),
             head_buffers: RefCell::new(Vec::new()),
+            in_flight: Cell::new(0),
         }
+    }
+
+    /// Counts a request as in progress until the guard drops.
+    pub fn enter_request(&self) -> InProgress<'_> {
+        self.in_flight.set(self.in_flight.get() + 1);
+        InProgress(&self.in_flight)
+    }
+
+    /// Requests in progress on this worker (the asking one included).
+    pub fn requests_in_flight(&self) -> usize {
+        self.in_flight.get()
     }
 
     /// The generation a new connection pins (it keeps it to its end).
@@ -81,12 +112,13 @@ impl Worker {
         self.pools.close();
     }
 
-    /// The worker tick: close expired idle connections, take new key sets, pick up
-    /// rate-limit grants.
+    /// The worker tick: close expired idle connections, take new key sets, apply
+    /// health verdicts and end ejections (publishing the endpoints' state).
     pub fn tick(&self) {
         self.pools.sweep();
         let generation = self.generation();
         generation.auth.refresh_keys(&generation.snapshot.auth);
+        self.upstreams.tick(&generation.balancer);
     }
 
     /// Hands buffered access-log lines to the writer and copies the counters where
@@ -97,5 +129,14 @@ impl Worker {
             self.counters.access_log_dropped.set(log.dropped());
         }
         self.counters.publish(to);
+    }
+}
+
+/// One request in progress on a worker (see [`Worker::enter_request`]).
+pub struct InProgress<'w>(&'w Cell<usize>);
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }

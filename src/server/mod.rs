@@ -20,6 +20,7 @@ use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::GlobalLimiter;
 use crate::observe::{AccessLogWriter, PublishedCounters};
+use crate::upstream::{EndpointBoard, Prober};
 use worker::{Command, WorkerPlan};
 
 /// Runs the gateway until a signal drains it. Errors are start-up failures
@@ -38,6 +39,11 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
             Some((thread, links)) => (Some(thread), links.into_iter().map(Some).collect()),
             None => (None, Vec::new()),
         };
+
+    // Endpoint health and states: the prober (if any upstream has health checks)
+    // writes verdicts, workers read them on their tick and publish their view.
+    let board = Arc::new(EndpointBoard::new(&snapshot, cores.len()));
+    let prober = Prober::start(snapshot.clone(), board.clone())?;
 
     let (started_tx, started_rx) = bounded(cores.len());
     let mut commands: Vec<Sender<Command>> = Vec::new();
@@ -61,6 +67,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
             published: counters,
             published_compose: compose_counters,
             limiter: limiter_links.get_mut(id).and_then(Option::take),
+            board: board.clone(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("portico-worker-{id}"))
@@ -86,10 +93,17 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
         if let Some(l) = limiter {
             l.stop();
         }
+        if let Some(p) = &prober {
+            p.stop();
+        }
         return Err(e);
     }
 
-    let side_counters = limiter.iter().map(|l| l.counters.clone()).collect();
+    let side_counters = limiter
+        .iter()
+        .map(|l| l.counters.clone())
+        .chain(prober.iter().map(|p| p.counters.clone()))
+        .collect();
     let admin = match snapshot.admin {
         Some(addr) => Some(
             admin::start(
@@ -98,6 +112,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
                 side_counters,
                 published_compose,
                 readiness(&snapshot),
+                board.clone(),
             )
             .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
         ),
@@ -169,6 +184,9 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     }
     if let Some(l) = limiter {
         l.stop();
+    }
+    if let Some(p) = &prober {
+        p.stop();
     }
     if let Some(log) = access_log {
         log.finish();

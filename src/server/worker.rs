@@ -17,8 +17,9 @@ use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::{WorkerLink, LIMIT_TICK};
 use crate::observe::{AccessLogBuffer, PublishedCounters};
-use crate::proxy::{Generation, Worker};
+use crate::proxy::Worker;
 use crate::tls::ListenerTls;
+use crate::upstream::EndpointBoard;
 
 use super::listeners::{accept_loop, Acceptor, ListenerKind};
 
@@ -44,6 +45,8 @@ pub struct WorkerPlan {
     pub published_compose: Arc<PublishedCompose>,
     /// This worker's channels to the global limiter thread, when there is one.
     pub limiter: Option<WorkerLink>,
+    /// Health verdicts in, endpoint states out (shared with the prober and admin).
+    pub board: Arc<EndpointBoard>,
 }
 
 /// How often a worker looks at its command channel, sweeps pools and publishes counters.
@@ -102,8 +105,13 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
             }
         }
     }
-    let generation = Generation::new(snapshot.clone(), plan.id, plan.limiter);
-    let worker = Rc::new(Worker::new(plan.id, plan.access_log, generation));
+    let worker = Rc::new(Worker::new(
+        plan.id,
+        plan.access_log,
+        plan.board,
+        snapshot.clone(),
+        plan.limiter,
+    ));
     let acceptor = Rc::new(Acceptor::new(worker.clone()));
     let contexts: Vec<Arc<ListenerTls>> =
         snapshot.server.tls.iter().map(|t| t.tls.clone()).collect();

@@ -7,7 +7,8 @@
 //! (the caller), so retries, composition parts, health probes and the forwarder all
 //! use the same exchange.
 //!
-//! 1. take an idle pooled connection to the endpoint, or connect;
+//! 1. take an idle pooled connection to the endpoint, or connect (within the
+//!    upstream's `max_connections`, waiting for one within `max_pending`);
 //! 2. send the head (with whatever body bytes were already known), then stream the
 //!    rest of the body from the source;
 //! 3. read until a final response head (1xx skipped), before the deadline.
@@ -21,6 +22,7 @@ use crate::downstream::BodySource;
 use crate::http::{parse_response, ResponseHead};
 use crate::observe::Counters;
 
+use super::breaker::Breaker;
 use super::connect::connect;
 use super::failure::{ExchangeError, FailureSource};
 use super::pool::{PooledConn, UpstreamPools};
@@ -51,6 +53,9 @@ pub struct OutboundRequest<'a> {
     /// Connect, send and the response head must be done by then (the route timeout
     /// covers the whole exchange up to the response head).
     pub deadline: Instant,
+    /// The upstream's circuit breakers on this worker: new connections count
+    /// against `max_connections` (`None`: not counted, e.g. health probes).
+    pub breaker: Option<&'a Breaker>,
 }
 
 impl Exchanger<'_> {
@@ -68,10 +73,16 @@ impl Exchanger<'_> {
                 Counters::bump(&self.counters.upstream_reused);
                 (c, true)
             }
-            None => (
-                connect(upstream, endpoint, request.deadline, self.counters).await?,
-                false,
-            ),
+            None => match request.breaker {
+                None => (
+                    connect(upstream, endpoint, request.deadline, self.counters).await?,
+                    false,
+                ),
+                Some(breaker) => {
+                    self.open_within(breaker, upstream, endpoint, request.deadline)
+                        .await?
+                }
+            },
         };
         let connected = Instant::now();
         up.requests += 1;
@@ -101,6 +112,50 @@ impl Exchanger<'_> {
                     && !streamed
                     && body.is_complete();
                 Err(e)
+            }
+        }
+    }
+}
+
+impl Exchanger<'_> {
+    /// A connection to `endpoint` within the upstream's `max_connections`: a new
+    /// one while there is room; else an idle one to another endpoint of the upstream
+    /// is closed to make room; else the request waits (within `max_pending`) for a
+    /// connection to close or go idle, until `deadline`. Returns it and whether it
+    /// came from the pool.
+    async fn open_within(
+        &self,
+        breaker: &Breaker,
+        upstream: &Upstream,
+        endpoint: &Endpoint,
+        deadline: Instant,
+    ) -> Result<(PooledConn, bool), ExchangeError> {
+        let overflow = |limit: super::breaker::BreakerLimit| {
+            ExchangeError::new(
+                FailureSource::Overflow(limit),
+                format!("upstream overflow: {}", limit.name()),
+            )
+        };
+        loop {
+            if let Some(slot) = breaker.connection_slot() {
+                let mut conn = connect(upstream, endpoint, deadline, self.counters).await?;
+                conn.slot = Some(slot);
+                return Ok((conn, false));
+            }
+            let freed = upstream
+                .endpoints
+                .iter()
+                .any(|e| e.key != endpoint.key && self.pools.evict_one(&e.key));
+            if freed {
+                continue;
+            }
+            breaker
+                .wait_for_connection(deadline)
+                .await
+                .map_err(overflow)?;
+            if let Some(conn) = self.pools.take(&endpoint.key, self.counters) {
+                Counters::bump(&self.counters.upstream_reused);
+                return Ok((conn, true));
             }
         }
     }

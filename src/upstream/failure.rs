@@ -5,6 +5,8 @@ use std::borrow::Cow;
 
 use crate::downstream::BodyError;
 
+use super::breaker::BreakerLimit;
+
 /// Where an exchange failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FailureSource {
@@ -25,6 +27,9 @@ pub enum FailureSource {
     /// The client side failed while its body was being forwarded (408, 400, 413, or
     /// 499 = the client went away).
     Client(BodyError),
+    /// A circuit breaker refused the request: no connection could be had within
+    /// `max_connections` / `max_pending` (503, nothing was sent).
+    Overflow(BreakerLimit),
 }
 
 /// A failed exchange.
@@ -67,6 +72,7 @@ impl ExchangeError {
             }
             FailureSource::ConnectTimeout | FailureSource::Timeout => 504,
             FailureSource::Client(e) => e.status(),
+            FailureSource::Overflow(_) => 503,
         }
     }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::config::EndpointKey;
 use crate::observe::Counters;
 
+use super::breaker::ConnSlot;
 use super::stream::UpstreamStream;
 
 /// An upstream connection with its read buffer and history.
@@ -25,6 +26,9 @@ pub struct PooledConn {
     pub buf: Vec<u8>,
     /// Requests sent on this connection so far.
     pub requests: u64,
+    /// Its place under the upstream's `max_connections`, given back on close
+    /// (`None`: not counted, e.g. the health prober's).
+    pub slot: Option<ConnSlot>,
 }
 
 impl PooledConn {
@@ -33,6 +37,7 @@ impl PooledConn {
             stream,
             buf: Vec::with_capacity(16 * 1024),
             requests: 0,
+            slot: None,
         }
     }
 }
@@ -92,11 +97,27 @@ impl UpstreamPools {
             None => idle.entry(endpoint.clone()).or_default(),
         };
         if stack.len() < max_idle {
+            if let Some(slot) = &conn.slot {
+                slot.went_idle();
+            }
             stack.push(Idle {
                 conn,
                 since: Instant::now(),
                 timeout,
             });
+        }
+    }
+
+    /// Closes one idle connection to `endpoint` (the oldest), to make room under
+    /// `max_connections` for a connection to another endpoint. False if none.
+    pub fn evict_one(&self, endpoint: &EndpointKey) -> bool {
+        let mut idle = self.idle.borrow_mut();
+        match idle.get_mut(endpoint) {
+            Some(stack) if !stack.is_empty() => {
+                drop(stack.remove(0));
+                true
+            }
+            _ => false,
         }
     }
 

@@ -142,6 +142,7 @@ fn a_request_and_its_answer_then_the_connection_is_reused() {
                 is_head: false,
                 idempotent: true,
                 deadline: Instant::now() + Duration::from_secs(2),
+                breaker: None,
             };
             let u = &snap.upstreams[0];
             let mut resp = ex
@@ -187,6 +188,7 @@ fn a_streamed_body_reaches_the_upstream_whole() {
             is_head: false,
             idempotent: true,
             deadline: Instant::now() + Duration::from_secs(2),
+            breaker: None,
         };
         let resp = ex.exchange(u, &u.endpoints[0], request, &mut body).await;
         assert_eq!(resp.expect("an answer").head().status, 204);
@@ -224,6 +226,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                     is_head: false,
                     idempotent: true,
                     deadline: Instant::now() + Duration::from_secs(2),
+                    breaker: None,
                 },
                 &mut no_body(),
             )
@@ -250,6 +253,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                     is_head: false,
                     idempotent: true,
                     deadline: Instant::now() + Duration::from_millis(200),
+                    breaker: None,
                 },
                 &mut no_body(),
             )
@@ -274,6 +278,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                     is_head: false,
                     idempotent: true,
                     deadline: Instant::now() + Duration::from_secs(1),
+                    breaker: None,
                 },
                 &mut no_body(),
             )
@@ -311,6 +316,7 @@ fn a_connection_with_bytes_after_the_body_is_not_pooled() {
                     is_head: false,
                     idempotent: true,
                     deadline: Instant::now() + Duration::from_secs(2),
+                    breaker: None,
                 },
                 &mut no_body(),
             )
@@ -356,6 +362,7 @@ fn late_bytes_keep_a_pooled_connection_from_being_used() {
                     is_head: true,
                     idempotent: true,
                     deadline: Instant::now() + Duration::from_secs(2),
+                    breaker: None,
                 },
                 &mut no_body(),
             )
@@ -393,6 +400,7 @@ fn a_non_idempotent_request_is_not_replayable() {
                     is_head: false,
                     idempotent: false,
                     deadline: Instant::now() + Duration::from_secs(2),
+                    breaker: None,
                 },
                 &mut no_body(),
             )
