@@ -159,11 +159,26 @@ fn server_settings(
         workers,
         pin_workers: s.pin_workers,
         listen_backlog: in_range(&s.listen_backlog, 1, 65535, p) as i32,
+        fd_limit: fd_limit_policy(&s.fd_limit, p),
         limits,
         drain_timeout: Duration::from_millis(*s.drain_timeout_ms.get_ref()),
         redirect_to_https: s.redirect_to_https,
         max_in_flight_per_worker: positive(&s.max_in_flight_per_worker, p) as usize,
     })
+}
+
+fn fd_limit_policy(v: &Spanned<String>, p: &mut Problems<'_>) -> FdLimitPolicy {
+    match v.get_ref().as_str() {
+        "warn" => FdLimitPolicy::Warn,
+        "refuse" => FdLimitPolicy::Refuse,
+        other => {
+            p.at(
+                v.span(),
+                format!("fd_limit must be \"warn\" or \"refuse\", not \"{other}\""),
+            );
+            FdLimitPolicy::Warn
+        }
+    }
 }
 
 fn admin_listen(a: schema::AdminSection, p: &mut Problems<'_>) -> Option<SocketAddr> {

@@ -46,6 +46,8 @@ pub struct ServerSettings {
     pub workers: Option<usize>,
     pub pin_workers: bool,
     pub listen_backlog: i32,
+    /// `fd_limit`: warn, or refuse to start, when the descriptor limit is too low.
+    pub fd_limit: FdLimitPolicy,
     pub limits: Limits,
     pub drain_timeout: Duration,
     pub redirect_to_https: bool,
@@ -58,6 +60,16 @@ pub struct ServerSettings {
     /// certificate subject). Compiled into the identity headers, which are removed
     /// from every client request on every listener before routing.
     pub reserved_headers: Vec<String>,
+}
+
+/// `[server] fd_limit`: what start-up does when the descriptors the configuration
+/// may need exceed the process's limit (see docs/operations.md for the estimate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdLimitPolicy {
+    /// Log a warning with the arithmetic and start anyway.
+    Warn,
+    /// Refuse to start, with the same message.
+    Refuse,
 }
 
 /// A TLS listener: its settings, and the certificates loaded from them (reloaded on

@@ -9,6 +9,7 @@ pub mod load;
 pub mod pki;
 pub mod procs;
 pub mod redis;
+pub mod tls_client;
 
 pub use client::{Client, Response};
 pub use load::{LoadPlan, LoadResult};

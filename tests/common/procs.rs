@@ -146,6 +146,41 @@ pub fn spawn(
     tag: &str,
     taskset: Option<&str>,
 ) -> Proc {
+    spawn_customized(bin, args, env, tag, taskset, &|_| {})
+}
+
+/// A change to the command before it starts (a resource limit, a pipe for stdout).
+pub type Customize<'a> = &'a dyn Fn(&mut Command);
+
+/// Makes the child start with a descriptor limit (`RLIMIT_NOFILE`, soft and hard)
+/// of `nofile`, as `ulimit -n` would.
+pub fn limit_descriptors(cmd: &mut Command, nofile: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // setrlimit, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// As [`spawn`], with `customize` applied to the command last.
+pub fn spawn_customized(
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    tag: &str,
+    taskset: Option<&str>,
+    customize: Customize<'_>,
+) -> Proc {
     let dir = scratch_dir();
     let log = dir.join(format!("{tag}.stderr"));
     let out = dir.join(format!("{tag}.stdout"));
@@ -164,6 +199,7 @@ pub fn spawn(
     for (k, v) in env {
         cmd.env(k, v);
     }
+    customize(&mut cmd);
     let child = cmd.spawn().expect("process starts");
     Proc { child, log, out }
 }
@@ -231,10 +267,20 @@ impl Gateway {
     }
 
     pub fn start_with(config: &str, env: &[(&str, &str)], taskset: Option<&str>) -> Gateway {
+        Gateway::start_customized(config, env, taskset, &|_| {})
+    }
+
+    /// As [`Gateway::start_with`], with `customize` applied to the command last.
+    pub fn start_customized(
+        config: &str,
+        env: &[(&str, &str)],
+        taskset: Option<&str>,
+        customize: Customize<'_>,
+    ) -> Gateway {
         // A port free a moment ago can be taken meanwhile (another test's listener,
         // or the ephemeral source port of some connection): then try other ports.
         for _ in 0..3 {
-            match Gateway::try_start(config, env, taskset) {
+            match Gateway::try_start(config, env, taskset, customize) {
                 Ok(gw) => return gw,
                 Err(stderr) if stderr.contains("Address already in use") => continue,
                 Err(stderr) => panic!("gateway did not listen:\n{stderr}"),
@@ -247,6 +293,7 @@ impl Gateway {
         config: &str,
         env: &[(&str, &str)],
         taskset: Option<&str>,
+        customize: Customize<'_>,
     ) -> Result<Gateway, String> {
         let port = free_port();
         let admin_port = free_port();
@@ -257,12 +304,13 @@ impl Gateway {
             .replace("{admin}", &admin_port.to_string());
         let path = scratch_dir().join(format!("portico-{port}.toml"));
         std::fs::write(&path, text).expect("write config");
-        let proc = spawn(
+        let proc = spawn_customized(
             Path::new(env!("CARGO_BIN_EXE_portico")),
             &["run", "--config", path.to_str().expect("utf-8 path")],
             env,
             &format!("portico-{port}"),
             taskset,
+            customize,
         );
         let mut gw = Gateway {
             port,
