@@ -21,6 +21,7 @@ mod layout;
 mod listeners;
 mod mailbox;
 mod reuseport;
+mod runtime;
 mod shutdown;
 mod side_threads;
 mod signals;
