@@ -21,7 +21,6 @@ mod layout;
 mod listeners;
 mod mailbox;
 mod reuseport;
-mod runtime;
 mod shutdown;
 mod side_threads;
 mod signals;

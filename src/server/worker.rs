@@ -21,7 +21,7 @@ use crate::upstream::EndpointBoard;
 
 use super::listeners::{accept_loop, Acceptor, ListenerKind};
 use super::mailbox::Mailbox;
-use super::runtime::{self, Runtime};
+use crate::runtime::{self, Runtime};
 
 /// Everything a worker thread needs to start.
 pub struct WorkerPlan {

@@ -1,8 +1,8 @@
-//! A worker's monoio runtime: io_uring where the kernel gives us a ring, epoll
-//! otherwise. The ring can be refused at start even where io_uring exists (ENOMEM
-//! when the kernel finds no contiguous pages for it, EPERM under a seccomp profile,
-//! a locked-memory limit on older kernels): the worker then runs on epoll rather than
-//! not at all, and says so.
+//! A thread's monoio runtime (workers, the health prober): io_uring where the
+//! kernel gives us a ring, epoll otherwise. The ring can be refused at start even
+//! where io_uring exists (ENOMEM when the kernel finds no contiguous pages for it,
+//! EPERM under a seccomp profile, a locked-memory limit on older kernels): the
+//! thread then runs on epoll rather than not at all, and says so.
 
 use std::io;
 
