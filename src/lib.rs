@@ -15,4 +15,5 @@ pub mod proxy;
 pub mod route;
 pub mod server;
 pub mod tls;
+pub mod transform;
 pub mod upstream;
