@@ -61,7 +61,8 @@ pub type Refusal = &'static str;
 const SAFELISTED_METHODS: [&[u8]; 3] = [b"GET", b"HEAD", b"POST"];
 /// `Vary` of a preflight answer, allowed or refused: it depends on all three
 /// request fields.
-pub const PREFLIGHT_VARY: &[u8] = b"Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+pub const PREFLIGHT_VARY: &[u8] =
+    b"Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 
 /// The method a CORS preflight asks about (`Access-Control-Request-Method`) when the
 /// request is one: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
@@ -318,7 +319,10 @@ fn split_port(authority: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
     let search_from = authority.iter().rposition(|&b| b == b']').unwrap_or(0);
     match authority[search_from..].iter().rposition(|&b| b == b':') {
         Some(i) => {
-            let (host, port) = (&authority[..search_from + i], &authority[search_from + i + 1..]);
+            let (host, port) = (
+                &authority[..search_from + i],
+                &authority[search_from + i + 1..],
+            );
             if port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
                 return None;
             }
@@ -332,7 +336,10 @@ fn split_port(authority: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
 /// IPv6 literal.
 fn is_host(host: &[u8]) -> bool {
     if let Some(inner) = host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
-        return !inner.is_empty() && inner.iter().all(|b| b.is_ascii_hexdigit() || b":.".contains(b));
+        return !inner.is_empty()
+            && inner
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || b":.".contains(b));
     }
     !host.is_empty()
         && host.split(|&b| b == b'.').all(|label| {
@@ -426,9 +433,16 @@ mod tests {
     fn preflight_answers_with_the_policy() {
         let p = policy(&["https://app.test"], true);
         let f = p
-            .preflight(b"https://app.test", b"PUT", Some(b"Content-Type, authorization"))
+            .preflight(
+                b"https://app.test",
+                b"PUT",
+                Some(b"Content-Type, authorization"),
+            )
             .unwrap();
-        assert_eq!(get(&f, "access-control-allow-origin"), Some("https://app.test"));
+        assert_eq!(
+            get(&f, "access-control-allow-origin"),
+            Some("https://app.test")
+        );
         assert_eq!(get(&f, "access-control-allow-credentials"), Some("true"));
         assert_eq!(get(&f, "access-control-allow-methods"), Some("PUT, DELETE"));
         assert_eq!(
@@ -444,7 +458,8 @@ mod tests {
             "origin not allowed"
         );
         assert_eq!(
-            p.preflight(b"https://app.test", b"PATCH", None).unwrap_err(),
+            p.preflight(b"https://app.test", b"PATCH", None)
+                .unwrap_err(),
             "method not allowed"
         );
         assert_eq!(
