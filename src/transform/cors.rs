@@ -235,12 +235,7 @@ impl OriginPattern {
         }
         let (host, port) = split_port(rest.as_bytes())
             .ok_or_else(|| format!("\"{text}\" has a port that is not a number from 1 to 65535"))?;
-        let port = port.map(|p| {
-            std::str::from_utf8(p)
-                .ok()
-                .and_then(|p| p.parse::<u16>().ok())
-                .unwrap_or(0)
-        });
+        let port = port.map(|p| parse_port(p).unwrap_or(0));
         if port == Some(0) {
             return Err(format!(
                 "\"{text}\" has a port that is not a number from 1 to 65535"
@@ -293,7 +288,7 @@ impl OriginPattern {
                 let port_ok = match (scheme, port) {
                     (None, _) => true,
                     (Some(_), None) => p.is_none(),
-                    (Some(_), Some(want)) => p == Some(want.to_string().as_bytes()),
+                    (Some(_), Some(want)) => p.and_then(parse_port) == Some(*want),
                 };
                 let d = domain.as_bytes();
                 scheme_ok
@@ -330,6 +325,11 @@ fn split_port(authority: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
         }
         None => Some((authority, None)),
     }
+}
+
+/// The number of a port's digits, if it is one.
+fn parse_port(digits: &[u8]) -> Option<u16> {
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// A DNS name (labels of letters, digits, `-`, `_`), an IPv4 address, or a bracketed
