@@ -16,4 +16,5 @@ pub mod route;
 pub mod runtime;
 pub mod server;
 pub mod tls;
+pub mod transform;
 pub mod upstream;

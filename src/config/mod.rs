@@ -9,6 +9,7 @@ mod compile_auth;
 mod compile_auth_keys;
 mod compile_compose;
 mod compile_resilience;
+mod compile_transform;
 mod compose;
 mod compose_schema;
 mod error;
@@ -16,6 +17,7 @@ mod rate_limits;
 mod resilience;
 mod schema;
 mod schema_resilience;
+mod schema_transform;
 mod snapshot;
 mod values;
 
