@@ -36,6 +36,13 @@ enum Command {
         #[arg(long, short, default_value = "config/portico.toml")]
         config: PathBuf,
     },
+    /// Inspect this host with a configuration: print what will limit the gateway and
+    /// what to change (docs/tuning.md); exit 0 when nothing does, 1 otherwise.
+    /// Changes nothing.
+    Doctor {
+        #[arg(long, short, default_value = "config/portico.toml")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +66,26 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Doctor { config } => {
+            let snapshot = match portico::config::load(&config) {
+                Ok(s) => s,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    eprintln!("portico doctor: the configuration must be valid first");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let host = portico::doctor::Host::read(snapshot.server.runtime.ring_entries);
+            let findings = portico::doctor::examine(&snapshot, &host);
+            let (report, limited) =
+                portico::doctor::render(&config.display().to_string(), &host, &findings);
+            print!("{report}");
+            if limited {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Command::Run { config, takeover } => {
             let snapshot = match portico::config::load(&config) {
                 Ok(s) => s,

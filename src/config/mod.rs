@@ -15,8 +15,10 @@ mod compose_schema;
 mod error;
 mod rate_limits;
 mod resilience;
+mod runtime;
 mod schema;
 mod schema_resilience;
+mod schema_runtime;
 mod schema_transform;
 mod snapshot;
 mod values;
@@ -24,6 +26,7 @@ mod values;
 pub use compose::*;
 pub use error::{ConfigError, ConfigErrors};
 pub use resilience::*;
+pub use runtime::{parse_cpu_list, Driver, RuntimeSettings};
 pub use snapshot::*;
 
 use std::path::Path;

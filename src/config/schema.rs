@@ -29,6 +29,8 @@ pub struct ServerSection {
     /// What to do when the descriptor limit cannot hold what the config may open.
     pub fd_limit: Spanned<String>,
     pub max_in_flight_per_worker: Spanned<u64>,
+    /// `[server.runtime]`: how each worker's event loop runs.
+    pub runtime: super::schema_runtime::RuntimeSection,
     pub tls: Vec<TlsListenerSection>,
 }
 
@@ -52,6 +54,7 @@ impl Default for ServerSection {
             listen_backlog: s(1024),
             fd_limit: Spanned::new(0..0, "warn".to_string()),
             max_in_flight_per_worker: s(10_000),
+            runtime: Default::default(),
             tls: Vec::new(),
         }
     }

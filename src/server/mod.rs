@@ -30,6 +30,9 @@ mod worker_set;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use descriptors::{usable_limit, DescriptorEstimate};
+pub use layout::cores_within;
+
 use crate::admin::Phase;
 use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
@@ -53,7 +56,7 @@ pub struct RunOptions {
 pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     // First, so that a stop signal during start-up is kept rather than fatal.
     let signals = signals::start(snapshot.server.drain_timeout)?;
-    let cores = layout::worker_cores(snapshot.server.workers, snapshot.server.pin_workers);
+    let cores = layout::worker_cores(&snapshot.server)?;
     descriptors::check_limit(&snapshot, cores.len())?;
     let plan = worker_set::listen_plan(&snapshot);
     check_addresses(&plan, snapshot.admin, options)?;

@@ -71,17 +71,29 @@ pub fn run(plan: WorkerPlan) {
     };
     let reports = plan.reports.clone();
     let id = plan.id;
-    match runtime::build(1024) {
-        Ok(Runtime::Uring(mut rt)) => rt.block_on(worker_main(plan, core, "io_uring")),
+    let settings = plan.snapshot.server.runtime.clone();
+    match runtime::build(&settings) {
+        Ok(Runtime::Uring(mut rt)) => {
+            let driver = match settings.sqpoll_idle {
+                Some(idle) => format!(
+                    "io_uring ({} entries, sqpoll idle {} ms)",
+                    settings.ring_entries,
+                    idle.as_millis()
+                ),
+                None => format!("io_uring ({} entries)", settings.ring_entries),
+            };
+            rt.block_on(worker_main(plan, core, driver))
+        }
         Ok(Runtime::Epoll(mut rt, why)) => {
             if let Some(why) = why {
                 tracing::warn!("worker {id}: io_uring refused ({why}); using epoll");
             }
-            rt.block_on(worker_main(plan, core, "epoll"))
+            rt.block_on(worker_main(plan, core, "epoll".to_string()))
         }
         Err(e) => {
             let _ = reports.send(StartReport::Failed(format!(
-                "worker {id}: cannot start a runtime: {e}"
+                "worker {id}: cannot start a runtime ([server.runtime] driver = \"{}\"): {e}",
+                settings.driver.as_str()
             )));
         }
     }
@@ -89,7 +101,7 @@ pub fn run(plan: WorkerPlan) {
     // behind with the runtime; nothing waits for them.
 }
 
-async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
+async fn worker_main(plan: WorkerPlan, core: String, driver: String) {
     let snapshot = plan.snapshot.clone();
     let worker = Rc::new(Worker::new(
         plan.id,
