@@ -63,9 +63,10 @@ fn cores(snapshot: &Snapshot, host: &Host, workers: usize) -> Finding {
         }
     }
     let usable = usable_cpus(snapshot, host);
+    let used = &usable[..workers.min(usable.len())];
     let mut detail = format!(
         "{workers} worker(s) on core(s) {} (CPU set {}, {} online)",
-        list(&usable),
+        list(used),
         list(&host.allowed_cpus),
         host.online_cpus.len()
     );
