@@ -7,8 +7,10 @@
 //! - `GET /ready`: 200 while serving; 503 before that (`starting`, or a remote JWKS
 //!   not yet fetched) and once draining (load balancers stop sending).
 //! - `GET /stats`: counters summed over workers and side threads (the rate
-//!   limiter, the health prober), as JSON, with an `endpoints` list: each
-//!   upstream endpoint's health, ejections and tries over all workers.
+//!   limiter, the health prober, the control thread's reload counts), as JSON,
+//!   with an `endpoints` list: each upstream endpoint's health, ejections and
+//!   tries over all workers.
+//! - `GET /config` and `POST /config/reload|promote|rollback` ([`config_api`]).
 //!
 //! The thread looks at its stop flag at least every [`STOP_CHECK`], so after
 //! [`Admin::stop`] the listener closes within that time, or after the request in
@@ -24,6 +26,11 @@ use std::time::Duration;
 
 use crate::observe::PublishedCounters;
 use crate::upstream::EndpointBoard;
+
+pub mod config_api;
+pub mod reload_client;
+
+pub use config_api::{ConfigApi, ConfigView, ControlAction, ControlReply, ControlRequest};
 
 /// Asked by `/ready`: `Some(reason)` while the gateway is not ready to serve.
 pub type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
@@ -67,13 +74,14 @@ impl Admin {
 /// Serves admin requests on `listener` (bound by the caller) on a background
 /// thread, starting in [`Phase::Starting`]. `side` are the counters of threads other
 /// than workers; they are summed in but not counted as workers. `endpoints` holds
-/// the workers' published view of the endpoints.
+/// the workers' published view of the endpoints; `config` answers `/config`.
 pub fn start(
     listener: TcpListener,
     workers: Vec<Arc<PublishedCounters>>,
     side: Vec<Arc<PublishedCounters>>,
     readiness: Readiness,
     endpoints: Arc<EndpointBoard>,
+    config: ConfigApi,
 ) -> std::io::Result<Admin> {
     // Accept without blocking, after a poll with a timeout: the stop flag is seen.
     listener.set_nonblocking(true)?;
@@ -97,7 +105,15 @@ pub fn start(
                     }
                 };
                 let phase = phase_of(seen_phase.load(Ordering::Relaxed));
-                let _ = answer(stream, phase, &workers, &side, &readiness, &endpoints);
+                let seen = Seen {
+                    phase,
+                    workers: &workers,
+                    side: &side,
+                    readiness: &readiness,
+                    endpoints: &endpoints,
+                    config: &config,
+                };
+                let _ = answer(stream, &seen);
             }
             // The listener closes as it drops here.
         })?;
@@ -129,19 +145,22 @@ fn phase_of(v: u8) -> Phase {
     }
 }
 
-fn answer(
-    mut stream: TcpStream,
+/// What the admin thread answers from.
+struct Seen<'a> {
     phase: Phase,
-    workers: &[Arc<PublishedCounters>],
-    side: &[Arc<PublishedCounters>],
-    readiness: &Readiness,
-    endpoints: &EndpointBoard,
-) -> std::io::Result<()> {
+    workers: &'a [Arc<PublishedCounters>],
+    side: &'a [Arc<PublishedCounters>],
+    readiness: &'a Readiness,
+    endpoints: &'a EndpointBoard,
+    config: &'a ConfigApi,
+}
+
+fn answer(mut stream: TcpStream, seen: &Seen<'_>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = [0u8; 4096];
     let mut len = 0;
-    let path = loop {
+    let (method, path, authorization) = loop {
         let n = stream.read(&mut buf[len..])?;
         if n == 0 {
             return Ok(());
@@ -151,12 +170,24 @@ fn answer(
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf[..len]) {
             Ok(httparse::Status::Complete(_)) => {
-                break req.path.unwrap_or("").to_string();
+                let authorization = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                    .map(|h| h.value.to_vec());
+                let method = req.method.unwrap_or("").to_string();
+                break (method, req.path.unwrap_or("").to_string(), authorization);
             }
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
             _ => return respond(&mut stream, 400, "text/plain", "bad request\n"),
         }
     };
+    if path == "/config" || path.starts_with("/config/") || path.starts_with("/config?") {
+        return seen
+            .config
+            .answer(stream, &method, &path, authorization.as_deref());
+    }
+    let (phase, readiness) = (seen.phase, seen.readiness);
     match (path.as_str(), phase) {
         ("/healthz", Phase::Stopping) => respond(&mut stream, 503, "text/plain", "stopping\n"),
         ("/healthz", _) => respond(&mut stream, 200, "text/plain", "ok\n"),
@@ -171,7 +202,7 @@ fn answer(
             &mut stream,
             200,
             "application/json",
-            &stats_json(workers, side, endpoints),
+            &stats_json(seen.workers, seen.side, seen.endpoints),
         ),
         _ => respond(&mut stream, 404, "text/plain", "not found\n"),
     }

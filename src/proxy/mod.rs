@@ -17,6 +17,8 @@ mod request_id;
 mod retry;
 mod route_stage;
 mod shed_stage;
+#[cfg(debug_assertions)]
+pub mod test_panic;
 mod worker;
 
 pub use context::{RequestCtx, Timings};

@@ -20,7 +20,7 @@ use super::exit::reply;
 use super::generation::Generation;
 use super::limit_stage::{self, Phase};
 use super::worker::Worker;
-use super::{auth_stage, forward, replies, route_stage, shed_stage};
+use super::{auth_stage, exit, forward, replies, route_stage, shed_stage};
 
 /// Runs the request in `d` through the pipeline of `generation`, to the end of
 /// its response.
@@ -35,7 +35,7 @@ pub async fn run<D: Downstream>(
         ControlFlow::Break(local) => return reply(ctx, d, &local).await,
     };
     match &route.action {
-        Action::Respond(fixed) => reply(ctx, d, &replies::fixed(fixed)).await,
+        Action::Respond(fixed) => exit::respond(ctx, d, &replies::fixed(fixed)).await,
         Action::Forward(upstream) => {
             forward::forward(worker, generation, route, *upstream, ctx, d).await
         }
@@ -57,6 +57,8 @@ fn admit<'g, D: Downstream>(
     // Identity fields only the gateway may set go before anything reads the head.
     auth_stage::strip_identity(snap, d);
     let route = route_stage::find(worker, snap, ctx, d)?;
+    #[cfg(debug_assertions)]
+    super::test_panic::on_route(&route.name);
     body_limit(snap.server.limits.max_body_bytes, ctx, d)?;
     // Address-keyed limits run before authentication, so a flood never reaches
     // the token verifier.

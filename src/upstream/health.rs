@@ -6,8 +6,9 @@
 //! apply the verdicts on their tick: nothing is locked or shared on the request
 //! path.
 //!
-//! An endpoint starts healthy; `unhealthy_threshold` failing probes in a row make
-//! it unhealthy, `healthy_threshold` passing ones healthy again. A probe passes
+//! An endpoint starts healthy (or as the last prober left it, after a reload);
+//! `unhealthy_threshold` failing probes in a row make it unhealthy,
+//! `healthy_threshold` passing ones healthy again. A probe passes
 //! when a complete response with an `expected_status` arrives within `timeout_ms`.
 
 use std::rc::Rc;
@@ -18,11 +19,11 @@ use std::time::Duration;
 use monoio::time::Instant;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
-use crate::config::{Endpoint, HealthCheck, Snapshot, Upstream};
+use crate::config::{Endpoint, HealthCheck, Upstream};
 use crate::downstream::{BodyError, BodySource, Piece};
 use crate::observe::{Counters, PublishedCounters};
 
-use super::board::EndpointBoard;
+use super::board::{EndpointBoard, ProbeSet};
 use super::exchange::{Exchanger, OutboundRequest};
 use super::pool::UpstreamPools;
 
@@ -32,23 +33,23 @@ const PROBER_TICK: Duration = Duration::from_millis(100);
 /// The running prober.
 pub struct Prober {
     stop: Arc<AtomicBool>,
-    /// The prober's counters (`health_*`), summed into `/stats`.
-    pub counters: Arc<PublishedCounters>,
 }
 
 impl Prober {
-    /// Starts the prober thread for the probe targets of `board` (endpoints of
-    /// `snapshot`'s upstreams with `health_check`); `None` when there are none.
+    /// Starts the prober thread for the probe targets of `board` now (endpoints
+    /// with `health_check` of the configurations in use); `None` when there are
+    /// none. Its counters (`health_*`) go on from what `published` holds, and are
+    /// published there.
     pub fn start(
-        snapshot: Arc<Snapshot>,
         board: Arc<EndpointBoard>,
+        published: Arc<PublishedCounters>,
     ) -> Result<Option<Prober>, String> {
-        if board.targets().is_empty() {
+        let probes = board.probes();
+        if probes.targets().is_empty() {
             return Ok(None);
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let counters = Arc::new(PublishedCounters::default());
-        let (seen_stop, published) = (stop.clone(), counters.clone());
+        let seen_stop = stop.clone();
         std::thread::Builder::new()
             .name("portico-health".into())
             .spawn(move || {
@@ -56,7 +57,7 @@ impl Prober {
                     .enable_timer()
                     .with_entries(256)
                     .build();
-                let probing = run(snapshot, board, seen_stop, published);
+                let probing = run(probes, board, seen_stop, published);
                 match runtime {
                     Ok(FusionRuntime::Uring(mut rt)) => rt.block_on(probing),
                     Ok(FusionRuntime::Legacy(mut rt)) => rt.block_on(probing),
@@ -64,7 +65,7 @@ impl Prober {
                 }
             })
             .map_err(|e| format!("cannot start the health-check thread: {e}"))?;
-        Ok(Some(Prober { stop, counters }))
+        Ok(Some(Prober { stop }))
     }
 
     /// Stops probing (within [`PROBER_TICK`]).
@@ -76,6 +77,7 @@ impl Prober {
 /// The prober's state on its thread.
 struct ProberState {
     board: Arc<EndpointBoard>,
+    probes: Arc<ProbeSet>,
     pools: UpstreamPools,
     /// What the exchange counts (connections, failures): kept apart from the
     /// workers' data-plane counters.
@@ -85,32 +87,21 @@ struct ProberState {
 }
 
 async fn run(
-    snapshot: Arc<Snapshot>,
+    probes: Arc<ProbeSet>,
     board: Arc<EndpointBoard>,
     stop: Arc<AtomicBool>,
     published: Arc<PublishedCounters>,
 ) {
     let state = Rc::new(ProberState {
-        board: board.clone(),
+        board,
+        probes: probes.clone(),
         pools: UpstreamPools::new(),
         exchange_counters: Counters::default(),
-        counters: Counters::default(),
+        counters: Counters::resume(&published),
     });
-    let targets = board.targets().len();
-    for (i, target) in board.targets().iter().enumerate() {
-        let Some(upstream) = snapshot.upstreams.get(target.upstream) else {
-            continue;
-        };
-        if upstream.endpoints.get(target.endpoint).is_none() || upstream.health_check.is_none() {
-            continue;
-        }
-        monoio::spawn(probe_loop(
-            state.clone(),
-            snapshot.clone(),
-            i,
-            targets,
-            stop.clone(),
-        ));
+    let targets = probes.targets().len();
+    for i in 0..targets {
+        monoio::spawn(probe_loop(state.clone(), i, targets, stop.clone()));
     }
     while !stop.load(Ordering::Relaxed) {
         monoio::time::sleep(PROBER_TICK).await;
@@ -121,17 +112,11 @@ async fn run(
 }
 
 /// Probes target `i` (of `targets`) until stopped, publishing verdict changes.
-async fn probe_loop(
-    state: Rc<ProberState>,
-    snapshot: Arc<Snapshot>,
-    i: usize,
-    targets: usize,
-    stop: Arc<AtomicBool>,
-) {
-    let Some(target) = state.board.targets().get(i) else {
+async fn probe_loop(state: Rc<ProberState>, i: usize, targets: usize, stop: Arc<AtomicBool>) {
+    let Some(target) = state.probes.targets().get(i) else {
         return;
     };
-    let Some(upstream) = snapshot.upstreams.get(target.upstream) else {
+    let Some(upstream) = target.snapshot.upstreams.get(target.upstream) else {
         return;
     };
     let (Some(endpoint), Some(check)) = (
@@ -144,7 +129,7 @@ async fn probe_loop(
     // in a burst every interval.
     let offset = check.interval.mul_f64(i as f64 / targets.max(1) as f64);
     monoio::time::sleep(offset).await;
-    let mut healthy = true;
+    let mut healthy = state.probes.is_healthy(i);
     let (mut passes, mut fails) = (0u32, 0u32);
     let mut head = Vec::with_capacity(256);
     while !stop.load(Ordering::Relaxed) {
@@ -156,7 +141,7 @@ async fn probe_loop(
             fails = 0;
             if !healthy && passes >= check.healthy_threshold {
                 healthy = true;
-                state.board.set_healthy(i, true);
+                state.board.set_healthy(&state.probes, i, true);
                 Counters::bump(&state.counters.health_marked_healthy);
             }
         } else {
@@ -165,7 +150,7 @@ async fn probe_loop(
             passes = 0;
             if healthy && fails >= check.unhealthy_threshold {
                 healthy = false;
-                state.board.set_healthy(i, false);
+                state.board.set_healthy(&state.probes, i, false);
                 Counters::bump(&state.counters.health_marked_unhealthy);
             }
         }

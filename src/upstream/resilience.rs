@@ -134,7 +134,8 @@ impl UpstreamStates {
         }
         self.seen_version.set(version);
         let endpoints = self.endpoints.borrow();
-        for (target, healthy) in self.board.verdicts() {
+        let probes = self.board.probes();
+        for (target, healthy) in probes.verdicts() {
             let found = endpoints
                 .iter()
                 .filter(|((u, k), _)| *u == target.upstream_name && *k == target.key);
