@@ -165,28 +165,39 @@ pub struct CertificateFiles {
 impl CertificateFiles {
     /// The files `snapshot` reads, as they are now.
     pub fn of(snapshot: &Snapshot) -> Self {
-        let mut files = Vec::new();
+        let mut watch = CertificateFiles { files: Vec::new() };
+        watch.follow(snapshot);
+        watch
+    }
+
+    /// Looks at the files `snapshot` reads from now on: a file already looked
+    /// at keeps what was seen of it (a change not yet acted on stays a change).
+    pub fn follow(&mut self, snapshot: &Snapshot) {
+        let mut paths = Vec::new();
         for l in &snapshot.server.tls {
             for c in &l.settings.certs {
-                files.push((c.cert.clone(), None));
-                files.push((c.key.clone(), None));
+                paths.push(c.cert.clone());
+                paths.push(c.key.clone());
             }
-            if let Some(ca) = &l.settings.client_ca {
-                files.push((ca.clone(), None));
+            paths.extend(l.settings.client_ca.clone());
+        }
+        let mut old = std::mem::take(&mut self.files);
+        for path in paths {
+            match old.iter().position(|(p, _)| *p == path) {
+                Some(i) => self.files.push(old.swap_remove(i)),
+                None => {
+                    let now = modified(&path);
+                    self.files.push((path, now));
+                }
             }
         }
-        let mut watch = CertificateFiles { files };
-        watch.changed();
-        watch
     }
 
     /// Looks again; true if any file changed since the last look.
     pub fn changed(&mut self) -> bool {
         let mut changed = false;
         for (path, seen) in &mut self.files {
-            let now = std::fs::metadata(&*path)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            let now = modified(path);
             if now != *seen {
                 changed = true;
                 *seen = now;
@@ -194,4 +205,9 @@ impl CertificateFiles {
         }
         changed
     }
+}
+
+fn modified(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }

@@ -55,17 +55,23 @@ pub fn serve_until_stopped(c: &mut Control<'_>) -> (i32, Instant) {
         } else {
             IDLE_TURN
         };
+        // Each reload reads the certificate files anew: what they are before it
+        // is what later looks compare with.
         match c.signals.wait(turn) {
             Signalled::Stop { signal, at } => {
                 c.reloads.stop();
                 return (signal, at);
             }
-            Signalled::Reload => c.reloads.reload("SIGHUP", &mut c.threads, None),
+            Signalled::Reload => {
+                certificates.changed();
+                c.reloads.reload("SIGHUP", &mut c.threads, None);
+            }
             Signalled::Nothing => {}
         }
         while let Ok(request) = c.requests.try_recv() {
             match request.action {
                 ControlAction::Reload => {
+                    certificates.changed();
                     c.reloads
                         .reload("POST /config/reload", &mut c.threads, Some(request))
                 }
@@ -74,7 +80,13 @@ pub fn serve_until_stopped(c: &mut Control<'_>) -> (i32, Instant) {
             }
         }
         if watch.as_ref().is_some_and(ConfigWatch::take_change) {
-            c.reloads.file_changed(&mut c.threads);
+            // Certificates often live beside the configuration file.
+            match certificates.changed() {
+                true => c
+                    .reloads
+                    .reload("certificate files changed", &mut c.threads, None),
+                false => c.reloads.file_changed(&mut c.threads),
+            }
         }
         if Instant::now() >= next_look {
             next_look = Instant::now() + IDLE_TURN;
@@ -84,13 +96,13 @@ pub fn serve_until_stopped(c: &mut Control<'_>) -> (i32, Instant) {
                     .reload("certificate files changed", &mut c.threads, None);
             }
         }
+        certificates.follow(c.reloads.newest());
         restart_dead_workers(c);
         c.reloads.poll(&mut c.threads);
         if c.reloads.running().number != running {
             // A new running configuration: its files, its watch, its drain timeout.
             running = c.reloads.running().number;
             let snapshot = c.reloads.running().snapshot.clone();
-            certificates = CertificateFiles::of(&snapshot);
             c.signals.set_drain_timeout(snapshot.server.drain_timeout);
             let was = watch.is_some();
             if was != snapshot.reload.watch {

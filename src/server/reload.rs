@@ -163,6 +163,11 @@ impl Reloads {
         &self.running
     }
 
+    /// The newest configuration in use: the canary's, else the running one.
+    pub fn newest(&self) -> &Snapshot {
+        &self.canary.as_ref().map_or(&self.running, |c| &c.version).snapshot
+    }
+
     /// True while something waits for workers (a canary, a rollout): the control
     /// loop then looks often.
     pub fn busy(&self) -> bool {
