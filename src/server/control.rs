@@ -49,6 +49,7 @@ pub fn serve_until_stopped(c: &mut Control<'_>) -> (i32, Instant) {
         c.signals.waker(),
     );
     let mut next_look = Instant::now() + IDLE_TURN;
+    c.reloads.poll(&mut c.threads);
     loop {
         let turn = if c.reloads.busy() {
             BUSY_TURN

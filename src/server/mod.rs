@@ -83,7 +83,7 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     let board = Arc::new(EndpointBoard::new(&snapshot, cores.len()));
     // The control thread's side: admin calls in, `/config` and its counters out.
     let (requests_tx, requests) = unbounded();
-    let view = ConfigView::default();
+    let view: ConfigView = Arc::new(Mutex::new(r#"{"running": null}"#.to_string()));
     let control_counters: Arc<PublishedCounters> = Arc::default();
     let running = Arc::new(Mutex::new(snapshot.clone()));
     let control = ControlParts {

@@ -90,13 +90,19 @@ struct Window {
     ticks: Vec<(u64, Instant)>,
 }
 
-/// A promoted configuration on its way to every worker.
+/// A configuration on its way to workers: a promoted one to every worker, or the
+/// running one back to the canary workers after a rollback. Calls that wait are
+/// answered when every worker serves it.
 struct Rollout {
     version: u64,
     attempt: u64,
+    /// Promoted (the attempt's `applied_ms` is set), or rolled back.
+    promoted: bool,
     triggered: Instant,
     posted: Instant,
     waiters: Vec<Sender<ControlReply>>,
+    /// The answer for them: status and body.
+    answer: (u16, Value),
 }
 
 /// The control thread's reload state.
@@ -165,7 +171,11 @@ impl Reloads {
 
     /// The newest configuration in use: the canary's, else the running one.
     pub fn newest(&self) -> &Snapshot {
-        &self.canary.as_ref().map_or(&self.running, |c| &c.version).snapshot
+        &self
+            .canary
+            .as_ref()
+            .map_or(&self.running, |c| &c.version)
+            .snapshot
     }
 
     /// True while something waits for workers (a canary, a rollout): the control
@@ -543,20 +553,24 @@ impl Reloads {
         ) {
             tracing::error!("after promoting version {number}: {e}");
         }
-        if let Some(old) = self.rollout.take() {
-            answer_all(
-                old.waiters,
-                200,
-                json!({"version": old.version, "outcome": "promoted"}),
-            );
-        }
-        self.rollout = Some(Rollout {
+        self.roll_out(Rollout {
             version: number,
             attempt,
+            promoted: true,
             triggered,
             posted: Instant::now(),
             waiters,
+            answer: (200, json!({"version": number, "outcome": "promoted"})),
         });
+    }
+
+    /// Follows `rollout` until every worker serves its version; one in progress
+    /// is answered as it stands (the newer one covers its workers).
+    fn roll_out(&mut self, rollout: Rollout) {
+        if let Some(old) = self.rollout.take() {
+            answer_all(old.waiters, old.answer.0, old.answer.1);
+        }
+        self.rollout = Some(rollout);
     }
 
     /// Rolls the canary back: its workers get the running configuration again.
@@ -580,14 +594,20 @@ impl Reloads {
         ) {
             tracing::error!("after rolling back version {}: {e}", c.version.number);
         }
-        answer_all(
-            c.waiters,
-            422,
-            json!({"version": c.version.number, "outcome": "rolled_back", "reason": reason}),
-        );
+        let answer =
+            json!({"version": c.version.number, "outcome": "rolled_back", "reason": reason});
+        self.roll_out(Rollout {
+            version: self.running.number,
+            attempt: c.attempt,
+            promoted: false,
+            triggered: c.triggered,
+            posted: Instant::now(),
+            waiters: c.waiters,
+            answer: (422, answer),
+        });
     }
 
-    /// A promoted configuration reached every worker (or took too long).
+    /// A configuration on its way reached every worker (or took too long).
     fn poll_rollout(&mut self, t: &Threads<'_>) {
         let Some(r) = &self.rollout else { return };
         let lagging: Vec<usize> = (0..t.workers.len())
@@ -595,14 +615,19 @@ impl Reloads {
             .collect();
         if lagging.is_empty() {
             let applied = r.triggered.elapsed();
-            if let Some(a) = self.history.get_mut(r.attempt) {
-                a.applied = Some(applied);
+            match r.promoted {
+                true => {
+                    if let Some(a) = self.history.get_mut(r.attempt) {
+                        a.applied = Some(applied);
+                    }
+                    tracing::info!(
+                        "version {} serves on every worker ({} ms after the trigger)",
+                        r.version,
+                        applied.as_millis()
+                    );
+                }
+                false => tracing::info!("version {} serves on every worker again", r.version),
             }
-            tracing::info!(
-                "version {} serves on every worker ({} ms after the trigger)",
-                r.version,
-                applied.as_millis()
-            );
         } else if r.posted.elapsed() > INSTALL_TIMEOUT {
             tracing::warn!(
                 "version {} is not installed on worker(s) {lagging:?} after {} s",
@@ -613,13 +638,12 @@ impl Reloads {
             return;
         }
         if let Some(r) = self.rollout.take() {
-            let applied = self.history.get_mut(r.attempt).and_then(|a| a.applied);
-            let body = json!({
-                "version": r.version,
-                "outcome": "promoted",
-                "applied_ms": applied.map(|d| d.as_millis() as u64),
-            });
-            answer_all(r.waiters, 200, body);
+            let (status, mut body) = r.answer;
+            if r.promoted {
+                let applied = self.history.get_mut(r.attempt).and_then(|a| a.applied);
+                body["applied_ms"] = json!(applied.map(|d| d.as_millis() as u64));
+            }
+            answer_all(r.waiters, status, body);
         }
     }
 
