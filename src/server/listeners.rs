@@ -39,7 +39,7 @@ use crate::observe::Counters;
 use crate::proxy::{Gateway, Worker};
 use crate::tls;
 
-use crate::config::TlsListener;
+use crate::config::{Snapshot, TlsListener};
 use crate::downstream::DrainSignal;
 
 use super::fd_shortage::{is_fd_exhaustion, FdShortage, Taken};
@@ -51,6 +51,21 @@ use super::panic_guard::guard;
 pub enum ListenerKind {
     Plain,
     Tls,
+}
+
+/// Every data address with what it speaks: the plaintext ones, then the TLS ones.
+pub fn listen_plan(snapshot: &Snapshot) -> Vec<(SocketAddr, ListenerKind)> {
+    let plain = snapshot
+        .server
+        .listen
+        .iter()
+        .map(|a| (*a, ListenerKind::Plain));
+    let tls = snapshot
+        .server
+        .tls
+        .iter()
+        .map(|t| (t.settings.listen, ListenerKind::Tls));
+    plain.chain(tls).collect()
 }
 
 /// The accepting side of one worker: its TLS contexts and open connections.

@@ -73,7 +73,7 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     let signals = signals::start(snapshot.server.drain_timeout)?;
     let cores = layout::worker_cores(snapshot.server.workers, snapshot.server.pin_workers);
     descriptors::check_limit(&snapshot, cores.len())?;
-    let plan = worker_set::listen_plan(&snapshot);
+    let plan = listeners::listen_plan(&snapshot);
     check_addresses(&plan, snapshot.admin, options)?;
 
     let token = admin_token(&snapshot)?;

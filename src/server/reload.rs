@@ -43,7 +43,8 @@ use super::reload_history::{Attempt, History, Outcome};
 use super::reuseport::check_nobody_listens;
 use super::side_reload::adopt_key_sets;
 use super::side_threads::{Running, SideThreads};
-use super::worker_set::{listen_plan, WorkerSet};
+use super::listeners::listen_plan;
+use super::worker_set::WorkerSet;
 
 /// How long workers get to install a configuration posted to them (one tick is
 /// 50 ms; building a generation is quick).

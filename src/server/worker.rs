@@ -18,10 +18,9 @@ use crate::observe::{AccessLogBuffer, PublishedCounters};
 use crate::proxy::Worker;
 use crate::upstream::EndpointBoard;
 
-use super::listeners::{Acceptor, ListenerKind};
+use super::listeners::{listen_plan, Acceptor, ListenerKind};
 use super::mailbox::{Install, Mailbox};
 use super::worker_listeners::WorkerListeners;
-use super::worker_set::listen_plan;
 use super::worker_status::WorkerStatus;
 
 /// Everything a worker thread needs to start.

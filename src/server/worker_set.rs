@@ -32,7 +32,7 @@ use crate::limit::WorkerLink;
 use crate::observe::{AccessLogWriter, PublishedCounters};
 use crate::upstream::EndpointBoard;
 
-use super::listeners::ListenerKind;
+use super::listeners::{listen_plan, ListenerKind};
 use super::mailbox::{Install, Mailbox};
 use super::panic_guard::panic_message;
 use super::reuseport::bind_shared;
@@ -64,21 +64,6 @@ pub struct Shared<'a> {
     pub published: &'a [Arc<PublishedCounters>],
     pub board: &'a Arc<EndpointBoard>,
     pub access_log: Option<&'a AccessLogWriter>,
-}
-
-/// Every data address with what it speaks: the plaintext ones, then the TLS ones.
-pub fn listen_plan(snapshot: &Snapshot) -> Vec<(SocketAddr, ListenerKind)> {
-    let plain = snapshot
-        .server
-        .listen
-        .iter()
-        .map(|a| (*a, ListenerKind::Plain));
-    let tls = snapshot
-        .server
-        .tls
-        .iter()
-        .map(|t| (t.settings.listen, ListenerKind::Tls));
-    plain.chain(tls).collect()
 }
 
 impl WorkerSet {
