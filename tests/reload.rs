@@ -204,7 +204,11 @@ scope = "instance"
     assert_eq!(cn(gw.port2).as_deref(), Some("api.example.com"));
     let served_first = std::fs::read(&first.cert).expect("cert");
 
-    rewrite(&gw, &text("v2", &b, 50, &second));
+    // Version 2 also listens on a second plaintext address.
+    let extra = common::free_port();
+    let both = format!("listen = [\"127.0.0.1:{{port}}\", \"127.0.0.1:{extra}\"]");
+    let v2 = text("v2", &b, 50, &second).replacen("listen = [\"127.0.0.1:{port}\"]", &both, 1);
+    rewrite(&gw, &v2);
     let (status, answer) = reload(&gw);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["outcome"], "promoted", "{answer}");
@@ -240,6 +244,37 @@ scope = "instance"
         "{view}"
     );
     assert_eq!(gw.stat("config_reloads_promoted"), 1);
+    assert_eq!(
+        fresh(extra, "/text").map(|r| r.1).as_deref(),
+        Some("v2"),
+        "the new listener serves"
+    );
+
+    // Version 3 drops the TLS listener and the second address: they stop accepting,
+    // the connections they accepted finish.
+    let mut on_extra = common::Client::connect(extra);
+    assert_eq!(on_extra.get("/text").text(), "v2");
+    let tls_block = v2.find("[[server.tls]]").expect("tls");
+    let upstream_block = v2.find("[[upstream]]").expect("upstream");
+    let v3 = format!("{}{}", &v2[..tls_block], &v2[upstream_block..])
+        .replace(&both, "listen = [\"127.0.0.1:{port}\"]");
+    rewrite(&gw, &v3.replace("v2", "v3"));
+    assert_eq!(reload(&gw).1["outcome"], "promoted");
+    eventually(
+        "the removed listeners to close",
+        Duration::from_secs(5),
+        || {
+            TcpStream::connect(("127.0.0.1", extra)).is_err()
+                && TcpStream::connect(("127.0.0.1", gw.port2)).is_err()
+        },
+    );
+    assert_eq!(fresh(gw.port, "/text").map(|r| r.1).as_deref(), Some("v3"));
+    assert_eq!(
+        on_extra.get("/text").text(),
+        "v2",
+        "a connection from a closed listener finishes"
+    );
+    assert_eq!(kept.get("/text").text(), "v1");
 }
 
 #[test]

@@ -190,3 +190,84 @@ pub(crate) fn admin_token_env(
     }
     name
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    const ROUTE: &str = "[[route]]\nname = \"r\"\nrespond = { status = 200 }\n";
+
+    fn errors(text: &str) -> String {
+        match parse("t.toml", text) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn reload_keys_have_defaults_and_ranges() {
+        let s = parse("t.toml", ROUTE).expect("config");
+        assert!(s.reload.canary && s.reload.watch);
+        assert_eq!(s.reload.canary_workers, 1);
+        assert_eq!(s.reload.canary_window.as_millis(), 5_000);
+        let text = format!(
+            "[reload]\ncanary = false\ncanary_ms = 250\ncanary_max_error_increase = 0\n{ROUTE}"
+        );
+        let s = parse("t.toml", &text).expect("config");
+        assert!(!s.reload.canary);
+        assert_eq!(s.reload.canary_window.as_millis(), 250);
+        assert_eq!(s.reload.max_error_increase, 0.0);
+        let e = errors(&format!("[reload]\ncanary_ms = 0\n{ROUTE}"));
+        assert!(e.contains("t.toml:2:13: 0 is out of range"), "{e}");
+        let e = errors(&format!("[reload]\nsurprise = 1\n{ROUTE}"));
+        assert!(e.contains("t.toml:2:1: unknown field `surprise`"), "{e}");
+        let bad = format!("[reload]\ncanary_max_rejection_increase = 2.5\n{ROUTE}");
+        assert!(errors(&bad).contains("t.toml:2:33: 2.5 is out of range: must be from 0 to 1"));
+    }
+
+    #[test]
+    fn a_file_over_its_limits_is_refused_before_it_is_compiled() {
+        let mut text = String::from("[config_limits]\nmax_upstreams = 1\nmax_endpoints = 2\n");
+        for i in 0..2 {
+            // Names that cannot resolve: nothing is compiled, so they are not looked up.
+            text.push_str(&format!(
+                "[[upstream]]\nname = \"u{i}\"\nendpoints = [\"nowhere.invalid:1\", \"nowhere.invalid:2\"]\n"
+            ));
+        }
+        text.push_str(ROUTE);
+        let e = errors(&text);
+        assert!(
+            e.contains("t.toml:8:8: 2 upstreams, more than [config_limits] max_upstreams = 1"),
+            "{e}"
+        );
+        assert!(
+            e.contains("t.toml:9:14: 4 endpoints, more than [config_limits] max_endpoints = 2"),
+            "{e}"
+        );
+        assert!(!e.contains("resolve"), "nothing was resolved: {e}");
+        let big = format!(
+            "[config_limits]\nmax_file_bytes = 1024\n{ROUTE}# {}\n",
+            "x".repeat(1100)
+        );
+        let expected = format!(
+            "t.toml:1:1: the file has {} bytes, more than [config_limits] max_file_bytes = 1024",
+            big.len()
+        );
+        assert!(errors(&big).contains(&expected), "{}", errors(&big));
+    }
+
+    #[test]
+    fn an_admin_listener_off_loopback_needs_a_token_variable() {
+        let open = format!("[admin]\nlisten = \"0.0.0.0:9901\"\n{ROUTE}");
+        assert!(errors(&open).contains(
+            "t.toml:2:10: the admin listener on 0.0.0.0:9901 is not on a loopback address"
+        ));
+        let guarded =
+            format!("[admin]\nlisten = \"0.0.0.0:9901\"\ntoken_env = \"ADMIN_TOKEN\"\n{ROUTE}");
+        let s = parse("t.toml", &guarded).expect("config");
+        assert_eq!(s.admin_token_env.as_deref(), Some("ADMIN_TOKEN"));
+        let bad = format!("[admin]\ntoken_env = \"1 bad\"\n{ROUTE}");
+        assert!(errors(&bad)
+            .contains("t.toml:2:13: token_env \"1 bad\" must be an environment variable name"));
+    }
+}

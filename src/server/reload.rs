@@ -39,11 +39,11 @@ use crate::observe::{utc_timestamp, Counters, PublishedCounters};
 use crate::upstream::EndpointBoard;
 
 use super::canary::{self, Sample};
+use super::listeners::listen_plan;
 use super::reload_history::{Attempt, History, Outcome};
 use super::reuseport::check_nobody_listens;
 use super::side_reload::adopt_key_sets;
 use super::side_threads::{Running, SideThreads};
-use super::listeners::listen_plan;
 use super::worker_set::WorkerSet;
 
 /// How long workers get to install a configuration posted to them (one tick is
