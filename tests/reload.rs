@@ -485,6 +485,43 @@ fn panics_close_one_connection_a_dead_worker_restarts_and_a_panicking_canary_rol
         "{answer}"
     );
     assert_eq!(fresh(gw.port, "/ok").map(|r| r.0), Some(200));
+
+    // A configuration whose generation panics while a worker builds it: the
+    // canary rolls it back; and with `canary = false` (every worker builds it at
+    // once) none of them dies: the running configuration goes back to all.
+    let bad = format!("{v1}[[route]]\nname = \"test-panic-install\"\npath = \"/x\"\nrespond = {{ status = 200 }}\n");
+    rewrite(&gw, &bad);
+    let (status, answer) = reload(&gw);
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("installing it on worker 0 panicked"),
+        "{answer}"
+    );
+    let at_once = v1.replace("canary_ms = 400", "canary = false");
+    rewrite(&gw, &at_once);
+    assert_eq!(reload(&gw).0, 200);
+    rewrite(&gw, &format!("{at_once}[[route]]\nname = \"test-panic-install\"\npath = \"/x\"\nrespond = {{ status = 200 }}\n"));
+    let (status, answer) = reload(&gw);
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap_or("").contains("panicked"),
+        "{answer}"
+    );
+    let view = config(&gw);
+    assert_eq!(
+        view["running"]["version"], 4,
+        "the one before is back: {view}"
+    );
+    assert!(
+        view["workers"]
+            .as_array()
+            .is_some_and(|w| w.iter().all(|w| w["version"] == 4)),
+        "{view}"
+    );
+    assert_eq!(fresh(gw.port, "/ok").map(|r| r.0), Some(200));
     assert_eq!(
         gw.proc.wait_exit(Duration::ZERO),
         None,

@@ -6,6 +6,8 @@
 //!   served: the panic guard of its connection must catch it.
 //! - One routed to `test-panic-worker` makes its worker's next tick panic, outside
 //!   any connection: the worker thread dies, and the control thread must restart it.
+//! - A configuration with a route named `test-panic-install` panics while a worker
+//!   builds its generation: the worker must go on with the one it had.
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -28,6 +30,13 @@ pub fn on_route(name: &str) {
         "test-panic-connection" => panic!("test panic while serving a connection"),
         "test-panic-worker" => DIE_ON_TICK.with(|d| d.set(true)),
         _ => {}
+    }
+}
+
+/// Called when a worker builds a generation from a configuration with `routes`.
+pub fn on_install<'a>(mut routes: impl Iterator<Item = &'a str>) {
+    if enabled() && routes.any(|r| r == "test-panic-install") {
+        panic!("test panic while building a generation");
     }
 }
 

@@ -102,6 +102,8 @@ impl Worker {
         if current.version == version {
             return;
         }
+        #[cfg(debug_assertions)]
+        super::test_panic::on_install(snapshot.routes.iter().map(|r| r.name.as_str()));
         let kept = self.previous.borrow_mut().take();
         let next = match kept {
             Some(g) if g.version == version => g,

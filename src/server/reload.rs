@@ -104,6 +104,9 @@ struct Rollout {
     waiters: Vec<Sender<ControlReply>>,
     /// The answer for them: status and body.
     answer: (u16, Value),
+    /// For a promotion: the configuration it replaced, put back if a worker
+    /// cannot install the new one.
+    previous: Option<Version>,
 }
 
 /// The control thread's reload state.
@@ -195,7 +198,8 @@ impl Reloads {
         if let Some(h) = read_hash {
             self.last_read = h;
         }
-        let parsed = text.and_then(|text| config::parse(&self.path.display().to_string(), &text));
+        let file = self.path.display().to_string();
+        let parsed = text.and_then(|text| compile_guarded(&file, &text));
         let mut next = match parsed {
             Ok(s) => s,
             Err(errors) => {
@@ -469,6 +473,9 @@ impl Reloads {
         let number = canary.version.number;
         for &id in &canary.workers {
             let status = t.workers.status(id);
+            if let Some(why) = status.failed(number) {
+                return Some(format!("installing it on worker {id} panicked: {why}"));
+            }
             if status.installed() == number {
                 if let Some(e) = status.install_error() {
                     return Some(e);
@@ -562,6 +569,7 @@ impl Reloads {
             posted: Instant::now(),
             waiters,
             answer: (200, json!({"version": number, "outcome": "promoted"})),
+            previous: Some(previous),
         });
     }
 
@@ -605,12 +613,18 @@ impl Reloads {
             posted: Instant::now(),
             waiters: c.waiters,
             answer: (422, answer),
+            previous: None,
         });
     }
 
     /// A configuration on its way reached every worker (or took too long).
-    fn poll_rollout(&mut self, t: &Threads<'_>) {
+    fn poll_rollout(&mut self, t: &mut Threads<'_>) {
         let Some(r) = &self.rollout else { return };
+        let failed = (0..t.workers.len())
+            .find_map(|id| t.workers.status(id).failed(r.version).map(|why| (id, why)));
+        if let Some((id, why)) = failed {
+            return self.revert(id, &why, t);
+        }
         let lagging: Vec<usize> = (0..t.workers.len())
             .filter(|&id| t.workers.status(id).installed() != r.version)
             .collect();
@@ -646,6 +660,47 @@ impl Reloads {
             }
             answer_all(r.waiters, status, body);
         }
+    }
+
+    /// A promoted configuration could not be installed on worker `id` (building
+    /// its generation panicked; every worker would): the configuration it
+    /// replaced goes back to every worker.
+    fn revert(&mut self, id: usize, why: &str, t: &mut Threads<'_>) {
+        let Some(r) = self.rollout.take() else { return };
+        let Some(previous) = r.previous else { return };
+        let failed = std::mem::replace(&mut self.running, previous);
+        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = self.running.snapshot.clone();
+        for w in 0..t.workers.len() {
+            t.workers
+                .post(w, self.running.number, &self.running.snapshot);
+        }
+        let reason = format!(
+            "installing it on worker {id} panicked: {why}; version {} is back",
+            self.running.number
+        );
+        Counters::bump(&self.counters.config_reloads_rolled_back);
+        self.history.end(r.attempt, Outcome::RolledBack, &reason);
+        tracing::error!("version {} rolled back: {reason}", failed.number);
+        if let Err(e) = t.side.follow(
+            std::slice::from_ref(&self.running.snapshot),
+            t.board,
+            t.workers.len(),
+        ) {
+            tracing::error!("after rolling back version {}: {e}", failed.number);
+        }
+        self.rollout = Some(Rollout {
+            version: self.running.number,
+            attempt: r.attempt,
+            promoted: false,
+            triggered: r.triggered,
+            posted: Instant::now(),
+            waiters: r.waiters,
+            answer: (
+                422,
+                json!({"version": failed.number, "outcome": "rolled_back", "reason": reason}),
+            ),
+            previous: None,
+        });
     }
 
     /// Rewrites `/config` and publishes the reload counters.
@@ -703,6 +758,22 @@ fn deltas(
         }
     }
     (mine, others)
+}
+
+/// Compiles `text` as `config::parse` does; a panic while compiling (a bug the file
+/// happens to reach) refuses the file instead of ending the process.
+fn compile_guarded(file: &str, text: &str) -> Result<Snapshot, config::ConfigErrors> {
+    std::panic::catch_unwind(|| config::parse(file, text)).unwrap_or_else(|payload| {
+        Err(config::ConfigErrors(vec![config::ConfigError {
+            file: file.to_string(),
+            line: 1,
+            col: 1,
+            reason: format!(
+                "compiling this file panicked ({}): refused; please report it",
+                super::panic_guard::panic_message(payload.as_ref())
+            ),
+        }]))
+    })
 }
 
 /// Logs the changes a reload cannot make (they need a restart).

@@ -4,6 +4,7 @@
 //! (connections, upstream pools, counters, the current generation). Its tick
 //! empties the control thread's mailbox: a drain, or a configuration to install.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,12 +15,13 @@ use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::config::Snapshot;
 use crate::limit::{WorkerLink, LIMIT_TICK};
-use crate::observe::{AccessLogBuffer, PublishedCounters};
+use crate::observe::{AccessLogBuffer, Counters, PublishedCounters};
 use crate::proxy::Worker;
 use crate::upstream::EndpointBoard;
 
 use super::listeners::{listen_plan, Acceptor, ListenerKind};
 use super::mailbox::{Install, Mailbox};
+use super::panic_guard::panic_message;
 use super::worker_listeners::WorkerListeners;
 use super::worker_status::WorkerStatus;
 
@@ -144,12 +146,27 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
             break deadline;
         }
         if let Some(order) = posted.install {
-            let error = install(&worker, &acceptor, &mut listeners, order, &plan.status);
+            // A configuration whose generation cannot be built must not end the
+            // worker (with `canary = false` every worker would build it at once).
+            let version = order.version;
+            let installed = catch_unwind(AssertUnwindSafe(|| {
+                install(&worker, &acceptor, &mut listeners, order, &plan.status)
+            }));
+            match installed {
+                Ok(None) => {}
+                Ok(Some(e)) => tracing::error!(worker = worker.id, "{e}"),
+                Err(payload) => {
+                    let why = panic_message(payload.as_ref());
+                    Counters::bump(&worker.counters.worker_panics);
+                    tracing::error!(
+                        worker = worker.id,
+                        "installing version {version} panicked ({why}); the worker serves on the version it had"
+                    );
+                    plan.status.set_failed(version, why);
+                }
+            }
             if limit_tick_task.is_none() && worker.limiter.has_limiter() {
                 limit_tick_task = Some(monoio::spawn(limit_tick(worker.clone())));
-            }
-            if let Some(e) = &error {
-                tracing::error!(worker = worker.id, "{e}");
             }
         }
         #[cfg(debug_assertions)]
@@ -195,17 +212,19 @@ fn install(
     if let Some(link) = limiter {
         worker.limiter.connect(link);
     }
+    let plan = listen_plan(&snapshot);
+    let (backlog, tls) = (snapshot.server.listen_backlog, snapshot.clone());
+    // The generation first: if building it panics, nothing else changed.
+    worker.install(version, snapshot);
     let mut failed = Vec::new();
-    if let Err(e) = acceptor.install_tls(&snapshot.server.tls) {
+    if let Err(e) = acceptor.install_tls(&tls.server.tls) {
         failed.push(format!(
             "its TLS listeners' certificates were not installed: {e}"
         ));
     }
-    let plan = listen_plan(&snapshot);
-    if let Err(e) = listeners.follow(acceptor, &plan, snapshot.server.listen_backlog) {
+    if let Err(e) = listeners.follow(acceptor, &plan, backlog) {
         failed.push(e);
     }
-    worker.install(version, snapshot);
     let error = (!failed.is_empty()).then(|| {
         format!(
             "worker {}: version {version}: {}",

@@ -17,6 +17,8 @@ pub struct WorkerStatus {
     /// descriptor number, and a duplicate held here.
     listening: Mutex<Vec<(SocketAddr, RawFd, OwnedFd)>>,
     install_error: Mutex<Option<String>>,
+    /// A version whose install panicked (the worker serves on what it had), and why.
+    failed: Mutex<Option<(u64, String)>>,
 }
 
 impl WorkerStatus {
@@ -30,6 +32,19 @@ impl WorkerStatus {
     pub fn set_installed(&self, version: u64, error: Option<String>) {
         *lock(&self.install_error) = error;
         self.installed.store(version, Ordering::Release);
+    }
+
+    /// Installing `version` panicked: the worker serves on the version it had.
+    pub fn set_failed(&self, version: u64, why: String) {
+        *lock(&self.failed) = Some((version, why));
+    }
+
+    /// Why installing `version` panicked, if it did.
+    pub fn failed(&self, version: u64) -> Option<String> {
+        lock(&self.failed)
+            .as_ref()
+            .filter(|(v, _)| *v == version)
+            .map(|(_, why)| why.clone())
     }
 
     /// What failed when the current version was installed.
