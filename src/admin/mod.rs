@@ -9,7 +9,8 @@
 //! - `GET /stats`: counters summed over workers and side threads (the rate
 //!   limiter, the health prober, the control thread's reload counts), as JSON,
 //!   with an `endpoints` list: each upstream endpoint's health, ejections and
-//!   tries over all workers.
+//!   tries over all workers, and the composed routes' counters under `compose`,
+//!   per route and part.
 //! - `GET /config` and `POST /config/reload|promote|rollback` ([`config_api`]).
 //!
 //! The thread looks at its stop flag at least every [`STOP_CHECK`], so after
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::compose::PublishedCompose;
 use crate::observe::PublishedCounters;
 use crate::upstream::EndpointBoard;
 
@@ -73,12 +75,14 @@ impl Admin {
 
 /// Serves admin requests on `listener` (bound by the caller) on a background
 /// thread, starting in [`Phase::Starting`]. `side` are the counters of threads other
-/// than workers; they are summed in but not counted as workers. `endpoints` holds
-/// the workers' published view of the endpoints; `config` answers `/config`.
+/// than workers; they are summed in but not counted as workers. `compose` are the
+/// workers' composition counters; `endpoints` holds the workers' published view of
+/// the endpoints; `config` answers `/config`.
 pub fn start(
     listener: TcpListener,
     workers: Vec<Arc<PublishedCounters>>,
     side: Vec<Arc<PublishedCounters>>,
+    compose: Vec<Arc<PublishedCompose>>,
     readiness: Readiness,
     endpoints: Arc<EndpointBoard>,
     config: ConfigApi,
@@ -105,15 +109,13 @@ pub fn start(
                     }
                 };
                 let phase = phase_of(seen_phase.load(Ordering::Relaxed));
-                let seen = Seen {
-                    phase,
+                let counters = Counters {
                     workers: &workers,
                     side: &side,
-                    readiness: &readiness,
+                    compose: &compose,
                     endpoints: &endpoints,
-                    config: &config,
                 };
-                let _ = answer(stream, &seen);
+                let _ = answer(stream, phase, &counters, &readiness, &config);
             }
             // The listener closes as it drops here.
         })?;
@@ -145,17 +147,21 @@ fn phase_of(v: u8) -> Phase {
     }
 }
 
-/// What the admin thread answers from.
-struct Seen<'a> {
-    phase: Phase,
+/// Every published counter `/stats` shows.
+struct Counters<'a> {
     workers: &'a [Arc<PublishedCounters>],
     side: &'a [Arc<PublishedCounters>],
-    readiness: &'a Readiness,
+    compose: &'a [Arc<PublishedCompose>],
     endpoints: &'a EndpointBoard,
-    config: &'a ConfigApi,
 }
 
-fn answer(mut stream: TcpStream, seen: &Seen<'_>) -> std::io::Result<()> {
+fn answer(
+    mut stream: TcpStream,
+    phase: Phase,
+    counters: &Counters<'_>,
+    readiness: &Readiness,
+    config: &ConfigApi,
+) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = [0u8; 4096];
@@ -183,11 +189,8 @@ fn answer(mut stream: TcpStream, seen: &Seen<'_>) -> std::io::Result<()> {
         }
     };
     if path == "/config" || path.starts_with("/config/") || path.starts_with("/config?") {
-        return seen
-            .config
-            .answer(stream, &method, &path, authorization.as_deref());
+        return config.answer(stream, &method, &path, authorization.as_deref());
     }
-    let (phase, readiness) = (seen.phase, seen.readiness);
     match (path.as_str(), phase) {
         ("/healthz", Phase::Stopping) => respond(&mut stream, 503, "text/plain", "stopping\n"),
         ("/healthz", _) => respond(&mut stream, 200, "text/plain", "ok\n"),
@@ -198,21 +201,13 @@ fn answer(mut stream: TcpStream, seen: &Seen<'_>) -> std::io::Result<()> {
             Some(reason) => respond(&mut stream, 503, "text/plain", &format!("{reason}\n")),
             None => respond(&mut stream, 200, "text/plain", "ready\n"),
         },
-        ("/stats", _) => respond(
-            &mut stream,
-            200,
-            "application/json",
-            &stats_json(seen.workers, seen.side, seen.endpoints),
-        ),
+        ("/stats", _) => respond(&mut stream, 200, "application/json", &stats_json(counters)),
         _ => respond(&mut stream, 404, "text/plain", "not found\n"),
     }
 }
 
-fn stats_json(
-    workers: &[Arc<PublishedCounters>],
-    side: &[Arc<PublishedCounters>],
-    endpoints: &EndpointBoard,
-) -> String {
+fn stats_json(counters: &Counters<'_>) -> String {
+    let (workers, side) = (counters.workers, counters.side);
     let mut totals: Vec<(&'static str, u64)> = Vec::new();
     for w in workers.iter().chain(side) {
         for (i, (name, v)) in w.values().into_iter().enumerate() {
@@ -227,10 +222,11 @@ fn stats_json(
         .map(|(k, v)| format!("\"{k}\": {v}"))
         .collect();
     format!(
-        "{{\"workers\": {}, {}, \"endpoints\": {}}}\n",
+        "{{\"workers\": {}, {}, \"endpoints\": {}, \"compose\": {}}}\n",
         workers.len(),
         fields.join(", "),
-        endpoints_json(endpoints)
+        endpoints_json(counters.endpoints),
+        PublishedCompose::render(counters.compose)
     )
 }
 

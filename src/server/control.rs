@@ -36,6 +36,8 @@ pub struct Control<'a> {
     pub reloads: &'a mut Reloads,
     pub threads: Threads<'a>,
     pub access_log: Option<&'a crate::observe::AccessLogWriter>,
+    /// Each worker's composition counters (for a worker restarted).
+    pub compose: &'a [Arc<crate::compose::PublishedCompose>],
     pub config_path: &'a Path,
 }
 
@@ -138,6 +140,7 @@ fn restart_dead_workers(c: &mut Control<'_>) {
         let configuration = (running.number, running.snapshot.clone());
         let shared = Shared {
             published: c.threads.published,
+            compose: c.compose,
             board: c.threads.board,
             access_log: c.access_log,
         };

@@ -47,6 +47,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::unbounded;
 
 use crate::admin::{ConfigApi, ConfigView, Phase};
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::observe::PublishedCounters;
 use crate::upstream::EndpointBoard;
@@ -79,6 +80,10 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     let token = admin_token(&snapshot)?;
 
     let published: Vec<Arc<PublishedCounters>> = cores.iter().map(|_| Arc::default()).collect();
+    let published_compose: Vec<Arc<PublishedCompose>> = cores
+        .iter()
+        .map(|_| Arc::new(PublishedCompose::new(&snapshot)))
+        .collect();
     // Endpoint health verdicts in, endpoint states out: prober, workers and admin.
     let board = Arc::new(EndpointBoard::new(&snapshot, cores.len()));
     // The control thread's side: admin calls in, `/config` and its counters out.
@@ -91,9 +96,11 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
         counters: control_counters.clone(),
         running: running.clone(),
     };
-    let (mut side, limiter_links) = side_threads::start(&snapshot, &published, &board, control)?;
+    let (mut side, limiter_links) =
+        side_threads::start(&snapshot, &published, &published_compose, &board, control)?;
     let shared = Shared {
         published: &published,
+        compose: &published_compose,
         board: &board,
         access_log: side.access_log.as_ref(),
     };
@@ -149,6 +156,7 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
             published: &published,
         },
         access_log: access_log.as_ref(),
+        compose: &published_compose,
         config_path: &config_path,
     });
     side.access_log = access_log;

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use crate::admin::{self, Admin, ConfigApi};
 use crate::auth::jwks::{self, JwksFetchers, KeySetSlot};
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::{GlobalLimiter, LimiterThread, WorkerLink};
 use crate::observe::{AccessLogWriter, PublishedCounters};
@@ -58,15 +59,16 @@ pub struct ControlParts {
 /// Starts the side threads in order: access log, JWKS fetchers, limiter,
 /// health-check prober, admin listener. On an error, what was started is stopped
 /// again. Returns the threads and one limiter link per worker (empty without a
-/// limiter).
+/// limiter). `published` and `compose` are the workers' counters the admin shows.
 pub fn start(
     snapshot: &Arc<Snapshot>,
     published: &[Arc<PublishedCounters>],
+    compose: &[Arc<PublishedCompose>],
     board: &Arc<EndpointBoard>,
     control: ControlParts,
 ) -> Result<(SideThreads, Vec<WorkerLink>), String> {
     let mut side = SideThreads::default();
-    match start_each(&mut side, snapshot, published, board, control) {
+    match start_each(&mut side, snapshot, published, compose, board, control) {
         Ok(links) => Ok((side, links)),
         Err(e) => {
             side.stop(super::shutdown::StopDeadlines::now().side_threads());
@@ -79,6 +81,7 @@ fn start_each(
     side: &mut SideThreads,
     snapshot: &Arc<Snapshot>,
     published: &[Arc<PublishedCounters>],
+    compose: &[Arc<PublishedCompose>],
     board: &Arc<EndpointBoard>,
     control: ControlParts,
 ) -> Result<Vec<WorkerLink>, String> {
@@ -113,6 +116,7 @@ fn start_each(
                 listener,
                 published.to_vec(),
                 side_counters,
+                compose.to_vec(),
                 readiness(control.running),
                 board.clone(),
                 control.config_api,

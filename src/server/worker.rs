@@ -13,6 +13,7 @@ use core_affinity::CoreId;
 use crossbeam_channel::{Receiver, Sender};
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::{WorkerLink, LIMIT_TICK};
 use crate::observe::{AccessLogBuffer, Counters, PublishedCounters};
@@ -43,6 +44,8 @@ pub struct WorkerPlan {
     pub listeners: Receiver<Handoff>,
     pub access_log: Option<AccessLogBuffer>,
     pub published: Arc<PublishedCounters>,
+    /// Where this worker publishes its composition counters.
+    pub published_compose: Arc<PublishedCompose>,
     /// This worker's channels to the global limiter thread, when there is one.
     pub limiter: Option<WorkerLink>,
     /// Health verdicts in, endpoint states out (shared with the prober and admin).
@@ -173,6 +176,7 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         crate::proxy::test_panic::worker_tick();
         worker.tick();
         worker.publish(&plan.published);
+        worker.generation().compose.publish(&plan.published_compose);
         plan.status.tick();
     };
 
@@ -188,8 +192,10 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         monoio::time::sleep(TICK).await;
         worker.tick();
         worker.publish(&plan.published);
+        worker.generation().compose.publish(&plan.published_compose);
     }
     worker.publish(&plan.published);
+    worker.generation().compose.publish(&plan.published_compose);
 }
 
 /// Installs the configuration `order` carries: the generation new connections pin,

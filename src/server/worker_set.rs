@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use core_affinity::CoreId;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::WorkerLink;
 use crate::observe::{AccessLogWriter, PublishedCounters};
@@ -62,6 +63,8 @@ pub struct WorkerSet {
 /// endpoint board, the access-log writer.
 pub struct Shared<'a> {
     pub published: &'a [Arc<PublishedCounters>],
+    /// Each worker's composition counters.
+    pub compose: &'a [Arc<PublishedCompose>],
     pub board: &'a Arc<EndpointBoard>,
     pub access_log: Option<&'a AccessLogWriter>,
 }
@@ -128,6 +131,7 @@ impl WorkerSet {
             listeners: handoff_rx,
             access_log: shared.access_log.map(AccessLogWriter::buffer),
             published: shared.published.get(id).cloned().unwrap_or_default(),
+            published_compose: shared.compose.get(id).cloned().unwrap_or_default(),
             limiter: self.links.get(id).cloned().flatten(),
             board: shared.board.clone(),
         };
