@@ -109,6 +109,29 @@ struct Rollout {
     previous: Option<Version>,
 }
 
+/// A configuration that passed the checks, on its way to the workers.
+struct Trial {
+    version: Version,
+    attempt: u64,
+    triggered: Instant,
+    caller: Option<ControlRequest>,
+}
+
+impl Trial {
+    /// The call that asked for it: answered `now` unless it waits for the verdict
+    /// (then returned, to be answered then).
+    fn waiters_or_answer(&self, now: Value) -> Vec<Sender<ControlReply>> {
+        match &self.caller {
+            Some(c) if c.wait => vec![c.reply.clone()],
+            Some(c) => {
+                answer(&c.reply, 200, now);
+                Vec::new()
+            }
+            None => Vec::new(),
+        }
+    }
+}
+
 /// The control thread's reload state.
 pub struct Reloads {
     path: PathBuf,
@@ -193,35 +216,10 @@ impl Reloads {
     pub fn reload(&mut self, trigger: &str, t: &mut Threads<'_>, caller: Option<ControlRequest>) {
         let triggered = Instant::now();
         Counters::bump(&self.counters.config_reloads);
-        let text = config::read(&self.path);
-        let read_hash = text.as_deref().ok().map(ConfigHash::of);
-        if let Some(h) = read_hash {
-            self.last_read = h;
-        }
-        let file = self.path.display().to_string();
-        let parsed = text.and_then(|text| compile_guarded(&file, &text));
-        let mut next = match parsed {
+        let snapshot = match self.check(t) {
             Ok(s) => s,
-            Err(errors) => {
-                let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
-                return self.refuse(trigger, read_hash, &lines, caller);
-            }
+            Err((hash, errors)) => return self.refuse(trigger, hash, &errors, caller),
         };
-        let hash = next.hash;
-        if let Err(e) = self.check_new_addresses(&next) {
-            return self.refuse(trigger, Some(hash), &[e], caller);
-        }
-        warn_restart_only(&self.running.snapshot, &next);
-        let mut in_use = vec![self.running.snapshot.clone()];
-        in_use.extend(self.canary.as_ref().map(|c| c.version.snapshot.clone()));
-        adopt_key_sets(&mut next, &in_use);
-        let snapshot = Arc::new(next);
-        let in_use = [snapshot.clone(), self.running.snapshot.clone()];
-        match t.side.follow(&in_use, t.board, t.workers.len()) {
-            Ok(Some(links)) => t.workers.set_links(links),
-            Ok(None) => {}
-            Err(e) => return self.refuse(trigger, Some(hash), &[e], caller),
-        }
         let number = self.next_version;
         self.next_version += 1;
         let version = Version {
@@ -230,14 +228,14 @@ impl Reloads {
             loaded: SystemTime::now(),
             trigger: trigger.to_string(),
         };
-        let settings = self.running.snapshot.reload.clone();
+        let canary = self.running.snapshot.reload.canary;
         let attempt = self.history.add(Attempt {
             id: 0,
             version: Some(number),
-            hash: Some(hash.hex()),
+            hash: Some(snapshot.hash.hex()),
             trigger: trigger.to_string(),
             at: SystemTime::now(),
-            outcome: if settings.canary {
+            outcome: if canary {
                 Outcome::Canary
             } else {
                 Outcome::Promoted
@@ -254,73 +252,109 @@ impl Reloads {
                 json!({"outcome": "superseded", "reason": why}),
             );
         }
-        let (wait, reply) = match caller {
-            Some(c) => (c.wait, Some(c.reply)),
-            None => (false, None),
+        let trial = Trial {
+            version,
+            attempt,
+            triggered,
+            caller,
         };
-        if !settings.canary {
-            tracing::info!(
-                "reload ({trigger}): version {number} ({}) goes to every worker at once ([reload] canary = false)",
-                hash.short()
-            );
-            let waiters = match (wait, reply) {
-                (true, Some(r)) => vec![r],
-                (false, Some(r)) => {
-                    answer(&r, 200, json!({"version": number, "outcome": "promoted"}));
-                    Vec::new()
-                }
-                _ => Vec::new(),
-            };
-            self.promote_now(
-                version,
-                attempt,
-                triggered,
-                waiters,
-                "[reload] canary = false",
-                t,
-            );
-            return;
+        match canary {
+            true => self.start_canary(trial, t),
+            false => {
+                tracing::info!(
+                    "reload ({trigger}): version {number} ({}) goes to every worker at once ([reload] canary = false)",
+                    snapshot.hash.short()
+                );
+                let waiters =
+                    trial.waiters_or_answer(json!({"version": number, "outcome": "promoted"}));
+                let summary = "[reload] canary = false";
+                self.promote_now(
+                    trial.version,
+                    trial.attempt,
+                    trial.triggered,
+                    waiters,
+                    summary,
+                    t,
+                );
+            }
         }
+        self.publish(t);
+    }
+
+    /// Reads the file and checks it as `portico check` does, then the new listen
+    /// addresses; carries the key sets of unchanged providers over and makes the
+    /// side threads ready for it. On a refusal: the hash of the text read (if it
+    /// could be) and the problems.
+    fn check(
+        &mut self,
+        t: &mut Threads<'_>,
+    ) -> Result<Arc<Snapshot>, (Option<ConfigHash>, Vec<String>)> {
+        let text = config::read(&self.path);
+        let read_hash = text.as_deref().ok().map(ConfigHash::of);
+        if let Some(h) = read_hash {
+            self.last_read = h;
+        }
+        let file = self.path.display().to_string();
+        let mut next = text
+            .and_then(|text| compile_guarded(&file, &text))
+            .map_err(|errors| {
+                (
+                    read_hash,
+                    errors.0.iter().map(ToString::to_string).collect(),
+                )
+            })?;
+        let hash = Some(next.hash);
+        self.check_new_addresses(&next)
+            .map_err(|e| (hash, vec![e]))?;
+        warn_restart_only(&self.running.snapshot, &next);
+        let mut in_use = vec![self.running.snapshot.clone()];
+        in_use.extend(self.canary.as_ref().map(|c| c.version.snapshot.clone()));
+        adopt_key_sets(&mut next, &in_use);
+        let snapshot = Arc::new(next);
+        let in_use = [snapshot.clone(), self.running.snapshot.clone()];
+        match t.side.follow(&in_use, t.board, t.workers.len()) {
+            Ok(Some(links)) => t.workers.set_links(links),
+            Ok(None) => {}
+            Err(e) => return Err((hash, vec![e])),
+        }
+        Ok(snapshot)
+    }
+
+    /// Posts the trial's version to the canary workers; the window opens once they
+    /// installed it ([`poll`](Self::poll)).
+    fn start_canary(&mut self, trial: Trial, t: &mut Threads<'_>) {
+        let settings = &self.running.snapshot.reload;
         let count = settings
             .canary_workers
             .min(t.workers.len().saturating_sub(1))
             .max(1);
         let workers: Vec<usize> = (0..count).collect();
+        let number = trial.version.number;
         for &id in &workers {
-            t.workers.post(id, number, &snapshot);
+            t.workers.post(id, number, &trial.version.snapshot);
         }
+        let window_ms = settings.canary_window.as_millis() as u64;
         tracing::info!(
-            "reload ({trigger}): version {number} ({}) on worker(s) {workers:?} as a canary for {} ms; version {} serves on the others",
-            hash.short(),
-            settings.canary_window.as_millis(),
+            "reload ({}): version {number} ({}) on worker(s) {workers:?} as a canary for {window_ms} ms; version {} serves on the others",
+            trial.version.trigger,
+            trial.version.snapshot.hash.short(),
             self.running.number
         );
-        let mut waiters = Vec::new();
-        if let Some(r) = reply {
-            match wait {
-                true => waiters.push(r),
-                false => answer(
-                    &r,
-                    200,
-                    json!({
-                        "version": number,
-                        "outcome": "canary",
-                        "canary_workers": workers,
-                        "canary_ms": settings.canary_window.as_millis() as u64,
-                    }),
-                ),
-            }
-        }
+        let waiters = trial.waiters_or_answer(json!({
+            "version": number,
+            "outcome": "canary",
+            "canary_workers": workers,
+            "canary_ms": window_ms,
+        }));
         self.canary = Some(Canary {
-            version,
-            attempt,
+            version: trial.version,
+            attempt: trial.attempt,
             workers,
-            triggered,
+            triggered: trial.triggered,
             posted: Instant::now(),
             window: None,
             waiters,
         });
-        self.publish(t);
     }
 
     /// The config file changed (the file watch): reload unless its text is what
