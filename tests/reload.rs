@@ -389,7 +389,29 @@ fn invalid_and_oversized_files_are_refused_and_the_old_configuration_serves_on()
         "at the fourth route's name ({fourth}): {error}"
     );
     assert_eq!(fresh(gw.port, "/r").map(|r| r.1).as_deref(), Some("v1"));
-    assert_eq!(gw.stat("config_reloads_refused"), 2);
+
+    // A new listen address another process holds is refused, as at start-up.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = squatter.local_addr().expect("addr");
+    rewrite(
+        &gw,
+        &v1.replacen(
+            "listen = [\"127.0.0.1:{port}\"]",
+            &format!("listen = [\"127.0.0.1:{{port}}\", \"{taken}\"]"),
+            1,
+        ),
+    );
+    let (status, answer) = reload(&gw);
+    assert_eq!(status, 422, "{answer}");
+    let error = answer["errors"][0].as_str().unwrap_or("");
+    assert!(
+        error.contains(&format!(
+            "cannot listen on {taken}: another process already listens there"
+        )),
+        "{error}"
+    );
+    assert_eq!(fresh(gw.port, "/r").map(|r| r.1).as_deref(), Some("v1"));
+    assert_eq!(gw.stat("config_reloads_refused"), 3);
     assert!(gw
         .proc
         .stderr_text()
