@@ -192,12 +192,12 @@ scope = "instance"
     assert_eq!(kept.get("/text").text(), "v1");
     assert_eq!(fresh(gw.port, "/api/x").map(|r| r.0), Some(200));
     let hits_a = a.hits();
-    // The limit (burst 2, and what the workers may admit before the limiter
-    // answers) runs dry: 429.
+    // The limit (burst 2, rate 1/h; the workers may admit a few more before the
+    // limiter answers, docs/rate-limiting.md) runs dry: 429s.
     let statuses: Vec<u16> = (0..8)
         .map(|_| fresh(gw.port, "/limited").map_or(0, |r| r.0))
         .collect();
-    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
     let cn = |port| {
         tls_client::connect(port, &pki.ca, "api.example.com").map(|s| tls_client::peer_cn(&s))
     };
@@ -219,8 +219,12 @@ scope = "instance"
     assert_eq!(fresh(gw.port, "/api/y").map(|r| r.0), Some(200));
     assert_eq!(a.hits(), hits_a, "the old upstream gets nothing new");
     assert!(b.hits() >= 1, "the new upstream serves");
-    // The policy changed (burst 50): its buckets start afresh.
-    assert_eq!(fresh(gw.port, "/limited").map(|r| r.0), Some(200));
+    // The policy changed (burst 50): its buckets start afresh (the old one could
+    // not admit ten more in a row).
+    let after: Vec<u16> = (0..10)
+        .map(|_| fresh(gw.port, "/limited").map_or(0, |r| r.0))
+        .collect();
+    assert!(after.iter().all(|s| *s == 200), "{after:?}");
     let tls = tls_client::connect(gw.port2, &pki.ca, "api.example.com").expect("handshake");
     let presented = tls
         .conn
@@ -313,25 +317,29 @@ scope = "instance"
     };
     // One worker: every request meets the same worker tables and limiter thread.
     let gw = Gateway::start(&text("one").replace("workers = 2", "workers = 1"));
-    let spend = |path| {
-        (0..6)
-            .map(|_| fresh(gw.port, path).map_or(0, |r| r.0))
-            .collect::<Vec<_>>()
+    // Requests admitted out of `n`.
+    let admitted = |path, n| {
+        (0..n)
+            .filter(|_| fresh(gw.port, path).map(|r| r.0) == Some(200))
+            .count()
     };
-    assert_eq!(spend("/kept").last(), Some(&429));
-    assert_eq!(spend("/other").last(), Some(&429));
+    // "global": burst 3 at 1 token an hour; one worker may admit one more on its
+    // provisional allowance before the limiter answers (docs/rate-limiting.md), so
+    // the bucket admits at most 4, ever. "per-ip": burst 1 (at most 2).
+    let before = admitted("/kept", 8);
+    assert!((3..=4).contains(&before), "{before}");
+    assert!(admitted("/other", 6) <= 2);
     rewrite(&gw, &text("two").replace("workers = 2", "workers = 1"));
     assert_eq!(reload(&gw).1["outcome"], "promoted");
-    let kept = fresh(gw.port, "/kept").expect("an answer");
-    assert_eq!(
-        kept.0, 429,
-        "the unchanged policy's bucket is still empty: {kept:?}"
+    // Unchanged, "global" keeps its spent bucket: still at most 4 in all. Fresh
+    // buckets would admit 3 more.
+    let after = admitted("/kept", 6);
+    assert!(
+        before + after <= 4,
+        "admitted {before} before the reload, {after} after"
     );
-    assert_eq!(
-        fresh(gw.port, "/other").map(|r| r.0),
-        Some(200),
-        "the changed one starts afresh"
-    );
+    // "per-ip" changed (burst 100): it starts afresh.
+    assert_eq!(admitted("/other", 6), 6, "the changed policy starts afresh");
 }
 
 /// The DER of the first certificate in a PEM file.
