@@ -57,7 +57,9 @@ impl ConfigWatch {
                 .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
             watched.push(dir);
         }
-        let changed = Arc::new(AtomicBool::new(false));
+        // Set at once: a change between the read at start-up and the start of the
+        // watch would go unseen otherwise (the control thread compares the text).
+        let changed = Arc::new(AtomicBool::new(true));
         let stop = Arc::new(AtomicBool::new(false));
         let (seen, stopped, file) = (changed.clone(), stop.clone(), path.to_path_buf());
         std::thread::Builder::new()

@@ -95,6 +95,7 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
         config_api: ConfigApi::new(requests_tx, signals.waker(), view.clone(), token),
         counters: control_counters.clone(),
         running: running.clone(),
+        takeover: options.takeover,
     };
     let (mut side, limiter_links) =
         side_threads::start(&snapshot, &published, &published_compose, &board, control)?;
@@ -119,7 +120,7 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
         false => check_addresses(&plan, None, options),
     };
     let listening = match recheck {
-        Ok(()) => workers.listen(&plan, snapshot.server.listen_backlog),
+        Ok(()) => workers.listen(&plan, snapshot.server.listen_backlog, options.takeover),
         Err(e) => Err(workers.abort(e)),
     };
     let mut workers = match listening {

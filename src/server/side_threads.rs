@@ -23,7 +23,7 @@ use crate::limit::{GlobalLimiter, LimiterThread, WorkerLink};
 use crate::observe::{AccessLogWriter, PublishedCounters};
 use crate::upstream::{EndpointBoard, Prober};
 
-use super::reuseport::{bind_shared, ADMIN_BACKLOG};
+use super::reuseport::{bind_shared, check_alone, ADMIN_BACKLOG};
 use super::shutdown::{join_until, ADMIN_WAIT};
 
 /// The running side threads.
@@ -49,11 +49,13 @@ pub struct SideThreads {
 pub type Running = Arc<Mutex<Arc<Snapshot>>>;
 
 /// What the control thread gives the side threads: `/config` for the admin
-/// listener, its counters, and the running configuration.
+/// listener, its counters, and the running configuration; and whether the process
+/// shares its addresses on purpose (`--takeover`).
 pub struct ControlParts {
     pub config_api: ConfigApi,
     pub counters: Arc<PublishedCounters>,
     pub running: Running,
+    pub takeover: bool,
 }
 
 /// Starts the side threads in order: access log, JWKS fetchers, limiter,
@@ -111,6 +113,9 @@ fn start_each(
         ];
         let listener = bind_shared(addr, ADMIN_BACKLOG)
             .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?;
+        if !control.takeover {
+            check_alone(addr, 1, "start the admin listener on")?;
+        }
         side.admin = Some(
             admin::start(
                 listener,

@@ -36,7 +36,7 @@ use crate::upstream::EndpointBoard;
 use super::listeners::{listen_plan, ListenerKind};
 use super::mailbox::{Install, Mailbox};
 use super::panic_guard::panic_message;
-use super::reuseport::bind_shared;
+use super::reuseport::{bind_shared, check_alone};
 use super::shutdown::join_until;
 use super::worker::{self, Handoff, StartReport, WorkerPlan};
 use super::worker_status::WorkerStatus;
@@ -148,17 +148,26 @@ impl WorkerSet {
 
     /// Binds every address in `plan` once per worker, hands the sockets over and
     /// waits until every worker serves them. Called after everything else that can
-    /// fail has started.
+    /// fail has started. Unless `takeover`, an address another process bound in the
+    /// same moment (both passed the start-up check) is refused here.
     pub fn listen(
         mut self,
         plan: &[(SocketAddr, ListenerKind)],
         backlog: i32,
+        takeover: bool,
     ) -> Result<WorkerSet, String> {
         let mut sockets = Vec::new();
         for _ in 0..self.threads.len() {
             match bind_all(plan, backlog) {
                 Ok(mine) => sockets.push(mine),
                 Err(e) => return Err(self.abort(e)),
+            }
+        }
+        if !takeover {
+            for &(addr, _) in plan {
+                if let Err(e) = check_alone(addr, self.threads.len(), "listen on") {
+                    return Err(self.abort(e));
+                }
             }
         }
         for (to, mine) in std::mem::take(&mut self.handoff).into_iter().zip(sockets) {

@@ -305,7 +305,12 @@ impl Gateway {
         for _ in 0..3 {
             match Gateway::try_start(config, env, taskset, customize) {
                 Ok(gw) => return gw,
-                Err(stderr) if stderr.contains("Address already in use") => continue,
+                Err(stderr)
+                    if stderr.contains("Address already in use")
+                        || stderr.contains("another process") =>
+                {
+                    continue
+                }
                 Err(stderr) => panic!("gateway did not listen:\n{stderr}"),
             }
         }
