@@ -11,7 +11,12 @@
 //! - panics: one while serving closes only its connection, a dead worker is
 //!   restarted, a canary that panics is rolled back;
 //! - the file watch sees an editor's atomic rename and a ConfigMap symlink swap;
-//! - the admin token guards the mutating calls.
+//! - the admin token guards the mutating calls;
+//! - health checks follow reloads: an added upstream's endpoints are probed (an
+//!   unhealthy one gets no traffic), a verdict survives an unrelated reload, a
+//!   removed upstream's endpoints are no longer probed, and an endpoint whose
+//!   upstream drops its `health_check` takes traffic again; an ejected endpoint
+//!   stays ejected across a reload that keeps it.
 //!
 //! Canary windows are short (100–600 ms) so the file runs in a few seconds.
 
@@ -23,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::json_upstream::{JsonUpstream, Reply, Request};
 use common::pki::{path_str, Pki};
 use common::{tls_client, Gateway, Upstream};
 
@@ -727,4 +733,193 @@ fn the_admin_token_guards_the_mutating_calls() {
         "{said}"
     );
     let _ = std::fs::remove_dir_all(PathBuf::from(&dir));
+}
+
+/// An upstream that records every request and answers `/health` with `health`,
+/// everything else with 200 `name`.
+fn probed(name: &'static str, health: u16) -> JsonUpstream {
+    JsonUpstream::start(move |r: &Request| match r.path() {
+        "/health" => Reply::text("health").status(health),
+        _ => Reply::text(name),
+    })
+}
+
+/// `(probes, other requests)` an upstream has had.
+fn seen(u: &JsonUpstream) -> (usize, usize) {
+    let requests = u.requests();
+    let probes = requests.iter().filter(|r| r.path() == "/health").count();
+    (probes, requests.len() - probes)
+}
+
+/// Whether `/stats` lists endpoint `addr` of `upstream`, and as healthy.
+fn endpoint_health(gw: &Gateway, upstream: &str, addr: &str) -> Option<bool> {
+    let r = common::Client::connect(gw.admin_port).get("/stats");
+    let stats: serde_json::Value = serde_json::from_slice(&r.body).expect("stats json");
+    stats["endpoints"]
+        .as_array()?
+        .iter()
+        .find(|e| e["upstream"] == upstream && e["endpoint"] == addr)
+        .and_then(|e| e["healthy"].as_bool())
+}
+
+/// `n` requests to `path` on new connections: the bodies.
+fn bodies(port: u16, path: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| fresh(port, path).map_or_else(|| "no answer".into(), |r| r.1))
+        .collect()
+}
+
+#[test]
+fn health_checks_follow_reloads_added_endpoints_probed_removed_ones_not() {
+    let (good, bad, gone) = (probed("good", 200), probed("bad", 503), probed("gone", 200));
+    let check = "health_check = { path = \"/health\", interval_ms = 200, timeout_ms = 200, \
+                 healthy_threshold = 2, unhealthy_threshold = 2 }";
+    let base = format!(
+        "{HEAD}[reload]\ncanary_ms = 200\nwatch = false\n\
+         [[route]]\nname = \"keep\"\npath = \"/keep\"\nrespond = {{ status = 200 }}\n"
+    );
+    // Version 1 has no health checks: no prober runs until a reload brings one.
+    let gw = Gateway::start(&base);
+    let late = |check: &str, extra: &str| {
+        format!(
+            "{base}[[upstream]]\nname = \"late\"\nendpoints = [\"{}\", \"{}\"]\n{check}\n\
+             [[route]]\nname = \"late\"\npath = \"/late\"\nupstream = \"late\"\n{extra}",
+            good.addr(),
+            bad.addr()
+        )
+    };
+    let gone_upstream = format!(
+        "[[upstream]]\nname = \"gone\"\nendpoints = [\"{}\"]\n{check}\n\
+         [[route]]\nname = \"gone\"\npath = \"/gone\"\nupstream = \"gone\"\n",
+        gone.addr()
+    );
+    let promoted = |gw: &Gateway| {
+        let (status, answer) = reload(gw);
+        assert_eq!(
+            (status, &answer["outcome"]),
+            (200, &"promoted".into()),
+            "{answer}"
+        );
+    };
+
+    // Version 2 adds two health-checked upstreams: every endpoint gets probed, the
+    // failing one is marked unhealthy and gets no request.
+    rewrite(&gw, &late(check, &gone_upstream));
+    promoted(&gw);
+    eventually(
+        "the bad endpoint marked unhealthy",
+        Duration::from_secs(10),
+        || endpoint_health(&gw, "late", &bad.addr()) == Some(false),
+    );
+    eventually("every new endpoint probed", Duration::from_secs(5), || {
+        seen(&good).0 > 0 && seen(&gone).0 > 0
+    });
+    assert_eq!(endpoint_health(&gw, "late", &good.addr()), Some(true));
+    assert_eq!(endpoint_health(&gw, "gone", &gone.addr()), Some(true));
+    let answered = bodies(gw.port, "/late", 20);
+    assert!(answered.iter().all(|b| b == "good"), "{answered:?}");
+    assert_eq!(seen(&bad).1, 0, "the unhealthy endpoint got requests");
+
+    // Version 3 changes something else: the verdict carries over (the bad endpoint
+    // gets nothing right after the reload, before any new probe could judge it),
+    // and probing goes on.
+    let probes_before = seen(&bad).0;
+    rewrite(
+        &gw,
+        &late(
+            check,
+            &format!(
+                "{gone_upstream}[[route]]\nname = \"more\"\npath = \"/more\"\n\
+                 respond = {{ status = 200 }}\n"
+            ),
+        ),
+    );
+    promoted(&gw);
+    let answered = bodies(gw.port, "/late", 20);
+    assert!(answered.iter().all(|b| b == "good"), "{answered:?}");
+    assert_eq!(seen(&bad).1, 0, "the verdict was lost by the reload");
+    eventually("the bad endpoint probed on", Duration::from_secs(5), || {
+        seen(&bad).0 > probes_before
+    });
+
+    // Version 4 removes `gone` and drops `late`'s health check: none of them is
+    // probed any more, and the endpoint once unhealthy takes requests again.
+    rewrite(&gw, &late("", ""));
+    promoted(&gw);
+    // A probe under way when the reload landed may still end (one tick and one
+    // probe timeout).
+    std::thread::sleep(Duration::from_millis(400));
+    let counts = [seen(&good).0, seen(&bad).0, seen(&gone).0];
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        [seen(&good).0, seen(&bad).0, seen(&gone).0],
+        counts,
+        "endpoints probed after their health check went away"
+    );
+    eventually(
+        "the once unhealthy endpoint serving",
+        Duration::from_secs(5),
+        || bodies(gw.port, "/late", 4).iter().any(|b| b == "bad"),
+    );
+    assert_eq!(endpoint_health(&gw, "gone", &gone.addr()), None);
+    assert_eq!(fresh(gw.port, "/gone").map(|r| r.0), Some(404));
+}
+
+/// `/stats`' `ejected_workers` for endpoint `addr` of `upstream` (0 if unlisted).
+fn ejected_workers(gw: &Gateway, upstream: &str, addr: &str) -> u64 {
+    let r = common::Client::connect(gw.admin_port).get("/stats");
+    let stats: serde_json::Value = serde_json::from_slice(&r.body).expect("stats json");
+    stats["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["upstream"] == upstream && e["endpoint"] == addr)
+        .and_then(|e| e["ejected_workers"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_ejected_endpoint_stays_ejected_across_a_reload_that_keeps_it() {
+    let (ok, failing) = (
+        probed("ok", 200),
+        JsonUpstream::start(|_: &Request| Reply::text("err").status(500)),
+    );
+    let text = |extra: &str| {
+        format!(
+            "{HEAD}[reload]\ncanary_ms = 200\nwatch = false\n\
+             [[upstream]]\nname = \"flaky\"\nendpoints = [\"{}\", \"{}\"]\n\
+             outlier = {{ consecutive_failures = 2, base_ejection_ms = 60000 }}\n\
+             [[route]]\nname = \"flaky\"\npath = \"/flaky\"\nupstream = \"flaky\"\n{extra}",
+            ok.addr(),
+            failing.addr()
+        )
+    };
+    let gw = Gateway::start(&text(""));
+    eventually(
+        "the failing endpoint ejected on both workers",
+        Duration::from_secs(15),
+        || {
+            bodies(gw.port, "/flaky", 4);
+            ejected_workers(&gw, "flaky", &failing.addr()) == 2
+        },
+    );
+    let before = failing.requests().len();
+    rewrite(
+        &gw,
+        &text("[[route]]\nname = \"more\"\npath = \"/more\"\nrespond = { status = 200 }\n"),
+    );
+    let (status, answer) = reload(&gw);
+    assert_eq!(
+        (status, &answer["outcome"]),
+        (200, &"promoted".into()),
+        "{answer}"
+    );
+    let answered = bodies(gw.port, "/flaky", 20);
+    assert!(answered.iter().all(|b| b == "ok"), "{answered:?}");
+    assert_eq!(
+        failing.requests().len(),
+        before,
+        "the ejection was lost by the reload"
+    );
+    assert_eq!(ejected_workers(&gw, "flaky", &failing.addr()), 2);
 }

@@ -13,7 +13,9 @@
 //!   configuration that needs it, and the workers get their links with the
 //!   configuration.
 //! - Health checks: the probe targets become the endpoints in use (verdicts carry
-//!   over by identity) and the prober restarts on them.
+//!   over by identity); the prober follows them (new endpoints probed, removed ones
+//!   no longer, the others go on with their streaks), and is started now if this
+//!   is the first configuration with health checks.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,11 +82,12 @@ impl SideThreads {
             None => {}
         }
 
-        if let Some(prober) = self.prober.take() {
-            prober.stop();
-        }
+        // The prober follows the new targets on its tick; it starts now if this is
+        // the first configuration with health checks.
         board.retarget(in_use);
-        self.prober = Prober::start(board.clone(), self.prober_counters.clone())?;
+        if self.prober.is_none() {
+            self.prober = Prober::start(board.clone(), self.prober_counters.clone())?;
+        }
         Ok(links)
     }
 

@@ -36,8 +36,9 @@ pub struct SideThreads {
     pub limiter: Option<LimiterThread>,
     /// Where the limiter publishes (it may start only with a reload).
     pub limiter_counters: Arc<PublishedCounters>,
-    /// Not joined: it looks at its flag between probes and holds nothing the exit
-    /// needs (the process ending ends it). A reload replaces it.
+    /// Not joined: it looks at its flag on its tick and holds nothing the exit
+    /// needs (the process ending ends it). It follows reloads by itself (the
+    /// board's targets); a reload starts it if none runs.
     pub prober: Option<Prober>,
     /// Where the prober publishes (across its restarts).
     pub prober_counters: Arc<PublishedCounters>,

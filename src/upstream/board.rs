@@ -3,10 +3,12 @@
 //! and a version number); each worker looks at the version on its tick and applies
 //! what changed. The probe targets are those of every configuration in use (the
 //! running one, and a canary's); a reload replaces them ([`EndpointBoard::retarget`]),
-//! carrying each endpoint's verdict over by identity. Each worker, on its tick, publishes how it sees its endpoints
-//! (healthy, ejected, requests, failures); the admin listener merges them for
-//! `/stats`.
+//! carrying each endpoint's verdict over by identity, and the prober follows the
+//! new set on its next tick. Each worker, on its tick, publishes how it sees its
+//! endpoints (healthy, ejected, requests, failures); the admin listener merges them
+//! for `/stats`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,10 +64,15 @@ pub struct EndpointBoard {
     published: Vec<Mutex<Vec<EndpointStatus>>>,
 }
 
+/// A probed endpoint's identity: its upstream's name and the endpoint's key.
+pub type TargetId = (String, EndpointKey);
+
 /// The probe targets of the configurations in use, with the prober's verdicts.
 pub struct ProbeSet {
     targets: Vec<ProbeTarget>,
     healthy: Vec<AtomicBool>,
+    /// Where each target is in `targets`.
+    index: HashMap<TargetId, usize>,
 }
 
 impl ProbeSet {
@@ -73,19 +80,16 @@ impl ProbeSet {
         &self.targets
     }
 
+    /// Where the target `id` is in [`targets`](Self::targets), if it is one.
+    pub fn position(&self, id: &TargetId) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
     /// The verdict on target `i` (true while unknown).
     pub fn is_healthy(&self, i: usize) -> bool {
         self.healthy
             .get(i)
             .is_none_or(|h| h.load(Ordering::Relaxed))
-    }
-
-    /// Every target with its current verdict.
-    pub fn verdicts(&self) -> impl Iterator<Item = (&ProbeTarget, bool)> {
-        self.targets
-            .iter()
-            .zip(&self.healthy)
-            .map(|(t, h)| (t, h.load(Ordering::Relaxed)))
     }
 }
 
@@ -119,9 +123,10 @@ impl EndpointBoard {
     /// Makes the endpoints with `health_check` in `in_use` (the configurations
     /// some worker serves, the newest first: its settings are the ones probed
     /// with) the probe targets. An endpoint already probed keeps its verdict (by
-    /// upstream name and identity); a new one starts healthy. The prober is then
-    /// restarted on the new set (a prober still running on the old one writes
-    /// into that one, which no worker reads any more).
+    /// upstream name and identity); a new one starts healthy. The prober follows
+    /// the new set on its next tick: it starts probing new targets, stops probing
+    /// those that are gone, and goes on with the others (their pass and failure
+    /// streaks too).
     pub fn retarget(&self, in_use: &[Arc<Snapshot>]) -> Arc<ProbeSet> {
         let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
         let set = Arc::new(probe_set(in_use, Some(&probes)));
@@ -198,20 +203,21 @@ impl EndpointBoard {
 fn probe_set(in_use: &[Arc<Snapshot>], old: Option<&ProbeSet>) -> ProbeSet {
     let mut targets: Vec<ProbeTarget> = Vec::new();
     let mut healthy = Vec::new();
+    let mut index = HashMap::new();
     for snapshot in in_use {
         for (u, upstream) in snapshot.upstreams.iter().enumerate() {
             if upstream.health_check.is_none() {
                 continue;
             }
             for (e, endpoint) in upstream.endpoints.iter().enumerate() {
-                let same =
-                    |t: &ProbeTarget| t.upstream_name == upstream.name && t.key == endpoint.key;
-                if targets.iter().any(same) {
+                let id = (upstream.name.clone(), endpoint.key.clone());
+                if index.contains_key(&id) {
                     continue;
                 }
                 let verdict = old
-                    .and_then(|o| o.verdicts().find(|(t, _)| same(t)).map(|(_, h)| h))
+                    .and_then(|o| o.position(&id).map(|i| o.is_healthy(i)))
                     .unwrap_or(true);
+                index.insert(id, targets.len());
                 healthy.push(AtomicBool::new(verdict));
                 targets.push(ProbeTarget {
                     snapshot: snapshot.clone(),
@@ -223,5 +229,9 @@ fn probe_set(in_use: &[Arc<Snapshot>], old: Option<&ProbeSet>) -> ProbeSet {
             }
         }
     }
-    ProbeSet { targets, healthy }
+    ProbeSet {
+        targets,
+        healthy,
+        index,
+    }
 }
