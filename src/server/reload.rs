@@ -218,7 +218,7 @@ impl Reloads {
         Counters::bump(&self.counters.config_reloads);
         let snapshot = match self.check(t) {
             Ok(s) => s,
-            Err((hash, errors)) => return self.refuse(trigger, hash, &errors, caller),
+            Err((hash, errors)) => return self.refuse(trigger, hash, &errors, caller, t),
         };
         let number = self.next_version;
         self.next_version += 1;
@@ -391,6 +391,7 @@ impl Reloads {
             true => self.promote(&reason, t),
             false => self.rollback(&reason, t),
         }
+        self.publish(t);
         answer(
             &caller.reply,
             200,
@@ -443,6 +444,7 @@ impl Reloads {
         hash: Option<ConfigHash>,
         errors: &[String],
         caller: Option<ControlRequest>,
+        t: &Threads<'_>,
     ) {
         Counters::bump(&self.counters.config_reloads_refused);
         for e in errors {
@@ -461,6 +463,8 @@ impl Reloads {
             reason: errors.join("\n"),
             applied: None,
         });
+        // `/config` shows the refusal before the caller hears of it.
+        self.publish(t);
         if let Some(c) = caller {
             answer(
                 &c.reply,
@@ -686,6 +690,8 @@ impl Reloads {
         } else {
             return;
         }
+        // `/config` shows every worker on the version before the callers hear of it.
+        self.publish(t);
         if let Some(r) = self.rollout.take() {
             let (status, mut body) = r.answer;
             if r.promoted {
