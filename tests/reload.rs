@@ -268,8 +268,11 @@ scope = "instance"
     let upstream_block = v2.find("[[upstream]]").expect("upstream");
     let v3 = format!("{}{}", &v2[..tls_block], &v2[upstream_block..])
         .replace(&both, "listen = [\"127.0.0.1:{port}\"]");
+    // This one comes by SIGHUP: it reloads the whole file too.
     rewrite(&gw, &v3.replace("v2", "v3"));
-    assert_eq!(reload(&gw).1["outcome"], "promoted");
+    gw.proc.signal(libc::SIGHUP);
+    wait_for_version(&gw, 3);
+    assert_eq!(config(&gw)["attempts"][0]["trigger"], "SIGHUP");
     eventually(
         "the removed listeners to close",
         Duration::from_secs(5),
