@@ -10,6 +10,7 @@ mod compile_auth_keys;
 mod compile_compose;
 mod compile_control;
 mod compile_resilience;
+mod compile_transform;
 mod compose;
 mod compose_schema;
 mod control;
@@ -19,6 +20,7 @@ mod resilience;
 mod schema;
 mod schema_control;
 mod schema_resilience;
+mod schema_transform;
 mod snapshot;
 mod values;
 

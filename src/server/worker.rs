@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use core_affinity::CoreId;
 use crossbeam_channel::{Receiver, Sender};
-use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::{WorkerLink, LIMIT_TICK};
 use crate::observe::{AccessLogBuffer, Counters, PublishedCounters};
 use crate::proxy::Worker;
+use crate::runtime::{self, Runtime};
 use crate::upstream::EndpointBoard;
 
 use super::listeners::{listen_plan, Acceptor, ListenerKind};
@@ -79,16 +79,16 @@ pub fn run(plan: WorkerPlan) {
         (Some(c), false) => format!("unpinned (pinning to core {} failed)", c.id),
         (None, _) => "unpinned".to_string(),
     };
-    let entries = 1024;
-    let runtime = RuntimeBuilder::<FusionDriver>::new()
-        .enable_timer()
-        .with_entries(entries)
-        .build();
     let reports = plan.reports.clone();
     let id = plan.id;
-    match runtime {
-        Ok(FusionRuntime::Uring(mut rt)) => rt.block_on(worker_main(plan, core, "io_uring")),
-        Ok(FusionRuntime::Legacy(mut rt)) => rt.block_on(worker_main(plan, core, "epoll")),
+    match runtime::build(1024) {
+        Ok(Runtime::Uring(mut rt)) => rt.block_on(worker_main(plan, core, "io_uring")),
+        Ok(Runtime::Epoll(mut rt, why)) => {
+            if let Some(why) = why {
+                tracing::warn!("worker {id}: io_uring refused ({why}); using epoll");
+            }
+            rt.block_on(worker_main(plan, core, "epoll"))
+        }
         Err(e) => {
             let _ = reports.send(StartReport::Failed(format!(
                 "worker {id}: cannot start a runtime: {e}"
