@@ -326,10 +326,16 @@ scope = "instance"
     };
     // One worker: every request meets the same worker tables and limiter thread.
     let gw = Gateway::start(&text("one").replace("workers = 2", "workers = 1"));
-    // Requests admitted out of `n`.
+    // Requests admitted out of `n`, 50 ms apart: past the provisional allowance a
+    // worker admits only once the limiter's lease arrived (a few ticks; longer on a
+    // loaded machine), and the bucket must be seen spent, not merely unleased.
     let admitted = |path, n| {
         (0..n)
-            .filter(|_| fresh(gw.port, path).map(|r| r.0) == Some(200))
+            .filter(|_| {
+                let ok = fresh(gw.port, path).map(|r| r.0) == Some(200);
+                std::thread::sleep(Duration::from_millis(50));
+                ok
+            })
             .count()
     };
     // "global": burst 3 at 1 token an hour; one worker may admit one more on its
