@@ -13,7 +13,7 @@ use core_affinity::CoreId;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::compose::PublishedCompose;
-use crate::config::Snapshot;
+use crate::config::{RuntimeSettings, Snapshot};
 use crate::limit::{WorkerLink, LIMIT_TICK};
 use crate::observe::{AccessLogBuffer, Counters, PublishedCounters};
 use crate::proxy::Worker;
@@ -30,6 +30,8 @@ use super::worker_status::WorkerStatus;
 pub struct WorkerPlan {
     pub id: usize,
     pub core: Option<CoreId>,
+    /// How its runtime is built: `[server.runtime]` as the process started.
+    pub runtime: RuntimeSettings,
     /// The configuration it starts with, and its version.
     pub version: u64,
     pub snapshot: Arc<Snapshot>,
@@ -81,7 +83,7 @@ pub fn run(plan: WorkerPlan) {
     };
     let reports = plan.reports.clone();
     let id = plan.id;
-    let settings = plan.snapshot.server.runtime.clone();
+    let settings = plan.runtime.clone();
     match runtime::build(&settings) {
         Ok(Runtime::Uring(mut rt)) => {
             let driver = match settings.sqpoll_idle {

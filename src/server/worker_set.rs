@@ -28,7 +28,7 @@ use core_affinity::CoreId;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::compose::PublishedCompose;
-use crate::config::Snapshot;
+use crate::config::{RuntimeSettings, Snapshot};
 use crate::limit::WorkerLink;
 use crate::observe::{AccessLogWriter, PublishedCounters};
 use crate::upstream::EndpointBoard;
@@ -48,6 +48,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct WorkerSet {
     threads: Vec<Option<JoinHandle<()>>>,
     cores: Vec<Option<CoreId>>,
+    /// `[server.runtime]` as the process started: restarted workers get it too.
+    runtime: RuntimeSettings,
     mailboxes: Vec<Arc<Mailbox>>,
     statuses: Vec<Arc<WorkerStatus>>,
     /// Each worker's link to the limiter thread (a copy, for restarts and for
@@ -84,6 +86,7 @@ impl WorkerSet {
         let mut set = WorkerSet {
             threads: Vec::new(),
             cores: cores.to_vec(),
+            runtime: snapshot.server.runtime.clone(),
             mailboxes: Vec::new(),
             statuses: Vec::new(),
             links: cores.iter().map(|_| links.next()).collect(),
@@ -123,6 +126,7 @@ impl WorkerSet {
         let plan = WorkerPlan {
             id,
             core: self.cores.get(id).copied().flatten(),
+            runtime: self.runtime.clone(),
             version,
             snapshot,
             mailbox: self.mailboxes[id].clone(),
