@@ -1,6 +1,7 @@
-//! The admin listener: health and readiness for orchestrators, and the workers'
-//! published counters. It runs on its own thread with blocking I/O and is never
-//! served by a worker, so a busy data plane cannot starve a health check.
+//! The admin listener: health and readiness for orchestrators, the workers'
+//! published counters and metrics. It runs on its own thread with blocking I/O
+//! and is never served by a worker, so a busy data plane cannot starve a health
+//! check.
 //!
 //! - `GET /healthz`: 200 while the process runs.
 //! - `GET /ready`: 200 while serving; 503 before that (e.g. a remote JWKS not yet
@@ -8,6 +9,10 @@
 //! - `GET /stats`: counters summed over workers and side threads (the rate
 //!   limiter, the health prober), as JSON, with an `endpoints` list: each
 //!   upstream endpoint's health, ejections and tries over all workers.
+//! - `GET /metrics`: Prometheus metrics (text format 0.0.4, or OpenMetrics when
+//!   `Accept` asks for it); `metrics.rs`, names in docs/observability.md.
+
+mod metrics;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::observe::metrics::PublishedMetrics;
 use crate::observe::PublishedCounters;
 use crate::upstream::EndpointBoard;
 
@@ -34,11 +40,13 @@ impl Admin {
 
 /// Binds `addr` and serves admin requests on a background thread. `side` are the
 /// counters of threads other than workers; they are summed in but not counted as
-/// workers. `endpoints` holds the workers' published view of the endpoints.
+/// workers. `metrics` are the workers' published metric series; `endpoints` holds
+/// the workers' published view of the endpoints.
 pub fn start(
     addr: SocketAddr,
     workers: Vec<Arc<PublishedCounters>>,
     side: Vec<Arc<PublishedCounters>>,
+    metrics: Vec<Arc<PublishedMetrics>>,
     readiness: Readiness,
     endpoints: Arc<EndpointBoard>,
 ) -> std::io::Result<Admin> {
@@ -48,8 +56,14 @@ pub fn start(
     std::thread::Builder::new()
         .name("portico-admin".into())
         .spawn(move || {
+            let sources = metrics::Sources {
+                metrics: &metrics,
+                workers: &workers,
+                side: &side,
+                endpoints: &endpoints,
+            };
             for stream in listener.incoming().flatten() {
-                let _ = answer(stream, &flag, &workers, &side, &readiness, &endpoints);
+                let _ = answer(stream, &flag, &sources, &readiness);
             }
         })?;
     Ok(Admin { draining })
@@ -58,16 +72,15 @@ pub fn start(
 fn answer(
     mut stream: TcpStream,
     draining: &AtomicBool,
-    workers: &[Arc<PublishedCounters>],
-    side: &[Arc<PublishedCounters>],
+    sources: &metrics::Sources<'_>,
     readiness: &Readiness,
-    endpoints: &EndpointBoard,
 ) -> std::io::Result<()> {
+    let (workers, side, endpoints) = (sources.workers, sources.side, sources.endpoints);
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = [0u8; 4096];
     let mut len = 0;
-    let path = loop {
+    let (path, accept) = loop {
         let n = stream.read(&mut buf[len..])?;
         if n == 0 {
             return Ok(());
@@ -77,7 +90,13 @@ fn answer(
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf[..len]) {
             Ok(httparse::Status::Complete(_)) => {
-                break req.path.unwrap_or("").to_string();
+                let accept = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("accept"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .map(str::to_string);
+                break (req.path.unwrap_or("").to_string(), accept);
             }
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
             _ => return respond(&mut stream, 400, "text/plain", "bad request\n"),
@@ -98,6 +117,10 @@ fn answer(
             "application/json",
             &stats_json(workers, side, endpoints),
         ),
+        "/metrics" => {
+            let (content_type, body) = metrics::scrape(sources, accept.as_deref());
+            respond(&mut stream, 200, content_type, &body)
+        }
         _ => respond(&mut stream, 404, "text/plain", "not found\n"),
     }
 }
@@ -107,15 +130,7 @@ fn stats_json(
     side: &[Arc<PublishedCounters>],
     endpoints: &EndpointBoard,
 ) -> String {
-    let mut totals: Vec<(&'static str, u64)> = Vec::new();
-    for w in workers.iter().chain(side) {
-        for (i, (name, v)) in w.values().into_iter().enumerate() {
-            match totals.get_mut(i) {
-                Some(t) => t.1 += v,
-                None => totals.push((name, v)),
-            }
-        }
-    }
+    let totals = PublishedCounters::totals(workers.iter().chain(side).map(|c| &**c));
     let fields: Vec<String> = totals
         .iter()
         .map(|(k, v)| format!("\"{k}\": {v}"))

@@ -36,6 +36,10 @@ pub(crate) fn compile(
     let server = server_settings(sections.server.unwrap_or_default(), &base, problems);
     let admin = sections.admin.and_then(|a| admin_listen(a, problems));
     let log = log_settings(sections.log.unwrap_or_default(), problems);
+    let tracing = sections
+        .tracing
+        .take()
+        .map(|t| super::compile_observe::tracing(t, problems));
     let upstreams = upstreams(sections.upstreams, &base, problems);
     let endpoint_count = upstreams.iter().map(|u| u.endpoints.len()).sum();
     let mut auth = super::compile_auth::auth_settings(sections.auth, file, problems);
@@ -76,6 +80,8 @@ pub(crate) fn compile(
         endpoint_count,
         rate_limits: Arc::new(rate_limits),
         auth,
+        tracing,
+        version: 1,
     })
 }
 
@@ -183,7 +189,12 @@ fn log_settings(l: schema::LogSection, p: &mut Problems<'_>) -> LogSettings {
         }
         path => AccessLogTarget::File(PathBuf::from(path)),
     };
-    LogSettings { level, access_log }
+    let access_log_format = super::compile_observe::access_log_format(&l.access_log_format, p);
+    LogSettings {
+        level,
+        access_log,
+        access_log_format,
+    }
 }
 
 fn upstreams(

@@ -7,11 +7,13 @@
 mod compile;
 mod compile_auth;
 mod compile_auth_keys;
+mod compile_observe;
 mod compile_resilience;
 mod error;
 mod rate_limits;
 mod resilience;
 mod schema;
+mod schema_observe;
 mod schema_resilience;
 mod snapshot;
 
@@ -70,12 +72,13 @@ pub(crate) struct Sections {
     pub fleet: Option<schema::FleetSection>,
     pub rate_limit_headers: Option<schema::RateLimitHeadersSection>,
     pub auth: Option<schema::AuthSection>,
+    pub tracing: Option<schema_observe::TracingSection>,
 }
 
 /// Sections that later versions handle; named so the error says so.
 const NOT_YET: &[&str] = &[];
 const KNOWN: &str =
-    "server, admin, upstream, route, log, auth, rate_limit, fleet, rate_limit_headers";
+    "server, admin, upstream, route, log, auth, rate_limit, fleet, rate_limit_headers, tracing";
 
 fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
@@ -98,6 +101,7 @@ fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
             "rate_limit" => out.rate_limits = many(value, "[[rate_limit]]", problems),
             "fleet" => out.fleet = one(value, problems),
             "rate_limit_headers" => out.rate_limit_headers = one(value, problems),
+            "tracing" => out.tracing = one(value, problems),
             other if NOT_YET.contains(&other) => problems.at(
                 span,
                 format!("`{other}` is not supported by this version of portico"),

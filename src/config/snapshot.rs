@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::resilience::{BreakerSettings, HealthCheck, OutlierSettings, RetryBudget, RetryPolicy};
 use crate::http::FieldList;
 use crate::limit::{RateLimitSettings, RouteLimits};
-use crate::observe::AccessLogTarget;
+use crate::observe::{AccessLogFormat, AccessLogTarget, TracingSettings};
 use crate::route::RouteTable;
 use crate::tls::{ListenerTls, TlsListenerSettings, UpstreamTls};
 
@@ -34,6 +34,11 @@ pub struct Snapshot {
     pub rate_limits: Arc<RateLimitSettings>,
     /// `[auth.jwt.*]` providers and the identity headers stripped from every request.
     pub auth: crate::auth::AuthSettings,
+    /// `[tracing]`: trace context and span export, when configured.
+    pub tracing: Option<TracingSettings>,
+    /// The configuration's load number: 1 for the file read at start (a reload
+    /// numbers its snapshot one more); shown as `portico_config_version`.
+    pub version: u64,
 }
 
 /// `[server]`: listeners, worker layout and the limits every request is held to.
@@ -80,6 +85,7 @@ pub struct Limits {
 pub struct LogSettings {
     pub level: String,
     pub access_log: AccessLogTarget,
+    pub access_log_format: AccessLogFormat,
 }
 
 /// One `[[route]]`: what to do with a request the route table matched to it.

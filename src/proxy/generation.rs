@@ -2,14 +2,16 @@
 //! built together and pinned by each connection for its whole life, so a request
 //! never mixes two configurations. Balancer state, breakers and auth key sets are
 //! indexed by the snapshot's own positions; state that must outlive a snapshot
-//! (keep-alive pools, endpoint health and ejections, breaker counts) lives on the
-//! [`Worker`](super::Worker), keyed by identity, and the generation points at it.
+//! (keep-alive pools, endpoint health and ejections, breaker counts, metric
+//! series) lives on the [`Worker`](super::Worker), keyed by identity, and the
+//! generation points at it.
 
 use std::sync::Arc;
 
 use crate::auth::AuthWorker;
 use crate::config::Snapshot;
 use crate::limit::{LocalLimiter, WorkerLink};
+use crate::observe::metrics::{GenerationMetrics, SeriesNames, WorkerMetrics};
 use crate::upstream::{Balancer, Breaker, UpstreamStates};
 
 pub struct Generation {
@@ -24,14 +26,19 @@ pub struct Generation {
     pub limits: LocalLimiter,
     /// Key sets and verified-token caches of the auth providers.
     pub auth: AuthWorker,
+    /// The worker's metric series of this snapshot's routes, upstreams,
+    /// endpoints, providers and policies, by the snapshot's positions.
+    pub metrics: GenerationMetrics,
 }
 
 impl Generation {
     /// Builds a worker's state for `snapshot` over its identity-keyed upstream
-    /// state; `limiter` is its link to the global limiter thread, when there is one.
+    /// state and metric series; `limiter` is its link to the global limiter
+    /// thread, when there is one.
     pub fn new(
         snapshot: Arc<Snapshot>,
         upstreams: &UpstreamStates,
+        metrics: &WorkerMetrics,
         limiter: Option<WorkerLink>,
     ) -> Self {
         Generation {
@@ -39,7 +46,38 @@ impl Generation {
             breakers: upstreams.breakers(&snapshot),
             limits: LocalLimiter::new(&snapshot.rate_limits, limiter),
             auth: AuthWorker::new(&snapshot.auth),
+            metrics: metrics.generation(&series_names(&snapshot)),
             snapshot,
         }
+    }
+}
+
+/// The names the snapshot gives its metric series (endpoints by their number).
+fn series_names(snapshot: &Snapshot) -> SeriesNames<'_> {
+    let mut endpoints =
+        vec![("", std::net::SocketAddr::from(([0, 0, 0, 0], 0))); snapshot.endpoint_count];
+    for u in &snapshot.upstreams {
+        for e in &u.endpoints {
+            if let Some(slot) = endpoints.get_mut(e.id) {
+                *slot = (u.name.as_str(), e.addr);
+            }
+        }
+    }
+    SeriesNames {
+        routes: snapshot.routes.iter().map(|r| r.name.as_str()).collect(),
+        upstreams: snapshot.upstreams.iter().map(|u| u.name.as_str()).collect(),
+        endpoints,
+        auth_providers: snapshot
+            .auth
+            .providers
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect(),
+        policies: snapshot
+            .rate_limits
+            .policies
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect(),
     }
 }

@@ -1,6 +1,6 @@
 //! The server: the process around the pipeline. Start one pinned worker thread per
-//! core, the side threads (access log, limiter, JWKS fetchers) and the admin
-//! listener; turn SIGTERM/SIGINT into a graceful drain and SIGHUP into a reload;
+//! core, the side threads (access log, span exporter, limiter, JWKS fetchers) and
+//! the admin listener; turn SIGTERM/SIGINT into a graceful drain and SIGHUP into a reload;
 //! exit when all are done.
 
 mod control;
@@ -18,7 +18,8 @@ use signal_hook::iterator::Signals;
 use crate::admin;
 use crate::config::Snapshot;
 use crate::limit::GlobalLimiter;
-use crate::observe::{AccessLogWriter, PublishedCounters};
+use crate::observe::metrics::PublishedMetrics;
+use crate::observe::{AccessLogWriter, PublishedCounters, SpanExporter};
 use crate::upstream::{EndpointBoard, Prober};
 use worker::{Command, WorkerPlan};
 
@@ -27,8 +28,15 @@ use worker::{Command, WorkerPlan};
 pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
-    let access_log = AccessLogWriter::start(&snapshot.log.access_log)
-        .map_err(|e| format!("cannot open the access log: {e}"))?;
+    let access_log =
+        AccessLogWriter::start(&snapshot.log.access_log, snapshot.log.access_log_format)
+            .map_err(|e| format!("cannot open the access log: {e}"))?;
+    let spans = match &snapshot.tracing {
+        Some(t) => {
+            SpanExporter::start(t).map_err(|e| format!("cannot start the span exporter: {e}"))?
+        }
+        None => None,
+    };
     let cores = layout::worker_cores(snapshot.server.workers, snapshot.server.pin_workers);
     // Remote JWKS prefetch starts now; /ready waits for it.
     crate::auth::jwks::start(&snapshot.auth)?;
@@ -48,11 +56,14 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     let mut commands: Vec<Sender<Command>> = Vec::new();
     let mut threads = Vec::new();
     let mut published = Vec::new();
+    let mut published_metrics = Vec::new();
     for (id, core) in cores.iter().enumerate() {
         let (tx, rx) = bounded(16);
         commands.push(tx);
         let counters = Arc::new(PublishedCounters::default());
         published.push(counters.clone());
+        let metrics = Arc::new(PublishedMetrics::default());
+        published_metrics.push(metrics.clone());
         let plan = WorkerPlan {
             id,
             core: *core,
@@ -60,7 +71,9 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
             commands: rx,
             started: started_tx.clone(),
             access_log: access_log.as_ref().map(AccessLogWriter::buffer),
+            spans: spans.as_ref().map(SpanExporter::buffer),
             published: counters,
+            metrics,
             limiter: limiter_links.get_mut(id).and_then(Option::take),
             board: board.clone(),
         };
@@ -98,6 +111,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
         .iter()
         .map(|l| l.counters.clone())
         .chain(prober.iter().map(|p| p.counters.clone()))
+        .chain(spans.iter().map(|s| s.counters.clone()))
         .collect();
     let admin = match snapshot.admin {
         Some(addr) => Some(
@@ -105,6 +119,7 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
                 addr,
                 published.clone(),
                 side_counters,
+                published_metrics,
                 readiness(&snapshot),
                 board.clone(),
             )
@@ -181,6 +196,9 @@ pub fn run(snapshot: Arc<Snapshot>) -> Result<(), String> {
     }
     if let Some(p) = &prober {
         p.stop();
+    }
+    if let Some(s) = spans {
+        s.finish();
     }
     if let Some(log) = access_log {
         log.finish();

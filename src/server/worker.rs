@@ -15,7 +15,8 @@ use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::config::Snapshot;
 use crate::limit::{WorkerLink, LIMIT_TICK};
-use crate::observe::{AccessLogBuffer, PublishedCounters};
+use crate::observe::metrics::PublishedMetrics;
+use crate::observe::{AccessLogBuffer, PublishedCounters, SpanBuffer};
 use crate::proxy::Worker;
 use crate::tls::ListenerTls;
 use crate::upstream::EndpointBoard;
@@ -39,7 +40,11 @@ pub struct WorkerPlan {
     pub commands: Receiver<Command>,
     pub started: Sender<Result<String, String>>,
     pub access_log: Option<AccessLogBuffer>,
+    /// This worker's way to the span exporter, when spans are exported.
+    pub spans: Option<SpanBuffer>,
     pub published: Arc<PublishedCounters>,
+    /// Where this worker publishes its metric series for `/metrics`.
+    pub metrics: Arc<PublishedMetrics>,
     /// This worker's channels to the global limiter thread, when there is one.
     pub limiter: Option<WorkerLink>,
     /// Health verdicts in, endpoint states out (shared with the prober and admin).
@@ -105,6 +110,7 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
     let worker = Rc::new(Worker::new(
         plan.id,
         plan.access_log,
+        plan.spans,
         plan.board,
         snapshot.clone(),
         plan.limiter,
@@ -128,7 +134,8 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         monoio::spawn(limit_tick(worker.clone()));
     }
 
-    // The tick: commands, pool sweeping, key sets, counter publishing, log flushing.
+    // The tick: commands, pool sweeping, key sets, counter and metric publishing, log
+    // and span flushing.
     let mut drain_deadline: Option<Instant> = None;
     loop {
         monoio::time::sleep(TICK).await;
@@ -148,6 +155,8 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         }
         worker.tick();
         worker.publish(&plan.published);
+        plan.metrics
+            .store(worker.metrics_snapshot(acceptor.active.get()));
         if let Some(deadline) = drain_deadline {
             if acceptor.active.get() == 0 || Instant::now() >= deadline {
                 break;
@@ -158,6 +167,8 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         task.await;
     }
     worker.publish(&plan.published);
+    plan.metrics
+        .store_final(worker.metrics_snapshot(acceptor.active.get()));
 }
 
 /// Picks up the limiter's grants and hands back expired leases when no request

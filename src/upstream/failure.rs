@@ -32,6 +32,29 @@ pub enum FailureSource {
     Overflow(BreakerLimit),
 }
 
+impl FailureSource {
+    /// A short name for logs and spans: `connect`, `connect_timeout`, `tls`,
+    /// `tls_timeout`, `reset`, `write`, `timeout`, `protocol`, `client_closed`,
+    /// `client_timeout`, `client_malformed`, `client_too_large`, `overflow`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FailureSource::Connect => "connect",
+            FailureSource::ConnectTimeout => "connect_timeout",
+            FailureSource::Tls { timed_out: false } => "tls",
+            FailureSource::Tls { timed_out: true } => "tls_timeout",
+            FailureSource::Closed => "reset",
+            FailureSource::Write => "write",
+            FailureSource::Timeout => "timeout",
+            FailureSource::Protocol => "protocol",
+            FailureSource::Client(BodyError::Closed) => "client_closed",
+            FailureSource::Client(BodyError::TimedOut) => "client_timeout",
+            FailureSource::Client(BodyError::Malformed(_)) => "client_malformed",
+            FailureSource::Client(BodyError::TooLarge) => "client_too_large",
+            FailureSource::Overflow(_) => "overflow",
+        }
+    }
+}
+
 /// A failed exchange.
 #[derive(Clone, Debug)]
 pub struct ExchangeError {
