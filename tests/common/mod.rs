@@ -5,6 +5,7 @@
 pub mod client;
 pub mod jwt;
 pub mod load;
+pub mod otlp;
 pub mod pki;
 pub mod procs;
 pub mod redis;

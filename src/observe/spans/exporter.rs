@@ -70,7 +70,8 @@ impl SpanExporter {
     }
 
     /// After the workers stopped (their buffers flushed and dropped): exports what
-    /// is queued (each POST within `export_timeout_ms`) and ends the thread.
+    /// is queued and ends the thread. Once a POST fails the rest is dropped, so
+    /// this takes at most about one `export_timeout_ms` with the collector away.
     pub fn finish(mut self) {
         let (tx, _) = crossbeam_channel::bounded(1);
         drop(std::mem::replace(&mut self.tx, tx));
@@ -127,6 +128,13 @@ impl Run {
                     }
                 }
                 pending = rest;
+                if ended && !ok {
+                    // Stopping, and the collector does not answer: what is left is
+                    // lost now rather than holding up the process's exit.
+                    let lost = &self.counters.trace_spans_failed;
+                    lost.set(lost.get() + pending.len() as u64);
+                    pending.clear();
+                }
             }
             if pending.is_empty() {
                 oldest = None;
