@@ -76,6 +76,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
+    /// No progress line (it is shown each second only when stdout is a terminal).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
     /// Write the latency distribution to FILE in HdrHistogram's percentile text
     /// format (milliseconds), for `portico-load plot`.
     #[arg(long, value_name = "FILE")]
@@ -104,6 +108,8 @@ pub struct Plan {
     pub timeout: Duration,
     pub json: Option<PathBuf>,
     pub hgrm: Option<PathBuf>,
+    /// No progress line.
+    pub quiet: bool,
 }
 
 impl Plan {
@@ -190,6 +196,7 @@ impl Plan {
             timeout: args.timeout,
             json: args.json,
             hgrm: args.hgrm,
+            quiet: args.quiet,
         })
     }
 
@@ -319,6 +326,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             json: None,
             hgrm: None,
+            quiet: false,
         };
         let p = plan(10, 3);
         let ranges: Vec<_> = (0..3).map(|i| p.connections_of(i)).collect();
