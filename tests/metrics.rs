@@ -192,6 +192,7 @@ fn metrics_count_a_known_sequence_exactly() {
     );
     let text = r.text();
     promtool_check(&text);
+    names_are_documented_and_dashboarded(&text);
     let s = samples(&text);
     let want = |series: &str, value: f64| {
         assert_eq!(s.get(series).copied(), Some(value), "{series} in\n{text}");
@@ -422,6 +423,45 @@ fn metrics_count_a_known_sequence_exactly() {
     let missing = find(&|l| l["status"] == 404);
     assert_eq!(missing["route"], serde_json::Value::Null);
     assert_eq!(missing["upstream"], serde_json::Value::Null);
+}
+
+/// Every metric family of `text` is in docs/observability.md, and every metric the
+/// Grafana dashboard queries is one of them.
+fn names_are_documented_and_dashboarded(text: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let docs = std::fs::read_to_string(root.join("docs/observability.md")).unwrap();
+    for f in &families {
+        assert!(
+            docs.contains(&format!("`{f}")),
+            "{f} is not in docs/observability.md"
+        );
+    }
+    let dashboard =
+        std::fs::read_to_string(root.join("docs/deploy/grafana-dashboard.json")).unwrap();
+    let queried: Vec<&str> = dashboard
+        .match_indices("portico_")
+        .map(|(i, _)| {
+            let rest = &dashboard[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|name| *name != "portico_")
+        .collect();
+    assert!(queried.len() > 20, "the dashboard queries the metrics");
+    for q in queried {
+        let family = q.strip_suffix("_bucket").unwrap_or(q);
+        assert!(
+            families.contains(&family),
+            "the dashboard queries {q}, which /metrics lacks"
+        );
+    }
 }
 
 /// Parses an OpenMetrics exposition with the Prometheus Python client's strict
