@@ -13,5 +13,6 @@ pub mod observe;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod side_net;
 pub mod tls;
 pub mod upstream;

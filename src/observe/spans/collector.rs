@@ -4,7 +4,7 @@
 //! It runs on the exporter's own thread, never on a worker.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::http::{parse_response, write_request_head, BodyProgress, FieldList, ResponseHead};
@@ -163,25 +163,10 @@ impl CollectorClient {
     }
 
     fn connect(&self, deadline: Instant) -> Result<TcpStream, Failure> {
-        let addrs: Vec<SocketAddr> = (self.endpoint.host.as_str(), self.endpoint.port)
-            .to_socket_addrs()
-            .map_err(|e| Failure::Other(format!("cannot resolve {}: {e}", self.endpoint.host)))?
-            .collect();
-        let mut last = format!("{} resolved to no address", self.endpoint.host);
-        for addr in addrs {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match TcpStream::connect_timeout(&addr, left) {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    return Ok(s);
-                }
-                Err(e) => last = format!("connect to {addr}: {e}"),
-            }
-        }
-        Err(Failure::Other(last))
+        let conn = crate::side_net::connect(&self.endpoint.host, self.endpoint.port, deadline)
+            .map_err(Failure::Other)?;
+        let _ = conn.set_nodelay(true);
+        Ok(conn)
     }
 }
 
