@@ -160,9 +160,12 @@ fn the_upstream_gets_the_gateways_traceparent_for_every_case() {
     assert!(trace != TRACE && trace != "1".repeat(32));
 
     // A valid traceparent with an invalid tracestate: continued, tracestate dropped.
-    let r = get(&gw, &[&valid, "tracestate: a=1,a=2"]);
+    let r = get(&gw, &[&valid, "tracestate: a=1,B=2"]);
     assert_eq!(upstream_traceparent(&r).0, TRACE);
     assert!(seen(&r, "tracestate").is_empty());
+    // A repeated key keeps its first entry.
+    let r = get(&gw, &[&valid, "tracestate: a=1,b=2", "tracestate: a=3"]);
+    assert_eq!(seen(&r, "tracestate"), ["a=1,b=2"]);
 
     // Missing: a new sampled trace, every time a new ID.
     let (first, _, flags) = upstream_traceparent(&get(&gw, &[]));

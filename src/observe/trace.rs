@@ -197,15 +197,19 @@ pub fn parse_traceparent(value: &[u8]) -> Option<Traceparent> {
 }
 
 /// Combines the `tracestate` field values (in order, as one list, §3.3.1) and
-/// checks every member (§3.3.1.3): a key of lowercase letters, digits and
-/// `_-*/` starting with a letter (up to 256), or `tenant@system` (up to 241 and
-/// 14); a value of printable ASCII but `,` and `=`, not ending in a space, up to
-/// 256. Spaces and tabs around members and empty members are dropped. Returns the
-/// list joined by `,`, or `None` when it is empty or anything in it is invalid
-/// (a duplicate key, more than 32 members): the whole list is then discarded.
+/// checks every member by the specification's current grammar: a key of 1–256
+/// lowercase letters, digits and `_-*/@`, starting with a letter or digit (a
+/// superset of Level 1's `simple-key` and `tenant@system`, so no list a newer
+/// vendor sends is lost); a value of printable ASCII but `,` and `=`, not ending in
+/// a space, up to 256. Spaces and tabs around members and empty members are
+/// dropped, and so is a later member whose key came before (senders should not
+/// repeat a key; receivers may drop repeats). Returns the list joined by `,`, or
+/// `None` when it is empty or invalid (a bad member, more than 32 members): the
+/// whole list is then discarded.
 pub fn parse_tracestate(values: &[&[u8]]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let mut keys: Vec<&[u8]> = Vec::new();
+    let mut members = 0;
     for value in values {
         for member in value.split(|&b| b == b',') {
             let member = trim_ows(member);
@@ -214,13 +218,17 @@ pub fn parse_tracestate(values: &[&[u8]]) -> Option<Vec<u8>> {
             }
             let eq = member.iter().position(|&b| b == b'=')?;
             let (key, value) = (&member[..eq], &member[eq + 1..]);
-            if !valid_key(key) || !valid_value(value) || keys.contains(&key) {
+            if !valid_key(key) || !valid_value(value) {
                 return None;
+            }
+            members += 1;
+            if members > MAX_TRACESTATE_MEMBERS {
+                return None;
+            }
+            if keys.contains(&key) {
+                continue;
             }
             keys.push(key);
-            if keys.len() > MAX_TRACESTATE_MEMBERS {
-                return None;
-            }
             if !out.is_empty() {
                 out.push(b',');
             }
@@ -299,27 +307,16 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `key`: simple-key or multi-tenant-key of §3.3.1.3.
+/// `key = ( lcalpha / DIGIT ) 0*255 ( keychar )`, `keychar = lcalpha / DIGIT / "_" /
+/// "-" / "*" / "/" / "@"`.
 fn valid_key(key: &[u8]) -> bool {
-    let rest = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-*/".contains(&b);
-    match key.iter().position(|&b| b == b'@') {
-        None => {
-            key.len() <= 256
-                && key.first().is_some_and(u8::is_ascii_lowercase)
-                && key.iter().all(|&b| rest(b))
-        }
-        Some(at) => {
-            let (tenant, system) = (&key[..at], &key[at + 1..]);
-            (1..=241).contains(&tenant.len())
-                && tenant
-                    .first()
-                    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                && tenant.iter().all(|&b| rest(b))
-                && (1..=14).contains(&system.len())
-                && system.first().is_some_and(u8::is_ascii_lowercase)
-                && system.iter().all(|&b| rest(b))
-        }
-    }
+    (1..=256).contains(&key.len())
+        && key
+            .first()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && key
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-*/@".contains(&b))
 }
 
 /// `value`: 1–256 printable ASCII characters but `,` and `=`, the last not a space.
@@ -453,18 +450,26 @@ mod tests {
         );
         assert_eq!(ok(&[b"foo=1 \t , \t bar=2,"]), Some("foo=1,bar=2".into()));
         assert_eq!(ok(&[b"t@v=1"]), Some("t@v=1".into()));
+        assert_eq!(
+            ok(&[b"foo@=1,0x=2,foo@@bar=3"]),
+            Some("foo@=1,0x=2,foo@@bar=3".into())
+        );
+        // A repeated key keeps its first (most recent) entry.
+        assert_eq!(
+            ok(&[b"foo=1,foo=2", b"bar=3,foo=4"]),
+            Some("foo=1,bar=3".into())
+        );
         assert_eq!(ok(&[b"k= spaced value"]), Some("k= spaced value".into()));
         assert_eq!(ok(&[b""]), None);
         for bad in [
-            &b"foo=1,foo=2"[..],
-            b"FOO=1",
+            &b"FOO=1"[..],
             b"foo.bar=1",
             b"foo =1",
-            b"foo@=1",
-            b"@foo=1",
-            b"foo@bar@baz=1",
+            b"@foo=1,bar=2",
+            b"_foo=1",
             b"foo=bar=baz",
             b"foo=,bar=3",
+            b"foo=a\tb",
             b"foo",
         ] {
             assert_eq!(
@@ -478,10 +483,8 @@ mod tests {
         assert_eq!(parse_tracestate(&[long_key.as_bytes()]), None);
         let max_key = format!("{}=1", "z".repeat(256));
         assert!(parse_tracestate(&[max_key.as_bytes()]).is_some());
-        let tenant = format!("{}@{}=1", "t".repeat(241), "v".repeat(14));
+        let tenant = format!("{}@{}=1", "t".repeat(242), "v".repeat(13));
         assert!(parse_tracestate(&[tenant.as_bytes()]).is_some());
-        let system = format!("t@{}=1", "v".repeat(15));
-        assert_eq!(parse_tracestate(&[system.as_bytes()]), None);
         let members: Vec<String> = (1..=33).map(|i| format!("k{i}=v")).collect();
         assert!(parse_tracestate(&[members[..32].join(",").as_bytes()]).is_some());
         assert_eq!(parse_tracestate(&[members.join(",").as_bytes()]), None);
