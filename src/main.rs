@@ -25,6 +25,11 @@ enum Command {
         /// The configuration file.
         #[arg(long, short, default_value = "config/portico.toml")]
         config: PathBuf,
+        /// Share the listen and admin addresses with the gateway already listening
+        /// there, for a binary upgrade (docs/operations.md); without it, start-up
+        /// refuses an address another process listens on.
+        #[arg(long)]
+        takeover: bool,
     },
     /// Validate a configuration file: exit 0, or print every problem as file:line:col and exit 1.
     Check {
@@ -38,6 +43,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match portico::config::load(&config) {
             Ok(snapshot) => {
+                for warning in &snapshot.warnings {
+                    eprintln!("{warning}");
+                }
                 println!(
                     "{}: ok ({} route(s), {} upstream(s))",
                     config.display(),
@@ -51,7 +59,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config } => {
+        Command::Run { config, takeover } => {
             let snapshot = match portico::config::load(&config) {
                 Ok(s) => s,
                 Err(errors) => {
@@ -60,7 +68,11 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&snapshot.log.level);
-            match portico::server::run(Arc::new(snapshot)) {
+            for warning in &snapshot.warnings {
+                tracing::warn!("{warning}");
+            }
+            let options = portico::server::RunOptions { takeover };
+            match portico::server::run(Arc::new(snapshot), options) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");

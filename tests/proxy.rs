@@ -19,6 +19,17 @@ fn gateway_with(
     extra_route: &str,
     extra_upstream: &str,
 ) -> Gateway {
+    gateway_timed(upstreams, extra_server, extra_route, extra_upstream, 2000)
+}
+
+/// As `gateway_with`, with the upstream's `request_timeout_ms`.
+fn gateway_timed(
+    upstreams: &[&Upstream],
+    extra_server: &str,
+    extra_route: &str,
+    extra_upstream: &str,
+    request_timeout_ms: u64,
+) -> Gateway {
     let endpoints: Vec<String> = upstreams
         .iter()
         .map(|u| format!("\"{}\"", u.addr()))
@@ -36,7 +47,7 @@ access_log = "off"
 [[upstream]]
 name = "app"
 endpoints = [{}]
-request_timeout_ms = 2000
+request_timeout_ms = {request_timeout_ms}
 {extra_upstream}
 [[route]]
 name = "app"
@@ -241,7 +252,9 @@ fn chunked_download_is_relayed() {
 fn fifty_mib_up_and_down_with_flat_memory() {
     const SIZE: usize = 50 * 1024 * 1024;
     let up = Upstream::echo();
-    let gw = gateway_with(&[&up], "max_body_bytes = 104857600", "", "");
+    // The route timeout covers sending the body too: give a slow (debug, loaded)
+    // machine time for 50 MiB. What this test checks is memory, not speed.
+    let gw = gateway_timed(&[&up], "max_body_bytes = 104857600", "", "", 60_000);
     let plain = Upstream::start(&[]);
     let gw_down = gateway_for(&[&plain], "", "");
     let before = gw.proc.rss_kib();

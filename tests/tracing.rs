@@ -410,3 +410,102 @@ respond = { status = 200 }
     }
     assert_eq!(err.lines().count(), 4, "{err}");
 }
+
+#[test]
+fn each_composed_part_is_a_client_span_and_carries_its_own_parent() {
+    let up = Upstream::echo();
+    let collector = OtlpReceiver::start();
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = ["127.0.0.1:{{port}}"]
+workers = 1
+[admin]
+listen = "127.0.0.1:{{admin}}"
+[log]
+access_log = "off"
+[tracing]
+sample_ratio = 1.0
+otlp_endpoint = "{}"
+export_interval_ms = 50
+[[upstream]]
+name = "echo"
+endpoints = ["{}"]
+[[route]]
+name = "home"
+path = "/home/{{id}}"
+[route.compose]
+merge = "nested"
+[[route.compose.part]]
+name = "user"
+upstream = "echo"
+path = "/users/{{path.id}}"
+[[route.compose.part]]
+name = "recs"
+upstream = "echo"
+method = "POST"
+path = "/recs"
+"#,
+        collector.endpoint(),
+        up.addr()
+    ));
+    let mut c = Client::connect(gw.port);
+    c.send(
+        format!("GET /home/7 HTTP/1.1\r\nHost: t\r\ntraceparent: 00-{TRACE}-{PARENT}-01\r\n\r\n")
+            .as_bytes(),
+    );
+    let r = c.response().expect("a response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    // What each part's upstream received as its parent.
+    let sent_parent = |part: &str| -> String {
+        let headers = body[part]["headers"].as_array().expect("echo headers");
+        let tp = headers
+            .iter()
+            .find(|h| h[0] == "traceparent")
+            .and_then(|h| h[1].as_str())
+            .unwrap_or_else(|| panic!("no traceparent sent to {part}: {body}"));
+        assert!(tp.starts_with(&format!("00-{TRACE}-")), "{tp}");
+        tp[36..52].to_string()
+    };
+    let (user_parent, recs_parent) = (sent_parent("user"), sent_parent("recs"));
+    assert_ne!(user_parent, recs_parent);
+
+    let spans = collector.wait_for(3, Duration::from_secs(5));
+    let server = spans
+        .iter()
+        .find(|s| s.span.kind == 2)
+        .expect("a server span");
+    assert_eq!(hex(&server.span.parent_span_id), PARENT);
+    let parts: Vec<&Received> = spans
+        .iter()
+        .filter(|s| s.span.kind == 3 && s.span.parent_span_id == server.span.span_id)
+        .collect();
+    assert_eq!(parts.len(), 2, "{spans:?}");
+    let user = parts
+        .iter()
+        .find(|s| s.attr("portico.part").as_deref() == Some("user"))
+        .expect("the user part's span");
+    let recs = parts
+        .iter()
+        .find(|s| s.attr("portico.part").as_deref() == Some("recs"))
+        .expect("the recs part's span");
+    assert_eq!(hex(&user.span.span_id), user_parent);
+    assert_eq!(hex(&recs.span.span_id), recs_parent);
+    assert_eq!(user.attr("http.request.method").as_deref(), Some("GET"));
+    assert_eq!(recs.attr("http.request.method").as_deref(), Some("POST"));
+    assert_eq!(recs.span.name, "POST echo");
+
+    // The parts' exchanges count as tries of their endpoint.
+    std::thread::sleep(Duration::from_millis(150));
+    let mut admin = Client::connect(gw.admin_port);
+    let metrics = admin.get("/metrics").text();
+    let tries = format!(
+        "portico_upstream_requests_total{{upstream=\"echo\",endpoint=\"{}\"}} 2\n",
+        up.addr()
+    );
+    assert!(metrics.contains(&tries), "{metrics}");
+    assert!(
+        metrics.contains("portico_upstream_request_duration_seconds_count{upstream=\"echo\"} 2\n")
+    );
+}

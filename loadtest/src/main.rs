@@ -4,7 +4,7 @@
 //! - `serve`: a fast HTTP/1.1 test and benchmark upstream, HTTPS with `--tls`
 //!   (`serve/`);
 //! - `run`: the load generator, closed or open loop, HdrHistogram latencies, http and
-//!   https (`run/`);
+//!   https, HTTP/1.1 and HTTP/2 (`run/`);
 //! - `plot`: latency-by-percentile SVG charts from `.hgrm` files (`plot/`);
 //! - `token`: an HS256 JWT for trying a gateway's JWT routes (`token.rs`).
 //!
@@ -39,8 +39,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Load an HTTP/1.1 server (http or https): closed loop (-c) or open loop
-    /// (--rate), latency percentiles from HdrHistogram.
+    /// Load an HTTP/1.1 or HTTP/2 server (http or https): closed loop (-c) or open
+    /// loop (--rate), latency percentiles from HdrHistogram.
     Run(run::RunArgs),
     /// Draw latency-by-percentile charts (SVG) from .hgrm files.
     Plot(plot::PlotArgs),

@@ -2,56 +2,17 @@
 //! with `portico-load serve` (or a tiny misbehaving server) as the target. The runs
 //! are short (1–4 s); nothing here asserts a speed, only what the numbers mean.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portico-load");
+mod common;
 
-/// A running `portico-load serve`, killed by PID when dropped.
-struct Upstream {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Upstream {
-    fn start(args: &[&str]) -> Upstream {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn portico-load serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .strip_prefix("portico-load serve listening on ")
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected start line {line:?}"));
-        Upstream { child, addr }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{assert_bad_input, portico_load, Upstream};
 
 /// A scratch directory removed when dropped.
 struct Scratch(PathBuf);
@@ -76,30 +37,12 @@ impl Drop for Scratch {
     }
 }
 
-fn portico_load(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run portico-load")
-}
-
 /// `portico-load run ARGS --json FILE`; asserts success and returns the JSON.
 fn run_json(args: &[&str]) -> Value {
     let scratch =
         Scratch::new(&format!("json-{:?}", thread::current().id()).replace(['(', ')'], ""));
     let json = scratch.path("out.json");
-    let out = portico_load(&[&["run"], args, &["--json", json.to_str().unwrap()]].concat());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "portico-load run {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&json).expect("the --json file");
-    let value: Value = serde_json::from_str(&text).expect("valid JSON");
-    eprintln!("{stdout}");
-    value
+    common::run_json(json.to_str().expect("utf-8 path"), args).0
 }
 
 fn us(v: &Value, key: &str) -> u64 {
@@ -426,19 +369,7 @@ fn bad_input_is_one_line_and_exit_status_2() {
         ),
     ];
     for (args, expected) in cases {
-        let out = portico_load(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(
-            stderr.lines().count(),
-            1,
-            "{args:?}: one line, got {stderr:?}"
-        );
-        assert!(stderr.starts_with("portico-load: "), "{stderr}");
-        assert!(
-            stderr.contains(expected),
-            "{args:?}: {stderr:?} lacks {expected:?}"
-        );
-        assert!(out.stdout.is_empty(), "{args:?}");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_bad_input(&args, expected);
     }
 }

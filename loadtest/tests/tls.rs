@@ -2,139 +2,27 @@
 //! serve --tls`, real processes on 127.0.0.1, with a CA and a server certificate made
 //! here by rcgen. Runs are 1 s; nothing asserts a speed, only counts and verdicts.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::KeyPair;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portico-load");
+mod common;
 
-/// A scratch directory with a test CA (`ca.pem`) and a server certificate it signed
-/// for `localhost` and `127.0.0.1` (`server.pem`, `server.key`); removed when dropped.
-struct Pki {
-    dir: PathBuf,
-}
+use common::{assert_bad_input, count, portico_load, Pki, Upstream};
 
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let dir =
-            std::env::temp_dir().join(format!("portico-load-tls-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "portico-load test CA");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-        let issuer = Issuer::new(ca, ca_key);
-
-        let key = KeyPair::generate().unwrap();
-        let mut leaf =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        leaf.distinguished_name
-            .push(DnType::CommonName, "localhost");
-        let cert = leaf.signed_by(&key, &issuer).unwrap();
-        std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-        Pki { dir }
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir
-            .join(file)
-            .to_str()
-            .expect("utf-8 path")
-            .to_string()
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A running `portico-load serve --tls`, killed by PID when dropped.
-struct Upstream {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Upstream {
-    fn start(pki: &Pki, args: &[&str]) -> Upstream {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--tls"])
-            .args(["--cert", &pki.path("server.pem")])
-            .args(["--key", &pki.path("server.key")])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn portico-load serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the listening line");
-        assert!(line.ends_with(", https)\n"), "{line:?}");
-        let addr = line
-            .strip_prefix("portico-load serve listening on ")
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected start line {line:?}"));
-        Upstream { child, addr }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://{}{path}", self.addr)
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn portico_load(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run portico-load")
-}
-
-/// `portico-load run ARGS --json FILE`; asserts success and returns the JSON.
+/// `portico-load run ARGS --json FILE` over TLS; asserts success and the report's TLS
+/// lines, and returns the JSON.
 fn run_json(pki: &Pki, args: &[&str]) -> Value {
-    let json = pki.path("out.json");
-    let out = portico_load(&[&["run"], args, &["--json", &json]].concat());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "portico-load run {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{stdout}");
+    let (v, stdout) = common::run_json(&pki.path("out.json"), args);
     assert!(stdout.contains("\n  tls        TLS 1."), "{stdout}");
     assert!(stdout.contains("\n  handshakes "), "{stdout}");
-    let text = std::fs::read_to_string(&json).expect("the --json file");
-    serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn count(v: &Value, pointer: &str) -> u64 {
-    v.pointer(pointer)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{pointer} in {v}"))
+    v
 }
 
 /// With the CA given, the run verifies the certificate against the URL's IP address
@@ -144,7 +32,7 @@ fn count(v: &Value, pointer: &str) -> u64 {
 #[test]
 fn a_closed_loop_verified_with_cacert_counts_statuses() {
     let pki = Pki::new("closed");
-    let upstream = Upstream::start(&pki, &[]);
+    let upstream = Upstream::start_tls(&pki, &[]);
     let v = run_json(
         &pki,
         &[
@@ -183,7 +71,7 @@ fn a_closed_loop_verified_with_cacert_counts_statuses() {
 #[test]
 fn an_unverifiable_certificate_stops_the_run_before_it_starts() {
     let pki = Pki::new("untrusted");
-    let upstream = Upstream::start(&pki, &[]);
+    let upstream = Upstream::start_tls(&pki, &[]);
     let url = upstream.url("/");
     let ca = pki.path("ca.pem");
     let cases: [(Vec<&str>, &str); 2] = [
@@ -194,12 +82,7 @@ fn an_unverifiable_certificate_stops_the_run_before_it_starts() {
         ),
     ];
     for (args, expected) in cases {
-        let out = portico_load(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
-        assert!(stderr.contains(expected), "{args:?}: {stderr:?}");
-        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_bad_input(&args, expected);
     }
 }
 
@@ -207,7 +90,7 @@ fn an_unverifiable_certificate_stops_the_run_before_it_starts() {
 #[test]
 fn insecure_skips_verification() {
     let pki = Pki::new("insecure");
-    let upstream = Upstream::start(&pki, &[]);
+    let upstream = Upstream::start_tls(&pki, &[]);
     let v = run_json(
         &pki,
         &[
@@ -232,7 +115,7 @@ fn insecure_skips_verification() {
 #[test]
 fn a_new_connection_per_request_is_a_handshake_per_request() {
     let pki = Pki::new("new-connection");
-    let upstream = Upstream::start(&pki, &[]);
+    let upstream = Upstream::start_tls(&pki, &[]);
     let url = upstream.url("/");
     let ca = pki.path("ca.pem");
     let base = [
@@ -351,7 +234,7 @@ fn client_hello_sni(record: &[u8]) -> Option<String> {
 #[test]
 fn bad_tls_input_is_one_line_and_exit_status_2() {
     let pki = Pki::new("bad");
-    let upstream = Upstream::start(&pki, &[]);
+    let upstream = Upstream::start_tls(&pki, &[]);
     let url = upstream.url("/");
     let plain = upstream.url("/").replacen("https", "http", 1);
     let not_pem = pki.path("server.key");
@@ -407,20 +290,7 @@ fn bad_tls_input_is_one_line_and_exit_status_2() {
         (vec!["serve", "--cert", &cert, "--key", &key], "--tls"),
     ];
     for (args, expected) in cases {
-        let out = portico_load(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(
-            stderr.lines().count(),
-            1,
-            "{args:?}: one line, got {stderr:?}"
-        );
-        assert!(stderr.starts_with("portico-load: "), "{stderr}");
-        assert!(
-            stderr.contains(expected),
-            "{args:?}: {stderr:?} lacks {expected:?}"
-        );
-        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_bad_input(&args, expected);
     }
 }
 

@@ -26,6 +26,8 @@ pub struct ServerSection {
     pub drain_timeout_ms: Spanned<u64>,
     pub redirect_to_https: bool,
     pub listen_backlog: Spanned<u64>,
+    /// What to do when the descriptor limit cannot hold what the config may open.
+    pub fd_limit: Spanned<String>,
     pub max_in_flight_per_worker: Spanned<u64>,
     pub tls: Vec<TlsListenerSection>,
 }
@@ -48,6 +50,7 @@ impl Default for ServerSection {
             drain_timeout_ms: s(15_000),
             redirect_to_https: false,
             listen_backlog: s(1024),
+            fd_limit: Spanned::new(0..0, "warn".to_string()),
             max_in_flight_per_worker: s(10_000),
             tls: Vec::new(),
         }
@@ -179,6 +182,8 @@ pub struct RouteSection {
     pub auth: Option<Spanned<RouteAuthSection>>,
     pub retry: Option<Spanned<super::schema_resilience::RetrySection>>,
     pub retry_non_idempotent: Option<Spanned<bool>>,
+    /// `[route.compose]`: fan out to several upstreams and merge (`compose_schema.rs`).
+    pub compose: Option<Spanned<super::compose_schema::ComposeSection>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub rate_limits: Arc<RateLimitSettings>,
     /// `[auth.jwt.*]` providers and the identity headers stripped from every request.
     pub auth: crate::auth::AuthSettings,
+    /// What `portico check` and the start-up log show as `warning:` lines (the file
+    /// is valid; e.g. a flat merge whose parts can write the same key).
+    pub warnings: Vec<super::ConfigError>,
     /// `[tracing]`: trace context and span export, when configured.
     pub tracing: Option<TracingSettings>,
     /// The configuration's load number: 1 for the file read at start (a reload
@@ -48,6 +51,8 @@ pub struct ServerSettings {
     pub workers: Option<usize>,
     pub pin_workers: bool,
     pub listen_backlog: i32,
+    /// `fd_limit`: warn, or refuse to start, when the descriptor limit is too low.
+    pub fd_limit: FdLimitPolicy,
     pub limits: Limits,
     pub drain_timeout: Duration,
     pub redirect_to_https: bool,
@@ -60,6 +65,16 @@ pub struct ServerSettings {
     /// certificate subject). Compiled into the identity headers, which are removed
     /// from every client request on every listener before routing.
     pub reserved_headers: Vec<String>,
+}
+
+/// `[server] fd_limit`: what start-up does when the descriptors the configuration
+/// may need exceed the process's limit (see docs/operations.md for the estimate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdLimitPolicy {
+    /// Log a warning with the arithmetic and start anyway.
+    Warn,
+    /// Refuse to start, with the same message.
+    Refuse,
 }
 
 /// A TLS listener: its settings, and the certificates loaded from them (reloaded on
@@ -112,6 +127,9 @@ pub enum Action {
     Forward(usize),
     /// Answer from the gateway itself.
     Respond(FixedResponse),
+    /// Call several upstreams at once and answer with their merged JSON
+    /// (`[route.compose]`, `crate::compose`).
+    Compose(super::ComposePlan),
 }
 
 /// A static response, as parts: status, the configured fields (lowercase names,

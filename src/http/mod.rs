@@ -29,7 +29,9 @@ pub use forwarded::{
     UpstreamHeadMarks, UpstreamRequest,
 };
 pub use headers::{is_hop_by_hop, ConnectionTokens};
-pub use reply::{write_local_reply, write_simple_response, LocalReply, CONTINUE, OVERLOADED};
+pub use reply::{
+    write_local_reply, write_simple_response, LocalReply, CONTINUE, OVERLOADED, OVERLOADED_NO_FD,
+};
 pub use request::{find_header, parse_request, HeadLimits, Parsed, RequestHead};
 pub use response::{parse_response, ResponseHead};
 pub use status::reason_phrase;

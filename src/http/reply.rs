@@ -95,6 +95,10 @@ pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// before any request is read.
 pub const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 61\r\nconnection: close\r\nretry-after: 1\r\n\r\n{\"error\": \"too many connections on this worker, retry later\"}";
 
+/// The answer to a connection refused because the process is out of file
+/// descriptors (accepted with the spare one), written whole before any request is read.
+pub const OVERLOADED_NO_FD: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 57\r\nconnection: close\r\nretry-after: 1\r\n\r\n{\"error\": \"gateway out of file descriptors, retry later\"}";
+
 /// A whole `connection: close` response for listeners outside the data plane (the
 /// admin listener): status line, content type, length, body.
 pub fn write_simple_response(w: &mut Vec<u8>, status: u16, content_type: &str, body: &[u8]) {
@@ -117,10 +121,12 @@ mod tests {
     }
 
     #[test]
-    fn overloaded_response_length_matches_body() {
-        let text = text(OVERLOADED);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("content-length: {}", body.len())));
+    fn overloaded_responses_lengths_match_their_bodies() {
+        for answer in [OVERLOADED, OVERLOADED_NO_FD] {
+            let text = text(answer);
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(head.contains(&format!("content-length: {}", body.len())));
+        }
     }
 
     #[test]

@@ -50,12 +50,13 @@ pub struct LimiterThread {
 }
 
 impl LimiterThread {
-    /// Stops the thread (within one tick) and waits for it. Workers' links may
-    /// outlive their threads (a runtime does not drop its unfinished tasks), so the
-    /// thread is told, not left to notice.
-    pub fn stop(self) {
+    /// Tells the thread to stop (it ends within one tick, or after the Redis call in
+    /// progress, itself bounded by `redis_timeout_ms`) and returns it to wait for.
+    /// Workers' links may outlive their threads (a runtime does not drop its
+    /// unfinished tasks), so the thread is told, not left to notice.
+    pub fn stop(self) -> JoinHandle<()> {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.join.join();
+        self.join
     }
 }
 

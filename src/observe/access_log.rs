@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -78,11 +78,18 @@ const FLUSH_BYTES: usize = 32 * 1024;
 /// Batches waiting for the writer; past this, batches are dropped and counted.
 const QUEUE_BATCHES: usize = 256;
 
+/// What the writer thread receives: batches of lines, then an explicit stop.
+enum ToWriter {
+    Batch(String),
+    /// Write what came before, then end (the workers' buffers may outlive them).
+    Stop,
+}
+
 /// A worker's access-log buffer.
 pub struct AccessLogBuffer {
     format: AccessLogFormat,
     buf: RefCell<String>,
-    tx: Sender<String>,
+    tx: Sender<ToWriter>,
     /// Batches dropped because the writer was behind.
     dropped: Cell<u64>,
 }
@@ -111,7 +118,8 @@ impl AccessLogBuffer {
             return;
         }
         let batch = std::mem::replace(&mut *buf, String::with_capacity(FLUSH_BYTES + 1024));
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(batch)
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.tx.try_send(ToWriter::Batch(batch))
         {
             self.dropped.set(self.dropped.get() + 1);
         }
@@ -125,9 +133,9 @@ impl AccessLogBuffer {
 
 /// The side thread that writes batches to stdout or a file.
 pub struct AccessLogWriter {
-    tx: Sender<String>,
+    tx: Sender<ToWriter>,
     format: AccessLogFormat,
-    handle: Option<std::thread::JoinHandle<()>>,
+    handle: std::thread::JoinHandle<()>,
 }
 
 impl AccessLogWriter {
@@ -146,23 +154,22 @@ impl AccessLogWriter {
                     .open(path)?,
             ),
         };
-        let (tx, rx): (Sender<String>, Receiver<String>) =
+        let (tx, rx): (Sender<ToWriter>, Receiver<ToWriter>) =
             crossbeam_channel::bounded(QUEUE_BATCHES);
         let handle = std::thread::Builder::new()
             .name("portico-access-log".into())
             .spawn(move || {
-                for batch in rx {
+                for message in rx {
+                    let ToWriter::Batch(batch) = message else {
+                        return;
+                    };
                     if out.write_all(batch.as_bytes()).is_err() {
                         continue;
                     }
                     let _ = out.flush();
                 }
             })?;
-        Ok(Some(AccessLogWriter {
-            tx,
-            format,
-            handle: Some(handle),
-        }))
+        Ok(Some(AccessLogWriter { tx, format, handle }))
     }
 
     /// A buffer for one worker.
@@ -175,13 +182,14 @@ impl AccessLogWriter {
         }
     }
 
-    /// Waits until every batch sent so far is written (after the workers stopped).
-    pub fn finish(mut self) {
-        let (tx, _) = crossbeam_channel::bounded(1);
-        drop(std::mem::replace(&mut self.tx, tx));
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+    /// Asks the writer to write every batch queued so far and end (after the
+    /// workers flushed their buffers), without waiting past `deadline` for room in
+    /// a full queue. Returns the thread to wait for. The writer does not wait for
+    /// the workers' buffers to be dropped: a worker's unfinished tasks can hold
+    /// one forever.
+    pub fn stop(self, deadline: Instant) -> std::thread::JoinHandle<()> {
+        let _ = self.tx.send_deadline(ToWriter::Stop, deadline);
+        self.handle
     }
 }
 

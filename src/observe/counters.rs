@@ -49,8 +49,12 @@ macro_rules! counters {
 counters! {
     /// Connections accepted.
     connections_accepted,
-    /// Connections refused because `max_connections_per_worker` was reached.
+    /// Connections refused (503 on plaintext, closed on TLS) because
+    /// `max_connections_per_worker` was reached or the process was out of descriptors.
     connections_rejected,
+    /// Accepts that failed because the process was out of file descriptors
+    /// (`EMFILE`/`ENFILE`).
+    accept_fd_exhausted,
     /// TLS handshakes completed on the TLS listeners.
     tls_handshakes,
     /// Of those, handshakes that resumed an earlier session (ticket or session ID).

@@ -72,6 +72,9 @@ pub struct TrySpan {
     pub status: Option<u16>,
     /// Why the try failed, when it did (`connect`, `timeout`, ...).
     pub failure: Option<&'static str>,
+    /// A composed route's part: its name and method (a forwarded try has the
+    /// request's method).
+    pub part: Option<(String, String)>,
 }
 
 impl TraceContext {

@@ -1,79 +1,86 @@
 //! The control thread's loop while serving: signals, and certificate reloads.
 //!
-//! SIGTERM/SIGINT end the loop (the caller drains). SIGHUP, or a change to any
+//! A stop signal ends the loop (the caller drains). SIGHUP, or a change to any
 //! certificate, key or client-CA file (checked every second), reloads the TLS
 //! listeners' certificates: all files are read and checked first; only if every
-//! listener loads are the new contexts sent to the workers. Otherwise the error is
-//! logged and the certificates in use keep serving.
+//! listener loads are the new contexts posted to the workers' mailboxes, where they
+//! replace any set a worker has not installed yet (so the newest always wins).
+//! Otherwise the refusal is logged, file by file, and the certificates in use keep
+//! serving.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use signal_hook::consts::SIGHUP;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Snapshot;
 use crate::tls::ListenerTls;
 
-use super::worker::Command;
+use super::mailbox::Mailbox;
+use super::signals::{SignalInbox, Signalled};
 
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Runs until a stop signal arrives; returns it.
+/// Runs until a stop signal arrives; returns it and when it arrived.
 pub fn serve_until_stopped(
     snapshot: &Snapshot,
-    workers: &[Sender<Command>],
-    signals: &Receiver<i32>,
-) -> i32 {
+    workers: &[Arc<Mailbox>],
+    signals: &SignalInbox,
+) -> (i32, Instant) {
     let mut watch = FileWatch::new(snapshot);
+    let mut reloads = CertificateReloads { generation: 0 };
     loop {
-        match signals.recv_timeout(WATCH_INTERVAL) {
-            Ok(SIGHUP) => {
+        match signals.wait(WATCH_INTERVAL) {
+            Signalled::Stop { signal, at } => return (signal, at),
+            Signalled::Reload => {
                 tracing::info!("SIGHUP: reloading certificates");
                 watch.refresh();
-                reload_certificates(snapshot, workers);
+                reloads.reload(snapshot, workers);
             }
-            Ok(sig) => return sig,
-            Err(RecvTimeoutError::Timeout) => {
+            Signalled::Nothing => {
                 if watch.refresh() {
                     tracing::info!("certificate files changed: reloading certificates");
-                    reload_certificates(snapshot, workers);
+                    reloads.reload(snapshot, workers);
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => return 0,
         }
     }
 }
 
-fn reload_certificates(snapshot: &Snapshot, workers: &[Sender<Command>]) {
-    if snapshot.server.tls.is_empty() {
-        return;
-    }
-    let mut contexts = Vec::new();
-    for listener in &snapshot.server.tls {
-        match ListenerTls::load(&listener.settings) {
-            Ok(c) => contexts.push(Arc::new(c)),
-            Err(errors) => {
-                for (_, reason) in errors {
-                    tracing::error!(
-                        "certificate reload refused for {}: {reason}; the certificates in use keep serving",
-                        listener.settings.listen
-                    );
+/// Numbers the certificate sets handed to the workers (for the log).
+struct CertificateReloads {
+    generation: u64,
+}
+
+impl CertificateReloads {
+    fn reload(&mut self, snapshot: &Snapshot, workers: &[Arc<Mailbox>]) {
+        if snapshot.server.tls.is_empty() {
+            return;
+        }
+        let mut contexts = Vec::new();
+        for listener in &snapshot.server.tls {
+            match ListenerTls::load(&listener.settings) {
+                Ok(c) => contexts.push(Arc::new(c)),
+                Err(errors) => {
+                    for (_, reason) in errors {
+                        tracing::error!(
+                            "certificate reload refused for {}: {reason}; the certificates in use keep serving",
+                            listener.settings.listen
+                        );
+                    }
+                    return;
                 }
-                return;
             }
         }
-    }
-    for w in workers {
-        if w.try_send(Command::ReloadTls(contexts.clone())).is_err() {
-            tracing::warn!("a worker's command queue is full; it keeps its certificates");
+        self.generation += 1;
+        for w in workers {
+            w.post_tls(self.generation, contexts.clone());
         }
+        tracing::info!(
+            "certificates reloaded for {} TLS listener(s) (generation {}); workers install them within 50 ms",
+            contexts.len(),
+            self.generation
+        );
     }
-    tracing::info!(
-        "certificates reloaded for {} TLS listener(s)",
-        contexts.len()
-    );
 }
 
 /// Modification times of the certificate files.

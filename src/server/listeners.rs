@@ -7,23 +7,35 @@
 //! backlog: clients and load balancers see a clear, fast refusal. A TLS connection
 //! past the cap is closed without a handshake (answering it would cost a handshake).
 //!
+//! When the process is out of file descriptors, waiting clients are refused the same
+//! way with a spare descriptor ([`FdShortage`]), and the loop backs off.
+//!
 //! On a TLS listener each accepted connection runs its handshake in its own task,
 //! bounded by the listener's `handshake_timeout_ms`, before it is served.
+//!
+//! When the worker drains, the loop stops, takes the connections already waiting in
+//! the listener's queue (the kernel would reset them when the listener closes: see
+//! docs/operations.md, "Takeover"), serves their first request, and closes the
+//! listener.
 
 use std::cell::{Cell, RefCell};
+use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use monoio::io::AsyncWriteRentExt;
+use monoio::io::{AsyncWriteRentExt, Canceller};
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::downstream::{h1, ConnInfo};
-use crate::http::{FieldList, OVERLOADED};
+use crate::http::{FieldList, OVERLOADED, OVERLOADED_NO_FD};
 use crate::observe::Counters;
 use crate::proxy::{Gateway, Worker};
 use crate::tls::{self, ListenerTls};
+
+use super::fd_shortage::{is_fd_exhaustion, FdShortage, Taken};
 
 /// What a listener speaks.
 #[derive(Clone, Copy)]
@@ -67,50 +79,175 @@ impl Acceptor {
     }
 }
 
-/// Accepts connections on `listener` until the worker drains.
+/// Most connections taken from the queue when the drain begins (the backlog bounds
+/// the queue anyway; this bounds the loop).
+const DRAIN_SWEEP_MAX: usize = 65_536;
+
+/// Accepts connections on `listener` until the worker drains, then takes what
+/// waits in its queue and closes it.
 pub async fn accept_loop(acceptor: Rc<Acceptor>, listener: TcpListener, kind: ListenerKind) {
     let worker = acceptor.worker.clone();
+    let mut shortage = FdShortage::new();
+    // One for the loop's life: each accept registers with it (no allocation), and
+    // the drain cancels the one in flight.
+    let canceller = Canceller::new();
     loop {
+        let accept = listener.cancelable_accept(canceller.handle());
+        let mut accept = std::pin::pin!(accept);
         let accepted = monoio::select! {
-            a = listener.accept() => a,
-            _ = worker.drain.raised() => return,
+            a = &mut accept => a,
+            _ = worker.drain.raised() => {
+                // Cancel the accept in flight and wait for its outcome: with io_uring
+                // the kernel may have taken a connection off the queue already, and
+                // simply dropping the operation would leak it unanswered.
+                let _ = canceller.cancel();
+                if let Ok((stream, peer)) = accept.await {
+                    start_connection(&acceptor, stream, peer, kind);
+                }
+                break;
+            }
         };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
+        match accepted {
+            Ok((stream, peer)) => {
+                shortage.recovered();
+                let _ = stream.set_nodelay(true);
+                start_connection(&acceptor, stream, peer, kind);
+            }
+            Err(e) if is_fd_exhaustion(&e) => {
+                Counters::bump(&worker.counters.accept_fd_exhausted);
+                shortage.note_failure(worker.id, &e);
+                if !serve_while_short(&acceptor, &listener, kind, &mut shortage).await {
+                    break;
+                }
+            }
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(worker = worker.id, error = %e, "accept failed");
+                // A client that reset before it was accepted, and the like.
+                tracing::debug!(worker = worker.id, error = %e, "accept failed");
                 monoio::time::sleep(Duration::from_millis(10)).await;
-                continue;
             }
+        }
+    }
+    take_waiting(&acceptor, &listener, kind);
+}
+
+/// Starts serving an accepted connection in its own task, or refuses it when the
+/// worker is at `max_connections_per_worker`.
+fn start_connection(
+    acceptor: &Rc<Acceptor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+) {
+    let worker = &acceptor.worker;
+    let limit = worker
+        .generation()
+        .snapshot
+        .server
+        .limits
+        .max_connections_per_worker;
+    if acceptor.active.get() >= limit {
+        Counters::bump(&worker.counters.connections_rejected);
+        if let ListenerKind::Plain = kind {
+            monoio::spawn(refuse(stream));
+        }
+        return;
+    }
+    Counters::bump(&worker.counters.connections_accepted);
+    acceptor.active.set(acceptor.active.get() + 1);
+    let acceptor = acceptor.clone();
+    monoio::spawn(async move {
+        match kind {
+            ListenerKind::Plain => {
+                serve(&acceptor.worker, stream, ConnInfo::plain(peer)).await;
+            }
+            ListenerKind::Tls(index) => serve_tls(&acceptor, stream, peer, index).await,
+        }
+        acceptor.active.set(acceptor.active.get() - 1);
+    });
+}
+
+/// Out of descriptors: until one is free again, waits for clients (a poll needs no
+/// descriptor, whereas with io_uring an accept fails at once whether or not a client
+/// waits) and takes each at once, serving it if a descriptor is free and refusing
+/// it with the spare otherwise. True when descriptors are back, false on drain.
+async fn serve_while_short(
+    acceptor: &Rc<Acceptor>,
+    listener: &TcpListener,
+    kind: ListenerKind,
+    shortage: &mut FdShortage,
+) -> bool {
+    let worker = &acceptor.worker;
+    let answer = matches!(kind, ListenerKind::Plain).then_some(OVERLOADED_NO_FD);
+    loop {
+        let waiting = monoio::select! {
+            r = listener.readable(false) => r.is_ok(),
+            _ = worker.drain.raised() => return false,
         };
-        let _ = stream.set_nodelay(true);
-        let limit = worker
-            .generation()
-            .snapshot
-            .server
-            .limits
-            .max_connections_per_worker;
-        if acceptor.active.get() >= limit {
-            Counters::bump(&worker.counters.connections_rejected);
-            if let ListenerKind::Plain = kind {
-                monoio::spawn(refuse(stream));
-            }
+        if !waiting {
+            // The poll failed: do not spin on it.
+            monoio::time::sleep(shortage.next_backoff()).await;
             continue;
         }
-        Counters::bump(&worker.counters.connections_accepted);
-        acceptor.active.set(acceptor.active.get() + 1);
-        let acceptor = acceptor.clone();
-        monoio::spawn(async move {
-            match kind {
-                ListenerKind::Plain => {
-                    serve(&acceptor.worker, stream, ConnInfo::plain(peer)).await;
-                }
-                ListenerKind::Tls(index) => serve_tls(&acceptor, stream, peer, index).await,
+        match shortage.take_one(|| accept_now(listener), answer) {
+            Taken::Served(stream, peer) => {
+                start_std_connection(acceptor, stream, peer, kind);
+                return true;
             }
-            acceptor.active.set(acceptor.active.get() - 1);
-        });
+            Taken::Refused(e) => {
+                Counters::bump(&worker.counters.accept_fd_exhausted);
+                Counters::bump(&worker.counters.connections_rejected);
+                shortage.note_failure(worker.id, &e);
+            }
+            Taken::NoSpare(e) => {
+                Counters::bump(&worker.counters.accept_fd_exhausted);
+                shortage.note_failure(worker.id, &e);
+                let wait = shortage.next_backoff();
+                monoio::select! {
+                    _ = monoio::time::sleep(wait) => {},
+                    _ = worker.drain.raised() => return false,
+                }
+            }
+            Taken::Nobody => {}
+        }
     }
+}
+
+/// The drain began: takes the connections already waiting in the listener's queue
+/// and serves their first request, so that closing the listener resets none of them.
+fn take_waiting(acceptor: &Rc<Acceptor>, listener: &TcpListener, kind: ListenerKind) {
+    for _ in 0..DRAIN_SWEEP_MAX {
+        let Ok((stream, peer)) = accept_now(listener) else {
+            return; // empty (WouldBlock), or out of descriptors: nothing more to take
+        };
+        start_std_connection(acceptor, stream, peer, kind);
+    }
+}
+
+/// [`start_connection`] for a connection accepted with [`accept_now`].
+fn start_std_connection(
+    acceptor: &Rc<Acceptor>,
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+) {
+    let _ = stream.set_nodelay(true);
+    if let Ok(stream) = stream
+        .set_nonblocking(true)
+        .and_then(|()| TcpStream::from_std(stream))
+    {
+        start_connection(acceptor, stream, peer, kind);
+    }
+}
+
+/// One `accept(2)` on the listener's non-blocking socket, outside the runtime: it
+/// answers at once (`WouldBlock` when the queue is empty) and never leaves an
+/// operation in flight that could complete after its caller gave up.
+fn accept_now(listener: &TcpListener) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+    // SAFETY: the descriptor stays owned by `listener` (ManuallyDrop never closes
+    // it); the std view only lives for this call.
+    let std =
+        ManuallyDrop::new(unsafe { std::net::TcpListener::from_raw_fd(listener.as_raw_fd()) });
+    std.accept()
 }
 
 /// Serves one connection with the worker's current generation.

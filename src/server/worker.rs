@@ -1,18 +1,18 @@
 //! A worker thread: pinned to one core, running one monoio runtime with its own
-//! SO_REUSEPORT listeners, and the worker state of `crate::proxy` (connections,
-//! upstream pools, counters, the current generation). Its tick polls the control
-//! thread's commands.
+//! SO_REUSEPORT listeners (bound by the control thread and handed over), and the
+//! worker state of `crate::proxy` (connections, upstream pools, counters, the
+//! current generation). Its tick empties the control thread's mailbox.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use core_affinity::CoreId;
 use crossbeam_channel::{Receiver, Sender};
-use monoio::net::{ListenerOpts, TcpListener};
+use monoio::net::TcpListener;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::{WorkerLink, LIMIT_TICK};
 use crate::observe::metrics::PublishedMetrics;
@@ -22,27 +22,26 @@ use crate::tls::ListenerTls;
 use crate::upstream::EndpointBoard;
 
 use super::listeners::{accept_loop, Acceptor, ListenerKind};
-
-/// Orders from the control thread, polled on the worker's tick.
-pub enum Command {
-    /// Stop accepting, finish in-flight requests, exit within the drain timeout.
-    Drain,
-    /// New certificates for the TLS listeners (same order as the snapshot's):
-    /// new handshakes use them; open connections keep what they negotiated.
-    ReloadTls(Vec<Arc<ListenerTls>>),
-}
+use super::mailbox::Mailbox;
 
 /// Everything a worker thread needs to start.
 pub struct WorkerPlan {
     pub id: usize,
     pub core: Option<CoreId>,
     pub snapshot: Arc<Snapshot>,
-    pub commands: Receiver<Command>,
-    pub started: Sender<Result<String, String>>,
+    /// Orders from the control thread (drain, new certificates), newest wins.
+    pub mailbox: Arc<Mailbox>,
+    /// Where the worker reports its start-up steps.
+    pub reports: Sender<StartReport>,
+    /// Its listening sockets, handed over once everything else started; closed
+    /// without a message when start-up failed elsewhere.
+    pub listeners: Receiver<Vec<(std::net::TcpListener, ListenerKind)>>,
     pub access_log: Option<AccessLogBuffer>,
     /// This worker's way to the span exporter, when spans are exported.
     pub spans: Option<SpanBuffer>,
     pub published: Arc<PublishedCounters>,
+    /// Where this worker publishes its composition counters.
+    pub published_compose: Arc<PublishedCompose>,
     /// Where this worker publishes its metric series for `/metrics`.
     pub metrics: Arc<PublishedMetrics>,
     /// This worker's channels to the global limiter thread, when there is one.
@@ -51,7 +50,17 @@ pub struct WorkerPlan {
     pub board: Arc<EndpointBoard>,
 }
 
-/// How often a worker looks at its command channel, sweeps pools and publishes counters.
+/// A worker's start-up, step by step.
+pub enum StartReport {
+    /// Runtime, state and certificates are ready; the line says where it runs.
+    Prepared(String),
+    /// Its listeners are registered with the runtime and accepting.
+    Serving,
+    /// It cannot serve; the reason.
+    Failed(String),
+}
+
+/// How often a worker looks at its mailbox, sweeps pools and publishes counters.
 const TICK: Duration = Duration::from_millis(50);
 
 /// The body of a worker thread.
@@ -70,43 +79,23 @@ pub fn run(plan: WorkerPlan) {
         .enable_timer()
         .with_entries(entries)
         .build();
-    let started = plan.started.clone();
+    let reports = plan.reports.clone();
     let id = plan.id;
     match runtime {
         Ok(FusionRuntime::Uring(mut rt)) => rt.block_on(worker_main(plan, core, "io_uring")),
         Ok(FusionRuntime::Legacy(mut rt)) => rt.block_on(worker_main(plan, core, "epoll")),
         Err(e) => {
-            let _ = started.send(Err(format!("worker {id}: cannot start a runtime: {e}")));
+            let _ = reports.send(StartReport::Failed(format!(
+                "worker {id}: cannot start a runtime: {e}"
+            )));
         }
     }
+    // Tasks still running here (requests cut off by the drain timeout) are left
+    // behind with the runtime; nothing waits for them.
 }
 
 async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
     let snapshot = plan.snapshot.clone();
-    let mut listeners = Vec::new();
-    let plain = snapshot
-        .server
-        .listen
-        .iter()
-        .map(|a| (*a, ListenerKind::Plain));
-    let tls = snapshot
-        .server
-        .tls
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.settings.listen, ListenerKind::Tls(i)));
-    for (addr, kind) in plain.chain(tls) {
-        match bind(addr, snapshot.server.listen_backlog) {
-            Ok(l) => listeners.push((l, kind)),
-            Err(e) => {
-                let _ = plan.started.send(Err(format!(
-                    "worker {}: cannot listen on {addr}: {e}",
-                    plan.id
-                )));
-                return;
-            }
-        }
-    }
     let worker = Rc::new(Worker::new(
         plan.id,
         plan.access_log,
@@ -119,68 +108,123 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
     let contexts: Vec<Arc<ListenerTls>> =
         snapshot.server.tls.iter().map(|t| t.tls.clone()).collect();
     if let Err(e) = acceptor.install_tls(&contexts) {
-        let _ = plan.started.send(Err(format!("worker {}: {e}", plan.id)));
+        let _ = plan
+            .reports
+            .send(StartReport::Failed(format!("worker {}: {e}", plan.id)));
         return;
     }
-    let _ = plan
-        .started
-        .send(Ok(format!("worker {} on {core}, driver {driver}", plan.id)));
-
-    let mut accepting = Vec::new();
+    let _ = plan.reports.send(StartReport::Prepared(format!(
+        "worker {} on {core}, driver {driver}",
+        plan.id
+    )));
+    // Blocking here is fine: nothing runs on this runtime yet.
+    let Ok(sockets) = plan.listeners.recv() else {
+        return; // start-up failed elsewhere
+    };
+    let mut listeners = Vec::new();
+    for (socket, kind) in sockets {
+        let addr = socket
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        match TcpListener::from_std(socket) {
+            Ok(l) => listeners.push((l, kind)),
+            Err(e) => {
+                let _ = plan.reports.send(StartReport::Failed(format!(
+                    "worker {}: cannot listen on {addr}: {e}",
+                    plan.id
+                )));
+                return;
+            }
+        }
+    }
+    let mut tasks = Vec::new();
     for (l, kind) in listeners {
-        accepting.push(monoio::spawn(accept_loop(acceptor.clone(), l, kind)));
+        tasks.push(monoio::spawn(accept_loop(acceptor.clone(), l, kind)));
     }
     if worker.generation().limits.has_limiter() {
-        monoio::spawn(limit_tick(worker.clone()));
+        tasks.push(monoio::spawn(limit_tick(worker.clone())));
     }
+    let _ = plan.reports.send(StartReport::Serving);
 
-    // The tick: commands, pool sweeping, key sets, counter and metric publishing, log
+    let published = Published {
+        counters: plan.published.clone(),
+        compose: plan.published_compose.clone(),
+        metrics: plan.metrics.clone(),
+    };
+    // The tick: mailbox, pool sweeping, key sets, counter and metric publishing, log
     // and span flushing.
-    let mut drain_deadline: Option<Instant> = None;
-    loop {
+    let deadline = loop {
         monoio::time::sleep(TICK).await;
-        while let Ok(cmd) = plan.commands.try_recv() {
-            match cmd {
-                Command::ReloadTls(contexts) => match acceptor.install_tls(&contexts) {
-                    Ok(()) => tracing::debug!(worker = worker.id, "new certificates installed"),
-                    Err(e) => tracing::error!(worker = worker.id, "certificate reload failed: {e}"),
-                },
-                Command::Drain => {
-                    if drain_deadline.is_none() {
-                        drain_deadline = Some(Instant::now() + snapshot.server.drain_timeout);
-                        worker.start_drain();
-                    }
-                }
+        let posted = plan.mailbox.take();
+        if let Some((generation, contexts)) = posted.tls {
+            match acceptor.install_tls(&contexts) {
+                Ok(()) => tracing::debug!(
+                    worker = worker.id,
+                    "certificates of generation {generation} installed"
+                ),
+                Err(e) => tracing::error!(
+                    worker = worker.id,
+                    "certificate reload (generation {generation}) failed: {e}; the certificates in use keep serving"
+                ),
             }
+        }
+        if let Some(deadline) = posted.drain {
+            worker.start_drain();
+            break deadline;
         }
         worker.tick();
-        worker.publish(&plan.published);
-        plan.metrics
-            .store(worker.metrics_snapshot(acceptor.active.get()));
-        if let Some(deadline) = drain_deadline {
-            if acceptor.active.get() == 0 || Instant::now() >= deadline {
-                break;
-            }
-        }
-    }
-    for task in accepting {
+        published.publish(&worker, &acceptor, false);
+    };
+
+    // The drain: the accept loops (after taking the connections waiting in their
+    // queues) and the limit tick end on the drain signal; wait for them, so that
+    // none is left holding the worker's state. Then the connections finish, until
+    // the deadline; those still running then are left behind.
+    for task in tasks {
         task.await;
     }
-    worker.publish(&plan.published);
-    plan.metrics
-        .store_final(worker.metrics_snapshot(acceptor.active.get()));
+    while acceptor.active.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(TICK).await;
+        worker.tick();
+        published.publish(&worker, &acceptor, false);
+    }
+    published.publish(&worker, &acceptor, true);
+}
+
+/// Where a worker publishes for the admin thread.
+struct Published {
+    counters: Arc<PublishedCounters>,
+    compose: Arc<PublishedCompose>,
+    metrics: Arc<PublishedMetrics>,
+}
+
+impl Published {
+    /// Flushes the access-log and span buffers and publishes the counters,
+    /// composition counters and metric series; the `last` time, the metrics wait
+    /// for a scrape in progress rather than skip this publication.
+    fn publish(&self, worker: &Worker, acceptor: &Acceptor, last: bool) {
+        worker.publish(&self.counters);
+        worker.generation().compose.publish(&self.compose);
+        let metrics = worker.metrics_snapshot(acceptor.active.get());
+        if last {
+            self.metrics.store_final(metrics);
+        } else {
+            self.metrics.store(metrics);
+        }
+    }
 }
 
 /// Picks up the limiter's grants and hands back expired leases when no request
-/// does (requests pick grants up too, with a non-blocking `try_recv`).
+/// does (requests pick grants up too, with a non-blocking `try_recv`). Ends as
+/// soon as the drain begins.
 async fn limit_tick(worker: Rc<Worker>) {
-    while !worker.drain.is_raised() {
-        monoio::time::sleep(LIMIT_TICK).await;
-        worker.generation().limits.tick(&worker.counters);
+    loop {
+        monoio::select! {
+            _ = monoio::time::sleep(LIMIT_TICK) => {
+                worker.generation().limits.tick(&worker.counters);
+            }
+            _ = worker.drain.raised() => return,
+        }
     }
-}
-
-fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
-    let opts = ListenerOpts::new().reuse_port(true).backlog(backlog);
-    TcpListener::bind_with_config(addr, &opts)
 }

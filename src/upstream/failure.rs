@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use crate::downstream::BodyError;
+use crate::observe::metrics::TryOutcome;
 
 use super::breaker::BreakerLimit;
 
@@ -52,6 +53,20 @@ impl FailureSource {
             FailureSource::Client(BodyError::TooLarge) => "client_too_large",
             FailureSource::Overflow(_) => "overflow",
         }
+    }
+
+    /// How a try that failed here counts in its endpoint's series; `None` for a
+    /// breaker's refusal (nothing was sent: an overflow, not a try).
+    pub fn try_outcome(&self) -> Option<TryOutcome> {
+        Some(match self {
+            FailureSource::Connect | FailureSource::ConnectTimeout => TryOutcome::ConnectFailure,
+            FailureSource::Tls { .. } => TryOutcome::TlsFailure,
+            FailureSource::Timeout => TryOutcome::Timeout,
+            FailureSource::Closed | FailureSource::Write => TryOutcome::Reset,
+            FailureSource::Protocol => TryOutcome::ProtocolError,
+            FailureSource::Client(_) => TryOutcome::ClientFailure,
+            FailureSource::Overflow(_) => return None,
+        })
     }
 }
 

@@ -3,12 +3,14 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod json_upstream;
 pub mod jwt;
 pub mod load;
 pub mod otlp;
 pub mod pki;
 pub mod procs;
 pub mod redis;
+pub mod tls_client;
 
 pub use client::{Client, Response};
 pub use load::{LoadPlan, LoadResult};

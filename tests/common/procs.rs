@@ -15,6 +15,19 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// `N` distinct ports that were free a moment ago: all bound at once, then released,
+/// so two of them can never be the same port.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("no free port on 127.0.0.1"))
+        .collect();
+    let mut ports = [0u16; N];
+    for (p, l) in ports.iter_mut().zip(&held) {
+        *p = l.local_addr().expect("bound").port();
+    }
+    ports
+}
+
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -146,6 +159,41 @@ pub fn spawn(
     tag: &str,
     taskset: Option<&str>,
 ) -> Proc {
+    spawn_customized(bin, args, env, tag, taskset, &|_| {})
+}
+
+/// A change to the command before it starts (a resource limit, a pipe for stdout).
+pub type Customize<'a> = &'a dyn Fn(&mut Command);
+
+/// Makes the child start with a descriptor limit (`RLIMIT_NOFILE`, soft and hard)
+/// of `nofile`, as `ulimit -n` would.
+pub fn limit_descriptors(cmd: &mut Command, nofile: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // setrlimit, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// As [`spawn`], with `customize` applied to the command last.
+pub fn spawn_customized(
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    tag: &str,
+    taskset: Option<&str>,
+    customize: Customize<'_>,
+) -> Proc {
     let dir = scratch_dir();
     let log = dir.join(format!("{tag}.stderr"));
     let out = dir.join(format!("{tag}.stdout"));
@@ -164,6 +212,7 @@ pub fn spawn(
     for (k, v) in env {
         cmd.env(k, v);
     }
+    customize(&mut cmd);
     let child = cmd.spawn().expect("process starts");
     Proc { child, log, out }
 }
@@ -176,17 +225,27 @@ pub struct Upstream {
 
 impl Upstream {
     /// Starts `portico-load serve` on a free port with extra `args`.
+    /// A port free a moment ago can be taken meanwhile (another test's gateway): the
+    /// server then refuses to start, and another port is tried. It counts as up
+    /// only once it says it listens (something else may answer on the port).
     pub fn start(args: &[&str]) -> Upstream {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut all = vec!["serve", "--listen", &listen];
-        all.extend_from_slice(args);
-        let proc = spawn(&load_binary(), &all, &[], &format!("serve-{port}"), None);
-        assert!(
-            wait_for_port(port, Duration::from_secs(10)),
-            "portico-load serve did not listen"
-        );
-        Upstream { port, proc }
+        for _ in 0..3 {
+            let port = free_port();
+            let listen = format!("127.0.0.1:{port}");
+            let mut all = vec!["serve", "--listen", &listen];
+            all.extend_from_slice(args);
+            let mut proc = spawn(&load_binary(), &all, &[], &format!("serve-{port}"), None);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if proc.stdout_text().contains("listening on") {
+                    return Upstream { port, proc };
+                }
+                if proc.wait_exit(Duration::from_millis(20)).is_some() {
+                    break;
+                }
+            }
+        }
+        panic!("portico-load serve did not listen (its ports were taken three times)")
     }
 
     pub fn echo() -> Upstream {
@@ -231,10 +290,20 @@ impl Gateway {
     }
 
     pub fn start_with(config: &str, env: &[(&str, &str)], taskset: Option<&str>) -> Gateway {
+        Gateway::start_customized(config, env, taskset, &|_| {})
+    }
+
+    /// As [`Gateway::start_with`], with `customize` applied to the command last.
+    pub fn start_customized(
+        config: &str,
+        env: &[(&str, &str)],
+        taskset: Option<&str>,
+        customize: Customize<'_>,
+    ) -> Gateway {
         // A port free a moment ago can be taken meanwhile (another test's listener,
         // or the ephemeral source port of some connection): then try other ports.
         for _ in 0..3 {
-            match Gateway::try_start(config, env, taskset) {
+            match Gateway::try_start(config, env, taskset, customize) {
                 Ok(gw) => return gw,
                 Err(stderr) if stderr.contains("Address already in use") => continue,
                 Err(stderr) => panic!("gateway did not listen:\n{stderr}"),
@@ -247,22 +316,22 @@ impl Gateway {
         config: &str,
         env: &[(&str, &str)],
         taskset: Option<&str>,
+        customize: Customize<'_>,
     ) -> Result<Gateway, String> {
-        let port = free_port();
-        let admin_port = free_port();
-        let port2 = free_port();
+        let [port, admin_port, port2] = free_ports::<3>();
         let text = config
             .replace("{port}", &port.to_string())
             .replace("{port2}", &port2.to_string())
             .replace("{admin}", &admin_port.to_string());
         let path = scratch_dir().join(format!("portico-{port}.toml"));
         std::fs::write(&path, text).expect("write config");
-        let proc = spawn(
+        let proc = spawn_customized(
             Path::new(env!("CARGO_BIN_EXE_portico")),
             &["run", "--config", path.to_str().expect("utf-8 path")],
             env,
             &format!("portico-{port}"),
             taskset,
+            customize,
         );
         let mut gw = Gateway {
             port,

@@ -1,16 +1,18 @@
 //! `portico-load run`: the load generator.
 //!
 //! Thread-per-core like the gateway: `--threads` pinned workers (`worker.rs`), each a
-//! monoio runtime driving its share of the `-c` keep-alive connections
-//! (`connection.rs`, over TLS for https URLs: `tls.rs`), in closed loop or, with
-//! `--rate`, open loop at fixed intended times (`schedule.rs`). Each worker counts into its own `Tally` (`tally.rs`); the main
-//! thread prints a live line each second when stdout is a terminal (`progress.rs`),
-//! merges the tallies at the end and writes the report, JSON and `.hgrm`
-//! (`report.rs`, `crate::hgrm`).
+//! monoio runtime driving its share of the `-c` keep-alive connections — HTTP/1.1
+//! (`http1.rs`) or, with `--http2`, HTTP/2 with `--streams` requests in flight on each
+//! (`http2.rs`); opened by `dial.rs`, over TLS for https URLs (`tls.rs`). Each
+//! request-carrying lane runs in closed loop or, with `--rate`, open loop at fixed
+//! intended times (`loops.rs`, `schedule.rs`). Each worker counts into its own `Tally`
+//! (`tally.rs`); the main thread prints a live line each second when stdout is a
+//! terminal (`progress.rs`), merges the tallies at the end and writes the report,
+//! JSON and `.hgrm` (`report.rs`, `crate::hgrm`).
 //!
 //! The run, in order:
 //! 1. check the options, read the files, resolve the URLs, connect once (and, for
-//!    https, make one handshake) (`options.rs`);
+//!    https, make one handshake; for HTTP/2, exchange one PING) (`options.rs`);
 //! 2. start the workers on one shared clock: warm-up, then the measured window;
 //! 3. each second on a terminal, print the rate, p50/p99 and errors so far;
 //! 4. merge, report, write the files.
@@ -20,7 +22,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod connection;
+mod dial;
+mod http1;
+mod http2;
+mod loops;
 mod options;
 mod progress;
 mod report;
@@ -35,7 +40,7 @@ mod worker;
 pub use options::{parse_duration, RunArgs};
 
 use crate::Failure;
-use connection::Window;
+use loops::Window;
 use options::Plan;
 use report::Report;
 use tally::Tally;

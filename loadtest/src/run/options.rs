@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::requests::{is_token_byte, Header, RequestSet};
+use super::http2;
+use super::requests::{is_token_byte, Header, Http2Requests, RequestSet};
 use super::target::Target;
 use super::tls::{TlsArgs, TlsClient};
 use crate::cpus::CpuList;
@@ -29,6 +30,16 @@ pub struct RunArgs {
     /// handshake per request, resumed unless --no-resume.
     #[arg(long)]
     pub new_connection: bool,
+
+    /// Speak HTTP/2: over TLS with ALPN h2 for https URLs, h2c with prior knowledge
+    /// for http URLs.
+    #[arg(long)]
+    pub http2: bool,
+
+    /// With --http2: concurrent streams (requests in flight) per connection; in all,
+    /// connections × streams are in flight. Default 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub streams: Option<u64>,
 
     /// Open loop: requests per second in total, sent at fixed intended times; latency
     /// counts from those times (coordinated omission corrected). Without it: closed loop.
@@ -89,12 +100,25 @@ pub struct RunArgs {
     pub tls: TlsArgs,
 }
 
+/// How requests travel, with the requests pre-built for it.
+#[derive(Debug, Clone)]
+pub enum Protocol {
+    /// HTTP/1.1 keep-alive: a connection carries one request at a time (`http1.rs`).
+    Http1(RequestSet),
+    /// HTTP/2 (`http2.rs`): a connection carries `streams` requests at a time; h2c with
+    /// prior knowledge for http URLs, ALPN h2 for https.
+    Http2 {
+        requests: Http2Requests,
+        streams: u64,
+    },
+}
+
 /// A checked run: what the workers and the report need.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub targets: Vec<Target>,
     pub addr: SocketAddr,
-    pub requests: RequestSet,
+    pub protocol: Protocol,
     pub connections: u64,
     /// Open a new connection for every request.
     pub new_connection: bool,
@@ -134,8 +158,20 @@ impl Plan {
                 targets[0].url, other.url
             ));
         }
+        let streams = match (args.streams, args.http2) {
+            (Some(_), false) => return Err(
+                "--streams needs --http2 (HTTP/1.1 carries one request at a time per connection)"
+                    .into(),
+            ),
+            (Some(n), true) if n > 1 && args.new_connection => {
+                return Err(format!(
+                "--new-connection carries one request per connection: it cannot have --streams {n}"
+            ))
+            }
+            (streams, _) => streams.unwrap_or(1),
+        };
         let tls = if targets[0].tls {
-            Some(TlsClient::new(&args.tls, &targets)?)
+            Some(TlsClient::new(&args.tls, &targets, args.http2)?)
         } else if args.tls.any() {
             return Err(
                 "--cacert, --insecure, --sni, --tls-version and --no-resume need https URLs".into(),
@@ -169,20 +205,33 @@ impl Plan {
             .threads
             .unwrap_or_else(|| args.cpus.as_ref().map_or(1, |c| c.len() as u64))
             .min(args.connections);
-        let check_timeout = args.timeout.min(Duration::from_secs(3));
-        let socket = check_reachable(&targets[0], check_timeout)?;
-        if let Some(tls) = &tls {
-            tls.check(socket, &targets[0].url, check_timeout)?;
-        }
-        Ok(Plan {
-            requests: RequestSet::new(
+        let protocol = if args.http2 {
+            let requests = Http2Requests::new(
+                &args.method,
+                &targets,
+                &args.headers,
+                &cycled,
+                body.as_deref(),
+            )
+            .map_err(|e| format!("--http2: {e}"))?;
+            Protocol::Http2 { requests, streams }
+        } else {
+            Protocol::Http1(RequestSet::new(
                 &args.method,
                 &targets,
                 &args.headers,
                 &cycled,
                 body.as_deref(),
                 args.new_connection,
-            ),
+            ))
+        };
+        let check_timeout = args.timeout.min(Duration::from_secs(3));
+        let socket = check_reachable(&targets[0], check_timeout)?;
+        if let Some(tls) = &tls {
+            tls.check(socket, &targets[0].url, check_timeout)?;
+        }
+        let plan = Plan {
+            protocol,
             targets,
             addr,
             connections: args.connections,
@@ -197,7 +246,25 @@ impl Plan {
             json: args.json,
             hgrm: args.hgrm,
             quiet: args.quiet,
-        })
+        };
+        if args.http2 {
+            http2::check(&plan, check_timeout)?;
+        }
+        Ok(plan)
+    }
+
+    /// Requests each connection carries at a time.
+    pub fn streams(&self) -> u64 {
+        match self.protocol {
+            Protocol::Http1(_) => 1,
+            Protocol::Http2 { streams, .. } => streams,
+        }
+    }
+
+    /// Lanes of the run (`loops.rs`): requests in flight at most, connections ×
+    /// streams.
+    pub fn lanes(&self) -> u64 {
+        self.connections * self.streams()
     }
 
     /// The plan one worker thread follows: its own copy, with TLS session caches of
@@ -314,7 +381,7 @@ mod tests {
         let plan = |connections, threads| Plan {
             targets: Vec::new(),
             addr: "127.0.0.1:1".parse().unwrap(),
-            requests: RequestSet::new("GET", &[], &[], &[], None, false),
+            protocol: Protocol::Http1(RequestSet::new("GET", &[], &[], &[], None, false)),
             connections,
             new_connection: false,
             tls: None,

@@ -12,7 +12,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use super::connection::Window;
+use super::loops::Window;
 use super::report;
 use super::tally::{new_histogram, ErrorKind};
 use super::worker::Progress;

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::options::Plan;
+use super::options::{Plan, Protocol};
 use super::tally::{ErrorKind, Handshakes, Tally};
 use super::tls::{TlsClient, TlsVersion, Verify};
 
@@ -124,8 +124,15 @@ impl<'a> Report<'a> {
         } else {
             ""
         };
+        let (protocol, streams) = match p.protocol {
+            Protocol::Http1(_) => (String::new(), String::new()),
+            Protocol::Http2 { streams, .. } => (
+                format!("HTTP/2 ({}), ", protocol_name(p)),
+                format!(" × {}", plural(streams, "stream")),
+            ),
+        };
         lines.push(format!(
-            "portico-load run: {mode}, {}{new_connection}, {}{cpus}, {:.3} s measured after {:.3} s warm-up",
+            "portico-load run: {mode}, {protocol}{}{streams}{new_connection}, {}{cpus}, {:.3} s measured after {:.3} s warm-up",
             plural(p.connections, "connection"),
             plural(p.threads, "thread"),
             self.seconds(),
@@ -237,7 +244,9 @@ impl<'a> Report<'a> {
         let mut doc = json!({
             "mode": if p.rate.is_some() { "open" } else { "closed" },
             "urls": p.targets.iter().map(|t| t.url.clone()).collect::<Vec<_>>(),
+            "protocol": protocol_name(p),
             "connections": p.connections,
+            "streams": p.streams(),
             "threads": p.threads,
             "duration_s": self.seconds(),
             "warmup_s": p.warmup.as_secs_f64(),
@@ -365,6 +374,15 @@ fn maximum(h: &hdrhistogram::Histogram<u64>) -> String {
         "n/a".into()
     } else {
         ms(h.max())
+    }
+}
+
+/// What the run spoke: `http/1.1`, `h2` (over TLS) or `h2c` (prior knowledge).
+fn protocol_name(p: &Plan) -> &'static str {
+    match (&p.protocol, p.tls.is_some()) {
+        (Protocol::Http1(_), _) => "http/1.1",
+        (Protocol::Http2 { .. }, true) => "h2",
+        (Protocol::Http2 { .. }, false) => "h2c",
     }
 }
 

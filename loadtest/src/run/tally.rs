@@ -20,9 +20,11 @@ pub enum ErrorKind {
     Connect,
     /// No complete response within `--timeout`.
     Timeout,
-    /// The connection was reset or closed before a complete response.
+    /// The connection was reset or closed before a complete response (over HTTP/2
+    /// also: the server reset the stream, or its GOAWAY dropped the request).
     Reset,
-    /// The response was not valid HTTP/1.x.
+    /// The response was not valid HTTP: an HTTP/1.x response that does not parse, or
+    /// an HTTP/2 protocol error found in the server's frames.
     Parse,
     /// The TLS handshake failed: a certificate not accepted, no common version or
     /// cipher, an alert, or the connection closed during it.

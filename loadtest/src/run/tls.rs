@@ -18,12 +18,16 @@ use monoio::net::TcpStream;
 use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 use rustls::{
-    CertificateError, ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVersion,
+    AlertDescription, CertificateError, ClientConfig, ClientConnection, RootCertStore,
+    SupportedProtocolVersion,
 };
 
 use super::target::Target;
 use crate::tls::{pem, provider};
 use portico_tls_stream::{AnyServerCertificate, TlsStream};
+
+/// The ALPN protocol name of HTTP/2 over TLS (RFC 9113 §3.2).
+pub const ALPN_H2: &[u8] = b"h2";
 
 static TLS12_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
@@ -94,11 +98,14 @@ pub struct TlsClient {
     pub resume: bool,
     pub verify: Verify,
     pub version: Option<TlsVersion>,
+    /// ALPN offers `h2` only (`--http2`); else `http/1.1` only.
+    pub http2: bool,
 }
 
 impl TlsClient {
-    /// The client for `targets` (all https). `Err` is one line for the user.
-    pub fn new(args: &TlsArgs, targets: &[Target]) -> Result<TlsClient, String> {
+    /// The client for `targets` (all https), offering ALPN `h2` when `http2`, else
+    /// `http/1.1`. `Err` is one line for the user.
+    pub fn new(args: &TlsArgs, targets: &[Target], http2: bool) -> Result<TlsClient, String> {
         let name = server_name(args.sni.as_deref(), targets)?;
         let versions = match args.tls_version {
             None => rustls::ALL_VERSIONS,
@@ -127,7 +134,11 @@ impl TlsClient {
             )
         };
         let mut config = builder.with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![if http2 {
+            ALPN_H2.to_vec()
+        } else {
+            b"http/1.1".to_vec()
+        }];
         config.resumption = if args.no_resume {
             Resumption::disabled()
         } else {
@@ -139,6 +150,7 @@ impl TlsClient {
             resume: !args.no_resume,
             verify,
             version: args.tls_version,
+            http2,
         })
     }
 
@@ -181,7 +193,8 @@ impl TlsClient {
     }
 
     /// One blocking handshake on `socket` before the run, without resumption (so it
-    /// leaves no session behind for the measured connections to resume).
+    /// leaves no session behind for the measured connections to resume). With
+    /// `--http2` the server must choose ALPN `h2`.
     pub fn check(
         &self,
         mut socket: StdTcpStream,
@@ -201,8 +214,18 @@ impl TlsClient {
             conn.complete_io(&mut socket)
                 .map_err(|e| fail(explain(&e, timeout)))?;
         }
+        let refused = self.http2 && conn.alpn_protocol() != Some(ALPN_H2);
+        let chose = conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
         conn.send_close_notify();
         let _ = conn.complete_io(&mut socket);
+        if refused {
+            return Err(fail(format!(
+                "the server does not speak HTTP/2 over TLS: ALPN offered h2, the server chose {}",
+                chose.map_or("none".to_string(), |p| format!("{p:?}"))
+            )));
+        }
         Ok(())
     }
 }
@@ -252,6 +275,9 @@ fn explain(e: &io::Error, timeout: Duration) -> String {
         )) => " (--sni NAME verifies another name; --insecure skips verification)",
         Some(rustls::Error::InvalidCertificate(_)) => " (--insecure skips verification)",
         Some(rustls::Error::InvalidMessage(_)) => " (does the server speak TLS on this port?)",
+        Some(rustls::Error::AlertReceived(AlertDescription::NoApplicationProtocol)) => {
+            " (the server accepts none of the ALPN protocols offered: with --http2 that is h2, else http/1.1)"
+        }
         _ => "",
     };
     format!("{e}{hint}")
@@ -322,7 +348,7 @@ mod tests {
             no_resume: true,
             ..TlsArgs::default()
         };
-        let client = TlsClient::new(&args, &targets(&["https://127.0.0.1:1/"])).unwrap();
+        let client = TlsClient::new(&args, &targets(&["https://127.0.0.1:1/"]), false).unwrap();
         assert_eq!(client.verify, Verify::Insecure);
         assert!(!client.resume && client.sni().is_none());
         assert_eq!(client.describe_name(), "no SNI (IP address 127.0.0.1)");
@@ -330,7 +356,7 @@ mod tests {
             cacert: Some("/nonexistent/ca.pem".into()),
             ..TlsArgs::default()
         };
-        let e = TlsClient::new(&missing, &targets(&["https://127.0.0.1:1/"])).unwrap_err();
+        let e = TlsClient::new(&missing, &targets(&["https://127.0.0.1:1/"]), false).unwrap_err();
         assert!(
             e.starts_with("cannot read --cacert /nonexistent/ca.pem"),
             "{e}"

@@ -1,5 +1,5 @@
 //! A worker thread: pinned, one monoio runtime (io_uring, epoll fallback), driving its
-//! share of the connections. It shares nothing with the other workers while the run
+//! share of the connections (HTTP/1.1: `http1.rs`, HTTP/2: `http2.rs`). It shares nothing with the other workers while the run
 //! lasts: its `Tally` is its own, sent back whole when the run ends, and live progress
 //! goes to the main thread as one small message a second.
 
@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use monoio::{FusionRuntime, RuntimeBuilder};
 
-use super::connection::{self, Window};
-use super::options::Plan;
+use super::loops::Window;
+use super::options::{Plan, Protocol};
+use super::requests::{Http2Requests, RequestSet};
 use super::tally::{new_histogram, Tally};
+use super::{http1, http2};
 
 /// One second of one worker's measured responses, for the live progress line.
 pub struct Progress {
@@ -23,6 +25,12 @@ pub struct Progress {
     /// Errors by kind (indexed like `ErrorKind::ALL`).
     pub errors: [u64; 5],
     pub latency: Histogram<u64>,
+}
+
+/// This thread's copy of the run's requests, shared by its connections.
+enum Requests {
+    Http1(Rc<RequestSet>),
+    Http2(Rc<Http2Requests>),
 }
 
 /// Starts worker `index`; it returns its tally, or why it could not run.
@@ -67,14 +75,21 @@ fn run_worker(
         if let Some(sender) = progress {
             monoio::spawn(report_progress(Rc::clone(&tally), window, sender));
         }
+        let requests = match &local.protocol {
+            Protocol::Http1(requests) => Requests::Http1(Rc::new(requests.clone())),
+            Protocol::Http2 { requests, .. } => Requests::Http2(Rc::new(requests.clone())),
+        };
         let tasks: Vec<_> = connections
             .map(|i| {
-                monoio::spawn(connection::drive(
-                    Rc::clone(&local),
-                    window,
-                    i,
-                    Rc::clone(&tally),
-                ))
+                let (plan, tally) = (Rc::clone(&local), Rc::clone(&tally));
+                match &requests {
+                    Requests::Http1(r) => {
+                        monoio::spawn(http1::drive(plan, Rc::clone(r), window, i, tally))
+                    }
+                    Requests::Http2(r) => {
+                        monoio::spawn(http2::drive(plan, Rc::clone(r), window, i, tally))
+                    }
+                }
             })
             .collect();
         for task in tasks {

@@ -1,12 +1,13 @@
-//! A connection that is plain TCP or TLS, with the three operations the tool's
-//! connection loops use: read into a buffer's free space, write all of a buffer, and
-//! shut down.
+//! A connection that is plain TCP or TLS, for code that serves both. It is a monoio
+//! stream like its two kinds (`AsyncReadRent`, `AsyncWriteRent`), so the HTTP/1.1
+//! loops read and write it directly and `run --http2` hands it to
+//! `monoio_compat::StreamWrapper`, which gives it the tokio traits the `h2` crate wants.
 
 use std::io;
 use std::ops::{Deref, DerefMut};
 
-use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::{ConnectionCommon, SideData};
@@ -19,26 +20,53 @@ pub enum Transport<C> {
     Tls(Box<TlsStream<C>>),
 }
 
-impl<C, SD> Transport<C>
+impl<C, SD> AsyncReadRent for Transport<C>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
     SD: SideData,
 {
-    pub async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Transport::Plain(s) => s.read(buf).await,
             Transport::Tls(s) => s.read(buf).await,
         }
     }
 
-    pub async fn write_all<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
-            Transport::Plain(s) => s.write_all(buf).await,
-            Transport::Tls(s) => s.write_all(buf).await,
+            Transport::Plain(s) => s.readv(buf).await,
+            Transport::Tls(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl<C, SD> AsyncWriteRent for Transport<C>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
+    SD: SideData,
+{
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Transport::Plain(s) => s.write(buf).await,
+            Transport::Tls(s) => s.write(buf).await,
         }
     }
 
-    pub async fn shutdown(&mut self) -> io::Result<()> {
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Transport::Plain(s) => s.writev(buf).await,
+            Transport::Tls(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush().await,
+            Transport::Tls(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Transport::Plain(s) => s.shutdown().await,
             Transport::Tls(s) => s.shutdown().await,

@@ -8,11 +8,15 @@
 //! flood of random `kid`s costs the identity provider at most one fetch per cooldown.
 //! A failed fetch keeps the last good keys and retries with backoff (1 s doubling,
 //! capped at the refresh interval).
+//!
+//! At shutdown [`JwksFetchers::stop`] wakes every fetcher out of its wait; one in
+//! the middle of a fetch ends when the fetch does (bounded by `jwks_timeout_ms`).
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::{Receiver, Sender};
 use rustls::ClientConfig;
 
 use super::http_get::{self, tls_config};
@@ -22,8 +26,26 @@ use crate::auth::settings::{AuthSettings, RemoteJwks};
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
+/// The running fetcher threads.
+pub struct JwksFetchers {
+    /// Dropped to stop them: their waits see the channel disconnect.
+    stop: Sender<()>,
+    threads: Vec<(String, JoinHandle<()>)>,
+}
+
+impl JwksFetchers {
+    /// Tells every fetcher to stop; returns the threads (with their provider's
+    /// name) to wait for.
+    pub fn stop(self) -> Vec<(String, JoinHandle<()>)> {
+        drop(self.stop);
+        self.threads
+    }
+}
+
 /// Starts one fetcher thread per provider with a `jwks_url`.
-pub fn start(settings: &AuthSettings) -> Result<(), String> {
+pub fn start(settings: &AuthSettings) -> Result<JwksFetchers, String> {
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    let mut threads = Vec::new();
     for p in &settings.providers {
         let Some(remote) = p.remote.clone() else {
             continue;
@@ -35,15 +57,23 @@ pub fn start(settings: &AuthSettings) -> Result<(), String> {
         } else {
             None
         };
-        std::thread::Builder::new()
+        let stopped = stopped.clone();
+        let thread = std::thread::Builder::new()
             .name(format!("portico-jwks-{name}"))
-            .spawn(move || run(&name, &remote, tls.as_ref(), &slot))
+            .spawn(move || run(&name, &remote, tls.as_ref(), &slot, &stopped))
             .map_err(|e| format!("cannot start the JWKS fetcher of {}: {e}", p.name))?;
+        threads.push((p.name.clone(), thread));
     }
-    Ok(())
+    Ok(JwksFetchers { stop, threads })
 }
 
-fn run(name: &str, remote: &RemoteJwks, tls: Option<&Arc<ClientConfig>>, slot: &KeySetSlot) {
+fn run(
+    name: &str,
+    remote: &RemoteJwks,
+    tls: Option<&Arc<ClientConfig>>,
+    slot: &KeySetSlot,
+    stopped: &Receiver<()>,
+) {
     let requests = slot.refetch_requests();
     let mut last_body: Option<Vec<u8>> = None;
     let mut retry = FIRST_RETRY;
@@ -77,8 +107,10 @@ fn run(name: &str, remote: &RemoteJwks, tls: Option<&Arc<ClientConfig>>, slot: &
             if now >= next {
                 break;
             }
-            match requests.recv_timeout(next - now) {
-                Ok(()) => {
+            crossbeam_channel::select! {
+                recv(stopped) -> _ => return,
+                recv(requests) -> request => match request {
+                    Ok(()) => {
                     let earliest = started + remote.min_refetch;
                     if earliest < next {
                         next = earliest;
@@ -91,8 +123,9 @@ fn run(name: &str, remote: &RemoteJwks, tls: Option<&Arc<ClientConfig>>, slot: &
                         );
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => return,
+                    Err(_) => return,
+                },
+                default(next - now) => break,
             }
         }
     }

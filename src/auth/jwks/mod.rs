@@ -8,6 +8,6 @@ mod fetcher;
 mod http_get;
 mod slot;
 
-pub use fetcher::start;
+pub use fetcher::{start, JwksFetchers};
 pub use http_get::JwksUrl;
 pub use slot::KeySetSlot;

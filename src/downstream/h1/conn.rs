@@ -161,20 +161,24 @@ impl<S: Io> ClientConn<S> {
             max_uri_bytes: limits.max_uri_bytes,
         };
         // Waiting for the first byte: the header timeout on a new connection, the
-        // keep-alive idle timeout between requests. Either ends early on drain.
+        // keep-alive idle timeout between requests. An idle keep-alive connection
+        // closes when the drain begins; a new one gets its first request read and
+        // answered (its client already sent it, or is about to: closing would reset
+        // it), within the header timeout and the drain deadline.
         if self.unread().is_empty() {
             let wait = if first {
                 limits.header_read_timeout
             } else {
                 limits.idle_timeout
             };
+            let close_on_drain = !first;
             let read = monoio::time::timeout(wait, self.fill());
             monoio::select! {
                 r = read => match r {
                     Ok(Ok(n)) if n > 0 => {}
                     _ => return HeadRead::Closed,
                 },
-                _ = drain.raised() => return HeadRead::Closed,
+                _ = drain.raised(), if close_on_drain => return HeadRead::Closed,
             }
         }
         let deadline = monoio::time::Instant::now() + limits.header_read_timeout;

@@ -11,15 +11,23 @@ use crate::observe::Counters;
 
 use super::record::SpanRecord;
 
+/// What the exporter thread receives.
+pub(super) enum ToExporter {
+    /// A worker's finished spans.
+    Spans(Vec<SpanRecord>),
+    /// Export what is held, by this deadline at the latest, and end.
+    Stop(std::time::Instant),
+}
+
 /// One worker's span buffer.
 pub struct SpanBuffer {
     spans: RefCell<Vec<SpanRecord>>,
-    tx: Sender<Vec<SpanRecord>>,
+    tx: Sender<ToExporter>,
     batch: usize,
 }
 
 impl SpanBuffer {
-    pub(super) fn new(tx: Sender<Vec<SpanRecord>>, batch: usize) -> Self {
+    pub(super) fn new(tx: Sender<ToExporter>, batch: usize) -> Self {
         SpanBuffer {
             spans: RefCell::new(Vec::new()),
             tx,
@@ -47,7 +55,7 @@ impl SpanBuffer {
             return;
         }
         let n = batch.len() as u64;
-        if self.tx.try_send(batch).is_err() {
+        if self.tx.try_send(ToExporter::Spans(batch)).is_err() {
             let dropped = &counters.trace_spans_dropped;
             dropped.set(dropped.get() + n);
         }

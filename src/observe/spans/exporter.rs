@@ -5,7 +5,9 @@
 //! (`trace_spans_failed`, `trace_export_failures`); nothing is retried, so a
 //! collector that is down costs a connect attempt per interval and a counter.
 //! While a POST is in flight the queue fills, and workers drop what does not fit
-//! (`trace_spans_dropped`): no worker ever waits for the collector.
+//! (`trace_spans_dropped`): no worker ever waits for the collector. At shutdown a
+//! stop message, queued after the workers' last batches, makes it export what it
+//! holds within the stop deadline and end.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,16 +17,16 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::observe::{Counters, OtlpEndpoint, PublishedCounters, TracingSettings};
 
-use super::buffer::SpanBuffer;
+use super::buffer::{SpanBuffer, ToExporter};
 use super::collector::CollectorClient;
 use super::otlp;
 use super::record::SpanRecord;
 
 /// The running exporter thread.
 pub struct SpanExporter {
-    tx: Sender<Vec<SpanRecord>>,
+    tx: Sender<ToExporter>,
     batch: usize,
-    handle: Option<JoinHandle<()>>,
+    handle: JoinHandle<()>,
     /// The exporter's counters (`trace_spans_exported`, `trace_spans_failed`,
     /// `trace_exports`, `trace_export_failures`), summed into `/stats` and `/metrics`.
     pub counters: Arc<PublishedCounters>,
@@ -59,7 +61,7 @@ impl SpanExporter {
         Ok(Some(SpanExporter {
             tx,
             batch,
-            handle: Some(handle),
+            handle,
             counters,
         }))
     }
@@ -69,21 +71,19 @@ impl SpanExporter {
         SpanBuffer::new(self.tx.clone(), self.batch)
     }
 
-    /// After the workers stopped (their buffers flushed and dropped): exports what
-    /// is queued and ends the thread. Once a POST fails the rest is dropped, so
-    /// this takes at most about one `export_timeout_ms` with the collector away.
-    pub fn finish(mut self) {
-        let (tx, _) = crossbeam_channel::bounded(1);
-        drop(std::mem::replace(&mut self.tx, tx));
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+    /// After the workers flushed their buffers: asks the exporter to export what
+    /// it holds and end, all by `deadline` (each POST's timeout is cut to it; once
+    /// one fails the rest is dropped, counted). Does not wait past `deadline` for
+    /// room in a full queue. Returns the thread to wait for.
+    pub fn stop(self, deadline: Instant) -> JoinHandle<()> {
+        let _ = self.tx.send_deadline(ToExporter::Stop(deadline), deadline);
+        self.handle
     }
 }
 
 /// The exporter thread's state.
 struct Run {
-    rx: Receiver<Vec<SpanRecord>>,
+    rx: Receiver<ToExporter>,
     client: CollectorClient,
     endpoint: OtlpEndpoint,
     service_name: String,
@@ -100,15 +100,21 @@ impl Run {
         // When the oldest pending span arrived: it waits at most `interval`.
         let mut oldest: Option<Instant> = None;
         let mut reported_down = false;
+        // Set by the stop message: export what is left by then.
+        let mut stop_by: Option<Instant> = None;
         loop {
             let wait = oldest.map_or(self.interval, |t| {
                 (t + self.interval).saturating_duration_since(Instant::now())
             });
             let ended = match self.rx.recv_timeout(wait) {
-                Ok(spans) => {
+                Ok(ToExporter::Spans(spans)) => {
                     oldest.get_or_insert_with(Instant::now);
                     pending.extend(spans);
                     false
+                }
+                Ok(ToExporter::Stop(deadline)) => {
+                    stop_by = Some(deadline);
+                    true
                 }
                 Err(RecvTimeoutError::Timeout) => false,
                 Err(RecvTimeoutError::Disconnected) => true,
@@ -116,7 +122,17 @@ impl Run {
             let due = oldest.is_some_and(|t| t.elapsed() >= self.interval);
             while pending.len() >= self.batch || (!pending.is_empty() && (due || ended)) {
                 let rest = pending.split_off(pending.len().min(self.batch));
-                let ok = self.export(&pending);
+                let timeout = match stop_by {
+                    Some(by) => self
+                        .timeout
+                        .min(by.saturating_duration_since(Instant::now())),
+                    None => self.timeout,
+                };
+                let ok = !timeout.is_zero() && self.export(&pending, timeout);
+                if !ok && timeout.is_zero() {
+                    let lost = &self.counters.trace_spans_failed;
+                    lost.set(lost.get() + pending.len() as u64);
+                }
                 if ok == reported_down {
                     reported_down = !ok;
                     if ok {
@@ -146,12 +162,12 @@ impl Run {
         }
     }
 
-    /// POSTs one batch; false when it was lost.
-    fn export(&mut self, spans: &[SpanRecord]) -> bool {
+    /// POSTs one batch within `timeout`; false when it was lost.
+    fn export(&mut self, spans: &[SpanRecord], timeout: Duration) -> bool {
         let body = otlp::encode(spans, &self.service_name);
         let n = spans.len() as u64;
         let bump = |c: &std::cell::Cell<u64>, by: u64| c.set(c.get() + by);
-        match self.client.post(otlp::CONTENT_TYPE, &body, self.timeout) {
+        match self.client.post(otlp::CONTENT_TYPE, &body, timeout) {
             Ok(answer) if (200..300).contains(&answer.status) => {
                 let rejected = otlp::rejected_spans(&answer.body).min(n);
                 bump(&self.counters.trace_exports, 1);

@@ -131,8 +131,9 @@ pub fn request_spans<'n>(
     out.push(server);
     for t in &trace.tries {
         let upstream = upstream_name(t.upstream);
+        let try_method = t.part.as_ref().map_or(&method, |(_, m)| m);
         let mut attributes = vec![
-            ("http.request.method", AttrValue::Str(method.clone())),
+            ("http.request.method", AttrValue::Str(try_method.clone())),
             (
                 "server.address",
                 AttrValue::Str(t.endpoint.ip().to_string()),
@@ -147,6 +148,9 @@ pub fn request_spans<'n>(
         ];
         if !facts.route.is_empty() {
             attributes.push(("portico.route", AttrValue::Str(facts.route.to_string())));
+        }
+        if let Some((part, _)) = &t.part {
+            attributes.push(("portico.part", AttrValue::Str(part.clone())));
         }
         if let Some(status) = t.status {
             attributes.push((
@@ -169,7 +173,7 @@ pub fn request_spans<'n>(
             parent_is_remote: false,
             trace_state: trace_state.clone(),
             flags: trace.flags,
-            name: format!("{method} {upstream}"),
+            name: format!("{try_method} {upstream}"),
             kind: SpanKind::Client,
             start_unix_nanos: at(t.started),
             end_unix_nanos: at(t.ended.unwrap_or(facts.ended)),
