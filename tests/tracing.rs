@@ -415,6 +415,8 @@ respond = { status = 200 }
 fn each_composed_part_is_a_client_span_and_carries_its_own_parent() {
     let up = Upstream::echo();
     let collector = OtlpReceiver::start();
+    // The cart part's upstream refuses connections: an optional part that fails.
+    let dead = format!("127.0.0.1:{}", free_port());
     let gw = Gateway::start(&format!(
         r#"
 [server]
@@ -431,11 +433,15 @@ export_interval_ms = 50
 [[upstream]]
 name = "echo"
 endpoints = ["{}"]
+[[upstream]]
+name = "carts"
+endpoints = ["{dead}"]
 [[route]]
 name = "home"
 path = "/home/{{id}}"
 [route.compose]
 merge = "nested"
+on_part_failure = "partial"
 [[route.compose.part]]
 name = "user"
 upstream = "echo"
@@ -445,6 +451,11 @@ name = "recs"
 upstream = "echo"
 method = "POST"
 path = "/recs"
+[[route.compose.part]]
+name = "cart"
+upstream = "carts"
+path = "/carts/{{path.id}}"
+required = false
 "#,
         collector.endpoint(),
         up.addr()
@@ -456,6 +467,8 @@ path = "/recs"
     );
     let r = c.response().expect("a response");
     assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-portico-composition"), Some("partial"));
+    assert_eq!(r.header("x-portico-partial"), Some("cart"));
     let body = r.json();
     // What each part's upstream received as its parent.
     let sent_parent = |part: &str| -> String {
@@ -471,30 +484,76 @@ path = "/recs"
     let (user_parent, recs_parent) = (sent_parent("user"), sent_parent("recs"));
     assert_ne!(user_parent, recs_parent);
 
-    let spans = collector.wait_for(3, Duration::from_secs(5));
+    // One server span and one client span per part, all of the caller's trace.
+    let spans = collector.wait_for(4, Duration::from_secs(5));
+    assert_eq!(collector.bad_requests(), 0);
+    assert_eq!(spans.len(), 4, "{spans:?}");
     let server = spans
         .iter()
         .find(|s| s.span.kind == 2)
         .expect("a server span");
     assert_eq!(hex(&server.span.parent_span_id), PARENT);
+    assert_eq!(server.span.name, "GET home");
+    assert_eq!(
+        server.attr("http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(server.attr("portico.attempts").as_deref(), Some("3"));
+    assert!(
+        server.span.status.as_ref().is_none_or(|s| s.code != 2),
+        "a partial answer is no error of the request"
+    );
     let parts: Vec<&Received> = spans
         .iter()
         .filter(|s| s.span.kind == 3 && s.span.parent_span_id == server.span.span_id)
         .collect();
-    assert_eq!(parts.len(), 2, "{spans:?}");
-    let user = parts
-        .iter()
-        .find(|s| s.attr("portico.part").as_deref() == Some("user"))
-        .expect("the user part's span");
-    let recs = parts
-        .iter()
-        .find(|s| s.attr("portico.part").as_deref() == Some("recs"))
-        .expect("the recs part's span");
+    assert_eq!(parts.len(), 3, "{spans:?}");
+    let part = |name: &str| -> &Received {
+        parts
+            .iter()
+            .find(|s| s.attr("portico.part").as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no span for the {name} part: {spans:?}"))
+    };
+    let (user, recs, cart) = (part("user"), part("recs"), part("cart"));
+    for p in [user, recs, cart] {
+        assert_eq!(hex(&p.span.trace_id), TRACE);
+        assert_eq!(p.attr("portico.route").as_deref(), Some("home"));
+        assert_eq!(p.attr("portico.attempt").as_deref(), Some("1"));
+        assert!(p.span.start_time_unix_nano >= server.span.start_time_unix_nano);
+        assert!(p.span.start_time_unix_nano <= p.span.end_time_unix_nano);
+        assert!(p.span.end_time_unix_nano <= server.span.end_time_unix_nano);
+    }
     assert_eq!(hex(&user.span.span_id), user_parent);
     assert_eq!(hex(&recs.span.span_id), recs_parent);
     assert_eq!(user.attr("http.request.method").as_deref(), Some("GET"));
     assert_eq!(recs.attr("http.request.method").as_deref(), Some("POST"));
+    assert_eq!(user.span.name, "GET echo");
     assert_eq!(recs.span.name, "POST echo");
+    for ok in [user, recs] {
+        assert_eq!(ok.attr("portico.upstream").as_deref(), Some("echo"));
+        assert_eq!(
+            ok.attr("http.response.status_code").as_deref(),
+            Some("200"),
+            "{ok:?}"
+        );
+        assert_eq!(ok.attr("error.type"), None);
+        assert!(ok.span.status.as_ref().is_none_or(|s| s.code != 2));
+    }
+    // The failed part: an error span on its own upstream, no answer's status.
+    assert_eq!(cart.span.name, "GET carts");
+    assert_eq!(cart.attr("portico.upstream").as_deref(), Some("carts"));
+    assert_eq!(
+        cart.attr("server.port"),
+        dead.rsplit(':').next().map(str::to_string)
+    );
+    assert_eq!(cart.attr("error.type").as_deref(), Some("connect"));
+    assert_eq!(cart.attr("http.response.status_code"), None);
+    assert!(
+        cart.span.status.as_ref().is_some_and(|s| s.code == 2),
+        "the failed part is an error: {cart:?}"
+    );
+    let ids: std::collections::HashSet<&[u8]> = spans.iter().map(|s| &s.span.span_id[..]).collect();
+    assert_eq!(ids.len(), 4, "every span has its own ID");
 
     // The parts' exchanges count as tries of their endpoint.
     std::thread::sleep(Duration::from_millis(150));

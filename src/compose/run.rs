@@ -157,12 +157,13 @@ pub async fn run<D: Downstream>(
         .collect();
 
     let mut outcomes: Vec<Option<Result<Value, PartFailure>>> = vec![None; plan.parts.len()];
-    let mut ended: Vec<Option<std::time::Instant>> = vec![None; plan.parts.len()];
+    // Per part: when its outcome arrived and the status its upstream answered.
+    let mut ended: Vec<Option<(std::time::Instant, Option<u16>)>> = vec![None; plan.parts.len()];
     let mut attempts = 0;
     let arrived = |i: usize, outcome: PartOutcome| {
         attempts += outcome.attempts;
         if let Some(at) = ended.get_mut(i) {
-            *at = Some(std::time::Instant::now());
+            *at = Some((std::time::Instant::now(), outcome.status));
         }
         let decided = matches!(&outcome.result, Err(f) if merge::decides(plan, i, f));
         outcomes[i] = Some(outcome.result);
@@ -238,7 +239,7 @@ fn observe_parts(
     targets: &[(&Endpoint, Option<[u8; 8]>)],
     outcomes: &[Result<Value, PartFailure>],
     started: std::time::Instant,
-    ended: &[Option<std::time::Instant>],
+    ended: &[Option<(std::time::Instant, Option<u16>)>],
     req: &ClientRequest<'_>,
 ) -> Vec<TrySpan> {
     let sampled = req.trace.is_some_and(|t| t.sampled());
@@ -247,11 +248,11 @@ fn observe_parts(
         let Some(&(endpoint, span_id)) = targets.get(i) else {
             continue;
         };
-        let end = ended
+        let (end, status) = ended
             .get(i)
             .copied()
             .flatten()
-            .unwrap_or_else(std::time::Instant::now);
+            .unwrap_or_else(|| (std::time::Instant::now(), None));
         let tried = match outcome {
             Ok(_) => Some(TryOutcome::Response),
             Err(f) => match &f.source {
@@ -279,7 +280,7 @@ fn observe_parts(
                 upstream: part.upstream,
                 endpoint: endpoint.addr,
                 attempt: 1,
-                status: outcome.as_ref().err().and_then(|f| f.upstream_status),
+                status,
                 failure: outcome.as_ref().err().map(|f| f.kind.name()),
                 part: Some((part.name.clone(), part.method.clone())),
             });
