@@ -327,6 +327,13 @@ fn metrics_count_a_known_sequence_exactly() {
         );
         assert_eq!(buckets.last().unwrap(), &(f64::INFINITY, count), "{route}");
     }
+    let checked = histograms_add_up(&s);
+    assert!(
+        checked
+            .iter()
+            .any(|h| h.starts_with("portico_upstream_request_duration_seconds_count{")),
+        "{checked:?}"
+    );
 
     // OpenMetrics when asked for, as Prometheus asks.
     let r = scrape(
@@ -423,6 +430,50 @@ fn metrics_count_a_known_sequence_exactly() {
     let missing = find(&|l| l["status"] == 404);
     assert_eq!(missing["route"], serde_json::Value::Null);
     assert_eq!(missing["upstream"], serde_json::Value::Null);
+}
+
+/// Every histogram series of `s` (whatever its family): its buckets never fall as
+/// `le` rises, and its `+Inf` bucket equals its `_count`. Returns the `_count`
+/// series checked.
+fn histograms_add_up(s: &HashMap<String, f64>) -> Vec<String> {
+    let mut series: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
+    for (k, v) in s {
+        let Some((family, labels)) = k.split_once("_bucket{") else {
+            continue;
+        };
+        let (others, le) = labels
+            .rsplit_once("le=\"")
+            .unwrap_or_else(|| panic!("a bucket without le: {k}"));
+        let le = le.trim_end_matches("\"}");
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap_or_else(|e| panic!("{e}: {k}"))
+        };
+        let others = others.trim_end_matches(',');
+        let count = if others.is_empty() {
+            format!("{family}_count")
+        } else {
+            format!("{family}_count{{{others}}}")
+        };
+        series.entry(count).or_default().push((le, *v));
+    }
+    assert!(!series.is_empty(), "no histogram at all");
+    for (count, buckets) in &mut series {
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert!(
+            buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{count}: {buckets:?}"
+        );
+        let inf = buckets.last().copied();
+        assert_eq!(
+            inf.map(|b| b.0),
+            Some(f64::INFINITY),
+            "{count}: no +Inf bucket"
+        );
+        assert_eq!(inf.map(|b| b.1), s.get(count.as_str()).copied(), "{count}");
+    }
+    series.into_keys().collect()
 }
 
 /// Every metric family of `text` is in docs/observability.md, and every metric the
