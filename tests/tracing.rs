@@ -341,7 +341,31 @@ fn a_collector_that_is_down_costs_only_a_counter() {
     assert!(gw.stat("trace_export_failures") >= 1);
     assert_eq!(gw.stat("trace_spans_exported"), 0);
     assert_eq!(gw.stat("trace_spans_dropped"), 0, "the queue never filled");
-    // Still serving.
+    // The same, as an operator's monitoring sees it.
+    std::thread::sleep(Duration::from_millis(150));
+    let metrics = Client::connect(gw.admin_port).get("/metrics").text();
+    let sample = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert!(sample(r#"portico_trace_spans_dropped_total{reason="export_failed"}"#) >= 40.0);
+    assert_eq!(
+        sample(r#"portico_trace_spans_dropped_total{reason="queue_full"}"#),
+        0.0
+    );
+    assert!(sample(r#"portico_trace_export_requests_total{result="failed"}"#) >= 1.0);
+    assert_eq!(
+        sample(r#"portico_trace_export_requests_total{result="ok"}"#),
+        0.0
+    );
+    assert_eq!(sample("portico_trace_spans_exported_total"), 0.0);
+    // Every request was answered as without tracing, and it still serves.
+    assert_eq!(
+        sample(r#"portico_requests_total{route="echo",method="GET",code="200"}"#),
+        20.0
+    );
     get(&gw, &[]);
 }
 
