@@ -42,6 +42,11 @@ pub(crate) fn compile(
         .tracing
         .take()
         .map(|t| super::compile_observe::tracing(t, problems));
+    let upstream_rules: Vec<_> = sections
+        .upstreams
+        .iter_mut()
+        .map(super::compile_transform::take_upstream)
+        .collect();
     let upstreams = upstreams(sections.upstreams, &base, problems);
     let endpoint_count = upstreams.iter().map(|u| u.endpoints.len()).sum();
     let mut auth = super::compile_auth::auth_settings(sections.auth, file, problems);
@@ -64,6 +69,11 @@ pub(crate) fn compile(
         .iter_mut()
         .map(|r| std::mem::take(&mut r.rate_limits))
         .collect();
+    let transforms: Vec<_> = sections
+        .routes
+        .iter_mut()
+        .map(super::compile_transform::take_route)
+        .collect();
     let compose_limits = compile_compose::limits(sections.compose.take(), problems);
     let (specs, mut routes) = routes(
         sections.routes,
@@ -75,6 +85,15 @@ pub(crate) fn compile(
     for (route, names) in routes.iter_mut().zip(route_policies) {
         route.limits = rate_limits::route_limits(&route.name, &names, &rate_limits, problems);
     }
+    super::compile_transform::attach(
+        &mut routes,
+        &specs,
+        transforms,
+        &upstream_rules,
+        &upstreams,
+        &auth,
+        problems,
+    );
     if !problems.is_empty() {
         return None;
     }
@@ -637,6 +656,8 @@ fn routes(
                 .as_ref()
                 .and_then(|a| super::compile_auth::route_auth(a, auth, p)),
             retry,
+            header_rules: None,
+            cors: None,
         });
     }
     (specs, routes)

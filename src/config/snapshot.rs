@@ -120,6 +120,11 @@ pub struct Route {
     pub auth: Option<crate::auth::RouteAuth>,
     /// The route's `retry = { ... }`: when a failed try is sent again.
     pub retry: Option<RetryPolicy>,
+    /// `request_headers` / `response_headers` over the upstream's defaults; `None`
+    /// when there are none (forwarding routes only).
+    pub header_rules: Option<Box<crate::transform::HeaderRules>>,
+    /// `cors = { ... }`: preflights answered at the door, CORS fields on responses.
+    pub cors: Option<Box<crate::transform::CorsPolicy>>,
 }
 
 pub enum Action {

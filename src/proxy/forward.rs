@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use crate::config::{Endpoint, Route, Upstream};
 use crate::downstream::{BodyError, Downstream};
 use crate::http::{
-    write_upstream_request, BodyFraming, FieldList, TraceFields, UpstreamHeadMarks, UpstreamRequest,
+    write_upstream_request, BodyFraming, FieldList, HeaderEdit, TraceFields, UpstreamHeadMarks,
+    UpstreamRequest,
 };
 use crate::observe::metrics::{OverflowLimit, TryOutcome, UpstreamSeries};
 use crate::observe::{set_parent_id, Counters, TrySpan};
@@ -27,6 +28,7 @@ use super::exit::reply;
 use super::generation::Generation;
 use super::replies;
 use super::retry::{self, Tried};
+use super::transform_stage;
 use super::worker::Worker;
 
 /// Response body bytes that arrived with the head are sent in the same write when
@@ -167,6 +169,7 @@ pub async fn forward<D: Downstream>(
                 kept.ended = None;
             }
             response.set_read_timeout(route.timeout);
+            transform_stage::response_head(route, ctx, d, &mut response);
             relay(worker, ctx, d, response).await;
         }
         Err(e) => fail(worker, series, ctx, d, e).await,
@@ -368,8 +371,9 @@ fn retarget(head: &mut Vec<u8>, host: Range<usize>, authority: &[u8]) -> Range<u
 
 /// The request head that goes upstream: hop-by-hop fields dropped, `X-Forwarded-*`
 /// and `X-Request-Id` set, the verified caller's identity fields added, the token
-/// dropped if the provider says so, the path rewritten as the route says, and with
-/// trace context the gateway's `traceparent` (its span ID set per try) and the
+/// dropped if the provider says so, the route's request header rules applied
+/// (`transform_stage.rs`), the path rewritten as the route says, and with trace
+/// context the gateway's `traceparent` (its span ID set per try) and the
 /// `tracestate` it continues. Returns where the `Host` and `traceparent` values are.
 fn write_request_head<D: Downstream>(
     out: &mut Vec<u8>,
@@ -398,9 +402,16 @@ fn write_request_head<D: Downstream>(
     };
     let traceparent = ctx.trace.as_ref().map(|t| t.traceparent(&t.span_id));
     let none = FieldList::new();
+    let rules = transform_stage::request_rules(route);
+    let mut rendered = FieldList::new();
+    let ruled = match rules {
+        Some(r) => r.fields(&transform_stage::values(ctx, d), &mut rendered),
+        None => &none,
+    };
     let added = [
         outbound.identity_headers().unwrap_or(&none),
         d.conn().client_subject.as_ref().unwrap_or(&none),
+        ruled,
     ];
     let request = UpstreamRequest {
         method: d.method(),
@@ -423,6 +434,9 @@ fn write_request_head<D: Downstream>(
         },
     };
     write_upstream_request(out, d, &request, |name, value| {
+        if rules.is_some_and(|r| r.drops(name)) {
+            return HeaderEdit::Drop;
+        }
         outbound.header_fate(name, value)
     })
 }

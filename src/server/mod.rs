@@ -74,6 +74,7 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
         &published_compose,
         &published_metrics,
         &board,
+        options.takeover,
     )?;
     let started = WorkerSet::start(
         &snapshot,
@@ -100,7 +101,7 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
         false => check_addresses(&plan, None, options),
     };
     let listening = match recheck {
-        Ok(()) => workers.listen(&plan, snapshot.server.listen_backlog),
+        Ok(()) => workers.listen(&plan, snapshot.server.listen_backlog, options.takeover),
         Err(e) => Err(workers.abort(e)),
     };
     let workers = match listening {

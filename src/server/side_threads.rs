@@ -24,7 +24,7 @@ use crate::observe::metrics::PublishedMetrics;
 use crate::observe::{AccessLogWriter, PublishedCounters, SpanExporter};
 use crate::upstream::{EndpointBoard, Prober};
 
-use super::reuseport::{bind_shared, ADMIN_BACKLOG};
+use super::reuseport::{bind_shared, check_alone, ADMIN_BACKLOG};
 use super::shutdown::{join_until, ADMIN_WAIT};
 
 /// The running side threads.
@@ -52,9 +52,12 @@ pub fn start(
     compose: &[Arc<PublishedCompose>],
     metrics: &[Arc<PublishedMetrics>],
     board: &Arc<EndpointBoard>,
+    takeover: bool,
 ) -> Result<(SideThreads, Vec<WorkerLink>), String> {
     let mut side = SideThreads::default();
-    match start_each(&mut side, snapshot, published, compose, metrics, board) {
+    match start_each(
+        &mut side, snapshot, published, compose, metrics, board, takeover,
+    ) {
         Ok(links) => Ok((side, links)),
         Err(e) => {
             side.stop(super::shutdown::StopDeadlines::now().side_threads());
@@ -70,6 +73,7 @@ fn start_each(
     compose: &[Arc<PublishedCompose>],
     metrics: &[Arc<PublishedMetrics>],
     board: &Arc<EndpointBoard>,
+    takeover: bool,
 ) -> Result<Vec<WorkerLink>, String> {
     side.access_log =
         AccessLogWriter::start(&snapshot.log.access_log, snapshot.log.access_log_format)
@@ -100,6 +104,9 @@ fn start_each(
             .collect();
         let listener = bind_shared(addr, ADMIN_BACKLOG)
             .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?;
+        if !takeover {
+            check_alone(addr, 1, "start the admin listener on")?;
+        }
         side.admin = Some(
             admin::start(
                 listener,
