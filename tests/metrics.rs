@@ -4,7 +4,8 @@
 //! upstream endpoint, auth provider and rate-limit policy; every histogram's
 //! buckets rise to its count; OpenMetrics is served when asked for (and parsed by
 //! the Prometheus Python client's strict parser); the JSON access-log lines of the
-//! same requests parse and carry their fields.
+//! same requests parse and carry their fields. Totals never go backwards when a
+//! worker dies and is restarted, and a reload raises `portico_config_version`.
 
 mod common;
 
@@ -564,4 +565,74 @@ fn a_route_has_its_histogram_from_the_start_and_its_codes_as_they_come() {
         s.get(r#"portico_requests_total{route="r",method="HEAD",code="204"}"#),
         Some(&1.0)
     );
+}
+
+/// One sample of `/metrics` (after the workers' next publication), if present.
+fn sample(gw: &Gateway, series: &str) -> Option<f64> {
+    samples(&scrape(gw, None).text()).get(series).copied()
+}
+
+/// Waits up to 10 s for `series` to read `value` on `/metrics`.
+fn wait_for_sample(gw: &Gateway, series: &str, value: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = sample(gw, series);
+        if now == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {now:?}, not {value}"
+        );
+    }
+}
+
+#[test]
+fn totals_survive_a_worker_restart_and_a_reload_raises_the_config_version() {
+    let config = "[server]\nlisten = [\"127.0.0.1:{port}\"]\nworkers = 1\n\
+                  [admin]\nlisten = \"127.0.0.1:{admin}\"\n[log]\naccess_log = \"off\"\n\
+                  [reload]\ncanary = false\nwatch = false\n\
+                  [[route]]\nname = \"ok\"\npath = \"/ok\"\nrespond = { status = 200 }\n\
+                  [[route]]\nname = \"test-panic-worker\"\npath = \"/die\"\nrespond = { status = 200 }\n";
+    let gw = Gateway::start_with(config, &[("PORTICO_TEST_PANICS", "1")], None);
+    let ok = r#"portico_requests_total{route="ok",method="GET",code="200"}"#;
+    for _ in 0..5 {
+        assert_eq!(gw.client().get("/ok").status, 200);
+    }
+    wait_for_sample(&gw, ok, 5.0);
+    assert_eq!(sample(&gw, "portico_config_version"), Some(1.0));
+
+    // The worker dies on its next tick and is started again: its new series
+    // start at zero, what it counted before stays in the totals.
+    assert_eq!(gw.client().get("/die").status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.proc.stderr_text().contains("restarted on version 1") {
+        assert!(Instant::now() < deadline, "{}", gw.proc.stderr_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..2 {
+        assert_eq!(gw.client().get("/ok").status, 200);
+    }
+    wait_for_sample(&gw, ok, 7.0);
+    let text = scrape(&gw, None).text();
+    promtool_check(&text);
+    let s = samples(&text);
+    assert_eq!(s.get("portico_workers"), Some(&1.0), "{text}");
+    assert_eq!(
+        s.get(r#"portico_request_duration_seconds_count{route="ok"}"#),
+        Some(&7.0),
+        "{text}"
+    );
+    histograms_add_up(&s);
+
+    // A reload (SIGHUP, every worker at once) is version 2.
+    let file = std::fs::read_to_string(&gw.config).expect("config");
+    let more = format!(
+        "{file}[[route]]\nname = \"more\"\npath = \"/more\"\nrespond = {{ status = 204 }}\n"
+    );
+    std::fs::write(&gw.config, more).expect("rewrite");
+    gw.proc.signal(libc::SIGHUP);
+    wait_for_sample(&gw, "portico_config_version", 2.0);
+    assert_eq!(gw.client().get("/more").status, 204);
+    wait_for_sample(&gw, ok, 7.0);
 }

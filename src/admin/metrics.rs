@@ -12,6 +12,11 @@ pub(super) fn scrape(sources: &Counters<'_>, accept: Option<&str>) -> (&'static 
     let format = Format::negotiate(accept);
     let scrape = Scrape {
         workers: sources.metrics.iter().map(|m| m.load()).collect(),
+        retired: sources
+            .metrics
+            .iter()
+            .flat_map(|m| m.load_retired())
+            .collect(),
         counters: PublishedCounters::totals(
             sources.workers.iter().chain(sources.side).map(|c| &**c),
         ),

@@ -8,11 +8,13 @@
 //! - `GET /ready`: 200 while serving; 503 before that (`starting`, or a remote JWKS
 //!   not yet fetched) and once draining (load balancers stop sending).
 //! - `GET /stats`: counters summed over workers and side threads (the rate
-//!   limiter, the health prober), as JSON, with an `endpoints` list: each
-//!   upstream endpoint's health, ejections and tries over all workers, and the
-//!   composed routes' counters under `compose`, per route and part.
+//!   limiter, the health prober, the control thread's reload counts), as JSON,
+//!   with an `endpoints` list: each upstream endpoint's health, ejections and
+//!   tries over all workers, and the composed routes' counters under `compose`,
+//!   per route and part.
 //! - `GET /metrics`: Prometheus metrics (text format 0.0.4, or OpenMetrics when
 //!   `Accept` asks for it); `metrics.rs`, names in docs/observability.md.
+//! - `GET /config` and `POST /config/reload|promote|rollback` ([`config_api`]).
 //!
 //! The thread looks at its stop flag at least every [`STOP_CHECK`], so after
 //! [`Admin::stop`] the listener closes within that time, or after the request in
@@ -32,6 +34,11 @@ use crate::compose::PublishedCompose;
 use crate::observe::metrics::PublishedMetrics;
 use crate::observe::PublishedCounters;
 use crate::upstream::EndpointBoard;
+
+pub mod config_api;
+pub mod reload_client;
+
+pub use config_api::{ConfigApi, ConfigView, ControlAction, ControlReply, ControlRequest};
 
 /// Asked by `/ready`: `Some(reason)` while the gateway is not ready to serve.
 pub type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
@@ -72,19 +79,28 @@ impl Admin {
     }
 }
 
+/// What the admin listener shows, published by the threads that count it.
+pub struct Sources {
+    /// Each worker's counters.
+    pub workers: Vec<Arc<PublishedCounters>>,
+    /// The counters of threads other than workers: summed in, not counted as workers.
+    pub side: Vec<Arc<PublishedCounters>>,
+    /// Each worker's composition counters.
+    pub compose: Vec<Arc<PublishedCompose>>,
+    /// Each worker's metric series.
+    pub metrics: Vec<Arc<PublishedMetrics>>,
+    /// The workers' published view of the endpoints.
+    pub endpoints: Arc<EndpointBoard>,
+}
+
 /// Serves admin requests on `listener` (bound by the caller) on a background
-/// thread, starting in [`Phase::Starting`]. `side` are the counters of threads other
-/// than workers; they are summed in but not counted as workers. `compose` are the
-/// workers' composition counters, `metrics` their metric series; `endpoints` holds
-/// the workers' published view of the endpoints.
+/// thread, starting in [`Phase::Starting`], from `sources`; `config` answers
+/// `/config`.
 pub fn start(
     listener: TcpListener,
-    workers: Vec<Arc<PublishedCounters>>,
-    side: Vec<Arc<PublishedCounters>>,
-    compose: Vec<Arc<PublishedCompose>>,
-    metrics: Vec<Arc<PublishedMetrics>>,
+    sources: Sources,
     readiness: Readiness,
-    endpoints: Arc<EndpointBoard>,
+    config: ConfigApi,
 ) -> std::io::Result<Admin> {
     // Accept without blocking, after a poll with a timeout: the stop flag is seen.
     listener.set_nonblocking(true)?;
@@ -109,13 +125,13 @@ pub fn start(
                 };
                 let phase = phase_of(seen_phase.load(Ordering::Relaxed));
                 let counters = Counters {
-                    workers: &workers,
-                    side: &side,
-                    compose: &compose,
-                    metrics: &metrics,
-                    endpoints: &endpoints,
+                    workers: &sources.workers,
+                    side: &sources.side,
+                    compose: &sources.compose,
+                    metrics: &sources.metrics,
+                    endpoints: &sources.endpoints,
                 };
-                let _ = answer(stream, phase, &counters, &readiness);
+                let _ = answer(stream, phase, &counters, &readiness, &config);
             }
             // The listener closes as it drops here.
         })?;
@@ -161,12 +177,13 @@ fn answer(
     phase: Phase,
     counters: &Counters<'_>,
     readiness: &Readiness,
+    config: &ConfigApi,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = [0u8; 4096];
     let mut len = 0;
-    let (path, accept) = loop {
+    let (method, path, authorization, accept) = loop {
         let n = stream.read(&mut buf[len..])?;
         if n == 0 {
             return Ok(());
@@ -176,18 +193,31 @@ fn answer(
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf[..len]) {
             Ok(httparse::Status::Complete(_)) => {
-                let accept = req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("accept"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                let header = |name: &str| {
+                    req.headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .map(|h| h.value)
+                };
+                let authorization = header("authorization").map(<[u8]>::to_vec);
+                let accept = header("accept")
+                    .and_then(|v| std::str::from_utf8(v).ok())
                     .map(str::to_string);
-                break (req.path.unwrap_or("").to_string(), accept);
+                let method = req.method.unwrap_or("").to_string();
+                break (
+                    method,
+                    req.path.unwrap_or("").to_string(),
+                    authorization,
+                    accept,
+                );
             }
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
             _ => return respond(&mut stream, 400, "text/plain", "bad request\n"),
         }
     };
+    if path == "/config" || path.starts_with("/config/") || path.starts_with("/config?") {
+        return config.answer(stream, &method, &path, authorization.as_deref());
+    }
     match (path.as_str(), phase) {
         ("/healthz", Phase::Stopping) => respond(&mut stream, 503, "text/plain", "stopping\n"),
         ("/healthz", _) => respond(&mut stream, 200, "text/plain", "ok\n"),

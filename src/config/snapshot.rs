@@ -20,8 +20,14 @@ use crate::tls::{ListenerTls, TlsListenerSettings, UpstreamTls};
 pub struct Snapshot {
     /// Where it was loaded from, for log lines and `portico check`.
     pub source: String,
+    /// The SHA-256 of the file's text: the configuration's version.
+    pub hash: super::ConfigHash,
     pub server: ServerSettings,
     pub admin: Option<SocketAddr>,
+    /// `[admin] token_env`: the variable holding the admin bearer token.
+    pub admin_token_env: Option<String>,
+    /// `[reload]`: how a new configuration is tried and adopted.
+    pub reload: super::ReloadSettings,
     pub log: LogSettings,
     /// Matches a request to an index into `routes`.
     pub route_table: RouteTable,
@@ -39,9 +45,6 @@ pub struct Snapshot {
     pub warnings: Vec<super::ConfigError>,
     /// `[tracing]`: trace context and span export, when configured.
     pub tracing: Option<TracingSettings>,
-    /// The configuration's load number: 1 for the file read at start (a reload
-    /// numbers its snapshot one more); shown as `portico_config_version`.
-    pub version: u64,
 }
 
 /// `[server]`: listeners, worker layout and the limits every request is held to.

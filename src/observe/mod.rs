@@ -12,7 +12,9 @@ mod settings;
 mod spans;
 mod trace;
 
-pub use access_log::{AccessLogBuffer, AccessLogTarget, AccessLogWriter, AccessRecord};
+pub use access_log::{
+    utc_timestamp, AccessLogBuffer, AccessLogTarget, AccessLogWriter, AccessRecord,
+};
 pub use counters::{Counters, PublishedCounters};
 pub use settings::{AccessLogFormat, OtlpEndpoint, TracingSettings};
 pub use spans::{request_spans, RequestFacts, SpanBuffer, SpanExporter, SpanRecord};

@@ -107,6 +107,9 @@ impl Gateway {
                 );
             }
         }
+        if ctx.local_reply && ctx.status >= 500 {
+            Counters::bump(&worker.counters.responses_local_5xx);
+        }
         let Some(log) = &worker.access_log else {
             return;
         };

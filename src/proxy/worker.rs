@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::config::Snapshot;
 use crate::downstream::DrainSignal;
-use crate::limit::WorkerLink;
+use crate::limit::{WorkerLimiter, WorkerLink};
 use crate::observe::metrics::{MetricsSnapshot, WorkerGauges, WorkerMetrics};
 use crate::observe::{AccessLogBuffer, Counters, PublishedCounters, SpanBuffer, TraceIds};
 use crate::upstream::{EndpointBoard, Exchanger, UpstreamPools, UpstreamStates};
@@ -40,39 +40,50 @@ pub struct Worker {
     pub trace_ids: TraceIds,
     /// Finished sampled spans on their way to the exporter (with an `otlp_endpoint`).
     pub spans: Option<SpanBuffer>,
+    /// Rate-limit tables by policy identity, and the link to the limiter thread.
+    pub limiter: Rc<WorkerLimiter>,
     current: RefCell<Rc<Generation>>,
+    /// The generation installed before the current one, kept so that rolling a
+    /// canary back finds its state (balancer cursors, caches) as it was.
+    previous: RefCell<Option<Rc<Generation>>>,
     head_buffers: RefCell<Vec<Vec<u8>>>,
     /// Requests in progress on this worker (for `max_in_flight_per_worker`).
     in_flight: Cell<usize>,
 }
 
 impl Worker {
-    /// Worker `id`, serving `snapshot` to begin with; `board` carries health
-    /// verdicts in and endpoint states out, `limiter` is its link to the global
-    /// limiter thread (when there is one), `spans` its way to the span exporter.
+    /// Worker `id`, serving version `version`, `snapshot`, to begin with; `board`
+    /// carries health verdicts in and endpoint states out, `limiter` is its link to
+    /// the global limiter thread (when there is one), `spans` its way to the span
+    /// exporter. Its counters go on from `counters` (a restarted worker's totals
+    /// never go backwards).
     pub fn new(
         id: usize,
         access_log: Option<AccessLogBuffer>,
         spans: Option<SpanBuffer>,
         board: Arc<EndpointBoard>,
-        snapshot: Arc<Snapshot>,
+        (version, snapshot): (u64, Arc<Snapshot>),
         limiter: Option<WorkerLink>,
+        counters: &PublishedCounters,
     ) -> Self {
         let upstreams = UpstreamStates::new(id, board);
         let metrics = WorkerMetrics::default();
-        let generation = Generation::new(snapshot, &upstreams, &metrics, limiter);
+        let limiter = Rc::new(WorkerLimiter::new(limiter, upstreams.board().workers()));
+        let generation = Generation::new(version, snapshot, &upstreams, &metrics, &limiter);
         Worker {
             metrics,
             trace_ids: TraceIds::new(id),
             spans,
             id,
-            counters: Counters::default(),
+            counters: Counters::resume(counters),
             drain: DrainSignal::default(),
             pools: UpstreamPools::new(),
             upstreams,
             request_ids: RequestIds::new(id),
             access_log,
+            limiter,
             current: RefCell::new(Rc::new(generation)),
+            previous: RefCell::new(None),
             head_buffers: RefCell::new(Vec::new()),
             in_flight: Cell::new(0),
         }
@@ -92,6 +103,34 @@ impl Worker {
     /// The generation a new connection pins (it keeps it to its end).
     pub fn generation(&self) -> Rc<Generation> {
         self.current.borrow().clone()
+    }
+
+    /// Makes version `version`, `snapshot`, the generation new connections pin;
+    /// connections open now finish on theirs. The generation is built here, on the
+    /// worker, over the state that outlives generations (pools, endpoint health,
+    /// breaker counts and rate-limit tables of unchanged policies carry over). The
+    /// generation it replaces is kept, and installed again as it was when its
+    /// version comes back (a canary rolled back).
+    pub fn install(&self, version: u64, snapshot: Arc<Snapshot>) {
+        let current = self.generation();
+        if current.version == version {
+            return;
+        }
+        #[cfg(debug_assertions)]
+        super::test_panic::on_install(snapshot.routes.iter().map(|r| r.name.as_str()));
+        let kept = self.previous.borrow_mut().take();
+        let next = match kept {
+            Some(g) if g.version == version => g,
+            _ => Rc::new(Generation::new(
+                version,
+                snapshot,
+                &self.upstreams,
+                &self.metrics,
+                &self.limiter,
+            )),
+        };
+        *self.current.borrow_mut() = next;
+        *self.previous.borrow_mut() = Some(current);
     }
 
     /// What an upstream exchange uses of this worker.
@@ -161,7 +200,7 @@ impl Worker {
         self.metrics.snapshot(WorkerGauges {
             connections_open: connections_open as u64,
             requests_in_flight: self.in_flight.get() as u64,
-            config_version: generation.snapshot.version,
+            config_version: generation.version,
         })
     }
 }

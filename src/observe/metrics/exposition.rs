@@ -82,6 +82,9 @@ pub struct EndpointHealth {
 pub struct Scrape {
     /// Each worker's published series.
     pub workers: Vec<MetricsSnapshot>,
+    /// What workers that died and were restarted had counted (counts only, not
+    /// workers).
+    pub retired: Vec<MetricsSnapshot>,
     /// Counters summed over workers and side threads (`PublishedCounters::totals`).
     pub counters: Vec<(&'static str, u64)>,
     pub endpoints: Vec<EndpointHealth>,
@@ -367,7 +370,7 @@ impl Merged {
             counters: scrape.counters,
             ..Merged::default()
         };
-        for w in &scrape.workers {
+        for w in scrape.workers.iter().chain(&scrape.retired) {
             for r in &w.routes {
                 for &(method, code, n) in &r.codes {
                     *m.requests
@@ -806,6 +809,7 @@ mod tests {
         });
         let scrape = Scrape {
             workers: vec![snap.clone(), snap],
+            retired: Vec::new(),
             counters: vec![("connections_accepted", 4), ("trace_spans_dropped", 2)],
             endpoints: Vec::new(),
         };

@@ -40,32 +40,57 @@ pub struct MetricsSnapshot {
     pub gauges: WorkerGauges,
 }
 
-/// Where one worker publishes its [`MetricsSnapshot`] (shared with the admin).
+/// Where one worker publishes its [`MetricsSnapshot`] (shared with the admin), and
+/// what earlier lives of that worker counted (a worker restarted after it died
+/// starts its series at zero; its predecessor's last copy is kept beside, so the
+/// totals `/metrics` shows never go backwards).
 #[derive(Default)]
-pub struct PublishedMetrics(Mutex<MetricsSnapshot>);
+pub struct PublishedMetrics {
+    current: Mutex<MetricsSnapshot>,
+    retired: Mutex<Vec<MetricsSnapshot>>,
+}
 
 impl PublishedMetrics {
     /// Replaces the published copy, unless the admin thread is reading it right
     /// now (then this tick's copy is skipped; the next one goes through).
     pub fn store(&self, snapshot: MetricsSnapshot) {
-        if let Ok(mut slot) = self.0.try_lock() {
+        if let Ok(mut slot) = self.current.try_lock() {
             *slot = snapshot;
         }
     }
 
     /// Stores even if it has to wait (a worker's last publication, at its end).
     pub fn store_final(&self, snapshot: MetricsSnapshot) {
-        match self.0.lock() {
-            Ok(mut slot) => *slot = snapshot,
-            Err(poisoned) => *poisoned.into_inner() = snapshot,
-        }
+        *lock(&self.current) = snapshot;
     }
 
     /// The last published copy.
     pub fn load(&self) -> MetricsSnapshot {
-        match self.0.lock() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+        lock(&self.current).clone()
+    }
+
+    /// A worker (re)starts here: what an earlier life of it published is kept
+    /// as retired counts (its gauges dropped: they described a thread now gone).
+    pub fn retire(&self) {
+        let mut current = lock(&self.current);
+        if current.routes.is_empty() {
+            return; // nothing was published yet (every snapshot has its routes)
         }
+        let mut old = std::mem::take(&mut *current);
+        old.gauges = WorkerGauges::default();
+        lock(&self.retired).push(old);
+    }
+
+    /// The counts of this worker's earlier lives (empty unless it was restarted).
+    pub fn load_retired(&self) -> Vec<MetricsSnapshot> {
+        lock(&self.retired).clone()
+    }
+}
+
+/// The slot, even if a thread panicked holding it (plain data, always whole).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
