@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod route;
 pub mod runtime;
 pub mod server;
+pub mod side_net;
 pub mod tls;
 pub mod transform;
 pub mod upstream;

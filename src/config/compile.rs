@@ -45,6 +45,10 @@ pub(crate) fn compile(
         .and_then(|a| super::compile_control::admin_token_env(a, admin, problems));
     let reload = super::compile_control::reload_settings(sections.reload.as_ref(), problems);
     let log = log_settings(sections.log.unwrap_or_default(), problems);
+    let tracing = sections
+        .tracing
+        .take()
+        .map(|t| super::compile_observe::tracing(t, problems));
     let upstream_rules: Vec<_> = sections
         .upstreams
         .iter_mut()
@@ -115,6 +119,7 @@ pub(crate) fn compile(
         rate_limits: Arc::new(rate_limits),
         auth,
         warnings: Vec::new(),
+        tracing,
     })
 }
 
@@ -234,7 +239,12 @@ fn log_settings(l: schema::LogSection, p: &mut Problems<'_>) -> LogSettings {
         }
         path => AccessLogTarget::File(PathBuf::from(path)),
     };
-    LogSettings { level, access_log }
+    let access_log_format = super::compile_observe::access_log_format(&l.access_log_format, p);
+    LogSettings {
+        level,
+        access_log,
+        access_log_format,
+    }
 }
 
 fn upstreams(

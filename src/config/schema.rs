@@ -214,6 +214,7 @@ pub struct RespondSection {
 pub struct LogSection {
     pub level: Spanned<String>,
     pub access_log: Spanned<String>,
+    pub access_log_format: Spanned<String>,
 }
 
 impl Default for LogSection {
@@ -221,6 +222,7 @@ impl Default for LogSection {
         LogSection {
             level: Spanned::new(0..0, "info".to_string()),
             access_log: Spanned::new(0..0, "stdout".to_string()),
+            access_log_format: Spanned::new(0..0, "text".to_string()),
         }
     }
 }

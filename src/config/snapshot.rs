@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::resilience::{BreakerSettings, HealthCheck, OutlierSettings, RetryBudget, RetryPolicy};
 use crate::http::FieldList;
 use crate::limit::{RateLimitSettings, RouteLimits};
-use crate::observe::AccessLogTarget;
+use crate::observe::{AccessLogFormat, AccessLogTarget, TracingSettings};
 use crate::route::RouteTable;
 use crate::tls::{ListenerTls, TlsListenerSettings, UpstreamTls};
 
@@ -43,6 +43,8 @@ pub struct Snapshot {
     /// What `portico check` and the start-up log show as `warning:` lines (the file
     /// is valid; e.g. a flat merge whose parts can write the same key).
     pub warnings: Vec<super::ConfigError>,
+    /// `[tracing]`: trace context and span export, when configured.
+    pub tracing: Option<TracingSettings>,
 }
 
 /// `[server]`: listeners, worker layout and the limits every request is held to.
@@ -103,6 +105,7 @@ pub struct Limits {
 pub struct LogSettings {
     pub level: String,
     pub access_log: AccessLogTarget,
+    pub access_log_format: AccessLogFormat,
 }
 
 /// One `[[route]]`: what to do with a request the route table matched to it.

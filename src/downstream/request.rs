@@ -87,6 +87,10 @@ pub trait Downstream: HeaderLookup + BodySource {
 
     /// Bytes written to the client for this request, heads included.
     fn bytes_sent(&self) -> u64;
+
+    /// Bytes of this request read so far: its head and its body's payload (chunk
+    /// framing not counted).
+    fn bytes_received(&self) -> u64;
 }
 
 /// A request body, pulled in the framing its head declared (a chunked body stays

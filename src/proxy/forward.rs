@@ -10,8 +10,12 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Endpoint, Route, Upstream};
 use crate::downstream::{BodyError, Downstream};
-use crate::http::{write_upstream_request, BodyFraming, FieldList, HeaderEdit, UpstreamRequest};
-use crate::observe::Counters;
+use crate::http::{
+    write_upstream_request, BodyFraming, FieldList, HeaderEdit, TraceFields, UpstreamHeadMarks,
+    UpstreamRequest,
+};
+use crate::observe::metrics::{OverflowLimit, TryOutcome, UpstreamSeries};
+use crate::observe::{set_parent_id, Counters, TrySpan};
 use crate::route;
 use crate::upstream::{
     record_outcome, Breaker, BreakerLimit, ExchangeError, FailureSource, HashKey, InFlight,
@@ -41,16 +45,18 @@ pub async fn forward<D: Downstream>(
     ctx: &mut RequestCtx,
     d: &mut D,
 ) {
-    let (Some(upstream), Some(breaker)) = (
+    let (Some(upstream), Some(breaker), Some(series)) = (
         generation.snapshot.upstreams.get(index),
         generation.breakers.get(index),
+        generation.metrics.upstream(index),
     ) else {
         let missing = replies::internal("route names a missing upstream", &ctx.id);
         return reply(ctx, d, &missing).await;
     };
+    ctx.upstream_index = Some(index);
     let _in_flight = match breaker.admit_request() {
         Ok(admitted) => admitted,
-        Err(limit) => return overflow(worker, ctx, d, limit).await,
+        Err(limit) => return overflow(worker, series, ctx, d, limit).await,
     };
     // Read from the head now: pulling the body (below) consumes it.
     let hash = hash_key(upstream, d);
@@ -58,7 +64,8 @@ pub async fn forward<D: Downstream>(
     let is_head = d.is_head();
     let mut endpoint = choose(worker, generation, index, upstream, hash, &Tried::default());
     let mut head = worker.head_buffer();
-    let mut host = write_request_head(&mut head, generation, route, endpoint, ctx, d);
+    let marks = write_request_head(&mut head, generation, route, endpoint, ctx, d);
+    let mut host = marks.host;
     let head_len = head.len();
     // Body bytes that came with the head go out in the same write; with retries, a
     // small body is read whole first, so it can be sent again.
@@ -78,6 +85,17 @@ pub async fn forward<D: Downstream>(
     let exchanged = loop {
         ctx.attempts += 1;
         ctx.upstream = Some(endpoint.addr);
+        let started = Instant::now();
+        ctx.timings.upstream_started = Some(started);
+        start_try_span(
+            worker,
+            ctx,
+            &mut head,
+            marks.traceparent.as_ref(),
+            index,
+            endpoint,
+            started,
+        );
         let try_deadline = route
             .retry
             .as_ref()
@@ -98,6 +116,7 @@ pub async fn forward<D: Downstream>(
             .exchange(upstream, endpoint, request, d)
             .await;
         generation.balancer.finished(endpoint.id);
+        observe_try(generation, series, endpoint, started, &result, ctx);
         // A retry is in flight from its decision to the end of its try.
         drop(retrying.take());
         let outcome = match &result {
@@ -118,9 +137,9 @@ pub async fn forward<D: Downstream>(
                 continue;
             }
         }
-        let Some((wait, admitted)) =
-            next_try(worker, generation, breaker, route, ctx, &result, &tries)
-        else {
+        let Some((wait, admitted)) = next_try(
+            worker, generation, breaker, series, route, ctx, &result, &tries,
+        ) else {
             break result;
         };
         retrying = Some(admitted);
@@ -129,6 +148,7 @@ pub async fn forward<D: Downstream>(
         monoio::time::sleep(wait).await;
         tries.retries += 1;
         Counters::bump(&worker.counters.upstream_retries);
+        series.record_retry();
         tries.tried.push(endpoint.id);
         let next = choose(worker, generation, index, upstream, hash, &tries.tried);
         if next.authority != endpoint.authority && !(route.preserve_host && ctx.authority.is_some())
@@ -144,11 +164,15 @@ pub async fn forward<D: Downstream>(
     }
     match exchanged {
         Ok(mut response) => {
+            // The kept try's span lasts until the answer is relayed.
+            if let Some(kept) = ctx.trace.as_mut().and_then(|t| t.tries.last_mut()) {
+                kept.ended = None;
+            }
             response.set_read_timeout(route.timeout);
             transform_stage::response_head(route, ctx, d, &mut response);
             relay(worker, ctx, d, response).await;
         }
-        Err(e) => fail(worker, ctx, d, e).await,
+        Err(e) => fail(worker, series, ctx, d, e).await,
     }
     worker.give_head_buffer(head);
 }
@@ -167,14 +191,81 @@ struct Tries {
     tried: Tried,
 }
 
+/// With trace context: gives the try its own span ID, which goes upstream as the
+/// parent in `traceparent` (rewritten in place in `head`), and, when sampled,
+/// opens its client span.
+fn start_try_span(
+    worker: &Worker,
+    ctx: &mut RequestCtx,
+    head: &mut [u8],
+    traceparent: Option<&Range<usize>>,
+    upstream: usize,
+    endpoint: &Endpoint,
+    started: Instant,
+) {
+    let (Some(trace), Some(at)) = (ctx.trace.as_mut(), traceparent) else {
+        return;
+    };
+    let span_id = worker.trace_ids.span_id();
+    if let Some(value) = head.get_mut(at.clone()) {
+        set_parent_id(value, &span_id);
+    }
+    if trace.sampled() {
+        trace.tries.push(TrySpan {
+            span_id,
+            started,
+            ended: None,
+            upstream,
+            endpoint: endpoint.addr,
+            attempt: ctx.attempts,
+            status: None,
+            failure: None,
+            part: None,
+        });
+    }
+}
+
+/// Records how a try ended: its endpoint's and upstream's series, and its span.
+fn observe_try(
+    generation: &Generation,
+    series: &UpstreamSeries,
+    endpoint: &Endpoint,
+    started: Instant,
+    result: &retry::TryResult,
+    ctx: &mut RequestCtx,
+) {
+    let outcome = match result {
+        Ok(_) => TryOutcome::Response,
+        // Refused before anything was sent: counted as an overflow, not a try.
+        Err(e) => match e.source.try_outcome() {
+            Some(outcome) => outcome,
+            None => return,
+        },
+    };
+    let now = Instant::now();
+    series.record_try(now.saturating_duration_since(started));
+    if let Some(e) = generation.metrics.endpoint(endpoint.id) {
+        e.record(outcome);
+    }
+    if let Some(span) = ctx.trace.as_mut().and_then(|t| t.tries.last_mut()) {
+        span.ended = Some(now);
+        match result {
+            Ok(response) => span.status = Some(response.head().status),
+            Err(e) => span.failure = Some(e.source.name()),
+        }
+    }
+}
+
 /// Whether the try that ended as `result` is sent again, and after what wait: the
 /// route's policy (`retry.rs`), the deadline, then the upstream's `max_retries` and
 /// retry budget — a refusal by those is counted and named in `x-portico-overflow`.
 /// The retry is in flight while the returned guard lives.
+#[allow(clippy::too_many_arguments)]
 fn next_try<'b>(
     worker: &Worker,
     generation: &Generation,
     breaker: &'b Breaker,
+    series: &UpstreamSeries,
     route: &Route,
     ctx: &mut RequestCtx,
     result: &retry::TryResult,
@@ -197,6 +288,7 @@ fn next_try<'b>(
                 BreakerLimit::RetryBudget => &worker.counters.upstream_retry_budget_exhausted,
                 _ => &worker.counters.upstream_overflow_retries,
             });
+            series.record_overflow(overflow_limit(limit));
             ctx.response_fields
                 .push(b"x-portico-overflow", limit.name().as_bytes());
             None
@@ -280,8 +372,9 @@ fn retarget(head: &mut Vec<u8>, host: Range<usize>, authority: &[u8]) -> Range<u
 /// The request head that goes upstream: hop-by-hop fields dropped, `X-Forwarded-*`
 /// and `X-Request-Id` set, the verified caller's identity fields added, the token
 /// dropped if the provider says so, the route's request header rules applied
-/// (`transform_stage.rs`), the path rewritten as the route says. Returns where the
-/// `Host` value is.
+/// (`transform_stage.rs`), the path rewritten as the route says, and with trace
+/// context the gateway's `traceparent` (its span ID set per try) and the
+/// `tracestate` it continues. Returns where the `Host` and `traceparent` values are.
 fn write_request_head<D: Downstream>(
     out: &mut Vec<u8>,
     generation: &Generation,
@@ -289,7 +382,7 @@ fn write_request_head<D: Downstream>(
     endpoint: &Endpoint,
     ctx: &RequestCtx,
     d: &D,
-) -> Range<usize> {
+) -> UpstreamHeadMarks {
     let outbound = auth_stage::outbound(&generation.snapshot, route, ctx.caller.as_deref());
     let (path, query) = match &ctx.target {
         Some(t) => (t.path.as_str(), t.query.as_deref()),
@@ -307,6 +400,7 @@ fn write_request_head<D: Downstream>(
         (true, Some(h)) => h,
         _ => endpoint.authority.as_bytes(),
     };
+    let traceparent = ctx.trace.as_ref().map(|t| t.traceparent(&t.span_id));
     let none = FieldList::new();
     let rules = transform_stage::request_rules(route);
     let mut rendered = FieldList::new();
@@ -331,6 +425,13 @@ fn write_request_head<D: Downstream>(
         body: d.body_framing(),
         added: &added,
         request_id: ctx.id.as_str(),
+        trace: match (&ctx.trace, &traceparent) {
+            (Some(trace), Some(value)) => TraceFields::Replace {
+                traceparent: value,
+                tracestate: trace.tracestate.as_deref(),
+            },
+            _ => TraceFields::PassThrough,
+        },
     };
     write_upstream_request(out, d, &request, |name, value| {
         if rules.is_some_and(|r| r.drops(name)) {
@@ -408,10 +509,16 @@ async fn relay<D: Downstream>(
 
 /// Answers a failed exchange (the client's own failures included); a client that
 /// went away gets nothing, and its connection closes.
-async fn fail<D: Downstream>(worker: &Worker, ctx: &mut RequestCtx, d: &mut D, e: ExchangeError) {
+async fn fail<D: Downstream>(
+    worker: &Worker,
+    series: &UpstreamSeries,
+    ctx: &mut RequestCtx,
+    d: &mut D,
+    e: ExchangeError,
+) {
     if let FailureSource::Overflow(limit) = e.source {
         ctx.failure = Some(e.source.clone());
-        return overflow(worker, ctx, d, limit).await;
+        return overflow(worker, series, ctx, d, limit).await;
     }
     let status = e.status();
     ctx.failure = Some(e.source.clone());
@@ -435,12 +542,25 @@ async fn fail<D: Downstream>(worker: &Worker, ctx: &mut RequestCtx, d: &mut D, e
 /// `x-portico-overflow`, counted.
 async fn overflow<D: Downstream>(
     worker: &Worker,
+    series: &UpstreamSeries,
     ctx: &mut RequestCtx,
     d: &mut D,
     limit: BreakerLimit,
 ) {
+    series.record_overflow(overflow_limit(limit));
     Counters::bump(limit.counter(&worker.counters));
     reply(ctx, d, &replies::overflow(limit.name(), &ctx.id)).await;
+}
+
+/// The `limit` label of a breaker's refusal.
+fn overflow_limit(limit: BreakerLimit) -> OverflowLimit {
+    match limit {
+        BreakerLimit::MaxConnections => OverflowLimit::MaxConnections,
+        BreakerLimit::MaxPending => OverflowLimit::MaxPending,
+        BreakerLimit::MaxRequests => OverflowLimit::MaxRequests,
+        BreakerLimit::MaxRetries => OverflowLimit::MaxRetries,
+        BreakerLimit::RetryBudget => OverflowLimit::RetryBudget,
+    }
 }
 
 /// The request body could not be read before forwarding: the client's error (408,

@@ -830,8 +830,14 @@ fn warn_restart_only(running: &Snapshot, next: &Snapshot) {
     if running.admin != next.admin || running.admin_token_env != next.admin_token_env {
         changed.push("[admin]");
     }
-    if running.log.level != next.log.level || running.log.access_log != next.log.access_log {
+    if running.log.level != next.log.level
+        || running.log.access_log != next.log.access_log
+        || running.log.access_log_format != next.log.access_log_format
+    {
         changed.push("[log]");
+    }
+    if span_export(running) != span_export(next) {
+        changed.push("[tracing] span export (otlp_endpoint, service_name, export_*)");
     }
     if !changed.is_empty() {
         tracing::warn!(
@@ -839,6 +845,21 @@ fn warn_restart_only(running: &Snapshot, next: &Snapshot) {
             changed.join(", ")
         );
     }
+}
+
+/// The settings of the span exporter, which starts with the process (a reload
+/// applies `sample_ratio` and turning trace context on or off, not these).
+fn span_export(s: &Snapshot) -> Option<impl PartialEq + '_> {
+    let t = s.tracing.as_ref()?;
+    let endpoint = t.otlp.as_ref()?;
+    Some((
+        endpoint,
+        t.service_name.as_str(),
+        t.queue_spans,
+        t.batch_spans,
+        t.export_interval,
+        t.export_timeout,
+    ))
 }
 
 fn answer(to: &Sender<ControlReply>, status: u16, body: Value) {

@@ -15,7 +15,8 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::compose::PublishedCompose;
 use crate::config::{RuntimeSettings, Snapshot};
 use crate::limit::{WorkerLink, LIMIT_TICK};
-use crate::observe::{AccessLogBuffer, Counters, PublishedCounters};
+use crate::observe::metrics::PublishedMetrics;
+use crate::observe::{AccessLogBuffer, Counters, PublishedCounters, SpanBuffer};
 use crate::proxy::Worker;
 use crate::runtime::{self, Runtime};
 use crate::upstream::EndpointBoard;
@@ -45,9 +46,13 @@ pub struct WorkerPlan {
     /// without a message when start-up failed elsewhere.
     pub listeners: Receiver<Handoff>,
     pub access_log: Option<AccessLogBuffer>,
+    /// This worker's way to the span exporter, when spans are exported.
+    pub spans: Option<SpanBuffer>,
     pub published: Arc<PublishedCounters>,
     /// Where this worker publishes its composition counters.
     pub published_compose: Arc<PublishedCompose>,
+    /// Where this worker publishes its metric series for `/metrics`.
+    pub metrics: Arc<PublishedMetrics>,
     /// This worker's channels to the global limiter thread, when there is one.
     pub limiter: Option<WorkerLink>,
     /// Health verdicts in, endpoint states out (shared with the prober and admin).
@@ -115,9 +120,13 @@ pub fn run(plan: WorkerPlan) {
 
 async fn worker_main(plan: WorkerPlan, core: String, driver: String) {
     let snapshot = plan.snapshot.clone();
+    // A restarted worker's series start at zero: what its predecessor counted stays
+    // in /metrics beside them (its counters go on from the published ones instead).
+    plan.metrics.retire();
     let worker = Rc::new(Worker::new(
         plan.id,
         plan.access_log,
+        plan.spans,
         plan.board,
         (plan.version, snapshot.clone()),
         plan.limiter,
@@ -154,7 +163,13 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: String) {
     plan.status.set_installed(plan.version, None);
     let _ = plan.reports.send(StartReport::Serving);
 
-    // The tick: mailbox, pool sweeping, key sets, counter publishing, log flushing.
+    let published = Published {
+        counters: plan.published.clone(),
+        compose: plan.published_compose.clone(),
+        metrics: plan.metrics.clone(),
+    };
+    // The tick: mailbox, pool sweeping, key sets, counter and metric publishing, log
+    // and span flushing.
     let deadline = loop {
         monoio::time::sleep(TICK).await;
         let posted = plan.mailbox.take();
@@ -189,8 +204,7 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: String) {
         #[cfg(debug_assertions)]
         crate::proxy::test_panic::worker_tick();
         worker.tick();
-        worker.publish(&plan.published);
-        worker.generation().compose.publish(&plan.published_compose);
+        published.publish(&worker, &acceptor, false);
         plan.status.tick();
     };
 
@@ -205,11 +219,32 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: String) {
     while acceptor.active.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(TICK).await;
         worker.tick();
-        worker.publish(&plan.published);
-        worker.generation().compose.publish(&plan.published_compose);
+        published.publish(&worker, &acceptor, false);
     }
-    worker.publish(&plan.published);
-    worker.generation().compose.publish(&plan.published_compose);
+    published.publish(&worker, &acceptor, true);
+}
+
+/// Where a worker publishes for the admin thread.
+struct Published {
+    counters: Arc<PublishedCounters>,
+    compose: Arc<PublishedCompose>,
+    metrics: Arc<PublishedMetrics>,
+}
+
+impl Published {
+    /// Flushes the access-log and span buffers and publishes the counters,
+    /// composition counters and metric series; the `last` time, the metrics wait
+    /// for a scrape in progress rather than skip this publication.
+    fn publish(&self, worker: &Worker, acceptor: &Acceptor, last: bool) {
+        worker.publish(&self.counters);
+        worker.generation().compose.publish(&self.compose);
+        let metrics = worker.metrics_snapshot(acceptor.active.get());
+        if last {
+            self.metrics.store_final(metrics);
+        } else {
+            self.metrics.store(metrics);
+        }
+    }
 }
 
 /// Installs the configuration `order` carries: the generation new connections pin,

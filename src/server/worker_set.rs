@@ -30,7 +30,8 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::compose::PublishedCompose;
 use crate::config::{RuntimeSettings, Snapshot};
 use crate::limit::WorkerLink;
-use crate::observe::{AccessLogWriter, PublishedCounters};
+use crate::observe::metrics::PublishedMetrics;
+use crate::observe::{AccessLogWriter, PublishedCounters, SpanExporter};
 use crate::upstream::EndpointBoard;
 
 use super::listeners::{listen_plan, ListenerKind};
@@ -69,6 +70,10 @@ pub struct Shared<'a> {
     pub compose: &'a [Arc<PublishedCompose>],
     pub board: &'a Arc<EndpointBoard>,
     pub access_log: Option<&'a AccessLogWriter>,
+    /// The span exporter, when spans are exported.
+    pub spans: Option<&'a SpanExporter>,
+    /// Each worker's metric series.
+    pub metrics: &'a [Arc<PublishedMetrics>],
 }
 
 impl WorkerSet {
@@ -134,7 +139,9 @@ impl WorkerSet {
             reports: self.report_tx.clone(),
             listeners: handoff_rx,
             access_log: shared.access_log.map(AccessLogWriter::buffer),
+            spans: shared.spans.map(SpanExporter::buffer),
             published: shared.published.get(id).cloned().unwrap_or_default(),
+            metrics: shared.metrics.get(id).cloned().unwrap_or_default(),
             published_compose: shared.compose.get(id).cloned().unwrap_or_default(),
             limiter: self.links.get(id).cloned().flatten(),
             board: shared.board.clone(),

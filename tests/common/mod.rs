@@ -6,6 +6,7 @@ pub mod client;
 pub mod json_upstream;
 pub mod jwt;
 pub mod load;
+pub mod otlp;
 pub mod pki;
 pub mod procs;
 pub mod redis;

@@ -312,6 +312,13 @@ impl<S: Io> Downstream for H1Request<'_, S> {
     fn bytes_sent(&self) -> u64 {
         self.bytes_sent
     }
+
+    fn bytes_received(&self) -> u64 {
+        if self.refused {
+            return 0;
+        }
+        self.conn.head.head_len as u64 + self.body.payload_bytes()
+    }
 }
 
 impl<S: Io> BodySource for H1Request<'_, S> {
