@@ -11,7 +11,9 @@
 //! way with a spare descriptor ([`FdShortage`]), and the loop backs off.
 //!
 //! On a TLS listener each accepted connection runs its handshake in its own task,
-//! bounded by the listener's `handshake_timeout_ms`, before it is served.
+//! bounded by the listener's `handshake_timeout_ms`, which then starts the task that
+//! serves it: an idle connection's task (kept as long as the connection lives) holds
+//! neither the handshake's state nor, for plaintext, room for it.
 //!
 //! When the worker drains, the loop stops, takes the connections already waiting in
 //! the listener's queue (the kernel would reset them when the listener closes: see
@@ -154,16 +156,16 @@ fn start_connection(
     }
     Counters::bump(&worker.counters.connections_accepted);
     acceptor.active.set(acceptor.active.get() + 1);
-    let acceptor = acceptor.clone();
-    monoio::spawn(async move {
-        match kind {
-            ListenerKind::Plain => {
-                serve(&acceptor.worker, stream, ConnInfo::plain(peer)).await;
-            }
-            ListenerKind::Tls(index) => serve_tls(&acceptor, stream, peer, index).await,
+    // `serve` takes the connection off the count when it ends.
+    match kind {
+        ListenerKind::Plain => {
+            let conn = Box::new(h1::ClientConn::new(stream, ConnInfo::plain(peer)));
+            monoio::spawn(serve(acceptor.clone(), conn));
         }
-        acceptor.active.set(acceptor.active.get() - 1);
-    });
+        ListenerKind::Tls(index) => {
+            monoio::spawn(handshake_then_serve(acceptor.clone(), stream, peer, index));
+        }
+    }
 }
 
 /// Out of descriptors: until one is free again, waits for clients (a poll needs no
@@ -250,23 +252,53 @@ fn accept_now(listener: &TcpListener) -> std::io::Result<(std::net::TcpStream, S
     std.accept()
 }
 
-/// Serves one connection with the worker's current generation.
-async fn serve<S: h1::Io>(worker: &Rc<Worker>, io: S, info: ConnInfo) {
+/// Serves one connection with the worker's current generation, then takes it off
+/// the count of open connections.
+async fn serve<S: h1::Io>(acceptor: Rc<Acceptor>, conn: Box<h1::ClientConn<S>>) {
+    let worker = &acceptor.worker;
     let gateway = Gateway::for_connection(worker.clone());
-    let snapshot = gateway.generation.snapshot.clone();
-    h1::serve(io, info, &snapshot.server.limits, &worker.drain, &gateway).await;
+    let limits = &gateway.generation.snapshot.server.limits;
+    h1::serve(
+        conn,
+        limits,
+        &worker.drain,
+        &worker.idle,
+        &worker.freed,
+        &gateway,
+    )
+    .await;
+    acceptor.active.set(acceptor.active.get() - 1);
 }
 
-/// Handshakes, then serves; failures and timeouts are counted and logged at debug.
-async fn serve_tls(acceptor: &Acceptor, stream: TcpStream, peer: SocketAddr, index: usize) {
+/// Handshakes, then serves the connection in a task of its own (see the module's
+/// comment); a connection whose handshake failed is taken off the count here.
+async fn handshake_then_serve(
+    acceptor: Rc<Acceptor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    index: usize,
+) {
+    match handshake(&acceptor, stream, peer, index).await {
+        Some(conn) => {
+            monoio::spawn(serve(acceptor, Box::new(conn)));
+        }
+        None => acceptor.active.set(acceptor.active.get() - 1),
+    }
+}
+
+/// The TLS handshake within the listener's `handshake_timeout_ms`: the connection,
+/// with what the handshake says about the client, or `None` when it failed
+/// (counted, and logged at debug).
+async fn handshake(
+    acceptor: &Acceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    index: usize,
+) -> Option<h1::ClientConn<tls::TlsStream<rustls::ServerConnection>>> {
     let worker = &acceptor.worker;
     let snapshot = worker.generation().snapshot.clone();
-    let Some(listener) = snapshot.server.tls.get(index) else {
-        return;
-    };
-    let Some(config) = acceptor.tls_config(index) else {
-        return;
-    };
+    let listener = snapshot.server.tls.get(index)?;
+    let config = acceptor.tls_config(index)?;
     let timeout = listener.settings.handshake_timeout;
     match monoio::time::timeout(timeout, tls::accept(stream, config)).await {
         Ok(Ok(stream)) => {
@@ -289,15 +321,17 @@ async fn serve_tls(acceptor: &Acceptor, stream: TcpStream, peer: SocketAddr, ind
                 secure: true,
                 client_subject,
             };
-            serve(worker, stream, info).await;
+            Some(h1::ClientConn::new(stream, info))
         }
         Ok(Err(e)) => {
             Counters::bump(&worker.counters.tls_handshake_failures);
             tracing::debug!(worker = worker.id, %peer, error = %e, "TLS handshake failed");
+            None
         }
         Err(_) => {
             Counters::bump(&worker.counters.tls_handshake_failures);
             tracing::debug!(worker = worker.id, %peer, "TLS handshake timed out");
+            None
         }
     }
 }
