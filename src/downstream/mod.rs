@@ -10,17 +10,15 @@
 //!
 //! A connection that waits for its next request holds no buffer ([`Io`] is what it
 //! needs of its stream for that); its deadline is checked on the worker's tick
-//! ([`IdleDeadlines`]), and the memory it gives back is counted ([`FreedMemory`]).
+//! ([`IdleDeadlines`]).
 
 mod drain;
-mod freed_memory;
 pub mod h1;
 mod idle_deadlines;
 mod request;
 mod transport;
 
 pub use drain::DrainSignal;
-pub use freed_memory::FreedMemory;
 pub use idle_deadlines::IdleDeadlines;
 pub use request::{BodyError, BodySource, ConnInfo, Downstream, Handler, Piece};
 pub use transport::Io;

@@ -32,8 +32,8 @@ pub trait Io: AsyncReadRent + AsyncWriteRent {
     fn readable(&mut self) -> impl Future<Output = io::Result<()>>;
 
     /// Frees what the stream keeps between messages (TLS: its two ciphertext
-    /// buffers, allocated again at the next read or write); returns the bytes freed.
-    fn release_buffers(&mut self) -> usize;
+    /// buffers, allocated again at the next read or write).
+    fn release_buffers(&mut self);
 }
 
 impl Io for TcpStream {
@@ -49,9 +49,7 @@ impl Io for TcpStream {
         TcpStream::readable(self, false)
     }
 
-    fn release_buffers(&mut self) -> usize {
-        0
-    }
+    fn release_buffers(&mut self) {}
 }
 
 impl Io for TlsStream<ServerConnection> {
@@ -67,8 +65,8 @@ impl Io for TlsStream<ServerConnection> {
         TlsStream::readable(self)
     }
 
-    fn release_buffers(&mut self) -> usize {
-        TlsStream::release_buffers(self)
+    fn release_buffers(&mut self) {
+        TlsStream::release_buffers(self);
     }
 }
 

@@ -1,6 +1,6 @@
 //! A worker's long-lived state, shared by all its connections on its one thread:
-//! counters, the drain signal, the idle client connections' deadlines and the
-//! memory they freed, the keep-alive pools and the endpoints' health,
+//! counters, the drain signal, the idle client connections' deadlines, the
+//! keep-alive pools and the endpoints' health,
 //! ejections and breaker counts (keyed by identity, so they outlive a generation),
 //! the requests in progress, request IDs, the access-log buffer, and the current
 //! [`Generation`] that new connections pin.
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::Snapshot;
-use crate::downstream::{DrainSignal, FreedMemory, IdleDeadlines};
+use crate::downstream::{DrainSignal, IdleDeadlines};
 use crate::limit::WorkerLink;
 use crate::observe::{AccessLogBuffer, Counters, PublishedCounters};
 use crate::upstream::{EndpointBoard, Exchanger, UpstreamPools, UpstreamStates};
@@ -31,8 +31,6 @@ pub struct Worker {
     pub drain: DrainSignal,
     /// The idle timeouts of client connections waiting without buffers.
     pub idle: IdleDeadlines,
-    /// Memory this worker's client connections gave back since the last trim.
-    pub freed: FreedMemory,
     pub pools: UpstreamPools,
     /// Endpoint health and ejections, breaker counts (by identity).
     pub upstreams: UpstreamStates,
@@ -62,7 +60,6 @@ impl Worker {
             counters: Counters::default(),
             drain: DrainSignal::default(),
             idle: IdleDeadlines::default(),
-            freed: FreedMemory::default(),
             pools: UpstreamPools::new(),
             upstreams,
             request_ids: RequestIds::new(id),
@@ -120,14 +117,13 @@ impl Worker {
         self.pools.close();
     }
 
-    /// The worker tick: close expired idle connections (upstream and client), give
-    /// freed memory back after a burst, take new key sets, apply health verdicts and
-    /// end ejections (publishing the endpoints' state).
+    /// The worker tick: close expired idle connections (upstream and client), take
+    /// new key sets, apply health verdicts and end ejections (publishing the
+    /// endpoints' state).
     pub fn tick(&self) {
         self.pools.sweep();
         let now = Instant::now();
         self.idle.expire(now);
-        self.freed.trim_if_worth_it(now);
         let generation = self.generation();
         generation.auth.refresh_keys(&generation.snapshot.auth);
         self.upstreams.tick(&generation.balancer);

@@ -258,15 +258,7 @@ async fn serve<S: h1::Io>(acceptor: Rc<Acceptor>, conn: Box<h1::ClientConn<S>>) 
     let worker = &acceptor.worker;
     let gateway = Gateway::for_connection(worker.clone());
     let limits = &gateway.generation.snapshot.server.limits;
-    h1::serve(
-        conn,
-        limits,
-        &worker.drain,
-        &worker.idle,
-        &worker.freed,
-        &gateway,
-    )
-    .await;
+    h1::serve(conn, limits, &worker.drain, &worker.idle, &gateway).await;
     acceptor.active.set(acceptor.active.get() - 1);
 }
 

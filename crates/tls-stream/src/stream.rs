@@ -94,16 +94,13 @@ where
 
     /// Frees the ciphertext buffers between messages (an idle connection keeps only
     /// rustls' state); the next read or write allocates them again. Unprocessed
-    /// ciphertext is kept. Returns the bytes freed.
-    pub fn release_buffers(&mut self) -> usize {
-        let mut freed = self.outgoing.capacity();
+    /// ciphertext is kept.
+    pub fn release_buffers(&mut self) {
         if self.in_pos == self.incoming.len() {
-            freed += self.incoming.capacity();
             self.incoming = Vec::new();
             self.in_pos = 0;
         }
         self.outgoing = Vec::new();
-        freed
     }
 
     /// Runs the handshake to completion (the caller bounds it with a timeout). A

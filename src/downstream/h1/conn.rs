@@ -110,19 +110,17 @@ impl<S: Io> ClientConn<S> {
     }
 
     /// Frees every buffer the connection holds between requests (the read and
-    /// write buffers, the parsed head's field list, the stream's own buffers);
-    /// returns the bytes freed. The one place a connection gives memory back: when
-    /// it goes idle and when it ends. Unread bytes (a pipelined request) are kept.
-    pub fn release_buffers(&mut self) -> usize {
-        let mut freed = self.wbuf.capacity() + heap_bytes(&self.head.headers);
+    /// write buffers, the parsed head's field list, the stream's own buffers).
+    /// The one place a connection gives memory back: when it goes idle. Unread
+    /// bytes (a pipelined request) are kept.
+    pub fn release_buffers(&mut self) {
         if self.unread().is_empty() {
-            freed += self.rbuf.capacity();
             self.rbuf = Vec::new();
             self.pos = 0;
         }
         self.wbuf = Vec::new();
         self.head.headers = Vec::new();
-        freed + self.io.release_buffers()
+        self.io.release_buffers();
     }
 
     /// Ends the connection: shuts the write side (TLS: close_notify first), within
@@ -296,9 +294,4 @@ enum HotRead {
     /// The window passed with nothing read (or the drain cancelled the read).
     Quiet,
     Closed,
-}
-
-/// The heap bytes a vector holds.
-fn heap_bytes<T>(v: &Vec<T>) -> usize {
-    v.capacity() * std::mem::size_of::<T>()
 }

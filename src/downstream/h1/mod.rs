@@ -26,7 +26,7 @@ use monoio::time::Instant;
 
 use crate::config::Limits;
 
-use super::{DrainSignal, FreedMemory, Handler, IdleDeadlines};
+use super::{DrainSignal, Handler, IdleDeadlines};
 use conn::{HeadRead, INITIAL_WRITE_BUFFER};
 
 /// How long a connection keeps its buffers while it waits for the next request. A
@@ -34,14 +34,9 @@ use conn::{HeadRead, INITIAL_WRITE_BUFFER};
 /// is cancelled, the buffers are freed and the connection waits without any.
 pub const HOT_WINDOW: Duration = Duration::from_secs(1);
 
-/// What a connection's task and stream hold besides its buffers (an estimate, for
-/// pacing the return of freed memory: [`FreedMemory`]).
-const CONNECTION_STATE_BYTES: usize = 2048;
-
 /// Serves one accepted connection until it ends: each request goes to `handler`;
 /// a head the codec refuses is answered through `handler.refuse` and closes.
-/// `idle` holds the deadlines of idle connections (expired on the worker's tick),
-/// `freed` counts the memory a connection gives back.
+/// `idle` holds the deadlines of idle connections (expired on the worker's tick).
 ///
 /// The connection comes in built and boxed: an async fn keeps its by-value
 /// arguments in its state beside the locals made from them, so a stream passed by
@@ -51,7 +46,6 @@ pub async fn serve<S: Io, H: Handler>(
     limits: &Limits,
     drain: &DrainSignal,
     idle: &IdleDeadlines,
-    freed: &FreedMemory,
     handler: &H,
 ) {
     conn.send_timeout = limits.send_timeout;
@@ -65,7 +59,7 @@ pub async fn serve<S: Io, H: Handler>(
         let Busy::Quiet { until } = Box::pin(busy).await else {
             break;
         };
-        freed.add(conn.release_buffers());
+        conn.release_buffers();
         let woke = monoio::select! {
             r = conn.io.readable() => r.is_ok(),
             _ = idle.wait_until(until.into_std()) => false,
@@ -79,7 +73,6 @@ pub async fn serve<S: Io, H: Handler>(
     }
     // Boxed: its timer would otherwise be part of every idle connection's task.
     Box::pin(conn.close()).await;
-    freed.add(conn.release_buffers() + CONNECTION_STATE_BYTES);
 }
 
 /// How a busy period ended.

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::config::Limits;
-use crate::downstream::{ConnInfo, Downstream, DrainSignal, FreedMemory, Handler, IdleDeadlines};
+use crate::downstream::{ConnInfo, Downstream, DrainSignal, Handler, IdleDeadlines};
 use crate::http::{FieldList, HttpError, LocalReply};
 
 /// Answers every request with a 404 (closing when `close`; raising the drain first
@@ -67,8 +67,8 @@ fn serve_one(close: bool, drained: bool) -> TcpStream {
                 drain: drained.then(|| drain.clone()),
             };
             let conn = Box::new(super::ClientConn::new(stream, ConnInfo::plain(peer)));
-            let (idle, freed) = (IdleDeadlines::default(), FreedMemory::default());
-            super::serve(conn, &limits(), &drain, &idle, &freed, &answer).await;
+            let idle = IdleDeadlines::default();
+            super::serve(conn, &limits(), &drain, &idle, &answer).await;
         });
     });
     let client = TcpStream::connect(addr).unwrap();
