@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod compose;
 pub mod config;
 pub mod deadline;
 pub mod downstream;
@@ -13,6 +14,8 @@ pub mod limit;
 pub mod observe;
 pub mod proxy;
 pub mod route;
+pub mod runtime;
 pub mod server;
 pub mod tls;
+pub mod transform;
 pub mod upstream;

@@ -152,6 +152,9 @@ pub struct UpstreamSection {
     pub max_requests: Option<Spanned<u64>>,
     pub max_retries: Option<Spanned<u64>>,
     pub retry_budget: Option<Spanned<super::schema_resilience::RetryBudgetSection>>,
+    /// Defaults for the routes to this upstream (`schema_transform.rs`).
+    pub request_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
+    pub response_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -186,6 +189,12 @@ pub struct RouteSection {
     pub auth: Option<Spanned<RouteAuthSection>>,
     pub retry: Option<Spanned<super::schema_resilience::RetrySection>>,
     pub retry_non_idempotent: Option<Spanned<bool>>,
+    /// `[route.compose]`: fan out to several upstreams and merge (`compose_schema.rs`).
+    pub compose: Option<Spanned<super::compose_schema::ComposeSection>>,
+    /// Header rules and CORS (`schema_transform.rs`).
+    pub request_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
+    pub response_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
+    pub cors: Option<Spanned<super::schema_transform::CorsSection>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,9 @@
 //! what it derives from one snapshot is a generation (`generation.rs`).
 
 mod auth_stage;
+mod compose_stage;
 mod context;
+mod cors_stage;
 mod exit;
 mod forward;
 mod gateway;
@@ -17,6 +19,7 @@ mod request_id;
 mod retry;
 mod route_stage;
 mod shed_stage;
+mod transform_stage;
 mod worker;
 
 pub use context::{RequestCtx, Timings};

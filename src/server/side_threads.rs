@@ -16,12 +16,13 @@ use std::time::Instant;
 
 use crate::admin::{self, Admin};
 use crate::auth::jwks::{self, JwksFetchers};
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::{GlobalLimiter, LimiterThread, WorkerLink};
 use crate::observe::{AccessLogWriter, PublishedCounters};
 use crate::upstream::{EndpointBoard, Prober};
 
-use super::reuseport::{bind_shared, ADMIN_BACKLOG};
+use super::reuseport::{bind_shared, check_alone, ADMIN_BACKLOG};
 use super::shutdown::{join_until, ADMIN_WAIT};
 
 /// The running side threads.
@@ -39,14 +40,16 @@ pub struct SideThreads {
 /// Starts the side threads in order: access log, JWKS fetchers, limiter,
 /// health-check prober, admin listener. On an error, what was started is stopped
 /// again. Returns the threads and one limiter link per worker (empty without a
-/// limiter).
+/// limiter). `published` and `compose` are the workers' counters the admin shows.
 pub fn start(
     snapshot: &Arc<Snapshot>,
     published: &[Arc<PublishedCounters>],
+    compose: &[Arc<PublishedCompose>],
     board: &Arc<EndpointBoard>,
+    takeover: bool,
 ) -> Result<(SideThreads, Vec<WorkerLink>), String> {
     let mut side = SideThreads::default();
-    match start_each(&mut side, snapshot, published, board) {
+    match start_each(&mut side, snapshot, published, compose, board, takeover) {
         Ok(links) => Ok((side, links)),
         Err(e) => {
             side.stop(super::shutdown::StopDeadlines::now().side_threads());
@@ -59,7 +62,9 @@ fn start_each(
     side: &mut SideThreads,
     snapshot: &Arc<Snapshot>,
     published: &[Arc<PublishedCounters>],
+    compose: &[Arc<PublishedCompose>],
     board: &Arc<EndpointBoard>,
+    takeover: bool,
 ) -> Result<Vec<WorkerLink>, String> {
     side.access_log = AccessLogWriter::start(&snapshot.log.access_log)
         .map_err(|e| format!("cannot open the access log: {e}"))?;
@@ -84,11 +89,15 @@ fn start_each(
             .collect();
         let listener = bind_shared(addr, ADMIN_BACKLOG)
             .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?;
+        if !takeover {
+            check_alone(addr, 1, "start the admin listener on")?;
+        }
         side.admin = Some(
             admin::start(
                 listener,
                 published.to_vec(),
                 side_counters,
+                compose.to_vec(),
                 readiness(snapshot),
                 board.clone(),
             )

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use core_affinity::CoreId;
 use crossbeam_channel::{Receiver, Sender};
 use monoio::net::TcpListener;
-use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::{WorkerLink, LIMIT_TICK};
 use crate::observe::{AccessLogBuffer, PublishedCounters};
@@ -21,6 +21,7 @@ use crate::upstream::EndpointBoard;
 
 use super::listeners::{accept_loop, Acceptor, ListenerKind};
 use super::mailbox::Mailbox;
+use crate::runtime::{self, Runtime};
 
 /// Everything a worker thread needs to start.
 pub struct WorkerPlan {
@@ -36,6 +37,8 @@ pub struct WorkerPlan {
     pub listeners: Receiver<Vec<(std::net::TcpListener, ListenerKind)>>,
     pub access_log: Option<AccessLogBuffer>,
     pub published: Arc<PublishedCounters>,
+    /// Where this worker publishes its composition counters.
+    pub published_compose: Arc<PublishedCompose>,
     /// This worker's channels to the global limiter thread, when there is one.
     pub limiter: Option<WorkerLink>,
     /// Health verdicts in, endpoint states out (shared with the prober and admin).
@@ -66,16 +69,16 @@ pub fn run(plan: WorkerPlan) {
         (Some(c), false) => format!("unpinned (pinning to core {} failed)", c.id),
         (None, _) => "unpinned".to_string(),
     };
-    let entries = 1024;
-    let runtime = RuntimeBuilder::<FusionDriver>::new()
-        .enable_timer()
-        .with_entries(entries)
-        .build();
     let reports = plan.reports.clone();
     let id = plan.id;
-    match runtime {
-        Ok(FusionRuntime::Uring(mut rt)) => rt.block_on(worker_main(plan, core, "io_uring")),
-        Ok(FusionRuntime::Legacy(mut rt)) => rt.block_on(worker_main(plan, core, "epoll")),
+    match runtime::build(1024) {
+        Ok(Runtime::Uring(mut rt)) => rt.block_on(worker_main(plan, core, "io_uring")),
+        Ok(Runtime::Epoll(mut rt, why)) => {
+            if let Some(why) = why {
+                tracing::warn!("worker {id}: io_uring refused ({why}); using epoll");
+            }
+            rt.block_on(worker_main(plan, core, "epoll"))
+        }
         Err(e) => {
             let _ = reports.send(StartReport::Failed(format!(
                 "worker {id}: cannot start a runtime: {e}"
@@ -160,6 +163,7 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         }
         worker.tick();
         worker.publish(&plan.published);
+        worker.generation().compose.publish(&plan.published_compose);
     };
 
     // The drain: the accept loops (after taking the connections waiting in their
@@ -173,8 +177,10 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         monoio::time::sleep(TICK).await;
         worker.tick();
         worker.publish(&plan.published);
+        worker.generation().compose.publish(&plan.published_compose);
     }
     worker.publish(&plan.published);
+    worker.generation().compose.publish(&plan.published_compose);
 }
 
 /// Picks up the limiter's grants and hands back expired leases when no request

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use core_affinity::CoreId;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::WorkerLink;
 use crate::observe::{AccessLogWriter, PublishedCounters};
@@ -25,7 +26,7 @@ use crate::upstream::EndpointBoard;
 
 use super::listeners::ListenerKind;
 use super::mailbox::Mailbox;
-use super::reuseport::bind_shared;
+use super::reuseport::{bind_shared, check_alone};
 use super::shutdown::join_until;
 use super::worker::{self, StartReport, WorkerPlan};
 
@@ -68,6 +69,7 @@ impl WorkerSet {
         access_log: Option<&AccessLogWriter>,
         limiter: Vec<WorkerLink>,
         published: &[Arc<PublishedCounters>],
+        compose: &[Arc<PublishedCompose>],
         board: &Arc<EndpointBoard>,
     ) -> Result<WorkerSet, String> {
         let (report_tx, reports) = bounded(2 * cores.len());
@@ -90,6 +92,10 @@ impl WorkerSet {
                 listeners: handoff_rx,
                 access_log: access_log.map(AccessLogWriter::buffer),
                 published: published.get(id).cloned().unwrap_or_default(),
+                published_compose: compose
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(PublishedCompose::new(snapshot))),
                 limiter: links.next(),
                 board: board.clone(),
             };
@@ -117,11 +123,13 @@ impl WorkerSet {
 
     /// Binds every address in `plan` once per worker, hands the sockets over and
     /// waits until every worker serves them. Called after everything else that can
-    /// fail has started.
+    /// fail has started. Unless `takeover`, an address another process bound in the
+    /// same moment (both passed the start-up check) is refused here.
     pub fn listen(
         mut self,
         plan: &[(SocketAddr, ListenerKind)],
         backlog: i32,
+        takeover: bool,
     ) -> Result<WorkerSet, String> {
         let mut sockets = Vec::new();
         for _ in 0..self.threads.len() {
@@ -133,6 +141,13 @@ impl WorkerSet {
                 }
             }
             sockets.push(mine);
+        }
+        if !takeover {
+            for &(addr, _) in plan {
+                if let Err(e) = check_alone(addr, self.threads.len(), "listen on") {
+                    return Err(self.abort(e));
+                }
+            }
         }
         for (to, mine) in std::mem::take(&mut self.handoff).into_iter().zip(sockets) {
             let _ = to.send(mine);

@@ -15,6 +15,19 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// `N` distinct ports that were free a moment ago: all bound at once, then released,
+/// so two of them can never be the same port.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("no free port on 127.0.0.1"))
+        .collect();
+    let mut ports = [0u16; N];
+    for (p, l) in ports.iter_mut().zip(&held) {
+        *p = l.local_addr().expect("bound").port();
+    }
+    ports
+}
+
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -212,17 +225,27 @@ pub struct Upstream {
 
 impl Upstream {
     /// Starts `portico-load serve` on a free port with extra `args`.
+    /// A port free a moment ago can be taken meanwhile (another test's gateway): the
+    /// server then refuses to start, and another port is tried. It counts as up
+    /// only once it says it listens (something else may answer on the port).
     pub fn start(args: &[&str]) -> Upstream {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut all = vec!["serve", "--listen", &listen];
-        all.extend_from_slice(args);
-        let proc = spawn(&load_binary(), &all, &[], &format!("serve-{port}"), None);
-        assert!(
-            wait_for_port(port, Duration::from_secs(10)),
-            "portico-load serve did not listen"
-        );
-        Upstream { port, proc }
+        for _ in 0..3 {
+            let port = free_port();
+            let listen = format!("127.0.0.1:{port}");
+            let mut all = vec!["serve", "--listen", &listen];
+            all.extend_from_slice(args);
+            let mut proc = spawn(&load_binary(), &all, &[], &format!("serve-{port}"), None);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if proc.stdout_text().contains("listening on") {
+                    return Upstream { port, proc };
+                }
+                if proc.wait_exit(Duration::from_millis(20)).is_some() {
+                    break;
+                }
+            }
+        }
+        panic!("portico-load serve did not listen (its ports were taken three times)")
     }
 
     pub fn echo() -> Upstream {
@@ -282,7 +305,12 @@ impl Gateway {
         for _ in 0..3 {
             match Gateway::try_start(config, env, taskset, customize) {
                 Ok(gw) => return gw,
-                Err(stderr) if stderr.contains("Address already in use") => continue,
+                Err(stderr)
+                    if stderr.contains("Address already in use")
+                        || stderr.contains("another process") =>
+                {
+                    continue
+                }
                 Err(stderr) => panic!("gateway did not listen:\n{stderr}"),
             }
         }
@@ -295,9 +323,7 @@ impl Gateway {
         taskset: Option<&str>,
         customize: Customize<'_>,
     ) -> Result<Gateway, String> {
-        let port = free_port();
-        let admin_port = free_port();
-        let port2 = free_port();
+        let [port, admin_port, port2] = free_ports::<3>();
         let text = config
             .replace("{port}", &port.to_string())
             .replace("{port2}", &port2.to_string())
@@ -324,6 +350,19 @@ impl Gateway {
         if !wait_for_port(port, Duration::from_secs(10)) || !admin_up() {
             let code = gw.proc.wait_exit(Duration::from_millis(100));
             return Err(format!("(exit {code:?}) {}", gw.proc.stderr_text()));
+        }
+        // The ports accept while start-up still checks them and the workers report
+        // in; the gateway is started once it says "serving" (or it exits refusing).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if gw.proc.stderr_text().contains(" serving ")
+                || gw.proc.stdout_text().contains(" serving ")
+            {
+                return Ok(gw);
+            }
+            if let Some(code) = gw.proc.wait_exit(Duration::from_millis(20)) {
+                return Err(format!("(exit {code}) {}", gw.proc.stderr_text()));
+            }
         }
         Ok(gw)
     }
