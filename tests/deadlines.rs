@@ -1,8 +1,9 @@
-//! Nothing waits forever: a client that stops reading a download, an upstream that
-//! never reads an upload, a client too slow for the route's timeout, and idle
-//! keep-alive connections that release their buffers after the hot window, still
-//! serve (io_uring and epoll) and still follow the drain's rules. Real gateway
-//! processes, raw-socket peers on loopback, small timeouts so the tests are short.
+//! Nothing waits forever: a client that stops reading a download (plaintext and
+//! TLS), an upstream that never reads an upload, a client too slow for the route's
+//! timeout, and idle keep-alive connections that release their buffers after the hot
+//! window, still serve (io_uring and epoll) and still follow the drain's rules. Real
+//! gateway processes, raw-socket and rustls peers on loopback, small timeouts so the
+//! tests are short.
 
 mod common;
 
@@ -11,7 +12,8 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Client, Gateway, Upstream};
+use common::pki::Pki;
+use common::{tls_client, Client, Gateway, Upstream};
 
 /// A gateway with one upstream at `upstream` (host:port) and one route to it.
 fn gateway(upstream: &str, server: &str, upstream_extra: &str, env: &[(&str, &str)]) -> Gateway {
@@ -115,30 +117,45 @@ fn download_upstream(body: u64) -> (String, mpsc::Receiver<Sent>) {
     (addr, rx)
 }
 
-#[test]
-fn a_client_that_stops_reading_a_download_is_closed_after_the_send_timeout() {
+/// A client stream, plaintext or TLS.
+trait ClientStream: Read + Write {}
+impl<T: Read + Write> ClientStream for T {}
+
+/// A client that reads 20 MiB of a 200 MiB download, then stops reading: the
+/// gateway closes it after its send timeout (1 s), and the upstream connection too.
+fn client_that_stops_reading_a_download(tls: bool) {
     const BODY: u64 = 200 * 1024 * 1024;
     const READ_FIRST: usize = 20 * 1024 * 1024;
     let (addr, sent) = download_upstream(BODY);
+    let pki = Pki::new("download");
+    let leaf = pki.server("download", &["api.example.com"]);
+    // A TLS listener on {port2} beside the plaintext one.
+    let server = format!(
+        "send_timeout_ms = 1000\n[[server.tls]]\nlisten = \"127.0.0.1:{{port2}}\"\n\
+         [[server.tls.cert]]\nname = \"api\"\nsni = [\"api.example.com\"]\n\
+         cert = \"{}\"\nkey = \"{}\"\n",
+        leaf.cert.display(),
+        leaf.key.display()
+    );
     // The route's timeout (30 s) bounds each read from the upstream, never hit here:
     // only the send timeout can end this download.
-    let gw = gateway(
-        &addr,
-        "send_timeout_ms = 1000",
-        "request_timeout_ms = 30000",
-        &[],
-    );
+    let gw = gateway(&addr, &server, "request_timeout_ms = 30000", &[]);
     // The start-up probe's connection is gone once the count settles.
     std::thread::sleep(Duration::from_millis(300));
     let idle_sockets = open_sockets(gw.proc.pid());
 
-    let mut client = TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    let mut client: Box<dyn ClientStream> = if tls {
+        Box::new(tls_client::connect(gw.port2, &pki.ca, "api.example.com").expect("handshake"))
+    } else {
+        let s = TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Box::new(s)
+    };
     client
         .write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
         .expect("send");
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    client.flush().expect("send");
     let mut got = 0usize;
     let mut buf = vec![0u8; 256 * 1024];
     while got < READ_FIRST {
@@ -168,19 +185,34 @@ fn a_client_that_stops_reading_a_download_is_closed_after_the_send_timeout() {
         "the gateway still holds {} sockets (idle: {idle_sockets})",
         open_sockets(gw.proc.pid())
     );
-    // What was already in the socket buffers drains, then the stream ends.
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    // What was already in the socket buffers drains, then the stream ends (over TLS
+    // without close_notify: the gateway does not wait on a stalled peer for it).
     loop {
         match client.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => got += n,
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof
+                ) =>
+            {
+                break
+            }
             Err(e) => panic!("the client connection did not end: {e}"),
         }
     }
     assert!((got as u64) < BODY, "the client got the whole body");
+}
+
+#[test]
+fn a_client_that_stops_reading_a_download_is_closed_after_the_send_timeout() {
+    client_that_stops_reading_a_download(false);
+}
+
+#[test]
+fn a_tls_client_that_stops_reading_a_download_is_closed_after_the_send_timeout() {
+    client_that_stops_reading_a_download(true);
 }
 
 /// An upstream that accepts connections and never reads from them.
