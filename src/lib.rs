@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod compose;
 pub mod config;
+pub mod deadline;
 pub mod doctor;
 pub mod downstream;
 pub mod http;

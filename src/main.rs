@@ -10,6 +10,22 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment
+/// is read after them and wins). Freed pages go back to the system within about a
+/// second (`dirty_decay_ms`; jemalloc's default is 10 s), straight with
+/// `MADV_DONTNEED` (`muzzy_decay_ms:0`: `MADV_FREE`d pages would still count in RSS
+/// until the kernel needs them), and a background thread does it, so the memory of
+/// a burst, or of connections that went idle, returns even to a worker that then
+/// stays idle (docs/http.md, "Idle connections").
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: Option<&'static std::ffi::c_char> =
+    // SAFETY: a pointer to the first byte of a static, NUL-terminated string.
+    Some(unsafe { &*c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr() });
+
 #[derive(Parser)]
 #[command(
     name = "portico",

@@ -164,6 +164,7 @@ fn server_settings(
         header_read_timeout: millis(&s.header_read_timeout_ms, p),
         body_read_timeout: millis(&s.body_read_timeout_ms, p),
         idle_timeout: millis(&s.idle_timeout_ms, p),
+        send_timeout: millis(&s.send_timeout_ms, p),
     };
     if limits.max_uri_bytes > limits.max_header_bytes {
         p.at(
@@ -297,6 +298,7 @@ fn upstreams(
             balance,
             connect_timeout: millis(&u.connect_timeout_ms, p),
             request_timeout: millis(&u.request_timeout_ms, p),
+            send_timeout: millis(&u.send_timeout_ms, p),
             max_idle_per_endpoint: *u.max_idle_per_endpoint.get_ref() as usize,
             pool_idle_timeout: millis(&u.pool_idle_timeout_ms, p),
             max_requests_per_connection: positive(&u.max_requests_per_connection, p),

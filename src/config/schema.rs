@@ -23,6 +23,7 @@ pub struct ServerSection {
     pub header_read_timeout_ms: Spanned<u64>,
     pub body_read_timeout_ms: Spanned<u64>,
     pub idle_timeout_ms: Spanned<u64>,
+    pub send_timeout_ms: Spanned<u64>,
     pub drain_timeout_ms: Spanned<u64>,
     pub redirect_to_https: bool,
     pub listen_backlog: Spanned<u64>,
@@ -49,6 +50,7 @@ impl Default for ServerSection {
             header_read_timeout_ms: s(10_000),
             body_read_timeout_ms: s(30_000),
             idle_timeout_ms: s(60_000),
+            send_timeout_ms: s(60_000),
             drain_timeout_ms: s(15_000),
             redirect_to_https: false,
             listen_backlog: s(1024),
@@ -140,6 +142,8 @@ pub struct UpstreamSection {
     pub connect_timeout_ms: Spanned<u64>,
     #[serde(default = "defaults::request_timeout_ms")]
     pub request_timeout_ms: Spanned<u64>,
+    #[serde(default = "defaults::send_timeout_ms")]
+    pub send_timeout_ms: Spanned<u64>,
     #[serde(default = "defaults::max_idle_per_endpoint")]
     pub max_idle_per_endpoint: Spanned<u64>,
     #[serde(default = "defaults::pool_idle_timeout_ms")]
@@ -423,6 +427,9 @@ mod defaults {
     }
     pub fn request_timeout_ms() -> Spanned<u64> {
         Spanned::new(0..0, 15_000)
+    }
+    pub fn send_timeout_ms() -> Spanned<u64> {
+        Spanned::new(0..0, 60_000)
     }
     pub fn max_idle_per_endpoint() -> Spanned<u64> {
         Spanned::new(0..0, 64)

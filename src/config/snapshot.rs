@@ -100,6 +100,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A write to a client that moves no byte for this long closes the connection
+    /// (`send_timeout_ms`).
+    pub send_timeout: Duration,
 }
 
 pub struct LogSettings {
@@ -117,7 +120,9 @@ pub struct Route {
     pub strip_prefix: bool,
     pub rewrite_prefix: Option<String>,
     pub preserve_host: bool,
-    /// Upstream request timeout: the route's `timeout_ms`, else the upstream's.
+    /// The route's `timeout_ms`, else the upstream's `request_timeout_ms`: the whole
+    /// exchange up to the response head (connect, send the head and body, wait), and
+    /// then the longest wait for each read of the response body.
     pub timeout: Duration,
     /// The route's rate-limit policies, before and after authentication.
     pub limits: RouteLimits,
@@ -156,6 +161,9 @@ pub struct Upstream {
     pub balance: BalancePolicy,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// A write to an endpoint that moves no byte for this long fails the exchange
+    /// (`send_timeout_ms`, 504).
+    pub send_timeout: Duration,
     pub max_idle_per_endpoint: usize,
     pub pool_idle_timeout: Duration,
     pub max_requests_per_connection: u64,

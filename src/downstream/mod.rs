@@ -7,10 +7,18 @@
 //!
 //! Keep-alive is decided here, once per response, from what the client asked, the
 //! drain, what the reply requires, and whether the request body was read.
+//!
+//! A connection that waits for its next request holds no buffer ([`Io`] is what it
+//! needs of its stream for that); its deadline is checked on the worker's tick
+//! ([`IdleDeadlines`]).
 
 mod drain;
 pub mod h1;
+mod idle_deadlines;
 mod request;
+mod transport;
 
 pub use drain::DrainSignal;
+pub use idle_deadlines::IdleDeadlines;
 pub use request::{BodyError, BodySource, ConnInfo, Downstream, Handler, Piece};
+pub use transport::Io;

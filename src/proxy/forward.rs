@@ -67,16 +67,18 @@ pub async fn forward<D: Downstream>(
     let marks = write_request_head(&mut head, generation, route, endpoint, ctx, d);
     let mut host = marks.host;
     let head_len = head.len();
+    // The route's timeout covers the whole exchange, reading a body to buffer included.
+    let deadline = monoio::time::Instant::now() + route.timeout;
     // Body bytes that came with the head go out in the same write; with retries, a
     // small body is read whole first, so it can be sent again.
-    if let Err(e) = take_body(route, d, &mut head, head_len).await {
+    if let Err(e) = take_body(route, d, &mut head, head_len, deadline).await {
         worker.give_head_buffer(head);
         return body_failed(ctx, d, e).await;
     }
     let mut tries = Tries {
         idempotent,
         body_whole: d.is_complete(),
-        deadline: monoio::time::Instant::now() + route.timeout,
+        deadline,
         retries: 0,
         tried: Tried::default(),
     };
@@ -331,12 +333,14 @@ fn choose<'u>(
 
 /// Appends the body bytes that came with the head to `head`; with a `retry`
 /// policy of more than one try, also reads a body of at most `buffer_body_bytes`
-/// whole (a larger one streams during the exchange).
+/// whole (a larger one streams during the exchange), before `deadline` (the
+/// route's; else 408 as for any slow body).
 async fn take_body<D: Downstream>(
     route: &Route,
     d: &mut D,
     head: &mut Vec<u8>,
     head_len: usize,
+    deadline: monoio::time::Instant,
 ) -> Result<(), BodyError> {
     let framing = d.body_framing();
     d.take_buffered(head)?;
@@ -348,7 +352,8 @@ async fn take_body<D: Downstream>(
         return Ok(());
     }
     while !d.is_complete() && ((head.len() - head_len) as u64) < cap {
-        match d.next_piece().await? {
+        let next = monoio::time::timeout_at(deadline, d.next_piece()).await;
+        match next.unwrap_or(Err(BodyError::TimedOut))? {
             Some(piece) => {
                 head.extend_from_slice(&piece.buf[piece.range.clone()]);
                 d.give_back(piece);

@@ -1,16 +1,17 @@
 //! A worker's long-lived state, shared by all its connections on its one thread:
-//! counters and metric series, the drain signal, the keep-alive pools and the
-//! endpoints' health, ejections and breaker counts (keyed by identity, so they
-//! outlive a generation), the requests in progress, request and trace IDs, the
-//! access-log buffer and span buffer, and the current [`Generation`] that new
-//! connections pin.
+//! counters and metric series, the drain signal, the idle client connections'
+//! deadlines, the keep-alive pools and the endpoints' health, ejections and breaker
+//! counts (keyed by identity, so they outlive a generation), the requests in
+//! progress, request and trace IDs, the access-log buffer and span buffer, and the
+//! current [`Generation`] that new connections pin.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::config::Snapshot;
-use crate::downstream::DrainSignal;
+use crate::downstream::{DrainSignal, IdleDeadlines};
 use crate::limit::{WorkerLimiter, WorkerLink};
 use crate::observe::metrics::{MetricsSnapshot, WorkerGauges, WorkerMetrics};
 use crate::observe::{AccessLogBuffer, Counters, PublishedCounters, SpanBuffer, TraceIds};
@@ -29,6 +30,8 @@ pub struct Worker {
     pub id: usize,
     pub counters: Counters,
     pub drain: DrainSignal,
+    /// The idle timeouts of client connections waiting without buffers.
+    pub idle: IdleDeadlines,
     pub pools: UpstreamPools,
     /// Endpoint health and ejections, breaker counts (by identity).
     pub upstreams: UpstreamStates,
@@ -77,6 +80,7 @@ impl Worker {
             id,
             counters: Counters::resume(counters),
             drain: DrainSignal::default(),
+            idle: IdleDeadlines::default(),
             pools: UpstreamPools::new(),
             upstreams,
             request_ids: RequestIds::new(id),
@@ -164,10 +168,13 @@ impl Worker {
         self.pools.close();
     }
 
-    /// The worker tick: close expired idle connections, take new key sets, apply
-    /// health verdicts and end ejections (publishing the endpoints' state).
+    /// The worker tick: close expired idle connections (upstream and client), take
+    /// new key sets, apply health verdicts and end ejections (publishing the
+    /// endpoints' state).
     pub fn tick(&self) {
         self.pools.sweep();
+        let now = Instant::now();
+        self.idle.expire(now);
         let generation = self.generation();
         generation.auth.refresh_keys(&generation.snapshot.auth);
         self.upstreams.tick(&generation.balancer);

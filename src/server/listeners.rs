@@ -11,7 +11,9 @@
 //! way with a spare descriptor ([`FdShortage`]), and the loop backs off.
 //!
 //! On a TLS listener each accepted connection runs its handshake in its own task,
-//! bounded by the listener's `handshake_timeout_ms`, before it is served.
+//! bounded by the listener's `handshake_timeout_ms`, which then starts the task that
+//! serves it: an idle connection's task (kept as long as the connection lives) holds
+//! neither the handshake's state nor, for plaintext, room for it.
 //!
 //! When the worker drains, or a reload removes the listener's address, the loop
 //! stops, takes the connections already waiting in the listener's queue (the kernel
@@ -201,27 +203,21 @@ fn start_connection(acceptor: &Rc<Acceptor>, stream: TcpStream, peer: SocketAddr
     }
     Counters::bump(&worker.counters.connections_accepted);
     acceptor.active.set(acceptor.active.get() + 1);
-    let acceptor = acceptor.clone();
-    monoio::spawn(async move {
-        let served = guard(async {
-            match kind.kind {
-                ListenerKind::Plain => {
-                    serve(&acceptor.worker, stream, ConnInfo::plain(peer)).await;
-                }
-                ListenerKind::Tls => serve_tls(&acceptor, stream, peer, kind.addr).await,
-            }
-        });
-        if let Err(panic) = served.await {
-            let worker = &acceptor.worker;
-            Counters::bump(&worker.counters.worker_panics);
-            tracing::error!(
-                worker = worker.id,
-                %peer,
-                "a panic while serving a connection closed it (the worker goes on): {panic}"
-            );
+    // `serve` takes the connection off the count when it ends.
+    match kind.kind {
+        ListenerKind::Plain => {
+            let conn = Box::new(h1::ClientConn::new(stream, ConnInfo::plain(peer)));
+            monoio::spawn(serve(acceptor.clone(), conn, peer));
         }
-        acceptor.active.set(acceptor.active.get() - 1);
-    });
+        ListenerKind::Tls => {
+            monoio::spawn(handshake_then_serve(
+                acceptor.clone(),
+                stream,
+                peer,
+                kind.addr,
+            ));
+        }
+    }
 }
 
 /// Out of descriptors: until one is free again, waits for clients (a poll needs no
@@ -309,29 +305,69 @@ fn accept_now(listener: &TcpListener) -> std::io::Result<(std::net::TcpStream, S
     std.accept()
 }
 
-/// Serves one connection with the worker's current generation.
-async fn serve<S: h1::Io>(worker: &Rc<Worker>, io: S, info: ConnInfo) {
-    let gateway = Gateway::for_connection(worker.clone());
-    let snapshot = gateway.generation.snapshot.clone();
-    h1::serve(io, info, &snapshot.server.limits, &worker.drain, &gateway).await;
+/// Serves one connection with the worker's current generation, then takes it off
+/// the count of open connections. A panic while serving closes this connection
+/// only (counted as `worker_panics`, logged); the worker goes on.
+async fn serve<S: h1::Io>(acceptor: Rc<Acceptor>, conn: Box<h1::ClientConn<S>>, peer: SocketAddr) {
+    let worker = acceptor.worker.clone();
+    let served = guard(async {
+        let gateway = Gateway::for_connection(worker.clone());
+        let limits = &gateway.generation.snapshot.server.limits;
+        h1::serve(conn, limits, &worker.drain, &worker.idle, &gateway).await;
+    });
+    if let Err(panic) = served.await {
+        panicked(&worker, peer, &panic);
+    }
+    acceptor.active.set(acceptor.active.get() - 1);
 }
 
-/// Handshakes, then serves; failures and timeouts are counted and logged at debug.
+fn panicked(worker: &Worker, peer: SocketAddr, panic: &str) {
+    Counters::bump(&worker.counters.worker_panics);
+    tracing::error!(
+        worker = worker.id,
+        %peer,
+        "a panic while serving a connection closed it (the worker goes on): {panic}"
+    );
+}
+
+/// Handshakes, then serves the connection in a task of its own (see the module's
+/// comment); a connection whose handshake failed is taken off the count here.
 /// `addr` names the TLS listener (its settings in the current generation).
-async fn serve_tls(acceptor: &Acceptor, stream: TcpStream, peer: SocketAddr, addr: SocketAddr) {
+async fn handshake_then_serve(
+    acceptor: Rc<Acceptor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    addr: SocketAddr,
+) {
+    match guard(handshake(&acceptor, stream, peer, addr)).await {
+        Ok(Some(conn)) => {
+            monoio::spawn(serve(acceptor, Box::new(conn), peer));
+        }
+        Ok(None) => acceptor.active.set(acceptor.active.get() - 1),
+        Err(panic) => {
+            panicked(&acceptor.worker, peer, &panic);
+            acceptor.active.set(acceptor.active.get() - 1);
+        }
+    }
+}
+
+/// The TLS handshake within the listener's `handshake_timeout_ms`: the connection,
+/// with what the handshake says about the client, or `None` when it failed
+/// (counted, and logged at debug).
+async fn handshake(
+    acceptor: &Acceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    addr: SocketAddr,
+) -> Option<h1::ClientConn<tls::TlsStream<rustls::ServerConnection>>> {
     let worker = &acceptor.worker;
     let snapshot = worker.generation().snapshot.clone();
-    let Some(listener) = snapshot
+    let listener = snapshot
         .server
         .tls
         .iter()
-        .find(|t| t.settings.listen == addr)
-    else {
-        return;
-    };
-    let Some(config) = acceptor.tls_config(addr) else {
-        return;
-    };
+        .find(|t| t.settings.listen == addr)?;
+    let config = acceptor.tls_config(addr)?;
     let timeout = listener.settings.handshake_timeout;
     match monoio::time::timeout(timeout, tls::accept(stream, config)).await {
         Ok(Ok(stream)) => {
@@ -354,15 +390,17 @@ async fn serve_tls(acceptor: &Acceptor, stream: TcpStream, peer: SocketAddr, add
                 secure: true,
                 client_subject,
             };
-            serve(worker, stream, info).await;
+            Some(h1::ClientConn::new(stream, info))
         }
         Ok(Err(e)) => {
             Counters::bump(&worker.counters.tls_handshake_failures);
             tracing::debug!(worker = worker.id, %peer, error = %e, "TLS handshake failed");
+            None
         }
         Err(_) => {
             Counters::bump(&worker.counters.tls_handshake_failures);
             tracing::debug!(worker = worker.id, %peer, "TLS handshake timed out");
+            None
         }
     }
 }

@@ -10,8 +10,9 @@ use crate::http::{
     FieldList, HeaderLookup, LocalReply, ResponseHead,
 };
 
+use super::super::transport::Io;
 use super::super::{BodyError, BodySource, ConnInfo, Downstream, DrainSignal, Piece};
-use super::conn::{ClientConn, Io};
+use super::conn::ClientConn;
 
 /// The request whose head `conn` holds, with its body and response state.
 pub struct H1Request<'c, S> {
@@ -114,6 +115,7 @@ impl<'c, S: Io> H1Request<'c, S> {
         self.keep
     }
 
+    /// Writes the write buffer to the client (within the send timeout).
     async fn write_out(&mut self) -> io::Result<()> {
         let len = self.conn.wbuf.len() as u64;
         let res = self.conn.write_wbuf().await;
@@ -122,7 +124,7 @@ impl<'c, S: Io> H1Request<'c, S> {
         } else {
             self.keep = false;
         }
-        res.map(|_| ())
+        res
     }
 
     /// Appends response body bytes to the write buffer: as they are, or de-chunked
@@ -299,10 +301,10 @@ impl<S: Io> Downstream for H1Request<'_, S> {
         let Piece { buf, range } = piece;
         let (res, buf) = self.conn.write_range(buf, range.clone()).await;
         match &res {
-            Ok(_) => self.bytes_sent += range.len() as u64,
+            Ok(()) => self.bytes_sent += range.len() as u64,
             Err(_) => self.keep = false,
         }
-        (res.map(|_| ()), Piece { buf, range })
+        (res, Piece { buf, range })
     }
 
     fn abort(&mut self) {
