@@ -161,7 +161,7 @@ respond = { status = 204 }
         ),
         ("6:8", "the range 3-1 runs backwards"),
         ("7:16", "ring_entries must be a power of two"),
-        ("8:21", "10 is out of range: must be from 512 to 1048576"),
+        ("8:21", "10 is out of range: must be from 1024 to 1048576"),
         ("9:22", "2000000 is out of range"),
         ("10:21", "0 is out of range: must be from 1 to 64"),
     ] {
@@ -269,4 +269,64 @@ fn doctor_wants_a_valid_configuration_first() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:4:10:", path.display())), "{err}");
+}
+
+/// Resident KiB the gateway grows by while `n` connections each hold a partial
+/// request head (busy: their buffers are allocated and kept until the head is whole).
+fn busy_connection_kib(runtime: &str, n: usize) -> u64 {
+    let gw = Gateway::start_with(
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nworkers = 1\nheader_read_timeout_ms = 60000\n[server.runtime]\n{runtime}\n[log]\naccess_log = \"off\"\n[[route]]\nname = \"r\"\nrespond = {{ status = 200, body = \"hi\" }}\n"
+        ),
+        // jemalloc fills each new allocation (junk), so an allocated buffer is
+        // resident whether or not a read wrote into all of it.
+        &[("_RJEM_MALLOC_CONF", "junk:alloc")],
+        None,
+    );
+    serves(&gw);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = gw.proc.rss_kib();
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+        std::io::Write::write_all(&mut s, b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap();
+        conns.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    let during = gw.proc.rss_kib();
+    drop(conns);
+    during.saturating_sub(before)
+}
+
+#[test]
+fn buffer_sizes_show_in_the_memory_of_busy_connections() {
+    let n = 200;
+    let small = busy_connection_kib("read_buffer_bytes = 1024\nwrite_buffer_bytes = 1024", n);
+    let large = busy_connection_kib("read_buffer_bytes = 65536\nwrite_buffer_bytes = 65536", n);
+    eprintln!(
+        "{n} busy connections: +{small} KiB with 1 KiB buffers, +{large} KiB with 64 KiB buffers"
+    );
+    // 126 KiB more per connection with the large buffers; half of it is plenty.
+    assert!(
+        large >= small + (n as u64) * 63,
+        "+{small} KiB with 1 KiB buffers, +{large} KiB with 64 KiB buffers, for {n} connections"
+    );
+}
+
+#[test]
+fn several_accepts_in_flight_take_a_burst_of_connections() {
+    let gw = gateway("accepts_in_flight = 8", None);
+    serves(&gw);
+    let log = gw.proc.stderr_text();
+    assert!(log.contains("with 8 accepts in flight"), "{log}");
+    // A burst of connections, all open at once, each answered.
+    let mut conns: Vec<common::Client> = (0..200).map(|_| gw.client()).collect();
+    for c in conns.iter_mut() {
+        assert_eq!(c.get("/").text(), "hi");
+    }
+    // And the drain ends every loop: the process exits 0 in time.
+    drop(conns);
+    let mut gw = gw;
+    gw.proc.signal(libc::SIGTERM);
+    assert_eq!(gw.proc.wait_exit(Duration::from_secs(10)), Some(0));
 }

@@ -125,7 +125,7 @@ pub(super) fn compile(r: &RuntimeSection, p: &mut Problems<'_>) -> RuntimeSettin
         cpus,
         ring_entries,
         sqpoll_idle,
-        read_buffer_bytes: in_range(&r.read_buffer_bytes, 512, 1 << 20, p) as usize,
+        read_buffer_bytes: in_range(&r.read_buffer_bytes, 1024, 1 << 20, p) as usize,
         write_buffer_bytes: in_range(&r.write_buffer_bytes, 512, 1 << 20, p) as usize,
         accepts_in_flight: bounded(&r.accepts_in_flight, 1, 64, p),
     }

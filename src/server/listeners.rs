@@ -124,8 +124,63 @@ pub async fn accept_loop(
     kind: ListenerKind,
     close: &DrainSignal,
 ) {
-    let worker = acceptor.worker.clone();
     let kind = Kind { addr, kind };
+    let in_flight = acceptor
+        .worker
+        .generation()
+        .snapshot
+        .server
+        .runtime
+        .accepts_in_flight;
+    if in_flight <= 1 {
+        accept_each(&acceptor, listener, kind, close).await;
+    } else {
+        // `[server.runtime] accepts_in_flight`: as many loops, each with one accept
+        // waiting, on the same listener; all end on the drain.
+        tracing::info!(
+            "worker {} accepts on {addr} with {in_flight} accepts in flight",
+            acceptor.worker.id
+        );
+        let loops = (0..in_flight)
+            .map(|_| accept_each(&acceptor, listener, kind, close))
+            .collect();
+        join_all(loops).await;
+    }
+    take_waiting(&acceptor, listener, kind);
+}
+
+/// Polls `loops` together until every one has ended.
+async fn join_all<F: std::future::Future<Output = ()>>(loops: Vec<F>) {
+    let mut loops: Vec<Option<std::pin::Pin<Box<F>>>> =
+        loops.into_iter().map(|f| Some(Box::pin(f))).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for slot in loops.iter_mut() {
+            if let Some(f) = slot {
+                if f.as_mut().poll(cx).is_ready() {
+                    *slot = None;
+                } else {
+                    pending = true;
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await
+}
+
+/// One accept at a time on `listener` until the worker drains or `close` is raised.
+async fn accept_each(
+    acceptor: &Rc<Acceptor>,
+    listener: &TcpListener,
+    kind: Kind,
+    close: &DrainSignal,
+) {
+    let worker = acceptor.worker.clone();
     let mut shortage = FdShortage::new();
     // One for the loop's life: each accept registers with it (no allocation), and
     // the drain cancels the one in flight.
@@ -166,7 +221,6 @@ pub async fn accept_loop(
             }
         }
     }
-    take_waiting(&acceptor, listener, kind);
 }
 
 /// Where a connection was accepted: the configured address and what it speaks.
@@ -312,8 +366,10 @@ async fn serve<S: h1::Io>(acceptor: Rc<Acceptor>, conn: Box<h1::ClientConn<S>>, 
     let worker = acceptor.worker.clone();
     let served = guard(async {
         let gateway = Gateway::for_connection(worker.clone());
-        let limits = &gateway.generation.snapshot.server.limits;
-        h1::serve(conn, limits, &worker.drain, &worker.idle, &gateway).await;
+        let server = &gateway.generation.snapshot.server;
+        let runtime = &server.runtime;
+        let conn = conn.with_buffers(runtime.read_buffer_bytes, runtime.write_buffer_bytes);
+        h1::serve(conn, &server.limits, &worker.drain, &worker.idle, &gateway).await;
     });
     if let Err(panic) = served.await {
         panicked(&worker, peer, &panic);

@@ -824,8 +824,12 @@ fn warn_restart_only(running: &Snapshot, next: &Snapshot) {
     {
         changed.push("[server] workers and pin_workers");
     }
-    if running.server.runtime != next.server.runtime {
-        changed.push("[server.runtime]");
+    // The buffer sizes apply to new connections; the rest builds each worker's runtime.
+    let (mut now, mut then) = (running.server.runtime.clone(), next.server.runtime.clone());
+    (now.read_buffer_bytes, now.write_buffer_bytes) = (0, 0);
+    (then.read_buffer_bytes, then.write_buffer_bytes) = (0, 0);
+    if now != then {
+        changed.push("[server.runtime] (except the buffer sizes)");
     }
     if running.admin != next.admin || running.admin_token_env != next.admin_token_env {
         changed.push("[admin]");

@@ -17,13 +17,15 @@ use crate::http::{parse_request, HeadLimits, HttpError, Parsed, RequestHead};
 use super::super::transport::{cancelled, Io};
 use super::super::{ConnInfo, DrainSignal};
 
-/// Read-buffer sizes: start small (most heads are a few hundred bytes), grow for
-/// large heads up to the configured limit, and use a larger window for bodies.
-const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// Read-buffer sizes: start small (`[server.runtime] read_buffer_bytes`: most heads
+/// are a few hundred bytes), grow for large heads up to the configured limit, and
+/// use a larger window for bodies.
+const DEFAULT_READ_BUFFER: usize = 4 * 1024;
 const BODY_READ_BUFFER: usize = 64 * 1024;
 const MIN_READ_SPACE: usize = 1024;
-/// The write buffer a busy connection starts with (heads are built in it).
-pub const INITIAL_WRITE_BUFFER: usize = 4 * 1024;
+/// The write buffer a busy connection starts with (heads are built in it), until
+/// `with_buffers` sets `[server.runtime] write_buffer_bytes`.
+const DEFAULT_WRITE_BUFFER: usize = 4 * 1024;
 
 /// `[server] send_timeout_ms`'s default, until `serve` sets the connection's own.
 const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,6 +56,10 @@ pub struct ClientConn<S> {
     /// `[server] send_timeout_ms`: a write that moves no byte for this long fails
     /// (set by `serve` from the connection's limits).
     pub(super) send_timeout: Duration,
+    /// Bytes of the first read buffer of a busy period (`read_buffer_bytes`).
+    read_buffer: usize,
+    /// Bytes reserved for the write buffer of a busy period (`write_buffer_bytes`).
+    pub(super) write_buffer: usize,
     /// A write to the client hit the send timeout: the connection closes without
     /// waiting on the client again (no TLS close_notify).
     stalled: bool,
@@ -72,8 +78,18 @@ impl<S: Io> ClientConn<S> {
             head: RequestHead::default(),
             head_consumed: false,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            read_buffer: DEFAULT_READ_BUFFER,
+            write_buffer: DEFAULT_WRITE_BUFFER,
             stalled: false,
         }
+    }
+
+    /// Sets the sizes its buffers start with when it gets busy, in bytes
+    /// (`[server.runtime] read_buffer_bytes` and `write_buffer_bytes`).
+    pub fn with_buffers(mut self: Box<Self>, read: usize, write: usize) -> Box<Self> {
+        self.read_buffer = read;
+        self.write_buffer = write;
+        self
     }
 
     /// Unconsumed bytes.
@@ -133,7 +149,7 @@ impl<S: Io> ClientConn<S> {
 
     /// Reads more bytes from the client; `Ok(0)` is end of stream.
     pub async fn fill(&mut self) -> io::Result<usize> {
-        self.make_room(INITIAL_READ_BUFFER);
+        self.make_room(self.read_buffer);
         self.read_more().await
     }
 
@@ -258,7 +274,7 @@ impl<S: Io> ClientConn<S> {
         close_on_drain: bool,
         canceller: &mut Canceller,
     ) -> HotRead {
-        self.make_room(INITIAL_READ_BUFFER);
+        self.make_room(self.read_buffer);
         let buf = std::mem::take(&mut self.rbuf);
         let len = buf.len();
         let read = self

@@ -27,7 +27,7 @@ use monoio::time::Instant;
 use crate::config::Limits;
 
 use super::{DrainSignal, Handler, IdleDeadlines};
-use conn::{HeadRead, INITIAL_WRITE_BUFFER};
+use conn::HeadRead;
 
 /// How long a connection keeps its buffers while it waits for the next request. A
 /// request that starts within it costs one read, as it always did; past it the read
@@ -96,7 +96,8 @@ async fn serve_busy<S: Io, H: Handler>(
 ) -> Busy {
     // One canceller for the whole busy period: the hot reads share it.
     let mut canceller = Canceller::new();
-    conn.wbuf.reserve(INITIAL_WRITE_BUFFER);
+    let write_buffer = conn.write_buffer;
+    conn.wbuf.reserve(write_buffer);
     loop {
         // Waiting for the first byte: the header timeout on a new connection, the
         // keep-alive idle timeout between requests (which the drain ends).
