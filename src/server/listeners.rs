@@ -196,7 +196,7 @@ async fn accept_each(
                 // simply dropping the operation would leak it unanswered.
                 let _ = canceller.cancel();
                 if let Ok((stream, peer)) = accept.await {
-                    start_connection(&acceptor, stream, peer, kind);
+                    start_connection(acceptor, stream, peer, kind);
                 }
                 break;
             }
@@ -205,12 +205,12 @@ async fn accept_each(
             Ok((stream, peer)) => {
                 shortage.recovered();
                 let _ = stream.set_nodelay(true);
-                start_connection(&acceptor, stream, peer, kind);
+                start_connection(acceptor, stream, peer, kind);
             }
             Err(e) if is_fd_exhaustion(&e) => {
                 Counters::bump(&worker.counters.accept_fd_exhausted);
                 shortage.note_failure(worker.id, &e);
-                if !serve_while_short(&acceptor, listener, kind, close, &mut shortage).await {
+                if !serve_while_short(acceptor, listener, kind, close, &mut shortage).await {
                     break;
                 }
             }
