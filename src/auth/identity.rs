@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::http::{HeaderEdit, HeaderRange};
+use crate::http::{has_prefix_folded, same_name, HeaderEdit, HeaderRange};
 
 use super::caller::Caller;
 use super::settings::{AuthSettings, RESERVED_PREFIX};
@@ -25,13 +25,12 @@ pub fn strip_identity(
     before - headers.len()
 }
 
+/// `name` is an identity header in any spelling a server behind the gateway may
+/// read as one: any case, and `_` for `-` (CGI, WSGI and PHP read `X_User_Id` as
+/// `HTTP_X_USER_ID`, as they read `X-User-Id`).
 pub fn is_identity_header(settings: &AuthSettings, name: &[u8]) -> bool {
-    (name.len() >= RESERVED_PREFIX.len()
-        && name[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX))
-        || settings
-            .identity_headers
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(name))
+    has_prefix_folded(name, RESERVED_PREFIX)
+        || settings.identity_headers.iter().any(|h| same_name(h, name))
 }
 
 /// What authentication changes in the request that goes upstream.
@@ -117,7 +116,10 @@ mod tests {
             identity_headers: vec![b"x-user-id".to_vec()],
         };
         assert!(is_identity_header(&s, b"X-User-Id"));
+        assert!(is_identity_header(&s, b"X_User_Id"));
+        assert!(is_identity_header(&s, b"x-user_id"));
         assert!(is_identity_header(&s, b"X-Portico-Anything"));
+        assert!(is_identity_header(&s, b"X_Portico_Role"));
         assert!(!is_identity_header(&s, b"x-user"));
         assert!(!is_identity_header(&s, b"x-porti"));
     }

@@ -26,7 +26,29 @@ pub struct ServerSection {
     pub drain_timeout_ms: Spanned<u64>,
     pub redirect_to_https: bool,
     pub listen_backlog: Spanned<u64>,
+    pub path_parameters: PathParametersSetting,
+    pub headers_with_underscores: UnderscoreHeadersSetting,
     pub tls: Vec<TlsListenerSection>,
+}
+
+/// `path_parameters`: what a `;` in a request path means (docs/routing.md).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PathParametersSetting {
+    #[default]
+    Reject,
+    Strip,
+}
+
+/// `headers_with_underscores`: what a client header named with `_` becomes
+/// (docs/http.md).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnderscoreHeadersSetting {
+    #[default]
+    Drop,
+    Reject,
+    Allow,
 }
 
 impl Default for ServerSection {
@@ -47,6 +69,8 @@ impl Default for ServerSection {
             drain_timeout_ms: s(15_000),
             redirect_to_https: false,
             listen_backlog: s(1024),
+            path_parameters: PathParametersSetting::default(),
+            headers_with_underscores: UnderscoreHeadersSetting::default(),
             tls: Vec::new(),
         }
     }

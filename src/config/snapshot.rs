@@ -42,6 +42,8 @@ pub struct ServerSettings {
     pub limits: Limits,
     pub drain_timeout: Duration,
     pub redirect_to_https: bool,
+    /// What a `;` in a request path means (`path_parameters`).
+    pub path_parameters: crate::route::PathParameters,
     /// `[[server.tls]]` listeners with their loaded certificates.
     pub tls: Vec<TlsListener>,
     /// Headers that carry the gateway's own assertions (the verified client
@@ -68,6 +70,20 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// What a client header named with `_` becomes (`headers_with_underscores`).
+    pub underscores: crate::http::UnderscoreHeaders,
+}
+
+impl Limits {
+    /// What the codec holds a request head to.
+    pub fn head_limits(&self) -> crate::http::HeadLimits {
+        crate::http::HeadLimits {
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            max_uri_bytes: self.max_uri_bytes,
+            underscores: self.underscores,
+        }
+    }
 }
 
 pub struct LogSettings {

@@ -1,9 +1,25 @@
 //! Where a message body ends, tracked across any number of reads, whatever its
 //! framing. The proxy forwards bodies as they arrive; this says how many bytes of
-//! each read belong to the current message.
+//! each read belong to the current message, and which of them to pass on.
 
+use super::chunked::Scan;
 use super::{BodyFraming, ChunkedError, ChunkedScanner};
 
+/// One read's worth of a body: what belongs to it and what to send on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyStep {
+    /// Bytes at the start of the input that belong to this body; the rest, if
+    /// any, is the next message. Consume these.
+    pub consumed: usize,
+    /// How many of them, from the start, to forward. Less than `consumed` only
+    /// for a request's chunked trailer section, which is never forwarded.
+    pub forward: usize,
+    /// Bytes to send after those: the final CRLF of a chunked body whose trailer
+    /// section was left out; empty otherwise.
+    pub tail: &'static [u8],
+}
+
+/// Tracks one message body (see the module doc).
 pub struct BodyProgress {
     framing: BodyFraming,
     /// `Length`: bytes still to come.
@@ -15,7 +31,20 @@ pub struct BodyProgress {
 }
 
 impl BodyProgress {
+    /// A body relayed whole: every consumed byte is forwarded (`forward ==
+    /// consumed`, no `tail`), trailers included. For responses.
     pub fn new(framing: BodyFraming) -> Self {
+        Self::with_scanner(framing, ChunkedScanner::new())
+    }
+
+    /// A request body: as [`BodyProgress::new`], except that a chunked body's
+    /// trailer section is left out (RFC 9110 §6.5.1 lets a proxy discard
+    /// trailer fields; forwarded, they would skip the header rules).
+    pub fn request(framing: BodyFraming) -> Self {
+        Self::with_scanner(framing, ChunkedScanner::dropping_trailers())
+    }
+
+    fn with_scanner(framing: BodyFraming, chunked: ChunkedScanner) -> Self {
         let (remaining, done) = match framing {
             BodyFraming::Length(n) => (n, n == 0),
             BodyFraming::Chunked | BodyFraming::UntilClose => (0, false),
@@ -24,7 +53,7 @@ impl BodyProgress {
         BodyProgress {
             framing,
             remaining,
-            chunked: ChunkedScanner::new(),
+            chunked,
             seen: 0,
             done,
         }
@@ -56,29 +85,43 @@ impl BodyProgress {
         }
     }
 
-    /// How many bytes at the start of `input` belong to the body; the rest, if
-    /// any, is the next message.
-    pub fn advance(&mut self, input: &[u8]) -> Result<usize, ChunkedError> {
+    /// Which bytes at the start of `input` belong to the body, and which of
+    /// them to forward (see [`BodyStep`]). Broken chunked framing is an error.
+    pub fn advance(&mut self, input: &[u8]) -> Result<BodyStep, ChunkedError> {
+        let whole = |n: usize| BodyStep {
+            consumed: n,
+            forward: n,
+            tail: b"",
+        };
         if self.done {
-            return Ok(0);
+            return Ok(whole(0));
         }
         match self.framing {
             BodyFraming::Length(_) => {
                 let take = self.remaining.min(input.len() as u64);
                 self.remaining -= take;
                 self.done = self.remaining == 0;
-                Ok(take as usize)
+                Ok(whole(take as usize))
             }
             BodyFraming::Chunked => {
-                let take = self.chunked.scan(input)?;
+                let Scan { consumed, forward } = self.chunked.scan(input)?;
                 self.done = self.chunked.is_done();
-                Ok(take)
+                let tail: &'static [u8] = if self.done && self.chunked.dropped_trailers() {
+                    b"\r\n"
+                } else {
+                    b""
+                };
+                Ok(BodyStep {
+                    consumed,
+                    forward,
+                    tail,
+                })
             }
             BodyFraming::UntilClose => {
                 self.seen += input.len() as u64;
-                Ok(input.len())
+                Ok(whole(input.len()))
             }
-            BodyFraming::None => Ok(0),
+            BodyFraming::None => Ok(whole(0)),
         }
     }
 }
@@ -87,30 +130,51 @@ impl BodyProgress {
 mod tests {
     use super::*;
 
+    fn consumed(b: &mut BodyProgress, input: &[u8]) -> usize {
+        b.advance(input).unwrap().consumed
+    }
+
     #[test]
     fn length_framing_stops_at_the_length() {
         let mut b = BodyProgress::new(BodyFraming::Length(5));
-        assert_eq!(b.advance(b"abc").unwrap(), 3);
+        assert_eq!(consumed(&mut b, b"abc"), 3);
         assert!(!b.is_complete());
-        assert_eq!(b.advance(b"defGET").unwrap(), 2);
+        assert_eq!(consumed(&mut b, b"defGET"), 2);
         assert!(b.is_complete());
         assert_eq!(b.payload_bytes(), 5);
-        assert_eq!(b.advance(b"more").unwrap(), 0);
+        assert_eq!(consumed(&mut b, b"more"), 0);
     }
 
     #[test]
     fn chunked_framing_counts_payload_only() {
         let mut b = BodyProgress::new(BodyFraming::Chunked);
         let input = b"3\r\nabc\r\n0\r\n\r\nNEXT";
-        assert_eq!(b.advance(input).unwrap(), input.len() - 4);
+        assert_eq!(consumed(&mut b, input), input.len() - 4);
         assert!(b.is_complete());
         assert_eq!(b.payload_bytes(), 3);
     }
 
     #[test]
+    fn request_trailers_are_left_out_and_response_trailers_kept() {
+        let input = b"3\r\nabc\r\n0\r\nX-User-Id: admin\r\n\r\nNEXT";
+        let mut request = BodyProgress::request(BodyFraming::Chunked);
+        let step = request.advance(input).unwrap();
+        assert_eq!(step.consumed, input.len() - 4);
+        assert_eq!(&input[..step.forward], b"3\r\nabc\r\n0\r\n");
+        assert_eq!(step.tail, b"\r\n");
+        let mut response = BodyProgress::new(BodyFraming::Chunked);
+        let step = response.advance(input).unwrap();
+        assert_eq!(
+            (step.consumed, step.forward),
+            (input.len() - 4, input.len() - 4)
+        );
+        assert!(step.tail.is_empty());
+    }
+
+    #[test]
     fn close_delimited_bodies_end_only_at_close() {
         let mut b = BodyProgress::new(BodyFraming::UntilClose);
-        assert_eq!(b.advance(b"abc").unwrap(), 3);
+        assert_eq!(consumed(&mut b, b"abc"), 3);
         assert!(!b.is_complete());
         b.close();
         assert!(b.is_complete());

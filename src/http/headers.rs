@@ -1,4 +1,7 @@
-//! Header classification: which headers stop at this hop.
+//! Header classification: which headers stop at this hop, which names the gateway
+//! owns (sets itself, never forwards as a client sent them), and what becomes of
+//! header names spelled with `_`, which CGI, WSGI, Rack and PHP read as the `-`
+//! name (`X_User_Id` and `X-User-Id` are both `HTTP_X_USER_ID`).
 
 /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1),
 /// plus the framing and expectation headers the gateway re-creates itself.
@@ -16,8 +19,77 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         b"content-length",
         b"expect",
     ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-        || (name.len() > 6 && name[..6].eq_ignore_ascii_case(b"proxy-"))
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name)) || has_prefix(name, b"proxy-")
+}
+
+/// What the codec does with a client header whose name contains `_`
+/// (`[server] headers_with_underscores`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnderscoreHeaders {
+    /// Removed from the request before anything reads it (nginx's default).
+    #[default]
+    Drop,
+    /// The request is refused with 400 (Envoy's `REJECT_REQUEST`).
+    Reject,
+    /// Forwarded, unless the name with `_` read as `-` is one the gateway owns
+    /// or a hop-by-hop name: those are removed as in `Drop`.
+    Allow,
+}
+
+/// Names the gateway sets itself on the way upstream, so a client's copy never
+/// passes as sent: `Host` (the request's authority), every `X-Forwarded-*`
+/// (`-For` is appended to, `-Proto` and `-Host` set, the rest dropped),
+/// `Forwarded` and `X-Real-IP` (replaced), `X-Request-Id` (adopted when sane,
+/// then set), and `X-Original-URL` / `X-Rewrite-URL` (path overrides some
+/// frameworks obey, dropped). `name` as received, any case.
+pub fn is_gateway_owned(name: &[u8]) -> bool {
+    const OWNED: &[&[u8]] = &[
+        b"host",
+        b"forwarded",
+        b"x-real-ip",
+        b"x-request-id",
+        b"x-original-url",
+        b"x-rewrite-url",
+    ];
+    has_prefix(name, b"x-forwarded-") || OWNED.iter().any(|o| o.eq_ignore_ascii_case(name))
+}
+
+/// `name` starts with `prefix` (lowercase), any case.
+pub fn has_prefix(name: &[u8], prefix: &[u8]) -> bool {
+    name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// The same header name for a server that reads `_` as `-`: ASCII
+/// case-insensitive, `_` and `-` equal.
+pub fn same_name(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| fold(x) == fold(y))
+}
+
+/// `name` starts with `prefix` for a server that reads `_` as `-`.
+pub fn has_prefix_folded(name: &[u8], prefix: &[u8]) -> bool {
+    name.len() >= prefix.len() && same_name(&name[..prefix.len()], prefix)
+}
+
+/// With `_` read as `-`, `name` is a hop-by-hop name or one the gateway owns.
+/// (Identity headers are configured names, checked by the auth stage.)
+pub fn folds_onto_reserved(name: &[u8]) -> bool {
+    let mut buf = [0u8; 64];
+    let n = name.len().min(buf.len());
+    for (o, &b) in buf.iter_mut().zip(&name[..n]) {
+        *o = fold(b);
+    }
+    // A name longer than the buffer can only match by prefix, which the first
+    // 64 bytes decide.
+    let folded = &buf[..n];
+    is_hop_by_hop(folded) || is_gateway_owned(folded)
+}
+
+fn fold(b: u8) -> u8 {
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
+    }
 }
 
 /// The header names listed in `Connection` headers, which are hop-by-hop too.
@@ -67,6 +139,43 @@ mod tests {
         for h in ["host", "x-proxy", "content-type", "authorization"] {
             assert!(!is_hop_by_hop(h.as_bytes()), "{h}");
         }
+    }
+
+    #[test]
+    fn owned_names_in_every_spelling() {
+        for owned in [
+            "Host",
+            "X-Forwarded-For",
+            "x-forwarded-prefix",
+            "X-FORWARDED-PORT",
+            "Forwarded",
+            "X-Real-IP",
+            "X-Request-Id",
+            "X-Original-URL",
+            "x-rewrite-url",
+        ] {
+            assert!(is_gateway_owned(owned.as_bytes()), "{owned}");
+        }
+        assert!(!is_gateway_owned(b"x-forwarded"));
+        assert!(!is_gateway_owned(b"x-user-id"));
+        for folded in [
+            "X_Forwarded_For",
+            "x_forwarded_host",
+            "X_Real_IP",
+            "X_Request_Id",
+            "Transfer_Encoding",
+            "Content_Length",
+            "Proxy_Authorization",
+            "X_Original_URL",
+        ] {
+            assert!(folds_onto_reserved(folded.as_bytes()), "{folded}");
+        }
+        assert!(!folds_onto_reserved(b"X_Api_Key"));
+        let long = format!("X_Forwarded_{}", "a".repeat(100));
+        assert!(folds_onto_reserved(long.as_bytes()));
+        assert!(same_name(b"X_User_Id", b"x-user-id"));
+        assert!(!same_name(b"X_User_Idx", b"x-user-id"));
+        assert!(has_prefix_folded(b"X_Portico_Role", b"x-portico-"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! This is the only module that knows the HTTP/1.1 wire format. It works on byte
 //! slices and offsets into the connection's read buffer; it never does I/O.
 
+mod authority;
 mod body;
 mod chunked;
 mod error;
@@ -13,14 +14,19 @@ mod headers;
 mod request;
 mod response;
 mod status;
+mod target;
 
-pub use body::BodyProgress;
-pub use chunked::{ChunkedError, ChunkedScanner};
+pub use authority::{authority_host, check_authority, https_location};
+pub use body::{BodyProgress, BodyStep};
+pub use chunked::{ChunkedError, ChunkedScanner, Scan};
 pub use error::HttpError;
 pub use forwarded::{
     finish_head, write_client_response, write_upstream_request, HeaderEdit, UpstreamRequest,
 };
-pub use headers::{is_hop_by_hop, ConnectionTokens};
+pub use headers::{
+    has_prefix_folded, is_gateway_owned, is_hop_by_hop, same_name, ConnectionTokens,
+    UnderscoreHeaders,
+};
 pub use request::{find_header, parse_request, HeadLimits, Parsed, RequestHead};
 pub use response::{parse_response, ResponseHead};
 pub use status::reason_phrase;
@@ -43,4 +49,15 @@ pub enum BodyFraming {
 pub struct HeaderRange {
     pub name: Range<usize>,
     pub value: Range<usize>,
+}
+
+/// Where `part`, a slice httparse returned for `buf`, lies in `buf`. httparse may
+/// return an empty slice that is not inside `buf` (a status line without a reason
+/// phrase): that, or anything else outside `buf`, is the empty range `0..0`.
+fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if start <= buf.len() && end <= buf.len() => start..end,
+        _ => 0..0,
+    }
 }

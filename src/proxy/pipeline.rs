@@ -5,7 +5,7 @@
 
 use crate::auth::{self, Outbound, Rejection, RequestParts};
 use crate::config::{Action, Route, Snapshot};
-use crate::http::{BodyFraming, HttpError, RequestHead};
+use crate::http::{self, BodyFraming, HttpError, RequestHead};
 use crate::limit::{ClaimLookup, LeastRemaining};
 use crate::observe::Counters;
 use crate::route::{self, HeaderLookup, RouteMatch};
@@ -31,7 +31,8 @@ pub async fn handle<'s, S: Io>(
     }
 
     // Normalize the path once: it is what routes match and what goes upstream.
-    let target = match route::normalize_path(field(conn, &conn.head.target)) {
+    let path_and_query = conn.head.path_and_query(conn.head_bytes());
+    let target = match route::normalize_path(path_and_query, snap.server.path_parameters) {
         Ok(t) => t,
         Err(e) => {
             let msg = format!("bad request target: {e}");
@@ -50,11 +51,7 @@ pub async fn handle<'s, S: Io>(
     let found = {
         let head_bytes = conn.head_bytes();
         let head = &conn.head;
-        // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2).
-        let host = match &target.authority {
-            Some(a) => Some(a.as_bytes()),
-            None => head.host.clone().and_then(|r| head_bytes.get(r)),
-        };
+        let host = head.authority(head_bytes);
         let method = head_bytes.get(head.method.clone()).unwrap_or(b"");
         let headers = HeadHeaders {
             bytes: head_bytes,
@@ -230,15 +227,10 @@ async fn redirect_to_https<S: Io>(
     conn: &mut ClientConn<S>,
     request_id: RequestId,
 ) -> Outcome {
-    let host = conn
-        .head
-        .host
-        .clone()
-        .and_then(|r| conn.head_bytes().get(r))
-        .unwrap_or(b"");
-    // The port of a plaintext listener says nothing about the TLS one: drop it.
-    let host = host.split(|&b| b == b':').next().unwrap_or(b"");
-    if host.is_empty() {
+    let head_bytes = conn.head_bytes();
+    let path_and_query = conn.head.path_and_query(head_bytes);
+    let Some(location) = http::https_location(conn.head.authority(head_bytes), path_and_query)
+    else {
         return send_error(
             conn,
             400,
@@ -248,10 +240,7 @@ async fn redirect_to_https<S: Io>(
             &[],
         )
         .await;
-    }
-    let mut location = b"https://".to_vec();
-    location.extend_from_slice(host);
-    location.extend_from_slice(field(conn, &conn.head.target));
+    };
     let keep = keep_alive_after_local_reply(ctx, conn);
     let headers: [(&str, &[u8]); 1] = [("location", &location)];
     let reply = LocalReply {

@@ -3,9 +3,11 @@
 //! It runs first in the pipeline, because every later stage is configured per
 //! route. Per request, in this order:
 //!
-//! 1. [`normalize_path`] turns the request-target into the path that is both
-//!    matched and forwarded (dot segments resolved, `//` merged, unreserved
-//!    escapes decoded), or refuses it with a [`PathError`] (400).
+//! 1. [`normalize_path`] turns the request-target's path into the one that is
+//!    both matched and forwarded (path parameters refused or stripped, dot
+//!    segments resolved, `//` merged, unreserved escapes decoded), or refuses it
+//!    with a [`PathError`] (400). The codec has already split off and checked an
+//!    absolute-form target's authority, the request's one host.
 //! 2. [`RouteTable::find`] picks the route by host, path, headers and method:
 //!    [`RouteMatch::Found`], or 404 / 405 with its `Allow` value.
 //! 3. [`upstream_path()`] applies the route's `strip_prefix` / `rewrite_prefix`.
@@ -22,7 +24,7 @@ mod spec;
 mod table;
 mod upstream_path;
 
-pub use normalize::{normalize_path, NormalizedTarget, PathError};
+pub use normalize::{normalize_path, NormalizedTarget, PathError, PathParameters};
 pub use spec::{HeaderMatch, PathMatch, RouteSpec};
 pub use table::{HeaderLookup, RouteMatch, RouteTable};
 pub use upstream_path::upstream_path;

@@ -11,7 +11,7 @@ use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use crate::config::Limits;
-use crate::http::{parse_request, HeadLimits, HttpError, Parsed, RequestHead};
+use crate::http::{parse_request, HttpError, Parsed, RequestHead};
 use crate::proxy;
 
 use super::worker::WorkerCtx;
@@ -245,11 +245,7 @@ impl<S: Io> ClientConn<S> {
 
     /// Reads until a whole request head is buffered (or the connection ends).
     async fn read_head(&mut self, limits: &Limits, ctx: &WorkerCtx, first: bool) -> HeadRead {
-        let head_limits = HeadLimits {
-            max_header_bytes: limits.max_header_bytes,
-            max_headers: limits.max_headers,
-            max_uri_bytes: limits.max_uri_bytes,
-        };
+        let head_limits = limits.head_limits();
         // Waiting for the first byte: the header timeout on a new connection, the
         // keep-alive idle timeout between requests. Either ends early on drain.
         if self.unread().is_empty() {

@@ -23,7 +23,7 @@ use crate::auth::Outbound;
 use crate::config::{BalancePolicy, Endpoint, HashOn, Route, Snapshot, Upstream};
 use crate::http::{
     parse_response, write_client_response, write_upstream_request, BodyFraming, BodyProgress,
-    ResponseHead, UpstreamRequest,
+    BodyStep, ResponseHead, UpstreamRequest,
 };
 use crate::observe::Counters;
 use crate::proxy::{send_error, Outcome, RequestId};
@@ -70,7 +70,7 @@ pub async fn forward<S: Io>(
     conn.consume_head();
 
     // Body bytes that came with the head go out in the same write.
-    let mut body = BodyProgress::new(conn.head.body);
+    let mut body = BodyProgress::request(conn.head.body);
     if let Err(e) = take_buffered_body(&mut body, conn, snap.server.limits.max_body_bytes) {
         return send_error(conn, e.0, e.1, request_id, false, &[]).await;
     }
@@ -201,6 +201,10 @@ async fn exchange<S: Io>(
                 request_id,
             })
         }
+        Err(RelayFailure::BadFraming) => Err(Failure::Reply(
+            502,
+            "malformed chunked framing from upstream".into(),
+        )),
         Err(RelayFailure::Truncated) => {
             Counters::bump(&ctx.counters.upstream_truncated);
             Err(Failure::Abort(response.status))
@@ -317,22 +321,23 @@ async fn send_request<S: Io>(
             }
         }
         let start = conn.pos;
-        let take = match advance_request_body(body, conn.unread(), limits.max_body_bytes) {
-            Ok(n) => n,
+        let step = match advance_request_body(body, conn.unread(), limits.max_body_bytes) {
+            Ok(step) => step,
             Err((status, msg)) => {
                 return Err(HeadFailure::Client(Failure::Reply(status, msg.into())))
             }
         };
-        if conn
-            .write_rbuf_to(&mut up.stream, start, start + take)
-            .await
-            .is_err()
-        {
+        let sent = step.forward == 0
+            || conn
+                .write_rbuf_to(&mut up.stream, start, start + step.forward)
+                .await
+                .is_ok();
+        if !sent || (!step.tail.is_empty() && up.stream.write_all(step.tail).await.0.is_err()) {
             return Err(HeadFailure::Bad(
                 "upstream closed the connection while receiving the body",
             ));
         }
-        conn.consume(take);
+        conn.consume(step.consumed);
     }
     Ok(())
 }
@@ -410,6 +415,9 @@ struct Relayed {
 }
 
 enum RelayFailure {
+    /// The upstream's body framing is broken in the bytes that came with the
+    /// head: nothing has been sent to the client yet.
+    BadFraming,
     /// The upstream ended the body early or sent broken framing.
     Truncated,
     /// The client went away.
@@ -438,9 +446,12 @@ async fn relay_response<S: Io>(
     // Body bytes that arrived with the head.
     let after_head = resp.head_len;
     let avail = up.buf.len() - after_head;
+    // Responses keep their trailers: every consumed byte is forwarded. Broken
+    // framing here is found before anything was sent to the client: a 502.
     let take = framing
         .advance(&up.buf[after_head..])
-        .map_err(|_| RelayFailure::Truncated)?;
+        .map_err(|_| RelayFailure::BadFraming)?
+        .consumed;
     let mut extra = avail > take;
     let mut sent = 0u64;
     if take <= COALESCE_BODY_BYTES {
@@ -488,7 +499,8 @@ async fn relay_response<S: Io>(
         }
         let take = framing
             .advance(&up.buf)
-            .map_err(|_| RelayFailure::Truncated)?;
+            .map_err(|_| RelayFailure::Truncated)?
+            .consumed;
         extra |= n > take;
         let buf = std::mem::take(&mut up.buf);
         let (res, slice) = conn.io.write_all(buf.slice(..take)).await;
@@ -523,10 +535,7 @@ fn build_request_head<S: Io>(
         &target.path,
     );
     let query = target.query.as_deref().map(|q| outbound.query(q));
-    let host = match (
-        route.preserve_host,
-        head.host.clone().and_then(|r| src.get(r)),
-    ) {
+    let host = match (route.preserve_host, head.authority(src)) {
         (true, Some(h)) => h,
         _ => endpoint.authority.as_bytes(),
     };
@@ -573,10 +582,12 @@ fn take_buffered_body<S: Io>(
     if body.is_complete() || conn.unread().is_empty() {
         return Ok(());
     }
-    let take = advance_request_body(body, conn.unread(), max_body)?;
+    let step = advance_request_body(body, conn.unread(), max_body)?;
     let start = conn.pos;
-    conn.wbuf.extend_from_slice(&conn.rbuf[start..start + take]);
-    conn.consume(take);
+    conn.wbuf
+        .extend_from_slice(&conn.rbuf[start..start + step.forward]);
+    conn.wbuf.extend_from_slice(step.tail);
+    conn.consume(step.consumed);
     Ok(())
 }
 
@@ -586,10 +597,10 @@ fn advance_request_body(
     body: &mut BodyProgress,
     input: &[u8],
     max_body: u64,
-) -> Result<usize, (u16, &'static str)> {
-    let take = body.advance(input).map_err(|e| (400, e.reason()))?;
+) -> Result<BodyStep, (u16, &'static str)> {
+    let step = body.advance(input).map_err(|e| (400, e.reason()))?;
     if body.payload_bytes() > max_body {
         return Err((413, "request body too large"));
     }
-    Ok(take)
+    Ok(step)
 }
