@@ -106,7 +106,19 @@ impl Echoed {
     fn cgi_names(&self) -> Vec<String> {
         self.headers
             .iter()
-            .map(|(n, _)| format!("HTTP_{}", n.to_ascii_uppercase().replace('-', "_")))
+            .map(|(n, _)| {
+                let cgi: String = n
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_ascii_uppercase()
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                format!("HTTP_{cgi}")
+            })
             .collect()
     }
 }
@@ -490,7 +502,10 @@ const SPOOFED: &[u8] = b"GET /h HTTP/1.1\r\nHost: h.example\r\n\
     Forwarded: for=6.6.6.6;proto=https;host=evil.example\r\nForwarded: for=7.7.7.7\r\n\
     X-Real-IP: 6.6.6.6\r\nX_Real_IP: 6.6.6.6\r\nX-Original-URL: /admin\r\nX-Rewrite-URL: /admin\r\n\
     X_Request_Id: spoofed\r\nTransfer_Encoding: chunked\r\nContent_Length: 5\r\n\
-    X_Api_Key: k1\r\nX-Kept: yes\r\n\r\n";
+    X.User.Id: admin\r\nX.Forwarded.Host: evil.example\r\nTransfer.Encoding: chunked\r\n\
+    X-Host: evil.example\r\nX-Original-Host: evil.example\r\nX-HTTP-Host-Override: evil.example\r\n\
+    X-HTTP-Method-Override: DELETE\r\nX-Method-Override: DELETE\r\nX-HTTP-Method: DELETE\r\n\
+    X_Api_Key: k1\r\nX-Kept: yes\r\nX.Kept: yes\r\n\r\n";
 
 fn spoof_gateway(up: &Upstream, key: &SigningKey, server: &str) -> Gateway {
     gateway(
@@ -513,6 +528,12 @@ fn assert_owned_names_are_the_gateways(e: &Echoed) {
         "HTTP_X_REWRITE_URL",
         "HTTP_TRANSFER_ENCODING",
         "HTTP_CONTENT_LENGTH",
+        "HTTP_X_HOST",
+        "HTTP_X_ORIGINAL_HOST",
+        "HTTP_X_HTTP_HOST_OVERRIDE",
+        "HTTP_X_HTTP_METHOD_OVERRIDE",
+        "HTTP_X_METHOD_OVERRIDE",
+        "HTTP_X_HTTP_METHOD",
     ] {
         assert!(
             !cgi.contains(&owned.to_string()),

@@ -26,8 +26,9 @@ pub fn strip_identity(
 }
 
 /// `name` is an identity header in any spelling a server behind the gateway may
-/// read as one: any case, and `_` for `-` (CGI, WSGI and PHP read `X_User_Id` as
-/// `HTTP_X_USER_ID`, as they read `X-User-Id`).
+/// read as one: any case, and `_` (or any other non-alphanumeric character) for
+/// `-` (CGI, WSGI and PHP read `X_User_Id` as `HTTP_X_USER_ID`, as they read
+/// `X-User-Id`).
 pub fn is_identity_header(settings: &AuthSettings, name: &[u8]) -> bool {
     has_prefix_folded(name, RESERVED_PREFIX)
         || settings.identity_headers.iter().any(|h| same_name(h, name))
@@ -118,6 +119,7 @@ mod tests {
         assert!(is_identity_header(&s, b"X-User-Id"));
         assert!(is_identity_header(&s, b"X_User_Id"));
         assert!(is_identity_header(&s, b"x-user_id"));
+        assert!(is_identity_header(&s, b"X.User.Id"));
         assert!(is_identity_header(&s, b"X-Portico-Anything"));
         assert!(is_identity_header(&s, b"X_Portico_Role"));
         assert!(!is_identity_header(&s, b"x-user"));

@@ -1,7 +1,10 @@
 //! Header classification: which headers stop at this hop, which names the gateway
 //! owns (sets itself, never forwards as a client sent them), and what becomes of
-//! header names spelled with `_`, which CGI, WSGI, Rack and PHP read as the `-`
-//! name (`X_User_Id` and `X-User-Id` are both `HTTP_X_USER_ID`).
+//! other spellings of those names. CGI, WSGI, Rack and PHP read `X_User_Id` as
+//! `HTTP_X_USER_ID`, like `X-User-Id`; old Apache CGI did the same with any
+//! character that is not a letter or a digit (`X.User.Id`). So a name is
+//! compared *folded*: letter case ignored, and every character other than a
+//! letter or a digit read as `-`.
 
 /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1),
 /// plus the framing and expectation headers the gateway re-creates itself.
@@ -31,8 +34,8 @@ pub enum UnderscoreHeaders {
     Drop,
     /// The request is refused with 400 (Envoy's `REJECT_REQUEST`).
     Reject,
-    /// Forwarded, unless the name with `_` read as `-` is one the gateway owns
-    /// or a hop-by-hop name: those are removed as in `Drop`.
+    /// Forwarded (a name that folds onto a reserved one is still removed, in
+    /// every mode: see [`folds_onto_reserved`]).
     Allow,
 }
 
@@ -40,8 +43,11 @@ pub enum UnderscoreHeaders {
 /// passes as sent: `Host` (the request's authority), every `X-Forwarded-*`
 /// (`-For` is appended to, `-Proto` and `-Host` set, the rest dropped),
 /// `Forwarded` and `X-Real-IP` (replaced), `X-Request-Id` (adopted when sane,
-/// then set), and `X-Original-URL` / `X-Rewrite-URL` (path overrides some
-/// frameworks obey, dropped). `name` as received, any case.
+/// then set); and, dropped, overrides some frameworks obey instead of the
+/// request line or `Host`: `X-Original-URL`, `X-Rewrite-URL` (path),
+/// `X-Host`, `X-Original-Host`, `X-HTTP-Host-Override` (host),
+/// `X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override` (method).
+/// `name` as received, any case.
 pub fn is_gateway_owned(name: &[u8]) -> bool {
     const OWNED: &[&[u8]] = &[
         b"host",
@@ -50,6 +56,12 @@ pub fn is_gateway_owned(name: &[u8]) -> bool {
         b"x-request-id",
         b"x-original-url",
         b"x-rewrite-url",
+        b"x-host",
+        b"x-original-host",
+        b"x-http-host-override",
+        b"x-http-method-override",
+        b"x-http-method",
+        b"x-method-override",
     ];
     has_prefix(name, b"x-forwarded-") || OWNED.iter().any(|o| o.eq_ignore_ascii_case(name))
 }
@@ -59,19 +71,26 @@ pub fn has_prefix(name: &[u8], prefix: &[u8]) -> bool {
     name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
-/// The same header name for a server that reads `_` as `-`: ASCII
-/// case-insensitive, `_` and `-` equal.
+/// The same header name once folded (see the module doc): ASCII
+/// case-insensitive, and any two non-alphanumeric characters equal.
 pub fn same_name(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| fold(x) == fold(y))
 }
 
-/// `name` starts with `prefix` for a server that reads `_` as `-`.
+/// `name` starts with `prefix`, both folded.
 pub fn has_prefix_folded(name: &[u8], prefix: &[u8]) -> bool {
     name.len() >= prefix.len() && same_name(&name[..prefix.len()], prefix)
 }
 
-/// With `_` read as `-`, `name` is a hop-by-hop name or one the gateway owns.
-/// (Identity headers are configured names, checked by the auth stage.)
+/// `name` has a character that folding changes into `-` (anything but a letter,
+/// a digit or `-`): only such a name can be another spelling of a reserved one.
+pub fn needs_folding(name: &[u8]) -> bool {
+    name.iter()
+        .any(|&b| !b.is_ascii_alphanumeric() && b != b'-')
+}
+
+/// Folded, `name` is a hop-by-hop name or one the gateway owns. (Identity
+/// headers are configured names, checked by the auth stage.)
 pub fn folds_onto_reserved(name: &[u8]) -> bool {
     let mut buf = [0u8; 64];
     let n = name.len().min(buf.len());
@@ -85,10 +104,10 @@ pub fn folds_onto_reserved(name: &[u8]) -> bool {
 }
 
 fn fold(b: u8) -> u8 {
-    if b == b'_' {
-        b'-'
-    } else {
+    if b.is_ascii_alphanumeric() {
         b.to_ascii_lowercase()
+    } else {
+        b'-'
     }
 }
 
@@ -167,6 +186,10 @@ mod tests {
             "Content_Length",
             "Proxy_Authorization",
             "X_Original_URL",
+            "X.Forwarded.For",
+            "x~real~ip",
+            "X-HTTP-Method-Override",
+            "X_Host",
         ] {
             assert!(folds_onto_reserved(folded.as_bytes()), "{folded}");
         }
@@ -176,6 +199,8 @@ mod tests {
         assert!(same_name(b"X_User_Id", b"x-user-id"));
         assert!(!same_name(b"X_User_Idx", b"x-user-id"));
         assert!(has_prefix_folded(b"X_Portico_Role", b"x-portico-"));
+        assert!(same_name(b"X.User+Id", b"x-user-id"));
+        assert!(needs_folding(b"X_A") && needs_folding(b"X.A") && !needs_folding(b"X-A9"));
     }
 
     #[test]

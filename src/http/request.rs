@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::authority::check_authority;
-use super::headers::{folds_onto_reserved, UnderscoreHeaders};
+use super::headers::{folds_onto_reserved, needs_folding, UnderscoreHeaders};
 use super::target::split_target;
 use super::{range_in, BodyFraming, HeaderRange, HttpError};
 
@@ -156,14 +156,20 @@ pub fn parse_request(
     let mut keep_alive_token = false;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
-        if name.contains(&b'_') {
-            match limits.underscores {
-                UnderscoreHeaders::Drop => continue,
-                UnderscoreHeaders::Reject => {
-                    return Err(HttpError::bad_request("header name with an underscore"))
+        if needs_folding(name) {
+            if name.contains(&b'_') {
+                match limits.underscores {
+                    UnderscoreHeaders::Drop => continue,
+                    UnderscoreHeaders::Reject => {
+                        return Err(HttpError::bad_request("header name with an underscore"))
+                    }
+                    UnderscoreHeaders::Allow => {}
                 }
-                UnderscoreHeaders::Allow if folds_onto_reserved(name) => continue,
-                UnderscoreHeaders::Allow => {}
+            }
+            // Another spelling of a name the gateway owns or stops at this hop
+            // (`Transfer_Encoding`, `X.Forwarded.For`): removed in every mode.
+            if folds_onto_reserved(name) {
+                continue;
             }
         }
         head.headers.push(HeaderRange {
@@ -468,6 +474,19 @@ mod tests {
         // A dropped underscore Host is no second Host.
         let raw = "GET / HTTP/1.1\r\nHost: h\r\nHo_st: x\r\n\r\n";
         assert!(with_underscores(UnderscoreHeaders::Drop, raw).is_ok());
+        // Other characters old CGI gateways read as `_` fold the same way, in
+        // every mode; harmless names with them pass.
+        let raw = "GET / HTTP/1.1\r\nHost: h\r\nX.Forwarded.For: 1\r\nTransfer.Encoding: chunked\r\nX.Ok: 1\r\n\r\n";
+        for rule in [
+            UnderscoreHeaders::Drop,
+            UnderscoreHeaders::Reject,
+            UnderscoreHeaders::Allow,
+        ] {
+            assert_eq!(
+                with_underscores(rule, raw),
+                Ok(vec!["Host".to_string(), "X.Ok".to_string()])
+            );
+        }
     }
 
     #[test]
