@@ -1,6 +1,8 @@
 //! The HTTP/1.1 codec: strict request-head parsing (RFC 9112, with the request
-//! smuggling defences of §6), body framing, upstream response heads, and the
-//! gateway's own error responses.
+//! smuggling defences of §6), the request's one validated authority
+//! (`authority.rs`, `target.rs`), the names the gateway owns in every spelling
+//! (`headers.rs`), body framing (a request's chunked trailers left out), upstream
+//! response heads, and the gateway's own error responses.
 //!
 //! This is the only module that knows the HTTP/1.1 wire format. It works on byte
 //! slices and offsets into the connection's read buffer; it never does I/O.
