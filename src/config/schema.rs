@@ -29,7 +29,29 @@ pub struct ServerSection {
     /// What to do when the descriptor limit cannot hold what the config may open.
     pub fd_limit: Spanned<String>,
     pub max_in_flight_per_worker: Spanned<u64>,
+    pub path_parameters: PathParametersSetting,
+    pub headers_with_underscores: UnderscoreHeadersSetting,
     pub tls: Vec<TlsListenerSection>,
+}
+
+/// `path_parameters`: what a `;` in a request path means (docs/routing.md).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PathParametersSetting {
+    #[default]
+    Reject,
+    Strip,
+}
+
+/// `headers_with_underscores`: what a client header named with `_` becomes
+/// (docs/http.md).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnderscoreHeadersSetting {
+    #[default]
+    Drop,
+    Reject,
+    Allow,
 }
 
 impl Default for ServerSection {
@@ -52,6 +74,8 @@ impl Default for ServerSection {
             listen_backlog: s(1024),
             fd_limit: Spanned::new(0..0, "warn".to_string()),
             max_in_flight_per_worker: s(10_000),
+            path_parameters: PathParametersSetting::default(),
+            headers_with_underscores: UnderscoreHeadersSetting::default(),
             tls: Vec::new(),
         }
     }

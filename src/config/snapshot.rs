@@ -54,6 +54,8 @@ pub struct ServerSettings {
     /// Requests in progress on one worker past which new ones are answered `503`
     /// with `Retry-After` before any work is done for them (load shedding).
     pub max_in_flight_per_worker: usize,
+    /// What a `;` in a request path means (`path_parameters`).
+    pub path_parameters: crate::route::PathParameters,
     /// `[[server.tls]]` listeners with their loaded certificates.
     pub tls: Vec<TlsListener>,
     /// Headers that carry the gateway's own assertions (the verified client
@@ -90,6 +92,20 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// What a client header named with `_` becomes (`headers_with_underscores`).
+    pub underscores: crate::http::UnderscoreHeaders,
+}
+
+impl Limits {
+    /// What the codec holds a request head to.
+    pub fn head_limits(&self) -> crate::http::HeadLimits {
+        crate::http::HeadLimits {
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            max_uri_bytes: self.max_uri_bytes,
+            underscores: self.underscores,
+        }
+    }
 }
 
 pub struct LogSettings {

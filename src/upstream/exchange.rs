@@ -11,7 +11,8 @@
 //!    upstream's `max_connections`, waiting for one within `max_pending`);
 //! 2. send the head (with whatever body bytes were already known), then stream the
 //!    rest of the body from the source;
-//! 3. read until a final response head (1xx skipped), before the deadline.
+//! 3. read until a final response head (1xx skipped), before the deadline; the body
+//!    bytes that came with it must be well framed (else a protocol failure, 502).
 
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -94,14 +95,14 @@ impl Exchanger<'_> {
             Err(e) => Err(e),
         };
         match result {
-            Ok((head, first_byte)) => Ok(UpstreamResponse::new(
+            Ok((head, first_byte)) => UpstreamResponse::new(
                 up,
                 head,
                 upstream,
                 endpoint,
                 (!reused).then_some(connected),
                 first_byte,
-            )),
+            ),
             Err(mut e) => {
                 e.reused = reused;
                 // The endpoint closed before answering; it may or may not have acted

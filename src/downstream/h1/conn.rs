@@ -8,7 +8,7 @@ use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use crate::config::Limits;
-use crate::http::{parse_request, HeadLimits, HttpError, Parsed, RequestHead};
+use crate::http::{parse_request, HttpError, Parsed, RequestHead};
 
 use super::super::{ConnInfo, DrainSignal};
 
@@ -155,11 +155,7 @@ impl<S: Io> ClientConn<S> {
         drain: &DrainSignal,
         first: bool,
     ) -> HeadRead {
-        let head_limits = HeadLimits {
-            max_header_bytes: limits.max_header_bytes,
-            max_headers: limits.max_headers,
-            max_uri_bytes: limits.max_uri_bytes,
-        };
+        let head_limits = limits.head_limits();
         // Waiting for the first byte: the header timeout on a new connection, the
         // keep-alive idle timeout between requests. An idle keep-alive connection
         // closes when the drain begins; a new one gets its first request read and

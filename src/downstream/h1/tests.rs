@@ -44,6 +44,7 @@ fn limits() -> Limits {
         header_read_timeout: Duration::from_secs(2),
         body_read_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(2),
+        underscores: crate::http::UnderscoreHeaders::Drop,
     }
 }
 
