@@ -2,10 +2,11 @@
 """Writes the fuzz seed corpus (fuzz/corpus/TARGET/) from the test suite's own inputs.
 
 Every request, chunked body, path, response head, JOSE header or claims set and
-configuration written as a literal in tests/*.rs, tests/common/*.rs, the unit tests
-of src/http, src/route and src/auth, and config/*.toml becomes a seed file named by
-the SHA-1 of its bytes (so re-running adds new inputs and keeps old ones). Run it
-after adding a test input:
+configuration written as a literal in tests/*.rs, tests/common/*.rs, config/*.toml
+and the unit tests of src/http (the codec), src/route, src/auth, src/downstream (the
+HTTP/1.1 connection) and src/upstream (the exchange and the response relay) becomes
+a seed file named by the SHA-1 of its bytes (so re-running adds new inputs and keeps
+old ones). Run it after adding a test input:
 
     python3 fuzz/seeds.py
 """
@@ -23,7 +24,9 @@ SOURCES = (
     + sorted((ROOT / "tests" / "common").glob("*.rs"))
     + sorted((ROOT / "src" / "http").glob("*.rs"))
     + sorted((ROOT / "src" / "route").glob("*.rs"))
-    + sorted((ROOT / "src" / "auth").glob("*.rs"))
+    + sorted((ROOT / "src" / "auth").rglob("*.rs"))
+    + sorted((ROOT / "src" / "downstream").rglob("*.rs"))
+    + sorted((ROOT / "src" / "upstream").rglob("*.rs"))
 )
 METHODS = ("GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS ", "PATCH ", "CONNECT ")
 
