@@ -76,9 +76,8 @@ fn round_trip(data: &[u8], head: &RequestHead) {
         request_id: "0123456789abcdef",
     };
     let mut out = Vec::new();
-    let host_at = write_upstream_request(&mut out, &head.fields(src), &req, |_, _| {
-        HeaderEdit::Keep
-    });
+    let host_at =
+        write_upstream_request(&mut out, &head.fields(src), &req, |_, _| HeaderEdit::Keep);
     assert_eq!(&out[host_at], host);
     let mut again = RequestHead::default();
     let big = HeadLimits {
