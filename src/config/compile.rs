@@ -36,8 +36,20 @@ pub(crate) fn compile(
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let server = server_settings(sections.server.unwrap_or_default(), &base, problems);
-    let admin = sections.admin.and_then(|a| admin_listen(a, problems));
+    let admin_section = sections.admin.take();
+    let admin = admin_section
+        .as_ref()
+        .and_then(|a| socket_addr(&a.listen, problems));
+    let admin_token_env = admin_section
+        .as_ref()
+        .and_then(|a| super::compile_control::admin_token_env(a, admin, problems));
+    let reload = super::compile_control::reload_settings(sections.reload.as_ref(), problems);
     let log = log_settings(sections.log.unwrap_or_default(), problems);
+    let upstream_rules: Vec<_> = sections
+        .upstreams
+        .iter_mut()
+        .map(super::compile_transform::take_upstream)
+        .collect();
     let upstreams = upstreams(sections.upstreams, &base, problems);
     let endpoint_count = upstreams.iter().map(|u| u.endpoints.len()).sum();
     let mut auth = super::compile_auth::auth_settings(sections.auth, file, problems);
@@ -60,6 +72,11 @@ pub(crate) fn compile(
         .iter_mut()
         .map(|r| std::mem::take(&mut r.rate_limits))
         .collect();
+    let transforms: Vec<_> = sections
+        .routes
+        .iter_mut()
+        .map(super::compile_transform::take_route)
+        .collect();
     let compose_limits = compile_compose::limits(sections.compose.take(), problems);
     let (specs, mut routes) = routes(
         sections.routes,
@@ -71,13 +88,25 @@ pub(crate) fn compile(
     for (route, names) in routes.iter_mut().zip(route_policies) {
         route.limits = rate_limits::route_limits(&route.name, &names, &rate_limits, problems);
     }
+    super::compile_transform::attach(
+        &mut routes,
+        &specs,
+        transforms,
+        &upstream_rules,
+        &upstreams,
+        &auth,
+        problems,
+    );
     if !problems.is_empty() {
         return None;
     }
     Some(Snapshot {
         source: file.to_string(),
+        hash: super::ConfigHash::default(),
         server: server?,
         admin,
+        admin_token_env,
+        reload,
         log,
         route_table: RouteTable::new(&specs),
         routes,
@@ -188,10 +217,6 @@ fn fd_limit_policy(v: &Spanned<String>, p: &mut Problems<'_>) -> FdLimitPolicy {
             FdLimitPolicy::Warn
         }
     }
-}
-
-fn admin_listen(a: schema::AdminSection, p: &mut Problems<'_>) -> Option<SocketAddr> {
-    socket_addr(&a.listen, p)
 }
 
 fn log_settings(l: schema::LogSection, p: &mut Problems<'_>) -> LogSettings {
@@ -635,6 +660,8 @@ fn routes(
                 .as_ref()
                 .and_then(|a| super::compile_auth::route_auth(a, auth, p)),
             retry,
+            header_rules: None,
+            cors: None,
         });
     }
     (specs, routes)

@@ -136,12 +136,15 @@ pub struct UpstreamTlsSection {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
     pub listen: Spanned<String>,
+    /// The environment variable holding the bearer token for mutating calls.
+    pub token_env: Option<Spanned<String>>,
 }
 
 impl Default for AdminSection {
     fn default() -> Self {
         AdminSection {
             listen: Spanned::new(0..0, "127.0.0.1:9901".to_string()),
+            token_env: None,
         }
     }
 }
@@ -172,6 +175,9 @@ pub struct UpstreamSection {
     pub max_requests: Option<Spanned<u64>>,
     pub max_retries: Option<Spanned<u64>>,
     pub retry_budget: Option<Spanned<super::schema_resilience::RetryBudgetSection>>,
+    /// Defaults for the routes to this upstream (`schema_transform.rs`).
+    pub request_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
+    pub response_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -208,6 +214,10 @@ pub struct RouteSection {
     pub retry_non_idempotent: Option<Spanned<bool>>,
     /// `[route.compose]`: fan out to several upstreams and merge (`compose_schema.rs`).
     pub compose: Option<Spanned<super::compose_schema::ComposeSection>>,
+    /// Header rules and CORS (`schema_transform.rs`).
+    pub request_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
+    pub response_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
+    pub cors: Option<Spanned<super::schema_transform::CorsSection>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -35,7 +35,8 @@ pub use headers::{
     ConnectionTokens, UnderscoreHeaders,
 };
 pub use reply::{
-    write_local_reply, write_simple_response, LocalReply, CONTINUE, OVERLOADED, OVERLOADED_NO_FD,
+    write_local_reply, write_simple_response, write_simple_response_with, LocalReply, CONTINUE,
+    OVERLOADED, OVERLOADED_NO_FD,
 };
 pub use request::{find_header, parse_request, HeadFields, HeadLimits, Parsed, RequestHead};
 pub use response::{parse_response, ResponseHead};

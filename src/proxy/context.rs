@@ -42,6 +42,9 @@ pub struct RequestCtx {
     pub status: u16,
     /// Where the upstream exchange failed, when it did.
     pub failure: Option<FailureSource>,
+    /// The gateway answered by itself (a local reply, not a configured `respond`
+    /// nor an upstream's answer).
+    pub local_reply: bool,
     /// `METHOD` and target as received, kept for the access log (the head's bytes
     /// may be overwritten by the body before the line is written). Empty when the
     /// access log is off.
@@ -87,6 +90,7 @@ impl RequestCtx {
             upstream: None,
             status: 0,
             failure: None,
+            local_reply: false,
             request_line: Vec::new(),
             method_len: 0,
         }

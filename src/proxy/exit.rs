@@ -7,8 +7,16 @@ use crate::http::LocalReply;
 
 use super::context::RequestCtx;
 
-/// Writes `local` to the client; the downstream decides keep-alive as it writes.
+/// Writes `local`, an answer of the gateway's own, to the client; the downstream
+/// decides keep-alive as it writes.
 pub async fn reply<D: Downstream>(ctx: &mut RequestCtx, d: &mut D, local: &LocalReply<'_>) {
+    ctx.local_reply = true;
+    respond(ctx, d, local).await;
+}
+
+/// Writes a route's configured `respond` answer (not counted as the gateway's
+/// own: a configured 503 is what the operator asked for).
+pub async fn respond<D: Downstream>(ctx: &mut RequestCtx, d: &mut D, local: &LocalReply<'_>) {
     ctx.status = local.status;
     if d.send_reply(local, &ctx.response_fields, ctx.id.as_str())
         .await

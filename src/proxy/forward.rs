@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Endpoint, Route, Upstream};
 use crate::downstream::{BodyError, Downstream};
-use crate::http::{write_upstream_request, BodyFraming, FieldList, UpstreamRequest};
+use crate::http::{write_upstream_request, BodyFraming, FieldList, HeaderEdit, UpstreamRequest};
 use crate::observe::Counters;
 use crate::route;
 use crate::upstream::{
@@ -24,6 +24,7 @@ use super::exit::reply;
 use super::generation::Generation;
 use super::replies;
 use super::retry::{self, Tried};
+use super::transform_stage;
 use super::worker::Worker;
 
 /// Response body bytes that arrived with the head are sent in the same write when
@@ -144,6 +145,7 @@ pub async fn forward<D: Downstream>(
     match exchanged {
         Ok(mut response) => {
             response.set_read_timeout(route.timeout);
+            transform_stage::response_head(route, ctx, d, &mut response);
             relay(worker, ctx, d, response).await;
         }
         Err(e) => fail(worker, ctx, d, e).await,
@@ -277,8 +279,9 @@ fn retarget(head: &mut Vec<u8>, host: Range<usize>, authority: &[u8]) -> Range<u
 
 /// The request head that goes upstream: hop-by-hop fields dropped, `X-Forwarded-*`
 /// and `X-Request-Id` set, the verified caller's identity fields added, the token
-/// dropped if the provider says so, the path rewritten as the route says. Returns
-/// where the `Host` value is.
+/// dropped if the provider says so, the route's request header rules applied
+/// (`transform_stage.rs`), the path rewritten as the route says. Returns where the
+/// `Host` value is.
 fn write_request_head<D: Downstream>(
     out: &mut Vec<u8>,
     generation: &Generation,
@@ -305,9 +308,16 @@ fn write_request_head<D: Downstream>(
         _ => endpoint.authority.as_bytes(),
     };
     let none = FieldList::new();
+    let rules = transform_stage::request_rules(route);
+    let mut rendered = FieldList::new();
+    let ruled = match rules {
+        Some(r) => r.fields(&transform_stage::values(ctx, d), &mut rendered),
+        None => &none,
+    };
     let added = [
         outbound.identity_headers().unwrap_or(&none),
         d.conn().client_subject.as_ref().unwrap_or(&none),
+        ruled,
     ];
     let request = UpstreamRequest {
         method: d.method(),
@@ -323,6 +333,9 @@ fn write_request_head<D: Downstream>(
         request_id: ctx.id.as_str(),
     };
     write_upstream_request(out, d, &request, |name, value| {
+        if rules.is_some_and(|r| r.drops(name)) {
+            return HeaderEdit::Drop;
+        }
         outbound.header_fate(name, value)
     })
 }

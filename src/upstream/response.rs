@@ -94,6 +94,18 @@ impl UpstreamResponse {
         &self.head
     }
 
+    /// Removes the head's fields whose name `drop` selects (any case), so they are
+    /// not relayed (a route's response rules); returns how many. The body's framing
+    /// was read from the head already and does not change.
+    pub fn remove_fields(&mut self, drop: &mut dyn FnMut(&[u8]) -> bool) -> usize {
+        let src = &self.conn.buf;
+        let before = self.head.headers.len();
+        self.head
+            .headers
+            .retain(|h| !drop(src.get(h.name.clone()).unwrap_or(b"")));
+        before - self.head.headers.len()
+    }
+
     /// The bytes `head`'s ranges index (the head, then the first body bytes).
     pub fn head_bytes(&self) -> &[u8] {
         &self.conn.buf
