@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::mem::MaybeUninit;
 use std::time::Instant;
 
-use portico::http::{parse_request, HeadLimits, Parsed, RequestHead};
+use portico::http::{parse_request, HeadLimits, Parsed, RequestHead, UnderscoreHeaders};
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -19,6 +19,7 @@ const LIMITS: HeadLimits = HeadLimits {
     max_header_bytes: 16_384,
     max_headers: 100,
     max_uri_bytes: 8_192,
+    underscores: UnderscoreHeaders::Drop,
 };
 
 /// What `curl` or `wrk` sends: request line, Host and two more.

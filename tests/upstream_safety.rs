@@ -9,90 +9,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
+use std::net::TcpStream;
 use std::time::Duration;
 
+use common::raw_upstream::{read_and_report, Script, Scripted};
 use common::{Client, Gateway};
-
-/// What one scripted connection does with the stream it was accepted on.
-type Script = Box<dyn FnOnce(TcpStream, &mpsc::Sender<Vec<u8>>) + Send>;
-
-/// An upstream that runs one script per accepted connection, in order, and reports
-/// every request head (with body) it read on `requests`.
-struct Scripted {
-    port: u16,
-    requests: mpsc::Receiver<Vec<u8>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Scripted {
-    fn start(scripts: Vec<Script>) -> Scripted {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let (tx, requests) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            for script in scripts {
-                let Ok((stream, _)) = listener.accept() else {
-                    return;
-                };
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .expect("timeout");
-                script(stream, &tx);
-            }
-        });
-        Scripted {
-            port,
-            requests,
-            thread: Some(thread),
-        }
-    }
-
-    /// The requests read so far, waiting up to `wait` for more.
-    fn requests(&self, wait: Duration) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Ok(r) = self.requests.recv_timeout(wait) {
-            out.push(String::from_utf8_lossy(&r).into_owned());
-        }
-        out
-    }
-}
-
-impl Drop for Scripted {
-    fn drop(&mut self) {
-        // Unblock a script waiting in accept by connecting once.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Reads one request (head, then `Content-Length` bytes of body) and reports it.
-fn read_request(s: &mut TcpStream, tx: &mpsc::Sender<Vec<u8>>) -> Option<Vec<u8>> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-            let body = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            if got.len() >= end + 4 + body {
-                let _ = tx.send(got.clone());
-                return Some(got);
-            }
-        }
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-}
 
 fn gateway(upstream_port: u16) -> Gateway {
     Gateway::start(&format!(
@@ -122,7 +43,7 @@ fn late_bytes_after_a_head_answer_never_reach_the_next_client() {
     // look like a response. Connection 2: the honest answer to the next request.
     let up = Scripted::start(vec![
         Box::new(|mut s, tx| {
-            read_request(&mut s, tx);
+            read_and_report(&mut s, tx);
             s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 59\r\n\r\n")
                 .unwrap();
             std::thread::sleep(Duration::from_millis(100));
@@ -132,7 +53,7 @@ fn late_bytes_after_a_head_answer_never_reach_the_next_client() {
             std::thread::sleep(Duration::from_millis(1500));
         }),
         Box::new(|mut s, tx| {
-            read_request(&mut s, tx);
+            read_and_report(&mut s, tx);
             s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhonest")
                 .unwrap();
             std::thread::sleep(Duration::from_millis(500));
@@ -163,16 +84,16 @@ fn late_bytes_after_a_head_answer_never_reach_the_next_client() {
 /// second request, "applies" it, and closes without answering.
 fn read_then_close() -> Script {
     Box::new(|mut s, tx| {
-        read_request(&mut s, tx);
+        read_and_report(&mut s, tx);
         s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
             .unwrap();
-        read_request(&mut s, tx);
+        read_and_report(&mut s, tx);
     })
 }
 
 fn answer_once() -> Script {
     Box::new(|mut s, tx| {
-        if read_request(&mut s, tx).is_some() {
+        if read_and_report(&mut s, tx).is_some() {
             s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nfresh!")
                 .unwrap();
             std::thread::sleep(Duration::from_millis(300));
@@ -240,7 +161,7 @@ fn an_http10_client_gets_no_interim_response() {
 fn an_http10_client_gets_a_chunked_answer_de_chunked_and_close_delimited() {
     // An upstream that answers chunked whatever the request's version.
     let up = Scripted::start(vec![Box::new(|mut s, tx| {
-        read_request(&mut s, tx);
+        read_and_report(&mut s, tx);
         s.write_all(
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=1\r\n world\r\n0\r\n\r\n",
         )

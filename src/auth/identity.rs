@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::http::{FieldList, HeaderEdit};
+use crate::http::{has_prefix_folded, same_name, FieldList, HeaderEdit};
 
 use super::caller::Caller;
 use super::settings::{AuthSettings, RESERVED_PREFIX};
@@ -13,13 +13,13 @@ use super::token::{cookie_values, TokenSource};
 /// True for a field only the gateway may set: a configured `claims_to_headers`
 /// name, the `x-portico-` prefix, or another reserved name (the client-certificate
 /// subject field). Client copies are removed from every request before routing.
+/// Compared in any spelling a server behind the gateway may read as the same
+/// name: any case, and `_` (or any other non-alphanumeric character) for `-`
+/// (CGI, WSGI and PHP read `X_User_Id` as `HTTP_X_USER_ID`, as they read
+/// `X-User-Id`).
 pub fn is_identity_header(settings: &AuthSettings, name: &[u8]) -> bool {
-    (name.len() >= RESERVED_PREFIX.len()
-        && name[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX))
-        || settings
-            .identity_headers
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(name))
+    has_prefix_folded(name, RESERVED_PREFIX)
+        || settings.identity_headers.iter().any(|h| same_name(h, name))
 }
 
 /// What authentication changes in the request that goes upstream.
@@ -105,7 +105,11 @@ mod tests {
             identity_headers: vec![b"x-user-id".to_vec()],
         };
         assert!(is_identity_header(&s, b"X-User-Id"));
+        assert!(is_identity_header(&s, b"X_User_Id"));
+        assert!(is_identity_header(&s, b"x-user_id"));
+        assert!(is_identity_header(&s, b"X.User.Id"));
         assert!(is_identity_header(&s, b"X-Portico-Anything"));
+        assert!(is_identity_header(&s, b"X_Portico_Role"));
         assert!(!is_identity_header(&s, b"x-user"));
         assert!(!is_identity_header(&s, b"x-porti"));
     }

@@ -7,7 +7,9 @@
 //!    route, before routing (`identity.rs`; the pipeline removes them).
 //! 2. [`AuthWorker::authenticate`]: find the token (`token.rs`), answer from the
 //!    per-worker cache (`cache.rs`) or verify it (`verify.rs`, jsonwebtoken over
-//!    `ring_provider.rs`) against the worker's key set (`keys.rs`).
+//!    `ring_provider.rs`) against the worker's key set (`keys.rs`), with the JOSE
+//!    rules jsonwebtoken leaves to its caller (`jose.rs`: `crit`, `b64`,
+//!    duplicate names).
 //! 3. [`Outbound`]: identity headers from the verified claims go upstream; the
 //!    token too, unless `forward_token = false`.
 //!
@@ -17,6 +19,7 @@
 mod cache;
 mod caller;
 mod identity;
+pub mod jose;
 pub mod jwks;
 pub mod keys;
 mod rejection;

@@ -1,6 +1,7 @@
-//! Verifying one token against a provider's current key set: header, algorithm
-//! allow-list, key choice by `kid`, signature (jsonwebtoken over ring), and the
-//! claims (exp, nbf, iss, aud, required claims, maximum lifetime).
+//! Verifying one token against a provider's current key set: header (with the
+//! JOSE rules of `jose.rs`), algorithm allow-list, key choice by `kid`,
+//! signature (jsonwebtoken over ring), and the claims (unique names, exp, nbf,
+//! iss, aud, required claims, maximum lifetime).
 
 use std::borrow::Cow;
 
@@ -8,6 +9,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, decode_header, Algorithm};
 use serde_json::{Map, Value};
 
+use super::jose;
 use super::keys::KeySet;
 use super::rejection::Rejection;
 use super::settings::JwtProvider;
@@ -36,6 +38,8 @@ pub fn verify(
     keys: &KeySet,
     now: u64,
 ) -> Result<Claims, Failure> {
+    jose::check_header(token)?;
+    jose::check_claims(token)?;
     let header = match decode_header(token) {
         Ok(h) => h,
         Err(_) => return Err(header_failure(token).into()),
@@ -98,13 +102,7 @@ fn check_extra(claims: &Claims, provider: &JwtProvider, now: u64) -> Result<(), 
 /// A header jsonwebtoken refused: say "algorithm not allowed" for `alg: none` and
 /// other unknown algorithms, "malformed token" for the rest.
 fn header_failure(token: &str) -> Rejection {
-    let alg = token
-        .split('.')
-        .next()
-        .and_then(base64url_decode)
-        .and_then(|h| serde_json::from_slice::<Value>(&h).ok())
-        .and_then(|v| v.get("alg").and_then(Value::as_str).map(str::to_string));
-    match alg {
+    match jose::header_alg(token) {
         Some(a) if a.parse::<Algorithm>().is_err() => Rejection::invalid("algorithm not allowed"),
         _ => Rejection::invalid("malformed token"),
     }
@@ -134,28 +132,4 @@ fn safe_name(name: &str) -> String {
     name.chars()
         .filter(|c| c.is_ascii_alphanumeric() || "_-.:".contains(*c))
         .collect()
-}
-
-/// Unpadded base64url, as in JWS; `None` on any other byte.
-fn base64url_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for b in s.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
 }

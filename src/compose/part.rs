@@ -181,7 +181,7 @@ async fn read_payload(response: &mut UpstreamResponse, max: u64) -> Result<Vec<u
         bytes: Vec::new(),
         chunked: (framing == BodyFraming::Chunked).then(ChunkedScanner::new),
     };
-    let early = response.early_body().map_err(|_| cut())?;
+    let early = response.early_body();
     payload
         .append(&response.head_bytes()[early])
         .ok_or_else(cut)?;

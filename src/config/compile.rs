@@ -19,7 +19,7 @@ use super::schema::{self, Balance, Workers};
 use super::snapshot::*;
 use super::values::{in_range, is_token, millis, positive};
 use super::Sections;
-use crate::http::FieldList;
+use crate::http::{FieldList, UnderscoreHeaders};
 use crate::observe::AccessLogTarget;
 use crate::route::{self, HeaderMatch, PathMatch, RouteSpec, RouteTable};
 use crate::tls::{
@@ -165,6 +165,11 @@ fn server_settings(
         body_read_timeout: millis(&s.body_read_timeout_ms, p),
         idle_timeout: millis(&s.idle_timeout_ms, p),
         send_timeout: millis(&s.send_timeout_ms, p),
+        underscores: match s.headers_with_underscores {
+            schema::UnderscoreHeadersSetting::Drop => UnderscoreHeaders::Drop,
+            schema::UnderscoreHeadersSetting::Reject => UnderscoreHeaders::Reject,
+            schema::UnderscoreHeadersSetting::Allow => UnderscoreHeaders::Allow,
+        },
     };
     if limits.max_uri_bytes > limits.max_header_bytes {
         p.at(
@@ -200,6 +205,10 @@ fn server_settings(
         redirect_to_https: s.redirect_to_https,
         max_in_flight_per_worker: positive(&s.max_in_flight_per_worker, p) as usize,
         runtime: super::runtime::compile(&s.runtime, p),
+        path_parameters: match s.path_parameters {
+            schema::PathParametersSetting::Reject => route::PathParameters::Reject,
+            schema::PathParametersSetting::Strip => route::PathParameters::Strip,
+        },
     })
 }
 
@@ -747,7 +756,7 @@ fn config_path(path: &Spanned<String>, p: &mut Problems<'_>) -> String {
         p.at(path.span(), format!("path \"{raw}\" must start with '/'"));
         return raw.clone();
     }
-    match route::normalize_path(raw.as_bytes()) {
+    match route::normalize_path(raw.as_bytes(), route::PathParameters::Reject) {
         Ok(n) if n.query.is_some() => {
             p.at(
                 path.span(),

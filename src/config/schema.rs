@@ -32,7 +32,29 @@ pub struct ServerSection {
     pub max_in_flight_per_worker: Spanned<u64>,
     /// `[server.runtime]`: how each worker's event loop runs.
     pub runtime: super::schema_runtime::RuntimeSection,
+    pub path_parameters: PathParametersSetting,
+    pub headers_with_underscores: UnderscoreHeadersSetting,
     pub tls: Vec<TlsListenerSection>,
+}
+
+/// `path_parameters`: what a `;` in a request path means (docs/routing.md).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PathParametersSetting {
+    #[default]
+    Reject,
+    Strip,
+}
+
+/// `headers_with_underscores`: what a client header named with `_` becomes
+/// (docs/http.md).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnderscoreHeadersSetting {
+    #[default]
+    Drop,
+    Reject,
+    Allow,
 }
 
 impl Default for ServerSection {
@@ -57,6 +79,8 @@ impl Default for ServerSection {
             fd_limit: Spanned::new(0..0, "warn".to_string()),
             max_in_flight_per_worker: s(10_000),
             runtime: Default::default(),
+            path_parameters: PathParametersSetting::default(),
+            headers_with_underscores: UnderscoreHeadersSetting::default(),
             tls: Vec::new(),
         }
     }

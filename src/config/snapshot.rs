@@ -64,6 +64,8 @@ pub struct ServerSettings {
     pub max_in_flight_per_worker: usize,
     /// `[server.runtime]`: driver, cores, ring, buffers and accepts of every worker.
     pub runtime: super::RuntimeSettings,
+    /// What a `;` in a request path means (`path_parameters`).
+    pub path_parameters: crate::route::PathParameters,
     /// `[[server.tls]]` listeners with their loaded certificates.
     pub tls: Vec<TlsListener>,
     /// Headers that carry the gateway's own assertions (the verified client
@@ -103,6 +105,20 @@ pub struct Limits {
     /// A write to a client that moves no byte for this long closes the connection
     /// (`send_timeout_ms`).
     pub send_timeout: Duration,
+    /// What a client header named with `_` becomes (`headers_with_underscores`).
+    pub underscores: crate::http::UnderscoreHeaders,
+}
+
+impl Limits {
+    /// What the codec holds a request head to.
+    pub fn head_limits(&self) -> crate::http::HeadLimits {
+        crate::http::HeadLimits {
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            max_uri_bytes: self.max_uri_bytes,
+            underscores: self.underscores,
+        }
+    }
 }
 
 pub struct LogSettings {

@@ -40,10 +40,25 @@ pub trait Downstream: HeaderLookup + BodySource {
     fn conn(&self) -> &ConnInfo;
     /// The method, as sent.
     fn method(&self) -> &[u8];
-    /// The request-target, as sent (origin-form or absolute-form).
+    /// The request-target, as sent (origin-form or absolute-form): for the access
+    /// log. What is routed and forwarded is [`path_and_query`](Downstream::path_and_query).
     fn target(&self) -> &[u8];
-    /// The `Host` field (HTTP/1.1) or `:authority` (HTTP/2), unvalidated.
+    /// The `Host` field as sent (HTTP/2: `:authority`). Nothing decides on it:
+    /// read [`authority`](Downstream::authority).
     fn host(&self) -> Option<&[u8]>;
+    /// The request's one authority (`host[:port]`), validated by the codec with
+    /// [`crate::http::check_authority`] when the head was read (an invalid one was
+    /// refused with 400): an absolute-form target's, else `Host` (RFC 9112 §3.2.2;
+    /// HTTP/2: `:authority`, else `Host`, RFC 9113 §8.3.1). Routing, the `Host`
+    /// sent upstream with `preserve_host`, `X-Forwarded-Host`, `Forwarded`,
+    /// redirect `Location`s and every `header:host` key read this value, and
+    /// [`HeaderLookup::get`]`(b"host")` must return it too. `None` only for an
+    /// HTTP/1.0 request with neither.
+    fn authority(&self) -> Option<&[u8]>;
+    /// The target's path and query, as sent: all of an origin-form target, what
+    /// follows the authority of an absolute-form one (possibly empty; HTTP/2:
+    /// `:path`). What is normalized, routed and forwarded.
+    fn path_and_query(&self) -> &[u8];
     /// A `HEAD` request: responses carry no body.
     fn is_head(&self) -> bool;
     /// The client speaks HTTP/1.0.

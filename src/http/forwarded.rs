@@ -7,7 +7,10 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::ops::Range;
 
-use super::{is_hop_by_hop, BodyFraming, ConnectionTokens, FieldList, HeaderLookup, ResponseHead};
+use super::{
+    is_gateway_owned, is_hop_by_hop, BodyFraming, ConnectionTokens, FieldList, HeaderLookup,
+    ResponseHead,
+};
 
 /// What becomes of one client header line on its way upstream.
 pub enum HeaderEdit {
@@ -101,6 +104,8 @@ pub fn write_upstream_request(
     let connection = connection_tokens(fields);
     let mut forwarded_for: Vec<&[u8]> = Vec::new();
     let replace_trace = matches!(req.trace, TraceFields::Replace { .. });
+    let mut has_forwarded = false;
+    let mut has_real_ip = false;
     fields.each(&mut |name, value| {
         if is_hop_by_hop(name) || (!connection.is_empty() && connection.contains(name)) {
             return;
@@ -111,15 +116,13 @@ pub fn write_upstream_request(
         {
             return;
         }
-        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            forwarded_for.push(value);
-            return;
-        }
-        if name.eq_ignore_ascii_case(b"host")
-            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
-            || name.eq_ignore_ascii_case(b"x-forwarded-host")
-            || name.eq_ignore_ascii_case(b"x-request-id")
-        {
+        // Names the gateway owns are written below, from what it knows itself.
+        if is_gateway_owned(name) {
+            if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+                forwarded_for.push(value);
+            }
+            has_forwarded |= name.eq_ignore_ascii_case(b"forwarded");
+            has_real_ip |= name.eq_ignore_ascii_case(b"x-real-ip");
             return;
         }
         match edit(name, value) {
@@ -143,13 +146,19 @@ pub fn write_upstream_request(
         w.extend_from_slice(b", ");
     }
     let _ = write!(w, "{}\r\n", req.client_ip);
-    header(
-        w,
-        b"x-forwarded-proto",
-        if req.secure { b"https" } else { b"http" },
-    );
+    let proto: &[u8] = if req.secure { b"https" } else { b"http" };
+    header(w, b"x-forwarded-proto", proto);
     if let Some(h) = req.client_host {
         header(w, b"x-forwarded-host", h);
+    }
+    // A client's Forwarded (RFC 7239) and X-Real-IP are replaced, not appended
+    // to: a framework that reads the first Forwarded element would otherwise
+    // believe the client about its own address, scheme and host.
+    if has_forwarded {
+        forwarded_element(w, req.client_ip, proto, req.client_host);
+    }
+    if has_real_ip {
+        let _ = write!(w, "x-real-ip: {}\r\n", req.client_ip);
     }
     header(w, b"x-request-id", req.request_id.as_bytes());
     let mut traceparent = None;
@@ -232,6 +241,23 @@ pub fn finish_head(
         w.extend_from_slice(b"connection: close\r\n");
     } else if client_minor == 0 {
         w.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    w.extend_from_slice(b"\r\n");
+}
+
+/// `forwarded: for=...;proto=...;host="..."` for this hop (RFC 7239 §4; an IPv6
+/// address and the host are quoted-strings, which need no escapes here: the
+/// authority was validated by the codec).
+fn forwarded_element(w: &mut Vec<u8>, client: IpAddr, proto: &[u8], host: Option<&[u8]>) {
+    let _ = match client {
+        IpAddr::V4(v4) => write!(w, "forwarded: for={v4};proto="),
+        IpAddr::V6(v6) => write!(w, "forwarded: for=\"[{v6}]\";proto="),
+    };
+    w.extend_from_slice(proto);
+    if let Some(host) = host {
+        w.extend_from_slice(b";host=\"");
+        w.extend_from_slice(host);
+        w.push(b'"');
     }
     w.extend_from_slice(b"\r\n");
 }

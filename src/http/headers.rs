@@ -1,4 +1,12 @@
-//! Header classification: which headers stop at this hop.
+//! Header classification: which headers stop at this hop, which names the gateway
+//! owns (sets itself, never forwards as a client sent them), and what becomes of
+//! other spellings of those names. CGI, WSGI, Rack and PHP read `X_User_Id` as
+//! `HTTP_X_USER_ID`, like `X-User-Id`; old Apache CGI did the same with any
+//! character that is not a letter or a digit (`X.User.Id`). So a name is
+//! compared *folded*: letter case ignored, and every character other than a
+//! letter or a digit read as `-`.
+
+use super::HttpError;
 
 /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1),
 /// plus the framing and expectation headers the gateway re-creates itself.
@@ -16,8 +24,118 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         b"content-length",
         b"expect",
     ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-        || (name.len() > 6 && name[..6].eq_ignore_ascii_case(b"proxy-"))
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name)) || has_prefix(name, b"proxy-")
+}
+
+/// What the codec does with a client header whose name contains `_`
+/// (`[server] headers_with_underscores`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnderscoreHeaders {
+    /// Removed from the request before anything reads it (nginx's default).
+    #[default]
+    Drop,
+    /// The request is refused with 400 (Envoy's `REJECT_REQUEST`).
+    Reject,
+    /// Forwarded (a name that folds onto a reserved one is still removed, in
+    /// every mode: see [`folds_onto_reserved`]).
+    Allow,
+}
+
+/// What becomes of a client field named `name`, by the rules above: `Ok(true)`
+/// kept; `Ok(false)` left out of the request before anything reads it (a name
+/// with `_` under [`UnderscoreHeaders::Drop`], or another spelling of a name the
+/// gateway owns or that stops at this hop, in every mode); `Err` the request is
+/// refused with 400 (a name with `_` under [`UnderscoreHeaders::Reject`]). The
+/// HTTP/1.1 head parser applies it to every field; an HTTP/2 stream must apply
+/// it to its decoded header list the same way. Costs one scan of the name.
+pub fn screen_field_name(name: &[u8], underscores: UnderscoreHeaders) -> Result<bool, HttpError> {
+    if !needs_folding(name) {
+        return Ok(true);
+    }
+    if name.contains(&b'_') {
+        match underscores {
+            UnderscoreHeaders::Drop => return Ok(false),
+            UnderscoreHeaders::Reject => {
+                return Err(HttpError::bad_request("header name with an underscore"))
+            }
+            UnderscoreHeaders::Allow => {}
+        }
+    }
+    // Another spelling of a name the gateway owns or stops at this hop
+    // (`Transfer_Encoding`, `X.Forwarded.For`): removed in every mode.
+    Ok(!folds_onto_reserved(name))
+}
+
+/// Names the gateway sets itself on the way upstream, so a client's copy never
+/// passes as sent: `Host` (the request's authority), every `X-Forwarded-*`
+/// (`-For` is appended to, `-Proto` and `-Host` set, the rest dropped),
+/// `Forwarded` and `X-Real-IP` (replaced), `X-Request-Id` (adopted when sane,
+/// then set); and, dropped, overrides some frameworks obey instead of the
+/// request line or `Host`: `X-Original-URL`, `X-Rewrite-URL` (path),
+/// `X-Host`, `X-Original-Host`, `X-HTTP-Host-Override` (host),
+/// `X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override` (method).
+/// `name` as received, any case.
+pub fn is_gateway_owned(name: &[u8]) -> bool {
+    const OWNED: &[&[u8]] = &[
+        b"host",
+        b"forwarded",
+        b"x-real-ip",
+        b"x-request-id",
+        b"x-original-url",
+        b"x-rewrite-url",
+        b"x-host",
+        b"x-original-host",
+        b"x-http-host-override",
+        b"x-http-method-override",
+        b"x-http-method",
+        b"x-method-override",
+    ];
+    has_prefix(name, b"x-forwarded-") || OWNED.iter().any(|o| o.eq_ignore_ascii_case(name))
+}
+
+/// `name` starts with `prefix` (lowercase), any case.
+pub fn has_prefix(name: &[u8], prefix: &[u8]) -> bool {
+    name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// The same header name once folded (see the module doc): ASCII
+/// case-insensitive, and any two non-alphanumeric characters equal.
+pub fn same_name(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| fold(x) == fold(y))
+}
+
+/// `name` starts with `prefix`, both folded.
+pub fn has_prefix_folded(name: &[u8], prefix: &[u8]) -> bool {
+    name.len() >= prefix.len() && same_name(&name[..prefix.len()], prefix)
+}
+
+/// `name` has a character that folding changes into `-` (anything but a letter,
+/// a digit or `-`): only such a name can be another spelling of a reserved one.
+pub fn needs_folding(name: &[u8]) -> bool {
+    name.iter()
+        .any(|&b| !b.is_ascii_alphanumeric() && b != b'-')
+}
+
+/// Folded, `name` is a hop-by-hop name or one the gateway owns. (Identity
+/// headers are configured names, checked by the auth stage.)
+pub fn folds_onto_reserved(name: &[u8]) -> bool {
+    let mut buf = [0u8; 64];
+    let n = name.len().min(buf.len());
+    for (o, &b) in buf.iter_mut().zip(&name[..n]) {
+        *o = fold(b);
+    }
+    // A name longer than the buffer can only match by prefix, which the first
+    // 64 bytes decide.
+    let folded = &buf[..n];
+    is_hop_by_hop(folded) || is_gateway_owned(folded)
+}
+
+fn fold(b: u8) -> u8 {
+    if b.is_ascii_alphanumeric() {
+        b.to_ascii_lowercase()
+    } else {
+        b'-'
+    }
 }
 
 /// The header names listed in `Connection` headers, which are hop-by-hop too.
@@ -67,6 +185,49 @@ mod tests {
         for h in ["host", "x-proxy", "content-type", "authorization"] {
             assert!(!is_hop_by_hop(h.as_bytes()), "{h}");
         }
+    }
+
+    #[test]
+    fn owned_names_in_every_spelling() {
+        for owned in [
+            "Host",
+            "X-Forwarded-For",
+            "x-forwarded-prefix",
+            "X-FORWARDED-PORT",
+            "Forwarded",
+            "X-Real-IP",
+            "X-Request-Id",
+            "X-Original-URL",
+            "x-rewrite-url",
+        ] {
+            assert!(is_gateway_owned(owned.as_bytes()), "{owned}");
+        }
+        assert!(!is_gateway_owned(b"x-forwarded"));
+        assert!(!is_gateway_owned(b"x-user-id"));
+        for folded in [
+            "X_Forwarded_For",
+            "x_forwarded_host",
+            "X_Real_IP",
+            "X_Request_Id",
+            "Transfer_Encoding",
+            "Content_Length",
+            "Proxy_Authorization",
+            "X_Original_URL",
+            "X.Forwarded.For",
+            "x~real~ip",
+            "X-HTTP-Method-Override",
+            "X_Host",
+        ] {
+            assert!(folds_onto_reserved(folded.as_bytes()), "{folded}");
+        }
+        assert!(!folds_onto_reserved(b"X_Api_Key"));
+        let long = format!("X_Forwarded_{}", "a".repeat(100));
+        assert!(folds_onto_reserved(long.as_bytes()));
+        assert!(same_name(b"X_User_Id", b"x-user-id"));
+        assert!(!same_name(b"X_User_Idx", b"x-user-id"));
+        assert!(has_prefix_folded(b"X_Portico_Role", b"x-portico-"));
+        assert!(same_name(b"X.User+Id", b"x-user-id"));
+        assert!(needs_folding(b"X_A") && needs_folding(b"X.A") && !needs_folding(b"X-A9"));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The HTTP/1.1 codec: strict request-head parsing (RFC 9112, with the request
-//! smuggling defences of §6), body framing, upstream response heads, the heads a
-//! proxied exchange writes, and the gateway's own replies; plus the
-//! protocol-neutral parts the stages work with ([`HeaderLookup`], [`FieldList`],
-//! [`LocalReply`]).
+//! smuggling defences of §6), the request's one validated authority
+//! (`authority.rs`, `target.rs`), the names the gateway owns in every spelling
+//! (`headers.rs`), body framing (a request's chunked trailers left out), upstream
+//! response heads, the heads a proxied exchange writes, and the gateway's own
+//! replies; plus the protocol-neutral parts the stages work with
+//! ([`HeaderLookup`], [`FieldList`], [`LocalReply`]).
 //!
 //! This is the only module that knows the HTTP/1.1 wire format. It works on byte
 //! slices and offsets into the connection's read buffer; it never does I/O.
 
+mod authority;
 mod body;
 mod chunked;
 mod client;
@@ -18,9 +21,11 @@ mod reply;
 mod request;
 mod response;
 mod status;
+mod target;
 
-pub use body::{decode_whole, BodyProgress};
-pub use chunked::{ChunkedError, ChunkedScanner};
+pub use authority::{authority_host, check_authority, https_location};
+pub use body::{decode_whole, BodyProgress, BodyStep};
+pub use chunked::{ChunkedError, ChunkedScanner, Scan};
 pub use client::write_request_head;
 pub use error::HttpError;
 pub use fields::{FieldList, HeaderLookup};
@@ -28,12 +33,15 @@ pub use forwarded::{
     finish_head, write_client_response, write_upstream_request, HeaderEdit, TraceFields,
     UpstreamHeadMarks, UpstreamRequest,
 };
-pub use headers::{is_hop_by_hop, ConnectionTokens};
+pub use headers::{
+    has_prefix_folded, is_gateway_owned, is_hop_by_hop, same_name, screen_field_name,
+    ConnectionTokens, UnderscoreHeaders,
+};
 pub use reply::{
     write_local_reply, write_simple_response, write_simple_response_with, LocalReply, CONTINUE,
     OVERLOADED, OVERLOADED_NO_FD,
 };
-pub use request::{find_header, parse_request, HeadLimits, Parsed, RequestHead};
+pub use request::{find_header, parse_request, HeadFields, HeadLimits, Parsed, RequestHead};
 pub use response::{parse_response, ResponseHead};
 pub use status::reason_phrase;
 
@@ -55,4 +63,15 @@ pub enum BodyFraming {
 pub struct HeaderRange {
     pub name: Range<usize>,
     pub value: Range<usize>,
+}
+
+/// Where `part`, a slice httparse returned for `buf`, lies in `buf`. httparse may
+/// return an empty slice that is not inside `buf` (a status line without a reason
+/// phrase): that, or anything else outside `buf`, is the empty range `0..0`.
+fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if start <= buf.len() && end <= buf.len() => start..end,
+        _ => 0..0,
+    }
 }

@@ -1,24 +1,35 @@
-//! Request heads: parse, enforce the size limits, and decide the body framing with
-//! the RFC 9112 §6 rules that keep a proxy safe from request smuggling.
+//! Request heads: parse, enforce the size limits, find the one authority of the
+//! request, and decide the body framing with the RFC 9112 §6 rules that keep a
+//! proxy safe from request smuggling.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::{BodyFraming, HeaderRange, HttpError};
+use super::authority::check_authority;
+use super::headers::{screen_field_name, UnderscoreHeaders};
+use super::target::split_target;
+use super::{range_in, BodyFraming, HeaderLookup, HeaderRange, HttpError};
 
-/// Size limits that apply while a head is being read.
+/// What a request head may be: size limits that apply while it is read, and the
+/// rule for header names spelled with `_`.
 #[derive(Clone, Copy, Debug)]
 pub struct HeadLimits {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_uri_bytes: usize,
+    pub underscores: UnderscoreHeaders,
 }
 
 /// A parsed request head, as offsets into the buffer it was parsed from.
 #[derive(Debug, Default)]
 pub struct RequestHead {
     pub method: Range<usize>,
+    /// The request-target as received (what the access log shows).
     pub target: Range<usize>,
+    /// Its path and query: all of an origin-form target; what follows the
+    /// authority of an absolute-form one (possibly empty). What is normalized,
+    /// routed and forwarded.
+    pub path_and_query: Range<usize>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     pub headers: Vec<HeaderRange>,
@@ -28,15 +39,70 @@ pub struct RequestHead {
     /// The client wants the connection kept open after this exchange.
     pub keep_alive: bool,
     pub expect_continue: bool,
-    pub host: Option<Range<usize>>,
+    /// The request's authority (`host[:port]`, validated, see `authority.rs`): an
+    /// absolute-form target's, else the `Host` header's. `None` only for an
+    /// HTTP/1.0 request without either.
+    pub authority: Option<Range<usize>>,
     pub is_head: bool,
 }
 
 impl RequestHead {
     /// The value of the first header named `name` (any case), from `src`, the bytes
-    /// the head was parsed from.
+    /// the head was parsed from. `host` is the request's authority, whichever
+    /// of the target or the `Host` header gave it, so every reader of "the
+    /// host" reads one value.
     pub fn header<'b>(&self, src: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
+        if name.len() == 4 && name.eq_ignore_ascii_case(b"host") {
+            return self.authority(src);
+        }
         find_header(src, &self.headers, name)
+    }
+
+    /// The request's authority (see the field), from `src`.
+    pub fn authority<'b>(&self, src: &'b [u8]) -> Option<&'b [u8]> {
+        self.authority.clone().and_then(|r| src.get(r))
+    }
+
+    /// The target's path and query (see the field), from `src`.
+    pub fn path_and_query<'b>(&self, src: &'b [u8]) -> &'b [u8] {
+        src.get(self.path_and_query.clone()).unwrap_or(b"")
+    }
+
+    /// The head's fields, read from `src`, as the stages read fields.
+    pub fn fields<'a>(&'a self, src: &'a [u8]) -> HeadFields<'a> {
+        HeadFields { head: self, src }
+    }
+}
+
+/// A parsed head's fields over the bytes it was parsed from ([`HeaderLookup`]):
+/// `get(b"host")` is the request's authority ([`RequestHead::header`]); `each`
+/// shows the fields the codec kept, in order, as the client spelled them.
+#[derive(Clone, Copy)]
+pub struct HeadFields<'a> {
+    head: &'a RequestHead,
+    src: &'a [u8],
+}
+
+impl<'a> HeadFields<'a> {
+    /// The fields as `(name, value)`, in order.
+    pub fn iter(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        let src = self.src;
+        self.head
+            .headers
+            .iter()
+            .filter_map(move |h| Some((src.get(h.name.clone())?, src.get(h.value.clone())?)))
+    }
+}
+
+impl HeaderLookup for HeadFields<'_> {
+    fn get(&self, lowercase_name: &[u8]) -> Option<&[u8]> {
+        self.head.header(self.src, lowercase_name)
+    }
+
+    fn each<'s>(&'s self, f: &mut dyn FnMut(&'s [u8], &'s [u8])) {
+        for (name, value) in self.iter() {
+            f(name, value);
+        }
     }
 }
 
@@ -101,41 +167,47 @@ pub fn parse_request(
     if head_len > limits.max_header_bytes {
         return Err(HttpError::new(431, "request header section too large"));
     }
-    let base = buf.as_ptr() as usize;
-    let offset = |s: &[u8]| -> Range<usize> {
-        let start = s.as_ptr() as usize - base;
-        start..start + s.len()
-    };
+    let offset = |s: &[u8]| range_in(buf, s);
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HttpError::bad_request("malformed request line"));
     };
     if target.len() > limits.max_uri_bytes {
         return Err(HttpError::new(414, "request target too long"));
     }
+    let parts = split_target(target.as_bytes())?;
+    let target_range = offset(target.as_bytes());
+    let base = target_range.start;
+    let at = move |r: Range<usize>| base + r.start..base + r.end;
     head.method = offset(method.as_bytes());
-    head.target = offset(target.as_bytes());
+    head.path_and_query = at(parts.path_and_query);
+    head.target = target_range;
     head.minor_version = minor;
     head.head_len = head_len;
     head.is_head = method == "HEAD";
-    head.host = None;
     head.expect_continue = false;
     head.headers.clear();
 
+    let mut host = None;
     let mut framing = Framing::default();
     let mut close = false;
     let mut keep_alive_token = false;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
+        // `headers_with_underscores`, and other spellings of reserved names.
+        if !screen_field_name(name, limits.underscores)? {
+            continue;
+        }
         head.headers.push(HeaderRange {
             name: offset(name),
             value: offset(h.value),
         });
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
-                if head.host.is_some() {
+                if host.is_some() {
                     return Err(HttpError::bad_request("more than one Host header"));
                 }
-                head.host = Some(offset(h.value));
+                check_authority(h.value)?;
+                host = Some(offset(h.value));
             }
             6 if name.eq_ignore_ascii_case(b"expect") => {
                 if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
@@ -163,9 +235,11 @@ pub fn parse_request(
             _ => {}
         }
     }
-    if minor == 1 && head.host.is_none() {
+    if minor == 1 && host.is_none() {
         return Err(HttpError::bad_request("HTTP/1.1 request without Host"));
     }
+    // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2).
+    head.authority = parts.authority.map(at).or(host);
     head.body = framing.finish(minor)?;
     head.keep_alive = if minor == 1 {
         !close
@@ -279,6 +353,7 @@ mod tests {
         max_header_bytes: 16384,
         max_headers: 100,
         max_uri_bytes: 8192,
+        underscores: UnderscoreHeaders::Drop,
     };
 
     fn parse(raw: &str) -> Result<(Parsed, RequestHead), HttpError> {
@@ -333,6 +408,109 @@ mod tests {
         ];
         for c in cases {
             assert_eq!(status_of(c), 400, "{c:?}");
+        }
+    }
+
+    fn authority_of(raw: &str) -> Option<String> {
+        let (_, h) = parse(raw).unwrap();
+        h.authority.map(|r| raw[r].to_string())
+    }
+
+    #[test]
+    fn one_authority_per_request() {
+        // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
+        let raw =
+            "GET http://public.example.com/account HTTP/1.1\r\nHost: admin.example.com\r\n\r\n";
+        assert_eq!(authority_of(raw).as_deref(), Some("public.example.com"));
+        let (_, h) = parse(raw).unwrap();
+        assert_eq!(&raw[h.path_and_query.clone()], "/account");
+        assert_eq!(
+            h.header(raw.as_bytes(), b"HOST"),
+            Some(&b"public.example.com"[..])
+        );
+        let raw = "GET /a?b HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n";
+        assert_eq!(authority_of(raw).as_deref(), Some("[::1]:8443"));
+        assert_eq!(authority_of("GET / HTTP/1.0\r\n\r\n"), None);
+        assert_eq!(
+            authority_of("GET http://h:1 HTTP/1.0\r\n\r\n").as_deref(),
+            Some("h:1")
+        );
+    }
+
+    #[test]
+    fn invalid_hosts_are_refused_even_when_the_target_has_the_authority() {
+        for host in [
+            "public.example.com:@admin.example.com",
+            "a b",
+            "a,b",
+            "",
+            "user@h",
+            "h:x",
+            "[::1",
+            "2130706433",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert_eq!(status_of(&raw), 400, "Host: {host}");
+            let raw = format!("GET http://h/ HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert_eq!(status_of(&raw), 400, "absolute-form with Host: {host}");
+        }
+        for target in ["*", "h:443", "ftp://h/", "http://u@h/", "http:///x", "x"] {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert_eq!(status_of(&raw), 400, "{target}");
+        }
+    }
+
+    fn with_underscores(rule: UnderscoreHeaders, raw: &str) -> Result<Vec<String>, u16> {
+        let limits = HeadLimits {
+            underscores: rule,
+            ..LIMITS
+        };
+        let mut head = RequestHead::default();
+        match parse_request(raw.as_bytes(), &limits, &mut head) {
+            Ok(_) => Ok(head
+                .headers
+                .iter()
+                .map(|h| raw[h.name.clone()].to_string())
+                .collect()),
+            Err(e) => Err(e.status),
+        }
+    }
+
+    #[test]
+    fn header_names_with_underscores() {
+        let raw = "GET / HTTP/1.1\r\nHost: h\r\nX_User_Id: admin\r\nX_Api_Key: k\r\n\
+                   Transfer_Encoding: chunked\r\nX_Forwarded_Host: evil\r\nX-Ok: 1\r\n\r\n";
+        assert_eq!(
+            with_underscores(UnderscoreHeaders::Drop, raw),
+            Ok(vec!["Host".to_string(), "X-Ok".to_string()])
+        );
+        assert_eq!(with_underscores(UnderscoreHeaders::Reject, raw), Err(400));
+        // Allowed, except the spellings of names the gateway owns or that stop at
+        // this hop; `X_User_Id` is an identity name, which the auth stage strips.
+        assert_eq!(
+            with_underscores(UnderscoreHeaders::Allow, raw),
+            Ok(vec![
+                "Host".to_string(),
+                "X_User_Id".to_string(),
+                "X_Api_Key".to_string(),
+                "X-Ok".to_string()
+            ])
+        );
+        // A dropped underscore Host is no second Host.
+        let raw = "GET / HTTP/1.1\r\nHost: h\r\nHo_st: x\r\n\r\n";
+        assert!(with_underscores(UnderscoreHeaders::Drop, raw).is_ok());
+        // Other characters old CGI gateways read as `_` fold the same way, in
+        // every mode; harmless names with them pass.
+        let raw = "GET / HTTP/1.1\r\nHost: h\r\nX.Forwarded.For: 1\r\nTransfer.Encoding: chunked\r\nX.Ok: 1\r\n\r\n";
+        for rule in [
+            UnderscoreHeaders::Drop,
+            UnderscoreHeaders::Reject,
+            UnderscoreHeaders::Allow,
+        ] {
+            assert_eq!(
+                with_underscores(rule, raw),
+                Ok(vec!["Host".to_string(), "X.Ok".to_string()])
+            );
         }
     }
 

@@ -3,7 +3,7 @@
 use std::ops::Range;
 
 use super::request::parse_length;
-use super::{BodyFraming, HeaderRange};
+use super::{range_in, BodyFraming, HeaderRange};
 
 /// More header lines than this in one upstream response is treated as malformed.
 const MAX_RESPONSE_HEADERS: usize = 128;
@@ -39,11 +39,7 @@ pub fn parse_response(
     let (Some(code), Some(minor)) = (res.code, res.version) else {
         return Err("malformed status line from upstream");
     };
-    let base = buf.as_ptr() as usize;
-    let offset = |s: &[u8]| -> Range<usize> {
-        let start = s.as_ptr() as usize - base;
-        start..start + s.len()
-    };
+    let offset = |s: &[u8]| range_in(buf, s);
     head.status = code;
     head.minor_version = minor;
     head.reason = res.reason.map(|r| offset(r.as_bytes())).unwrap_or(0..0);
@@ -160,6 +156,17 @@ mod tests {
             )
             .keep_alive
         );
+    }
+
+    /// Found by `fuzz/fuzz_targets/response_head.rs`: a status line without a
+    /// reason phrase gave a range outside the buffer (an overflow in debug builds).
+    #[test]
+    fn status_line_without_a_reason_phrase() {
+        let raw = "HTTP/1.1 200\r\nconnection: close\r\n\r\n5 Z\r\n";
+        let h = parse(raw, false);
+        assert_eq!(h.status, 200);
+        assert_eq!(raw.get(h.reason.clone()), Some(""));
+        assert_eq!(h.head_len, raw.len() - 5);
     }
 
     #[test]

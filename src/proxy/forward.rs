@@ -457,11 +457,7 @@ async fn relay<D: Downstream>(
     ctx.status = response.head().status;
     ctx.timings.upstream_connected = response.connected.map(Instant::from);
     ctx.timings.upstream_first_byte = Some(Instant::from(response.first_byte));
-    let Ok(early) = response.early_body() else {
-        Counters::bump(&worker.counters.upstream_truncated);
-        d.abort();
-        return;
-    };
+    let early = response.early_body();
     let coalesce = early.len() <= COALESCE_BODY_BYTES;
     let prefix = if coalesce {
         early.clone()

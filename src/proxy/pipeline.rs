@@ -59,7 +59,7 @@ fn admit<'g, D: Downstream>(
     // Past max_in_flight_per_worker nothing more is started, not even routing.
     shed_stage::shed(worker, snap, ctx)?;
     route_stage::redirect_to_https(snap, ctx, d)?;
-    route_stage::normalize(ctx, d)?;
+    route_stage::normalize(snap, ctx, d)?;
     // Identity fields only the gateway may set go before anything reads the head.
     auth_stage::strip_identity(snap, d);
     // CORS at the door: a preflight of a route with `cors` is answered from static

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::config::{Route, Snapshot};
 use crate::downstream::Downstream;
-use crate::http::LocalReply;
+use crate::http::{self, LocalReply};
 use crate::observe::Counters;
 use crate::route::{self, RouteMatch};
 
@@ -16,7 +16,8 @@ use super::replies;
 use super::worker::Worker;
 
 /// With `redirect_to_https`, a plaintext request is answered with `308` to the same
-/// host (without the plaintext port) and target.
+/// host (the request's one authority, without the plaintext port) and path and
+/// query (`http::https_location`).
 pub fn redirect_to_https<D: Downstream>(
     snap: &Snapshot,
     ctx: &RequestCtx,
@@ -25,28 +26,24 @@ pub fn redirect_to_https<D: Downstream>(
     if !snap.server.redirect_to_https || d.conn().secure {
         return ControlFlow::Continue(());
     }
-    let host = d.host().unwrap_or(b"");
-    // The port of a plaintext listener says nothing about the TLS one: drop it.
-    let host = host.split(|&b| b == b':').next().unwrap_or(b"");
-    if host.is_empty() {
-        return ControlFlow::Break(replies::no_host_for_redirect(&ctx.id));
+    match http::https_location(d.authority(), d.path_and_query()) {
+        Some(location) => ControlFlow::Break(replies::redirect(&location)),
+        None => ControlFlow::Break(replies::no_host_for_redirect(&ctx.id)),
     }
-    let mut location = b"https://".to_vec();
-    location.extend_from_slice(host);
-    location.extend_from_slice(d.target());
-    ControlFlow::Break(replies::redirect(&location))
 }
 
-/// Normalizes the request-target once: it is what routes match and what goes
-/// upstream. The authority is the absolute-form target's, else `Host`
-/// (RFC 9112 §3.2.2).
-pub fn normalize<D: Downstream>(ctx: &mut RequestCtx, d: &D) -> ControlFlow<LocalReply<'static>> {
-    match route::normalize_path(d.target()) {
+/// Normalizes the target's path once (`[server] path_parameters` says what a `;`
+/// means): it is what routes match and what goes upstream. The authority is the
+/// one the codec validated (the absolute-form target's, else `Host`, RFC 9112
+/// §3.2.2); it is kept in the context for every later reader.
+pub fn normalize<D: Downstream>(
+    snap: &Snapshot,
+    ctx: &mut RequestCtx,
+    d: &D,
+) -> ControlFlow<LocalReply<'static>> {
+    match route::normalize_path(d.path_and_query(), snap.server.path_parameters) {
         Ok(target) => {
-            ctx.authority = match &target.authority {
-                Some(a) => Some(a.as_bytes().to_vec()),
-                None => d.host().map(<[u8]>::to_vec),
-            };
+            ctx.authority = d.authority().map(<[u8]>::to_vec);
             ctx.target = Some(target);
             ControlFlow::Continue(())
         }

@@ -1,9 +1,13 @@
 //! Host patterns: how a route's `host` is stored, and how a request's Host is
 //! reduced to the same form before lookup.
 //!
-//! Both sides are compared lowercased, without a port and without a trailing dot.
+//! Both sides are compared lowercased, without a port and without a trailing dot;
+//! an IPv6 literal in its RFC 5952 text (`[0:0::1]` is `[::1]`).
 //! `*.example.com` is a suffix match: it matches `a.example.com` and
 //! `a.b.example.com`, but not `example.com` itself (as nginx and Envoy do).
+
+use std::io::Write as _;
+use std::net::Ipv6Addr;
 
 /// Longest host this module compares: a DNS name is at most 253 bytes, and a
 /// bracketed IPv6 literal far less. A longer Host can name no route's host.
@@ -26,6 +30,9 @@ impl HostPattern {
             return HostPattern::Any;
         };
         let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        if let Some(v6) = ipv6_literal(host.as_bytes()) {
+            return HostPattern::Exact(format!("[{v6}]"));
+        }
         match host.strip_prefix('*') {
             Some(suffix) if suffix.starts_with('.') => HostPattern::Suffix(suffix.to_owned()),
             _ => HostPattern::Exact(host),
@@ -42,8 +49,11 @@ pub(super) fn check_host_pattern(host: &str) -> Result<(), String> {
             "host {host:?}: must be a host name of 1 to 253 bytes"
         ));
     }
-    if name.starts_with('[') && name.ends_with(']') {
-        return Ok(()); // IPv6 literal; compared as written, lowercased
+    if name.starts_with('[') {
+        return match ipv6_literal(name.as_bytes()) {
+            Some(_) => Ok(()),
+            None => Err(format!("host {host:?}: not an IPv6 address in brackets")),
+        };
     }
     if name.contains('*') {
         return Err(format!(
@@ -83,6 +93,12 @@ pub(super) fn request_host<'b>(raw: &[u8], buf: &'b mut [u8; MAX_HOST_LEN]) -> O
         raw.iter().position(|&b| b == b':').unwrap_or(raw.len())
     };
     let name = &raw[..end];
+    if let Some(v6) = ipv6_literal(name) {
+        let mut w = &mut buf[..];
+        write!(w, "[{v6}]").ok()?;
+        let len = MAX_HOST_LEN - w.len();
+        return Some(&buf[..len]);
+    }
     let name = name.strip_suffix(b".").unwrap_or(name);
     if name.is_empty() || name.len() > MAX_HOST_LEN {
         return None;
@@ -92,6 +108,12 @@ pub(super) fn request_host<'b>(raw: &[u8], buf: &'b mut [u8; MAX_HOST_LEN]) -> O
         *o = b.to_ascii_lowercase();
     }
     Some(out)
+}
+
+/// `[IPv6address]` parsed, for comparing in one spelling.
+fn ipv6_literal(name: &[u8]) -> Option<Ipv6Addr> {
+    let inner = name.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    std::str::from_utf8(inner).ok()?.parse().ok()
 }
 
 /// The wildcard suffixes a (reduced) host could match, longest first:
@@ -131,6 +153,11 @@ mod tests {
         );
         assert_eq!(reduce("[::1]:8080").as_deref(), Some("[::1]"));
         assert_eq!(reduce("[FE80::1]").as_deref(), Some("[fe80::1]"));
+        assert_eq!(reduce("[0:0:0:0:0:0:0:1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(
+            reduce("[::FFFF:127.0.0.1]").as_deref(),
+            Some("[::ffff:127.0.0.1]")
+        );
         assert_eq!(reduce("127.0.0.1:80").as_deref(), Some("127.0.0.1"));
         assert_eq!(reduce(""), None);
         assert_eq!(reduce(":80"), None);
@@ -147,6 +174,10 @@ mod tests {
         assert_eq!(
             HostPattern::parse(Some("*.Example.com")),
             HostPattern::Suffix(".example.com".into())
+        );
+        assert_eq!(
+            HostPattern::parse(Some("[0::1]")),
+            HostPattern::Exact("[::1]".into())
         );
     }
 
@@ -176,6 +207,8 @@ mod tests {
             "api.example.com:80",
             "a..b",
             "a b.com",
+            "[::1",
+            "[x]",
         ] {
             assert!(check_host_pattern(bad).is_err(), "{bad}");
         }

@@ -4,9 +4,11 @@
 //! removal of client-sent identity fields), because every later stage is
 //! configured per route. Per request, in this order:
 //!
-//! 1. [`normalize_path`] turns the request-target into the path that is both
-//!    matched and forwarded (dot segments resolved, `//` merged, unreserved
-//!    escapes decoded), or refuses it with a [`PathError`] (400).
+//! 1. [`normalize_path`] turns the request-target's path into the one that is
+//!    both matched and forwarded (path parameters refused or stripped, dot
+//!    segments resolved, `//` merged, unreserved escapes decoded), or refuses it
+//!    with a [`PathError`] (400). The codec has already split off and checked an
+//!    absolute-form target's authority, the request's one host.
 //! 2. [`RouteTable::find`] picks the route by host, path, headers and method:
 //!    [`RouteMatch::Found`], or 404 / 405 with its `Allow` value. An exact path
 //!    may name whole segments (`/users/{id}`, [`PathPattern`]).
@@ -25,7 +27,7 @@ mod spec;
 mod table;
 mod upstream_path;
 
-pub use normalize::{normalize_path, NormalizedTarget, PathError};
+pub use normalize::{normalize_path, NormalizedTarget, PathError, PathParameters};
 pub use pattern::{path_segment, PathPattern};
 pub use spec::{HeaderMatch, PathMatch, RouteSpec};
 pub use table::{RouteMatch, RouteTable};

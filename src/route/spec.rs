@@ -2,7 +2,7 @@
 //! and [`RouteSpec::check`], the route stage's own rules for those values.
 
 use super::host::check_host_pattern;
-use super::normalize::normalize_path;
+use super::normalize::{normalize_path, PathParameters};
 use super::pattern::PathPattern;
 
 /// One route's match conditions, as configured.
@@ -104,7 +104,8 @@ fn check_route_path(key: &str, path: &str) -> Result<(), String> {
             "{key} {path:?}: a route path cannot contain a query"
         ));
     }
-    match normalize_path(path.as_bytes()) {
+    // Route paths never hold parameters: no request path keeps one.
+    match normalize_path(path.as_bytes(), PathParameters::Reject) {
         Ok(normal) if normal.path == path => Ok(()),
         Ok(normal) => Err(format!(
             "{key} {path:?}: requests are matched after normalization, so this would never match; write {:?}",

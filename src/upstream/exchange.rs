@@ -12,7 +12,8 @@
 //! 2. send the head (with whatever body bytes were already known), then stream the
 //!    rest of the body from the source, each write within the upstream's
 //!    `send_timeout_ms` without progress;
-//! 3. read until a final response head (1xx skipped).
+//! 3. read until a final response head (1xx skipped); the body bytes that came
+//!    with it must be well framed (else a protocol failure, 502).
 //!
 //! The deadline covers the three steps together: connecting, sending (waiting for
 //! the client's body bytes included) and waiting for the answer.
@@ -103,14 +104,14 @@ impl Exchanger<'_> {
             Err(e) => Err(e),
         };
         match result {
-            Ok((head, first_byte)) => Ok(UpstreamResponse::new(
+            Ok((head, first_byte)) => UpstreamResponse::new(
                 up,
                 head,
                 upstream,
                 endpoint,
                 (!reused).then_some(connected),
                 first_byte,
-            )),
+            ),
             Err(mut e) => {
                 e.reused = reused;
                 // The endpoint closed before answering; it may or may not have acted

@@ -231,9 +231,6 @@ async fn probe(
     };
     let status = response.head().status;
     response.set_read_timeout(deadline.saturating_duration_since(Instant::now()));
-    if response.early_body().is_err() {
-        return false;
-    }
     loop {
         match response.next_piece().await {
             Ok(Some(piece)) => response.give_back(piece),

@@ -22,6 +22,8 @@ pub struct UpstreamResponse {
     conn: PooledConn,
     head: ResponseHead,
     body: BodyProgress,
+    /// The body bytes that arrived with the head, as a range of the buffer.
+    early: Range<usize>,
     /// Bytes after the body's end were seen: the connection cannot be reused.
     extra: bool,
     /// How long one body read may wait (the route timeout, as an idle bound).
@@ -37,6 +39,10 @@ pub struct UpstreamResponse {
 }
 
 impl UpstreamResponse {
+    /// The response whose head is at the start of `conn.buf`. The body bytes that
+    /// came with the head are checked at once: broken chunk framing there is a
+    /// failed exchange (502, nothing has reached the client yet); returned with
+    /// the connection, which then closes.
     pub(super) fn new(
         conn: PooledConn,
         head: ResponseHead,
@@ -44,13 +50,30 @@ impl UpstreamResponse {
         endpoint: &Endpoint,
         connected: Option<Instant>,
         first_byte: Instant,
-    ) -> Self {
-        let body = BodyProgress::new(head.body);
-        UpstreamResponse {
+    ) -> Result<Self, ExchangeError> {
+        // Responses keep their trailers: every consumed byte is forwarded.
+        let mut body = BodyProgress::new(head.body);
+        let after_head = head.head_len.min(conn.buf.len());
+        let early = &conn.buf[after_head..];
+        let take = body
+            .advance(early)
+            .map_err(|e| {
+                ExchangeError::new(
+                    FailureSource::Protocol,
+                    format!(
+                        "malformed response body framing from upstream: {}",
+                        e.reason()
+                    ),
+                )
+            })?
+            .consumed;
+        let extra = early.len() > take;
+        Ok(UpstreamResponse {
             conn,
             head,
             body,
-            extra: false,
+            early: after_head..after_head + take,
+            extra,
             read_timeout: upstream.request_timeout,
             key: endpoint.key.clone(),
             max_idle: upstream.max_idle_per_endpoint,
@@ -58,7 +81,7 @@ impl UpstreamResponse {
             max_requests: upstream.max_requests_per_connection,
             connected,
             first_byte,
-        }
+        })
     }
 
     /// Sets how long one body read may wait for bytes (default: the upstream's
@@ -88,16 +111,10 @@ impl UpstreamResponse {
         &self.conn.buf
     }
 
-    /// The body bytes that arrived with the head, as a range of `head_bytes()`.
-    pub fn early_body(&mut self) -> Result<Range<usize>, ExchangeError> {
-        let after_head = self.head.head_len;
-        let avail = self.conn.buf.len() - after_head;
-        let take = self
-            .body
-            .advance(&self.conn.buf[after_head..])
-            .map_err(|_| truncated())?;
-        self.extra |= avail > take;
-        Ok(after_head..after_head + take)
+    /// The body bytes that arrived with the head, as a range of `head_bytes()`
+    /// (their framing was checked when the head was read).
+    pub fn early_body(&self) -> Range<usize> {
+        self.early.clone()
     }
 
     /// Lends the read buffer as a piece covering `range` (e.g. a large early body).
@@ -139,7 +156,11 @@ impl UpstreamResponse {
             }
             return Err(truncated());
         }
-        let take = self.body.advance(&self.conn.buf).map_err(|_| truncated())?;
+        let take = self
+            .body
+            .advance(&self.conn.buf)
+            .map_err(|_| truncated())?
+            .consumed;
         self.extra |= n > take;
         Ok(Some(self.piece(0..take)))
     }

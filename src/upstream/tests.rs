@@ -151,7 +151,7 @@ fn a_request_and_its_answer_then_the_connection_is_reused() {
                 .expect("an answer");
             assert_eq!(resp.head().status, 200, "1xx is skipped");
             assert_eq!(resp.connected.is_some(), round == 0, "round {round}");
-            let early = resp.early_body().unwrap();
+            let early = resp.early_body();
             assert_eq!(&resp.head_bytes()[early], b"hello");
             assert!(resp.next_piece().await.unwrap().is_none());
             resp.finish(&pools);
@@ -307,7 +307,7 @@ fn a_connection_with_bytes_after_the_body_is_not_pooled() {
     let u = &snap.upstreams[0];
     run(async {
         let mut h = head("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
-        let mut resp = ex
+        let resp = ex
             .exchange(
                 u,
                 &u.endpoints[0],
@@ -322,7 +322,7 @@ fn a_connection_with_bytes_after_the_body_is_not_pooled() {
             )
             .await
             .expect("an answer");
-        let early = resp.early_body().unwrap();
+        let early = resp.early_body();
         assert_eq!(&resp.head_bytes()[early], b"ok");
         resp.finish(&pools);
     });
@@ -353,7 +353,7 @@ fn late_bytes_keep_a_pooled_connection_from_being_used() {
     let u = &snap.upstreams[0];
     run(async {
         let mut h = head("HEAD / HTTP/1.1\r\nhost: x\r\n\r\n");
-        let mut resp = ex
+        let resp = ex
             .exchange(
                 u,
                 &u.endpoints[0],
@@ -368,7 +368,7 @@ fn late_bytes_keep_a_pooled_connection_from_being_used() {
             )
             .await
             .expect("an answer");
-        assert!(resp.early_body().unwrap().is_empty());
+        assert!(resp.early_body().is_empty());
         resp.finish(&pools);
         monoio::time::sleep(Duration::from_millis(150)).await;
     });

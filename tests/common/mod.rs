@@ -9,10 +9,12 @@ pub mod load;
 pub mod otlp;
 pub mod pki;
 pub mod procs;
+pub mod raw_upstream;
 pub mod redis;
 pub mod tls_client;
 
 pub use client::{Client, Response};
 pub use load::{LoadPlan, LoadResult};
 pub use procs::{free_port, Gateway, Upstream};
+pub use raw_upstream::RawUpstream;
 pub use redis::RedisServer;

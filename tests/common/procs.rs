@@ -277,6 +277,37 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Sends `raw` on a new connection and expects the gateway's own answer
+    /// `status`, with nothing reaching the upstream (`upstream_hits` counts what
+    /// it received). Returns the answer and the connection, for more checks.
+    pub fn expect_refused(
+        &self,
+        raw: &[u8],
+        status: u16,
+        upstream_hits: impl Fn() -> usize,
+    ) -> (super::Response, super::Client) {
+        let before = upstream_hits();
+        let mut c = self.client();
+        c.send(raw);
+        let r = c
+            .response()
+            .unwrap_or_else(|| panic!("no response to {:?}", String::from_utf8_lossy(raw)));
+        assert_eq!(
+            r.status,
+            status,
+            "for {:?}: {}",
+            String::from_utf8_lossy(raw),
+            r.text()
+        );
+        assert_eq!(
+            upstream_hits(),
+            before,
+            "{:?} reached the upstream",
+            String::from_utf8_lossy(raw)
+        );
+        (r, c)
+    }
+
     /// Starts `portico run` on `config`, where `{port}` and `{admin}` are replaced by
     /// free ports; waits for both to accept connections.
     pub fn start(config: &str) -> Gateway {
@@ -307,7 +338,9 @@ impl Gateway {
                 Ok(gw) => return gw,
                 Err(stderr)
                     if stderr.contains("Address already in use")
-                        || stderr.contains("another process") =>
+                        || stderr.contains("another process")
+                        // the same refusal, its words cut by another thread's line
+                        || stderr.contains("--takeover") =>
                 {
                     continue
                 }

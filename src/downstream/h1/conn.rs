@@ -12,7 +12,7 @@ use monoio::time::Instant;
 
 use crate::config::Limits;
 use crate::deadline::{timed_out, write_all_within, WriteDeadline};
-use crate::http::{parse_request, HeadLimits, HttpError, Parsed, RequestHead};
+use crate::http::{parse_request, HttpError, Parsed, RequestHead};
 
 use super::super::transport::{cancelled, Io};
 use super::super::{ConnInfo, DrainSignal};
@@ -229,11 +229,7 @@ impl<S: Io> ClientConn<S> {
         close_on_drain: bool,
         canceller: &mut Canceller,
     ) -> HeadRead {
-        let head_limits = HeadLimits {
-            max_header_bytes: limits.max_header_bytes,
-            max_headers: limits.max_headers,
-            max_uri_bytes: limits.max_uri_bytes,
-        };
+        let head_limits = limits.head_limits();
         if self.unread().is_empty() {
             match self
                 .read_hot(hot_until, drain, close_on_drain, canceller)

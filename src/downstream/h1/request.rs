@@ -6,8 +6,8 @@ use std::io;
 
 use crate::config::Limits;
 use crate::http::{
-    self, write_client_response, write_local_reply, BodyFraming, BodyProgress, ChunkedScanner,
-    FieldList, HeaderLookup, LocalReply, ResponseHead,
+    self, find_header, write_client_response, write_local_reply, BodyFraming, BodyProgress,
+    BodyStep, ChunkedScanner, FieldList, HeaderLookup, LocalReply, ResponseHead,
 };
 
 use super::super::transport::Io;
@@ -22,6 +22,9 @@ pub struct H1Request<'c, S> {
     /// The codec refused the head: the head accessors answer empty values.
     refused: bool,
     body: BodyProgress,
+    /// Bytes of the read buffer the piece lent by `next_piece` stands for: its
+    /// range, plus any trailer lines left out of it. Consumed on `give_back`.
+    lent_consumed: usize,
     continue_sent: bool,
     /// Decided when the response head is written; `false` closes after it.
     keep: bool,
@@ -33,13 +36,15 @@ pub struct H1Request<'c, S> {
 impl<'c, S: Io> H1Request<'c, S> {
     /// The request whose head was just read into `conn`.
     pub fn new(conn: &'c mut ClientConn<S>, limits: &'c Limits, drain: &'c DrainSignal) -> Self {
-        let body = BodyProgress::new(conn.head.body);
+        // A request's chunked trailer lines are never forwarded (docs/http.md).
+        let body = BodyProgress::request(conn.head.body);
         H1Request {
             conn,
             limits,
             drain,
             refused: false,
             body,
+            lent_consumed: 0,
             continue_sent: false,
             keep: false,
             bytes_sent: 0,
@@ -142,19 +147,23 @@ impl<'c, S: Io> H1Request<'c, S> {
         Ok(())
     }
 
-    /// `BodyProgress::advance` with the request's rules: broken chunk framing is a
-    /// 400, a body growing past `max_body_bytes` a 413.
-    fn advance_body(&mut self, input_len: usize) -> Result<usize, BodyError> {
-        let start = self.conn.pos;
-        let input = self.conn.rbuf.get(start..start + input_len).unwrap_or(&[]);
-        let take = self
+    /// `BodyProgress::advance` over the unread bytes, with the request's rules:
+    /// broken chunk framing is a 400, a body growing past `max_body_bytes` a 413.
+    /// The bytes to forward are then made one run at the read position (in place:
+    /// at most the two bytes of a final CRLF move, and only after left-out trailer
+    /// lines); returns the step and the run's length.
+    fn advance_body(&mut self) -> Result<(BodyStep, usize), BodyError> {
+        let start = self.conn.pos.min(self.conn.rbuf.len());
+        let input = &mut self.conn.rbuf[start..];
+        let step = self
             .body
             .advance(input)
             .map_err(|e| BodyError::Malformed(e.reason()))?;
         if self.body.payload_bytes() > self.limits.max_body_bytes {
             return Err(BodyError::TooLarge);
         }
-        Ok(take)
+        let run = step.compact(input);
+        Ok((step, run))
     }
 }
 
@@ -172,13 +181,8 @@ impl<S: Io> HeaderLookup for H1Request<'_, S> {
         if self.refused {
             return;
         }
-        let bytes = self.conn.head_bytes();
-        for h in &self.conn.head.headers {
-            if let (Some(name), Some(value)) =
-                (bytes.get(h.name.clone()), bytes.get(h.value.clone()))
-            {
-                f(name, value);
-            }
+        for (name, value) in self.conn.head.fields(self.conn.head_bytes()).iter() {
+            f(name, value);
         }
     }
 }
@@ -200,8 +204,19 @@ impl<S: Io> Downstream for H1Request<'_, S> {
         if self.refused {
             return None;
         }
-        let range = self.conn.head.host.clone()?;
-        self.conn.head_bytes().get(range)
+        let bytes = self.conn.head_bytes();
+        find_header(bytes, &self.conn.head.headers, b"host")
+    }
+
+    fn authority(&self) -> Option<&[u8]> {
+        if self.refused {
+            return None;
+        }
+        self.conn.head.authority(self.conn.head_bytes())
+    }
+
+    fn path_and_query(&self) -> &[u8] {
+        self.field(&self.conn.head.path_and_query)
     }
 
     fn is_head(&self) -> bool {
@@ -333,51 +348,58 @@ impl<S: Io> BodySource for H1Request<'_, S> {
         if self.body.is_complete() || self.conn.unread().is_empty() {
             return Ok(());
         }
-        let take = self.advance_body(self.conn.unread().len())?;
+        let (step, run) = self.advance_body()?;
         let start = self.conn.pos;
-        out.extend_from_slice(&self.conn.rbuf[start..start + take]);
-        self.conn.consume(take);
+        out.extend_from_slice(&self.conn.rbuf[start..start + run]);
+        self.conn.consume(step.consumed);
         Ok(())
     }
 
     async fn next_piece(&mut self) -> Result<Option<Piece>, BodyError> {
         self.conn.consume_head();
-        if self.body.is_complete() {
-            return Ok(None);
-        }
-        // No interim responses to an HTTP/1.0 client (RFC 9110 §15.2).
-        if self.conn.head.expect_continue
-            && self.conn.head.minor_version == 1
-            && !self.continue_sent
-            && self.conn.unread().is_empty()
-        {
-            self.continue_sent = true;
-            self.conn.wbuf.clear();
-            self.conn.wbuf.extend_from_slice(http::CONTINUE);
-            if self.conn.write_wbuf().await.is_err() {
-                return Err(BodyError::Closed);
+        loop {
+            if self.body.is_complete() {
+                return Ok(None);
             }
-        }
-        if self.conn.unread().is_empty() {
-            match monoio::time::timeout(self.limits.body_read_timeout, self.conn.fill_for_body())
-                .await
+            // No interim responses to an HTTP/1.0 client (RFC 9110 §15.2).
+            if self.conn.head.expect_continue
+                && self.conn.head.minor_version == 1
+                && !self.continue_sent
+                && self.conn.unread().is_empty()
             {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(_) => return Err(BodyError::Closed),
-                Err(_) => return Err(BodyError::TimedOut),
+                self.continue_sent = true;
+                self.conn.wbuf.clear();
+                self.conn.wbuf.extend_from_slice(http::CONTINUE);
+                if self.conn.write_wbuf().await.is_err() {
+                    return Err(BodyError::Closed);
+                }
             }
+            if self.conn.unread().is_empty() {
+                let read = self.conn.fill_for_body();
+                match monoio::time::timeout(self.limits.body_read_timeout, read).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(_) => return Err(BodyError::Closed),
+                    Err(_) => return Err(BodyError::TimedOut),
+                }
+            }
+            let (step, run) = self.advance_body()?;
+            if run == 0 {
+                // Only left-out trailer lines in this read: nothing to send.
+                self.conn.consume(step.consumed);
+                continue;
+            }
+            let start = self.conn.pos;
+            self.lent_consumed = step.consumed;
+            let buf = std::mem::take(&mut self.conn.rbuf);
+            return Ok(Some(Piece {
+                buf,
+                range: start..start + run,
+            }));
         }
-        let take = self.advance_body(self.conn.unread().len())?;
-        let start = self.conn.pos;
-        let buf = std::mem::take(&mut self.conn.rbuf);
-        Ok(Some(Piece {
-            buf,
-            range: start..start + take,
-        }))
     }
 
     fn give_back(&mut self, piece: Piece) {
         self.conn.rbuf = piece.buf;
-        self.conn.consume(piece.range.len());
+        self.conn.consume(std::mem::take(&mut self.lent_consumed));
     }
 }

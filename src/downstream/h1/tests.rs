@@ -1,6 +1,7 @@
 //! The local-reply exit on a real loopback connection: what the client reads, and
 //! the one keep-alive decision (client's wish, the reply, an unread body, the
-//! drain, HTTP/1.0).
+//! drain, HTTP/1.0); and the request body as the pipeline pulls it (a chunked
+//! body's trailer lines left out, the connection kept for the next request).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -34,6 +35,41 @@ impl Handler for Answer {
     }
 }
 
+/// Answers each request with `200` and, as its body, the request body exactly as
+/// the pipeline would forward it: the bytes that came with the head, then every
+/// piece.
+struct EchoBody;
+
+impl Handler for EchoBody {
+    async fn handle<D: Downstream>(&self, d: &mut D) {
+        let mut body = Vec::new();
+        if d.take_buffered(&mut body).is_err() {
+            return d.abort();
+        }
+        loop {
+            match d.next_piece().await {
+                Ok(Some(piece)) => {
+                    body.extend_from_slice(&piece.buf[piece.range.clone()]);
+                    d.give_back(piece);
+                }
+                Ok(None) => break,
+                Err(_) => return d.abort(),
+            }
+        }
+        let reply = LocalReply::new(200, "text/plain", body);
+        let _ = d.send_reply(&reply, &FieldList::new(), "rid").await;
+    }
+
+    async fn refuse<D: Downstream>(&self, d: &mut D, error: HttpError) {
+        Answer {
+            close: true,
+            drain: None,
+        }
+        .refuse(d, error)
+        .await
+    }
+}
+
 fn limits() -> Limits {
     Limits {
         max_connections_per_worker: 10,
@@ -45,12 +81,21 @@ fn limits() -> Limits {
         body_read_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(2),
         send_timeout: Duration::from_secs(2),
+        underscores: crate::http::UnderscoreHeaders::Drop,
     }
 }
 
 /// Serves one connection on a monoio thread (`drained`: the drain is raised while
 /// the first request is handled); returns the client side.
 fn serve_one(close: bool, drained: bool) -> TcpStream {
+    serve_with(move |drain| Answer {
+        close,
+        drain: drained.then(|| drain.clone()),
+    })
+}
+
+/// Serves one connection with the handler `make` builds on the monoio thread.
+fn serve_with<H: Handler>(make: impl FnOnce(&Rc<DrainSignal>) -> H + Send + 'static) -> TcpStream {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -62,13 +107,10 @@ fn serve_one(close: bool, drained: bool) -> TcpStream {
         rt.block_on(async move {
             let stream = monoio::net::TcpStream::from_std(stream).unwrap();
             let drain = Rc::new(DrainSignal::default());
-            let answer = Answer {
-                close,
-                drain: drained.then(|| drain.clone()),
-            };
+            let handler = make(&drain);
             let conn = Box::new(super::ClientConn::new(stream, ConnInfo::plain(peer)));
             let idle = IdleDeadlines::default();
-            super::serve(conn, &limits(), &drain, &idle, &answer).await;
+            super::serve(conn, &limits(), &drain, &idle, &handler).await;
         });
     });
     let client = TcpStream::connect(addr).unwrap();
@@ -154,4 +196,36 @@ fn head_gets_no_body_and_a_refused_head_closes() {
     assert!(first.contains("content-length: "));
     assert!(second.contains("more than one Host header"), "{second}");
     assert!(second.contains("connection: close"), "{second}");
+}
+
+/// A chunked request body's trailer lines never reach the upstream, whether they
+/// come with the head or in later reads, split anywhere (the final CRLF included);
+/// what is sent is the body up to `0\r\n\r\n`, and the request after it is read
+/// from the right place.
+#[test]
+fn chunked_trailer_lines_are_left_out_of_the_pieces() {
+    let head = b"POST /u HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n";
+    let body = b"3\r\nabc\r\n0\r\nX-User-Id: admin\r\nX-B: 2\r\n\r\n";
+    let next = b"GET /next HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    let sent = "3\r\nabc\r\n0\r\n\r\n";
+    // Every cut of the body: the part before it comes with the head (take_buffered),
+    // the rest and the next request arrive later (next_piece).
+    for cut in 0..=body.len() {
+        let mut client = serve_with(|_| EchoBody);
+        let mut first = head.to_vec();
+        first.extend_from_slice(&body[..cut]);
+        client.write_all(&first).unwrap();
+        std::thread::sleep(Duration::from_millis(15));
+        let mut rest = body[cut..].to_vec();
+        rest.extend_from_slice(next);
+        let out = exchange(client, &rest);
+        assert_eq!(responses(&out), 2, "cut at {cut}: {out}");
+        let (one, two) = out.split_at(out.rfind("HTTP/1.1 ").unwrap());
+        assert!(
+            one.ends_with(&format!("\r\n\r\n{sent}")),
+            "cut at {cut}: {one}"
+        );
+        assert!(!one.contains("admin"), "cut at {cut}: {one}");
+        assert!(two.starts_with("HTTP/1.1 200"), "cut at {cut}: {two}");
+    }
 }

@@ -112,7 +112,8 @@ impl CollectorClient {
         loop {
             let taken = progress
                 .advance(&self.buf[body_at..])
-                .map_err(|e| Failure::Other(e.reason().to_string()))?;
+                .map_err(|e| Failure::Other(e.reason().to_string()))?
+                .consumed;
             body.extend_from_slice(&self.buf[body_at..body_at + taken]);
             body_at += taken;
             if progress.is_complete() {
