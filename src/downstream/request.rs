@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 
-use crate::http::{BodyFraming, FieldList, HeaderLookup, HttpError, LocalReply, ResponseHead};
+use crate::http::{BodyFraming, FieldList, HeaderLookup, HttpError, LocalReply, ResponseParts};
 
 /// What the transport says about a client connection.
 #[derive(Clone, Debug)]
@@ -48,8 +48,6 @@ pub trait Downstream: HeaderLookup + BodySource {
     fn is_head(&self) -> bool;
     /// The client speaks HTTP/1.0.
     fn http10(&self) -> bool;
-    /// How the request body is framed, as declared in the head.
-    fn body_framing(&self) -> BodyFraming;
     /// Removes the fields whose name `drop` selects (any case); returns how many.
     /// Later reads of the head no longer see them.
     fn remove_fields(&mut self, drop: &mut dyn FnMut(&[u8]) -> bool) -> usize;
@@ -65,14 +63,14 @@ pub trait Downstream: HeaderLookup + BodySource {
         request_id: &str,
     ) -> io::Result<()>;
 
-    /// Sends the head of an upstream response (`head`, parsed from `src`) with
-    /// `body_prefix`, the first body bytes, in one write. Keep-alive is decided here
-    /// as for [`send_reply`](Downstream::send_reply), and also by the response's
-    /// framing.
+    /// Sends the head of an upstream response with `body_prefix`, the first body
+    /// pieces' bytes, in one write where the protocol allows. Keep-alive is decided
+    /// here as for [`send_reply`](Downstream::send_reply), and also by the
+    /// response's framing. The body that follows is encoded as `head.body` says;
+    /// the sink converts it to its own protocol's framing.
     async fn send_response_head(
         &mut self,
-        head: &ResponseHead,
-        src: &[u8],
+        head: &ResponseParts<'_>,
         body_prefix: &[u8],
         extra: &FieldList,
         request_id: &str,
@@ -80,6 +78,13 @@ pub trait Downstream: HeaderLookup + BodySource {
 
     /// Sends response body bytes; the piece comes back for reuse.
     async fn send_piece(&mut self, piece: Piece) -> (io::Result<()>, Piece);
+
+    /// Ends the response body once all of it was sent, with the upstream's
+    /// `trailers` if it sent any (HTTP/2; an HTTP/1.1 upstream's trailers travel
+    /// inside its chunked pieces). HTTP/2 ends the stream (trailers as HEADERS);
+    /// HTTP/1.1 writes the last chunk of a body it framed itself, with the trailers
+    /// only if the client said `TE: trailers`.
+    async fn finish_response(&mut self, trailers: Option<&dyn HeaderLookup>) -> io::Result<()>;
 
     /// The response cannot be completed (the upstream cut it short, or the client
     /// went away): the connection closes after this request.
@@ -90,9 +95,14 @@ pub trait Downstream: HeaderLookup + BodySource {
 }
 
 /// A request body, pulled in the framing its head declared (a chunked body stays
-/// chunked), so it can be forwarded byte for byte.
+/// chunked), so it can be forwarded byte for byte; the side that writes it in
+/// another protocol converts it (see [`BodyFraming`]).
 #[allow(async_fn_in_trait)]
 pub trait BodySource {
+    /// How the body is framed, as declared in the head — which also says how its
+    /// pieces are encoded: HTTP/1.1 chunked framing (`Chunked`) or payload.
+    fn body_framing(&self) -> BodyFraming;
+
     /// The whole body has been taken (or there is none): a request whose body is
     /// complete before it is sent can be sent again on another connection.
     fn is_complete(&self) -> bool;

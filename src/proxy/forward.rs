@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::{BalancePolicy, Endpoint, HashOn, Route, Upstream};
 use crate::downstream::{BodyError, Downstream};
-use crate::http::{write_upstream_request, BodyFraming, FieldList, UpstreamRequest};
+use crate::http::{
+    write_chunk_head, write_last_chunk, write_upstream_request, BodyFraming, FieldList,
+    HeaderLookup, UpstreamRequest, CHUNK_END,
+};
 use crate::observe::Counters;
 use crate::route;
 use crate::upstream::{
@@ -100,7 +103,7 @@ pub async fn forward<D: Downstream>(
         // A retry is in flight from its decision to the end of its try.
         drop(retrying.take());
         let outcome = match &result {
-            Ok(response) => Outcome::of_status(response.head().status),
+            Ok(response) => Outcome::of_status(response.status()),
             Err(e) => Outcome::of_failure(&e.source, e.is_stale_connection()),
         };
         record_outcome(
@@ -245,7 +248,8 @@ fn choose<'u>(
 
 /// Appends the body bytes that came with the head to `head`; with a `retry`
 /// policy of more than one try, also reads a body of at most `buffer_body_bytes`
-/// whole (a larger one streams during the exchange).
+/// whole (a larger one streams during the exchange). `head` holds HTTP/1.1 wire
+/// bytes, so a body of unknown length from an HTTP/2 client goes in as chunks.
 async fn take_body<D: Downstream>(
     route: &Route,
     d: &mut D,
@@ -261,14 +265,25 @@ async fn take_body<D: Downstream>(
     if matches!(framing, BodyFraming::Length(n) if n > cap) {
         return Ok(());
     }
+    let chunks = framing == BodyFraming::EndStream;
     while !d.is_complete() && ((head.len() - head_len) as u64) < cap {
         match d.next_piece().await? {
             Some(piece) => {
-                head.extend_from_slice(&piece.buf[piece.range.clone()]);
+                let bytes = &piece.buf[piece.range.clone()];
+                if chunks && !bytes.is_empty() {
+                    write_chunk_head(head, bytes.len());
+                    head.extend_from_slice(bytes);
+                    head.extend_from_slice(CHUNK_END);
+                } else if !chunks {
+                    head.extend_from_slice(bytes);
+                }
                 d.give_back(piece);
             }
             None => break,
         }
+    }
+    if chunks && d.is_complete() {
+        write_last_chunk(head, None);
     }
     Ok(())
 }
@@ -327,6 +342,7 @@ fn write_request_head<D: Downstream>(
         secure: d.conn().secure,
         http10: d.http10(),
         body: d.body_framing(),
+        upgrade: None,
         added: &added,
         request_id: ctx.id.as_str(),
     };
@@ -335,15 +351,16 @@ fn write_request_head<D: Downstream>(
     })
 }
 
-/// Writes the response head, then streams the body; a body cut short by the
-/// upstream, or a client that goes away, closes the client connection.
+/// Writes the response head, then streams the body, then ends it (with the
+/// upstream's trailers, if any); a body cut short by the upstream, or a client that
+/// goes away, closes the client connection (or resets its HTTP/2 stream).
 async fn relay<D: Downstream>(
     worker: &Worker,
     ctx: &mut RequestCtx,
     d: &mut D,
     mut response: UpstreamResponse,
 ) {
-    ctx.status = response.head().status;
+    ctx.status = response.status();
     ctx.timings.upstream_connected = response.connected.map(Instant::from);
     ctx.timings.upstream_first_byte = Some(Instant::from(response.first_byte));
     let Ok(early) = response.early_body() else {
@@ -357,15 +374,17 @@ async fn relay<D: Downstream>(
     } else {
         early.start..early.start
     };
-    let sent = d
-        .send_response_head(
-            response.head(),
-            response.head_bytes(),
+    let sent = {
+        let fields = response.fields();
+        let head = response.parts(&fields);
+        d.send_response_head(
+            &head,
             &response.head_bytes()[prefix],
             &ctx.response_fields,
             ctx.id.as_str(),
         )
-        .await;
+        .await
+    };
     if sent.is_err() {
         d.abort();
         return;
@@ -396,6 +415,21 @@ async fn relay<D: Downstream>(
                 return;
             }
         }
+    }
+    let trailers = match response.trailers().await {
+        Ok(t) => t,
+        Err(_) => {
+            Counters::bump(&worker.counters.upstream_truncated);
+            d.abort();
+            return;
+        }
+    };
+    let ended = d
+        .finish_response(trailers.as_ref().map(|t| t as &dyn HeaderLookup))
+        .await;
+    if ended.is_err() {
+        d.abort();
+        return;
     }
     ctx.timings.last_byte = Some(Instant::now());
     response.finish(&worker.pools);

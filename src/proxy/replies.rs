@@ -17,6 +17,7 @@ pub fn fixed(fixed: &FixedResponse) -> LocalReply<'_> {
         status: fixed.status,
         fields: Cow::Borrowed(&fixed.fields),
         body: Cow::Borrowed(&fixed.body),
+        message: Cow::Borrowed(""),
         close: false,
     }
 }

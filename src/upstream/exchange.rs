@@ -19,7 +19,9 @@ use monoio::time::Instant;
 
 use crate::config::{Endpoint, Upstream};
 use crate::downstream::BodySource;
-use crate::http::{parse_response, ResponseHead};
+use crate::http::{
+    parse_response, write_chunk_head, write_last_chunk, BodyFraming, ResponseHead, CHUNK_END,
+};
 use crate::observe::Counters;
 
 use super::breaker::Breaker;
@@ -161,15 +163,19 @@ impl Exchanger<'_> {
     }
 }
 
-/// Sends the head, then the rest of the body piece by piece. `streamed` is set once
-/// body bytes beyond `head` were taken from the source (the request can no longer
-/// be sent again).
+/// Sends the head, then the rest of the body piece by piece: as it comes, or framed
+/// as chunks when it is payload of unknown length from an HTTP/2 client (whose
+/// head announced it chunked; a body already whole in `head` is framed there).
+/// `streamed` is set once body bytes beyond `head` were taken from the source (the
+/// request can no longer be sent again).
 async fn send<B: BodySource>(
     up: &mut PooledConn,
     head: &mut Vec<u8>,
     body: &mut B,
     streamed: &mut bool,
 ) -> Result<(), ExchangeError> {
+    let frame_chunks = body.body_framing() == BodyFraming::EndStream && !body.is_complete();
+    let mut framed = Vec::new();
     let buf = std::mem::take(head);
     let (res, buf) = up.stream.write_all(buf).await;
     *head = buf;
@@ -179,10 +185,32 @@ async fn send<B: BodySource>(
     loop {
         let piece = match body.next_piece().await {
             Ok(Some(p)) => p,
+            Ok(None) if frame_chunks => {
+                framed.clear();
+                write_last_chunk(&mut framed, None);
+                let (res, _) = up.stream.write_all(framed).await;
+                return res.map(|_| ()).map_err(|_| body_write_failed());
+            }
             Ok(None) => return Ok(()),
             Err(e) => return Err(ExchangeError::new(FailureSource::Client(e), e.message())),
         };
         *streamed = true;
+        if frame_chunks {
+            framed.clear();
+            let bytes = &piece.buf[piece.range.clone()];
+            if !bytes.is_empty() {
+                write_chunk_head(&mut framed, bytes.len());
+                framed.extend_from_slice(bytes);
+                framed.extend_from_slice(CHUNK_END);
+            }
+            body.give_back(piece);
+            let (res, buf) = up.stream.write_all(std::mem::take(&mut framed)).await;
+            framed = buf;
+            if res.is_err() {
+                return Err(body_write_failed());
+            }
+            continue;
+        }
         let range = piece.range.clone();
         let (res, slice) = up.stream.write_all(piece.buf.slice(range.clone())).await;
         body.give_back(crate::downstream::Piece {
@@ -190,12 +218,16 @@ async fn send<B: BodySource>(
             range,
         });
         if res.is_err() {
-            return Err(ExchangeError::new(
-                FailureSource::Write,
-                "upstream closed the connection while receiving the body",
-            ));
+            return Err(body_write_failed());
         }
     }
+}
+
+fn body_write_failed() -> ExchangeError {
+    ExchangeError::new(
+        FailureSource::Write,
+        "upstream closed the connection while receiving the body",
+    )
 }
 
 fn closed() -> ExchangeError {

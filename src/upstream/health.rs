@@ -20,6 +20,7 @@ use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::config::{Endpoint, HealthCheck, Snapshot, Upstream};
 use crate::downstream::{BodyError, BodySource, Piece};
+use crate::http::BodyFraming;
 use crate::observe::{Counters, PublishedCounters};
 
 use super::board::EndpointBoard;
@@ -214,7 +215,7 @@ async fn probe(
             }
         }
     };
-    let status = response.head().status;
+    let status = response.status();
     response.set_read_timeout(deadline.saturating_duration_since(Instant::now()));
     if response.early_body().is_err() {
         return false;
@@ -238,6 +239,10 @@ async fn probe(
 struct NoBody;
 
 impl BodySource for NoBody {
+    fn body_framing(&self) -> BodyFraming {
+        BodyFraming::None
+    }
+
     fn is_complete(&self) -> bool {
         true
     }

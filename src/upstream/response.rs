@@ -1,6 +1,8 @@
-//! An upstream response being received: its parsed head, then its body as pieces
-//! read from the connection, and at the end the connection back to the pool when
-//! the exchange left it clean.
+//! An upstream response being received, whichever protocol carried it: its head as
+//! parts ([`ResponseParts`]), then its body as pieces (HTTP/1.1: read from the
+//! connection in the framing the head declared; HTTP/2: the stream's DATA), then
+//! the trailers, and at the end the connection back to its pool when the exchange
+//! left it clean.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -10,7 +12,9 @@ use monoio::time::Instant;
 
 use crate::config::{Endpoint, EndpointKey, Upstream};
 use crate::downstream::Piece;
-use crate::http::{BodyFraming, BodyProgress, ResponseHead};
+use crate::http::{
+    BodyFraming, BodyProgress, FieldRanges, HeaderLookup, ResponseHead, ResponseParts,
+};
 
 use super::failure::{ExchangeError, FailureSource};
 use super::pool::{PooledConn, UpstreamPools};
@@ -19,21 +23,35 @@ const UPSTREAM_READ_BUFFER: usize = 16 * 1024;
 
 /// The answer of an exchange: head first, body after.
 pub struct UpstreamResponse {
-    conn: PooledConn,
-    head: ResponseHead,
-    body: BodyProgress,
-    /// Bytes after the body's end were seen: the connection cannot be reused.
-    extra: bool,
-    /// How long one body read may wait (the route timeout, as an idle bound).
-    read_timeout: Duration,
-    key: EndpointKey,
-    max_idle: usize,
-    pool_idle_timeout: Duration,
-    max_requests: u64,
+    inner: Inner,
     /// When a new connection was established (`None`: taken from the pool).
     pub connected: Option<Instant>,
     /// When the response head was complete.
     pub first_byte: Instant,
+}
+
+enum Inner {
+    H1(H1Response),
+}
+
+/// The fields of a response head, whichever protocol carried them (see
+/// [`UpstreamResponse::fields`]).
+pub enum ResponseFields<'a> {
+    H1(FieldRanges<'a>),
+}
+
+impl HeaderLookup for ResponseFields<'_> {
+    fn get(&self, lowercase_name: &[u8]) -> Option<&[u8]> {
+        match self {
+            ResponseFields::H1(f) => f.get(lowercase_name),
+        }
+    }
+
+    fn each<'s>(&'s self, f: &mut dyn FnMut(&'s [u8], &'s [u8])) {
+        match self {
+            ResponseFields::H1(fields) => fields.each(f),
+        }
+    }
 }
 
 impl UpstreamResponse {
@@ -45,8 +63,125 @@ impl UpstreamResponse {
         connected: Option<Instant>,
         first_byte: Instant,
     ) -> Self {
-        let body = BodyProgress::new(head.body);
         UpstreamResponse {
+            inner: Inner::H1(H1Response::new(conn, head, upstream, endpoint)),
+            connected,
+            first_byte,
+        }
+    }
+
+    /// The response status.
+    pub fn status(&self) -> u16 {
+        match &self.inner {
+            Inner::H1(r) => r.head.status,
+        }
+    }
+
+    /// The head's fields, for [`parts`](Self::parts).
+    pub fn fields(&self) -> ResponseFields<'_> {
+        match &self.inner {
+            Inner::H1(r) => ResponseFields::H1(FieldRanges {
+                src: &r.conn.buf,
+                fields: &r.head.headers,
+            }),
+        }
+    }
+
+    /// The head as parts, over `fields` (from [`fields`](Self::fields)).
+    pub fn parts<'a>(&'a self, fields: &'a dyn HeaderLookup) -> ResponseParts<'a> {
+        match &self.inner {
+            Inner::H1(r) => ResponseParts {
+                status: r.head.status,
+                reason: r.conn.buf.get(r.head.reason.clone()).unwrap_or(b""),
+                fields,
+                body: r.head.body,
+            },
+        }
+    }
+
+    /// Sets how long one body read may wait for bytes (default: the upstream's
+    /// `request_timeout_ms`; the forwarder passes the route's timeout).
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        match &mut self.inner {
+            Inner::H1(r) => r.read_timeout = timeout,
+        }
+    }
+
+    /// The bytes the head was read into (HTTP/1.1: the head, then the first body
+    /// bytes); `early_body` indexes them.
+    pub fn head_bytes(&self) -> &[u8] {
+        match &self.inner {
+            Inner::H1(r) => &r.conn.buf,
+        }
+    }
+
+    /// The body bytes that arrived with the head, as a range of `head_bytes()`.
+    pub fn early_body(&mut self) -> Result<Range<usize>, ExchangeError> {
+        match &mut self.inner {
+            Inner::H1(r) => r.early_body(),
+        }
+    }
+
+    /// Lends the read buffer as a piece covering `range` (e.g. a large early body).
+    pub fn piece(&mut self, range: Range<usize>) -> Piece {
+        match &mut self.inner {
+            Inner::H1(r) => r.piece(range),
+        }
+    }
+
+    /// Reads the next body bytes. `Ok(None)` once the body is complete; an error
+    /// when the upstream ends it early, breaks its framing, or sends nothing for the
+    /// read timeout. Hand the piece back with [`give_back`](Self::give_back).
+    pub async fn next_piece(&mut self) -> Result<Option<Piece>, ExchangeError> {
+        match &mut self.inner {
+            Inner::H1(r) => r.next_piece().await,
+        }
+    }
+
+    /// Returns a buffer lent by [`piece`](Self::piece) or [`next_piece`](Self::next_piece).
+    pub fn give_back(&mut self, piece: Piece) {
+        match &mut self.inner {
+            Inner::H1(r) => r.conn.buf = piece.buf,
+        }
+    }
+
+    /// The trailers that followed the body (HTTP/2); an HTTP/1.1 upstream's travel
+    /// inside its chunked pieces, so this is `None` for it.
+    pub async fn trailers(&mut self) -> Result<Option<::http::HeaderMap>, ExchangeError> {
+        match &mut self.inner {
+            Inner::H1(_) => Ok(None),
+        }
+    }
+
+    /// Ends the exchange: the connection goes back to its pool when the exchange
+    /// left it clean (HTTP/1.1: see [`H1Response::finish`]).
+    pub fn finish(self, pools: &UpstreamPools) {
+        match self.inner {
+            Inner::H1(r) => r.finish(pools),
+        }
+    }
+}
+
+/// An HTTP/1.1 response: the parsed head over the connection's read buffer, and
+/// the body read from the connection.
+struct H1Response {
+    conn: PooledConn,
+    head: ResponseHead,
+    body: BodyProgress,
+    /// Bytes after the body's end were seen: the connection cannot be reused.
+    extra: bool,
+    /// How long one body read may wait (the route timeout, as an idle bound).
+    read_timeout: Duration,
+    key: EndpointKey,
+    max_idle: usize,
+    pool_idle_timeout: Duration,
+    max_requests: u64,
+}
+
+impl H1Response {
+    fn new(conn: PooledConn, head: ResponseHead, upstream: &Upstream, endpoint: &Endpoint) -> Self {
+        let body = BodyProgress::new(head.body);
+        H1Response {
             conn,
             head,
             body,
@@ -56,28 +191,10 @@ impl UpstreamResponse {
             max_idle: upstream.max_idle_per_endpoint,
             pool_idle_timeout: upstream.pool_idle_timeout,
             max_requests: upstream.max_requests_per_connection,
-            connected,
-            first_byte,
         }
     }
 
-    /// Sets how long one body read may wait for bytes (default: the upstream's
-    /// `request_timeout_ms`; the forwarder passes the route's timeout).
-    pub fn set_read_timeout(&mut self, timeout: Duration) {
-        self.read_timeout = timeout;
-    }
-
-    pub fn head(&self) -> &ResponseHead {
-        &self.head
-    }
-
-    /// The bytes `head`'s ranges index (the head, then the first body bytes).
-    pub fn head_bytes(&self) -> &[u8] {
-        &self.conn.buf
-    }
-
-    /// The body bytes that arrived with the head, as a range of `head_bytes()`.
-    pub fn early_body(&mut self) -> Result<Range<usize>, ExchangeError> {
+    fn early_body(&mut self) -> Result<Range<usize>, ExchangeError> {
         let after_head = self.head.head_len;
         let avail = self.conn.buf.len() - after_head;
         let take = self
@@ -88,18 +205,14 @@ impl UpstreamResponse {
         Ok(after_head..after_head + take)
     }
 
-    /// Lends the read buffer as a piece covering `range` (e.g. a large early body).
-    pub fn piece(&mut self, range: Range<usize>) -> Piece {
+    fn piece(&mut self, range: Range<usize>) -> Piece {
         Piece {
             buf: std::mem::take(&mut self.conn.buf),
             range,
         }
     }
 
-    /// Reads the next body bytes. `Ok(None)` once the body is complete; an error
-    /// when the upstream ends it early, breaks its framing, or sends nothing for the
-    /// read timeout. Hand the piece back with [`give_back`](Self::give_back).
-    pub async fn next_piece(&mut self) -> Result<Option<Piece>, ExchangeError> {
+    async fn next_piece(&mut self) -> Result<Option<Piece>, ExchangeError> {
         if self.body.is_complete() {
             return Ok(None);
         }
@@ -132,15 +245,10 @@ impl UpstreamResponse {
         Ok(Some(self.piece(0..take)))
     }
 
-    /// Returns a buffer lent by [`piece`](Self::piece) or [`next_piece`](Self::next_piece).
-    pub fn give_back(&mut self, piece: Piece) {
-        self.conn.buf = piece.buf;
-    }
-
-    /// Ends the exchange: the connection goes back to `pools` when the body was read
-    /// to its end, nothing followed it, the upstream keeps it open, and it has served
-    /// fewer than `max_requests_per_connection` requests. Otherwise it closes.
-    pub fn finish(self, pools: &UpstreamPools) {
+    /// The connection goes back to `pools` when the body was read to its end,
+    /// nothing followed it, the upstream keeps it open, and it has served fewer
+    /// than `max_requests_per_connection` requests. Otherwise it closes.
+    fn finish(self, pools: &UpstreamPools) {
         let reusable = self.body.is_complete()
             && !self.extra
             && self.head.body != BodyFraming::UntilClose
