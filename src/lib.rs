@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod compose;
 pub mod config;
 pub mod downstream;
 pub mod http;

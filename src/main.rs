@@ -43,6 +43,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match portico::config::load(&config) {
             Ok(snapshot) => {
+                for warning in &snapshot.warnings {
+                    eprintln!("{warning}");
+                }
                 println!(
                     "{}: ok ({} route(s), {} upstream(s))",
                     config.display(),
@@ -65,6 +68,9 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&snapshot.log.level);
+            for warning in &snapshot.warnings {
+                tracing::warn!("{warning}");
+            }
             let options = portico::server::RunOptions { takeover };
             match portico::server::run(Arc::new(snapshot), options) {
                 Ok(()) => ExitCode::SUCCESS,

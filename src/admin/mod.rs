@@ -8,7 +8,8 @@
 //!   not yet fetched) and once draining (load balancers stop sending).
 //! - `GET /stats`: counters summed over workers and side threads (the rate
 //!   limiter, the health prober), as JSON, with an `endpoints` list: each
-//!   upstream endpoint's health, ejections and tries over all workers.
+//!   upstream endpoint's health, ejections and tries over all workers, and the
+//!   composed routes' counters under `compose`, per route and part.
 //!
 //! The thread looks at its stop flag at least every [`STOP_CHECK`], so after
 //! [`Admin::stop`] the listener closes within that time, or after the request in
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::compose::PublishedCompose;
 use crate::observe::PublishedCounters;
 use crate::upstream::EndpointBoard;
 
@@ -66,12 +68,14 @@ impl Admin {
 
 /// Serves admin requests on `listener` (bound by the caller) on a background
 /// thread, starting in [`Phase::Starting`]. `side` are the counters of threads other
-/// than workers; they are summed in but not counted as workers. `endpoints` holds
-/// the workers' published view of the endpoints.
+/// than workers; they are summed in but not counted as workers. `compose` are the
+/// workers' composition counters; `endpoints` holds the workers' published view of
+/// the endpoints.
 pub fn start(
     listener: TcpListener,
     workers: Vec<Arc<PublishedCounters>>,
     side: Vec<Arc<PublishedCounters>>,
+    compose: Vec<Arc<PublishedCompose>>,
     readiness: Readiness,
     endpoints: Arc<EndpointBoard>,
 ) -> std::io::Result<Admin> {
@@ -97,7 +101,13 @@ pub fn start(
                     }
                 };
                 let phase = phase_of(seen_phase.load(Ordering::Relaxed));
-                let _ = answer(stream, phase, &workers, &side, &readiness, &endpoints);
+                let counters = Counters {
+                    workers: &workers,
+                    side: &side,
+                    compose: &compose,
+                    endpoints: &endpoints,
+                };
+                let _ = answer(stream, phase, &counters, &readiness);
             }
             // The listener closes as it drops here.
         })?;
@@ -129,13 +139,19 @@ fn phase_of(v: u8) -> Phase {
     }
 }
 
+/// Every published counter `/stats` shows.
+struct Counters<'a> {
+    workers: &'a [Arc<PublishedCounters>],
+    side: &'a [Arc<PublishedCounters>],
+    compose: &'a [Arc<PublishedCompose>],
+    endpoints: &'a EndpointBoard,
+}
+
 fn answer(
     mut stream: TcpStream,
     phase: Phase,
-    workers: &[Arc<PublishedCounters>],
-    side: &[Arc<PublishedCounters>],
+    counters: &Counters<'_>,
     readiness: &Readiness,
-    endpoints: &EndpointBoard,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
@@ -167,21 +183,13 @@ fn answer(
             Some(reason) => respond(&mut stream, 503, "text/plain", &format!("{reason}\n")),
             None => respond(&mut stream, 200, "text/plain", "ready\n"),
         },
-        ("/stats", _) => respond(
-            &mut stream,
-            200,
-            "application/json",
-            &stats_json(workers, side, endpoints),
-        ),
+        ("/stats", _) => respond(&mut stream, 200, "application/json", &stats_json(counters)),
         _ => respond(&mut stream, 404, "text/plain", "not found\n"),
     }
 }
 
-fn stats_json(
-    workers: &[Arc<PublishedCounters>],
-    side: &[Arc<PublishedCounters>],
-    endpoints: &EndpointBoard,
-) -> String {
+fn stats_json(counters: &Counters<'_>) -> String {
+    let (workers, side) = (counters.workers, counters.side);
     let mut totals: Vec<(&'static str, u64)> = Vec::new();
     for w in workers.iter().chain(side) {
         for (i, (name, v)) in w.values().into_iter().enumerate() {
@@ -196,10 +204,11 @@ fn stats_json(
         .map(|(k, v)| format!("\"{k}\": {v}"))
         .collect();
     format!(
-        "{{\"workers\": {}, {}, \"endpoints\": {}}}\n",
+        "{{\"workers\": {}, {}, \"endpoints\": {}, \"compose\": {}}}\n",
         workers.len(),
         fields.join(", "),
-        endpoints_json(endpoints)
+        endpoints_json(counters.endpoints),
+        PublishedCompose::render(counters.compose)
     )
 }
 

@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::compile_compose::{self, ComposeLimits, RouteContext};
 use super::error::Problems;
 use super::rate_limits;
 use super::schema::{self, Balance, Workers};
 use super::snapshot::*;
+use super::values::{in_range, is_token, millis, positive};
 use super::Sections;
 use crate::http::FieldList;
 use crate::observe::AccessLogTarget;
@@ -58,7 +60,14 @@ pub(crate) fn compile(
         .iter_mut()
         .map(|r| std::mem::take(&mut r.rate_limits))
         .collect();
-    let (specs, mut routes) = routes(sections.routes, &upstreams, &auth, problems);
+    let compose_limits = compile_compose::limits(sections.compose.take(), problems);
+    let (specs, mut routes) = routes(
+        sections.routes,
+        &upstreams,
+        &auth,
+        &compose_limits,
+        problems,
+    );
     for (route, names) in routes.iter_mut().zip(route_policies) {
         route.limits = rate_limits::route_limits(&route.name, &names, &rate_limits, problems);
     }
@@ -76,6 +85,7 @@ pub(crate) fn compile(
         endpoint_count,
         rate_limits: Arc::new(rate_limits),
         auth,
+        warnings: Vec::new(),
     })
 }
 
@@ -422,8 +432,10 @@ fn routes(
     list: Vec<schema::RouteSection>,
     upstreams: &[Upstream],
     auth: &crate::auth::AuthSettings,
+    compose_limits: &ComposeLimits,
     p: &mut Problems<'_>,
 ) -> (Vec<RouteSpec>, Vec<Route>) {
+    let mut composed = 0;
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
     let mut specs = Vec::new();
     let mut routes = Vec::new();
@@ -502,8 +514,42 @@ fn routes(
             }
             config_path(rw, p)
         });
-        let (action, upstream_timeout) = match (&r.upstream, &r.respond) {
-            (Some(u), None) => match upstreams.iter().position(|x| &x.name == u.get_ref()) {
+        // Named segments (`/users/{id}`) match any value, so there is no fixed
+        // prefix to strip or rewrite.
+        let pattern = match &path {
+            PathMatch::Exact(exact) => route::PathPattern::parse(exact).ok().flatten(),
+            PathMatch::Prefix(_) => None,
+        };
+        if pattern.is_some() && (strip_prefix || rewrite_prefix.is_some()) {
+            let span = r.rewrite_prefix.as_ref().map_or_else(
+                || r.strip_prefix.as_ref().map_or(r.name.span(), |s| s.span()),
+                |rw| rw.span(),
+            );
+            p.at(
+                span,
+                "a path with named segments has no fixed prefix to strip or rewrite",
+            );
+        }
+        let (action, upstream_timeout) = match (&r.upstream, &r.respond, &r.compose) {
+            (None, None, Some(c)) => {
+                if strip_prefix || rewrite_prefix.is_some() || r.preserve_host {
+                    p.at(
+                        c.span(),
+                        "strip_prefix, rewrite_prefix and preserve_host do not apply to a compose route (each part has its own path)",
+                    );
+                }
+                let context = RouteContext {
+                    name: &name,
+                    pattern,
+                    has_auth: r.auth.is_some(),
+                    timeout: r.timeout_ms.as_ref().map(|t| millis(t, p)),
+                    slot: composed,
+                };
+                composed += 1;
+                let plan = compile_compose::plan(c, &context, compose_limits, upstreams, p);
+                (Action::Compose(plan), Duration::from_secs(15))
+            }
+            (Some(u), None, None) => match upstreams.iter().position(|x| &x.name == u.get_ref()) {
                 Some(i) => (Action::Forward(i), upstreams[i].request_timeout),
                 None => {
                     p.at(
@@ -516,18 +562,27 @@ fn routes(
                     (Action::Forward(0), Duration::from_secs(15))
                 }
             },
-            (None, Some(resp)) => (
+            (None, Some(resp), None) => (
                 Action::Respond(fixed_response(resp, p)),
                 Duration::from_secs(15),
             ),
-            (Some(u), Some(_)) => {
-                p.at(u.span(), "give either upstream or respond, not both");
-                (Action::Forward(0), Duration::from_secs(15))
-            }
-            (None, None) => {
+            (None, None, None) => {
                 p.at(
                     r.name.span(),
-                    format!("route \"{name}\" needs upstream = \"NAME\" or respond = {{ ... }}"),
+                    format!("route \"{name}\" needs upstream = \"NAME\", respond = {{ ... }} or [route.compose]"),
+                );
+                (Action::Forward(0), Duration::from_secs(15))
+            }
+            (u, resp, c) => {
+                let span = u
+                    .as_ref()
+                    .map(|u| u.span())
+                    .or_else(|| resp.as_ref().map(|r| r.span()))
+                    .or_else(|| c.as_ref().map(|c| c.span()))
+                    .unwrap_or(r.name.span());
+                p.at(
+                    span,
+                    "give one of upstream, respond or [route.compose], not several",
                 );
                 (Action::Forward(0), Duration::from_secs(15))
             }
@@ -745,35 +800,4 @@ fn resolve(e: &Spanned<String>, p: &mut Problems<'_>) -> Vec<SocketAddr> {
             Vec::new()
         }
     }
-}
-
-fn positive(v: &Spanned<u64>, p: &mut Problems<'_>) -> u64 {
-    if *v.get_ref() == 0 {
-        p.at(v.span(), "must be greater than 0");
-        return 1;
-    }
-    *v.get_ref()
-}
-
-fn in_range(v: &Spanned<u64>, min: u64, max: u64, p: &mut Problems<'_>) -> u64 {
-    let x = *v.get_ref();
-    if !(min..=max).contains(&x) {
-        p.at(
-            v.span(),
-            format!("{x} is out of range: must be from {min} to {max}"),
-        );
-        return x.clamp(min, max);
-    }
-    x
-}
-
-fn millis(v: &Spanned<u64>, p: &mut Problems<'_>) -> Duration {
-    Duration::from_millis(positive(v, p))
-}
-
-/// An RFC 9110 token (header names, methods).
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }

@@ -16,6 +16,7 @@ use super::schema::{RouteSection, UpstreamSection};
 use super::schema_resilience::{
     HealthCheckSection, OutlierSection, RetryBudgetSection, StatusSetting,
 };
+use super::values::in_range;
 
 /// Longest interval, timeout or ejection time accepted: one day.
 const MAX_MS: u64 = 86_400_000;
@@ -235,14 +236,5 @@ pub(crate) fn route_retry(
 /// The value of an optional numeric key, `default` when absent; a value outside
 /// `min..=max` is a problem at the key (and clamped, so compilation goes on).
 fn number(v: Option<&Spanned<u64>>, default: u64, min: u64, max: u64, p: &mut Problems<'_>) -> u64 {
-    let Some(v) = v else { return default };
-    let x = *v.get_ref();
-    if !(min..=max).contains(&x) {
-        p.at(
-            v.span(),
-            format!("{x} is out of range: must be from {min} to {max}"),
-        );
-        return x.clamp(min, max);
-    }
-    x
+    v.map_or(default, |v| in_range(v, min, max, p))
 }

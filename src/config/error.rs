@@ -45,6 +45,9 @@ pub struct Problems<'a> {
     file: &'a str,
     text: &'a str,
     found: Vec<ConfigError>,
+    /// Things that work but are likely not what the operator meant (e.g. two parts
+    /// of a flat merge that write the same key): printed, never refused.
+    warnings: Vec<ConfigError>,
 }
 
 impl<'a> Problems<'a> {
@@ -53,18 +56,38 @@ impl<'a> Problems<'a> {
             file,
             text,
             found: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
     /// Records a problem at `span` (a byte range in the file; `0..0` means the top).
     pub fn at(&mut self, span: Range<usize>, reason: impl Into<String>) {
+        let e = self.error_at(span, reason.into());
+        self.found.push(e);
+    }
+
+    /// Records a warning at `span`; its reason is shown as `warning: REASON`.
+    pub fn warn(&mut self, span: Range<usize>, reason: impl Into<String>) {
+        let e = self.error_at(span, format!("warning: {}", reason.into()));
+        self.warnings.push(e);
+    }
+
+    /// The warnings recorded so far, in file order.
+    pub fn take_warnings(&mut self) -> Vec<ConfigError> {
+        let mut w = std::mem::take(&mut self.warnings);
+        w.sort_by_key(|e| (e.line, e.col));
+        w.dedup();
+        w
+    }
+
+    fn error_at(&self, span: Range<usize>, reason: String) -> ConfigError {
         let (line, col) = line_col(self.text, span.start);
-        self.found.push(ConfigError {
+        ConfigError {
             file: self.file.to_string(),
             line,
             col,
-            reason: reason.into(),
-        });
+            reason,
+        }
     }
 
     /// How many problems have been recorded so far.

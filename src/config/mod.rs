@@ -7,14 +7,19 @@
 mod compile;
 mod compile_auth;
 mod compile_auth_keys;
+mod compile_compose;
 mod compile_resilience;
+mod compose;
+mod compose_schema;
 mod error;
 mod rate_limits;
 mod resilience;
 mod schema;
 mod schema_resilience;
 mod snapshot;
+mod values;
 
+pub use compose::*;
 pub use error::{ConfigError, ConfigErrors};
 pub use resilience::*;
 pub use snapshot::*;
@@ -46,9 +51,13 @@ pub fn parse(file: &str, text: &str) -> Result<Snapshot, ConfigErrors> {
     let mut problems = Problems::new(file, text);
     let sections = read_sections(text, &mut problems);
     let snapshot = compile::compile(file, sections, &mut problems);
+    let warnings = problems.take_warnings();
     problems.into_result()?;
     match snapshot {
-        Some(s) => Ok(s),
+        Some(mut s) => {
+            s.warnings = warnings;
+            Ok(s)
+        }
         None => Err(ConfigErrors(vec![ConfigError {
             file: file.to_string(),
             line: 1,
@@ -70,12 +79,13 @@ pub(crate) struct Sections {
     pub fleet: Option<schema::FleetSection>,
     pub rate_limit_headers: Option<schema::RateLimitHeadersSection>,
     pub auth: Option<schema::AuthSection>,
+    pub compose: Option<compose_schema::ComposeLimitsSection>,
 }
 
 /// Sections that later versions handle; named so the error says so.
 const NOT_YET: &[&str] = &[];
 const KNOWN: &str =
-    "server, admin, upstream, route, log, auth, rate_limit, fleet, rate_limit_headers";
+    "server, admin, upstream, route, log, auth, rate_limit, fleet, rate_limit_headers, compose";
 
 fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
@@ -98,6 +108,7 @@ fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
             "rate_limit" => out.rate_limits = many(value, "[[rate_limit]]", problems),
             "fleet" => out.fleet = one(value, problems),
             "rate_limit_headers" => out.rate_limit_headers = one(value, problems),
+            "compose" => out.compose = one(value, problems),
             other if NOT_YET.contains(&other) => problems.at(
                 span,
                 format!("`{other}` is not supported by this version of portico"),

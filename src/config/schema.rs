@@ -182,6 +182,8 @@ pub struct RouteSection {
     pub auth: Option<Spanned<RouteAuthSection>>,
     pub retry: Option<Spanned<super::schema_resilience::RetrySection>>,
     pub retry_non_idempotent: Option<Spanned<bool>>,
+    /// `[route.compose]`: fan out to several upstreams and merge (`compose_schema.rs`).
+    pub compose: Option<Spanned<super::compose_schema::ComposeSection>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub rate_limits: Arc<RateLimitSettings>,
     /// `[auth.jwt.*]` providers and the identity headers stripped from every request.
     pub auth: crate::auth::AuthSettings,
+    /// What `portico check` and the start-up log show as `warning:` lines (the file
+    /// is valid; e.g. a flat merge whose parts can write the same key).
+    pub warnings: Vec<super::ConfigError>,
 }
 
 /// `[server]`: listeners, worker layout and the limits every request is held to.
@@ -118,6 +121,9 @@ pub enum Action {
     Forward(usize),
     /// Answer from the gateway itself.
     Respond(FixedResponse),
+    /// Call several upstreams at once and answer with their merged JSON
+    /// (`[route.compose]`, `crate::compose`).
+    Compose(super::ComposePlan),
 }
 
 /// A static response, as parts: status, the configured fields (lowercase names,

@@ -8,7 +8,7 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use crate::config::{BalancePolicy, Endpoint, HashOn, Route, Upstream};
+use crate::config::{Endpoint, Route, Upstream};
 use crate::downstream::{BodyError, Downstream};
 use crate::http::{
     write_chunk_head, write_last_chunk, write_upstream_request, BodyFraming, FieldList,
@@ -216,15 +216,7 @@ fn is_idempotent(method: &[u8]) -> bool {
 /// What `balance = "hash"` hashes on (the configured header, or the client
 /// address), as the balancer's fingerprint; 0 for the other policies.
 fn hash_key<D: Downstream>(upstream: &Upstream, d: &D) -> u64 {
-    let ip = d.conn().peer.ip();
-    match &upstream.balance {
-        BalancePolicy::Hash(HashOn::Header(name)) => d
-            .get(name.as_bytes())
-            .map_or(HashKey::Ip(ip), HashKey::Bytes)
-            .fingerprint(),
-        BalancePolicy::Hash(HashOn::ClientIp) => HashKey::Ip(ip).fingerprint(),
-        _ => 0,
-    }
+    HashKey::request_hash(&upstream.balance, d.conn().peer.ip(), |name| d.get(name))
 }
 
 /// Picks the endpoint for a try (skipping unavailable and `tried` ones when it
@@ -468,14 +460,7 @@ async fn overflow<D: Downstream>(
     d: &mut D,
     limit: BreakerLimit,
 ) {
-    let c = &worker.counters;
-    Counters::bump(match limit {
-        BreakerLimit::MaxRequests => &c.upstream_overflow_requests,
-        BreakerLimit::MaxPending => &c.upstream_overflow_pending,
-        BreakerLimit::MaxConnections => &c.upstream_overflow_connections,
-        BreakerLimit::MaxRetries => &c.upstream_overflow_retries,
-        BreakerLimit::RetryBudget => &c.upstream_retry_budget_exhausted,
-    });
+    Counters::bump(limit.counter(&worker.counters));
     reply(ctx, d, &replies::overflow(limit.name(), &ctx.id)).await;
 }
 

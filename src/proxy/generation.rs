@@ -1,13 +1,15 @@
 //! A generation: everything a worker derives from one configuration snapshot,
 //! built together and pinned by each connection for its whole life, so a request
-//! never mixes two configurations. Balancer state, breakers and auth key sets are
-//! indexed by the snapshot's own positions; state that must outlive a snapshot
-//! (keep-alive pools, endpoint health and ejections, breaker counts) lives on the
-//! [`Worker`](super::Worker), keyed by identity, and the generation points at it.
+//! never mixes two configurations. Balancer state, breakers, auth key sets and
+//! composition counters are indexed by the snapshot's own positions; state that must
+//! outlive a snapshot (keep-alive pools, endpoint health and ejections, breaker
+//! counts) lives on the [`Worker`](super::Worker), keyed by identity, and the
+//! generation points at it.
 
 use std::sync::Arc;
 
 use crate::auth::AuthWorker;
+use crate::compose::ComposeCounters;
 use crate::config::Snapshot;
 use crate::limit::{LocalLimiter, WorkerLink};
 use crate::upstream::{Balancer, Breaker, UpstreamStates};
@@ -24,6 +26,8 @@ pub struct Generation {
     pub limits: LocalLimiter,
     /// Key sets and verified-token caches of the auth providers.
     pub auth: AuthWorker,
+    /// Calls and failures of the composed routes and their parts.
+    pub compose: ComposeCounters,
 }
 
 impl Generation {
@@ -39,6 +43,7 @@ impl Generation {
             breakers: upstreams.breakers(&snapshot),
             limits: LocalLimiter::new(&snapshot.rate_limits, limiter),
             auth: AuthWorker::new(&snapshot.auth),
+            compose: ComposeCounters::new(&snapshot),
             snapshot,
         }
     }

@@ -5,6 +5,7 @@
 //! what it derives from one snapshot is a generation (`generation.rs`).
 
 mod auth_stage;
+mod compose_stage;
 mod context;
 mod exit;
 mod forward;

@@ -5,7 +5,7 @@
 //!
 //! shed load → redirect → normalize → strip identity → route → body limit → rate
 //! limits on the client address → authenticate → rate limits on the verified
-//! identity → respond or forward.
+//! identity → respond, forward or compose.
 //!
 //! Logging and counting wrap this call in one place (`gateway.rs`).
 
@@ -20,7 +20,7 @@ use super::exit::reply;
 use super::generation::Generation;
 use super::limit_stage::{self, Phase};
 use super::worker::Worker;
-use super::{auth_stage, forward, replies, route_stage, shed_stage};
+use super::{auth_stage, compose_stage, forward, replies, route_stage, shed_stage};
 
 /// Runs the request in `d` through the pipeline of `generation`, to the end of
 /// its response.
@@ -38,6 +38,9 @@ pub async fn run<D: Downstream>(
         Action::Respond(fixed) => reply(ctx, d, &replies::fixed(fixed)).await,
         Action::Forward(upstream) => {
             forward::forward(worker, generation, route, *upstream, ctx, d).await
+        }
+        Action::Compose(plan) => {
+            compose_stage::compose(worker, generation, route, plan, ctx, d).await
         }
     }
 }

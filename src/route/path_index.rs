@@ -1,7 +1,9 @@
 //! The routes of one host group, indexed by path.
 //!
-//! Exact paths live in a hash map. Prefixes live in a second hash map keyed by
-//! the prefix; a request path is probed once per place a matching prefix could
+//! Exact paths live in a hash map. Exact paths with named segments
+//! (`/users/{id}`, `pattern.rs`) are a short list in precedence order, tried
+//! after the exact map; only those with as many segments as the request path are
+//! compared. Prefixes live in a second hash map keyed by the prefix; a request path is probed once per place a matching prefix could
 //! end — the whole path, then each `/` from the right — so the longest matching
 //! prefix comes first and the cost grows with the path's depth, not with the
 //! number of routes (probes of lengths no prefix has cost no hashing). The `/`
@@ -10,12 +12,16 @@
 use std::ops::ControlFlow;
 
 use super::key_map::KeyMap;
+use super::pattern::PathPattern;
 use super::spec::PathMatch;
 
 #[derive(Debug, Default)]
 pub(super) struct PathIndex {
     /// Exact path → routes, in file order.
     exact: KeyMap<Vec<usize>>,
+    /// Exact paths with named segments → route, in precedence order (the most
+    /// literal first, then file order), with their segment counts.
+    patterns: Vec<(usize, PathPattern, usize)>,
     /// Canonical prefix (see [`canonical_prefix`]) → routes, in file order.
     prefixes: KeyMap<Vec<usize>>,
     /// Routes with the prefix `/`, in file order.
@@ -38,7 +44,20 @@ pub(super) fn after_prefix<'p>(prefix: &str, path: &'p str) -> Option<&'p str> {
 impl PathIndex {
     pub(super) fn insert(&mut self, path: &PathMatch, route: usize) {
         match path {
-            PathMatch::Exact(exact) => self.exact.entry(exact.as_bytes()).push(route),
+            PathMatch::Exact(exact) => match PathPattern::parse(exact) {
+                Ok(Some(pattern)) => {
+                    let segments = exact.matches('/').count();
+                    let at = self
+                        .patterns
+                        .iter()
+                        .position(|(_, p, _)| pattern.precedence(p).is_lt())
+                        .unwrap_or(self.patterns.len());
+                    self.patterns.insert(at, (segments, pattern, route));
+                }
+                // A spec that failed `RouteSpec::check` never gets here; a plain
+                // path is looked up by its bytes.
+                _ => self.exact.entry(exact.as_bytes()).push(route),
+            },
             PathMatch::Prefix(prefix) => match canonical_prefix(prefix) {
                 "" => self.root.push(route),
                 prefix => self.prefixes.entry(prefix.as_bytes()).push(route),
@@ -47,8 +66,9 @@ impl PathIndex {
     }
 
     /// Calls `visit` with each route whose path condition matches `path`, in
-    /// precedence order: exact, then prefixes longest first, then `/`; file
-    /// order within each. Stops when `visit` breaks.
+    /// precedence order: exact, then exact with named segments (most literal
+    /// first), then prefixes longest first, then `/`; file order within each.
+    /// Stops when `visit` breaks.
     pub(super) fn visit<B>(
         &self,
         path: &[u8],
@@ -56,6 +76,14 @@ impl PathIndex {
     ) -> ControlFlow<B> {
         for &route in self.exact.get(path).into_iter().flatten() {
             visit(route)?;
+        }
+        if !self.patterns.is_empty() {
+            let segments = path.iter().filter(|&&b| b == b'/').count();
+            for (count, pattern, route) in &self.patterns {
+                if *count == segments && pattern.matches(path) {
+                    visit(*route)?;
+                }
+            }
         }
         if !self.prefixes.is_empty() {
             let mut end = path.len();
@@ -133,6 +161,21 @@ mod tests {
         assert_eq!(matches(&index, "/a/b/c"), [2, 1, 0]);
         assert_eq!(matches(&index, "/a/bc"), [1, 0]);
         assert_eq!(matches(&index, "/z"), [0]);
+    }
+
+    #[test]
+    fn named_segments_come_after_exact_and_before_prefixes() {
+        let index = index(&[
+            PathMatch::Prefix("/a".into()),
+            PathMatch::Exact("/a/{x}/c".into()),
+            PathMatch::Exact("/a/b/{y}".into()),
+            PathMatch::Exact("/a/b/c".into()),
+            PathMatch::Exact("/a/{z}".into()),
+        ]);
+        assert_eq!(matches(&index, "/a/b/c"), [3, 2, 1, 0]);
+        assert_eq!(matches(&index, "/a/q/c"), [1, 0]);
+        assert_eq!(matches(&index, "/a/q"), [4, 0]);
+        assert_eq!(matches(&index, "/a/q/"), [0]);
     }
 
     #[test]

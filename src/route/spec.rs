@@ -3,6 +3,7 @@
 
 use super::host::check_host_pattern;
 use super::normalize::normalize_path;
+use super::pattern::PathPattern;
 
 /// One route's match conditions, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,7 @@ pub struct RouteSpec {
 /// The `path` (exact) or `path_prefix` (segment-aware prefix) key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
+    /// An exact path; whole segments may be names in braces (`/users/{id}`).
     Exact(String),
     Prefix(String),
 }
@@ -46,6 +48,17 @@ impl RouteSpec {
             PathMatch::Prefix(path) => ("path_prefix", path),
         };
         check_route_path(key, path)?;
+        match &self.path {
+            PathMatch::Exact(path) => {
+                PathPattern::parse(path).map_err(|why| format!("path {path:?}: {why}"))?;
+            }
+            PathMatch::Prefix(path) if path.contains(['{', '}']) => {
+                return Err(format!(
+                    "path_prefix {path:?}: named segments are for exact paths (path = ...)"
+                ));
+            }
+            PathMatch::Prefix(_) => {}
+        }
         if let Some(methods) = &self.methods {
             if methods.is_empty() {
                 return Err(
@@ -128,6 +141,9 @@ mod tests {
         ] {
             assert!(spec(PathMatch::Exact(bad.into())).check().is_err(), "{bad}");
         }
+        assert_eq!(spec(PathMatch::Exact("/a/{id}".into())).check(), Ok(()));
+        assert!(spec(PathMatch::Exact("/a/x{id}".into())).check().is_err());
+        assert!(spec(PathMatch::Prefix("/a/{id}".into())).check().is_err());
         let why = spec(PathMatch::Prefix("/a/./b".into()))
             .check()
             .unwrap_err();

@@ -5,7 +5,8 @@
 //! and the any-host group; each group is a [`PathIndex`]. A lookup walks the
 //! candidates whose host and path match, in precedence order —
 //! exact host, wildcard hosts by longest suffix, any host; within a group exact
-//! path, prefixes longest first, `/`; file order within each — and takes the
+//! path, exact path with named segments (`/users/{id}`), prefixes longest first,
+//! `/`; file order within each — and takes the
 //! first whose headers and method match. Its cost depends on the Host's labels
 //! and the path's depth, not on the number of routes, and it does not allocate
 //! unless the answer is 405.

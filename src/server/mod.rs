@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::admin::Phase;
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::observe::PublishedCounters;
 use crate::upstream::EndpointBoard;
@@ -58,15 +59,21 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     check_addresses(&plan, snapshot.admin, options)?;
 
     let published: Vec<Arc<PublishedCounters>> = cores.iter().map(|_| Arc::default()).collect();
+    let published_compose: Vec<Arc<PublishedCompose>> = cores
+        .iter()
+        .map(|_| Arc::new(PublishedCompose::new(&snapshot)))
+        .collect();
     // Endpoint health verdicts in, endpoint states out: prober, workers and admin.
     let board = Arc::new(EndpointBoard::new(&snapshot, cores.len()));
-    let (side, limiter_links) = side_threads::start(&snapshot, &published, &board)?;
+    let (side, limiter_links) =
+        side_threads::start(&snapshot, &published, &published_compose, &board)?;
     let started = WorkerSet::start(
         &snapshot,
         &cores,
         side.access_log.as_ref(),
         limiter_links,
         &published,
+        &published_compose,
         &board,
     );
     let workers = match started {

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use crate::admin::{self, Admin};
 use crate::auth::jwks::{self, JwksFetchers};
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::{GlobalLimiter, LimiterThread, WorkerLink};
 use crate::observe::{AccessLogWriter, PublishedCounters};
@@ -39,14 +40,15 @@ pub struct SideThreads {
 /// Starts the side threads in order: access log, JWKS fetchers, limiter,
 /// health-check prober, admin listener. On an error, what was started is stopped
 /// again. Returns the threads and one limiter link per worker (empty without a
-/// limiter).
+/// limiter). `published` and `compose` are the workers' counters the admin shows.
 pub fn start(
     snapshot: &Arc<Snapshot>,
     published: &[Arc<PublishedCounters>],
+    compose: &[Arc<PublishedCompose>],
     board: &Arc<EndpointBoard>,
 ) -> Result<(SideThreads, Vec<WorkerLink>), String> {
     let mut side = SideThreads::default();
-    match start_each(&mut side, snapshot, published, board) {
+    match start_each(&mut side, snapshot, published, compose, board) {
         Ok(links) => Ok((side, links)),
         Err(e) => {
             side.stop(super::shutdown::StopDeadlines::now().side_threads());
@@ -59,6 +61,7 @@ fn start_each(
     side: &mut SideThreads,
     snapshot: &Arc<Snapshot>,
     published: &[Arc<PublishedCounters>],
+    compose: &[Arc<PublishedCompose>],
     board: &Arc<EndpointBoard>,
 ) -> Result<Vec<WorkerLink>, String> {
     side.access_log = AccessLogWriter::start(&snapshot.log.access_log)
@@ -89,6 +92,7 @@ fn start_each(
                 listener,
                 published.to_vec(),
                 side_counters,
+                compose.to_vec(),
                 readiness(snapshot),
                 board.clone(),
             )

@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 use monoio::net::TcpListener;
 use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::{WorkerLink, LIMIT_TICK};
 use crate::observe::{AccessLogBuffer, PublishedCounters};
@@ -36,6 +37,8 @@ pub struct WorkerPlan {
     pub listeners: Receiver<Vec<(std::net::TcpListener, ListenerKind)>>,
     pub access_log: Option<AccessLogBuffer>,
     pub published: Arc<PublishedCounters>,
+    /// Where this worker publishes its composition counters.
+    pub published_compose: Arc<PublishedCompose>,
     /// This worker's channels to the global limiter thread, when there is one.
     pub limiter: Option<WorkerLink>,
     /// Health verdicts in, endpoint states out (shared with the prober and admin).
@@ -160,6 +163,7 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         }
         worker.tick();
         worker.publish(&plan.published);
+        worker.generation().compose.publish(&plan.published_compose);
     };
 
     // The drain: the accept loops (after taking the connections waiting in their
@@ -173,8 +177,10 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         monoio::time::sleep(TICK).await;
         worker.tick();
         worker.publish(&plan.published);
+        worker.generation().compose.publish(&plan.published_compose);
     }
     worker.publish(&plan.published);
+    worker.generation().compose.publish(&plan.published_compose);
 }
 
 /// Picks up the limiter's grants and hands back expired leases when no request

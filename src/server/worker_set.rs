@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use core_affinity::CoreId;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::WorkerLink;
 use crate::observe::{AccessLogWriter, PublishedCounters};
@@ -68,6 +69,7 @@ impl WorkerSet {
         access_log: Option<&AccessLogWriter>,
         limiter: Vec<WorkerLink>,
         published: &[Arc<PublishedCounters>],
+        compose: &[Arc<PublishedCompose>],
         board: &Arc<EndpointBoard>,
     ) -> Result<WorkerSet, String> {
         let (report_tx, reports) = bounded(2 * cores.len());
@@ -90,6 +92,10 @@ impl WorkerSet {
                 listeners: handoff_rx,
                 access_log: access_log.map(AccessLogWriter::buffer),
                 published: published.get(id).cloned().unwrap_or_default(),
+                published_compose: compose
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(PublishedCompose::new(snapshot))),
                 limiter: links.next(),
                 board: board.clone(),
             };

@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::net::IpAddr;
 use std::rc::Rc;
 
-use crate::config::{BalancePolicy, Endpoint, Upstream};
+use crate::config::{BalancePolicy, Endpoint, HashOn, Upstream};
 
 use super::endpoint_health::EndpointHealth;
 
@@ -190,7 +190,25 @@ pub enum HashKey<'a> {
     Bytes(&'a [u8]),
 }
 
-impl HashKey<'_> {
+impl<'a> HashKey<'a> {
+    /// What a request hashes on under `policy`, as [`Balancer::pick`]'s `hash`: the
+    /// fingerprint of the `hash_on = "header:NAME"` field's value (`header` looks it
+    /// up by lowercase name) or of the client address `ip` (also when the request
+    /// lacks the field); 0 for the policies that do not hash.
+    pub fn request_hash(
+        policy: &BalancePolicy,
+        ip: IpAddr,
+        header: impl FnOnce(&[u8]) -> Option<&'a [u8]>,
+    ) -> u64 {
+        match policy {
+            BalancePolicy::Hash(HashOn::Header(name)) => header(name.as_bytes())
+                .map_or(HashKey::Ip(ip), HashKey::Bytes)
+                .fingerprint(),
+            BalancePolicy::Hash(HashOn::ClientIp) => HashKey::Ip(ip).fingerprint(),
+            _ => 0,
+        }
+    }
+
     /// The 64-bit hash [`Balancer::pick`] takes.
     pub fn fingerprint(&self) -> u64 {
         match self {

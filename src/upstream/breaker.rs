@@ -19,6 +19,7 @@ use std::task::{Context, Poll, Waker};
 use monoio::time::Instant;
 
 use crate::config::{BreakerSettings, RetryBudget};
+use crate::observe::Counters;
 
 use super::retry_budget;
 
@@ -46,6 +47,17 @@ impl BreakerLimit {
             BreakerLimit::MaxRequests => "max_requests",
             BreakerLimit::MaxRetries => "max_retries",
             BreakerLimit::RetryBudget => "retry_budget",
+        }
+    }
+
+    /// The counter of `counters` that counts refusals by this bound.
+    pub fn counter(self, counters: &Counters) -> &Cell<u64> {
+        match self {
+            BreakerLimit::MaxRequests => &counters.upstream_overflow_requests,
+            BreakerLimit::MaxPending => &counters.upstream_overflow_pending,
+            BreakerLimit::MaxConnections => &counters.upstream_overflow_connections,
+            BreakerLimit::MaxRetries => &counters.upstream_overflow_retries,
+            BreakerLimit::RetryBudget => &counters.upstream_retry_budget_exhausted,
         }
     }
 }

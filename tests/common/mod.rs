@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod json_upstream;
 pub mod jwt;
 pub mod load;
 pub mod pki;

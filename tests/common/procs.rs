@@ -212,17 +212,27 @@ pub struct Upstream {
 
 impl Upstream {
     /// Starts `portico-load serve` on a free port with extra `args`.
+    /// A port free a moment ago can be taken meanwhile (another test's gateway): the
+    /// server then refuses to start, and another port is tried. It counts as up
+    /// only once it says it listens (something else may answer on the port).
     pub fn start(args: &[&str]) -> Upstream {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut all = vec!["serve", "--listen", &listen];
-        all.extend_from_slice(args);
-        let proc = spawn(&load_binary(), &all, &[], &format!("serve-{port}"), None);
-        assert!(
-            wait_for_port(port, Duration::from_secs(10)),
-            "portico-load serve did not listen"
-        );
-        Upstream { port, proc }
+        for _ in 0..3 {
+            let port = free_port();
+            let listen = format!("127.0.0.1:{port}");
+            let mut all = vec!["serve", "--listen", &listen];
+            all.extend_from_slice(args);
+            let mut proc = spawn(&load_binary(), &all, &[], &format!("serve-{port}"), None);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if proc.stdout_text().contains("listening on") {
+                    return Upstream { port, proc };
+                }
+                if proc.wait_exit(Duration::from_millis(20)).is_some() {
+                    break;
+                }
+            }
+        }
+        panic!("portico-load serve did not listen (its ports were taken three times)")
     }
 
     pub fn echo() -> Upstream {

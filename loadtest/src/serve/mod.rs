@@ -157,6 +157,14 @@ fn start(args: ServeArgs, tls: Option<&ServerTls>) -> Result<(), String> {
     let hits = Arc::new(Hits::new(workers));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<SocketAddr, String>>();
 
+    // The workers share their port through SO_REUSEPORT, which would also let this
+    // server share it silently with another process that listens there with the
+    // option (a gateway, another serve): check first that nobody listens on it.
+    // std binds with SO_REUSEADDR only, so this fails exactly when a listener exists.
+    if args.listen.port() != 0 {
+        std::net::TcpListener::bind(args.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    }
     // Worker 0 binds first so that `--listen host:0` resolves to one port that the
     // other workers then share through SO_REUSEPORT.
     let mut addr = args.listen;
