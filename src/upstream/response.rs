@@ -77,6 +77,13 @@ impl UpstreamResponse {
         }
     }
 
+    /// How the body is framed, and so how its pieces are encoded.
+    pub fn body_framing(&self) -> BodyFraming {
+        match &self.inner {
+            Inner::H1(r) => r.head.body,
+        }
+    }
+
     /// The head's fields, for [`parts`](Self::parts).
     pub fn fields(&self) -> ResponseFields<'_> {
         match &self.inner {
