@@ -164,6 +164,7 @@ fn server_settings(
         drain_timeout: Duration::from_millis(*s.drain_timeout_ms.get_ref()),
         redirect_to_https: s.redirect_to_https,
         max_in_flight_per_worker: positive(&s.max_in_flight_per_worker, p) as usize,
+        http2: super::compile_http2::http2_settings(&s, p),
     })
 }
 

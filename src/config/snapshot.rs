@@ -54,6 +54,8 @@ pub struct ServerSettings {
     /// Requests in progress on one worker past which new ones are answered `503`
     /// with `Retry-After` before any work is done for them (load shedding).
     pub max_in_flight_per_worker: usize,
+    /// HTTP/2 towards clients: ALPN `h2`, h2c, limits and flood guards.
+    pub http2: super::http2::Http2Settings,
     /// `[[server.tls]]` listeners with their loaded certificates.
     pub tls: Vec<TlsListener>,
     /// Headers that carry the gateway's own assertions (the verified client

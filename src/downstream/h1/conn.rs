@@ -47,10 +47,15 @@ pub struct ClientConn<S> {
 
 impl<S: Io> ClientConn<S> {
     pub fn new(io: S, info: ConnInfo) -> Self {
+        ClientConn::with_read(io, info, Vec::with_capacity(INITIAL_READ_BUFFER))
+    }
+
+    /// A connection whose first bytes (`read`) were already read from `io`.
+    pub fn with_read(io: S, info: ConnInfo, read: Vec<u8>) -> Self {
         ClientConn {
             io,
             info,
-            rbuf: Vec::with_capacity(INITIAL_READ_BUFFER),
+            rbuf: read,
             pos: 0,
             wbuf: Vec::with_capacity(INITIAL_READ_BUFFER),
             head: RequestHead::default(),
