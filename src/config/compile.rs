@@ -229,7 +229,11 @@ fn upstreams(
                 format!("upstream \"{name}\" has no endpoints"),
             );
         }
-        let tls = u.tls.as_ref().and_then(|t| upstream_tls(t, base, p));
+        let (protocol, max_concurrent_streams) = super::compile_http2::upstream_protocol(&u, p);
+        let tls = u
+            .tls
+            .as_ref()
+            .and_then(|t| upstream_tls(t, base, protocol, p));
         let mut endpoints = Vec::new();
         for e in u.endpoints.get_ref() {
             for addr in resolve(e, p) {
@@ -266,6 +270,8 @@ fn upstreams(
             pool_idle_timeout: millis(&u.pool_idle_timeout_ms, p),
             max_requests_per_connection: positive(&u.max_requests_per_connection, p),
             tls,
+            protocol,
+            max_concurrent_streams,
             health_check: resilience.health_check,
             outlier: resilience.outlier,
             breakers: resilience.breakers,
@@ -393,6 +399,7 @@ fn tls_listener(
 fn upstream_tls(
     t: &Spanned<schema::UpstreamTlsSection>,
     base: &Path,
+    protocol: UpstreamProtocol,
     p: &mut Problems<'_>,
 ) -> Option<Arc<UpstreamTls>> {
     let s = t.get_ref();
@@ -402,6 +409,7 @@ fn upstream_tls(
         verify: *s.verify.get_ref(),
         client_cert: s.client_cert.as_ref().map(|c| base.join(c.get_ref())),
         client_key: s.client_key.as_ref().map(|c| base.join(c.get_ref())),
+        h2: protocol == UpstreamProtocol::H2,
     };
     match UpstreamTls::load(&settings) {
         Ok(tls) => Some(Arc::new(tls)),

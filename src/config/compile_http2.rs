@@ -1,11 +1,13 @@
-//! Compiles `[server]`'s HTTP/2 keys into [`Http2Settings`], each checked against
-//! what RFC 9113 allows and what is sane for a gateway.
+//! Compiles the HTTP/2 keys: `[server]`'s into [`Http2Settings`], an upstream's
+//! `protocol` and `max_concurrent_streams`; each checked against what RFC 9113
+//! allows and what is sane for a gateway.
 
 use std::time::Duration;
 
 use super::error::Problems;
 use super::http2::{FloodLimits, Http2Settings};
-use super::schema::ServerSection;
+use super::schema::{ServerSection, UpstreamSection};
+use super::snapshot::UpstreamProtocol;
 use super::values::in_range;
 
 /// Largest flow-control window HTTP/2 allows (RFC 9113 §6.9.1).
@@ -35,4 +37,54 @@ pub fn http2_settings(s: &ServerSection, p: &mut Problems<'_>) -> Http2Settings 
             continuation: in_range(&s.http2_max_continuation_frames, 1, 1_000, p) as u32,
         },
     }
+}
+
+/// An upstream's `protocol` (with `tls` for `"h2"`, without for `"h2c"`) and its
+/// `max_concurrent_streams` (HTTP/2 only; default 100).
+pub fn upstream_protocol(u: &UpstreamSection, p: &mut Problems<'_>) -> (UpstreamProtocol, usize) {
+    let protocol = match u
+        .protocol
+        .as_ref()
+        .map(|v| (v.get_ref().as_str(), v.span()))
+    {
+        None | Some(("http1", _)) => UpstreamProtocol::Http1,
+        Some(("h2", span)) => {
+            if u.tls.is_none() {
+                p.at(
+                    span,
+                    "protocol = \"h2\" is HTTP/2 over TLS: give tls = { ... }, or use \"h2c\" for plaintext",
+                );
+            }
+            UpstreamProtocol::H2
+        }
+        Some(("h2c", span)) => {
+            if u.tls.is_some() {
+                p.at(
+                    span,
+                    "protocol = \"h2c\" is plaintext HTTP/2: drop tls, or use \"h2\"",
+                );
+            }
+            UpstreamProtocol::H2c
+        }
+        Some((other, span)) => {
+            p.at(
+                span,
+                format!("protocol \"{other}\" must be \"http1\", \"h2\" or \"h2c\""),
+            );
+            UpstreamProtocol::Http1
+        }
+    };
+    let streams = match &u.max_concurrent_streams {
+        Some(v) => {
+            if protocol == UpstreamProtocol::Http1 {
+                p.at(
+                    v.span(),
+                    "max_concurrent_streams is for HTTP/2 upstreams (protocol = \"h2\" or \"h2c\")",
+                );
+            }
+            in_range(v, 1, 10_000, p) as usize
+        }
+        None => 100,
+    };
+    (protocol, streams)
 }

@@ -167,6 +167,10 @@ pub struct UpstreamSection {
     #[serde(default = "defaults::max_requests_per_connection")]
     pub max_requests_per_connection: Spanned<u64>,
     pub tls: Option<Spanned<UpstreamTlsSection>>,
+    /// `"http1"` (default), `"h2"` (over `tls`, ALPN h2) or `"h2c"` (prior knowledge).
+    pub protocol: Option<Spanned<String>>,
+    /// HTTP/2: requests at once on one connection (the endpoint's own limit too).
+    pub max_concurrent_streams: Option<Spanned<u64>>,
     pub health_check: Option<Spanned<super::schema_resilience::HealthCheckSection>>,
     pub outlier: Option<Spanned<super::schema_resilience::OutlierSection>>,
     pub max_connections: Option<Spanned<u64>>,

@@ -147,6 +147,11 @@ pub struct Upstream {
     pub max_requests_per_connection: u64,
     /// Re-encryption to the endpoints, when `tls = { ... }` is set.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// What the endpoints speak (`protocol`).
+    pub protocol: UpstreamProtocol,
+    /// HTTP/2: requests at once on one connection to an endpoint, at most (fewer
+    /// if the endpoint's SETTINGS say so); more open another connection.
+    pub max_concurrent_streams: usize,
     /// Active health checks, when `health_check = { ... }` is set.
     pub health_check: Option<HealthCheck>,
     /// Passive outlier ejection, when `outlier = { ... }` is set.
@@ -155,6 +160,17 @@ pub struct Upstream {
     pub breakers: BreakerSettings,
     /// How many retries may be in flight beside the requests (on by default).
     pub retry_budget: RetryBudget,
+}
+
+/// An upstream's `protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over keep-alive connections, pooled per endpoint.
+    Http1,
+    /// HTTP/2 over TLS (ALPN `h2`), multiplexed connections per endpoint.
+    H2,
+    /// HTTP/2 over plain TCP with prior knowledge (h2c).
+    H2c,
 }
 
 pub struct Endpoint {

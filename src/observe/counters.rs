@@ -105,6 +105,9 @@ counters! {
     /// Idle pooled connections closed when taken because bytes were waiting on them
     /// or the upstream had closed them.
     upstream_pool_discarded,
+    /// HTTP/2 streams an upstream refused unprocessed (REFUSED_STREAM); the request
+    /// is sent again when its body is whole.
+    upstream_h2_refused,
     /// Access-log lines dropped because the writer thread was behind.
     access_log_dropped,
     /// Requests answered 503 at once because `max_in_flight_per_worker` were in

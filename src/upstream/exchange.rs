@@ -17,7 +17,7 @@ use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::time::Instant;
 
-use crate::config::{Endpoint, Upstream};
+use crate::config::{Endpoint, Upstream, UpstreamProtocol};
 use crate::downstream::BodySource;
 use crate::http::{
     parse_response, write_chunk_head, write_last_chunk, BodyFraming, ResponseHead, CHUNK_END,
@@ -27,6 +27,8 @@ use crate::observe::Counters;
 use super::breaker::Breaker;
 use super::connect::connect;
 use super::failure::{ExchangeError, FailureSource};
+use super::h2::{self, H2Pools};
+use super::outbound::OutboundRequest;
 use super::pool::{PooledConn, UpstreamPools};
 use super::response::UpstreamResponse;
 
@@ -34,35 +36,18 @@ use super::response::UpstreamResponse;
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const UPSTREAM_READ_BUFFER: usize = 16 * 1024;
 
-/// What an exchange uses of its worker: the keep-alive pools and the counters.
+/// What an exchange uses of its worker: the keep-alive pools (HTTP/1.1), the
+/// multiplexed connections (HTTP/2) and the counters.
 #[derive(Clone, Copy)]
 pub struct Exchanger<'w> {
     pub pools: &'w UpstreamPools,
+    pub h2: &'w H2Pools,
     pub counters: &'w Counters,
-}
-
-/// The request side of one exchange.
-pub struct OutboundRequest<'a> {
-    /// The HTTP/1.1 request head, followed by any body bytes already known. It is
-    /// left intact, so the caller can send it again after a replayable failure.
-    pub head: &'a mut Vec<u8>,
-    /// A `HEAD` request: the response carries no body whatever its framing says.
-    pub is_head: bool,
-    /// The method is idempotent (RFC 9110 §9.2.2): sending the request twice has
-    /// the effect of sending it once, so it may be replayed after the endpoint
-    /// closed without answering (it may have acted on it).
-    pub idempotent: bool,
-    /// Connect, send and the response head must be done by then (the route timeout
-    /// covers the whole exchange up to the response head).
-    pub deadline: Instant,
-    /// The upstream's circuit breakers on this worker: new connections count
-    /// against `max_connections` (`None`: not counted, e.g. health probes).
-    pub breaker: Option<&'a Breaker>,
 }
 
 impl Exchanger<'_> {
     /// Exchanges `request` (its body pulled from `body`) with `endpoint` of
-    /// `upstream`.
+    /// `upstream`, in the upstream's protocol.
     pub async fn exchange<B: BodySource>(
         &self,
         upstream: &Upstream,
@@ -70,6 +55,9 @@ impl Exchanger<'_> {
         request: OutboundRequest<'_>,
         body: &mut B,
     ) -> Result<UpstreamResponse, ExchangeError> {
+        if upstream.protocol != UpstreamProtocol::Http1 {
+            return h2::exchange(self.h2, self.counters, upstream, endpoint, request, body).await;
+        }
         let (mut up, reused) = match self.pools.take(&endpoint.key, self.counters) {
             Some(c) => {
                 Counters::bump(&self.counters.upstream_reused);

@@ -17,6 +17,7 @@ use crate::http::{
 };
 
 use super::failure::{ExchangeError, FailureSource};
+use super::h2::H2Response;
 use super::pool::{PooledConn, UpstreamPools};
 
 const UPSTREAM_READ_BUFFER: usize = 16 * 1024;
@@ -32,24 +33,28 @@ pub struct UpstreamResponse {
 
 enum Inner {
     H1(H1Response),
+    H2(H2Response),
 }
 
 /// The fields of a response head, whichever protocol carried them (see
 /// [`UpstreamResponse::fields`]).
 pub enum ResponseFields<'a> {
     H1(FieldRanges<'a>),
+    H2(&'a ::http::HeaderMap),
 }
 
 impl HeaderLookup for ResponseFields<'_> {
     fn get(&self, lowercase_name: &[u8]) -> Option<&[u8]> {
         match self {
             ResponseFields::H1(f) => f.get(lowercase_name),
+            ResponseFields::H2(map) => HeaderLookup::get(*map, lowercase_name),
         }
     }
 
     fn each<'s>(&'s self, f: &mut dyn FnMut(&'s [u8], &'s [u8])) {
         match self {
             ResponseFields::H1(fields) => fields.each(f),
+            ResponseFields::H2(map) => map.each(f),
         }
     }
 }
@@ -70,10 +75,24 @@ impl UpstreamResponse {
         }
     }
 
+    /// An HTTP/2 exchange's answer.
+    pub(super) fn from_h2(
+        response: H2Response,
+        connected: Option<Instant>,
+        first_byte: Instant,
+    ) -> Self {
+        UpstreamResponse {
+            inner: Inner::H2(response),
+            connected,
+            first_byte,
+        }
+    }
+
     /// The response status.
     pub fn status(&self) -> u16 {
         match &self.inner {
             Inner::H1(r) => r.head.status,
+            Inner::H2(r) => r.status.as_u16(),
         }
     }
 
@@ -81,6 +100,7 @@ impl UpstreamResponse {
     pub fn body_framing(&self) -> BodyFraming {
         match &self.inner {
             Inner::H1(r) => r.head.body,
+            Inner::H2(r) => r.framing,
         }
     }
 
@@ -91,6 +111,7 @@ impl UpstreamResponse {
                 src: &r.conn.buf,
                 fields: &r.head.headers,
             }),
+            Inner::H2(r) => ResponseFields::H2(&r.fields),
         }
     }
 
@@ -103,6 +124,12 @@ impl UpstreamResponse {
                 fields,
                 body: r.head.body,
             },
+            Inner::H2(r) => ResponseParts {
+                status: r.status.as_u16(),
+                reason: b"",
+                fields,
+                body: r.framing,
+            },
         }
     }
 
@@ -111,14 +138,16 @@ impl UpstreamResponse {
     pub fn set_read_timeout(&mut self, timeout: Duration) {
         match &mut self.inner {
             Inner::H1(r) => r.read_timeout = timeout,
+            Inner::H2(r) => r.read_timeout = timeout,
         }
     }
 
     /// The bytes the head was read into (HTTP/1.1: the head, then the first body
-    /// bytes); `early_body` indexes them.
+    /// bytes; empty for HTTP/2); `early_body` indexes them.
     pub fn head_bytes(&self) -> &[u8] {
         match &self.inner {
             Inner::H1(r) => &r.conn.buf,
+            Inner::H2(_) => &[],
         }
     }
 
@@ -126,6 +155,7 @@ impl UpstreamResponse {
     pub fn early_body(&mut self) -> Result<Range<usize>, ExchangeError> {
         match &mut self.inner {
             Inner::H1(r) => r.early_body(),
+            Inner::H2(_) => Ok(0..0),
         }
     }
 
@@ -133,6 +163,10 @@ impl UpstreamResponse {
     pub fn piece(&mut self, range: Range<usize>) -> Piece {
         match &mut self.inner {
             Inner::H1(r) => r.piece(range),
+            Inner::H2(_) => Piece {
+                buf: Vec::new(),
+                range: 0..0,
+            },
         }
     }
 
@@ -142,6 +176,7 @@ impl UpstreamResponse {
     pub async fn next_piece(&mut self) -> Result<Option<Piece>, ExchangeError> {
         match &mut self.inner {
             Inner::H1(r) => r.next_piece().await,
+            Inner::H2(r) => r.next_piece().await,
         }
     }
 
@@ -149,6 +184,7 @@ impl UpstreamResponse {
     pub fn give_back(&mut self, piece: Piece) {
         match &mut self.inner {
             Inner::H1(r) => r.conn.buf = piece.buf,
+            Inner::H2(r) => r.give_back(piece),
         }
     }
 
@@ -157,14 +193,17 @@ impl UpstreamResponse {
     pub async fn trailers(&mut self) -> Result<Option<::http::HeaderMap>, ExchangeError> {
         match &mut self.inner {
             Inner::H1(_) => Ok(None),
+            Inner::H2(r) => r.trailers().await,
         }
     }
 
-    /// Ends the exchange: the connection goes back to its pool when the exchange
-    /// left it clean (HTTP/1.1: see [`H1Response::finish`]).
+    /// Ends the exchange: an HTTP/1.1 connection goes back to its pool when the
+    /// exchange left it clean (see [`H1Response::finish`]); an HTTP/2 stream frees
+    /// its place on its connection.
     pub fn finish(self, pools: &UpstreamPools) {
         match self.inner {
             Inner::H1(r) => r.finish(pools),
+            Inner::H2(_) => {}
         }
     }
 }

@@ -138,6 +138,7 @@ fn a_request_and_its_answer_then_the_connection_is_reused() {
     let (pools, counters) = (UpstreamPools::new(), Counters::default());
     let ex = Exchanger {
         pools: &pools,
+        h2: &super::H2Pools::new(),
         counters: &counters,
     };
     run(async {
@@ -179,6 +180,7 @@ fn a_streamed_body_reaches_the_upstream_whole() {
     let (pools, counters) = (UpstreamPools::new(), Counters::default());
     let ex = Exchanger {
         pools: &pools,
+        h2: &super::H2Pools::new(),
         counters: &counters,
     };
     let mut body = Pieces {
@@ -218,6 +220,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
     let (pools, counters) = (UpstreamPools::new(), Counters::default());
     let ex = Exchanger {
         pools: &pools,
+        h2: &super::H2Pools::new(),
         counters: &counters,
     };
     let u = &snap.upstreams[0];
@@ -308,6 +311,7 @@ fn a_connection_with_bytes_after_the_body_is_not_pooled() {
     let (pools, counters) = (UpstreamPools::new(), Counters::default());
     let ex = Exchanger {
         pools: &pools,
+        h2: &super::H2Pools::new(),
         counters: &counters,
     };
     let u = &snap.upstreams[0];
@@ -354,6 +358,7 @@ fn late_bytes_keep_a_pooled_connection_from_being_used() {
     let (pools, counters) = (UpstreamPools::new(), Counters::default());
     let ex = Exchanger {
         pools: &pools,
+        h2: &super::H2Pools::new(),
         counters: &counters,
     };
     let u = &snap.upstreams[0];
@@ -392,6 +397,7 @@ fn a_non_idempotent_request_is_not_replayable() {
     let (pools, counters) = (UpstreamPools::new(), Counters::default());
     let ex = Exchanger {
         pools: &pools,
+        h2: &super::H2Pools::new(),
         counters: &counters,
     };
     let u = &snap.upstreams[0];

@@ -13,6 +13,7 @@ KIND is one of:
   continuation  one HEADERS without END_HEADERS, then COUNT CONTINUATION frames
   requests      COUNT GET requests (of --path, default /) on one connection, in turn
   big_headers   one GET with a COUNT-byte header value
+  post          one POST of COUNT bytes in three DATA frames, without content-length
 
 With --wait-close the client reads on after its answers until the gateway closes
 (an idle timeout, a drain). Prints one JSON line: {"goaway": error code or null,
@@ -96,6 +97,15 @@ def main():
             out += raw_frame(0x9, 0, 1, piece or b"")
     elif kind == "requests":
         pass
+    elif kind == "post":
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, request_headers(path, "POST"), end_stream=False)
+        body = bytes((ord("a") + i % 26) for i in range(count))
+        third = len(body) // 3
+        for piece in (body[:third], body[third:2 * third], body[2 * third:]):
+            conn.send_data(sid, piece, end_stream=False)
+        conn.end_stream(sid)
+        out += conn.data_to_send()
     elif kind == "big_headers":
         sid = conn.get_next_available_stream_id()
         conn.send_headers(sid, request_headers(path, extra=[("x-big", "b" * count)]), end_stream=True)
@@ -144,7 +154,7 @@ def main():
         if report["goaway"] is not None or wait_close:
             continue
         wanted = count if kind == "requests" else 1
-        if kind in ("requests", "big_headers") and len(report["bodies"]) >= wanted:
+        if kind in ("requests", "big_headers", "post") and len(report["bodies"]) >= wanted:
             break
     report["seconds"] = round(time.time() - started, 3)
     print(json.dumps(report))
