@@ -9,6 +9,7 @@ use crate::http::{FieldList, HeaderLookup, HttpError, LocalReply, ResponseParts}
 
 use super::body::{BodySource, Piece};
 use super::client_reset::ClientReset;
+use super::h2::DuplexBody;
 
 /// What the transport says about a client connection.
 #[derive(Clone, Debug)]
@@ -106,6 +107,14 @@ pub trait Downstream: HeaderLookup + BodySource {
     /// A watch on the client cancelling this request (HTTP/2: the stream reset);
     /// `None` where the protocol has no way to say so apart from closing.
     fn client_reset(&self) -> Option<ClientReset> {
+        None
+    }
+
+    /// The request body as a source of its own, read while the response is being
+    /// written (HTTP/2 streams are full duplex: a gRPC bidirectional call); the
+    /// request then has no body left to read. `None` where reading the body and
+    /// writing the response share one byte stream in turn (HTTP/1.1).
+    fn detach_body(&mut self) -> Option<DuplexBody> {
         None
     }
 }

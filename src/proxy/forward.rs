@@ -8,10 +8,11 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use crate::config::{Endpoint, Route, Upstream};
+use crate::config::{Endpoint, Route, Upstream, UpstreamProtocol};
+use crate::downstream::h2::DuplexBody;
 use crate::downstream::{BodyError, Downstream};
 use crate::http::{
-    write_chunk_head, write_last_chunk, write_upstream_request, BodyFraming, FieldList,
+    grpc, write_chunk_head, write_last_chunk, write_upstream_request, BodyFraming, FieldList,
     HeaderLookup, UpstreamRequest, CHUNK_END,
 };
 use crate::observe::Counters;
@@ -71,9 +72,16 @@ pub async fn forward<D: Downstream>(
     let mut tries = Tries {
         idempotent,
         body_whole: d.is_complete(),
-        deadline: monoio::time::Instant::now() + route.timeout,
+        deadline: call_deadline(route, ctx, d),
         retries: 0,
         tried: Tried::default(),
+    };
+    // HTTP/2 to HTTP/2: the body is read apart from the request, so it can go on
+    // flowing while the answer is relayed (gRPC client and bidirectional streams).
+    let mut duplex = if upstream.protocol != UpstreamProtocol::Http1 && !d.is_complete() {
+        d.detach_body()
+    } else {
+        None
     };
     let mut stale_replayed = false;
     let mut retrying: Option<InFlight<'_>> = None;
@@ -95,10 +103,11 @@ pub async fn forward<D: Downstream>(
             breaker: Some(breaker),
         };
         generation.balancer.started(endpoint.id);
-        let result = worker
-            .exchanger()
-            .exchange(upstream, endpoint, request, d)
-            .await;
+        let exchanger = worker.exchanger();
+        let result = match duplex.as_mut() {
+            Some(body) => exchanger.exchange(upstream, endpoint, request, body).await,
+            None => exchanger.exchange(upstream, endpoint, request, d).await,
+        };
         generation.balancer.finished(endpoint.id);
         // A retry is in flight from its decision to the end of its try.
         drop(retrying.take());
@@ -147,11 +156,34 @@ pub async fn forward<D: Downstream>(
     match exchanged {
         Ok(mut response) => {
             response.set_read_timeout(route.timeout);
-            relay(worker, ctx, d, response).await;
+            relay(worker, ctx, d, response, duplex.as_mut()).await;
         }
         Err(e) => fail(worker, ctx, d, e).await,
     }
     worker.give_head_buffer(head);
+}
+
+/// When the exchange must be done: the route's timeout, or a gRPC call's own
+/// deadline (`grpc-timeout`) when that comes first (then noted in the context, so
+/// running out of it is answered DEADLINE_EXCEEDED).
+fn call_deadline<D: Downstream>(
+    route: &Route,
+    ctx: &mut RequestCtx,
+    d: &D,
+) -> monoio::time::Instant {
+    let now = monoio::time::Instant::now();
+    let route_deadline = now + route.timeout;
+    let call = ctx
+        .grpc
+        .then(|| d.get(b"grpc-timeout").and_then(grpc::timeout))
+        .flatten();
+    match call {
+        Some(left) if now + left < route_deadline => {
+            ctx.grpc_deadline = Some(Instant::now() + left);
+            now + left
+        }
+        _ => route_deadline,
+    }
 }
 
 /// What the tries of one request share.
@@ -345,16 +377,20 @@ fn write_request_head<D: Downstream>(
 
 /// Writes the response head, then streams the body, then ends it (with the
 /// upstream's trailers, if any); a body cut short by the upstream, or a client that
-/// goes away, closes the client connection (or resets its HTTP/2 stream).
+/// goes away, closes the client connection (or resets its HTTP/2 stream). When the
+/// answer came before the whole request body was sent and that body can be read
+/// apart from the request (`duplex`), the rest of it goes on flowing meanwhile.
 async fn relay<D: Downstream>(
     worker: &Worker,
     ctx: &mut RequestCtx,
     d: &mut D,
     mut response: UpstreamResponse,
+    mut duplex: Option<&mut DuplexBody>,
 ) {
     ctx.status = response.status();
     ctx.timings.upstream_connected = response.connected.map(Instant::from);
     ctx.timings.upstream_first_byte = Some(Instant::from(response.first_byte));
+    let mut upload = response.take_upload().filter(|_| duplex.is_some());
     let Ok(early) = response.early_body() else {
         Counters::bump(&worker.counters.upstream_truncated);
         d.abort();
@@ -391,7 +427,25 @@ async fn relay<D: Downstream>(
         }
     }
     loop {
-        match response.next_piece().await {
+        let next = match (upload.as_mut(), duplex.as_deref_mut()) {
+            (Some(up), Some(body)) => {
+                let mut streamed = false;
+                monoio::select! {
+                    piece = response.next_piece() => piece,
+                    uploaded = up.pump(body, &mut streamed) => {
+                        // Sent whole, or the upstream stopped taking it (it may
+                        // still answer in full): the answer goes on alone.
+                        if let Err(e) = uploaded {
+                            tracing::debug!(error = %e.message, "request body stopped");
+                        }
+                        upload = None;
+                        continue;
+                    }
+                }
+            }
+            _ => response.next_piece().await,
+        };
+        match next {
             Ok(Some(piece)) => {
                 let (sent, piece) = d.send_piece(piece).await;
                 response.give_back(piece);
@@ -438,6 +492,8 @@ async fn fail<D: Downstream>(worker: &Worker, ctx: &mut RequestCtx, d: &mut D, e
     ctx.failure = Some(e.source.clone());
     if status == 504 {
         Counters::bump(&worker.counters.upstream_timeouts);
+        // The gRPC call's own deadline ran out, not the route's.
+        ctx.deadline_exceeded = ctx.grpc_deadline.is_some_and(|t| Instant::now() >= t);
     }
     if let FailureSource::Client(crate::downstream::BodyError::Closed) = e.source {
         ctx.status = status;

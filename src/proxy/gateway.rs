@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use crate::downstream::{Downstream, Handler};
-use crate::http::HttpError;
+use crate::http::{grpc, HttpError};
 use crate::observe::{AccessRecord, Counters};
 
 use super::context::RequestCtx;
@@ -30,6 +30,7 @@ impl Gateway {
 
     fn start<D: Downstream>(&self, d: &D, id: RequestId) -> RequestCtx {
         let mut ctx = RequestCtx::new(id);
+        ctx.grpc = grpc::is_grpc(d.get(b"content-type"));
         if self.worker.access_log.is_some() {
             ctx.keep_request_line(d.method(), d.target());
         }

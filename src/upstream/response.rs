@@ -17,7 +17,7 @@ use crate::http::{
 };
 
 use super::failure::{ExchangeError, FailureSource};
-use super::h2::H2Response;
+use super::h2::{H2Response, Upload};
 use super::pool::{PooledConn, UpstreamPools};
 
 const UPSTREAM_READ_BUFFER: usize = 16 * 1024;
@@ -85,6 +85,15 @@ impl UpstreamResponse {
             inner: Inner::H2(response),
             connected,
             first_byte,
+        }
+    }
+
+    /// The rest of the request body when the answer came first and the body is
+    /// still being sent (HTTP/2): the relay pumps it beside the answer.
+    pub fn take_upload(&mut self) -> Option<Upload> {
+        match &mut self.inner {
+            Inner::H1(_) => None,
+            Inner::H2(r) => r.take_upload(),
         }
     }
 

@@ -8,9 +8,11 @@
 //!   per stream, as for HTTP/1.1), the idle timeout, GOAWAY on drain and on floods;
 //! - `guard.rs`: the flood guard on the bytes the client sends (resets, PINGs,
 //!   SETTINGS, empty DATA, CONTINUATION);
-//! - `request.rs`: one stream as a [`Downstream`](super::Downstream);
+//! - `request.rs`: one stream as a [`Downstream`](super::Downstream), `body.rs` its
+//!   body (detachable: streams are full duplex);
 //! - `send.rs`: response heads and flow-controlled DATA.
 
+mod body;
 mod conn;
 mod guard;
 mod request;
@@ -18,6 +20,7 @@ mod send;
 
 use std::time::Duration;
 
+pub use body::DuplexBody;
 pub use conn::serve;
 pub use guard::PREFACE;
 pub use request::H2Request;

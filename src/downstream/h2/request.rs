@@ -10,6 +10,8 @@ use std::rc::Rc;
 
 use ::h2::server::SendResponse;
 use ::h2::RecvStream;
+
+use super::body::DuplexBody;
 use ::http::request::Parts;
 use ::http::{HeaderMap, HeaderValue, Response, StatusCode};
 use bytes::Bytes;
@@ -29,14 +31,9 @@ pub struct H2Request<'c> {
     info: &'c ConnInfo,
     limits: &'c StreamLimits,
     head: Parts,
-    body: RecvStream,
+    /// The request body (`None` once detached: [`Downstream::detach_body`]).
+    body: Option<DuplexBody>,
     framing: BodyFraming,
-    body_done: bool,
-    body_bytes: u64,
-    /// Flow-control capacity of the piece out with the caller, given back with it.
-    lent: usize,
-    /// The buffer pieces are lent in (DATA arrives as `Bytes`; one copy).
-    piece_buf: Vec<u8>,
     /// The response's head and body handles (shared with the reset watch).
     respond: Rc<ResponseHandles>,
     /// The head went out without ending the stream: the body follows.
@@ -69,16 +66,18 @@ impl<'c> H2Request<'c> {
             None if body.is_end_stream() => BodyFraming::None,
             None => BodyFraming::EndStream,
         };
+        let body = DuplexBody::new(
+            body,
+            framing,
+            limits.max_body_bytes,
+            limits.body_read_timeout,
+        );
         H2Request {
             info,
             limits,
             head,
-            body_done: framing == BodyFraming::None,
-            body,
+            body: Some(body),
             framing,
-            body_bytes: 0,
-            lent: 0,
-            piece_buf: Vec::new(),
             respond: Rc::new(ResponseHandles {
                 head: RefCell::new(respond),
                 body: RefCell::new(None),
@@ -153,7 +152,14 @@ impl<'c> H2Request<'c> {
             return Ok(()); // a HEAD response, or one already ended: nothing to send
         }
         let n = payload.len() as u64;
-        send_data(&self.respond.body, payload, false, self.limits.send_stall).await?;
+        let mut payload = payload;
+        send_data(
+            &self.respond.body,
+            &mut payload,
+            false,
+            self.limits.send_stall,
+        )
+        .await?;
         self.bytes_sent += n;
         Ok(())
     }
@@ -265,8 +271,8 @@ impl Downstream for H2Request<'_> {
         self.send_head(response, end)?;
         if !end {
             self.streaming = false;
-            let body = Bytes::copy_from_slice(&reply.body);
-            send_data(&self.respond.body, body, true, self.limits.send_stall).await?;
+            let mut body = Bytes::copy_from_slice(&reply.body);
+            send_data(&self.respond.body, &mut body, true, self.limits.send_stall).await?;
             self.bytes_sent += reply.body.len() as u64;
         }
         Ok(())
@@ -346,6 +352,10 @@ impl Downstream for H2Request<'_> {
     fn client_reset(&self) -> Option<ClientReset> {
         Some(ClientReset(self.respond.clone()))
     }
+
+    fn detach_body(&mut self) -> Option<DuplexBody> {
+        self.body.take()
+    }
 }
 
 impl BodySource for H2Request<'_> {
@@ -354,7 +364,7 @@ impl BodySource for H2Request<'_> {
     }
 
     fn is_complete(&self) -> bool {
-        self.body_done
+        self.body.as_ref().is_none_or(BodySource::is_complete)
     }
 
     fn take_buffered(&mut self, _out: &mut Vec<u8>) -> Result<(), BodyError> {
@@ -363,42 +373,15 @@ impl BodySource for H2Request<'_> {
     }
 
     async fn next_piece(&mut self) -> Result<Option<Piece>, BodyError> {
-        loop {
-            if self.body_done {
-                return Ok(None);
-            }
-            let data = monoio::time::timeout(self.limits.body_read_timeout, self.body.data()).await;
-            let bytes = match data {
-                Err(_) => return Err(BodyError::TimedOut),
-                // The stream ended (any trailers are dropped: docs/http.md).
-                Ok(None) => {
-                    self.body_done = true;
-                    return Ok(None);
-                }
-                Ok(Some(Err(_))) => return Err(BodyError::Closed),
-                Ok(Some(Ok(bytes))) => bytes,
-            };
-            self.body_done = self.body.is_end_stream();
-            self.body_bytes += bytes.len() as u64;
-            if self.body_bytes > self.limits.max_body_bytes {
-                return Err(BodyError::TooLarge);
-            }
-            if bytes.is_empty() {
-                continue;
-            }
-            let mut buf = std::mem::take(&mut self.piece_buf);
-            buf.clear();
-            buf.extend_from_slice(&bytes);
-            self.lent = bytes.len();
-            let range = 0..buf.len();
-            return Ok(Some(Piece { buf, range }));
+        match &mut self.body {
+            Some(body) => body.next_piece().await,
+            None => Ok(None),
         }
     }
 
     fn give_back(&mut self, piece: Piece) {
-        self.piece_buf = piece.buf;
-        // The piece was forwarded: the client may send that much more.
-        let _ = self.body.flow_control().release_capacity(self.lent);
-        self.lent = 0;
+        if let Some(body) = &mut self.body {
+            body.give_back(piece);
+        }
     }
 }

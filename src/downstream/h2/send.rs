@@ -55,22 +55,25 @@ pub fn add_closing_fields(map: &mut HeaderMap, extra: &FieldList, request_id: &s
 }
 
 /// Sends `data` on the stream in `stream` as the peer's window allows, ending the
-/// stream after it when `end`. Waiting for window longer than `stall` (no byte
-/// moved) fails, as does a reset stream or a failed connection. The cell is
-/// borrowed only between awaits, so a reset watch may poll the same stream.
+/// stream after it when `end`; `data` is consumed from the front as it goes out, so
+/// a send dropped half-way (a select) leaves exactly what was not sent. Waiting for
+/// window longer than `stall` (no byte moved) fails, as does a reset stream or a
+/// failed connection. The cell is borrowed only between awaits, so a reset watch
+/// may poll the same stream.
 pub async fn send_data(
     stream: &RefCell<Option<SendStream<Bytes>>>,
-    mut data: Bytes,
+    data: &mut Bytes,
     end: bool,
     stall: Duration,
 ) -> io::Result<()> {
     let gone = || io::Error::from(io::ErrorKind::BrokenPipe);
     if data.is_empty() {
         let mut s = stream.borrow_mut();
+        let chunk = std::mem::take(data);
         return s
             .as_mut()
             .ok_or_else(gone)?
-            .send_data(data, end)
+            .send_data(chunk, end)
             .map_err(io::Error::other);
     }
     while !data.is_empty() {

@@ -11,14 +11,12 @@
 
 use std::pin::pin;
 
-use ::h2::{Reason, SendStream};
-use bytes::Bytes;
+use ::h2::Reason;
 use monoio::time::Instant;
 
 use crate::config::{Endpoint, Upstream, UpstreamProtocol};
-use crate::downstream::h2::send_data;
 use crate::downstream::BodySource;
-use crate::http::{BodyFraming, ChunkedScanner};
+use crate::http::BodyFraming;
 use crate::observe::Counters;
 
 use super::super::failure::{ExchangeError, FailureSource};
@@ -27,10 +25,7 @@ use super::super::response::UpstreamResponse;
 use super::pool::H2Pools;
 use super::request::from_head;
 use super::response::H2Response;
-
-/// How long a request body may wait for the endpoint's flow-control window
-/// before the exchange fails (the route's deadline bounds it too).
-const SEND_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+use super::upload::Upload;
 
 /// Exchanges `request` with `endpoint` of an HTTP/2 `upstream`.
 pub async fn exchange<B: BodySource>(
@@ -71,25 +66,24 @@ pub async fn exchange<B: BodySource>(
         }
     };
     drop(send);
-    let stream = std::cell::RefCell::new(Some(stream));
+    let rest = request.head.get(head_len..).unwrap_or(&[]);
+    let mut upload = Upload::new(stream, rest, head_framing, body.body_framing())?;
     let mut response = pin!(response);
     let answered = async {
-        if has_body {
-            let rest = request.head.get(head_len..).unwrap_or(&[]);
-            let pump = send_body(&stream, rest, head_framing, body, &mut streamed);
-            // The endpoint may answer before the body is all sent (an error, or a
-            // stream that answers as it reads): then the rest is not sent.
-            let first = monoio::select! {
-                sent = pump => Err(sent),
-                answer = response.as_mut() => Ok(answer),
-            };
-            match first {
-                Ok(answer) => answer.map_err(Failure::H2),
-                Err(Ok(())) => response.as_mut().await.map_err(Failure::H2),
-                Err(Err(e)) => Err(Failure::Exchange(e)),
-            }
-        } else {
-            response.as_mut().await.map_err(Failure::H2)
+        if !has_body {
+            return response.as_mut().await.map_err(Failure::H2);
+        }
+        // The endpoint may answer before the body is all sent (an error, or a
+        // stream that answers as it reads: gRPC): the rest goes on with the relay
+        // when the body can be read apart from the response, else it is dropped.
+        let first = monoio::select! {
+            sent = upload.pump(body, &mut streamed) => Err(sent),
+            answer = response.as_mut() => Ok(answer),
+        };
+        match first {
+            Ok(answer) => answer.map_err(Failure::H2),
+            Err(Ok(())) => response.as_mut().await.map_err(Failure::H2),
+            Err(Err(e)) => Err(Failure::Exchange(e)),
         }
     };
     let answer = match monoio::time::timeout_at(deadline, answered).await {
@@ -118,7 +112,14 @@ pub async fn exchange<B: BodySource>(
         Err(_) => return Err(timeout()),
     };
     let first_byte = Instant::now();
-    let response = H2Response::new(answer, request.is_head, upstream.request_timeout, slot);
+    let upload = (has_body && !upload.is_done()).then_some(upload);
+    let response = H2Response::new(
+        answer,
+        request.is_head,
+        upstream.request_timeout,
+        slot,
+        upload,
+    );
     Ok(UpstreamResponse::from_h2(response, connected, first_byte))
 }
 
@@ -137,70 +138,6 @@ fn unprocessed(e: ExchangeError, body_whole: bool) -> ExchangeError {
 enum Failure {
     Exchange(ExchangeError),
     H2(::h2::Error),
-}
-
-/// Sends the body: the bytes that came after the head (in the head's framing),
-/// then the source's pieces, as DATA; then ends the stream. Chunked bytes are
-/// de-chunked on the way (the source's pieces continue the head's chunked body).
-async fn send_body<B: BodySource>(
-    stream: &std::cell::RefCell<Option<SendStream<Bytes>>>,
-    head_rest: &[u8],
-    head_framing: BodyFraming,
-    body: &mut B,
-    streamed: &mut bool,
-) -> Result<(), ExchangeError> {
-    let mut scanner = (head_framing == BodyFraming::Chunked).then(ChunkedScanner::new);
-    let write_failed = |_| {
-        ExchangeError::new(
-            FailureSource::Write,
-            "upstream stream closed while receiving the body",
-        )
-    };
-    let rest = payload(&mut scanner, head_rest)?;
-    if !rest.is_empty() {
-        send_data(stream, rest, false, SEND_STALL)
-            .await
-            .map_err(write_failed)?;
-    }
-    let chunked_pieces = body.body_framing() == BodyFraming::Chunked;
-    loop {
-        let piece = match body.next_piece().await {
-            Ok(Some(piece)) => piece,
-            Ok(None) => break,
-            Err(e) => return Err(ExchangeError::new(FailureSource::Client(e), e.message())),
-        };
-        *streamed = true;
-        let bytes = &piece.buf[piece.range.clone()];
-        let data = if chunked_pieces {
-            payload(&mut scanner, bytes)
-        } else {
-            Ok(Bytes::copy_from_slice(bytes))
-        };
-        body.give_back(piece);
-        let data = data?;
-        if !data.is_empty() {
-            send_data(stream, data, false, SEND_STALL)
-                .await
-                .map_err(write_failed)?;
-        }
-    }
-    send_data(stream, Bytes::new(), true, SEND_STALL)
-        .await
-        .map_err(write_failed)
-}
-
-/// The payload in `bytes`: de-chunked when a scanner is given.
-fn payload(scanner: &mut Option<ChunkedScanner>, bytes: &[u8]) -> Result<Bytes, ExchangeError> {
-    match scanner {
-        None => Ok(Bytes::copy_from_slice(bytes)),
-        Some(scanner) => {
-            let mut out = Vec::with_capacity(bytes.len());
-            scanner
-                .scan_with(bytes, |data| out.extend_from_slice(data))
-                .map_err(|e| ExchangeError::new(FailureSource::Protocol, e.reason()))?;
-            Ok(Bytes::from(out))
-        }
-    }
 }
 
 /// How a failed stream counts: closed (the connection went away: GOAWAY, I/O) or

@@ -13,6 +13,7 @@ use crate::http::BodyFraming;
 
 use super::super::failure::{ExchangeError, FailureSource};
 use super::pool::StreamSlot;
+use super::upload::Upload;
 
 /// The answer of an HTTP/2 exchange.
 pub struct H2Response {
@@ -26,6 +27,9 @@ pub struct H2Response {
     /// Flow-control capacity of the piece out, released when it comes back.
     lent: usize,
     pub read_timeout: Duration,
+    /// The rest of the request body, when the answer came before all of it was
+    /// sent (it goes on beside the relay: [`take_upload`](Self::take_upload)).
+    upload: Option<Upload>,
     _slot: StreamSlot,
 }
 
@@ -37,6 +41,7 @@ impl H2Response {
         is_head: bool,
         read_timeout: Duration,
         slot: StreamSlot,
+        upload: Option<Upload>,
     ) -> Self {
         let (parts, body) = response.into_parts();
         let length = parts
@@ -61,8 +66,14 @@ impl H2Response {
             buf: Vec::new(),
             lent: 0,
             read_timeout,
+            upload,
             _slot: slot,
         }
+    }
+
+    /// The unfinished request body's upload, to go on while the answer is relayed.
+    pub fn take_upload(&mut self) -> Option<Upload> {
+        self.upload.take()
     }
 
     /// The next DATA as a piece; `Ok(None)` at the end of the stream.
