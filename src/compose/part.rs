@@ -106,6 +106,7 @@ async fn exchange_and_read<B: BodySource>(
     let mut response = loop {
         *attempts += 1;
         let request = OutboundRequest {
+            upgrade: false,
             head: &mut call.head,
             is_head,
             idempotent,

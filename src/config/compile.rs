@@ -616,6 +616,14 @@ fn routes(
             }
         }
         specs.push(spec);
+        let websocket = super::compile_http2::route_websocket(
+            &r,
+            match action {
+                Action::Forward(i) if r.upstream.is_some() => upstreams.get(i),
+                _ => None,
+            },
+            p,
+        );
         let retry = super::compile_resilience::route_retry(
             &r,
             matches!(action, Action::Forward(_)) && r.respond.is_none(),
@@ -635,6 +643,7 @@ fn routes(
                 .as_ref()
                 .and_then(|a| super::compile_auth::route_auth(a, auth, p)),
             retry,
+            websocket,
         });
     }
     (specs, routes)

@@ -1,14 +1,15 @@
-//! Compiles the HTTP/2 keys: `[server]`'s into [`Http2Settings`], an upstream's
-//! `protocol` and `max_concurrent_streams`; each checked against what RFC 9113
-//! allows and what is sane for a gateway.
+//! Compiles the protocol keys: `[server]`'s HTTP/2 settings into
+//! [`Http2Settings`], an upstream's `protocol` and `max_concurrent_streams`, a
+//! route's `websocket`; each checked against what RFC 9113 allows and what is sane
+//! for a gateway.
 
 use std::time::Duration;
 
 use super::error::Problems;
 use super::http2::{FloodLimits, Http2Settings};
-use super::schema::{ServerSection, UpstreamSection};
-use super::snapshot::UpstreamProtocol;
-use super::values::in_range;
+use super::schema::{RouteSection, ServerSection, UpstreamSection};
+use super::snapshot::{Upstream, UpstreamProtocol};
+use super::values::{in_range, millis};
 
 /// Largest flow-control window HTTP/2 allows (RFC 9113 §6.9.1).
 const MAX_WINDOW: u64 = (1 << 31) - 1;
@@ -87,4 +88,34 @@ pub fn upstream_protocol(u: &UpstreamSection, p: &mut Problems<'_>) -> (Upstream
         None => 100,
     };
     (protocol, streams)
+}
+
+/// A route's `websocket` and `websocket_idle_timeout_ms`: the tunnel's idle timeout
+/// when upgrades go through (only to HTTP/1.1 upstreams: the upgrade is HTTP/1.1's).
+pub fn route_websocket(
+    r: &RouteSection,
+    upstream: Option<&Upstream>,
+    p: &mut Problems<'_>,
+) -> Option<Duration> {
+    let on = r.websocket.as_ref().filter(|w| *w.get_ref());
+    if let (None, Some(t)) = (on, &r.websocket_idle_timeout_ms) {
+        p.at(t.span(), "websocket_idle_timeout_ms needs websocket = true");
+    }
+    let on = on?;
+    match upstream {
+        None => p.at(on.span(), "websocket = true needs upstream = \"NAME\""),
+        Some(u) if u.protocol != UpstreamProtocol::Http1 => p.at(
+            on.span(),
+            format!(
+                "websocket = true needs an HTTP/1.1 upstream; \"{}\" speaks HTTP/2",
+                u.name
+            ),
+        ),
+        Some(_) => {}
+    }
+    let idle = match &r.websocket_idle_timeout_ms {
+        Some(t) => millis(t, p),
+        None => Duration::from_millis(60_000),
+    };
+    Some(idle)
 }

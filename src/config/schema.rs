@@ -212,6 +212,10 @@ pub struct RouteSection {
     pub auth: Option<Spanned<RouteAuthSection>>,
     pub retry: Option<Spanned<super::schema_resilience::RetrySection>>,
     pub retry_non_idempotent: Option<Spanned<bool>>,
+    /// Let HTTP/1.1 WebSocket upgrades through to the upstream, then tunnel.
+    pub websocket: Option<Spanned<bool>>,
+    /// A tunnel with no byte either way for this long is closed (default 60000).
+    pub websocket_idle_timeout_ms: Option<Spanned<u64>>,
     /// `[route.compose]`: fan out to several upstreams and merge (`compose_schema.rs`).
     pub compose: Option<Spanned<super::compose_schema::ComposeSection>>,
 }

@@ -116,6 +116,10 @@ pub struct Route {
     pub auth: Option<crate::auth::RouteAuth>,
     /// The route's `retry = { ... }`: when a failed try is sent again.
     pub retry: Option<RetryPolicy>,
+    /// `websocket = true`: HTTP/1.1 WebSocket upgrades go through, and the
+    /// connection becomes a tunnel closed after this long without a byte
+    /// (`websocket_idle_timeout_ms`). `None`: `Upgrade` stops at the gateway.
+    pub websocket: Option<Duration>,
 }
 
 pub enum Action {

@@ -14,8 +14,10 @@ mod drain;
 pub mod h1;
 pub mod h2;
 mod request;
+mod tunnel;
 
 pub use body::{BodyError, BodySource, Piece};
 pub use client_reset::{ClientReset, ResponseHandles};
 pub use drain::DrainSignal;
 pub use request::{ConnInfo, Downstream, Handler};
+pub use tunnel::{Duplex, TunnelBytes, TunnelEnd};

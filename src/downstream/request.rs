@@ -10,6 +10,7 @@ use crate::http::{FieldList, HeaderLookup, HttpError, LocalReply, ResponseParts}
 use super::body::{BodySource, Piece};
 use super::client_reset::ClientReset;
 use super::h2::DuplexBody;
+use super::tunnel::{Duplex, TunnelBytes, TunnelEnd};
 
 /// What the transport says about a client connection.
 #[derive(Clone, Debug)]
@@ -116,6 +117,21 @@ pub trait Downstream: HeaderLookup + BodySource {
     /// writing the response share one byte stream in turn (HTTP/1.1).
     fn detach_body(&mut self) -> Option<DuplexBody> {
         None
+    }
+
+    /// After a `101` was sent (`send_response_head`), the connection becomes a byte
+    /// tunnel to `upstream` (whose bytes after its `101` are `upstream_early`) until
+    /// both sides close, nothing moves for `idle`, or the worker drains; the client
+    /// connection closes after it. Protocols without upgrades (HTTP/2) answer
+    /// `Failed` at once.
+    async fn tunnel<U: Duplex>(
+        &mut self,
+        upstream: &mut U,
+        upstream_early: &[u8],
+        idle: std::time::Duration,
+    ) -> (TunnelEnd, TunnelBytes) {
+        let _ = (upstream, upstream_early, idle);
+        (TunnelEnd::Failed, TunnelBytes::default())
     }
 }
 

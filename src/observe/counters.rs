@@ -108,6 +108,14 @@ counters! {
     /// HTTP/2 streams an upstream refused unprocessed (REFUSED_STREAM); the request
     /// is sent again when its body is whole.
     upstream_h2_refused,
+    /// WebSocket upgrades the upstream accepted (101): tunnels opened.
+    websocket_upgrades,
+    /// Tunnels open now (not a running total).
+    websocket_tunnels_open,
+    /// Tunnels closed after `websocket_idle_timeout_ms` without a byte either way.
+    websocket_idle_closed,
+    /// Tunnels closed by the drain (after a quiet second).
+    websocket_drain_closed,
     /// Access-log lines dropped because the writer thread was behind.
     access_log_dropped,
     /// Requests answered 503 at once because `max_in_flight_per_worker` were in

@@ -28,6 +28,7 @@ use super::exit::reply;
 use super::generation::Generation;
 use super::replies;
 use super::retry::{self, Tried};
+use super::websocket;
 use super::worker::Worker;
 
 /// Response body bytes that arrived with the head are sent in the same write when
@@ -59,9 +60,10 @@ pub async fn forward<D: Downstream>(
     let hash = hash_key(upstream, d);
     let idempotent = is_idempotent(d.method());
     let is_head = d.is_head();
+    let upgrade = websocket::upgrade_of(route, d);
     let mut endpoint = choose(worker, generation, index, upstream, hash, &Tried::default());
     let mut head = worker.head_buffer();
-    let mut host = write_request_head(&mut head, generation, route, endpoint, ctx, d);
+    let mut host = write_request_head(&mut head, generation, route, endpoint, upgrade, ctx, d);
     let head_len = head.len();
     // Body bytes that came with the head go out in the same write; with retries, a
     // small body is read whole first, so it can be sent again.
@@ -96,6 +98,7 @@ pub async fn forward<D: Downstream>(
                 tries.deadline.min(monoio::time::Instant::now() + t)
             });
         let request = OutboundRequest {
+            upgrade: upgrade.is_some(),
             head: &mut head,
             is_head,
             idempotent,
@@ -154,6 +157,10 @@ pub async fn forward<D: Downstream>(
             .push(b"x-portico-attempts", attempts.as_bytes());
     }
     match exchanged {
+        Ok(response) if upgrade.is_some() && response.status() == 101 => {
+            let idle = route.websocket.unwrap_or_default();
+            websocket::tunnel(worker, ctx, d, response, idle).await;
+        }
         Ok(mut response) => {
             response.set_read_timeout(route.timeout);
             relay(worker, ctx, d, response, duplex.as_mut()).await;
@@ -322,15 +329,16 @@ fn retarget(head: &mut Vec<u8>, host: Range<usize>, authority: &[u8]) -> Range<u
     host.start..host.start + authority.len()
 }
 
-/// The request head that goes upstream: hop-by-hop fields dropped, `X-Forwarded-*`
-/// and `X-Request-Id` set, the verified caller's identity fields added, the token
-/// dropped if the provider says so, the path rewritten as the route says. Returns
-/// where the `Host` value is.
+/// The request head that goes upstream: hop-by-hop fields dropped (but an
+/// `upgrade` the route lets through), `X-Forwarded-*` and `X-Request-Id` set, the
+/// verified caller's identity fields added, the token dropped if the provider says
+/// so, the path rewritten as the route says. Returns where the `Host` value is.
 fn write_request_head<D: Downstream>(
     out: &mut Vec<u8>,
     generation: &Generation,
     route: &Route,
     endpoint: &Endpoint,
+    upgrade: Option<&[u8]>,
     ctx: &RequestCtx,
     d: &D,
 ) -> Range<usize> {
@@ -366,7 +374,7 @@ fn write_request_head<D: Downstream>(
         secure: d.conn().secure,
         http10: d.http10(),
         body: d.body_framing(),
-        upgrade: None,
+        upgrade,
         added: &added,
         request_id: ctx.id.as_str(),
     };

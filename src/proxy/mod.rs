@@ -18,6 +18,7 @@ mod request_id;
 mod retry;
 mod route_stage;
 mod shed_stage;
+mod websocket;
 mod worker;
 
 pub use context::{RequestCtx, Timings};

@@ -78,7 +78,7 @@ impl Exchanger<'_> {
         up.requests += 1;
         let mut streamed = false;
         let result = match send(&mut up, request.head, body, &mut streamed).await {
-            Ok(()) => read_response_head(&mut up, request.is_head, request.deadline)
+            Ok(()) => read_response_head(&mut up, &request, request.deadline)
                 .await
                 .map(|head| (head, Instant::now())),
             Err(e) => Err(e),
@@ -225,13 +225,14 @@ fn closed() -> ExchangeError {
     )
 }
 
-/// Reads from the upstream until a final (non-1xx) response head is at the start of
-/// `up.buf`.
+/// Reads from the upstream until a final response head is at the start of `up.buf`
+/// (not 1xx, except a `101` to an upgrade request).
 async fn read_response_head(
     up: &mut PooledConn,
-    request_was_head: bool,
+    request: &OutboundRequest<'_>,
     deadline: Instant,
 ) -> Result<ResponseHead, ExchangeError> {
+    let request_was_head = request.is_head;
     let protocol = |m: &'static str| ExchangeError::new(FailureSource::Protocol, m);
     let mut head = ResponseHead::default();
     up.buf.clear();
@@ -244,7 +245,7 @@ async fn read_response_head(
                     if start > 0 {
                         up.buf.drain(..start);
                     }
-                    return if head.status == 101 {
+                    return if head.status == 101 && !request.upgrade {
                         Err(protocol(
                             "upstream switched protocols, which is not supported",
                         ))

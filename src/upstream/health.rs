@@ -203,6 +203,7 @@ async fn probe(
     let mut replayed = false;
     let mut response = loop {
         let request = OutboundRequest {
+            upgrade: false,
             head,
             is_head: false,
             idempotent: true,

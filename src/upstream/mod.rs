@@ -43,7 +43,7 @@ pub use outbound::OutboundRequest;
 pub use outlier::{record as record_outcome, Outcome};
 pub use pool::{PooledConn, UpstreamPools};
 pub use resilience::UpstreamStates;
-pub use response::{ResponseFields, UpstreamResponse};
+pub use response::{ResponseFields, Upgraded, UpstreamResponse};
 pub use stream::UpstreamStream;
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ pub struct OutboundRequest<'a> {
     /// Connect, send and the response head must be done by then (the route timeout
     /// covers the whole exchange up to the response head).
     pub deadline: Instant,
+    /// The request asks to switch protocols (a WebSocket upgrade): a `101` is its
+    /// final answer, and its connection becomes the tunnel's (never pooled).
+    pub upgrade: bool,
     /// The upstream's circuit breakers on this worker: new connections count
     /// against `max_connections` (`None`: not counted, e.g. health probes).
     pub breaker: Option<&'a Breaker>,

@@ -206,6 +206,23 @@ impl UpstreamResponse {
         }
     }
 
+    /// The connection of a `101` (an upgrade), for a tunnel: its stream and the
+    /// bytes that came after the head (already the new protocol's). `None` for
+    /// HTTP/2. The connection is never pooled again; its place under
+    /// `max_connections` is held while the returned value lives.
+    pub fn into_upgraded(self) -> Option<Upgraded> {
+        match self.inner {
+            Inner::H1(r) => {
+                let early = r.head.head_len..r.conn.buf.len();
+                Some(Upgraded {
+                    conn: r.conn,
+                    early,
+                })
+            }
+            Inner::H2(_) => None,
+        }
+    }
+
     /// Ends the exchange: an HTTP/1.1 connection goes back to its pool when the
     /// exchange left it clean (see [`H1Response::finish`]); an HTTP/2 stream frees
     /// its place on its connection.
@@ -214,6 +231,20 @@ impl UpstreamResponse {
             Inner::H1(r) => r.finish(pools),
             Inner::H2(_) => {}
         }
+    }
+}
+
+/// An upgraded upstream connection (see [`UpstreamResponse::into_upgraded`]).
+pub struct Upgraded {
+    conn: PooledConn,
+    early: Range<usize>,
+}
+
+impl Upgraded {
+    /// The stream, and the bytes the upstream sent after its `101`.
+    pub fn parts(&mut self) -> (&mut super::stream::UpstreamStream, &[u8]) {
+        let early = self.conn.buf.get(self.early.clone()).unwrap_or(&[]);
+        (&mut self.conn.stream, early)
     }
 }
 

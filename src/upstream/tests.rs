@@ -145,6 +145,7 @@ fn a_request_and_its_answer_then_the_connection_is_reused() {
         for round in 0..2 {
             let mut h = head("GET /a HTTP/1.1\r\nhost: x\r\n\r\n");
             let request = OutboundRequest {
+                upgrade: false,
                 head: &mut h,
                 is_head: false,
                 idempotent: true,
@@ -192,6 +193,7 @@ fn a_streamed_body_reaches_the_upstream_whole() {
         body.take_buffered(&mut h).unwrap();
         let u = &snap.upstreams[0];
         let request = OutboundRequest {
+            upgrade: false,
             head: &mut h,
             is_head: false,
             idempotent: true,
@@ -231,6 +233,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                 u,
                 &u.endpoints[0],
                 OutboundRequest {
+                    upgrade: false,
                     head: &mut h,
                     is_head: false,
                     idempotent: true,
@@ -258,6 +261,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                 u,
                 &u.endpoints[0],
                 OutboundRequest {
+                    upgrade: false,
                     head: &mut h,
                     is_head: false,
                     idempotent: true,
@@ -283,6 +287,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                 u,
                 &u.endpoints[0],
                 OutboundRequest {
+                    upgrade: false,
                     head: &mut h,
                     is_head: false,
                     idempotent: true,
@@ -322,6 +327,7 @@ fn a_connection_with_bytes_after_the_body_is_not_pooled() {
                 u,
                 &u.endpoints[0],
                 OutboundRequest {
+                    upgrade: false,
                     head: &mut h,
                     is_head: false,
                     idempotent: true,
@@ -369,6 +375,7 @@ fn late_bytes_keep_a_pooled_connection_from_being_used() {
                 u,
                 &u.endpoints[0],
                 OutboundRequest {
+                    upgrade: false,
                     head: &mut h,
                     is_head: true,
                     idempotent: true,
@@ -408,6 +415,7 @@ fn a_non_idempotent_request_is_not_replayable() {
                 u,
                 &u.endpoints[0],
                 OutboundRequest {
+                    upgrade: false,
                     head: &mut h,
                     is_head: false,
                     idempotent: false,

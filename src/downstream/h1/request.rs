@@ -11,7 +11,10 @@ use crate::http::{
     CHUNK_END,
 };
 
-use super::super::{BodyError, BodySource, ConnInfo, Downstream, DrainSignal, Piece};
+use super::super::tunnel::relay;
+use super::super::{
+    BodyError, BodySource, ConnInfo, Downstream, DrainSignal, Duplex, Piece, TunnelBytes, TunnelEnd,
+};
 use super::conn::{ClientConn, Io};
 
 /// The request whose head `conn` holds, with its body and response state.
@@ -345,6 +348,31 @@ impl<S: Io> Downstream for H1Request<'_, S> {
 
     fn abort(&mut self) {
         self.keep = false;
+    }
+
+    async fn tunnel<U: Duplex>(
+        &mut self,
+        upstream: &mut U,
+        upstream_early: &[u8],
+        idle: std::time::Duration,
+    ) -> (TunnelEnd, TunnelBytes) {
+        self.keep = false;
+        self.consume_head();
+        // What the client sent after its upgrade request is the tunnel's already.
+        let client_early = self.conn.unread().to_vec();
+        self.conn.consume(client_early.len());
+        let io = &mut self.conn.io;
+        let (end, bytes) = relay(
+            io,
+            &client_early,
+            upstream,
+            upstream_early,
+            idle,
+            self.drain,
+        )
+        .await;
+        self.bytes_sent += bytes.to_client;
+        (end, bytes)
     }
 
     fn bytes_sent(&self) -> u64 {
