@@ -66,8 +66,13 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
         .collect();
     // Endpoint health verdicts in, endpoint states out: prober, workers and admin.
     let board = Arc::new(EndpointBoard::new(&snapshot, cores.len()));
-    let (side, limiter_links) =
-        side_threads::start(&snapshot, &published, &published_compose, &board)?;
+    let (side, limiter_links) = side_threads::start(
+        &snapshot,
+        &published,
+        &published_compose,
+        &board,
+        options.takeover,
+    )?;
     let started = WorkerSet::start(
         &snapshot,
         &cores,
@@ -91,7 +96,7 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
         false => check_addresses(&plan, None, options),
     };
     let listening = match recheck {
-        Ok(()) => workers.listen(&plan, snapshot.server.listen_backlog),
+        Ok(()) => workers.listen(&plan, snapshot.server.listen_backlog, options.takeover),
         Err(e) => Err(workers.abort(e)),
     };
     let workers = match listening {

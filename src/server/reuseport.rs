@@ -56,6 +56,62 @@ pub fn bind_shared(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpLi
     Ok(socket.into())
 }
 
+/// How many sockets listen on exactly `addr`, in any process of this network
+/// namespace (from `/proc/net/tcp` or `/proc/net/tcp6`); `None` where that cannot
+/// be read. After binding, a count above the gateway's own sockets means another
+/// process bound the same address with `SO_REUSEPORT` in the moment between the
+/// start-up check and the bind, and would silently share its connections.
+pub fn listeners_on(addr: SocketAddr) -> Option<usize> {
+    let table = match addr {
+        SocketAddr::V4(_) => "/proc/net/tcp",
+        SocketAddr::V6(_) => "/proc/net/tcp6",
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    Some(count_listeners(&text, addr))
+}
+
+/// Counts the `LISTEN` (state `0A`) entries of a `/proc/net/tcp{,6}` table whose
+/// local address is `addr`.
+fn count_listeners(table: &str, addr: SocketAddr) -> usize {
+    let want = proc_address(addr);
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1);
+            let state = fields.nth(1);
+            state == Some("0A") && local.is_some_and(|l| l.eq_ignore_ascii_case(&want))
+        })
+        .count()
+}
+
+/// `addr` as `/proc/net/tcp{,6}` prints it: the address as 32-bit words in host
+/// (little-endian) order, hex, then `:` and the port in hex.
+fn proc_address(addr: SocketAddr) -> String {
+    let words: Vec<u32> = match addr.ip() {
+        std::net::IpAddr::V4(v4) => vec![u32::from_ne_bytes(v4.octets())],
+        std::net::IpAddr::V6(v6) => v6
+            .octets()
+            .chunks(4)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    };
+    let mut out: String = words.iter().map(|w| format!("{w:08X}")).collect();
+    out.push_str(&format!(":{:04X}", addr.port()));
+    out
+}
+
+/// Fails when more sockets listen on `addr` than the `ours` this process bound.
+pub fn check_alone(addr: SocketAddr, ours: usize, what: &str) -> Result<(), String> {
+    match listeners_on(addr) {
+        Some(n) if n > ours => Err(format!(
+            "cannot {what} {addr}: another process started listening there at the same              moment ({n} sockets, {ours} of them ours); it would split the connections              with this one. Start again, or use --takeover to share the address on              purpose (see docs/operations.md)"
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +120,30 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let a = l.local_addr().expect("addr");
         (l, a)
+    }
+
+    #[test]
+    fn listening_sockets_are_counted_per_address() {
+        let (_a, addr) = loopback_port();
+        assert_eq!(listeners_on(addr), Some(1));
+        let joined = bind_shared(addr, 16);
+        // The first listener was bound without SO_REUSEPORT: nobody can join it.
+        assert!(joined.is_err());
+        let free = {
+            let (l, a) = loopback_port();
+            drop(l);
+            a
+        };
+        let one = bind_shared(free, 16).expect("bind");
+        let two = bind_shared(free, 16).expect("join");
+        assert_eq!(listeners_on(free), Some(2));
+        assert!(check_alone(free, 2, "listen on").is_ok());
+        assert!(check_alone(free, 1, "listen on").is_err());
+        drop((one, two));
+        assert_eq!(
+            proc_address("127.0.0.1:8080".parse().unwrap()),
+            "0100007F:1F90"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::limit::{GlobalLimiter, LimiterThread, WorkerLink};
 use crate::observe::{AccessLogWriter, PublishedCounters};
 use crate::upstream::{EndpointBoard, Prober};
 
-use super::reuseport::{bind_shared, ADMIN_BACKLOG};
+use super::reuseport::{bind_shared, check_alone, ADMIN_BACKLOG};
 use super::shutdown::{join_until, ADMIN_WAIT};
 
 /// The running side threads.
@@ -46,9 +46,10 @@ pub fn start(
     published: &[Arc<PublishedCounters>],
     compose: &[Arc<PublishedCompose>],
     board: &Arc<EndpointBoard>,
+    takeover: bool,
 ) -> Result<(SideThreads, Vec<WorkerLink>), String> {
     let mut side = SideThreads::default();
-    match start_each(&mut side, snapshot, published, compose, board) {
+    match start_each(&mut side, snapshot, published, compose, board, takeover) {
         Ok(links) => Ok((side, links)),
         Err(e) => {
             side.stop(super::shutdown::StopDeadlines::now().side_threads());
@@ -63,6 +64,7 @@ fn start_each(
     published: &[Arc<PublishedCounters>],
     compose: &[Arc<PublishedCompose>],
     board: &Arc<EndpointBoard>,
+    takeover: bool,
 ) -> Result<Vec<WorkerLink>, String> {
     side.access_log = AccessLogWriter::start(&snapshot.log.access_log)
         .map_err(|e| format!("cannot open the access log: {e}"))?;
@@ -87,6 +89,9 @@ fn start_each(
             .collect();
         let listener = bind_shared(addr, ADMIN_BACKLOG)
             .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?;
+        if !takeover {
+            check_alone(addr, 1, "start the admin listener on")?;
+        }
         side.admin = Some(
             admin::start(
                 listener,

@@ -26,7 +26,7 @@ use crate::upstream::EndpointBoard;
 
 use super::listeners::ListenerKind;
 use super::mailbox::Mailbox;
-use super::reuseport::bind_shared;
+use super::reuseport::{bind_shared, check_alone};
 use super::shutdown::join_until;
 use super::worker::{self, StartReport, WorkerPlan};
 
@@ -123,11 +123,13 @@ impl WorkerSet {
 
     /// Binds every address in `plan` once per worker, hands the sockets over and
     /// waits until every worker serves them. Called after everything else that can
-    /// fail has started.
+    /// fail has started. Unless `takeover`, an address another process bound in the
+    /// same moment (both passed the start-up check) is refused here.
     pub fn listen(
         mut self,
         plan: &[(SocketAddr, ListenerKind)],
         backlog: i32,
+        takeover: bool,
     ) -> Result<WorkerSet, String> {
         let mut sockets = Vec::new();
         for _ in 0..self.threads.len() {
@@ -139,6 +141,13 @@ impl WorkerSet {
                 }
             }
             sockets.push(mine);
+        }
+        if !takeover {
+            for &(addr, _) in plan {
+                if let Err(e) = check_alone(addr, self.threads.len(), "listen on") {
+                    return Err(self.abort(e));
+                }
+            }
         }
         for (to, mine) in std::mem::take(&mut self.handoff).into_iter().zip(sockets) {
             let _ = to.send(mine);

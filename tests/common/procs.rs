@@ -15,6 +15,19 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// `N` distinct ports that were free a moment ago: all bound at once, then released,
+/// so two of them can never be the same port.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("no free port on 127.0.0.1"))
+        .collect();
+    let mut ports = [0u16; N];
+    for (p, l) in ports.iter_mut().zip(&held) {
+        *p = l.local_addr().expect("bound").port();
+    }
+    ports
+}
+
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -292,7 +305,12 @@ impl Gateway {
         for _ in 0..3 {
             match Gateway::try_start(config, env, taskset, customize) {
                 Ok(gw) => return gw,
-                Err(stderr) if stderr.contains("Address already in use") => continue,
+                Err(stderr)
+                    if stderr.contains("Address already in use")
+                        || stderr.contains("another process") =>
+                {
+                    continue
+                }
                 Err(stderr) => panic!("gateway did not listen:\n{stderr}"),
             }
         }
@@ -305,9 +323,7 @@ impl Gateway {
         taskset: Option<&str>,
         customize: Customize<'_>,
     ) -> Result<Gateway, String> {
-        let port = free_port();
-        let admin_port = free_port();
-        let port2 = free_port();
+        let [port, admin_port, port2] = free_ports::<3>();
         let text = config
             .replace("{port}", &port.to_string())
             .replace("{port2}", &port2.to_string())
