@@ -13,6 +13,8 @@ pub mod limit;
 pub mod observe;
 pub mod proxy;
 pub mod route;
+pub mod runtime;
 pub mod server;
 pub mod tls;
+pub mod transform;
 pub mod upstream;

@@ -761,7 +761,13 @@ fn not_ready_until_the_first_jwks_fetch_ends() {
     let jwks = JwksServer::start(json!({"keys": [key.jwk("k1")]}));
     jwks.set_delay(Duration::from_millis(1500));
     let gw = remote_gateway(&up, &jwks, "");
+    // The data port accepts (kernel backlog) a moment before the workers report
+    // serving; until then /ready says "starting".
     let mut r = Client::connect(gw.admin_port).get("/ready");
+    assert!(eventually(Duration::from_secs(5), || {
+        r = Client::connect(gw.admin_port).get("/ready");
+        r.text().trim() != "starting"
+    }));
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(
         r.text().contains("waiting for the JWKS of main"),

@@ -85,6 +85,8 @@ pub struct RouteAuth {
     pub provider: usize,
     /// No token → forwarded anonymously; a bad token is still refused.
     pub optional: bool,
-    /// CORS preflight requests skip authentication.
+    /// CORS preflight requests skip authentication (the proxy's auth stage passes
+    /// them; `crate::transform::preflight_method` says what a preflight is). A
+    /// route with `cors` answers its preflights before authentication instead.
     pub cors_preflight_bypass: bool,
 }

@@ -60,8 +60,9 @@ impl AuthWorker {
     }
 
     /// Authenticates a request to a route with `auth`: `Ok(None)` = let it through
-    /// anonymously (no auth on the route, optional auth without a token, or a CORS
-    /// preflight the route lets by).
+    /// anonymously (no auth on the route, or optional auth without a token). A CORS
+    /// preflight the route lets by (`cors_preflight = "bypass"`) never gets here:
+    /// the proxy's auth stage passes it.
     pub fn authenticate(
         &self,
         settings: &AuthSettings,
@@ -76,9 +77,6 @@ impl AuthWorker {
         ) else {
             return Err(Rejection::NoKeys);
         };
-        if auth.cors_preflight_bypass && is_cors_preflight(req) {
-            return Ok(None);
-        }
         let result = self.check(provider, state, auth.optional, req, counters);
         if result.is_err() {
             Counters::bump(&counters.auth_rejected);
@@ -199,13 +197,6 @@ impl ProviderState {
         self.cache.borrow_mut().clear();
         true
     }
-}
-
-/// `OPTIONS` with `Origin` and `Access-Control-Request-Method` (Fetch standard).
-fn is_cors_preflight(req: &RequestParts<'_>) -> bool {
-    req.method == b"OPTIONS"
-        && req.header(b"origin").is_some()
-        && req.header(b"access-control-request-method").is_some()
 }
 
 fn unix_now() -> u64 {

@@ -38,6 +38,11 @@ pub(crate) fn compile(
     let server = server_settings(sections.server.unwrap_or_default(), &base, problems);
     let admin = sections.admin.and_then(|a| admin_listen(a, problems));
     let log = log_settings(sections.log.unwrap_or_default(), problems);
+    let upstream_rules: Vec<_> = sections
+        .upstreams
+        .iter_mut()
+        .map(super::compile_transform::take_upstream)
+        .collect();
     let upstreams = upstreams(sections.upstreams, &base, problems);
     let endpoint_count = upstreams.iter().map(|u| u.endpoints.len()).sum();
     let mut auth = super::compile_auth::auth_settings(sections.auth, file, problems);
@@ -60,6 +65,11 @@ pub(crate) fn compile(
         .iter_mut()
         .map(|r| std::mem::take(&mut r.rate_limits))
         .collect();
+    let transforms: Vec<_> = sections
+        .routes
+        .iter_mut()
+        .map(super::compile_transform::take_route)
+        .collect();
     let compose_limits = compile_compose::limits(sections.compose.take(), problems);
     let (specs, mut routes) = routes(
         sections.routes,
@@ -71,6 +81,15 @@ pub(crate) fn compile(
     for (route, names) in routes.iter_mut().zip(route_policies) {
         route.limits = rate_limits::route_limits(&route.name, &names, &rate_limits, problems);
     }
+    super::compile_transform::attach(
+        &mut routes,
+        &specs,
+        transforms,
+        &upstream_rules,
+        &upstreams,
+        &auth,
+        problems,
+    );
     if !problems.is_empty() {
         return None;
     }
@@ -644,6 +663,8 @@ fn routes(
                 .and_then(|a| super::compile_auth::route_auth(a, auth, p)),
             retry,
             websocket,
+            header_rules: None,
+            cors: None,
         });
     }
     (specs, routes)

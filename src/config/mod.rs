@@ -10,6 +10,7 @@ mod compile_auth_keys;
 mod compile_compose;
 mod compile_http2;
 mod compile_resilience;
+mod compile_transform;
 mod compose;
 mod compose_schema;
 mod error;
@@ -18,6 +19,7 @@ mod rate_limits;
 mod resilience;
 mod schema;
 mod schema_resilience;
+mod schema_transform;
 mod snapshot;
 mod values;
 

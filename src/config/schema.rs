@@ -178,6 +178,9 @@ pub struct UpstreamSection {
     pub max_requests: Option<Spanned<u64>>,
     pub max_retries: Option<Spanned<u64>>,
     pub retry_budget: Option<Spanned<super::schema_resilience::RetryBudgetSection>>,
+    /// Defaults for the routes to this upstream (`schema_transform.rs`).
+    pub request_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
+    pub response_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -218,6 +221,10 @@ pub struct RouteSection {
     pub websocket_idle_timeout_ms: Option<Spanned<u64>>,
     /// `[route.compose]`: fan out to several upstreams and merge (`compose_schema.rs`).
     pub compose: Option<Spanned<super::compose_schema::ComposeSection>>,
+    /// Header rules and CORS (`schema_transform.rs`).
+    pub request_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
+    pub response_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
+    pub cors: Option<Spanned<super::schema_transform::CorsSection>>,
 }
 
 #[derive(Debug, Deserialize)]

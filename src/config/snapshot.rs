@@ -120,6 +120,11 @@ pub struct Route {
     /// connection becomes a tunnel closed after this long without a byte
     /// (`websocket_idle_timeout_ms`). `None`: `Upgrade` stops at the gateway.
     pub websocket: Option<Duration>,
+    /// `request_headers` / `response_headers` over the upstream's defaults; `None`
+    /// when there are none (forwarding routes only).
+    pub header_rules: Option<Box<crate::transform::HeaderRules>>,
+    /// `cors = { ... }`: preflights answered at the door, CORS fields on responses.
+    pub cors: Option<Box<crate::transform::CorsPolicy>>,
 }
 
 pub enum Action {

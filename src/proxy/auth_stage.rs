@@ -8,6 +8,7 @@ use crate::auth::{self, Caller, Outbound, RequestParts};
 use crate::config::{Route, Snapshot};
 use crate::downstream::Downstream;
 use crate::http::LocalReply;
+use crate::transform::preflight_method;
 
 use super::context::RequestCtx;
 use super::generation::Generation;
@@ -21,7 +22,9 @@ pub fn strip_identity<D: Downstream>(snap: &Snapshot, d: &mut D) {
 }
 
 /// Verifies the caller with the route's provider; the verified caller goes into
-/// the context. A refusal answers 401 (with its challenge), 400 or 503.
+/// the context. A refusal answers 401 (with its challenge), 400 or 503. A CORS
+/// preflight passes unauthenticated where the route says `cors_preflight = "bypass"`
+/// (to an upstream that answers CORS itself).
 pub fn authenticate<D: Downstream>(
     worker: &Worker,
     generation: &Generation,
@@ -29,6 +32,10 @@ pub fn authenticate<D: Downstream>(
     ctx: &mut RequestCtx,
     d: &D,
 ) -> ControlFlow<LocalReply<'static>> {
+    let bypass = route.auth.as_ref().is_some_and(|a| a.cors_preflight_bypass);
+    if bypass && preflight_method(d.method(), d).is_some() {
+        return ControlFlow::Continue(());
+    }
     let snap = &generation.snapshot;
     let parts = RequestParts {
         method: d.method(),

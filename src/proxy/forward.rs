@@ -13,7 +13,7 @@ use crate::downstream::h2::DuplexBody;
 use crate::downstream::{BodyError, Downstream};
 use crate::http::{
     grpc, write_chunk_head, write_last_chunk, write_upstream_request, BodyFraming, FieldList,
-    HeaderLookup, UpstreamRequest, CHUNK_END,
+    HeaderEdit, HeaderLookup, UpstreamRequest, CHUNK_END,
 };
 use crate::observe::Counters;
 use crate::route;
@@ -28,6 +28,7 @@ use super::exit::reply;
 use super::generation::Generation;
 use super::replies;
 use super::retry::{self, Tried};
+use super::transform_stage;
 use super::websocket;
 use super::worker::Worker;
 
@@ -157,12 +158,14 @@ pub async fn forward<D: Downstream>(
             .push(b"x-portico-attempts", attempts.as_bytes());
     }
     match exchanged {
-        Ok(response) if upgrade.is_some() && response.status() == 101 => {
+        Ok(mut response) if upgrade.is_some() && response.status() == 101 => {
+            transform_stage::response_head(route, ctx, d, &mut response);
             let idle = route.websocket.unwrap_or_default();
             websocket::tunnel(worker, ctx, d, response, idle).await;
         }
         Ok(mut response) => {
             response.set_read_timeout(route.timeout);
+            transform_stage::response_head(route, ctx, d, &mut response);
             relay(worker, ctx, d, response, duplex.as_mut()).await;
         }
         Err(e) => fail(worker, ctx, d, e).await,
@@ -332,7 +335,8 @@ fn retarget(head: &mut Vec<u8>, host: Range<usize>, authority: &[u8]) -> Range<u
 /// The request head that goes upstream: hop-by-hop fields dropped (but an
 /// `upgrade` the route lets through), `X-Forwarded-*` and `X-Request-Id` set, the
 /// verified caller's identity fields added, the token dropped if the provider says
-/// so, the path rewritten as the route says. Returns where the `Host` value is.
+/// so, the route's request header rules applied (`transform_stage.rs`), the path
+/// rewritten as the route says. Returns where the `Host` value is.
 fn write_request_head<D: Downstream>(
     out: &mut Vec<u8>,
     generation: &Generation,
@@ -360,9 +364,16 @@ fn write_request_head<D: Downstream>(
         _ => endpoint.authority.as_bytes(),
     };
     let none = FieldList::new();
+    let rules = transform_stage::request_rules(route);
+    let mut rendered = FieldList::new();
+    let ruled = match rules {
+        Some(r) => r.fields(&transform_stage::values(ctx, d), &mut rendered),
+        None => &none,
+    };
     let added = [
         outbound.identity_headers().unwrap_or(&none),
         d.conn().client_subject.as_ref().unwrap_or(&none),
+        ruled,
     ];
     let request = UpstreamRequest {
         method: d.method(),
@@ -379,6 +390,9 @@ fn write_request_head<D: Downstream>(
         request_id: ctx.id.as_str(),
     };
     write_upstream_request(out, d, &request, |name, value| {
+        if rules.is_some_and(|r| r.drops(name)) {
+            return HeaderEdit::Drop;
+        }
         outbound.header_fate(name, value)
     })
 }

@@ -7,6 +7,7 @@
 mod auth_stage;
 mod compose_stage;
 mod context;
+mod cors_stage;
 mod exit;
 mod forward;
 mod gateway;
@@ -18,6 +19,7 @@ mod request_id;
 mod retry;
 mod route_stage;
 mod shed_stage;
+mod transform_stage;
 mod websocket;
 mod worker;
 

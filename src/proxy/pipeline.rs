@@ -3,9 +3,10 @@
 //! exit, [`reply`] (`exit.rs`), writes local replies, and the downstream decides
 //! keep-alive there, once. The order is a security property and stays in code:
 //!
-//! shed load → redirect → normalize → strip identity → route → body limit → rate
-//! limits on the client address → authenticate → rate limits on the verified
-//! identity → respond, forward or compose.
+//! shed load → redirect → normalize → strip identity → CORS preflight → route →
+//! CORS response fields → body limit → rate limits on the client address →
+//! authenticate → rate limits on the verified identity → respond, forward (header
+//! rules applied as the heads pass, `transform_stage.rs`) or compose.
 //!
 //! Logging and counting wrap this call in one place (`gateway.rs`).
 
@@ -20,7 +21,7 @@ use super::exit::reply;
 use super::generation::Generation;
 use super::limit_stage::{self, Phase};
 use super::worker::Worker;
-use super::{auth_stage, compose_stage, forward, replies, route_stage, shed_stage};
+use super::{auth_stage, compose_stage, cors_stage, forward, replies, route_stage, shed_stage};
 
 /// Runs the request in `d` through the pipeline of `generation`, to the end of
 /// its response.
@@ -59,7 +60,13 @@ fn admit<'g, D: Downstream>(
     route_stage::normalize(ctx, d)?;
     // Identity fields only the gateway may set go before anything reads the head.
     auth_stage::strip_identity(snap, d);
+    // CORS at the door: a preflight of a route with `cors` is answered from static
+    // configuration — before body and rate limits and authentication, never
+    // upstream — as cheaply as a 404; the other requests of such a route get the
+    // CORS fields on every answer from here on (401s and 429s included).
+    cors_stage::preflight(snap, ctx, d)?;
     let route = route_stage::find(worker, snap, ctx, d)?;
+    cors_stage::response_fields(route, ctx, d)?;
     body_limit(snap.server.limits.max_body_bytes, ctx, d)?;
     // Address-keyed limits run before authentication, so a flood never reaches
     // the token verifier.

@@ -6,8 +6,9 @@ use std::borrow::Cow;
 
 use crate::auth::Rejection;
 use crate::config::FixedResponse;
-use crate::http::LocalReply;
+use crate::http::{FieldList, LocalReply};
 use crate::limit::{quota_headers, Denial, RateLimitSettings};
+use crate::transform::PREFLIGHT_VARY;
 
 use super::request_id::RequestId;
 
@@ -116,4 +117,23 @@ pub fn shed(id: &RequestId) -> LocalReply<'static> {
     LocalReply::error(503, "overloaded, retry later", id.as_str())
         .with_field(b"retry-after", b"1")
         .with_field(b"x-portico-overflow", b"max_in_flight_per_worker")
+}
+
+/// A CORS preflight the route's policy allows: `200` with the policy's fields and
+/// no body (docs/transform.md: 200 rather than 204, as Envoy and Kong answer).
+pub fn cors_preflight(fields: FieldList) -> LocalReply<'static> {
+    LocalReply {
+        status: 200,
+        fields: Cow::Owned(fields),
+        body: Cow::Borrowed(b""),
+        message: Cow::Borrowed(""),
+        close: false,
+    }
+}
+
+/// A CORS preflight the route's policy refuses (`why`: origin, method or header
+/// not allowed): `403` without CORS fields, so the browser refuses the request.
+pub fn cors_refused(why: &str, id: &RequestId) -> LocalReply<'static> {
+    LocalReply::error(403, &format!("CORS preflight refused: {why}"), id.as_str())
+        .with_field(b"vary", PREFLIGHT_VARY)
 }

@@ -151,6 +151,23 @@ impl UpstreamResponse {
         }
     }
 
+    /// Removes the head's fields whose name `drop` selects (any case), so they are
+    /// not relayed (a route's response rules); returns how many. The body's framing
+    /// was read from the head already and does not change.
+    pub fn remove_fields(&mut self, drop: &mut dyn FnMut(&[u8]) -> bool) -> usize {
+        match &mut self.inner {
+            Inner::H1(r) => {
+                let src = &r.conn.buf;
+                let before = r.head.headers.len();
+                r.head
+                    .headers
+                    .retain(|h| !drop(src.get(h.name.clone()).unwrap_or(b"")));
+                before - r.head.headers.len()
+            }
+            Inner::H2(r) => crate::http::remove_from_map(&mut r.fields, drop),
+        }
+    }
+
     /// The bytes the head was read into (HTTP/1.1: the head, then the first body
     /// bytes; empty for HTTP/2); `early_body` indexes them.
     pub fn head_bytes(&self) -> &[u8] {

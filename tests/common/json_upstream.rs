@@ -52,6 +52,8 @@ pub struct Reply {
     pub chunked: bool,
     /// Never answer; wait until the gateway closes the connection.
     pub hang: bool,
+    /// More fields for the head, in order.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -63,6 +65,7 @@ impl Reply {
             delay: Duration::ZERO,
             chunked: false,
             hang: false,
+            headers: Vec::new(),
         }
     }
 
@@ -92,6 +95,12 @@ impl Reply {
 
     pub fn chunked(mut self) -> Reply {
         self.chunked = true;
+        self
+    }
+
+    /// Adds a field to the head.
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
         self
     }
 }
@@ -194,6 +203,9 @@ fn response(reply: &Reply) -> Vec<u8> {
         reply.status, reply.content_type
     )
     .into_bytes();
+    for (name, value) in &reply.headers {
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
     if reply.chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
         let (a, b) = reply.body.split_at(reply.body.len() / 2);

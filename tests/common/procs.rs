@@ -351,6 +351,19 @@ impl Gateway {
             let code = gw.proc.wait_exit(Duration::from_millis(100));
             return Err(format!("(exit {code:?}) {}", gw.proc.stderr_text()));
         }
+        // The ports accept while start-up still checks them and the workers report
+        // in; the gateway is started once it says "serving" (or it exits refusing).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if gw.proc.stderr_text().contains(" serving ")
+                || gw.proc.stdout_text().contains(" serving ")
+            {
+                return Ok(gw);
+            }
+            if let Some(code) = gw.proc.wait_exit(Duration::from_millis(20)) {
+                return Err(format!("(exit {code}) {}", gw.proc.stderr_text()));
+            }
+        }
         Ok(gw)
     }
 
