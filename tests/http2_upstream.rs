@@ -421,3 +421,38 @@ fn the_drain_finishes_streams_open_on_both_sides() {
         "one upstream connection carried both"
     );
 }
+
+#[test]
+fn header_rules_apply_to_http2_responses() {
+    let Some(nginx) = nginx_h2c("add_header x-internal secret;") else {
+        eprintln!("skipped: nginx is not installed (scripts/test installs it)");
+        return;
+    };
+    let gw = gateway_to(
+        &[nginx.addr()],
+        "protocol = \"h2c\"\nresponse_headers = { set = { \"x-rule\" = \"{upstream}\" }, remove = [\"x-internal\"] }",
+        "h2c = true",
+    );
+    // An HTTP/1.1 client and an h2 client both see the upstream's HTTP/2 answer
+    // with the field removed and the rule's field added.
+    let r = gw.client().get("/rules");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-internal"), None);
+    assert_eq!(r.header("x-rule"), Some("svc"));
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--http2-prior-knowledge",
+        ])
+        .arg(format!("http://127.0.0.1:{}/rules", gw.port))
+        .output()
+        .expect("curl runs");
+    let head = String::from_utf8_lossy(&out.stdout);
+    assert!(head.starts_with("HTTP/2 200"), "{head}");
+    assert!(head.contains("x-rule: svc\r\n"), "{head}");
+    assert!(!head.contains("x-internal"), "{head}");
+}
