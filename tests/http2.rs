@@ -303,6 +303,7 @@ fn streams_past_the_limit_are_refused_and_a_stalled_body_times_out() {
         "REFUSED_STREAM: {report}"
     );
     assert!(report["goaway"].is_null(), "{report}");
+    stat_reaches(&gw, "h2_streams_refused", 6);
     // The connection and the gateway are fine afterwards.
     let ok = h2_client(gw.port, &["requests", "2", "--path", "/hello"]);
     assert_eq!(ok["statuses"], serde_json::json!([200, 200]), "{ok}");
