@@ -1,8 +1,11 @@
-//! The `portico` command: run the gateway, check a configuration, print the version.
+//! The `portico` command: run the gateway, check a configuration, ask a running
+//! gateway to reload it, print the version.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -36,6 +39,24 @@ enum Command {
         #[arg(long, short, default_value = "config/portico.toml")]
         config: PathBuf,
     },
+    /// Ask the running gateway to reload its configuration file (POST /config/reload
+    /// on its admin listener, with the bearer token of `[admin] token_env` from this
+    /// environment). Exit 0 when accepted (with --wait: promoted), 1 otherwise.
+    Reload {
+        /// The configuration file; its `[admin]` says where to call and which
+        /// variable holds the token.
+        #[arg(long, short, default_value = "config/portico.toml")]
+        config: PathBuf,
+        /// The admin listener's address, instead of the file's `[admin] listen`.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// Wait for the canary's verdict (promoted or rolled back).
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +80,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Reload {
+            config,
+            admin,
+            wait,
+            timeout_s,
+        } => reload(&config, admin, wait, Duration::from_secs(timeout_s)),
         Command::Run { config, takeover } => {
             let snapshot = match portico::config::load(&config) {
                 Ok(s) => s,
@@ -79,6 +106,44 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `portico reload`: the admin address and token variable come from the file's
+/// `[admin]` (read as plain TOML: the rest of the file may be what is wrong).
+fn reload(config: &Path, admin: Option<SocketAddr>, wait: bool, timeout: Duration) -> ExitCode {
+    let table: Option<toml::Table> = std::fs::read_to_string(config)
+        .ok()
+        .and_then(|text| toml::from_str(&text).ok());
+    let section = table.as_ref().and_then(|t| t.get("admin"));
+    let field = |key: &str| section.and_then(|a| a.get(key)).and_then(|v| v.as_str());
+    let Some(addr) = admin.or_else(|| field("listen").and_then(|l| l.parse().ok())) else {
+        eprintln!(
+            "{}: no [admin] listen address: give --admin ADDRESS",
+            config.display()
+        );
+        return ExitCode::FAILURE;
+    };
+    let token = field("token_env").and_then(|name| std::env::var(name).ok());
+    let call = portico::admin::reload_client::AdminCall {
+        admin: addr,
+        action: portico::admin::ControlAction::Reload,
+        token,
+        wait,
+        timeout,
+    };
+    match call.send() {
+        Ok((status, body)) => {
+            println!("{}", body.trim_end());
+            match status {
+                200 => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -12,12 +12,19 @@ use common::jwt::{self, b64, claims, header, hmac_sign, now, JwksServer, Signing
 use common::{Client, Gateway, Response, Upstream};
 use serde_json::json;
 
-/// A file in this test's scratch folder.
+/// A file in this test's scratch folder, written beside and renamed over: tests
+/// running in parallel write the same names (`jwks-k1.json`), and a gateway
+/// starting meanwhile must never read a file half written (seen as "the JWKS is
+/// not JSON: EOF" in `malformed_json_is_refused`).
 fn write_file(name: &str, text: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("portico-auth-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
+    let thread =
+        format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_alphanumeric(), "");
+    let tmp = dir.join(format!("{name}.{thread}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
     path
 }
 

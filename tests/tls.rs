@@ -312,6 +312,7 @@ fn certificates_reload_on_sighup_and_on_file_change_and_bad_ones_are_refused() {
     let live = pki.server("live", &["api.example.com", "v1.example.com"]);
     let gw = Gateway::start(
         &(tls_listener(&cert_entry("api", &["api.example.com"], &live), "")
+            + "[reload]\ncanary_ms = 200\n"
             + "[[route]]\nname = \"r\"\nrespond = { status = 200, body = \"ok\" }\n"),
     );
     let mut old = KeptConnection::open(gw.port, &pki.ca, "api.example.com");
@@ -337,7 +338,7 @@ fn certificates_reload_on_sighup_and_on_file_change_and_bad_ones_are_refused() {
     std::fs::copy(stray_key(&pki), &live.key).unwrap();
     gw.proc.signal(libc::SIGHUP);
     wait_for("the refusal in the log", Duration::from_secs(5), || {
-        gw.proc.stderr_text().contains("certificate reload refused")
+        gw.proc.stderr_text().contains("reload refused (SIGHUP)")
     });
     let mut fresh = KeptConnection::open(gw.port, &pki.ca, "api.example.com");
     assert_eq!(fresh.get(), (200, "ok".to_string()));

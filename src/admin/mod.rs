@@ -7,9 +7,11 @@
 //! - `GET /ready`: 200 while serving; 503 before that (`starting`, or a remote JWKS
 //!   not yet fetched) and once draining (load balancers stop sending).
 //! - `GET /stats`: counters summed over workers and side threads (the rate
-//!   limiter, the health prober), as JSON, with an `endpoints` list: each
-//!   upstream endpoint's health, ejections and tries over all workers, and the
-//!   composed routes' counters under `compose`, per route and part.
+//!   limiter, the health prober, the control thread's reload counts), as JSON,
+//!   with an `endpoints` list: each upstream endpoint's health, ejections and
+//!   tries over all workers, and the composed routes' counters under `compose`,
+//!   per route and part.
+//! - `GET /config` and `POST /config/reload|promote|rollback` ([`config_api`]).
 //!
 //! The thread looks at its stop flag at least every [`STOP_CHECK`], so after
 //! [`Admin::stop`] the listener closes within that time, or after the request in
@@ -26,6 +28,11 @@ use std::time::Duration;
 use crate::compose::PublishedCompose;
 use crate::observe::PublishedCounters;
 use crate::upstream::EndpointBoard;
+
+pub mod config_api;
+pub mod reload_client;
+
+pub use config_api::{ConfigApi, ConfigView, ControlAction, ControlReply, ControlRequest};
 
 /// Asked by `/ready`: `Some(reason)` while the gateway is not ready to serve.
 pub type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
@@ -70,7 +77,7 @@ impl Admin {
 /// thread, starting in [`Phase::Starting`]. `side` are the counters of threads other
 /// than workers; they are summed in but not counted as workers. `compose` are the
 /// workers' composition counters; `endpoints` holds the workers' published view of
-/// the endpoints.
+/// the endpoints; `config` answers `/config`.
 pub fn start(
     listener: TcpListener,
     workers: Vec<Arc<PublishedCounters>>,
@@ -78,6 +85,7 @@ pub fn start(
     compose: Vec<Arc<PublishedCompose>>,
     readiness: Readiness,
     endpoints: Arc<EndpointBoard>,
+    config: ConfigApi,
 ) -> std::io::Result<Admin> {
     // Accept without blocking, after a poll with a timeout: the stop flag is seen.
     listener.set_nonblocking(true)?;
@@ -107,7 +115,7 @@ pub fn start(
                     compose: &compose,
                     endpoints: &endpoints,
                 };
-                let _ = answer(stream, phase, &counters, &readiness);
+                let _ = answer(stream, phase, &counters, &readiness, &config);
             }
             // The listener closes as it drops here.
         })?;
@@ -152,12 +160,13 @@ fn answer(
     phase: Phase,
     counters: &Counters<'_>,
     readiness: &Readiness,
+    config: &ConfigApi,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = [0u8; 4096];
     let mut len = 0;
-    let path = loop {
+    let (method, path, authorization) = loop {
         let n = stream.read(&mut buf[len..])?;
         if n == 0 {
             return Ok(());
@@ -167,12 +176,21 @@ fn answer(
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf[..len]) {
             Ok(httparse::Status::Complete(_)) => {
-                break req.path.unwrap_or("").to_string();
+                let authorization = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                    .map(|h| h.value.to_vec());
+                let method = req.method.unwrap_or("").to_string();
+                break (method, req.path.unwrap_or("").to_string(), authorization);
             }
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
             _ => return respond(&mut stream, 400, "text/plain", "bad request\n"),
         }
     };
+    if path == "/config" || path.starts_with("/config/") || path.starts_with("/config?") {
+        return config.answer(stream, &method, &path, authorization.as_deref());
+    }
     match (path.as_str(), phase) {
         ("/healthz", Phase::Stopping) => respond(&mut stream, 503, "text/plain", "stopping\n"),
         ("/healthz", _) => respond(&mut stream, 200, "text/plain", "ok\n"),

@@ -48,7 +48,7 @@ impl KeySet {
 }
 
 /// What a provider allows, for narrowing each key's `Validation`.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct KeyPolicy {
     pub algorithms: Vec<Algorithm>,
     pub validation: Validation,

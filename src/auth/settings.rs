@@ -78,6 +78,19 @@ pub struct RemoteJwks {
     pub policy: KeyPolicy,
 }
 
+impl RemoteJwks {
+    /// True when `other` fetches the same keys the same way: a reload keeps the
+    /// provider's key set (and its fetcher) instead of fetching it again.
+    pub fn same_source(&self, other: &RemoteJwks) -> bool {
+        self.url_text == other.url_text
+            && self.refresh == other.refresh
+            && self.min_refetch == other.min_refetch
+            && self.timeout == other.timeout
+            && self.ca == other.ca
+            && self.policy == other.policy
+    }
+}
+
 /// A route's `auth`: which provider, and its exceptions.
 #[derive(Clone, Debug)]
 pub struct RouteAuth {

@@ -4,13 +4,13 @@
 //!
 //! Like `observe::Counters`, they are plain `Cell`s bumped on the worker (a worker
 //! keeps one set per generation, laid out from that snapshot's routes) and copied
-//! on the worker tick into a [`PublishedCompose`] of single-writer atomics, which
-//! the admin listener sums over workers. A reload to a new snapshot starts them
-//! from zero.
+//! on the worker tick into its [`PublishedCompose`], which the admin listener sums
+//! over workers by route and part name (during a reload's canary, workers serve
+//! different configurations). A reload to a new snapshot starts them from zero: the
+//! published copy takes the new generation's layout.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value};
 
@@ -51,11 +51,13 @@ const PART_FIELDS: [&str; 4] = ["calls", "ok", "fallback", "omitted"];
 const PART_WIDTH: usize = PART_FIELDS.len() + FailureKind::ALL.len();
 
 /// Where each composed route's counters are, by its `ComposePlan::slot`.
+#[derive(Clone, Default, PartialEq)]
 struct Layout {
     routes: Vec<RouteLayout>,
     len: usize,
 }
 
+#[derive(Clone, PartialEq)]
 struct RouteLayout {
     name: String,
     offset: usize,
@@ -136,69 +138,94 @@ impl ComposeCounters {
         }
     }
 
-    /// Copies every counter into `to` (made from the same snapshot; the worker is
-    /// its only writer).
+    /// Copies every counter into `to` (the worker is its only writer), which takes
+    /// this generation's layout if it had another.
     pub fn publish(&self, to: &PublishedCompose) {
-        for (cell, slot) in self.cells.iter().zip(&to.values) {
-            slot.store(cell.get(), Ordering::Relaxed);
+        let mut published = to.lock();
+        if published.layout != self.layout {
+            published.layout = self.layout.clone();
         }
+        published.values.clear();
+        published.values.extend(self.cells.iter().map(Cell::get));
     }
 }
 
-/// The last published copy of one worker's composition counters.
+/// The last published copy of one worker's composition counters, with the layout
+/// of the generation they came from. Locked on the worker tick and by `/stats`,
+/// never on the request path.
+#[derive(Default)]
 pub struct PublishedCompose {
+    published: Mutex<Published>,
+}
+
+#[derive(Default)]
+struct Published {
     layout: Layout,
-    values: Vec<AtomicU64>,
+    values: Vec<u64>,
 }
 
 impl PublishedCompose {
     /// Zeroed published counters laid out for `snapshot`.
     pub fn new(snapshot: &Snapshot) -> Self {
         let layout = Layout::of(snapshot);
-        let values = (0..layout.len).map(|_| AtomicU64::new(0)).collect();
-        PublishedCompose { layout, values }
+        let values = vec![0; layout.len];
+        PublishedCompose {
+            published: Mutex::new(Published { layout, values }),
+        }
     }
 
-    /// The counters summed over `workers`, as the JSON object of the admin `/stats`
-    /// `compose` key: `{ROUTE: {calls, complete, partial, failed, rejected,
-    /// parts: {PART: {calls, ok, fallback, omitted, failures: {KIND: n}}}}}`.
+    fn lock(&self) -> MutexGuard<'_, Published> {
+        self.published.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The counters summed over `workers` by route and part name, as the JSON
+    /// object of the admin `/stats` `compose` key: `{ROUTE: {calls, complete,
+    /// partial, failed, rejected, parts: {PART: {calls, ok, fallback, omitted,
+    /// failures: {KIND: n}}}}}`.
     pub fn render(workers: &[Arc<PublishedCompose>]) -> Value {
-        let Some(first) = workers.first() else {
-            return Value::Object(Map::new());
-        };
-        let total = |i: usize| -> u64 {
-            workers
-                .iter()
-                .filter_map(|w| w.values.get(i))
-                .map(|v| v.load(Ordering::Relaxed))
-                .sum()
-        };
         let mut out = Map::new();
-        for route in &first.layout.routes {
-            let mut r = Map::new();
-            for (i, name) in ROUTE_FIELDS.iter().enumerate() {
-                r.insert(name.to_string(), total(route.offset + i).into());
-            }
-            let mut parts = Map::new();
-            for (j, part) in route.parts.iter().enumerate() {
-                let base = route.offset + ROUTE_FIELDS.len() + j * PART_WIDTH;
-                let mut p = Map::new();
-                for (i, name) in PART_FIELDS.iter().enumerate() {
-                    p.insert(name.to_string(), total(base + i).into());
+        for worker in workers {
+            let published = worker.lock();
+            let value = |i: usize| published.values.get(i).copied().unwrap_or(0);
+            for route in &published.layout.routes {
+                let r = entry(&mut out, &route.name);
+                for (i, name) in ROUTE_FIELDS.iter().enumerate() {
+                    add(r, name, value(route.offset + i));
                 }
-                let mut failures = Map::new();
-                for (i, kind) in FailureKind::ALL.iter().enumerate() {
-                    failures.insert(
-                        kind.name().to_string(),
-                        total(base + PART_FIELDS.len() + i).into(),
-                    );
+                let parts = entry(r, "parts");
+                for (j, part) in route.parts.iter().enumerate() {
+                    let base = route.offset + ROUTE_FIELDS.len() + j * PART_WIDTH;
+                    let p = entry(parts, part);
+                    for (i, name) in PART_FIELDS.iter().enumerate() {
+                        add(p, name, value(base + i));
+                    }
+                    let failures = entry(p, "failures");
+                    for (i, kind) in FailureKind::ALL.iter().enumerate() {
+                        add(failures, kind.name(), value(base + PART_FIELDS.len() + i));
+                    }
                 }
-                p.insert("failures".into(), Value::Object(failures));
-                parts.insert(part.clone(), Value::Object(p));
             }
-            r.insert("parts".into(), Value::Object(parts));
-            out.insert(route.name.clone(), Value::Object(r));
         }
         Value::Object(out)
     }
+}
+
+/// The object under `key` in `map` (made empty if absent).
+fn entry<'m>(map: &'m mut Map<String, Value>, key: &str) -> &'m mut Map<String, Value> {
+    let v = map
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !v.is_object() {
+        *v = Value::Object(Map::new());
+    }
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("made an object above"),
+    }
+}
+
+/// Adds `n` to the number under `key` in `map`.
+fn add(map: &mut Map<String, Value>, key: &str, n: u64) {
+    let total = map.get(key).and_then(Value::as_u64).unwrap_or(0) + n;
+    map.insert(key.to_string(), total.into());
 }

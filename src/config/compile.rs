@@ -36,7 +36,14 @@ pub(crate) fn compile(
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let server = server_settings(sections.server.unwrap_or_default(), &base, problems);
-    let admin = sections.admin.and_then(|a| admin_listen(a, problems));
+    let admin_section = sections.admin.take();
+    let admin = admin_section
+        .as_ref()
+        .and_then(|a| socket_addr(&a.listen, problems));
+    let admin_token_env = admin_section
+        .as_ref()
+        .and_then(|a| super::compile_control::admin_token_env(a, admin, problems));
+    let reload = super::compile_control::reload_settings(sections.reload.as_ref(), problems);
     let log = log_settings(sections.log.unwrap_or_default(), problems);
     let upstream_rules: Vec<_> = sections
         .upstreams
@@ -95,8 +102,11 @@ pub(crate) fn compile(
     }
     Some(Snapshot {
         source: file.to_string(),
+        hash: super::ConfigHash::default(),
         server: server?,
         admin,
+        admin_token_env,
+        reload,
         log,
         route_table: RouteTable::new(&specs),
         routes,
@@ -199,10 +209,6 @@ fn fd_limit_policy(v: &Spanned<String>, p: &mut Problems<'_>) -> FdLimitPolicy {
             FdLimitPolicy::Warn
         }
     }
-}
-
-fn admin_listen(a: schema::AdminSection, p: &mut Problems<'_>) -> Option<SocketAddr> {
-    socket_addr(&a.listen, p)
 }
 
 fn log_settings(l: schema::LogSection, p: &mut Problems<'_>) -> LogSettings {

@@ -235,6 +235,12 @@ pub(crate) fn route_retry(
 
 /// The value of an optional numeric key, `default` when absent; a value outside
 /// `min..=max` is a problem at the key (and clamped, so compilation goes on).
-fn number(v: Option<&Spanned<u64>>, default: u64, min: u64, max: u64, p: &mut Problems<'_>) -> u64 {
+pub(crate) fn number(
+    v: Option<&Spanned<u64>>,
+    default: u64,
+    min: u64,
+    max: u64,
+    p: &mut Problems<'_>,
+) -> u64 {
     v.map_or(default, |v| in_range(v, min, max, p))
 }

@@ -8,27 +8,32 @@ mod compile;
 mod compile_auth;
 mod compile_auth_keys;
 mod compile_compose;
+mod compile_control;
 mod compile_http2;
 mod compile_resilience;
 mod compile_transform;
 mod compose;
 mod compose_schema;
+mod control;
 mod error;
 mod http2;
 mod rate_limits;
 mod resilience;
 mod schema;
+mod schema_control;
 mod schema_resilience;
 mod schema_transform;
 mod snapshot;
 mod values;
 
 pub use compose::*;
+pub use control::{ConfigHash, ConfigLimits, ReloadSettings, MAX_READ_BYTES};
 pub use error::{ConfigError, ConfigErrors};
 pub use http2::{FloodLimits, Http2Settings};
 pub use resilience::*;
 pub use snapshot::*;
 
+use std::io::Read;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -37,25 +42,51 @@ use toml::Spanned;
 
 use error::Problems;
 
-/// Reads and compiles the configuration file at `path`.
+/// Reads and compiles the configuration file at `path` (following symbolic links).
 pub fn load(path: &Path) -> Result<Snapshot, ConfigErrors> {
-    let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&file, &text),
-        Err(e) => Err(ConfigErrors(vec![ConfigError {
-            file,
-            line: 1,
-            col: 1,
-            reason: format!("cannot read the file: {e}"),
-        }])),
-    }
+    parse(&path.display().to_string(), &read(path)?)
 }
 
-/// Compiles configuration text; `file` names it in error messages.
+/// Reads the configuration file at `path`: a file over [`MAX_READ_BYTES`] is
+/// refused without being read to its end, as is one that is not UTF-8.
+pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+    let problem = |reason: String| {
+        ConfigErrors(vec![ConfigError {
+            file: path.display().to_string(),
+            line: 1,
+            col: 1,
+            reason,
+        }])
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_READ_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| problem(format!("cannot read the file: {e}")))?;
+    if bytes.len() as u64 > MAX_READ_BYTES {
+        return Err(problem(format!(
+            "the file is larger than {MAX_READ_BYTES} bytes, the most portico reads"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| problem(format!("the file is not UTF-8: {e}")))
+}
+
+/// Compiles configuration text; `file` names it in error messages. The text is
+/// checked against its `[config_limits]` before anything else is compiled.
 pub fn parse(file: &str, text: &str) -> Result<Snapshot, ConfigErrors> {
     let mut problems = Problems::new(file, text);
     let sections = read_sections(text, &mut problems);
-    let snapshot = compile::compile(file, sections, &mut problems);
+    let limits = compile_control::config_limits(sections.config_limits.as_ref(), &mut problems);
+    let before = problems.count();
+    compile_control::check_limits(&sections, text.len(), &limits, &mut problems);
+    // Nothing is compiled (no name resolved, no certificate read) from a file over
+    // its limits.
+    let snapshot = match problems.count() == before {
+        true => compile::compile(file, sections, &mut problems).map(|mut s| {
+            s.hash = ConfigHash::of(text);
+            s
+        }),
+        false => None,
+    };
     let warnings = problems.take_warnings();
     problems.into_result()?;
     match snapshot {
@@ -85,12 +116,14 @@ pub(crate) struct Sections {
     pub rate_limit_headers: Option<schema::RateLimitHeadersSection>,
     pub auth: Option<schema::AuthSection>,
     pub compose: Option<compose_schema::ComposeLimitsSection>,
+    pub reload: Option<schema_control::ReloadSection>,
+    pub config_limits: Option<schema_control::ConfigLimitsSection>,
 }
 
 /// Sections that later versions handle; named so the error says so.
 const NOT_YET: &[&str] = &[];
-const KNOWN: &str =
-    "server, admin, upstream, route, log, auth, rate_limit, fleet, rate_limit_headers, compose";
+const KNOWN: &str = "server, admin, upstream, route, log, auth, rate_limit, fleet, \
+                     rate_limit_headers, compose, reload, config_limits";
 
 fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
@@ -114,6 +147,8 @@ fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
             "fleet" => out.fleet = one(value, problems),
             "rate_limit_headers" => out.rate_limit_headers = one(value, problems),
             "compose" => out.compose = one(value, problems),
+            "reload" => out.reload = one(value, problems),
+            "config_limits" => out.config_limits = one(value, problems),
             other if NOT_YET.contains(&other) => problems.at(
                 span,
                 format!("`{other}` is not supported by this version of portico"),

@@ -138,12 +138,15 @@ pub struct UpstreamTlsSection {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
     pub listen: Spanned<String>,
+    /// The environment variable holding the bearer token for mutating calls.
+    pub token_env: Option<Spanned<String>>,
 }
 
 impl Default for AdminSection {
     fn default() -> Self {
         AdminSection {
             listen: Spanned::new(0..0, "127.0.0.1:9901".to_string()),
+            token_env: None,
         }
     }
 }

@@ -20,8 +20,14 @@ use crate::tls::{ListenerTls, TlsListenerSettings, UpstreamTls};
 pub struct Snapshot {
     /// Where it was loaded from, for log lines and `portico check`.
     pub source: String,
+    /// The SHA-256 of the file's text: the configuration's version.
+    pub hash: super::ConfigHash,
     pub server: ServerSettings,
     pub admin: Option<SocketAddr>,
+    /// `[admin] token_env`: the variable holding the admin bearer token.
+    pub admin_token_env: Option<String>,
+    /// `[reload]`: how a new configuration is tried and adopted.
+    pub reload: super::ReloadSettings,
     pub log: LogSettings,
     /// Matches a request to an index into `routes`.
     pub route_table: RouteTable,

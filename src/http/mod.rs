@@ -34,7 +34,8 @@ pub use framing::{write_chunk_head, write_last_chunk, CHUNK_END};
 pub use headers::{is_hop_by_hop, ConnectionTokens};
 pub use parts::ResponseParts;
 pub use reply::{
-    write_local_reply, write_simple_response, LocalReply, CONTINUE, OVERLOADED, OVERLOADED_NO_FD,
+    write_local_reply, write_simple_response, write_simple_response_with, LocalReply, CONTINUE,
+    OVERLOADED, OVERLOADED_NO_FD,
 };
 pub use request::{find_header, parse_request, HeadLimits, Parsed, RequestHead};
 pub use response::{parse_response, ResponseHead};

@@ -108,13 +108,29 @@ pub const OVERLOADED_NO_FD: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconten
 /// A whole `connection: close` response for listeners outside the data plane (the
 /// admin listener): status line, content type, length, body.
 pub fn write_simple_response(w: &mut Vec<u8>, status: u16, content_type: &str, body: &[u8]) {
+    write_simple_response_with(w, status, content_type, &[], body);
+}
+
+/// [`write_simple_response`] with more `fields` (names and values the caller
+/// wrote: `www-authenticate`, `allow`, `retry-after`).
+pub fn write_simple_response_with(
+    w: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    fields: &[(&str, &str)],
+    body: &[u8],
+) {
     w.clear();
     let _ = write!(
         w,
-        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n",
         reason_phrase(status),
         body.len()
     );
+    for (name, value) in fields {
+        let _ = write!(w, "{name}: {value}\r\n");
+    }
+    w.extend_from_slice(b"\r\n");
     w.extend_from_slice(body);
 }
 

@@ -10,22 +10,30 @@
 //!   `on_redis_failure`: `open` grants whatever is asked, `closed` grants nothing,
 //!   `instance` refills the pool here at the policy's rate, as `scope = "instance"`.
 //!
-//! The thread sleeps on its channel until a report arrives or its tick is due, and
-//! ends when told to (after the workers) or when every worker has dropped its end.
+//! Policies are known by identity ([`PolicyId`]), never by position: a reload hands
+//! the thread the policies of every configuration some worker serves
+//! ([`LimiterThread::set_policies`]); an unchanged policy keeps its keys' buckets,
+//! a new one starts with full buckets, and one no configuration holds any more is
+//! forgotten.
+//!
+//! The thread sleeps on its channels until a report or new policies arrive or its
+//! tick is due, and ends when told to (after the workers) or when every worker has
+//! dropped its end.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TrySendError};
 
 use crate::observe::{Counters, PublishedCounters};
 
 use super::lease_sizing::{LeaseSizing, LEASE_TTL};
 use super::lru_map::{LruMap, Slot};
 use super::messages::{Demand, Grant, WorkerLink};
-use super::policy::{OnRedisFailure, Policy, RateLimitSettings, Scope};
+use super::policy::{FleetSettings, OnRedisFailure, Policy, PolicyId, RateLimitSettings, Scope};
 use super::redis_buckets::{RedisBuckets, SyncItem};
 use super::token_bucket::TokenBucket;
 
@@ -46,10 +54,17 @@ const HELD_GRACE: Duration = Duration::from_secs(1);
 pub struct LimiterThread {
     join: JoinHandle<()>,
     stop: Arc<AtomicBool>,
-    pub counters: Arc<PublishedCounters>,
+    updates: Sender<Vec<Arc<RateLimitSettings>>>,
 }
 
 impl LimiterThread {
+    /// The policies of every configuration some worker serves now (the running
+    /// one, and a canary's), the newest last: its `[fleet]` is the one used. Taken
+    /// by the thread as soon as it looks at its channels, before later reports.
+    pub fn set_policies(&self, settings: Vec<Arc<RateLimitSettings>>) {
+        let _ = self.updates.send(settings);
+    }
+
     /// Tells the thread to stop (it ends within one tick, or after the Redis call in
     /// progress, itself bounded by `redis_timeout_ms`) and returns it to wait for.
     /// Workers' links may outlive their threads (a runtime does not drop its
@@ -61,17 +76,23 @@ impl LimiterThread {
 }
 
 pub struct GlobalLimiter {
-    settings: Arc<RateLimitSettings>,
     demands: Receiver<Demand>,
+    updates: Receiver<Vec<Arc<RateLimitSettings>>>,
     grants: Vec<Sender<Grant>>,
-    /// One table per policy; `None` for worker-scope policies.
-    tables: Vec<Option<LruMap<KeyState>>>,
+    /// The instance and fleet policies, with their keys, by identity.
+    policies: HashMap<PolicyId, PolicyState>,
     /// Fleet keys that take part in the sync.
-    active: Vec<(usize, Slot)>,
+    active: Vec<(PolicyId, Slot)>,
     redis: Option<RedisBuckets>,
     counters: Counters,
     published: Arc<PublishedCounters>,
     stop: Arc<AtomicBool>,
+}
+
+/// One policy and the limiter's state of its keys.
+struct PolicyState {
+    policy: Policy,
+    table: LruMap<KeyState>,
 }
 
 /// The limiter's state for one key.
@@ -106,15 +127,18 @@ enum Mode {
 }
 
 impl GlobalLimiter {
-    /// Starts the limiter thread when some policy needs it, with one link per worker.
+    /// Starts the limiter thread when some policy needs it, with one link per
+    /// worker; the thread publishes its counters into `published`.
     pub fn start(
         settings: Arc<RateLimitSettings>,
         workers: usize,
+        published: Arc<PublishedCounters>,
     ) -> Result<Option<(LimiterThread, Vec<WorkerLink>)>, String> {
         if !settings.needs_limiter() {
             return Ok(None);
         }
         let (demand_tx, demand_rx) = bounded(DEMAND_CHANNEL);
+        let (updates_tx, updates) = unbounded();
         let mut grant_txs = Vec::new();
         let mut links = Vec::new();
         for worker in 0..workers {
@@ -127,32 +151,19 @@ impl GlobalLimiter {
                 grants: rx,
             });
         }
-        let tables = settings
-            .policies
-            .iter()
-            .map(|p| (p.scope != Scope::Worker).then(|| LruMap::new(p.max_keys)))
-            .collect();
-        let any_fleet = settings.policies.iter().any(|p| p.scope == Scope::Fleet);
-        let redis = match &settings.fleet {
-            Some(f) if any_fleet => Some(RedisBuckets::new(f)),
-            _ => None,
-        };
-        for p in &settings.policies {
-            log_policy(p, workers);
-        }
-        let published = Arc::new(PublishedCounters::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let limiter = GlobalLimiter {
+        let mut limiter = GlobalLimiter {
             stop: stop.clone(),
-            settings,
             demands: demand_rx,
+            updates,
             grants: grant_txs,
-            tables,
+            policies: HashMap::new(),
             active: Vec::new(),
-            redis,
-            counters: Counters::default(),
-            published: published.clone(),
+            redis: None,
+            counters: Counters::resume(&published),
+            published,
         };
+        limiter.adopt(&[settings], Instant::now());
         let join = std::thread::Builder::new()
             .name("portico-limiter".into())
             .spawn(move || limiter.run())
@@ -161,34 +172,81 @@ impl GlobalLimiter {
             LimiterThread {
                 join,
                 stop,
-                counters: published,
+                updates: updates_tx,
             },
             links,
         )))
     }
 
-    fn run(mut self) {
-        let tick = match &self.redis {
-            Some(r) => r.settings().sync_interval,
-            None => IDLE_TICK,
-        };
-        if self.redis.is_some() {
-            // Connect now, so the first requests meet a ready Redis (or a logged failure).
-            self.sync_fleet(Instant::now());
+    /// Takes the policies of `settings` (the newest last): new ones start with
+    /// fresh buckets, unchanged ones keep theirs, and those in none are forgotten.
+    /// The newest `[fleet]` is used; a changed one reconnects.
+    fn adopt(&mut self, settings: &[Arc<RateLimitSettings>], now: Instant) {
+        let workers = self.grants.len();
+        let mut keep = Vec::new();
+        for p in settings.iter().flat_map(|s| &s.policies) {
+            if p.scope == Scope::Worker {
+                continue;
+            }
+            let id = p.id();
+            keep.push(id);
+            self.policies.entry(id).or_insert_with(|| {
+                log_policy(p, workers);
+                PolicyState {
+                    policy: p.clone(),
+                    table: LruMap::new(p.max_keys),
+                }
+            });
         }
-        let mut next_tick = Instant::now() + tick;
+        self.policies.retain(|id, _| keep.contains(id));
+        self.active.retain(|(id, _)| keep.contains(id));
+        let any_fleet = self
+            .policies
+            .values()
+            .any(|p| p.policy.scope == Scope::Fleet);
+        let fleet: Option<&FleetSettings> = settings.iter().rev().find_map(|s| s.fleet.as_ref());
+        let same = match (&self.redis, fleet) {
+            (Some(r), Some(f)) => r.settings() == f,
+            _ => false,
+        };
+        if !same || !any_fleet {
+            self.redis = match fleet {
+                Some(f) if any_fleet => Some(RedisBuckets::new(f)),
+                _ => None,
+            };
+            if self.redis.is_some() {
+                // Connect now, so the first requests meet a ready Redis (or a logged failure).
+                self.sync_fleet(now);
+            }
+        }
+    }
+
+    fn tick(&self) -> Duration {
+        self.redis
+            .as_ref()
+            .map_or(IDLE_TICK, |r| r.settings().sync_interval)
+    }
+
+    fn run(mut self) {
+        let mut next_tick = Instant::now() + self.tick();
         while !self.stop.load(Ordering::Relaxed) {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.demands.recv_timeout(wait) {
-                Ok(d) => {
+            select! {
+                recv(self.updates) -> settings => {
+                    if let Ok(settings) = settings {
+                        self.adopt(&settings, Instant::now());
+                    }
+                }
+                recv(self.demands) -> d => {
+                    let Ok(d) = d else { break };
                     self.on_demand(d, Instant::now());
                     while let Ok(d) = self.demands.try_recv() {
                         self.on_demand(d, Instant::now());
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                default(wait) => {}
             }
+            let tick = self.tick();
             let now = Instant::now();
             if now >= next_tick {
                 if self.redis.is_some() {
@@ -202,13 +260,13 @@ impl GlobalLimiter {
     }
 
     fn publish(&self) {
-        let evictions = self.tables.iter().flatten().map(LruMap::evictions).sum();
+        let evictions = self.policies.values().map(|p| p.table.evictions()).sum();
         self.counters.limiter_key_evictions.set(evictions);
         self.counters.publish(&self.published);
     }
 
-    fn mode(&self, policy: &Policy) -> Mode {
-        match (policy.scope, &self.redis) {
+    fn mode(&self, scope: Scope) -> Mode {
+        match (scope, &self.redis) {
             (Scope::Fleet, Some(r)) if r.is_connected() => Mode::Redis,
             (Scope::Fleet, Some(r)) => match r.settings().on_redis_failure {
                 OnRedisFailure::Open => Mode::Open,
@@ -222,17 +280,17 @@ impl GlobalLimiter {
     /// Settles a worker's report and answers its request.
     fn on_demand(&mut self, d: Demand, now: Instant) {
         Counters::bump(&self.counters.limiter_demands);
-        let index = usize::from(d.policy);
-        let settings = self.settings.clone();
-        let Some(policy) = settings.policies.get(index) else {
-            return;
+        let Some(scope) = self.policies.get(&d.policy).map(|p| p.policy.scope) else {
+            return; // no configuration in use holds the policy any more
         };
-        let mode = self.mode(policy);
+        let mode = self.mode(scope);
         let workers = self.grants.len();
-        let sizing = LeaseSizing::new(policy, workers);
-        let Some(Some(table)) = self.tables.get_mut(index) else {
+        let tick = self.tick();
+        let Some(PolicyState { policy, table }) = self.policies.get_mut(&d.policy) else {
             return;
         };
+        let policy = &*policy;
+        let sizing = LeaseSizing::new(policy, workers);
         let fresh_tokens = match mode {
             Mode::Instance if policy.scope == Scope::Instance => policy.burst,
             _ => 0.0,
@@ -255,12 +313,8 @@ impl GlobalLimiter {
         ks.last_demand = now;
         if policy.scope == Scope::Fleet && !ks.in_sync {
             ks.in_sync = true;
-            self.active.push((index, slot));
+            self.active.push((d.policy, slot));
         }
-        let tick = self
-            .redis
-            .as_ref()
-            .map_or(IDLE_TICK, |r| r.settings().sync_interval);
         let (tokens, retry_after) = match mode {
             Mode::Instance => {
                 let cap = policy.burst - f64::from(ks.held_total(now));
@@ -341,7 +395,6 @@ impl GlobalLimiter {
     /// One sync tick: every active fleet key takes what two ticks of its demand
     /// need from Redis (or gives back what an idle key holds), in one round trip.
     fn sync_fleet(&mut self, now: Instant) {
-        let settings = self.settings.clone();
         let Some(redis) = self.redis.as_mut() else {
             return;
         };
@@ -352,10 +405,8 @@ impl GlobalLimiter {
         let mut items = Vec::new();
         let mut slots = Vec::new();
         let mut still_active = Vec::with_capacity(self.active.len());
-        for &(index, slot) in &self.active {
-            let (Some(policy), Some(Some(table))) =
-                (settings.policies.get(index), self.tables.get_mut(index))
-            else {
+        for &(id, slot) in &self.active {
+            let Some(PolicyState { policy, table }) = self.policies.get_mut(&id) else {
                 continue;
             };
             let Some((key, ks)) = table.get_slot_mut(slot) else {
@@ -377,7 +428,7 @@ impl GlobalLimiter {
                 ks.in_sync = false;
                 continue;
             }
-            still_active.push((index, slot));
+            still_active.push((id, slot));
             if want != 0 || !was_up {
                 items.push(SyncItem {
                     redis_key: redis.redis_key(&policy.name, key),
@@ -385,7 +436,7 @@ impl GlobalLimiter {
                     burst: policy.burst,
                     want,
                 });
-                slots.push((index, slot));
+                slots.push((id, slot));
             }
         }
         self.active = still_active;
@@ -399,11 +450,11 @@ impl GlobalLimiter {
                     );
                     self.counters.fleet_redis_down.set(0);
                 }
-                for ((index, slot), reply) in slots.into_iter().zip(replies) {
-                    let Some(Some(table)) = self.tables.get_mut(index) else {
+                for ((id, slot), reply) in slots.into_iter().zip(replies) {
+                    let Some(p) = self.policies.get_mut(&id) else {
                         continue;
                     };
-                    if let Some((_, ks)) = table.get_slot_mut(slot) {
+                    if let Some((_, ks)) = p.table.get_slot_mut(slot) {
                         if !was_up {
                             // What the instance-mode bucket held was never Redis's.
                             ks.bucket = TokenBucket::with_tokens(0.0, now);
@@ -438,9 +489,9 @@ impl GlobalLimiter {
     /// Redis just failed: each fleet key's pool becomes an instance bucket that
     /// refills from now on (keeping any debt).
     fn start_instance_buckets(&mut self, now: Instant) {
-        for &(index, slot) in &self.active {
-            if let Some(Some(table)) = self.tables.get_mut(index) {
-                if let Some((_, ks)) = table.get_slot_mut(slot) {
+        for &(id, slot) in &self.active {
+            if let Some(p) = self.policies.get_mut(&id) {
+                if let Some((_, ks)) = p.table.get_slot_mut(slot) {
                     ks.bucket = TokenBucket::with_tokens(ks.bucket.tokens(), now);
                 }
             }
@@ -532,7 +583,7 @@ mod tests {
     use super::*;
     use crate::config::parse;
 
-    fn limiter(policy: &str) -> (LimiterThread, Vec<WorkerLink>) {
+    fn limiter(policy: &str) -> (LimiterThread, Vec<WorkerLink>, PolicyId) {
         let text = format!(
             r#"
 [[route]]
@@ -547,15 +598,17 @@ key = "global"
 "#
         );
         let snap = parse("t.toml", &text).expect("config");
-        GlobalLimiter::start(snap.rate_limits.clone(), 2)
+        let id = snap.rate_limits.policies[0].id();
+        let (thread, links) = GlobalLimiter::start(snap.rate_limits.clone(), 2, Arc::default())
             .expect("start")
-            .expect("a limiter for an instance policy")
+            .expect("a limiter for an instance policy");
+        (thread, links, id)
     }
 
-    fn demand(worker: u16, want: u32, spent: u32) -> Demand {
+    fn demand(policy: PolicyId, worker: u16, want: u32, spent: u32) -> Demand {
         Demand {
             worker,
-            policy: 0,
+            policy,
             key: b"g".as_slice().into(),
             want,
             spent,
@@ -572,8 +625,8 @@ key = "global"
 
     #[test]
     fn grants_come_from_a_full_bucket_and_stop_when_it_is_empty() {
-        let (thread, links) = limiter("rate = \"1/h\"\nburst = 10");
-        links[0].demands.send(demand(0, 100, 0)).expect("send");
+        let (thread, links, p) = limiter("rate = \"1/h\"\nburst = 10");
+        links[0].demands.send(demand(p, 0, 100, 0)).expect("send");
         let g = next(&links[0]);
         assert_eq!(
             (g.tokens, g.remaining, g.recall),
@@ -582,7 +635,7 @@ key = "global"
         );
         let mut total = g.tokens;
         let last = loop {
-            links[0].demands.send(demand(0, 100, 0)).expect("send");
+            links[0].demands.send(demand(p, 0, 100, 0)).expect("send");
             let g = next(&links[0]);
             if g.tokens == 0 {
                 break g;
@@ -602,25 +655,25 @@ key = "global"
     #[test]
     fn leased_tokens_cap_the_refill_and_large_leases_are_recalled() {
         // burst 8, W = 2: max_lease = 2, grants up to available / 4.
-        let (thread, links) = limiter("rate = 1000\nburst = 8");
-        links[0].demands.send(demand(0, 8, 0)).expect("send");
+        let (thread, links, p) = limiter("rate = 1000\nburst = 8");
+        links[0].demands.send(demand(p, 0, 8, 0)).expect("send");
         let g = next(&links[0]);
         assert_eq!(g.tokens, 2);
-        links[0].demands.send(demand(0, 8, 0)).expect("send");
+        links[0].demands.send(demand(p, 0, 8, 0)).expect("send");
         let held: u32 = g.tokens + next(&links[0]).tokens;
         assert_eq!(held, 4, "worker 0 holds 4 tokens it has not spent");
         std::thread::sleep(Duration::from_millis(50));
         // 50 ms at 1000/s would refill far past the burst: bucket + leases stay <= 8.
-        links[1].demands.send(demand(1, 100, 0)).expect("send");
+        links[1].demands.send(demand(p, 1, 100, 0)).expect("send");
         let g = next(&links[1]);
         assert!(g.tokens <= 2 && g.remaining <= 4 - g.tokens, "{g:?}");
         // Worker 1 drains the rest; then it is short while worker 0 sits on 4 > 2.
         let mut got = g.tokens;
         while got < 4 {
-            links[1].demands.send(demand(1, 100, 0)).expect("send");
+            links[1].demands.send(demand(p, 1, 100, 0)).expect("send");
             got += next(&links[1]).tokens;
         }
-        links[1].demands.send(demand(1, 100, 0)).expect("send");
+        links[1].demands.send(demand(p, 1, 100, 0)).expect("send");
         assert_eq!(next(&links[1]).tokens, 0);
         let recall = next(&links[0]);
         assert!(recall.recall, "{recall:?}");

@@ -248,7 +248,7 @@ mod tests {
 
     fn grant(tokens: u32, remaining: u32, issued: Instant) -> Grant {
         Grant {
-            policy: 0,
+            policy: crate::limit::PolicyId(0),
             key: Box::new([]),
             tokens,
             issued,

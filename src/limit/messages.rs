@@ -14,11 +14,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::policy::PolicyId;
+
 /// A worker's usage report and lease request for one key of one policy.
 #[derive(Debug)]
 pub struct Demand {
     pub worker: u16,
-    pub policy: u16,
+    /// The policy by identity: workers on different configurations may hold the
+    /// same policy at different positions.
+    pub policy: PolicyId,
     pub key: Box<[u8]>,
     /// Tokens asked for; 0 = only a report.
     pub want: u32,
@@ -34,7 +38,7 @@ pub struct Demand {
 /// The limiter's answer to a [`Demand`].
 #[derive(Debug)]
 pub struct Grant {
-    pub policy: u16,
+    pub policy: PolicyId,
     pub key: Box<[u8]>,
     /// Tokens the worker may spend, until `issued + LEASE_TTL`.
     pub tokens: u32,
@@ -49,7 +53,9 @@ pub struct Grant {
     pub recall: bool,
 }
 
-/// A worker's ends of the channels to the limiter thread.
+/// A worker's ends of the channels to the limiter thread. The control thread keeps
+/// a copy, to hand to a worker it restarts.
+#[derive(Clone)]
 pub struct WorkerLink {
     pub worker: usize,
     pub workers: usize,

@@ -33,11 +33,11 @@ pub mod quota_headers;
 mod redis_buckets;
 
 pub use global_limiter::{GlobalLimiter, LimiterThread};
-pub use local_limiter::{LocalLimiter, LIMIT_TICK};
+pub use local_limiter::{LocalLimiter, WorkerLimiter, LIMIT_TICK};
 pub use messages::WorkerLink;
 pub use policy::{
     Fallback, FleetSettings, HeaderSettings, HeaderStyle, KeyPart, OnRedisFailure, Policy,
-    RateLimitSettings, RouteLimits, Scope,
+    PolicyId, RateLimitSettings, RouteLimits, Scope,
 };
 pub use quota_headers::{Denial, LeastRemaining};
 pub use request_key::{ClaimLookup, RequestFacts};

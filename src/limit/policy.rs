@@ -46,7 +46,30 @@ pub struct Policy {
     pub max_keys: usize,
 }
 
+/// A policy's identity across configurations: its name, key, fallback, rate,
+/// burst, scope, phase and table size. A reload keeps the buckets and leases of a
+/// policy whose identity did not change (on the workers and in the limiter thread),
+/// and starts a changed one afresh; the workers and the limiter thread name
+/// policies to each other by it, never by their position in a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PolicyId(pub u64);
+
 impl Policy {
+    /// This policy's [`PolicyId`].
+    pub fn id(&self) -> PolicyId {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        self.name.hash(&mut h);
+        self.key.hash(&mut h);
+        self.fallback.hash(&mut h);
+        self.rate.to_bits().hash(&mut h);
+        self.burst.to_bits().hash(&mut h);
+        self.scope.hash(&mut h);
+        self.before_auth.hash(&mut h);
+        self.max_keys.hash(&mut h);
+        PolicyId(h.finish())
+    }
+
     /// How specific the key is, for ordering a route's policies: per-identity keys
     /// first, the global ceiling last, so a client refused by its own limit does not
     /// spend tokens of the shared ones.
@@ -65,7 +88,7 @@ impl Policy {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// A bucket per worker thread; no coordination.
     Worker,
@@ -86,7 +109,7 @@ impl Scope {
 }
 
 /// One part of a policy key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KeyPart {
     /// The client address.
     Ip,
@@ -179,7 +202,7 @@ fn parse_prefix(lengths: &str) -> Result<KeyPart, String> {
 }
 
 /// What a request with no value for a key part (a missing header or claim) uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Fallback {
     /// This key part instead (an address part: always known).
     Key(KeyPart),
@@ -231,7 +254,7 @@ pub fn check_rate(per_second: f64) -> Result<f64, String> {
 }
 
 /// `[fleet]`: the Redis every instance shares.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FleetSettings {
     pub redis: String,
     pub sync_interval: Duration,

@@ -167,6 +167,13 @@ impl AccessLogWriter {
     }
 }
 
+/// `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339, UTC), as the access log writes it.
+pub fn utc_timestamp(t: SystemTime) -> String {
+    let mut out = String::with_capacity(24);
+    write_utc(&mut out, t.duration_since(UNIX_EPOCH).unwrap_or_default());
+    out
+}
+
 /// Writes `since_epoch` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 fn write_utc(out: &mut String, since_epoch: Duration) {
     let secs = since_epoch.as_secs();

@@ -24,6 +24,15 @@ macro_rules! counters {
             pub fn publish(&self, to: &PublishedCounters) {
                 $(to.$name.store(self.$name.get(), Ordering::Relaxed);)*
             }
+
+            /// Counters that go on from what `from` last published: a thread
+            /// restarted in place of another (a worker after a panic, the health
+            /// prober after a reload) never makes a total go backwards.
+            pub fn resume(from: &PublishedCounters) -> Counters {
+                Counters {
+                    $($name: Cell::new(from.$name.load(Ordering::Relaxed)),)*
+                }
+            }
         }
 
         impl PublishedCounters {
@@ -126,6 +135,22 @@ counters! {
     upstream_overflow_requests,
     /// Requests refused 503 because `max_pending` already waited for a connection.
     upstream_overflow_pending,
+    /// Requests answered with a 5xx made by the gateway itself (no endpoint, an
+    /// upstream that failed or timed out, a breaker, shedding), not relayed from an
+    /// upstream and not a configured `respond`: what a canary is judged by.
+    responses_local_5xx,
+    /// Connections closed because serving them panicked (the worker lives on).
+    worker_panics,
+    /// Worker threads that died and were started again by the control thread.
+    worker_restarts,
+    /// Configuration reloads tried (every trigger that read a file).
+    config_reloads,
+    /// Reloads whose configuration became the running one on every worker.
+    config_reloads_promoted,
+    /// Reloads whose canary was rolled back (by its verdict, a panic, or by hand).
+    config_reloads_rolled_back,
+    /// Reloads refused before any worker took them (invalid, over a limit).
+    config_reloads_refused,
     /// Requests that waited for a connection under `max_connections` until their
     /// deadline (503).
     upstream_overflow_connections,

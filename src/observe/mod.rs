@@ -8,6 +8,8 @@ mod access_log;
 mod counters;
 mod trace;
 
-pub use access_log::{AccessLogBuffer, AccessLogTarget, AccessLogWriter, AccessRecord};
+pub use access_log::{
+    utc_timestamp, AccessLogBuffer, AccessLogTarget, AccessLogWriter, AccessRecord,
+};
 pub use counters::{Counters, PublishedCounters};
 pub use trace::TraceContext;

@@ -49,6 +49,9 @@ pub struct RequestCtx {
     pub grpc_deadline: Option<Instant>,
     /// The exchange ran out of time because of that deadline (DEADLINE_EXCEEDED).
     pub deadline_exceeded: bool,
+    /// The gateway answered by itself (a local reply, not a configured `respond`
+    /// nor an upstream's answer).
+    pub local_reply: bool,
     /// `METHOD` and target as received, kept for the access log (the head's bytes
     /// may be overwritten by the body before the line is written). Empty when the
     /// access log is off.
@@ -97,6 +100,7 @@ impl RequestCtx {
             grpc: false,
             grpc_deadline: None,
             deadline_exceeded: false,
+            local_reply: false,
             request_line: Vec::new(),
             method_len: 0,
         }

@@ -8,8 +8,16 @@ use crate::http::{grpc, LocalReply};
 
 use super::context::RequestCtx;
 
-/// Writes `local` to the client; the downstream decides keep-alive as it writes.
+/// Writes `local`, an answer of the gateway's own, to the client; the downstream
+/// decides keep-alive as it writes.
 pub async fn reply<D: Downstream>(ctx: &mut RequestCtx, d: &mut D, local: &LocalReply<'_>) {
+    ctx.local_reply = true;
+    respond(ctx, d, local).await;
+}
+
+/// Writes a route's configured `respond` answer (not counted as the gateway's
+/// own: a configured 503 is what the operator asked for).
+pub async fn respond<D: Downstream>(ctx: &mut RequestCtx, d: &mut D, local: &LocalReply<'_>) {
     ctx.status = local.status;
     let as_grpc =
         (ctx.grpc && local.status >= 400).then(|| grpc::error_reply(local, ctx.deadline_exceeded));

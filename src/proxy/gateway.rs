@@ -41,6 +41,9 @@ impl Gateway {
     fn record<D: Downstream>(&self, ctx: &RequestCtx, d: &D) {
         let worker = &self.worker;
         worker.counters.count_status(ctx.status);
+        if ctx.local_reply && ctx.status >= 500 {
+            Counters::bump(&worker.counters.responses_local_5xx);
+        }
         let Some(log) = &worker.access_log else {
             return;
         };

@@ -4,17 +4,21 @@
 //! composition counters are indexed by the snapshot's own positions; state that must
 //! outlive a snapshot (keep-alive pools, endpoint health and ejections, breaker
 //! counts) lives on the [`Worker`](super::Worker), keyed by identity, and the
-//! generation points at it.
+//! generation points at it; so do the rate-limit tables of unchanged policies
+//! (`limit::WorkerLimiter`).
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::auth::AuthWorker;
 use crate::compose::ComposeCounters;
 use crate::config::Snapshot;
-use crate::limit::{LocalLimiter, WorkerLink};
+use crate::limit::{LocalLimiter, WorkerLimiter};
 use crate::upstream::{Balancer, Breaker, UpstreamStates};
 
 pub struct Generation {
+    /// The configuration's version, numbered by the control thread (1 at start-up).
+    pub version: u64,
     pub snapshot: Arc<Snapshot>,
     /// Round-robin cursors and in-flight counts per endpoint of this snapshot, over
     /// the worker's endpoint states (health, ejection).
@@ -22,7 +26,8 @@ pub struct Generation {
     /// Circuit breakers and retry budget per upstream (by index), over the worker's
     /// breaker counts.
     pub breakers: Vec<Breaker>,
-    /// Stage 1 of rate limiting: this worker's buckets and leases.
+    /// Stage 1 of rate limiting: this worker's buckets and leases (shared with
+    /// other generations for unchanged policies).
     pub limits: LocalLimiter,
     /// Key sets and verified-token caches of the auth providers.
     pub auth: AuthWorker,
@@ -31,14 +36,16 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// Builds a worker's state for `snapshot` over its identity-keyed upstream
-    /// state; `limiter` is its link to the global limiter thread, when there is one.
+    /// Builds a worker's state for version `version`, `snapshot`, over its
+    /// identity-keyed upstream state and rate-limit tables.
     pub fn new(
+        version: u64,
         snapshot: Arc<Snapshot>,
         upstreams: &UpstreamStates,
-        limiter: Option<WorkerLink>,
+        limiter: &Rc<WorkerLimiter>,
     ) -> Self {
         Generation {
+            version,
             balancer: upstreams.balancer(&snapshot),
             breakers: upstreams.breakers(&snapshot),
             limits: LocalLimiter::new(&snapshot.rate_limits, limiter),

@@ -19,6 +19,8 @@ mod request_id;
 mod retry;
 mod route_stage;
 mod shed_stage;
+#[cfg(debug_assertions)]
+pub mod test_panic;
 mod transform_stage;
 mod websocket;
 mod worker;

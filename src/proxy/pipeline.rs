@@ -21,7 +21,9 @@ use super::exit::reply;
 use super::generation::Generation;
 use super::limit_stage::{self, Phase};
 use super::worker::Worker;
-use super::{auth_stage, compose_stage, cors_stage, forward, replies, route_stage, shed_stage};
+use super::{
+    auth_stage, compose_stage, cors_stage, exit, forward, replies, route_stage, shed_stage,
+};
 
 /// Runs the request in `d` through the pipeline of `generation`, to the end of
 /// its response.
@@ -36,7 +38,7 @@ pub async fn run<D: Downstream>(
         ControlFlow::Break(local) => return reply(ctx, d, &local).await,
     };
     match &route.action {
-        Action::Respond(fixed) => reply(ctx, d, &replies::fixed(fixed)).await,
+        Action::Respond(fixed) => exit::respond(ctx, d, &replies::fixed(fixed)).await,
         Action::Forward(upstream) => {
             forward::forward(worker, generation, route, *upstream, ctx, d).await
         }
@@ -66,6 +68,8 @@ fn admit<'g, D: Downstream>(
     // CORS fields on every answer from here on (401s and 429s included).
     cors_stage::preflight(snap, ctx, d)?;
     let route = route_stage::find(worker, snap, ctx, d)?;
+    #[cfg(debug_assertions)]
+    super::test_panic::on_route(&route.name);
     cors_stage::response_fields(route, ctx, d)?;
     body_limit(snap.server.limits.max_body_bytes, ctx, d)?;
     // Address-keyed limits run before authentication, so a flood never reaches

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::config::Snapshot;
 use crate::downstream::DrainSignal;
-use crate::limit::WorkerLink;
+use crate::limit::{WorkerLimiter, WorkerLink};
 use crate::observe::{AccessLogBuffer, Counters, PublishedCounters};
 use crate::upstream::{EndpointBoard, Exchanger, H2Pools, UpstreamPools, UpstreamStates};
 
@@ -34,35 +34,45 @@ pub struct Worker {
     pub upstreams: UpstreamStates,
     pub request_ids: RequestIds,
     pub access_log: Option<AccessLogBuffer>,
+    /// Rate-limit tables by policy identity, and the link to the limiter thread.
+    pub limiter: Rc<WorkerLimiter>,
     current: RefCell<Rc<Generation>>,
+    /// The generation installed before the current one, kept so that rolling a
+    /// canary back finds its state (balancer cursors, caches) as it was.
+    previous: RefCell<Option<Rc<Generation>>>,
     head_buffers: RefCell<Vec<Vec<u8>>>,
     /// Requests in progress on this worker (for `max_in_flight_per_worker`).
     in_flight: Cell<usize>,
 }
 
 impl Worker {
-    /// Worker `id`, serving `snapshot` to begin with; `board` carries health
-    /// verdicts in and endpoint states out, `limiter` is its link to the global
-    /// limiter thread (when there is one).
+    /// Worker `id`, serving version `version`, `snapshot`, to begin with; `board`
+    /// carries health verdicts in and endpoint states out, `limiter` is its link to
+    /// the global limiter thread (when there is one). Its counters go on from
+    /// `counters` (a restarted worker's totals never go backwards).
     pub fn new(
         id: usize,
         access_log: Option<AccessLogBuffer>,
         board: Arc<EndpointBoard>,
-        snapshot: Arc<Snapshot>,
+        (version, snapshot): (u64, Arc<Snapshot>),
         limiter: Option<WorkerLink>,
+        counters: &PublishedCounters,
     ) -> Self {
         let upstreams = UpstreamStates::new(id, board);
-        let generation = Generation::new(snapshot, &upstreams, limiter);
+        let limiter = Rc::new(WorkerLimiter::new(limiter, upstreams.board().workers()));
+        let generation = Generation::new(version, snapshot, &upstreams, &limiter);
         Worker {
             id,
-            counters: Counters::default(),
+            counters: Counters::resume(counters),
             drain: DrainSignal::default(),
             pools: UpstreamPools::new(),
             h2_pools: H2Pools::new(),
             upstreams,
             request_ids: RequestIds::new(id),
             access_log,
+            limiter,
             current: RefCell::new(Rc::new(generation)),
+            previous: RefCell::new(None),
             head_buffers: RefCell::new(Vec::new()),
             in_flight: Cell::new(0),
         }
@@ -82,6 +92,33 @@ impl Worker {
     /// The generation a new connection pins (it keeps it to its end).
     pub fn generation(&self) -> Rc<Generation> {
         self.current.borrow().clone()
+    }
+
+    /// Makes version `version`, `snapshot`, the generation new connections pin;
+    /// connections open now finish on theirs. The generation is built here, on the
+    /// worker, over the state that outlives generations (pools, endpoint health,
+    /// breaker counts and rate-limit tables of unchanged policies carry over). The
+    /// generation it replaces is kept, and installed again as it was when its
+    /// version comes back (a canary rolled back).
+    pub fn install(&self, version: u64, snapshot: Arc<Snapshot>) {
+        let current = self.generation();
+        if current.version == version {
+            return;
+        }
+        #[cfg(debug_assertions)]
+        super::test_panic::on_install(snapshot.routes.iter().map(|r| r.name.as_str()));
+        let kept = self.previous.borrow_mut().take();
+        let next = match kept {
+            Some(g) if g.version == version => g,
+            _ => Rc::new(Generation::new(
+                version,
+                snapshot,
+                &self.upstreams,
+                &self.limiter,
+            )),
+        };
+        *self.current.borrow_mut() = next;
+        *self.previous.borrow_mut() = Some(current);
     }
 
     /// What an upstream exchange uses of this worker.

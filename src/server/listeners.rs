@@ -13,10 +13,14 @@
 //! On a TLS listener each accepted connection runs its handshake in its own task,
 //! bounded by the listener's `handshake_timeout_ms`, before it is served.
 //!
-//! When the worker drains, the loop stops, takes the connections already waiting in
-//! the listener's queue (the kernel would reset them when the listener closes: see
-//! docs/operations.md, "Takeover"), serves their first request, and closes the
-//! listener.
+//! When the worker drains, or a reload removes the listener's address, the loop
+//! stops, takes the connections already waiting in the listener's queue (the kernel
+//! would reset them when the listener closes: see docs/operations.md, "Takeover"),
+//! and serves their first request; the caller closes the listener.
+//!
+//! Each connection's task runs under a panic guard ([`guard`]): a panic while
+//! serving it closes that connection and is counted (`worker_panics`); the worker
+//! and its other connections go on.
 
 use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
@@ -33,24 +37,44 @@ use crate::downstream::ConnInfo;
 use crate::http::{FieldList, OVERLOADED, OVERLOADED_NO_FD};
 use crate::observe::Counters;
 use crate::proxy::Worker;
-use crate::tls::{self, ListenerTls};
+use crate::tls;
+
+use crate::config::{Snapshot, TlsListener};
+use crate::downstream::DrainSignal;
 
 use super::fd_shortage::{is_fd_exhaustion, FdShortage, Taken};
+use super::panic_guard::guard;
 use super::protocol;
 
-/// What a listener speaks.
-#[derive(Clone, Copy)]
+/// What a listener speaks: plain HTTP, or TLS with the settings of the
+/// `[[server.tls]]` listening on its address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ListenerKind {
     Plain,
-    /// Index into the snapshot's TLS listeners (and the worker's TLS configs).
-    Tls(usize),
+    Tls,
+}
+
+/// Every data address with what it speaks: the plaintext ones, then the TLS ones.
+pub fn listen_plan(snapshot: &Snapshot) -> Vec<(SocketAddr, ListenerKind)> {
+    let plain = snapshot
+        .server
+        .listen
+        .iter()
+        .map(|a| (*a, ListenerKind::Plain));
+    let tls = snapshot
+        .server
+        .tls
+        .iter()
+        .map(|t| (t.settings.listen, ListenerKind::Tls));
+    plain.chain(tls).collect()
 }
 
 /// The accepting side of one worker: its TLS contexts and open connections.
 pub struct Acceptor {
     pub worker: Rc<Worker>,
-    /// One rustls config per TLS listener, this worker's own (its session cache).
-    tls_configs: RefCell<Vec<Arc<rustls::ServerConfig>>>,
+    /// One rustls config per TLS listener address, this worker's own (its session
+    /// cache).
+    tls_configs: RefCell<Vec<(SocketAddr, Arc<rustls::ServerConfig>)>>,
     /// Connections open on this worker.
     pub active: Cell<usize>,
 }
@@ -64,20 +88,24 @@ impl Acceptor {
         }
     }
 
-    /// Installs new certificates: new handshakes use them; open connections keep
-    /// what they negotiated.
-    pub fn install_tls(&self, contexts: &[Arc<ListenerTls>]) -> Result<(), String> {
-        let h2 = self.worker.generation().snapshot.server.http2.alpn;
-        let configs = contexts
+    /// Installs the TLS listeners' certificates and settings (`h2`: ALPN offers
+    /// `h2` before `http/1.1`, `[server] http2`): new handshakes use them; open
+    /// connections keep what they negotiated. On an error nothing changes.
+    pub fn install_tls(&self, listeners: &[TlsListener], h2: bool) -> Result<(), String> {
+        let configs = listeners
             .iter()
-            .map(|c| c.server_config(h2))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|l| Ok((l.settings.listen, l.tls.server_config(h2)?)))
+            .collect::<Result<Vec<_>, String>>()?;
         *self.tls_configs.borrow_mut() = configs;
         Ok(())
     }
 
-    fn tls_config(&self, index: usize) -> Option<Arc<rustls::ServerConfig>> {
-        self.tls_configs.borrow().get(index).cloned()
+    fn tls_config(&self, addr: SocketAddr) -> Option<Arc<rustls::ServerConfig>> {
+        let configs = self.tls_configs.borrow();
+        configs
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, c)| c.clone())
     }
 }
 
@@ -85,10 +113,18 @@ impl Acceptor {
 /// the queue anyway; this bounds the loop).
 const DRAIN_SWEEP_MAX: usize = 65_536;
 
-/// Accepts connections on `listener` until the worker drains, then takes what
-/// waits in its queue and closes it.
-pub async fn accept_loop(acceptor: Rc<Acceptor>, listener: TcpListener, kind: ListenerKind) {
+/// Accepts connections on `listener` (configured as `addr`) until the worker
+/// drains or `close` is raised, then takes what waits in its queue; the caller
+/// closes it.
+pub async fn accept_loop(
+    acceptor: Rc<Acceptor>,
+    listener: &TcpListener,
+    addr: SocketAddr,
+    kind: ListenerKind,
+    close: &DrainSignal,
+) {
     let worker = acceptor.worker.clone();
+    let kind = Kind { addr, kind };
     let mut shortage = FdShortage::new();
     // One for the loop's life: each accept registers with it (no allocation), and
     // the drain cancels the one in flight.
@@ -98,7 +134,7 @@ pub async fn accept_loop(acceptor: Rc<Acceptor>, listener: TcpListener, kind: Li
         let mut accept = std::pin::pin!(accept);
         let accepted = monoio::select! {
             a = &mut accept => a,
-            _ = worker.drain.raised() => {
+            _ = stopped(&worker.drain, close) => {
                 // Cancel the accept in flight and wait for its outcome: with io_uring
                 // the kernel may have taken a connection off the queue already, and
                 // simply dropping the operation would leak it unanswered.
@@ -118,7 +154,7 @@ pub async fn accept_loop(acceptor: Rc<Acceptor>, listener: TcpListener, kind: Li
             Err(e) if is_fd_exhaustion(&e) => {
                 Counters::bump(&worker.counters.accept_fd_exhausted);
                 shortage.note_failure(worker.id, &e);
-                if !serve_while_short(&acceptor, &listener, kind, &mut shortage).await {
+                if !serve_while_short(&acceptor, listener, kind, close, &mut shortage).await {
                     break;
                 }
             }
@@ -129,17 +165,27 @@ pub async fn accept_loop(acceptor: Rc<Acceptor>, listener: TcpListener, kind: Li
             }
         }
     }
-    take_waiting(&acceptor, &listener, kind);
+    take_waiting(&acceptor, listener, kind);
+}
+
+/// Where a connection was accepted: the configured address and what it speaks.
+#[derive(Clone, Copy)]
+struct Kind {
+    addr: SocketAddr,
+    kind: ListenerKind,
+}
+
+/// Resolves when the worker drains or the listener is to close.
+async fn stopped(drain: &DrainSignal, close: &DrainSignal) {
+    monoio::select! {
+        _ = drain.raised() => {},
+        _ = close.raised() => {},
+    }
 }
 
 /// Starts serving an accepted connection in its own task, or refuses it when the
 /// worker is at `max_connections_per_worker`.
-fn start_connection(
-    acceptor: &Rc<Acceptor>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    kind: ListenerKind,
-) {
+fn start_connection(acceptor: &Rc<Acceptor>, stream: TcpStream, peer: SocketAddr, kind: Kind) {
     let worker = &acceptor.worker;
     let limit = worker
         .generation()
@@ -149,7 +195,7 @@ fn start_connection(
         .max_connections_per_worker;
     if acceptor.active.get() >= limit {
         Counters::bump(&worker.counters.connections_rejected);
-        if let ListenerKind::Plain = kind {
+        if let ListenerKind::Plain = kind.kind {
             monoio::spawn(refuse(stream));
         }
         return;
@@ -158,11 +204,22 @@ fn start_connection(
     acceptor.active.set(acceptor.active.get() + 1);
     let acceptor = acceptor.clone();
     monoio::spawn(async move {
-        match kind {
-            ListenerKind::Plain => {
-                protocol::serve_plain(&acceptor.worker, stream, ConnInfo::plain(peer)).await;
+        let served = guard(async {
+            match kind.kind {
+                ListenerKind::Plain => {
+                    protocol::serve_plain(&acceptor.worker, stream, ConnInfo::plain(peer)).await;
+                }
+                ListenerKind::Tls => serve_tls(&acceptor, stream, peer, kind.addr).await,
             }
-            ListenerKind::Tls(index) => serve_tls(&acceptor, stream, peer, index).await,
+        });
+        if let Err(panic) = served.await {
+            let worker = &acceptor.worker;
+            Counters::bump(&worker.counters.worker_panics);
+            tracing::error!(
+                worker = worker.id,
+                %peer,
+                "a panic while serving a connection closed it (the worker goes on): {panic}"
+            );
         }
         acceptor.active.set(acceptor.active.get() - 1);
     });
@@ -175,15 +232,16 @@ fn start_connection(
 async fn serve_while_short(
     acceptor: &Rc<Acceptor>,
     listener: &TcpListener,
-    kind: ListenerKind,
+    kind: Kind,
+    close: &DrainSignal,
     shortage: &mut FdShortage,
 ) -> bool {
     let worker = &acceptor.worker;
-    let answer = matches!(kind, ListenerKind::Plain).then_some(OVERLOADED_NO_FD);
+    let answer = matches!(kind.kind, ListenerKind::Plain).then_some(OVERLOADED_NO_FD);
     loop {
         let waiting = monoio::select! {
             r = listener.readable(false) => r.is_ok(),
-            _ = worker.drain.raised() => return false,
+            _ = stopped(&worker.drain, close) => return false,
         };
         if !waiting {
             // The poll failed: do not spin on it.
@@ -206,7 +264,7 @@ async fn serve_while_short(
                 let wait = shortage.next_backoff();
                 monoio::select! {
                     _ = monoio::time::sleep(wait) => {},
-                    _ = worker.drain.raised() => return false,
+                    _ = stopped(&worker.drain, close) => return false,
                 }
             }
             Taken::Nobody => {}
@@ -216,7 +274,7 @@ async fn serve_while_short(
 
 /// The drain began: takes the connections already waiting in the listener's queue
 /// and serves their first request, so that closing the listener resets none of them.
-fn take_waiting(acceptor: &Rc<Acceptor>, listener: &TcpListener, kind: ListenerKind) {
+fn take_waiting(acceptor: &Rc<Acceptor>, listener: &TcpListener, kind: Kind) {
     for _ in 0..DRAIN_SWEEP_MAX {
         let Ok((stream, peer)) = accept_now(listener) else {
             return; // empty (WouldBlock), or out of descriptors: nothing more to take
@@ -230,7 +288,7 @@ fn start_std_connection(
     acceptor: &Rc<Acceptor>,
     stream: std::net::TcpStream,
     peer: SocketAddr,
-    kind: ListenerKind,
+    kind: Kind,
 ) {
     let _ = stream.set_nodelay(true);
     if let Ok(stream) = stream
@@ -253,13 +311,19 @@ fn accept_now(listener: &TcpListener) -> std::io::Result<(std::net::TcpStream, S
 }
 
 /// Handshakes, then serves; failures and timeouts are counted and logged at debug.
-async fn serve_tls(acceptor: &Acceptor, stream: TcpStream, peer: SocketAddr, index: usize) {
+/// `addr` names the TLS listener (its settings in the current generation).
+async fn serve_tls(acceptor: &Acceptor, stream: TcpStream, peer: SocketAddr, addr: SocketAddr) {
     let worker = &acceptor.worker;
     let snapshot = worker.generation().snapshot.clone();
-    let Some(listener) = snapshot.server.tls.get(index) else {
+    let Some(listener) = snapshot
+        .server
+        .tls
+        .iter()
+        .find(|t| t.settings.listen == addr)
+    else {
         return;
     };
-    let Some(config) = acceptor.tls_config(index) else {
+    let Some(config) = acceptor.tls_config(addr) else {
         return;
     };
     let timeout = listener.settings.handshake_timeout;

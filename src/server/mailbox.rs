@@ -3,14 +3,16 @@
 //! A bounded queue of commands can fill up (a burst of SIGHUPs once made a worker
 //! skip a certificate reload: "command queue is full"), and an unbounded one would
 //! replay stale reloads. Instead each worker has a mailbox with one slot per kind of
-//! order: posting new certificates replaces any the worker has not picked up yet,
-//! and a drain, once posted, stays posted. The worker empties it on its tick (every
-//! 50 ms), never on the request path; the lock is held for a pointer swap.
+//! order: posting a configuration to install replaces any the worker has not picked
+//! up yet, and a drain, once posted, stays posted. The worker empties it on its
+//! tick (every 50 ms), never on the request path; the lock is held for a pointer
+//! swap.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::tls::ListenerTls;
+use crate::config::Snapshot;
+use crate::limit::WorkerLink;
 
 /// One worker's mailbox, shared by the control thread (posting) and the worker.
 #[derive(Default)]
@@ -24,9 +26,19 @@ pub struct Posted {
     /// Drain: stop accepting, let requests in flight finish until this deadline
     /// (the stop signal's time plus `drain_timeout_ms`), then exit.
     pub drain: Option<Instant>,
-    /// The newest certificates for the TLS listeners (in the snapshot's order), and
-    /// their generation (counted from 1 by the control thread, for the log).
-    pub tls: Option<(u64, Vec<Arc<ListenerTls>>)>,
+    /// The configuration new connections are to pin from now on.
+    pub install: Option<Install>,
+}
+
+/// A configuration for a worker to install: it builds its generation from it,
+/// takes its certificates, and listens on its addresses (binding the new ones).
+pub struct Install {
+    /// The version the control thread gave the configuration.
+    pub version: u64,
+    pub snapshot: Arc<Snapshot>,
+    /// The worker's link to a limiter thread started after the worker (the first
+    /// configuration that needs one).
+    pub limiter: Option<WorkerLink>,
 }
 
 impl Mailbox {
@@ -35,9 +47,9 @@ impl Mailbox {
         self.lock().drain.get_or_insert(deadline);
     }
 
-    /// Hands the worker new certificates, replacing any it has not installed yet.
-    pub fn post_tls(&self, generation: u64, contexts: Vec<Arc<ListenerTls>>) {
-        self.lock().tls = Some((generation, contexts));
+    /// Hands the worker a configuration, replacing any it has not installed yet.
+    pub fn post_install(&self, install: Install) {
+        self.lock().install = Some(install);
     }
 
     /// What was posted since the last call; a drain stays posted.
@@ -45,7 +57,7 @@ impl Mailbox {
         let mut slots = self.lock();
         Posted {
             drain: slots.drain,
-            tls: slots.tls.take(),
+            install: slots.install.take(),
         }
     }
 
@@ -60,15 +72,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_newest_certificates_win_and_a_drain_stays_posted() {
+    fn the_newest_configuration_wins_and_a_drain_stays_posted() {
+        let snapshot = Arc::new(
+            crate::config::parse(
+                "t.toml",
+                "[[route]]\nname = \"r\"\nrespond = { status = 200 }\n",
+            )
+            .expect("config"),
+        );
         let mailbox = Mailbox::default();
-        for generation in 1..=200 {
-            mailbox.post_tls(generation, Vec::new());
+        for version in 1..=200 {
+            mailbox.post_install(Install {
+                version,
+                snapshot: snapshot.clone(),
+                limiter: None,
+            });
         }
         let posted = mailbox.take();
-        assert_eq!(posted.tls.map(|(g, _)| g), Some(200));
+        assert_eq!(posted.install.map(|i| i.version), Some(200));
         assert!(posted.drain.is_none());
-        assert!(mailbox.take().tls.is_none(), "taken once");
+        assert!(mailbox.take().install.is_none(), "taken once");
         let deadline = Instant::now();
         mailbox.post_drain(deadline);
         mailbox.post_drain(deadline + std::time::Duration::from_secs(1));

@@ -9,36 +9,55 @@
 //! health-check prober, admin listener); the workers (runtime, state,
 //! certificates); then the data listeners.
 //!
+//! While serving (docs/control-plane.md): the control thread reloads the whole
+//! configuration on SIGHUP, a file change or `POST /config/reload`, tries it on
+//! the canary workers and promotes or rolls it back ([`reload`]); a worker that
+//! dies is restarted on the running configuration.
+//!
 //! Shutdown (docs/operations.md, "Shutdown"): `/ready` turns 503, the workers drain
 //! until `drain_timeout_ms` after the signal, `/healthz` turns 503, the side threads
 //! stop, and the process exits 0 — within `drain_timeout_ms` + 1 s whatever any
 //! thread does ([`shutdown`]).
 
+mod canary;
+mod config_watch;
 mod control;
 mod descriptors;
 mod fd_shortage;
 mod layout;
 mod listeners;
 mod mailbox;
+mod panic_guard;
 mod protocol;
+mod reload;
+mod reload_history;
 mod reuseport;
 mod shutdown;
+mod side_reload;
 mod side_threads;
 mod signals;
 mod worker;
+mod worker_listeners;
 mod worker_set;
+mod worker_status;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use crate::admin::Phase;
+use crossbeam_channel::unbounded;
+
+use crate::admin::{ConfigApi, ConfigView, Phase};
 use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::observe::PublishedCounters;
 use crate::upstream::EndpointBoard;
 use listeners::ListenerKind;
+use reload::{Reloads, Threads};
+use reload_history::History;
 use shutdown::StopDeadlines;
-use worker_set::WorkerSet;
+use side_threads::ControlParts;
+use worker_set::{Shared, WorkerSet};
 
 /// How `portico run` was asked to start.
 #[derive(Clone, Copy, Debug, Default)]
@@ -56,8 +75,10 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     let signals = signals::start(snapshot.server.drain_timeout)?;
     let cores = layout::worker_cores(snapshot.server.workers, snapshot.server.pin_workers);
     descriptors::check_limit(&snapshot, cores.len())?;
-    let plan = worker_set::listen_plan(&snapshot);
+    let plan = listeners::listen_plan(&snapshot);
     check_addresses(&plan, snapshot.admin, options)?;
+
+    let token = admin_token(&snapshot)?;
 
     let published: Vec<Arc<PublishedCounters>> = cores.iter().map(|_| Arc::default()).collect();
     let published_compose: Vec<Arc<PublishedCompose>> = cores
@@ -66,22 +87,26 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
         .collect();
     // Endpoint health verdicts in, endpoint states out: prober, workers and admin.
     let board = Arc::new(EndpointBoard::new(&snapshot, cores.len()));
-    let (side, limiter_links) = side_threads::start(
-        &snapshot,
-        &published,
-        &published_compose,
-        &board,
-        options.takeover,
-    )?;
-    let started = WorkerSet::start(
-        &snapshot,
-        &cores,
-        side.access_log.as_ref(),
-        limiter_links,
-        &published,
-        &published_compose,
-        &board,
-    );
+    // The control thread's side: admin calls in, `/config` and its counters out.
+    let (requests_tx, requests) = unbounded();
+    let view: ConfigView = Arc::new(Mutex::new(r#"{"running": null}"#.to_string()));
+    let control_counters: Arc<PublishedCounters> = Arc::default();
+    let running = Arc::new(Mutex::new(snapshot.clone()));
+    let control = ControlParts {
+        config_api: ConfigApi::new(requests_tx, signals.waker(), view.clone(), token),
+        counters: control_counters.clone(),
+        running: running.clone(),
+        takeover: options.takeover,
+    };
+    let (mut side, limiter_links) =
+        side_threads::start(&snapshot, &published, &published_compose, &board, control)?;
+    let shared = Shared {
+        published: &published,
+        compose: &published_compose,
+        board: &board,
+        access_log: side.access_log.as_ref(),
+    };
+    let started = WorkerSet::start(&snapshot, &cores, limiter_links, &shared);
     let workers = match started {
         Ok(w) => w,
         Err(e) => {
@@ -99,7 +124,7 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
         Ok(()) => workers.listen(&plan, snapshot.server.listen_backlog, options.takeover),
         Err(e) => Err(workers.abort(e)),
     };
-    let workers = match listening {
+    let mut workers = match listening {
         Ok(w) => w,
         Err(e) => {
             side.stop(StopDeadlines::now().side_threads());
@@ -111,7 +136,33 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     }
     log_serving(&snapshot, &plan, cores.len());
 
-    let (sig, at) = control::serve_until_stopped(&snapshot, workers.mailboxes(), &signals);
+    let config_path = PathBuf::from(&snapshot.source);
+    let mut reloads = Reloads::new(
+        &config_path,
+        options.takeover,
+        snapshot.clone(),
+        History::new(view),
+        (control_counters, running),
+    );
+    // The access-log writer is lent to worker restarts while the side threads
+    // are lent to reloads.
+    let access_log = side.access_log.take();
+    let (sig, at) = control::serve_until_stopped(&mut control::Control {
+        signals: &signals,
+        requests: &requests,
+        reloads: &mut reloads,
+        threads: Threads {
+            workers: &mut workers,
+            side: &mut side,
+            board: &board,
+            published: &published,
+        },
+        access_log: access_log.as_ref(),
+        compose: &published_compose,
+        config_path: &config_path,
+    });
+    side.access_log = access_log;
+    let snapshot = reloads.running().snapshot.clone();
     let drain_timeout = snapshot.server.drain_timeout;
     tracing::info!(
         "signal {sig}: draining (up to {} ms); the same signal again exits at once",
@@ -128,6 +179,21 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     side.stop(deadlines.side_threads());
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The admin bearer token from the variable `[admin] token_env` names: it must be
+/// set and not empty (a gateway that asks for a token never runs without one).
+fn admin_token(snapshot: &Snapshot) -> Result<Option<String>, String> {
+    let Some(name) = &snapshot.admin_token_env else {
+        return Ok(None);
+    };
+    match std::env::var(name) {
+        Ok(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_string())),
+        _ => Err(format!(
+            "[admin] token_env names the environment variable {name}, which is not set or empty: \
+             set it to the admin bearer token"
+        )),
+    }
 }
 
 /// The start-up check: no other process may listen on a data address (or the
@@ -159,7 +225,7 @@ fn log_serving(snapshot: &Snapshot, plan: &[(SocketAddr, ListenerKind)], workers
         .iter()
         .map(|(a, kind)| match kind {
             ListenerKind::Plain => format!("http://{a}"),
-            ListenerKind::Tls(_) => format!("https://{a}"),
+            ListenerKind::Tls => format!("https://{a}"),
         })
         .collect();
     tracing::info!(

@@ -1,7 +1,8 @@
 //! The threads beside the workers — access-log writer, JWKS fetchers, global rate
 //! limiter (with its Redis sync), health-check prober, admin listener — started
 //! together before the data listeners are bound, and stopped together after the
-//! workers.
+//! workers. A reload changes some of them (`side_reload.rs`): the limiter's
+//! policies, the prober's targets, the JWKS fetchers.
 //!
 //! Each one has its own stop path, so none waits on another: the limiter, the
 //! prober and the admin listener look at a stop flag, the fetchers at a stop
@@ -11,11 +12,11 @@
 //! dropped). [`SideThreads::stop`] tells them all first, then waits for each until
 //! one shared deadline.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::admin::{self, Admin};
-use crate::auth::jwks::{self, JwksFetchers};
+use crate::admin::{self, Admin, ConfigApi};
+use crate::auth::jwks::{self, JwksFetchers, KeySetSlot};
 use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::{GlobalLimiter, LimiterThread, WorkerLink};
@@ -29,12 +30,33 @@ use super::shutdown::{join_until, ADMIN_WAIT};
 #[derive(Default)]
 pub struct SideThreads {
     pub access_log: Option<AccessLogWriter>,
-    jwks: Option<JwksFetchers>,
-    limiter: Option<LimiterThread>,
-    /// Not joined: it looks at its flag between probes and holds nothing the exit
-    /// needs (the process ending ends it).
-    prober: Option<Prober>,
+    /// JWKS fetchers, started in groups (at start-up, then by reloads), each with
+    /// the key-set slots it fills.
+    pub jwks: Vec<(Vec<Arc<KeySetSlot>>, JwksFetchers)>,
+    pub limiter: Option<LimiterThread>,
+    /// Where the limiter publishes (it may start only with a reload).
+    pub limiter_counters: Arc<PublishedCounters>,
+    /// Not joined: it looks at its flag on its tick and holds nothing the exit
+    /// needs (the process ending ends it). It follows reloads by itself (the
+    /// board's targets); a reload starts it if none runs.
+    pub prober: Option<Prober>,
+    /// Where the prober publishes (across its restarts).
+    pub prober_counters: Arc<PublishedCounters>,
     pub admin: Option<Admin>,
+}
+
+/// The configuration the gateway serves now, for `/ready` (it looks at the
+/// running configuration's remote key sets).
+pub type Running = Arc<Mutex<Arc<Snapshot>>>;
+
+/// What the control thread gives the side threads: `/config` for the admin
+/// listener, its counters, and the running configuration; and whether the process
+/// shares its addresses on purpose (`--takeover`).
+pub struct ControlParts {
+    pub config_api: ConfigApi,
+    pub counters: Arc<PublishedCounters>,
+    pub running: Running,
+    pub takeover: bool,
 }
 
 /// Starts the side threads in order: access log, JWKS fetchers, limiter,
@@ -46,10 +68,10 @@ pub fn start(
     published: &[Arc<PublishedCounters>],
     compose: &[Arc<PublishedCompose>],
     board: &Arc<EndpointBoard>,
-    takeover: bool,
+    control: ControlParts,
 ) -> Result<(SideThreads, Vec<WorkerLink>), String> {
     let mut side = SideThreads::default();
-    match start_each(&mut side, snapshot, published, compose, board, takeover) {
+    match start_each(&mut side, snapshot, published, compose, board, control) {
         Ok(links) => Ok((side, links)),
         Err(e) => {
             side.stop(super::shutdown::StopDeadlines::now().side_threads());
@@ -64,13 +86,17 @@ fn start_each(
     published: &[Arc<PublishedCounters>],
     compose: &[Arc<PublishedCompose>],
     board: &Arc<EndpointBoard>,
-    takeover: bool,
+    control: ControlParts,
 ) -> Result<Vec<WorkerLink>, String> {
     side.access_log = AccessLogWriter::start(&snapshot.log.access_log)
         .map_err(|e| format!("cannot open the access log: {e}"))?;
     // Remote JWKS prefetch starts now; /ready waits for it.
-    side.jwks = Some(jwks::start(&snapshot.auth)?);
-    let links = match GlobalLimiter::start(snapshot.rate_limits.clone(), published.len())? {
+    side.start_fetchers(snapshot)?;
+    let links = match GlobalLimiter::start(
+        snapshot.rate_limits.clone(),
+        published.len(),
+        side.limiter_counters.clone(),
+    )? {
         Some((thread, links)) => {
             side.limiter = Some(thread);
             links
@@ -79,17 +105,16 @@ fn start_each(
     };
     // Endpoint health: the prober (if any upstream has health checks) writes
     // verdicts to the board, workers read them on their tick.
-    side.prober = Prober::start(snapshot.clone(), board.clone())?;
+    side.prober = Prober::start(board.clone(), side.prober_counters.clone())?;
     if let Some(addr) = snapshot.admin {
-        let side_counters = side
-            .limiter
-            .iter()
-            .map(|l| l.counters.clone())
-            .chain(side.prober.iter().map(|p| p.counters.clone()))
-            .collect();
+        let side_counters = vec![
+            side.limiter_counters.clone(),
+            side.prober_counters.clone(),
+            control.counters,
+        ];
         let listener = bind_shared(addr, ADMIN_BACKLOG)
             .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?;
-        if !takeover {
+        if !control.takeover {
             check_alone(addr, 1, "start the admin listener on")?;
         }
         side.admin = Some(
@@ -98,8 +123,9 @@ fn start_each(
                 published.to_vec(),
                 side_counters,
                 compose.to_vec(),
-                readiness(snapshot),
+                readiness(control.running),
                 board.clone(),
+                control.config_api,
             )
             .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
         );
@@ -108,6 +134,29 @@ fn start_each(
 }
 
 impl SideThreads {
+    /// Starts fetchers for the remote key sets of `snapshot` that no running
+    /// fetcher fills (at start-up: all of them).
+    pub fn start_fetchers(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+        let fetched = |slot: &Arc<KeySetSlot>| {
+            self.jwks
+                .iter()
+                .any(|(slots, _)| slots.iter().any(|s| Arc::ptr_eq(s, slot)))
+        };
+        let new: Vec<_> = snapshot
+            .auth
+            .providers
+            .iter()
+            .filter(|p| p.remote.is_some() && !fetched(&p.keys))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let slots = new.iter().map(|p| p.keys.clone()).collect();
+        let fetchers = jwks::start(new)?;
+        self.jwks.push((slots, fetchers));
+        Ok(())
+    }
+
     /// Tells the side threads to stop, then waits for each until `deadline`; one
     /// still running then is named in the log and left behind. The admin listener
     /// goes last (until then `/healthz` answers 503 `stopping`), with at most
@@ -121,8 +170,10 @@ impl SideThreads {
         if let Some(limiter) = self.limiter {
             stopping.push(("the rate limiter thread".to_string(), limiter.stop()));
         }
-        for (name, thread) in self.jwks.map(JwksFetchers::stop).unwrap_or_default() {
-            stopping.push((format!("the JWKS fetcher of {name}"), thread));
+        for (_, fetchers) in self.jwks {
+            for (name, thread) in fetchers.stop() {
+                stopping.push((format!("the JWKS fetcher of {name}"), thread));
+            }
         }
         if let Some(log) = self.access_log {
             stopping.push(("the access-log writer".to_string(), log.stop(deadline)));
@@ -138,8 +189,11 @@ impl SideThreads {
 }
 
 /// What `/ready` asks beyond the gateway's phase: `Some(reason)` while it cannot
-/// serve yet (a remote JWKS not fetched for the first time).
-fn readiness(snapshot: &Arc<Snapshot>) -> admin::Readiness {
-    let snapshot = snapshot.clone();
-    Arc::new(move || snapshot.auth.not_ready())
+/// serve yet (a remote JWKS of the running configuration not fetched for the first
+/// time).
+fn readiness(running: Running) -> admin::Readiness {
+    Arc::new(move || {
+        let snapshot = running.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        snapshot.auth.not_ready()
+    })
 }

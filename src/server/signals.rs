@@ -7,9 +7,9 @@
 //!   time (Ctrl-C, Ctrl-C) exits at once with code 1. A different one is logged and
 //!   ignored: a supervisor's SIGTERM after a terminal's SIGINT (both sent on one
 //!   Ctrl-C to a script that also stops its children) must not cut the drain short.
-//! - SIGHUP marks a certificate reload as pending. Any number of SIGHUPs before the
-//!   control thread looks make one reload, which reads the files after the last of
-//!   them: the newest files always win.
+//! - SIGHUP marks a configuration reload as pending. Any number of SIGHUPs before
+//!   the control thread looks make one reload, which reads the files after the last
+//!   of them: the newest files always win.
 //! - The control thread is woken through a channel with one slot; a full slot means
 //!   a wake-up is already pending, so sending never blocks and loses nothing (what
 //!   happened is in the flags, not in the queue).
@@ -17,7 +17,7 @@
 //! The thread is registered first thing at start-up, so a stop signal during
 //! start-up is kept and acted on as soon as the gateway serves.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,8 @@ use super::shutdown;
 pub struct SignalInbox {
     stop: OnceLock<(i32, Instant)>,
     reload: AtomicBool,
+    /// The running configuration's `drain_timeout_ms` (sizes the watchdog).
+    drain_timeout_ms: AtomicU64,
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
 }
@@ -47,7 +49,8 @@ pub enum Signalled {
 }
 
 /// Registers the handlers and starts the signal thread. `drain_timeout` sizes the
-/// watchdog armed by the first stop signal.
+/// watchdog armed by the first stop signal (a reload may change it:
+/// [`SignalInbox::set_drain_timeout`]).
 pub fn start(drain_timeout: Duration) -> Result<Arc<SignalInbox>, String> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
@@ -55,6 +58,7 @@ pub fn start(drain_timeout: Duration) -> Result<Arc<SignalInbox>, String> {
     let inbox = Arc::new(SignalInbox {
         stop: OnceLock::new(),
         reload: AtomicBool::new(false),
+        drain_timeout_ms: AtomicU64::new(drain_timeout.as_millis() as u64),
         wake_tx,
         wake_rx,
     });
@@ -63,6 +67,8 @@ pub fn start(drain_timeout: Duration) -> Result<Arc<SignalInbox>, String> {
         .name("portico-signals".into())
         .spawn(move || {
             for sig in signals.forever() {
+                let drain_timeout =
+                    Duration::from_millis(seen.drain_timeout_ms.load(Ordering::Relaxed));
                 seen.record(sig, drain_timeout);
             }
         })
@@ -71,7 +77,19 @@ pub fn start(drain_timeout: Duration) -> Result<Arc<SignalInbox>, String> {
 }
 
 impl SignalInbox {
-    /// Waits up to `timeout` for a signal. A stop signal is reported on every call
+    /// A sender that wakes the control thread out of [`wait`](Self::wait) (the
+    /// admin listener and the file watch use it after queueing their news).
+    pub fn waker(&self) -> Sender<()> {
+        self.wake_tx.clone()
+    }
+
+    /// The running configuration's drain timeout, for the watchdog of a later stop.
+    pub fn set_drain_timeout(&self, drain_timeout: Duration) {
+        self.drain_timeout_ms
+            .store(drain_timeout.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Waits up to `timeout` for a signal, or a wake-up. A stop signal is reported on every call
     /// once it arrived (it wins over a pending reload); a reload once per batch.
     pub fn wait(&self, timeout: Duration) -> Signalled {
         if self.stop.get().is_none() && !self.reload.load(Ordering::Acquire) {
@@ -120,6 +138,7 @@ mod tests {
         SignalInbox {
             stop: OnceLock::new(),
             reload: AtomicBool::new(false),
+            drain_timeout_ms: AtomicU64::new(0),
             wake_tx,
             wake_rx,
         }

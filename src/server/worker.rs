@@ -1,40 +1,47 @@
 //! A worker thread: pinned to one core, running one monoio runtime with its own
-//! SO_REUSEPORT listeners (bound by the control thread and handed over), and the
-//! worker state of `crate::proxy` (connections, upstream pools, counters, the
-//! current generation). Its tick empties the control thread's mailbox.
+//! SO_REUSEPORT listeners (bound by the control thread and handed over at start;
+//! bound here for addresses a reload adds), and the worker state of `crate::proxy`
+//! (connections, upstream pools, counters, the current generation). Its tick
+//! empties the control thread's mailbox: a drain, or a configuration to install.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use core_affinity::CoreId;
 use crossbeam_channel::{Receiver, Sender};
-use monoio::net::TcpListener;
 
 use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::{WorkerLink, LIMIT_TICK};
-use crate::observe::{AccessLogBuffer, PublishedCounters};
+use crate::observe::{AccessLogBuffer, Counters, PublishedCounters};
 use crate::proxy::Worker;
-use crate::tls::ListenerTls;
+use crate::runtime::{self, Runtime};
 use crate::upstream::EndpointBoard;
 
-use super::listeners::{accept_loop, Acceptor, ListenerKind};
-use super::mailbox::Mailbox;
-use crate::runtime::{self, Runtime};
+use super::listeners::{listen_plan, Acceptor, ListenerKind};
+use super::mailbox::{Install, Mailbox};
+use super::panic_guard::panic_message;
+use super::worker_listeners::WorkerListeners;
+use super::worker_status::WorkerStatus;
 
 /// Everything a worker thread needs to start.
 pub struct WorkerPlan {
     pub id: usize,
     pub core: Option<CoreId>,
+    /// The configuration it starts with, and its version.
+    pub version: u64,
     pub snapshot: Arc<Snapshot>,
-    /// Orders from the control thread (drain, new certificates), newest wins.
+    /// Orders from the control thread (drain, a configuration), newest wins.
     pub mailbox: Arc<Mailbox>,
+    /// What it tells the control thread (version installed, ticks, sockets).
+    pub status: Arc<WorkerStatus>,
     /// Where the worker reports its start-up steps.
     pub reports: Sender<StartReport>,
     /// Its listening sockets, handed over once everything else started; closed
     /// without a message when start-up failed elsewhere.
-    pub listeners: Receiver<Vec<(std::net::TcpListener, ListenerKind)>>,
+    pub listeners: Receiver<Handoff>,
     pub access_log: Option<AccessLogBuffer>,
     pub published: Arc<PublishedCounters>,
     /// Where this worker publishes its composition counters.
@@ -44,6 +51,9 @@ pub struct WorkerPlan {
     /// Health verdicts in, endpoint states out (shared with the prober and admin).
     pub board: Arc<EndpointBoard>,
 }
+
+/// Listening sockets handed to a worker, with the address and kind of each.
+pub type Handoff = Vec<(std::net::TcpListener, (std::net::SocketAddr, ListenerKind))>;
 
 /// A worker's start-up, step by step.
 pub enum StartReport {
@@ -95,13 +105,12 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         plan.id,
         plan.access_log,
         plan.board,
-        snapshot.clone(),
+        (plan.version, snapshot.clone()),
         plan.limiter,
+        &plan.published,
     ));
     let acceptor = Rc::new(Acceptor::new(worker.clone()));
-    let contexts: Vec<Arc<ListenerTls>> =
-        snapshot.server.tls.iter().map(|t| t.tls.clone()).collect();
-    if let Err(e) = acceptor.install_tls(&contexts) {
+    if let Err(e) = acceptor.install_tls(&snapshot.server.tls, snapshot.server.http2.alpn) {
         let _ = plan
             .reports
             .send(StartReport::Failed(format!("worker {}: {e}", plan.id)));
@@ -115,62 +124,68 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
     let Ok(sockets) = plan.listeners.recv() else {
         return; // start-up failed elsewhere
     };
-    let mut listeners = Vec::new();
-    for (socket, kind) in sockets {
-        let addr = socket
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        match TcpListener::from_std(socket) {
-            Ok(l) => listeners.push((l, kind)),
-            Err(e) => {
-                let _ = plan.reports.send(StartReport::Failed(format!(
-                    "worker {}: cannot listen on {addr}: {e}",
-                    plan.id
-                )));
-                return;
-            }
+    let mut listeners = WorkerListeners::new(plan.status.clone());
+    for (socket, (addr, kind)) in sockets {
+        if let Err(e) = listeners.start(&acceptor, addr, kind, socket) {
+            let _ = plan
+                .reports
+                .send(StartReport::Failed(format!("worker {}: {e}", plan.id)));
+            return;
         }
     }
-    let mut tasks = Vec::new();
-    for (l, kind) in listeners {
-        tasks.push(monoio::spawn(accept_loop(acceptor.clone(), l, kind)));
+    let mut limit_tick_task = None;
+    if worker.limiter.has_limiter() {
+        limit_tick_task = Some(monoio::spawn(limit_tick(worker.clone())));
     }
-    if worker.generation().limits.has_limiter() {
-        tasks.push(monoio::spawn(limit_tick(worker.clone())));
-    }
+    plan.status.set_installed(plan.version, None);
     let _ = plan.reports.send(StartReport::Serving);
 
     // The tick: mailbox, pool sweeping, key sets, counter publishing, log flushing.
     let deadline = loop {
         monoio::time::sleep(TICK).await;
         let posted = plan.mailbox.take();
-        if let Some((generation, contexts)) = posted.tls {
-            match acceptor.install_tls(&contexts) {
-                Ok(()) => tracing::debug!(
-                    worker = worker.id,
-                    "certificates of generation {generation} installed"
-                ),
-                Err(e) => tracing::error!(
-                    worker = worker.id,
-                    "certificate reload (generation {generation}) failed: {e}; the certificates in use keep serving"
-                ),
-            }
-        }
         if let Some(deadline) = posted.drain {
             worker.start_drain();
             break deadline;
         }
+        if let Some(order) = posted.install {
+            // A configuration whose generation cannot be built must not end the
+            // worker (with `canary = false` every worker would build it at once).
+            let version = order.version;
+            let installed = catch_unwind(AssertUnwindSafe(|| {
+                install(&worker, &acceptor, &mut listeners, order, &plan.status)
+            }));
+            match installed {
+                Ok(None) => {}
+                Ok(Some(e)) => tracing::error!(worker = worker.id, "{e}"),
+                Err(payload) => {
+                    let why = panic_message(payload.as_ref());
+                    Counters::bump(&worker.counters.worker_panics);
+                    tracing::error!(
+                        worker = worker.id,
+                        "installing version {version} panicked ({why}); the worker serves on the version it had"
+                    );
+                    plan.status.set_failed(version, why);
+                }
+            }
+            if limit_tick_task.is_none() && worker.limiter.has_limiter() {
+                limit_tick_task = Some(monoio::spawn(limit_tick(worker.clone())));
+            }
+        }
+        #[cfg(debug_assertions)]
+        crate::proxy::test_panic::worker_tick();
         worker.tick();
         worker.publish(&plan.published);
         worker.generation().compose.publish(&plan.published_compose);
+        plan.status.tick();
     };
 
     // The drain: the accept loops (after taking the connections waiting in their
     // queues) and the limit tick end on the drain signal; wait for them, so that
     // none is left holding the worker's state. Then the connections finish, until
     // the deadline; those still running then are left behind.
-    for task in tasks {
+    listeners.finish().await;
+    if let Some(task) = limit_tick_task {
         task.await;
     }
     while acceptor.active.get() > 0 && Instant::now() < deadline {
@@ -183,6 +198,51 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
     worker.generation().compose.publish(&plan.published_compose);
 }
 
+/// Installs the configuration `order` carries: the generation new connections pin,
+/// the TLS listeners' certificates, the listening addresses (new ones bound here,
+/// gone ones closed after taking their queues), and a limiter link if it brings
+/// one. Reports the version installed; returns what failed, if anything (the rest
+/// is installed anyway).
+fn install(
+    worker: &Rc<Worker>,
+    acceptor: &Rc<Acceptor>,
+    listeners: &mut WorkerListeners,
+    order: Install,
+    status: &WorkerStatus,
+) -> Option<String> {
+    let Install {
+        version,
+        snapshot,
+        limiter,
+    } = order;
+    if let Some(link) = limiter {
+        worker.limiter.connect(link);
+    }
+    let plan = listen_plan(&snapshot);
+    let (backlog, tls) = (snapshot.server.listen_backlog, snapshot.clone());
+    // The generation first: if building it panics, nothing else changed.
+    worker.install(version, snapshot);
+    let mut failed = Vec::new();
+    if let Err(e) = acceptor.install_tls(&tls.server.tls, tls.server.http2.alpn) {
+        failed.push(format!(
+            "its TLS listeners' certificates were not installed: {e}"
+        ));
+    }
+    if let Err(e) = listeners.follow(acceptor, &plan, backlog) {
+        failed.push(e);
+    }
+    let error = (!failed.is_empty()).then(|| {
+        format!(
+            "worker {}: version {version}: {}",
+            worker.id,
+            failed.join("; ")
+        )
+    });
+    status.set_installed(version, error.clone());
+    tracing::debug!(worker = worker.id, "version {version} installed");
+    error
+}
+
 /// Picks up the limiter's grants and hands back expired leases when no request
 /// does (requests pick grants up too, with a non-blocking `try_recv`). Ends as
 /// soon as the drain begins.
@@ -190,7 +250,7 @@ async fn limit_tick(worker: Rc<Worker>) {
     loop {
         monoio::select! {
             _ = monoio::time::sleep(LIMIT_TICK) => {
-                worker.generation().limits.tick(&worker.counters);
+                worker.limiter.tick(&worker.counters);
             }
             _ = worker.drain.raised() => return,
         }

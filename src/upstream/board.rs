@@ -1,19 +1,25 @@
 //! The endpoint board: what crosses threads about endpoints, never on the request
 //! path. The health prober writes its verdicts here (one flag per probed endpoint
 //! and a version number); each worker looks at the version on its tick and applies
-//! what changed. Each worker, on its tick, publishes how it sees its endpoints
-//! (healthy, ejected, requests, failures); the admin listener merges them for
-//! `/stats`.
+//! what changed. The probe targets are those of every configuration in use (the
+//! running one, and a canary's); a reload replaces them ([`EndpointBoard::retarget`]),
+//! carrying each endpoint's verdict over by identity, and the prober follows the
+//! new set on its next tick. Each worker, on its tick, publishes how it sees its
+//! endpoints (healthy, ejected, requests, failures); the admin listener merges them
+//! for `/stats`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::config::{EndpointKey, Snapshot};
 
 /// One endpoint the prober checks.
 pub struct ProbeTarget {
-    /// Index of its upstream in the snapshot the board was made from.
+    /// The configuration whose `health_check` it is probed with.
+    pub snapshot: Arc<Snapshot>,
+    /// Index of its upstream in `snapshot`.
     pub upstream: usize,
     /// Index of the endpoint in that upstream's `endpoints`.
     pub endpoint: usize,
@@ -53,34 +59,47 @@ pub struct EndpointReport {
 /// Shared by the prober, the workers and the admin listener (in an `Arc`).
 pub struct EndpointBoard {
     workers: usize,
-    targets: Vec<ProbeTarget>,
-    healthy: Vec<AtomicBool>,
+    probes: Mutex<Arc<ProbeSet>>,
     version: AtomicU64,
     published: Vec<Mutex<Vec<EndpointStatus>>>,
+}
+
+/// A probed endpoint's identity: its upstream's name and the endpoint's key.
+pub type TargetId = (String, EndpointKey);
+
+/// The probe targets of the configurations in use, with the prober's verdicts.
+pub struct ProbeSet {
+    targets: Vec<ProbeTarget>,
+    healthy: Vec<AtomicBool>,
+    /// Where each target is in `targets`.
+    index: HashMap<TargetId, usize>,
+}
+
+impl ProbeSet {
+    pub fn targets(&self) -> &[ProbeTarget] {
+        &self.targets
+    }
+
+    /// Where the target `id` is in [`targets`](Self::targets), if it is one.
+    pub fn position(&self, id: &TargetId) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// The verdict on target `i` (true while unknown).
+    pub fn is_healthy(&self, i: usize) -> bool {
+        self.healthy
+            .get(i)
+            .is_none_or(|h| h.load(Ordering::Relaxed))
+    }
 }
 
 impl EndpointBoard {
     /// A board for `workers` workers serving `snapshot`: every endpoint of an
     /// upstream with `health_check` is a probe target, healthy to begin with.
-    pub fn new(snapshot: &Snapshot, workers: usize) -> Self {
-        let mut targets = Vec::new();
-        for (u, upstream) in snapshot.upstreams.iter().enumerate() {
-            if upstream.health_check.is_none() {
-                continue;
-            }
-            for (e, endpoint) in upstream.endpoints.iter().enumerate() {
-                targets.push(ProbeTarget {
-                    upstream: u,
-                    endpoint: e,
-                    upstream_name: upstream.name.clone(),
-                    key: endpoint.key.clone(),
-                });
-            }
-        }
+    pub fn new(snapshot: &Arc<Snapshot>, workers: usize) -> Self {
         EndpointBoard {
             workers: workers.max(1),
-            healthy: targets.iter().map(|_| AtomicBool::new(true)).collect(),
-            targets,
+            probes: Mutex::new(Arc::new(probe_set(std::slice::from_ref(snapshot), None))),
             version: AtomicU64::new(0),
             published: (0..workers.max(1))
                 .map(|_| Mutex::new(Vec::new()))
@@ -93,29 +112,40 @@ impl EndpointBoard {
         self.workers
     }
 
-    pub fn targets(&self) -> &[ProbeTarget] {
-        &self.targets
+    /// The probe targets now, with their verdicts.
+    pub fn probes(&self) -> Arc<ProbeSet> {
+        self.probes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    /// The prober's verdict on target `i`.
-    pub fn set_healthy(&self, i: usize, healthy: bool) {
-        if let Some(flag) = self.healthy.get(i) {
+    /// Makes the endpoints with `health_check` in `in_use` (the configurations
+    /// some worker serves, the newest first: its settings are the ones probed
+    /// with) the probe targets. An endpoint already probed keeps its verdict (by
+    /// upstream name and identity); a new one starts healthy. The prober follows
+    /// the new set on its next tick: it starts probing new targets, stops probing
+    /// those that are gone, and goes on with the others (their pass and failure
+    /// streaks too).
+    pub fn retarget(&self, in_use: &[Arc<Snapshot>]) -> Arc<ProbeSet> {
+        let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        let set = Arc::new(probe_set(in_use, Some(&probes)));
+        *probes = set.clone();
+        self.version.fetch_add(1, Ordering::Release);
+        set
+    }
+
+    /// The prober's verdict on target `i` of `set`.
+    pub fn set_healthy(&self, set: &ProbeSet, i: usize, healthy: bool) {
+        if let Some(flag) = set.healthy.get(i) {
             flag.store(healthy, Ordering::Relaxed);
             self.version.fetch_add(1, Ordering::Release);
         }
     }
 
-    /// Bumped after every verdict change.
+    /// Bumped after every verdict change and every new set of targets.
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
-    }
-
-    /// Every target with its current verdict.
-    pub fn verdicts(&self) -> impl Iterator<Item = (&ProbeTarget, bool)> {
-        self.targets
-            .iter()
-            .zip(&self.healthy)
-            .map(|(t, h)| (t, h.load(Ordering::Relaxed)))
     }
 
     /// Worker `worker`'s view of its endpoints (from its tick).
@@ -125,6 +155,11 @@ impl EndpointBoard {
                 *s = statuses;
             }
         }
+    }
+
+    /// Forgets what worker `worker` published (it died; its restart publishes anew).
+    pub fn forget_worker(&self, worker: usize) {
+        self.publish(worker, Vec::new());
     }
 
     /// Every endpoint over all workers, in configuration order.
@@ -160,5 +195,43 @@ impl EndpointBoard {
             }
         }
         out
+    }
+}
+
+/// The targets of `in_use` (newest first), one per upstream name and endpoint
+/// identity, with the verdicts of `old` carried over.
+fn probe_set(in_use: &[Arc<Snapshot>], old: Option<&ProbeSet>) -> ProbeSet {
+    let mut targets: Vec<ProbeTarget> = Vec::new();
+    let mut healthy = Vec::new();
+    let mut index = HashMap::new();
+    for snapshot in in_use {
+        for (u, upstream) in snapshot.upstreams.iter().enumerate() {
+            if upstream.health_check.is_none() {
+                continue;
+            }
+            for (e, endpoint) in upstream.endpoints.iter().enumerate() {
+                let id = (upstream.name.clone(), endpoint.key.clone());
+                if index.contains_key(&id) {
+                    continue;
+                }
+                let verdict = old
+                    .and_then(|o| o.position(&id).map(|i| o.is_healthy(i)))
+                    .unwrap_or(true);
+                index.insert(id, targets.len());
+                healthy.push(AtomicBool::new(verdict));
+                targets.push(ProbeTarget {
+                    snapshot: snapshot.clone(),
+                    upstream: u,
+                    endpoint: e,
+                    upstream_name: upstream.name.clone(),
+                    key: endpoint.key.clone(),
+                });
+            }
+        }
+    }
+    ProbeSet {
+        targets,
+        healthy,
+        index,
     }
 }

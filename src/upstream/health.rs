@@ -6,56 +6,66 @@
 //! apply the verdicts on their tick: nothing is locked or shared on the request
 //! path.
 //!
-//! An endpoint starts healthy; `unhealthy_threshold` failing probes in a row make
-//! it unhealthy, `healthy_threshold` passing ones healthy again. A probe passes
+//! An endpoint starts healthy (or as the board says, after a reload);
+//! `unhealthy_threshold` failing probes in a row make it unhealthy,
+//! `healthy_threshold` passing ones healthy again. A probe passes
 //! when a complete response with an `expected_status` arrives within `timeout_ms`.
+//!
+//! A reload changes the board's targets ([`EndpointBoard::retarget`]); the prober
+//! looks on every tick and follows: one probe loop per target identity (upstream
+//! name and endpoint key), started for a new target, ended for one that is gone
+//! (within one interval, without probing again), and left running for one that
+//! stays, with its streaks and the settings of the newest configuration.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::runtime::Runtime;
 use monoio::time::Instant;
 
-use crate::config::{Endpoint, HealthCheck, Snapshot, Upstream};
+use crate::config::{Endpoint, HealthCheck, Upstream};
 use crate::downstream::{BodyError, BodySource, Piece};
 use crate::http::BodyFraming;
 use crate::observe::{Counters, PublishedCounters};
+use crate::runtime::Runtime;
 
-use super::board::EndpointBoard;
+use super::board::{EndpointBoard, ProbeSet, TargetId};
 use super::exchange::Exchanger;
 use super::h2::H2Pools;
 use super::outbound::OutboundRequest;
 use super::pool::UpstreamPools;
 
-/// How often the prober publishes its counters and looks at its stop flag.
+/// How often the prober publishes its counters, looks for new targets and at its
+/// stop flag.
 const PROBER_TICK: Duration = Duration::from_millis(100);
 
 /// The running prober.
 pub struct Prober {
     stop: Arc<AtomicBool>,
-    /// The prober's counters (`health_*`), summed into `/stats`.
-    pub counters: Arc<PublishedCounters>,
 }
 
 impl Prober {
-    /// Starts the prober thread for the probe targets of `board` (endpoints of
-    /// `snapshot`'s upstreams with `health_check`); `None` when there are none.
+    /// Starts the prober thread for the probe targets of `board` (endpoints with
+    /// `health_check` of the configurations in use), now and after every
+    /// [`EndpointBoard::retarget`]; `None` when there are none now (a reload that
+    /// brings some starts it then). Its counters (`health_*`) go on from what
+    /// `published` holds, and are published there.
     pub fn start(
-        snapshot: Arc<Snapshot>,
         board: Arc<EndpointBoard>,
+        published: Arc<PublishedCounters>,
     ) -> Result<Option<Prober>, String> {
-        if board.targets().is_empty() {
+        if board.probes().targets().is_empty() {
             return Ok(None);
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let counters = Arc::new(PublishedCounters::default());
-        let (seen_stop, published) = (stop.clone(), counters.clone());
+        let seen_stop = stop.clone();
         std::thread::Builder::new()
             .name("portico-health".into())
             .spawn(move || {
-                let probing = run(snapshot, board, seen_stop, published);
+                let probing = run(board, seen_stop, published);
                 match crate::runtime::build(256) {
                     Ok(Runtime::Uring(mut rt)) => rt.block_on(probing),
                     Ok(Runtime::Epoll(mut rt, _)) => rt.block_on(probing),
@@ -63,7 +73,7 @@ impl Prober {
                 }
             })
             .map_err(|e| format!("cannot start the health-check thread: {e}"))?;
-        Ok(Some(Prober { stop, counters }))
+        Ok(Some(Prober { stop }))
     }
 
     /// Stops probing (within [`PROBER_TICK`]).
@@ -75,6 +85,9 @@ impl Prober {
 /// The prober's state on its thread.
 struct ProberState {
     board: Arc<EndpointBoard>,
+    stop: Arc<AtomicBool>,
+    /// The targets a probe loop runs for.
+    looping: RefCell<HashSet<TargetId>>,
     pools: UpstreamPools,
     h2: H2Pools,
     /// What the exchange counts (connections, failures): kept apart from the
@@ -84,36 +97,23 @@ struct ProberState {
     counters: Counters,
 }
 
-async fn run(
-    snapshot: Arc<Snapshot>,
-    board: Arc<EndpointBoard>,
-    stop: Arc<AtomicBool>,
-    published: Arc<PublishedCounters>,
-) {
+async fn run(board: Arc<EndpointBoard>, stop: Arc<AtomicBool>, published: Arc<PublishedCounters>) {
     let state = Rc::new(ProberState {
-        board: board.clone(),
+        board,
+        stop,
+        looping: RefCell::new(HashSet::new()),
         pools: UpstreamPools::new(),
         h2: H2Pools::new(),
         exchange_counters: Counters::default(),
-        counters: Counters::default(),
+        counters: Counters::resume(&published),
     });
-    let targets = board.targets().len();
-    for (i, target) in board.targets().iter().enumerate() {
-        let Some(upstream) = snapshot.upstreams.get(target.upstream) else {
-            continue;
-        };
-        if upstream.endpoints.get(target.endpoint).is_none() || upstream.health_check.is_none() {
-            continue;
+    let mut followed: Option<Arc<ProbeSet>> = None;
+    while !state.stop.load(Ordering::Relaxed) {
+        let probes = state.board.probes();
+        if !followed.as_ref().is_some_and(|f| Arc::ptr_eq(f, &probes)) {
+            start_loops(&state, &probes);
+            followed = Some(probes);
         }
-        monoio::spawn(probe_loop(
-            state.clone(),
-            snapshot.clone(),
-            i,
-            targets,
-            stop.clone(),
-        ));
-    }
-    while !stop.load(Ordering::Relaxed) {
         monoio::time::sleep(PROBER_TICK).await;
         state.pools.sweep();
         state.h2.sweep();
@@ -123,43 +123,54 @@ async fn run(
     state.h2.close();
 }
 
-/// Probes target `i` (of `targets`) until stopped, publishing verdict changes.
-async fn probe_loop(
-    state: Rc<ProberState>,
-    snapshot: Arc<Snapshot>,
-    i: usize,
-    targets: usize,
-    stop: Arc<AtomicBool>,
-) {
-    let Some(target) = state.board.targets().get(i) else {
-        return;
-    };
-    let Some(upstream) = snapshot.upstreams.get(target.upstream) else {
-        return;
-    };
-    let (Some(endpoint), Some(check)) = (
-        upstream.endpoints.get(target.endpoint),
-        upstream.health_check.as_ref(),
-    ) else {
-        return;
-    };
-    // Spread the targets' first probes over one interval, so they do not go out
-    // in a burst every interval.
-    let offset = check.interval.mul_f64(i as f64 / targets.max(1) as f64);
+/// Starts a probe loop for each target of `probes` that has none, their first
+/// probes spread over one interval (so they do not go out in a burst every
+/// interval).
+fn start_loops(state: &Rc<ProberState>, probes: &ProbeSet) {
+    let targets = probes.targets();
+    let mut looping = state.looping.borrow_mut();
+    for (i, target) in targets.iter().enumerate() {
+        let id = (target.upstream_name.clone(), target.key.clone());
+        if looping.contains(&id) {
+            continue;
+        }
+        let interval = target
+            .snapshot
+            .upstreams
+            .get(target.upstream)
+            .and_then(|u| u.health_check.as_ref())
+            .map_or(Duration::ZERO, |c| c.interval);
+        let offset = interval.mul_f64(i as f64 / targets.len().max(1) as f64);
+        looping.insert(id.clone());
+        monoio::spawn(probe_loop(state.clone(), id, offset));
+    }
+}
+
+/// Probes target `id` while the board has it and the prober runs, publishing
+/// verdict changes; each round takes the target's settings from the board's
+/// current set (the newest configuration's).
+async fn probe_loop(state: Rc<ProberState>, id: TargetId, offset: Duration) {
     monoio::time::sleep(offset).await;
-    let mut healthy = true;
     let (mut passes, mut fails) = (0u32, 0u32);
     let mut head = Vec::with_capacity(256);
-    while !stop.load(Ordering::Relaxed) {
+    while !state.stop.load(Ordering::Relaxed) {
+        let probes = state.board.probes();
+        let Some(i) = probes.position(&id) else { break };
+        let Some((upstream, endpoint, check)) = target(&probes, i) else {
+            break;
+        };
         let started = Instant::now();
         let passed = probe(&state, upstream, endpoint, check, &mut head).await;
         Counters::bump(&state.counters.health_checks);
+        // The verdict goes to the set current now (a reload may have come meanwhile).
+        let probes = state.board.probes();
+        let Some(i) = probes.position(&id) else { break };
+        let healthy = probes.is_healthy(i);
         if passed {
             passes += 1;
             fails = 0;
             if !healthy && passes >= check.healthy_threshold {
-                healthy = true;
-                state.board.set_healthy(i, true);
+                state.board.set_healthy(&probes, i, true);
                 Counters::bump(&state.counters.health_marked_healthy);
             }
         } else {
@@ -167,13 +178,21 @@ async fn probe_loop(
             fails += 1;
             passes = 0;
             if healthy && fails >= check.unhealthy_threshold {
-                healthy = false;
-                state.board.set_healthy(i, false);
+                state.board.set_healthy(&probes, i, false);
                 Counters::bump(&state.counters.health_marked_unhealthy);
             }
         }
         monoio::time::sleep_until(started + check.interval).await;
     }
+    state.looping.borrow_mut().remove(&id);
+}
+
+/// Target `i` of `probes`: its upstream, endpoint and health check.
+fn target(probes: &ProbeSet, i: usize) -> Option<(&Upstream, &Endpoint, &HealthCheck)> {
+    let target = probes.targets().get(i)?;
+    let upstream = target.snapshot.upstreams.get(target.upstream)?;
+    let endpoint = upstream.endpoints.get(target.endpoint)?;
+    Some((upstream, endpoint, upstream.health_check.as_ref()?))
 }
 
 /// One probe: `GET path` within `timeout`, body read to its end; true if it passed.

@@ -32,7 +32,7 @@ mod retry_budget;
 mod stream;
 
 pub use balance::{Balancer, HashKey};
-pub use board::{EndpointBoard, EndpointReport};
+pub use board::{EndpointBoard, EndpointReport, ProbeSet};
 pub use breaker::{Breaker, BreakerLimit, InFlight};
 pub use endpoint_health::EndpointHealth;
 pub use exchange::Exchanger;

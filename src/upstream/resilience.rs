@@ -126,7 +126,9 @@ impl UpstreamStates {
         self.board.publish(self.worker, statuses);
     }
 
-    /// Applies the prober's verdicts if the board changed since the last look.
+    /// Applies the prober's verdicts if the board changed since the last look. An
+    /// endpoint no configuration in use probes any more (its upstream lost its
+    /// `health_check`) is healthy again: no verdict of the past holds it back.
     fn apply_verdicts(&self) {
         let version = self.board.version();
         if version == self.seen_version.get() {
@@ -134,18 +136,15 @@ impl UpstreamStates {
         }
         self.seen_version.set(version);
         let endpoints = self.endpoints.borrow();
-        for (target, healthy) in self.board.verdicts() {
-            let found = endpoints
-                .iter()
-                .filter(|((u, k), _)| *u == target.upstream_name && *k == target.key);
-            for (_, h) in found {
-                if h.set_healthy(healthy) && self.worker == 0 {
-                    // One line per change for the process, not one per worker.
-                    if healthy {
-                        tracing::info!(upstream = %h.upstream, endpoint = %h.addr, "endpoint healthy");
-                    } else {
-                        tracing::warn!(upstream = %h.upstream, endpoint = %h.addr, "endpoint unhealthy");
-                    }
+        let probes = self.board.probes();
+        for (id, h) in endpoints.iter() {
+            let healthy = probes.position(id).is_none_or(|i| probes.is_healthy(i));
+            if h.set_healthy(healthy) && self.worker == 0 {
+                // One line per change for the process, not one per worker.
+                if healthy {
+                    tracing::info!(upstream = %h.upstream, endpoint = %h.addr, "endpoint healthy");
+                } else {
+                    tracing::warn!(upstream = %h.upstream, endpoint = %h.addr, "endpoint unhealthy");
                 }
             }
         }

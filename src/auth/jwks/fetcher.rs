@@ -22,7 +22,7 @@ use rustls::ClientConfig;
 use super::http_get::{self, tls_config};
 use super::slot::KeySetSlot;
 use crate::auth::keys;
-use crate::auth::settings::{AuthSettings, RemoteJwks};
+use crate::auth::settings::{JwtProvider, RemoteJwks};
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
@@ -42,11 +42,14 @@ impl JwksFetchers {
     }
 }
 
-/// Starts one fetcher thread per provider with a `jwks_url`.
-pub fn start(settings: &AuthSettings) -> Result<JwksFetchers, String> {
+/// Starts one fetcher thread for each of `providers` with a `jwks_url` (a reload
+/// starts them for the providers whose key set it does not carry over).
+pub fn start<'a>(
+    providers: impl IntoIterator<Item = &'a JwtProvider>,
+) -> Result<JwksFetchers, String> {
     let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
     let mut threads = Vec::new();
-    for p in &settings.providers {
+    for p in providers {
         let Some(remote) = p.remote.clone() else {
             continue;
         };
