@@ -117,6 +117,40 @@ fn curl_speaks_h2_over_tls_and_h2c_and_http1_still_works() {
 }
 
 #[test]
+fn a_reload_turns_http2_and_h2c_off_for_new_connections() {
+    let pki = Pki::new("h2reload");
+    let leaf = pki.server("gw", &["localhost"]);
+    let up = Upstream::echo();
+    let gw = gateway(&up, &leaf, "");
+    let ca = pki.ca.to_str().unwrap().to_string();
+    let mut tls = vec!["--http2", "--cacert", &ca];
+    let url = tls_url(&gw, "/hello");
+    tls.extend(url.iter().map(String::as_str));
+    let plain = format!("http://127.0.0.1:{}/hello", gw.port);
+    assert_eq!(curl(&tls).0, "2");
+    assert_eq!(curl(&["--http2-prior-knowledge", &plain]).0, "2");
+
+    let text = std::fs::read_to_string(&gw.config).expect("config");
+    let text = text.replace("h2c = true", "h2c = false\nhttp2 = false")
+        + "[reload]\ncanary = false\nwatch = false\n";
+    let tmp = gw.config.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, &gw.config).expect("rename");
+    let mut admin = common::Client::connect(gw.admin_port);
+    admin.send(b"POST /config/reload?wait=1 HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n");
+    let answer = admin.response().expect("reload answer");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+
+    // TLS offers http/1.1 only now; the plaintext port no longer takes the preface.
+    let (version, status, _) = curl(&tls);
+    assert_eq!((version.as_str(), status), ("1.1", 200));
+    let (version, status, _) = curl(&["--http2-prior-knowledge", &plain]);
+    assert_ne!((version.as_str(), status), ("2", 200));
+    let (version, status, _) = curl(&["--http1.1", &plain]);
+    assert_eq!((version.as_str(), status), ("1.1", 200));
+}
+
+#[test]
 fn http2_off_offers_only_http1_over_tls() {
     let pki = Pki::new("h2off");
     let leaf = pki.server("gw", &["localhost"]);
