@@ -10,6 +10,22 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment
+/// is read after them and wins). Freed pages go back to the system within about a
+/// second (`dirty_decay_ms`; jemalloc's default is 10 s), straight with
+/// `MADV_DONTNEED` (`muzzy_decay_ms:0`: `MADV_FREE`d pages would still count in RSS
+/// until the kernel needs them), and a background thread does it, so the memory of
+/// a burst, or of connections that went idle, returns even to a worker that then
+/// stays idle (docs/http.md, "Idle connections").
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: Option<&'static std::ffi::c_char> =
+    // SAFETY: a pointer to the first byte of a static, NUL-terminated string.
+    Some(unsafe { &*c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr() });
+
 #[derive(Parser)]
 #[command(
     name = "portico",
@@ -36,6 +52,13 @@ enum Command {
     },
     /// Validate a configuration file: exit 0, or print every problem as file:line:col and exit 1.
     Check {
+        #[arg(long, short, default_value = "config/portico.toml")]
+        config: PathBuf,
+    },
+    /// Inspect this host with a configuration: print what will limit the gateway and
+    /// what to change (docs/tuning.md); exit 0 when nothing does, 1 otherwise.
+    /// Changes nothing.
+    Doctor {
         #[arg(long, short, default_value = "config/portico.toml")]
         config: PathBuf,
     },
@@ -80,6 +103,26 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Doctor { config } => {
+            let snapshot = match portico::config::load(&config) {
+                Ok(s) => s,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    eprintln!("portico doctor: the configuration must be valid first");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let host = portico::doctor::Host::read(snapshot.server.runtime.ring_entries);
+            let findings = portico::doctor::examine(&snapshot, &host);
+            let (report, limited) =
+                portico::doctor::render(&config.display().to_string(), &host, &findings);
+            print!("{report}");
+            if limited {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Command::Reload {
             config,
             admin,

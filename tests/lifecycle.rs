@@ -284,7 +284,8 @@ fn access_log_lines_go_to_the_configured_file() {
     );
     assert_eq!(fields[1], "127.0.0.1");
     assert!(line.contains("\"GET /a?b=1 HTTP/1.1\" 201 "), "{line}");
-    assert!(line.ends_with(" hello - trace-me 0"), "{line}");
+    // ... route, endpoint, request ID, attempts, trace ID (none without [tracing]).
+    assert!(line.ends_with(" hello - trace-me 0 -"), "{line}");
 }
 
 /// A gateway in front of `up` (a slow upstream) with one request in flight to it.

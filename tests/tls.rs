@@ -204,6 +204,67 @@ fn mtls_requires_a_client_certificate_and_forwards_its_subject() {
 }
 
 #[test]
+fn an_idle_tls_connection_releases_its_buffers_and_still_serves() {
+    let pki = Pki::new("idle");
+    let leaf = pki.server("idle", &["api.example.com"]);
+    let gw = Gateway::start(
+        &(tls_listener(&cert_entry("api", &["api.example.com"], &leaf), "")
+            + "[[route]]\nname = \"r\"\nrespond = { status = 200, body = \"ok\" }\n"),
+    );
+    let mut c = KeptConnection::open(gw.port, &pki.ca, "api.example.com");
+    assert_eq!(c.get(), (200, "ok".to_string()));
+    // Past the 1 s hot window the read is cancelled and the ciphertext buffers freed;
+    // the next request wakes the connection through a readiness wait.
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(c.get(), (200, "ok".to_string()));
+    }
+}
+
+#[test]
+fn idle_tls_connections_keep_no_ciphertext_buffers() {
+    const CONNECTIONS: usize = 400;
+    let pki = Pki::new("idle-memory");
+    let leaf = pki.server("idle", &["api.example.com"]);
+    let gw = Gateway::start(
+        &(tls_listener(&cert_entry("api", &["api.example.com"], &leaf), "")
+            + "[[route]]\nname = \"r\"\nrespond = { status = 200, body = \"ok\" }\n"),
+    );
+    // Warm up (session caches, lazily made state), then the baseline.
+    for _ in 0..3 {
+        assert_eq!(
+            KeptConnection::open(gw.port, &pki.ca, "api.example.com").get(),
+            (200, "ok".to_string())
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = gw.proc.rss_kib();
+    let mut conns = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let mut c = KeptConnection::open(gw.port, &pki.ca, "api.example.com");
+        assert_eq!(c.get(), (200, "ok".to_string()));
+        conns.push(c);
+    }
+    // Past the hot window (1 s) and jemalloc's decay of the freed buffers (1 s).
+    std::thread::sleep(Duration::from_millis(3500));
+    let during = gw.proc.rss_kib();
+    let per_conn = during.saturating_sub(before) * 1024 / CONNECTIONS as u64;
+    eprintln!(
+        "RSS {before} KiB, {during} KiB with {CONNECTIONS} idle TLS connections: {per_conn} B each"
+    );
+    // An idle TLS connection keeps rustls' session state, which holds a 4 KiB record
+    // buffer of its own (about 9.7 KiB each in all in this debug build, above the
+    // issue's 8 KiB goal: docs/http.md, "Idle connections"). Its two 18 KiB ciphertext
+    // buffers are gone: 16 KiB catches their return (36 KiB more) without flaking on
+    // a noisy machine.
+    assert!(
+        per_conn <= 16 * 1024,
+        "{per_conn} bytes per idle TLS connection ({before} KiB -> {during} KiB for {CONNECTIONS})"
+    );
+    drop(conns);
+}
+
+#[test]
 fn redirect_to_https_applies_to_plaintext_only() {
     let pki = Pki::new("redirect");
     let api = pki.server("api", &["api.example.com"]);

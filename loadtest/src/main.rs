@@ -5,7 +5,8 @@
 //!   (`serve/`);
 //! - `run`: the load generator, closed or open loop, HdrHistogram latencies, http and
 //!   https, HTTP/1.1 and HTTP/2 (`run/`);
-//! - `plot`: latency-by-percentile SVG charts from `.hgrm` files (`plot/`).
+//! - `plot`: latency-by-percentile SVG charts from `.hgrm` files (`plot/`);
+//! - `token`: an HS256 JWT for trying a gateway's JWT routes (`token.rs`).
 //!
 //! `tls/` is the TLS both sides share (rustls on ring, over monoio).
 //!
@@ -23,6 +24,7 @@ mod plot;
 mod run;
 mod serve;
 mod tls;
+mod token;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,6 +47,9 @@ enum Command {
     /// Run a fast HTTP/1.1 test upstream (fixed body, echo, delays, stalls; HTTPS
     /// with --tls).
     Serve(serve::ServeArgs),
+    /// Print an HS256 JWT signed with a secret from a file or an environment
+    /// variable (for trying JWT routes, e.g. scripts/demo).
+    Token(token::TokenArgs),
 }
 
 /// How a subcommand failed.
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Token(args) => token::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
-//! The admin listener: health and readiness for orchestrators, and the workers'
-//! published counters. It runs on its own thread with blocking I/O and is never
-//! served by a worker, so a busy data plane cannot starve a health check.
+//! The admin listener: health and readiness for orchestrators, the workers'
+//! published counters and metrics. It runs on its own thread with blocking I/O
+//! and is never served by a worker, so a busy data plane cannot starve a health
+//! check.
 //!
 //! - `GET /healthz`: 200 while the process serves or drains; 503 `stopping` once
 //!   the workers are gone (the listener closes right after).
@@ -11,6 +12,8 @@
 //!   with an `endpoints` list: each upstream endpoint's health, ejections and
 //!   tries over all workers, and the composed routes' counters under `compose`,
 //!   per route and part.
+//! - `GET /metrics`: Prometheus metrics (text format 0.0.4, or OpenMetrics when
+//!   `Accept` asks for it); `metrics.rs`, names in docs/observability.md.
 //! - `GET /config` and `POST /config/reload|promote|rollback` ([`config_api`]).
 //!
 //! The thread looks at its stop flag at least every [`STOP_CHECK`], so after
@@ -25,7 +28,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+mod metrics;
+
 use crate::compose::PublishedCompose;
+use crate::observe::metrics::PublishedMetrics;
 use crate::observe::PublishedCounters;
 use crate::upstream::EndpointBoard;
 
@@ -73,18 +79,27 @@ impl Admin {
     }
 }
 
+/// What the admin listener shows, published by the threads that count it.
+pub struct Sources {
+    /// Each worker's counters.
+    pub workers: Vec<Arc<PublishedCounters>>,
+    /// The counters of threads other than workers: summed in, not counted as workers.
+    pub side: Vec<Arc<PublishedCounters>>,
+    /// Each worker's composition counters.
+    pub compose: Vec<Arc<PublishedCompose>>,
+    /// Each worker's metric series.
+    pub metrics: Vec<Arc<PublishedMetrics>>,
+    /// The workers' published view of the endpoints.
+    pub endpoints: Arc<EndpointBoard>,
+}
+
 /// Serves admin requests on `listener` (bound by the caller) on a background
-/// thread, starting in [`Phase::Starting`]. `side` are the counters of threads other
-/// than workers; they are summed in but not counted as workers. `compose` are the
-/// workers' composition counters; `endpoints` holds the workers' published view of
-/// the endpoints; `config` answers `/config`.
+/// thread, starting in [`Phase::Starting`], from `sources`; `config` answers
+/// `/config`.
 pub fn start(
     listener: TcpListener,
-    workers: Vec<Arc<PublishedCounters>>,
-    side: Vec<Arc<PublishedCounters>>,
-    compose: Vec<Arc<PublishedCompose>>,
+    sources: Sources,
     readiness: Readiness,
-    endpoints: Arc<EndpointBoard>,
     config: ConfigApi,
 ) -> std::io::Result<Admin> {
     // Accept without blocking, after a poll with a timeout: the stop flag is seen.
@@ -110,10 +125,11 @@ pub fn start(
                 };
                 let phase = phase_of(seen_phase.load(Ordering::Relaxed));
                 let counters = Counters {
-                    workers: &workers,
-                    side: &side,
-                    compose: &compose,
-                    endpoints: &endpoints,
+                    workers: &sources.workers,
+                    side: &sources.side,
+                    compose: &sources.compose,
+                    metrics: &sources.metrics,
+                    endpoints: &sources.endpoints,
                 };
                 let _ = answer(stream, phase, &counters, &readiness, &config);
             }
@@ -147,11 +163,12 @@ fn phase_of(v: u8) -> Phase {
     }
 }
 
-/// Every published counter `/stats` shows.
+/// Every published counter `/stats` and `/metrics` show.
 struct Counters<'a> {
     workers: &'a [Arc<PublishedCounters>],
     side: &'a [Arc<PublishedCounters>],
     compose: &'a [Arc<PublishedCompose>],
+    metrics: &'a [Arc<PublishedMetrics>],
     endpoints: &'a EndpointBoard,
 }
 
@@ -166,7 +183,7 @@ fn answer(
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = [0u8; 4096];
     let mut len = 0;
-    let (method, path, authorization) = loop {
+    let (method, path, authorization, accept) = loop {
         let n = stream.read(&mut buf[len..])?;
         if n == 0 {
             return Ok(());
@@ -176,13 +193,23 @@ fn answer(
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf[..len]) {
             Ok(httparse::Status::Complete(_)) => {
-                let authorization = req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("authorization"))
-                    .map(|h| h.value.to_vec());
+                let header = |name: &str| {
+                    req.headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .map(|h| h.value)
+                };
+                let authorization = header("authorization").map(<[u8]>::to_vec);
+                let accept = header("accept")
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(str::to_string);
                 let method = req.method.unwrap_or("").to_string();
-                break (method, req.path.unwrap_or("").to_string(), authorization);
+                break (
+                    method,
+                    req.path.unwrap_or("").to_string(),
+                    authorization,
+                    accept,
+                );
             }
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
             _ => return respond(&mut stream, 400, "text/plain", "bad request\n"),
@@ -202,21 +229,17 @@ fn answer(
             None => respond(&mut stream, 200, "text/plain", "ready\n"),
         },
         ("/stats", _) => respond(&mut stream, 200, "application/json", &stats_json(counters)),
+        ("/metrics", _) => {
+            let (content_type, body) = metrics::scrape(counters, accept.as_deref());
+            respond(&mut stream, 200, content_type, &body)
+        }
         _ => respond(&mut stream, 404, "text/plain", "not found\n"),
     }
 }
 
 fn stats_json(counters: &Counters<'_>) -> String {
     let (workers, side) = (counters.workers, counters.side);
-    let mut totals: Vec<(&'static str, u64)> = Vec::new();
-    for w in workers.iter().chain(side) {
-        for (i, (name, v)) in w.values().into_iter().enumerate() {
-            match totals.get_mut(i) {
-                Some(t) => t.1 += v,
-                None => totals.push((name, v)),
-            }
-        }
-    }
+    let totals = PublishedCounters::totals(workers.iter().chain(side).map(|c| &**c));
     let fields: Vec<String> = totals
         .iter()
         .map(|(k, v)| format!("\"{k}\": {v}"))

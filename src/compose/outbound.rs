@@ -1,14 +1,18 @@
 //! The request head one part sends: its method, the rendered path and query, and
 //! the fields a part carries — the gateway's identity fields from the verified
 //! caller, the client certificate subject, `X-Forwarded-*`, `X-Request-Id`, the
-//! part's own `headers`, and `Accept: application/json`. Client fields are not
+//! part's own `headers`, `Accept: application/json`, and with trace context the
+//! gateway's `traceparent` naming the part's own span. Client fields are not
 //! copied, except the token (when the provider forwards it) and, to the part that
 //! gets the client's body, its `Content-Type` and `Content-Encoding`.
 
 use crate::auth::TokenSource;
 use crate::config::{ComposePart, Endpoint, Route, Snapshot};
 use crate::downstream::Downstream;
-use crate::http::{write_upstream_request, BodyFraming, FieldList, HeaderEdit, UpstreamRequest};
+use crate::http::{
+    write_upstream_request, BodyFraming, FieldList, HeaderEdit, TraceFields, UpstreamRequest,
+};
+use crate::observe::TraceContext;
 
 use super::template::{render, RequestValues, Unrenderable};
 
@@ -22,10 +26,14 @@ pub struct ClientRequest<'a> {
     /// The request's authority, for `X-Forwarded-Host`.
     pub authority: Option<&'a [u8]>,
     pub caller: Option<&'a crate::auth::Caller>,
+    /// The request's trace context (with `[tracing]`).
+    pub trace: Option<&'a TraceContext>,
 }
 
 /// Writes `part`'s request head for `endpoint` into `out` (cleared first), or
-/// names the template value that is missing.
+/// names the template value that is missing. With trace context, `span_id` is the
+/// part's client span, sent upstream as the parent.
+#[allow(clippy::too_many_arguments)]
 pub fn write_head<D: Downstream>(
     out: &mut Vec<u8>,
     part: &ComposePart,
@@ -33,6 +41,7 @@ pub fn write_head<D: Downstream>(
     route: &Route,
     snapshot: &Snapshot,
     req: &ClientRequest<'_>,
+    span_id: Option<[u8; 8]>,
     d: &D,
 ) -> Result<(), Unrenderable> {
     let values = RequestValues {
@@ -82,6 +91,7 @@ pub fn write_head<D: Downstream>(
     } else {
         BodyFraming::Length(0)
     };
+    let traceparent = req.trace.zip(span_id).map(|(t, span)| t.traceparent(&span));
     let request = UpstreamRequest {
         method: part.method.as_bytes(),
         path,
@@ -95,6 +105,13 @@ pub fn write_head<D: Downstream>(
         upgrade: None,
         added: &added,
         request_id: req.request_id,
+        trace: match (req.trace, &traceparent) {
+            (Some(trace), Some(value)) => TraceFields::Replace {
+                traceparent: value,
+                tracestate: trace.tracestate.as_deref(),
+            },
+            _ => TraceFields::PassThrough,
+        },
     };
     let token_headers = forwarded_token_headers(route, snapshot);
     write_upstream_request(out, d, &request, |name, _| {

@@ -37,11 +37,13 @@ pub struct PartCall<'a> {
     pub flat: bool,
 }
 
-/// The end of one part's call: its shaped answer or why it failed, and how many
-/// exchanges it took.
+/// The end of one part's call: its shaped answer or why it failed, how many
+/// exchanges it took, and the status its upstream answered with (`None` when no
+/// answer's head came).
 pub struct PartOutcome {
     pub result: Result<Value, PartFailure>,
     pub attempts: u32,
+    pub status: Option<u16>,
 }
 
 /// Calls one part, pulling its request body (if any) from `body`.
@@ -59,13 +61,20 @@ pub async fn call<B: BodySource>(
             return PartOutcome {
                 result: Err(PartFailure::overflow(limit)),
                 attempts: 0,
+                status: None,
             }
         }
     };
     let _in_flight = Started::start(balancer, call.endpoint.id);
-    let mut attempts = 0;
+    let (mut attempts, mut status) = (0, None);
     let (deadline, expiry) = (call.deadline, call.expiry);
-    let answer = exchange_and_read(exchanger, balancer, &mut call, &mut body, &mut attempts);
+    let answer = exchange_and_read(
+        exchanger,
+        balancer,
+        &mut call,
+        &mut body,
+        (&mut attempts, &mut status),
+    );
     let result = match monoio::time::timeout_at(deadline, answer).await {
         Ok(Ok(bytes)) => parse(&bytes, call.part, call.flat),
         // The exchange's own deadline is this one.
@@ -73,7 +82,11 @@ pub async fn call<B: BodySource>(
         Ok(Err(failure)) => Err(failure),
         Err(_) => Err(expired(expiry)),
     };
-    PartOutcome { result, attempts }
+    PartOutcome {
+        result,
+        attempts,
+        status,
+    }
 }
 
 /// The failure of a part that ran out of time (`Timeout` or `Deadline`).
@@ -90,13 +103,15 @@ pub fn expired(kind: FailureKind) -> PartFailure {
     }
 }
 
-/// Exchanges the request and returns the answer's payload bytes.
+/// Exchanges the request and returns the answer's payload bytes; counts the
+/// exchanges in `attempts` and notes the answer's status in `status` as soon as
+/// its head came (so a part cut off while its body is read still has it).
 async fn exchange_and_read<B: BodySource>(
     exchanger: Exchanger<'_>,
     balancer: &Balancer,
     call: &mut PartCall<'_>,
     body: &mut B,
-    attempts: &mut u32,
+    (attempts, answered): (&mut u32, &mut Option<u16>),
 ) -> Result<Vec<u8>, PartFailure> {
     let is_head = call.part.method == "HEAD";
     let idempotent = matches!(
@@ -136,6 +151,7 @@ async fn exchange_and_read<B: BodySource>(
         }
     };
     let status = response.status();
+    *answered = Some(status);
     let accepted = (200..300).contains(&status)
         || ((400..500).contains(&status) && call.part.on_4xx == On4xx::Data);
     if !accepted {

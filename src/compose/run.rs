@@ -9,6 +9,10 @@
 //! 4. merge in declared order (`merge.rs`) and answer: 200 with the merged JSON
 //!    and `x-portico-composition: complete | partial` (a partial answer names its
 //!    missing parts in `x-portico-partial`), or the error of the deciding part.
+//!
+//! Each part's exchange is recorded in its endpoint's and upstream's metric series,
+//! and with trace context each part is a client span of the request (its span ID
+//! goes upstream in the part's `traceparent`).
 
 use std::ops::ControlFlow;
 use std::pin::Pin;
@@ -19,7 +23,8 @@ use serde_json::{json, Value};
 use crate::config::{ComposePlan, Endpoint, Merge, Route, Snapshot, Upstream};
 use crate::downstream::{BodyError, BodySource, Downstream, Piece};
 use crate::http::{BodyFraming, LocalReply};
-use crate::observe::Counters;
+use crate::observe::metrics::{GenerationMetrics, TryOutcome};
+use crate::observe::{Counters, TraceIds, TrySpan};
 use crate::upstream::{Balancer, Breaker, Exchanger, FailureSource, HashKey};
 
 use super::counters::{ComposeCounters, PartEvent, RouteEvent};
@@ -38,6 +43,10 @@ pub struct Fanout<'a> {
     /// Circuit breakers per upstream (`Snapshot::upstreams` order).
     pub breakers: &'a [Breaker],
     pub counters: &'a ComposeCounters,
+    /// The worker's metric series of this generation (parts' tries are counted).
+    pub metrics: &'a GenerationMetrics,
+    /// Span IDs for the parts (with trace context).
+    pub trace_ids: &'a TraceIds,
 }
 
 /// The end of a composed call, for the pipeline to send and record.
@@ -49,6 +58,8 @@ pub struct Composed {
     pub attempts: u32,
     /// Where the exchange of the part that failed the call failed, if it did.
     pub failure: Option<FailureSource>,
+    /// A client span per part sent (when the request's trace is sampled).
+    pub spans: Vec<TrySpan>,
 }
 
 /// The response field that says whether an answer is whole: `complete`,
@@ -69,6 +80,8 @@ pub async fn run<D: Downstream>(
     let counters = fanout.counters;
     counters.route(plan.slot, RouteEvent::Call);
     let mut calls = Vec::with_capacity(plan.parts.len());
+    // Per part: its endpoint and, with trace context, its span ID.
+    let mut targets: Vec<(&Endpoint, Option<[u8; 8]>)> = Vec::with_capacity(plan.parts.len());
     for (i, part) in plan.parts.iter().enumerate() {
         let (Some(upstream), Some(breaker)) = (
             fanout.snapshot.upstreams.get(part.upstream),
@@ -77,9 +90,20 @@ pub async fn run<D: Downstream>(
             return answer(internal("a part names a missing upstream", req.request_id));
         };
         let endpoint = choose(fanout, part.upstream, upstream, d);
+        let span_id = req.trace.map(|_| fanout.trace_ids.span_id());
+        targets.push((endpoint, span_id));
         let mut head = Vec::with_capacity(1024);
-        if let Err(missing) = write_head(&mut head, part, endpoint, route, fanout.snapshot, req, d)
-        {
+        let written = write_head(
+            &mut head,
+            part,
+            endpoint,
+            route,
+            fanout.snapshot,
+            req,
+            span_id,
+            d,
+        );
+        if let Err(missing) = written {
             counters.route(plan.slot, RouteEvent::Rejected);
             return answer(unrenderable(plan, i, &missing, req.request_id));
         }
@@ -94,6 +118,7 @@ pub async fn run<D: Downstream>(
     }
 
     let start = Instant::now();
+    let started = std::time::Instant::now();
     let deadline = start + plan.deadline;
     let mut client = Some(&mut *d);
     let mut slots: Vec<Option<Pin<Box<_>>>> = plan
@@ -132,9 +157,14 @@ pub async fn run<D: Downstream>(
         .collect();
 
     let mut outcomes: Vec<Option<Result<Value, PartFailure>>> = vec![None; plan.parts.len()];
+    // Per part: when its outcome arrived and the status its upstream answered.
+    let mut ended: Vec<Option<(std::time::Instant, Option<u16>)>> = vec![None; plan.parts.len()];
     let mut attempts = 0;
     let arrived = |i: usize, outcome: PartOutcome| {
         attempts += outcome.attempts;
+        if let Some(at) = ended.get_mut(i) {
+            *at = Some((std::time::Instant::now(), outcome.status));
+        }
         let decided = matches!(&outcome.result, Err(f) if merge::decides(plan, i, f));
         outcomes[i] = Some(outcome.result);
         if decided {
@@ -160,6 +190,7 @@ pub async fn run<D: Downstream>(
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err(stopped.clone())))
         .collect();
+    let spans = observe_parts(fanout, plan, &targets, &outcomes, started, &ended, req);
     for (i, outcome) in outcomes.iter().enumerate() {
         let event = match outcome {
             Ok(_) => PartEvent::Ok,
@@ -194,7 +225,68 @@ pub async fn run<D: Downstream>(
         }
     };
     composed.attempts = attempts;
+    composed.spans = spans;
     composed
+}
+
+/// Records each part's exchange in its endpoint's and upstream's series, and
+/// returns a client span per part when the request's trace is sampled. A part
+/// stopped before it was sent (a breaker's refusal, another part deciding the
+/// call) counts as no try.
+fn observe_parts(
+    fanout: &Fanout<'_>,
+    plan: &ComposePlan,
+    targets: &[(&Endpoint, Option<[u8; 8]>)],
+    outcomes: &[Result<Value, PartFailure>],
+    started: std::time::Instant,
+    ended: &[Option<(std::time::Instant, Option<u16>)>],
+    req: &ClientRequest<'_>,
+) -> Vec<TrySpan> {
+    let sampled = req.trace.is_some_and(|t| t.sampled());
+    let mut spans = Vec::new();
+    for (i, (part, outcome)) in plan.parts.iter().zip(outcomes).enumerate() {
+        let Some(&(endpoint, span_id)) = targets.get(i) else {
+            continue;
+        };
+        let (end, status) = ended
+            .get(i)
+            .copied()
+            .flatten()
+            .unwrap_or_else(|| (std::time::Instant::now(), None));
+        let tried = match outcome {
+            Ok(_) => Some(TryOutcome::Response),
+            Err(f) => match &f.source {
+                Some(source) => source.try_outcome(),
+                None if f.kind == FailureKind::Cancelled => None,
+                None if matches!(f.kind, FailureKind::Timeout | FailureKind::Deadline) => {
+                    Some(TryOutcome::Timeout)
+                }
+                None => Some(TryOutcome::Response),
+            },
+        };
+        if let Some(tried) = tried {
+            if let Some(series) = fanout.metrics.endpoint(endpoint.id) {
+                series.record(tried);
+            }
+            if let Some(series) = fanout.metrics.upstream(part.upstream) {
+                series.record_try(end.saturating_duration_since(started));
+            }
+        }
+        if let (true, Some(span_id)) = (sampled, span_id) {
+            spans.push(TrySpan {
+                span_id,
+                started,
+                ended: Some(end),
+                upstream: part.upstream,
+                endpoint: endpoint.addr,
+                attempt: 1,
+                status,
+                failure: outcome.as_ref().err().map(|f| f.kind.name()),
+                part: Some((part.name.clone(), part.method.clone())),
+            });
+        }
+    }
+    spans
 }
 
 /// The 200 answer, or 502 when it is over `max_response_bytes`.
@@ -242,6 +334,7 @@ fn failed(plan: &ComposePlan, index: usize, failure: PartFailure, request_id: &s
             reply: None,
             attempts: 0,
             failure: source,
+            spans: Vec::new(),
         };
     }
     let mut body = json!({
@@ -258,6 +351,7 @@ fn failed(plan: &ComposePlan, index: usize, failure: PartFailure, request_id: &s
         reply: Some(reply),
         attempts: 0,
         failure: source,
+        spans: Vec::new(),
     }
 }
 
@@ -285,6 +379,7 @@ fn client_failed(e: BodyError, request_id: &str) -> Composed {
             reply: None,
             attempts: 0,
             failure: Some(FailureSource::Client(e)),
+            spans: Vec::new(),
         };
     }
     answer(LocalReply::error(e.status(), e.message(), request_id).closing())
@@ -305,6 +400,7 @@ fn answer(reply: LocalReply<'static>) -> Composed {
         reply: Some(reply),
         attempts: 0,
         failure: None,
+        spans: Vec::new(),
     }
 }
 

@@ -45,6 +45,10 @@ pub(crate) fn compile(
         .and_then(|a| super::compile_control::admin_token_env(a, admin, problems));
     let reload = super::compile_control::reload_settings(sections.reload.as_ref(), problems);
     let log = log_settings(sections.log.unwrap_or_default(), problems);
+    let tracing = sections
+        .tracing
+        .take()
+        .map(|t| super::compile_observe::tracing(t, problems));
     let upstream_rules: Vec<_> = sections
         .upstreams
         .iter_mut()
@@ -115,6 +119,7 @@ pub(crate) fn compile(
         rate_limits: Arc::new(rate_limits),
         auth,
         warnings: Vec::new(),
+        tracing,
     })
 }
 
@@ -159,6 +164,7 @@ fn server_settings(
         header_read_timeout: millis(&s.header_read_timeout_ms, p),
         body_read_timeout: millis(&s.body_read_timeout_ms, p),
         idle_timeout: millis(&s.idle_timeout_ms, p),
+        send_timeout: millis(&s.send_timeout_ms, p),
     };
     if limits.max_uri_bytes > limits.max_header_bytes {
         p.at(
@@ -194,6 +200,7 @@ fn server_settings(
         redirect_to_https: s.redirect_to_https,
         max_in_flight_per_worker: positive(&s.max_in_flight_per_worker, p) as usize,
         http2: super::compile_http2::http2_settings(&s, p),
+        runtime: super::runtime::compile(&s.runtime, p),
     })
 }
 
@@ -234,7 +241,12 @@ fn log_settings(l: schema::LogSection, p: &mut Problems<'_>) -> LogSettings {
         }
         path => AccessLogTarget::File(PathBuf::from(path)),
     };
-    LogSettings { level, access_log }
+    let access_log_format = super::compile_observe::access_log_format(&l.access_log_format, p);
+    LogSettings {
+        level,
+        access_log,
+        access_log_format,
+    }
 }
 
 fn upstreams(
@@ -291,6 +303,7 @@ fn upstreams(
             balance,
             connect_timeout: millis(&u.connect_timeout_ms, p),
             request_timeout: millis(&u.request_timeout_ms, p),
+            send_timeout: millis(&u.send_timeout_ms, p),
             max_idle_per_endpoint: *u.max_idle_per_endpoint.get_ref() as usize,
             pool_idle_timeout: millis(&u.pool_idle_timeout_ms, p),
             max_requests_per_connection: positive(&u.max_requests_per_connection, p),

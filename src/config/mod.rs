@@ -10,6 +10,7 @@ mod compile_auth_keys;
 mod compile_compose;
 mod compile_control;
 mod compile_http2;
+mod compile_observe;
 mod compile_resilience;
 mod compile_transform;
 mod compose;
@@ -19,9 +20,12 @@ mod error;
 mod http2;
 mod rate_limits;
 mod resilience;
+mod runtime;
 mod schema;
 mod schema_control;
+mod schema_observe;
 mod schema_resilience;
+mod schema_runtime;
 mod schema_transform;
 mod snapshot;
 mod values;
@@ -31,6 +35,7 @@ pub use control::{ConfigHash, ConfigLimits, ReloadSettings, MAX_READ_BYTES};
 pub use error::{ConfigError, ConfigErrors};
 pub use http2::{FloodLimits, Http2Settings};
 pub use resilience::*;
+pub use runtime::{parse_cpu_list, Driver, RuntimeSettings};
 pub use snapshot::*;
 
 use std::io::Read;
@@ -116,6 +121,7 @@ pub(crate) struct Sections {
     pub rate_limit_headers: Option<schema::RateLimitHeadersSection>,
     pub auth: Option<schema::AuthSection>,
     pub compose: Option<compose_schema::ComposeLimitsSection>,
+    pub tracing: Option<schema_observe::TracingSection>,
     pub reload: Option<schema_control::ReloadSection>,
     pub config_limits: Option<schema_control::ConfigLimitsSection>,
 }
@@ -123,7 +129,7 @@ pub(crate) struct Sections {
 /// Sections that later versions handle; named so the error says so.
 const NOT_YET: &[&str] = &[];
 const KNOWN: &str = "server, admin, upstream, route, log, auth, rate_limit, fleet, \
-                     rate_limit_headers, compose, reload, config_limits";
+                     rate_limit_headers, compose, tracing, reload, config_limits";
 
 fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
@@ -147,6 +153,7 @@ fn read_sections(text: &str, problems: &mut Problems<'_>) -> Sections {
             "fleet" => out.fleet = one(value, problems),
             "rate_limit_headers" => out.rate_limit_headers = one(value, problems),
             "compose" => out.compose = one(value, problems),
+            "tracing" => out.tracing = one(value, problems),
             "reload" => out.reload = one(value, problems),
             "config_limits" => out.config_limits = one(value, problems),
             other if NOT_YET.contains(&other) => problems.at(

@@ -23,6 +23,7 @@ pub struct ServerSection {
     pub header_read_timeout_ms: Spanned<u64>,
     pub body_read_timeout_ms: Spanned<u64>,
     pub idle_timeout_ms: Spanned<u64>,
+    pub send_timeout_ms: Spanned<u64>,
     pub drain_timeout_ms: Spanned<u64>,
     pub redirect_to_https: bool,
     pub listen_backlog: Spanned<u64>,
@@ -43,6 +44,8 @@ pub struct ServerSection {
     pub http2_max_settings: Spanned<u64>,
     pub http2_max_empty_data_frames: Spanned<u64>,
     pub http2_max_continuation_frames: Spanned<u64>,
+    /// `[server.runtime]`: how each worker's event loop runs.
+    pub runtime: super::schema_runtime::RuntimeSection,
     pub tls: Vec<TlsListenerSection>,
 }
 
@@ -61,6 +64,7 @@ impl Default for ServerSection {
             header_read_timeout_ms: s(10_000),
             body_read_timeout_ms: s(30_000),
             idle_timeout_ms: s(60_000),
+            send_timeout_ms: s(60_000),
             drain_timeout_ms: s(15_000),
             redirect_to_https: false,
             listen_backlog: s(1024),
@@ -78,6 +82,7 @@ impl Default for ServerSection {
             http2_max_settings: s(100),
             http2_max_empty_data_frames: s(50),
             http2_max_continuation_frames: s(5),
+            runtime: Default::default(),
             tls: Vec::new(),
         }
     }
@@ -163,6 +168,8 @@ pub struct UpstreamSection {
     pub connect_timeout_ms: Spanned<u64>,
     #[serde(default = "defaults::request_timeout_ms")]
     pub request_timeout_ms: Spanned<u64>,
+    #[serde(default = "defaults::send_timeout_ms")]
+    pub send_timeout_ms: Spanned<u64>,
     #[serde(default = "defaults::max_idle_per_endpoint")]
     pub max_idle_per_endpoint: Spanned<u64>,
     #[serde(default = "defaults::pool_idle_timeout_ms")]
@@ -245,6 +252,7 @@ pub struct RespondSection {
 pub struct LogSection {
     pub level: Spanned<String>,
     pub access_log: Spanned<String>,
+    pub access_log_format: Spanned<String>,
 }
 
 impl Default for LogSection {
@@ -252,6 +260,7 @@ impl Default for LogSection {
         LogSection {
             level: Spanned::new(0..0, "info".to_string()),
             access_log: Spanned::new(0..0, "stdout".to_string()),
+            access_log_format: Spanned::new(0..0, "text".to_string()),
         }
     }
 }
@@ -452,6 +461,9 @@ mod defaults {
     }
     pub fn request_timeout_ms() -> Spanned<u64> {
         Spanned::new(0..0, 15_000)
+    }
+    pub fn send_timeout_ms() -> Spanned<u64> {
+        Spanned::new(0..0, 60_000)
     }
     pub fn max_idle_per_endpoint() -> Spanned<u64> {
         Spanned::new(0..0, 64)

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::resilience::{BreakerSettings, HealthCheck, OutlierSettings, RetryBudget, RetryPolicy};
 use crate::http::FieldList;
 use crate::limit::{RateLimitSettings, RouteLimits};
-use crate::observe::AccessLogTarget;
+use crate::observe::{AccessLogFormat, AccessLogTarget, TracingSettings};
 use crate::route::RouteTable;
 use crate::tls::{ListenerTls, TlsListenerSettings, UpstreamTls};
 
@@ -43,6 +43,8 @@ pub struct Snapshot {
     /// What `portico check` and the start-up log show as `warning:` lines (the file
     /// is valid; e.g. a flat merge whose parts can write the same key).
     pub warnings: Vec<super::ConfigError>,
+    /// `[tracing]`: trace context and span export, when configured.
+    pub tracing: Option<TracingSettings>,
 }
 
 /// `[server]`: listeners, worker layout and the limits every request is held to.
@@ -62,6 +64,8 @@ pub struct ServerSettings {
     pub max_in_flight_per_worker: usize,
     /// HTTP/2 towards clients: ALPN `h2`, h2c, limits and flood guards.
     pub http2: super::http2::Http2Settings,
+    /// `[server.runtime]`: driver, cores, ring, buffers and accepts of every worker.
+    pub runtime: super::RuntimeSettings,
     /// `[[server.tls]]` listeners with their loaded certificates.
     pub tls: Vec<TlsListener>,
     /// Headers that carry the gateway's own assertions (the verified client
@@ -98,11 +102,15 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A write to a client that moves no byte for this long closes the connection
+    /// (`send_timeout_ms`).
+    pub send_timeout: Duration,
 }
 
 pub struct LogSettings {
     pub level: String,
     pub access_log: AccessLogTarget,
+    pub access_log_format: AccessLogFormat,
 }
 
 /// One `[[route]]`: what to do with a request the route table matched to it.
@@ -114,7 +122,9 @@ pub struct Route {
     pub strip_prefix: bool,
     pub rewrite_prefix: Option<String>,
     pub preserve_host: bool,
-    /// Upstream request timeout: the route's `timeout_ms`, else the upstream's.
+    /// The route's `timeout_ms`, else the upstream's `request_timeout_ms`: the whole
+    /// exchange up to the response head (connect, send the head and body, wait), and
+    /// then the longest wait for each read of the response body.
     pub timeout: Duration,
     /// The route's rate-limit policies, before and after authentication.
     pub limits: RouteLimits,
@@ -157,6 +167,9 @@ pub struct Upstream {
     pub balance: BalancePolicy,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// A write to an endpoint that moves no byte for this long fails the exchange
+    /// (`send_timeout_ms`, 504).
+    pub send_timeout: Duration,
     pub max_idle_per_endpoint: usize,
     pub pool_idle_timeout: Duration,
     pub max_requests_per_connection: u64,

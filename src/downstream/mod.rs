@@ -7,17 +7,25 @@
 //!
 //! Keep-alive is decided here, once per response, from what the client asked, the
 //! drain, what the reply requires, and whether the request body was read.
+//!
+//! A connection that waits for its next request holds no buffer ([`Io`] is what it
+//! needs of its stream for that); its deadline is checked on the worker's tick
+//! ([`IdleDeadlines`]).
 
 mod body;
 mod client_reset;
 mod drain;
 pub mod h1;
 pub mod h2;
+mod idle_deadlines;
 mod request;
+mod transport;
 mod tunnel;
 
 pub use body::{BodyError, BodySource, Piece};
 pub use client_reset::{ClientReset, ResponseHandles};
 pub use drain::DrainSignal;
+pub use idle_deadlines::IdleDeadlines;
 pub use request::{ConnInfo, Downstream, Handler};
+pub use transport::Io;
 pub use tunnel::{Duplex, TunnelBytes, TunnelEnd};

@@ -105,6 +105,10 @@ pub trait Downstream: HeaderLookup + BodySource {
     /// Bytes written to the client for this request, heads included.
     fn bytes_sent(&self) -> u64;
 
+    /// Bytes of this request read so far: its head and its body's payload (chunk
+    /// framing not counted).
+    fn bytes_received(&self) -> u64;
+
     /// A watch on the client cancelling this request (HTTP/2: the stream reset);
     /// `None` where the protocol has no way to say so apart from closing.
     fn client_reset(&self) -> Option<ClientReset> {

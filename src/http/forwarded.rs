@@ -46,18 +46,47 @@ pub struct UpstreamRequest<'a> {
     /// certificate subject), in order.
     pub added: &'a [&'a FieldList],
     pub request_id: &'a str,
+    /// The trace-context fields: the client's passed on, or the gateway's own.
+    pub trace: TraceFields<'a>,
+}
+
+/// The W3C trace-context fields (`traceparent`, `tracestate`) of an upstream
+/// request. Their values are built by `crate::observe`; this says only where
+/// they go.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum TraceFields<'a> {
+    /// The client's fields go upstream untouched (tracing is not configured).
+    #[default]
+    PassThrough,
+    /// The client's fields are dropped and these sent instead: the gateway takes
+    /// part in the trace.
+    Replace {
+        traceparent: &'a [u8],
+        tracestate: Option<&'a [u8]>,
+    },
+}
+
+/// Where things were written in an upstream request head, so a retry can change
+/// them in place.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamHeadMarks {
+    /// The `Host` value.
+    pub host: Range<usize>,
+    /// The `traceparent` value, when the gateway wrote one.
+    pub traceparent: Option<Range<usize>>,
 }
 
 /// Writes the upstream request head for a client request whose fields are `fields`
 /// into `w` (cleared first). `edit` has the last word on each client field that
-/// survives the hop-by-hop rules. Returns where the `Host` value was written, so a
-/// retry to another endpoint can put that endpoint's there.
+/// survives the hop-by-hop rules. Returns where the `Host` and `traceparent`
+/// values were written, so a retry to another endpoint can put that endpoint's
+/// host and its own span there.
 pub fn write_upstream_request(
     w: &mut Vec<u8>,
     fields: &dyn HeaderLookup,
     req: &UpstreamRequest<'_>,
     mut edit: impl FnMut(&[u8], &[u8]) -> HeaderEdit,
-) -> Range<usize> {
+) -> UpstreamHeadMarks {
     w.clear();
     w.extend_from_slice(if req.method.is_empty() {
         b"GET"
@@ -78,8 +107,15 @@ pub fn write_upstream_request(
 
     let connection = connection_tokens(fields);
     let mut forwarded_for: Vec<&[u8]> = Vec::new();
+    let replace_trace = matches!(req.trace, TraceFields::Replace { .. });
     fields.each(&mut |name, value| {
         if is_hop_by_hop(name) || (!connection.is_empty() && connection.contains(name)) {
+            return;
+        }
+        if replace_trace
+            && (name.eq_ignore_ascii_case(b"traceparent")
+                || name.eq_ignore_ascii_case(b"tracestate"))
+        {
             return;
         }
         if name.eq_ignore_ascii_case(b"x-forwarded-for") {
@@ -127,9 +163,22 @@ pub fn write_upstream_request(
         w.extend_from_slice(b"connection: upgrade\r\n");
         header(w, b"upgrade", protocol);
     }
+    let mut traceparent = None;
+    if let TraceFields::Replace {
+        traceparent: value,
+        tracestate,
+    } = req.trace
+    {
+        let at = w.len() + b"traceparent: ".len();
+        header(w, b"traceparent", value);
+        traceparent = Some(at..at + value.len());
+        if let Some(state) = tracestate {
+            header(w, b"tracestate", state);
+        }
+    }
     framing(w, req.body);
     w.extend_from_slice(b"\r\n");
-    host
+    UpstreamHeadMarks { host, traceparent }
 }
 
 /// Writes the client response head for the upstream response `resp` into `w`;

@@ -11,6 +11,7 @@
 
 mod body;
 mod chunked;
+mod client;
 mod error;
 mod fields;
 mod forwarded;
@@ -25,10 +26,12 @@ mod status;
 
 pub use body::{decode_whole, BodyProgress};
 pub use chunked::{ChunkedError, ChunkedScanner};
+pub use client::write_request_head;
 pub use error::HttpError;
 pub use fields::{remove_from_map, FieldList, FieldRanges, HeaderLookup};
 pub use forwarded::{
-    finish_head, write_client_response, write_upstream_request, HeaderEdit, UpstreamRequest,
+    finish_head, write_client_response, write_upstream_request, HeaderEdit, TraceFields,
+    UpstreamHeadMarks, UpstreamRequest,
 };
 pub use framing::{write_chunk_head, write_last_chunk, CHUNK_END};
 pub use headers::{is_hop_by_hop, ConnectionTokens};

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::TrySendError;
 
+use crate::observe::metrics::{PolicyResult, PolicySeries};
 use crate::observe::Counters;
 
 use super::lease::{Lease, Report, Take};
@@ -107,13 +108,15 @@ impl LocalLimiter {
 
     /// Checks `policies` (indices into `settings.policies`, most specific first) in
     /// order. The first refusal answers; the policies after it spend nothing. Each
-    /// policy passed is offered to `least` for the `RateLimit` fields.
+    /// policy passed is offered to `least` for the `RateLimit` fields. Each
+    /// decision is counted in `decisions` (by policy index).
     pub fn check(
         &self,
         settings: &RateLimitSettings,
         policies: &[usize],
         facts: &RequestFacts<'_>,
         counters: &Counters,
+        decisions: &[Rc<PolicySeries>],
         least: &mut LeastRemaining,
     ) -> Result<(), Denial> {
         if policies.is_empty() {
@@ -164,6 +167,9 @@ impl LocalLimiter {
                     provisional,
                 } => {
                     Counters::bump(&counters.ratelimit_allowed);
+                    if let Some(d) = decisions.get(index) {
+                        d.record(PolicyResult::Allowed as usize);
+                    }
                     if provisional {
                         Counters::bump(&counters.ratelimit_provisional);
                     }
@@ -175,6 +181,9 @@ impl LocalLimiter {
                 }
                 Take::Denied { wait } => {
                     Counters::bump(&counters.ratelimit_denied);
+                    if let Some(d) = decisions.get(index) {
+                        d.record(PolicyResult::Denied as usize);
+                    }
                     return Err(Denial {
                         policy: index,
                         retry_after_secs: retry_after_secs(wait),

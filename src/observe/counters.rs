@@ -40,6 +40,17 @@ macro_rules! counters {
             pub fn values(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
             }
+
+            /// `(name, value)` pairs summed over `all` (workers and side threads).
+            pub fn totals<'a>(all: impl IntoIterator<Item = &'a PublishedCounters>) -> Vec<(&'static str, u64)> {
+                let mut totals = PublishedCounters::default().values();
+                for p in all {
+                    for (total, (_, v)) in totals.iter_mut().zip(p.values()) {
+                        total.1 += v;
+                    }
+                }
+                totals
+            }
         }
     };
 }
@@ -208,6 +219,16 @@ counters! {
     auth_cache_hits,
     /// Requests refused by authentication (401, 400, 503).
     auth_rejected,
+    /// Sampled spans dropped because the exporter's queue was full (workers).
+    trace_spans_dropped,
+    /// Spans the OTLP collector accepted (exporter thread).
+    trace_spans_exported,
+    /// Spans lost because their export request failed (exporter thread).
+    trace_spans_failed,
+    /// Export requests the collector accepted (exporter thread).
+    trace_exports,
+    /// Export requests that failed: no connection, a timeout, or a non-2xx answer.
+    trace_export_failures,
 }
 
 impl Counters {

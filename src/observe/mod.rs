@@ -1,15 +1,24 @@
-//! Observation of what the gateway does: per-worker counters, the access log, and
-//! the trace context a request carries.
+//! Observation of what the gateway does: per-worker counters and metrics
+//! (`metrics/`, rendered on `/metrics`), the access log, the trace context a
+//! request carries, and the export of its spans.
 //!
 //! Workers only ever touch their own counters and log buffer (no atomics, no locks
 //! per request); the control thread reads published copies.
 
 mod access_log;
 mod counters;
+pub mod metrics;
+mod settings;
+mod spans;
 mod trace;
 
 pub use access_log::{
     utc_timestamp, AccessLogBuffer, AccessLogTarget, AccessLogWriter, AccessRecord,
 };
 pub use counters::{Counters, PublishedCounters};
-pub use trace::TraceContext;
+pub use settings::{AccessLogFormat, OtlpEndpoint, TracingSettings};
+pub use spans::{request_spans, RequestFacts, SpanBuffer, SpanExporter, SpanRecord};
+pub use trace::{
+    parse_traceparent, parse_tracestate, set_parent_id, TraceContext, TraceIds, Traceparent,
+    TrySpan, TRACEPARENT_LEN,
+};

@@ -4,10 +4,11 @@
 
 use std::ops::ControlFlow;
 
-use crate::auth::{self, Caller, Outbound, RequestParts};
+use crate::auth::{self, Caller, Outbound, Rejection, RequestParts};
 use crate::config::{Route, Snapshot};
 use crate::downstream::Downstream;
 use crate::http::LocalReply;
+use crate::observe::metrics::AuthResult;
 use crate::transform::preflight_method;
 
 use super::context::RequestCtx;
@@ -22,9 +23,10 @@ pub fn strip_identity<D: Downstream>(snap: &Snapshot, d: &mut D) {
 }
 
 /// Verifies the caller with the route's provider; the verified caller goes into
-/// the context. A refusal answers 401 (with its challenge), 400 or 503. A CORS
-/// preflight passes unauthenticated where the route says `cors_preflight = "bypass"`
-/// (to an upstream that answers CORS itself).
+/// the context. A refusal answers 401 (with its challenge), 400 or 503. The
+/// provider's decision is counted by result. A CORS preflight passes
+/// unauthenticated (and uncounted: nothing was decided) where the route says
+/// `cors_preflight = "bypass"` (to an upstream that answers CORS itself).
 pub fn authenticate<D: Downstream>(
     worker: &Worker,
     generation: &Generation,
@@ -42,10 +44,26 @@ pub fn authenticate<D: Downstream>(
         headers: d,
         query: ctx.target.as_ref().and_then(|t| t.query.as_deref()),
     };
-    match generation
+    let decision =
+        generation
+            .auth
+            .authenticate(&snap.auth, route.auth.as_ref(), &parts, &worker.counters);
+    if let Some(series) = route
         .auth
-        .authenticate(&snap.auth, route.auth.as_ref(), &parts, &worker.counters)
+        .as_ref()
+        .and_then(|a| generation.metrics.auth(a.provider))
     {
+        let result = match &decision {
+            Ok(Some(_)) => AuthResult::Allowed,
+            Ok(None) => AuthResult::Anonymous,
+            Err(Rejection::Missing) => AuthResult::Missing,
+            Err(Rejection::InvalidToken(_)) => AuthResult::InvalidToken,
+            Err(Rejection::InvalidRequest(_)) => AuthResult::InvalidRequest,
+            Err(Rejection::NoKeys) => AuthResult::Unavailable,
+        };
+        series.record(result as usize);
+    }
+    match decision {
         Ok(caller) => {
             ctx.caller = caller;
             ControlFlow::Continue(())

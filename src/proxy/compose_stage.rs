@@ -25,6 +25,8 @@ pub async fn compose<D: Downstream>(
         balancer: &generation.balancer,
         breakers: &generation.breakers,
         counters: &generation.compose,
+        metrics: &generation.metrics,
+        trace_ids: &worker.trace_ids,
     };
     let (path, query) = match &ctx.target {
         Some(t) => (t.path.as_str(), t.query.as_deref()),
@@ -36,10 +38,14 @@ pub async fn compose<D: Downstream>(
         query,
         authority: ctx.authority.as_deref(),
         caller: ctx.caller.as_deref(),
+        trace: ctx.trace.as_ref(),
     };
     let composed = compose::run(&fanout, route, plan, &request, d).await;
     ctx.attempts += composed.attempts;
     ctx.failure = composed.failure;
+    if let Some(trace) = ctx.trace.as_mut() {
+        trace.tries.extend(composed.spans);
+    }
     match composed.reply {
         Some(local) => reply(ctx, d, &local).await,
         None => {

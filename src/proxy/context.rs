@@ -1,7 +1,7 @@
 //! The request context: the life of one request as data (what Pingora calls CTX
 //! and Envoy StreamInfo). Created when a request starts, filled by the stages,
-//! read once at the end by the access log and the counters (and, later, metrics
-//! and spans), so no stage passes loose parameters to another.
+//! read once at the end by the access log, the counters, the metrics and the
+//! spans, so no stage passes loose parameters to another.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::auth::Caller;
 use crate::http::FieldList;
 use crate::limit::LeastRemaining;
+use crate::observe::metrics::MethodClass;
 use crate::observe::TraceContext;
 use crate::route::NormalizedTarget;
 use crate::upstream::FailureSource;
@@ -19,7 +20,9 @@ use super::request_id::RequestId;
 /// One request's state, from its head to its last byte.
 pub struct RequestCtx {
     pub id: RequestId,
-    /// The W3C trace context (empty until tracing is configured).
+    /// The method's class, for the metrics (read when the request starts).
+    pub method: MethodClass,
+    /// The W3C trace context (with `[tracing]`).
     pub trace: Option<TraceContext>,
     /// The normalized target: what routes match and what goes upstream.
     pub target: Option<NormalizedTarget>,
@@ -31,11 +34,15 @@ pub struct RequestCtx {
     pub caller: Option<Rc<Caller>>,
     /// The rate-limit policy with the least remaining, for the `RateLimit` fields.
     pub quota: LeastRemaining,
+    /// The rate-limit policy that refused the request (429), by index.
+    pub ratelimit_denied: Option<usize>,
     /// Fields added to whatever response this request gets (e.g. `RateLimit`).
     pub response_fields: FieldList,
     pub timings: Timings,
     /// Upstream attempts made (a replay on a fresh connection counts).
     pub attempts: u32,
+    /// The upstream forwarded to (index in the generation's snapshot).
+    pub upstream_index: Option<usize>,
     /// The endpoint that was (last) tried.
     pub upstream: Option<SocketAddr>,
     /// The status sent (or logged: 499 when the client went away first).
@@ -66,6 +73,8 @@ pub struct Timings {
     pub received: Instant,
     /// A route was chosen.
     pub routed: Option<Instant>,
+    /// The last upstream try started.
+    pub upstream_started: Option<Instant>,
     /// A new upstream connection was established (none when a pooled one was used).
     pub upstream_connected: Option<Instant>,
     /// The upstream response head was complete.
@@ -79,21 +88,25 @@ impl RequestCtx {
     pub fn new(id: RequestId) -> Self {
         RequestCtx {
             id,
+            method: MethodClass::Other,
             trace: None,
             target: None,
             authority: None,
             route: None,
             caller: None,
             quota: LeastRemaining::default(),
+            ratelimit_denied: None,
             response_fields: FieldList::new(),
             timings: Timings {
                 received: Instant::now(),
                 routed: None,
+                upstream_started: None,
                 upstream_connected: None,
                 upstream_first_byte: None,
                 last_byte: None,
             },
             attempts: 0,
+            upstream_index: None,
             upstream: None,
             status: 0,
             failure: None,

@@ -13,9 +13,10 @@ use crate::downstream::h2::DuplexBody;
 use crate::downstream::{BodyError, Downstream};
 use crate::http::{
     grpc, write_chunk_head, write_last_chunk, write_upstream_request, BodyFraming, FieldList,
-    HeaderEdit, HeaderLookup, UpstreamRequest, CHUNK_END,
+    HeaderEdit, HeaderLookup, TraceFields, UpstreamHeadMarks, UpstreamRequest, CHUNK_END,
 };
-use crate::observe::Counters;
+use crate::observe::metrics::{OverflowLimit, TryOutcome, UpstreamSeries};
+use crate::observe::{set_parent_id, Counters, TrySpan};
 use crate::route;
 use crate::upstream::{
     record_outcome, Breaker, BreakerLimit, ExchangeError, FailureSource, HashKey, InFlight,
@@ -46,16 +47,18 @@ pub async fn forward<D: Downstream>(
     ctx: &mut RequestCtx,
     d: &mut D,
 ) {
-    let (Some(upstream), Some(breaker)) = (
+    let (Some(upstream), Some(breaker), Some(series)) = (
         generation.snapshot.upstreams.get(index),
         generation.breakers.get(index),
+        generation.metrics.upstream(index),
     ) else {
         let missing = replies::internal("route names a missing upstream", &ctx.id);
         return reply(ctx, d, &missing).await;
     };
+    ctx.upstream_index = Some(index);
     let _in_flight = match breaker.admit_request() {
         Ok(admitted) => admitted,
-        Err(limit) => return overflow(worker, ctx, d, limit).await,
+        Err(limit) => return overflow(worker, series, ctx, d, limit).await,
     };
     // Read from the head now: pulling the body (below) consumes it.
     let hash = hash_key(upstream, d);
@@ -64,18 +67,22 @@ pub async fn forward<D: Downstream>(
     let upgrade = websocket::upgrade_of(route, d);
     let mut endpoint = choose(worker, generation, index, upstream, hash, &Tried::default());
     let mut head = worker.head_buffer();
-    let mut host = write_request_head(&mut head, generation, route, endpoint, upgrade, ctx, d);
+    let marks = write_request_head(&mut head, generation, route, endpoint, upgrade, ctx, d);
+    let mut host = marks.host;
     let head_len = head.len();
+    // The route's timeout (or a gRPC call's shorter deadline) covers the whole
+    // exchange, reading a body to buffer included.
+    let deadline = call_deadline(route, ctx, d);
     // Body bytes that came with the head go out in the same write; with retries, a
     // small body is read whole first, so it can be sent again.
-    if let Err(e) = take_body(route, d, &mut head, head_len).await {
+    if let Err(e) = take_body(route, d, &mut head, head_len, deadline).await {
         worker.give_head_buffer(head);
         return body_failed(ctx, d, e).await;
     }
     let mut tries = Tries {
         idempotent,
         body_whole: d.is_complete(),
-        deadline: call_deadline(route, ctx, d),
+        deadline,
         retries: 0,
         tried: Tried::default(),
     };
@@ -91,6 +98,17 @@ pub async fn forward<D: Downstream>(
     let exchanged = loop {
         ctx.attempts += 1;
         ctx.upstream = Some(endpoint.addr);
+        let started = Instant::now();
+        ctx.timings.upstream_started = Some(started);
+        start_try_span(
+            worker,
+            ctx,
+            &mut head,
+            marks.traceparent.as_ref(),
+            index,
+            endpoint,
+            started,
+        );
         let try_deadline = route
             .retry
             .as_ref()
@@ -113,6 +131,7 @@ pub async fn forward<D: Downstream>(
             None => exchanger.exchange(upstream, endpoint, request, d).await,
         };
         generation.balancer.finished(endpoint.id);
+        observe_try(generation, series, endpoint, started, &result, ctx);
         // A retry is in flight from its decision to the end of its try.
         drop(retrying.take());
         let outcome = match &result {
@@ -133,9 +152,9 @@ pub async fn forward<D: Downstream>(
                 continue;
             }
         }
-        let Some((wait, admitted)) =
-            next_try(worker, generation, breaker, route, ctx, &result, &tries)
-        else {
+        let Some((wait, admitted)) = next_try(
+            worker, generation, breaker, series, route, ctx, &result, &tries,
+        ) else {
             break result;
         };
         retrying = Some(admitted);
@@ -144,6 +163,7 @@ pub async fn forward<D: Downstream>(
         monoio::time::sleep(wait).await;
         tries.retries += 1;
         Counters::bump(&worker.counters.upstream_retries);
+        series.record_retry();
         tries.tried.push(endpoint.id);
         let next = choose(worker, generation, index, upstream, hash, &tries.tried);
         if next.authority != endpoint.authority && !(route.preserve_host && ctx.authority.is_some())
@@ -164,11 +184,15 @@ pub async fn forward<D: Downstream>(
             websocket::tunnel(worker, ctx, d, response, idle).await;
         }
         Ok(mut response) => {
+            // The kept try's span lasts until the answer is relayed.
+            if let Some(kept) = ctx.trace.as_mut().and_then(|t| t.tries.last_mut()) {
+                kept.ended = None;
+            }
             response.set_read_timeout(route.timeout);
             transform_stage::response_head(route, ctx, d, &mut response);
             relay(worker, ctx, d, response, duplex.as_mut()).await;
         }
-        Err(e) => fail(worker, ctx, d, e).await,
+        Err(e) => fail(worker, series, ctx, d, e).await,
     }
     worker.give_head_buffer(head);
 }
@@ -210,14 +234,81 @@ struct Tries {
     tried: Tried,
 }
 
+/// With trace context: gives the try its own span ID, which goes upstream as the
+/// parent in `traceparent` (rewritten in place in `head`), and, when sampled,
+/// opens its client span.
+fn start_try_span(
+    worker: &Worker,
+    ctx: &mut RequestCtx,
+    head: &mut [u8],
+    traceparent: Option<&Range<usize>>,
+    upstream: usize,
+    endpoint: &Endpoint,
+    started: Instant,
+) {
+    let (Some(trace), Some(at)) = (ctx.trace.as_mut(), traceparent) else {
+        return;
+    };
+    let span_id = worker.trace_ids.span_id();
+    if let Some(value) = head.get_mut(at.clone()) {
+        set_parent_id(value, &span_id);
+    }
+    if trace.sampled() {
+        trace.tries.push(TrySpan {
+            span_id,
+            started,
+            ended: None,
+            upstream,
+            endpoint: endpoint.addr,
+            attempt: ctx.attempts,
+            status: None,
+            failure: None,
+            part: None,
+        });
+    }
+}
+
+/// Records how a try ended: its endpoint's and upstream's series, and its span.
+fn observe_try(
+    generation: &Generation,
+    series: &UpstreamSeries,
+    endpoint: &Endpoint,
+    started: Instant,
+    result: &retry::TryResult,
+    ctx: &mut RequestCtx,
+) {
+    let outcome = match result {
+        Ok(_) => TryOutcome::Response,
+        // Refused before anything was sent: counted as an overflow, not a try.
+        Err(e) => match e.source.try_outcome() {
+            Some(outcome) => outcome,
+            None => return,
+        },
+    };
+    let now = Instant::now();
+    series.record_try(now.saturating_duration_since(started));
+    if let Some(e) = generation.metrics.endpoint(endpoint.id) {
+        e.record(outcome);
+    }
+    if let Some(span) = ctx.trace.as_mut().and_then(|t| t.tries.last_mut()) {
+        span.ended = Some(now);
+        match result {
+            Ok(response) => span.status = Some(response.status()),
+            Err(e) => span.failure = Some(e.source.name()),
+        }
+    }
+}
+
 /// Whether the try that ended as `result` is sent again, and after what wait: the
 /// route's policy (`retry.rs`), the deadline, then the upstream's `max_retries` and
 /// retry budget — a refusal by those is counted and named in `x-portico-overflow`.
 /// The retry is in flight while the returned guard lives.
+#[allow(clippy::too_many_arguments)]
 fn next_try<'b>(
     worker: &Worker,
     generation: &Generation,
     breaker: &'b Breaker,
+    series: &UpstreamSeries,
     route: &Route,
     ctx: &mut RequestCtx,
     result: &retry::TryResult,
@@ -240,6 +331,7 @@ fn next_try<'b>(
                 BreakerLimit::RetryBudget => &worker.counters.upstream_retry_budget_exhausted,
                 _ => &worker.counters.upstream_overflow_retries,
             });
+            series.record_overflow(overflow_limit(limit));
             ctx.response_fields
                 .push(b"x-portico-overflow", limit.name().as_bytes());
             None
@@ -282,13 +374,15 @@ fn choose<'u>(
 
 /// Appends the body bytes that came with the head to `head`; with a `retry`
 /// policy of more than one try, also reads a body of at most `buffer_body_bytes`
-/// whole (a larger one streams during the exchange). `head` holds HTTP/1.1 wire
-/// bytes, so a body of unknown length from an HTTP/2 client goes in as chunks.
+/// whole (a larger one streams during the exchange), before `deadline` (the
+/// route's; else 408 as for any slow body). `head` holds HTTP/1.1 wire bytes, so a
+/// body of unknown length from an HTTP/2 client goes in as chunks.
 async fn take_body<D: Downstream>(
     route: &Route,
     d: &mut D,
     head: &mut Vec<u8>,
     head_len: usize,
+    deadline: monoio::time::Instant,
 ) -> Result<(), BodyError> {
     let framing = d.body_framing();
     d.take_buffered(head)?;
@@ -301,7 +395,8 @@ async fn take_body<D: Downstream>(
     }
     let chunks = framing == BodyFraming::EndStream;
     while !d.is_complete() && ((head.len() - head_len) as u64) < cap {
-        match d.next_piece().await? {
+        let next = monoio::time::timeout_at(deadline, d.next_piece()).await;
+        match next.unwrap_or(Err(BodyError::TimedOut))? {
             Some(piece) => {
                 let bytes = &piece.buf[piece.range.clone()];
                 if chunks && !bytes.is_empty() {
@@ -336,7 +431,9 @@ fn retarget(head: &mut Vec<u8>, host: Range<usize>, authority: &[u8]) -> Range<u
 /// `upgrade` the route lets through), `X-Forwarded-*` and `X-Request-Id` set, the
 /// verified caller's identity fields added, the token dropped if the provider says
 /// so, the route's request header rules applied (`transform_stage.rs`), the path
-/// rewritten as the route says. Returns where the `Host` value is.
+/// rewritten as the route says, and with trace context the gateway's `traceparent`
+/// (its span ID set per try) and the `tracestate` it continues. Returns where the
+/// `Host` and `traceparent` values are.
 fn write_request_head<D: Downstream>(
     out: &mut Vec<u8>,
     generation: &Generation,
@@ -345,7 +442,7 @@ fn write_request_head<D: Downstream>(
     upgrade: Option<&[u8]>,
     ctx: &RequestCtx,
     d: &D,
-) -> Range<usize> {
+) -> UpstreamHeadMarks {
     let outbound = auth_stage::outbound(&generation.snapshot, route, ctx.caller.as_deref());
     let (path, query) = match &ctx.target {
         Some(t) => (t.path.as_str(), t.query.as_deref()),
@@ -363,6 +460,7 @@ fn write_request_head<D: Downstream>(
         (true, Some(h)) => h,
         _ => endpoint.authority.as_bytes(),
     };
+    let traceparent = ctx.trace.as_ref().map(|t| t.traceparent(&t.span_id));
     let none = FieldList::new();
     let rules = transform_stage::request_rules(route);
     let mut rendered = FieldList::new();
@@ -388,6 +486,13 @@ fn write_request_head<D: Downstream>(
         upgrade,
         added: &added,
         request_id: ctx.id.as_str(),
+        trace: match (&ctx.trace, &traceparent) {
+            (Some(trace), Some(value)) => TraceFields::Replace {
+                traceparent: value,
+                tracestate: trace.tracestate.as_deref(),
+            },
+            _ => TraceFields::PassThrough,
+        },
     };
     write_upstream_request(out, d, &request, |name, value| {
         if rules.is_some_and(|r| r.drops(name)) {
@@ -505,10 +610,16 @@ async fn relay<D: Downstream>(
 
 /// Answers a failed exchange (the client's own failures included); a client that
 /// went away gets nothing, and its connection closes.
-async fn fail<D: Downstream>(worker: &Worker, ctx: &mut RequestCtx, d: &mut D, e: ExchangeError) {
+async fn fail<D: Downstream>(
+    worker: &Worker,
+    series: &UpstreamSeries,
+    ctx: &mut RequestCtx,
+    d: &mut D,
+    e: ExchangeError,
+) {
     if let FailureSource::Overflow(limit) = e.source {
         ctx.failure = Some(e.source.clone());
-        return overflow(worker, ctx, d, limit).await;
+        return overflow(worker, series, ctx, d, limit).await;
     }
     let status = e.status();
     ctx.failure = Some(e.source.clone());
@@ -534,12 +645,25 @@ async fn fail<D: Downstream>(worker: &Worker, ctx: &mut RequestCtx, d: &mut D, e
 /// `x-portico-overflow`, counted.
 async fn overflow<D: Downstream>(
     worker: &Worker,
+    series: &UpstreamSeries,
     ctx: &mut RequestCtx,
     d: &mut D,
     limit: BreakerLimit,
 ) {
+    series.record_overflow(overflow_limit(limit));
     Counters::bump(limit.counter(&worker.counters));
     reply(ctx, d, &replies::overflow(limit.name(), &ctx.id)).await;
+}
+
+/// The `limit` label of a breaker's refusal.
+fn overflow_limit(limit: BreakerLimit) -> OverflowLimit {
+    match limit {
+        BreakerLimit::MaxConnections => OverflowLimit::MaxConnections,
+        BreakerLimit::MaxPending => OverflowLimit::MaxPending,
+        BreakerLimit::MaxRequests => OverflowLimit::MaxRequests,
+        BreakerLimit::MaxRetries => OverflowLimit::MaxRetries,
+        BreakerLimit::RetryBudget => OverflowLimit::RetryBudget,
+    }
 }
 
 /// The request body could not be read before forwarding: the client's error (408,

@@ -3,9 +3,9 @@
 //! never mixes two configurations. Balancer state, breakers, auth key sets and
 //! composition counters are indexed by the snapshot's own positions; state that must
 //! outlive a snapshot (keep-alive pools, endpoint health and ejections, breaker
-//! counts) lives on the [`Worker`](super::Worker), keyed by identity, and the
-//! generation points at it; so do the rate-limit tables of unchanged policies
-//! (`limit::WorkerLimiter`).
+//! counts, metric series) lives on the [`Worker`](super::Worker), keyed by identity,
+//! and the generation points at it; so do the rate-limit tables of unchanged
+//! policies (`limit::WorkerLimiter`).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use crate::auth::AuthWorker;
 use crate::compose::ComposeCounters;
 use crate::config::Snapshot;
 use crate::limit::{LocalLimiter, WorkerLimiter};
+use crate::observe::metrics::{GenerationMetrics, SeriesNames, WorkerMetrics};
 use crate::upstream::{Balancer, Breaker, UpstreamStates};
 
 pub struct Generation {
@@ -33,15 +34,19 @@ pub struct Generation {
     pub auth: AuthWorker,
     /// Calls and failures of the composed routes and their parts.
     pub compose: ComposeCounters,
+    /// The worker's metric series of this snapshot's routes, upstreams,
+    /// endpoints, providers and policies, by the snapshot's positions.
+    pub metrics: GenerationMetrics,
 }
 
 impl Generation {
     /// Builds a worker's state for version `version`, `snapshot`, over its
-    /// identity-keyed upstream state and rate-limit tables.
+    /// identity-keyed upstream state, metric series and rate-limit tables.
     pub fn new(
         version: u64,
         snapshot: Arc<Snapshot>,
         upstreams: &UpstreamStates,
+        metrics: &WorkerMetrics,
         limiter: &Rc<WorkerLimiter>,
     ) -> Self {
         Generation {
@@ -51,7 +56,38 @@ impl Generation {
             limits: LocalLimiter::new(&snapshot.rate_limits, limiter),
             auth: AuthWorker::new(&snapshot.auth),
             compose: ComposeCounters::new(&snapshot),
+            metrics: metrics.generation(&series_names(&snapshot)),
             snapshot,
         }
+    }
+}
+
+/// The names the snapshot gives its metric series (endpoints by their number).
+fn series_names(snapshot: &Snapshot) -> SeriesNames<'_> {
+    let mut endpoints =
+        vec![("", std::net::SocketAddr::from(([0, 0, 0, 0], 0))); snapshot.endpoint_count];
+    for u in &snapshot.upstreams {
+        for e in &u.endpoints {
+            if let Some(slot) = endpoints.get_mut(e.id) {
+                *slot = (u.name.as_str(), e.addr);
+            }
+        }
+    }
+    SeriesNames {
+        routes: snapshot.routes.iter().map(|r| r.name.as_str()).collect(),
+        upstreams: snapshot.upstreams.iter().map(|u| u.name.as_str()).collect(),
+        endpoints,
+        auth_providers: snapshot
+            .auth
+            .providers
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect(),
+        policies: snapshot
+            .rate_limits
+            .policies
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect(),
     }
 }

@@ -52,12 +52,19 @@ pub fn check<D: Downstream>(
         claims,
     };
     let settings = &generation.snapshot.rate_limits;
-    match generation
-        .limits
-        .check(settings, policies, &facts, &worker.counters, &mut ctx.quota)
-    {
+    match generation.limits.check(
+        settings,
+        policies,
+        &facts,
+        &worker.counters,
+        generation.metrics.policies(),
+        &mut ctx.quota,
+    ) {
         Ok(()) => ControlFlow::Continue(()),
-        Err(denial) => ControlFlow::Break(replies::rate_limited(settings, &denial, &ctx.id)),
+        Err(denial) => {
+            ctx.ratelimit_denied = Some(denial.policy);
+            ControlFlow::Break(replies::rate_limited(settings, &denial, &ctx.id))
+        }
     }
 }
 

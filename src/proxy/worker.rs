@@ -1,17 +1,20 @@
 //! A worker's long-lived state, shared by all its connections on its one thread:
-//! counters, the drain signal, the keep-alive pools and the endpoints' health,
-//! ejections and breaker counts (keyed by identity, so they outlive a generation),
-//! the requests in progress, request IDs, the access-log buffer, and the current
-//! [`Generation`] that new connections pin.
+//! counters and metric series, the drain signal, the idle client connections'
+//! deadlines, the keep-alive pools and the endpoints' health, ejections and breaker
+//! counts (keyed by identity, so they outlive a generation), the requests in
+//! progress, request and trace IDs, the access-log buffer and span buffer, and the
+//! current [`Generation`] that new connections pin.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::config::Snapshot;
-use crate::downstream::DrainSignal;
+use crate::downstream::{DrainSignal, IdleDeadlines};
 use crate::limit::{WorkerLimiter, WorkerLink};
-use crate::observe::{AccessLogBuffer, Counters, PublishedCounters};
+use crate::observe::metrics::{MetricsSnapshot, WorkerGauges, WorkerMetrics};
+use crate::observe::{AccessLogBuffer, Counters, PublishedCounters, SpanBuffer, TraceIds};
 use crate::upstream::{EndpointBoard, Exchanger, H2Pools, UpstreamPools, UpstreamStates};
 
 use super::generation::Generation;
@@ -27,6 +30,8 @@ pub struct Worker {
     pub id: usize,
     pub counters: Counters,
     pub drain: DrainSignal,
+    /// The idle timeouts of client connections waiting without buffers.
+    pub idle: IdleDeadlines,
     pub pools: UpstreamPools,
     /// Multiplexed connections to HTTP/2 upstreams.
     pub h2_pools: H2Pools,
@@ -34,6 +39,12 @@ pub struct Worker {
     pub upstreams: UpstreamStates,
     pub request_ids: RequestIds,
     pub access_log: Option<AccessLogBuffer>,
+    /// Metric series by identity (the generations index into them).
+    pub metrics: WorkerMetrics,
+    /// Trace and span IDs (with `[tracing]`).
+    pub trace_ids: TraceIds,
+    /// Finished sampled spans on their way to the exporter (with an `otlp_endpoint`).
+    pub spans: Option<SpanBuffer>,
     /// Rate-limit tables by policy identity, and the link to the limiter thread.
     pub limiter: Rc<WorkerLimiter>,
     current: RefCell<Rc<Generation>>,
@@ -48,23 +59,30 @@ pub struct Worker {
 impl Worker {
     /// Worker `id`, serving version `version`, `snapshot`, to begin with; `board`
     /// carries health verdicts in and endpoint states out, `limiter` is its link to
-    /// the global limiter thread (when there is one). Its counters go on from
-    /// `counters` (a restarted worker's totals never go backwards).
+    /// the global limiter thread (when there is one), `spans` its way to the span
+    /// exporter. Its counters go on from `counters` (a restarted worker's totals
+    /// never go backwards).
     pub fn new(
         id: usize,
         access_log: Option<AccessLogBuffer>,
+        spans: Option<SpanBuffer>,
         board: Arc<EndpointBoard>,
         (version, snapshot): (u64, Arc<Snapshot>),
         limiter: Option<WorkerLink>,
         counters: &PublishedCounters,
     ) -> Self {
         let upstreams = UpstreamStates::new(id, board);
+        let metrics = WorkerMetrics::default();
         let limiter = Rc::new(WorkerLimiter::new(limiter, upstreams.board().workers()));
-        let generation = Generation::new(version, snapshot, &upstreams, &limiter);
+        let generation = Generation::new(version, snapshot, &upstreams, &metrics, &limiter);
         Worker {
+            metrics,
+            trace_ids: TraceIds::new(id),
+            spans,
             id,
             counters: Counters::resume(counters),
             drain: DrainSignal::default(),
+            idle: IdleDeadlines::default(),
             pools: UpstreamPools::new(),
             h2_pools: H2Pools::new(),
             upstreams,
@@ -114,6 +132,7 @@ impl Worker {
                 version,
                 snapshot,
                 &self.upstreams,
+                &self.metrics,
                 &self.limiter,
             )),
         };
@@ -154,24 +173,48 @@ impl Worker {
         self.h2_pools.close();
     }
 
-    /// The worker tick: close expired idle connections, take new key sets, apply
-    /// health verdicts and end ejections (publishing the endpoints' state).
+    /// The worker tick: close expired idle connections (upstream and client), take
+    /// new key sets, apply health verdicts and end ejections (publishing the
+    /// endpoints' state).
     pub fn tick(&self) {
         self.pools.sweep();
         self.h2_pools.sweep();
+        let now = Instant::now();
+        self.idle.expire(now);
         let generation = self.generation();
         generation.auth.refresh_keys(&generation.snapshot.auth);
         self.upstreams.tick(&generation.balancer);
     }
 
-    /// Hands buffered access-log lines to the writer and copies the counters where
+    /// Hands buffered access-log lines and spans on, and copies the counters where
     /// the admin thread reads them.
     pub fn publish(&self, to: &PublishedCounters) {
         if let Some(log) = &self.access_log {
             log.flush();
             self.counters.access_log_dropped.set(log.dropped());
         }
+        if let Some(spans) = &self.spans {
+            spans.flush(&self.counters);
+        }
         self.counters.publish(to);
+    }
+
+    /// A copy of the metric series for the admin thread, with the gauges read
+    /// now; `connections_open` is the listeners' count of open connections.
+    pub fn metrics_snapshot(&self, connections_open: usize) -> MetricsSnapshot {
+        let generation = self.generation();
+        for u in &generation.snapshot.upstreams {
+            for e in &u.endpoints {
+                if let Some(series) = generation.metrics.endpoint(e.id) {
+                    series.set_idle(self.pools.idle_count(&e.key));
+                }
+            }
+        }
+        self.metrics.snapshot(WorkerGauges {
+            connections_open: connections_open as u64,
+            requests_in_flight: self.in_flight.get() as u64,
+            config_version: generation.version,
+        })
     }
 }
 

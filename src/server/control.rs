@@ -36,6 +36,10 @@ pub struct Control<'a> {
     pub reloads: &'a mut Reloads,
     pub threads: Threads<'a>,
     pub access_log: Option<&'a crate::observe::AccessLogWriter>,
+    /// The span exporter (lent, as the access-log writer is, for restarts).
+    pub spans: Option<&'a crate::observe::SpanExporter>,
+    /// Each worker's metric series (a restarted worker goes on from its own).
+    pub metrics: &'a [Arc<crate::observe::metrics::PublishedMetrics>],
     /// Each worker's composition counters (for a worker restarted).
     pub compose: &'a [Arc<crate::compose::PublishedCompose>],
     pub config_path: &'a Path,
@@ -143,6 +147,8 @@ fn restart_dead_workers(c: &mut Control<'_>) {
             compose: c.compose,
             board: c.threads.board,
             access_log: c.access_log,
+            spans: c.spans,
+            metrics: c.metrics,
         };
         match c.threads.workers.restart(id, configuration, &shared) {
             Ok(()) => tracing::info!("worker {id} restarted on version {}", running.number),

@@ -100,7 +100,7 @@ impl DescriptorEstimate {
     }
 
     /// The largest `max_connections_per_worker` that fits in `limit`.
-    fn connections_that_fit(&self, limit: u64) -> u64 {
+    pub fn connections_that_fit(&self, limit: u64) -> u64 {
         let fixed_per_worker =
             self.per_worker() - self.client_connections - self.upstream_connections;
         let per_connection = if self.upstream_connections > 0 { 2 } else { 1 };
@@ -151,6 +151,25 @@ pub fn check_limit(snapshot: &Snapshot, workers: usize) -> Result<(), String> {
         }
         FdLimitPolicy::Refuse => Err(format!("{message} ([server] fd_limit = \"refuse\")")),
     }
+}
+
+/// The descriptor limit `portico run` will have once it raised its soft limit: the
+/// hard `RLIMIT_NOFILE` (capped by `fs.nr_open` when unlimited). Changes nothing.
+///
+/// Errors: getrlimit(2) failing.
+pub fn usable_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if lim.rlim_max == libc::RLIM_INFINITY {
+        return Ok(nr_open().unwrap_or(lim.rlim_cur));
+    }
+    Ok(lim.rlim_max.max(lim.rlim_cur))
 }
 
 struct Raised {

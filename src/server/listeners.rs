@@ -11,7 +11,9 @@
 //! way with a spare descriptor ([`FdShortage`]), and the loop backs off.
 //!
 //! On a TLS listener each accepted connection runs its handshake in its own task,
-//! bounded by the listener's `handshake_timeout_ms`, before it is served.
+//! bounded by the listener's `handshake_timeout_ms`, which then starts the task that
+//! serves it: an idle connection's task (kept as long as the connection lives) holds
+//! neither the handshake's state nor, for plaintext, room for it.
 //!
 //! When the worker drains, or a reload removes the listener's address, the loop
 //! stops, takes the connections already waiting in the listener's queue (the kernel
@@ -33,10 +35,10 @@ use std::time::Duration;
 use monoio::io::{AsyncWriteRentExt, Canceller};
 use monoio::net::{TcpListener, TcpStream};
 
-use crate::downstream::ConnInfo;
+use crate::downstream::{h1, ConnInfo};
 use crate::http::{FieldList, OVERLOADED, OVERLOADED_NO_FD};
 use crate::observe::Counters;
-use crate::proxy::Worker;
+use crate::proxy::{Gateway, Worker};
 use crate::tls;
 
 use crate::config::{Snapshot, TlsListener};
@@ -123,8 +125,63 @@ pub async fn accept_loop(
     kind: ListenerKind,
     close: &DrainSignal,
 ) {
-    let worker = acceptor.worker.clone();
     let kind = Kind { addr, kind };
+    let in_flight = acceptor
+        .worker
+        .generation()
+        .snapshot
+        .server
+        .runtime
+        .accepts_in_flight;
+    if in_flight <= 1 {
+        accept_each(&acceptor, listener, kind, close).await;
+    } else {
+        // `[server.runtime] accepts_in_flight`: as many loops, each with one accept
+        // waiting, on the same listener; all end on the drain.
+        tracing::info!(
+            "worker {} accepts on {addr} with {in_flight} accepts in flight",
+            acceptor.worker.id
+        );
+        let loops = (0..in_flight)
+            .map(|_| accept_each(&acceptor, listener, kind, close))
+            .collect();
+        join_all(loops).await;
+    }
+    take_waiting(&acceptor, listener, kind);
+}
+
+/// Polls `loops` together until every one has ended.
+async fn join_all<F: std::future::Future<Output = ()>>(loops: Vec<F>) {
+    let mut loops: Vec<Option<std::pin::Pin<Box<F>>>> =
+        loops.into_iter().map(|f| Some(Box::pin(f))).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for slot in loops.iter_mut() {
+            if let Some(f) = slot {
+                if f.as_mut().poll(cx).is_ready() {
+                    *slot = None;
+                } else {
+                    pending = true;
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await
+}
+
+/// One accept at a time on `listener` until the worker drains or `close` is raised.
+async fn accept_each(
+    acceptor: &Rc<Acceptor>,
+    listener: &TcpListener,
+    kind: Kind,
+    close: &DrainSignal,
+) {
+    let worker = acceptor.worker.clone();
     let mut shortage = FdShortage::new();
     // One for the loop's life: each accept registers with it (no allocation), and
     // the drain cancels the one in flight.
@@ -140,7 +197,7 @@ pub async fn accept_loop(
                 // simply dropping the operation would leak it unanswered.
                 let _ = canceller.cancel();
                 if let Ok((stream, peer)) = accept.await {
-                    start_connection(&acceptor, stream, peer, kind);
+                    start_connection(acceptor, stream, peer, kind);
                 }
                 break;
             }
@@ -149,12 +206,12 @@ pub async fn accept_loop(
             Ok((stream, peer)) => {
                 shortage.recovered();
                 let _ = stream.set_nodelay(true);
-                start_connection(&acceptor, stream, peer, kind);
+                start_connection(acceptor, stream, peer, kind);
             }
             Err(e) if is_fd_exhaustion(&e) => {
                 Counters::bump(&worker.counters.accept_fd_exhausted);
                 shortage.note_failure(worker.id, &e);
-                if !serve_while_short(&acceptor, listener, kind, close, &mut shortage).await {
+                if !serve_while_short(acceptor, listener, kind, close, &mut shortage).await {
                     break;
                 }
             }
@@ -165,7 +222,6 @@ pub async fn accept_loop(
             }
         }
     }
-    take_waiting(&acceptor, listener, kind);
 }
 
 /// Where a connection was accepted: the configured address and what it speaks.
@@ -202,27 +258,24 @@ fn start_connection(acceptor: &Rc<Acceptor>, stream: TcpStream, peer: SocketAddr
     }
     Counters::bump(&worker.counters.connections_accepted);
     acceptor.active.set(acceptor.active.get() + 1);
-    let acceptor = acceptor.clone();
-    monoio::spawn(async move {
-        let served = guard(async {
-            match kind.kind {
-                ListenerKind::Plain => {
-                    protocol::serve_plain(&acceptor.worker, stream, ConnInfo::plain(peer)).await;
-                }
-                ListenerKind::Tls => serve_tls(&acceptor, stream, peer, kind.addr).await,
-            }
-        });
-        if let Err(panic) = served.await {
-            let worker = &acceptor.worker;
-            Counters::bump(&worker.counters.worker_panics);
-            tracing::error!(
-                worker = worker.id,
-                %peer,
-                "a panic while serving a connection closed it (the worker goes on): {panic}"
-            );
+    // `serve` takes the connection off the count when it ends.
+    match kind.kind {
+        ListenerKind::Plain if !worker.generation().snapshot.server.http2.h2c => {
+            let conn = Box::new(h1::ClientConn::new(stream, ConnInfo::plain(peer)));
+            monoio::spawn(serve(acceptor.clone(), conn, peer));
         }
-        acceptor.active.set(acceptor.active.get() - 1);
-    });
+        ListenerKind::Plain => {
+            monoio::spawn(serve_h2c_or_h1(acceptor.clone(), stream, peer));
+        }
+        ListenerKind::Tls => {
+            monoio::spawn(handshake_then_serve(
+                acceptor.clone(),
+                stream,
+                peer,
+                kind.addr,
+            ));
+        }
+    }
 }
 
 /// Out of descriptors: until one is free again, waits for clients (a poll needs no
@@ -310,22 +363,112 @@ fn accept_now(listener: &TcpListener) -> std::io::Result<(std::net::TcpStream, S
     std.accept()
 }
 
-/// Handshakes, then serves; failures and timeouts are counted and logged at debug.
+/// Serves one connection with the worker's current generation, then takes it off
+/// the count of open connections. A panic while serving closes this connection
+/// only (counted as `worker_panics`, logged); the worker goes on.
+async fn serve<S: h1::Io>(acceptor: Rc<Acceptor>, conn: Box<h1::ClientConn<S>>, peer: SocketAddr) {
+    let worker = acceptor.worker.clone();
+    let served = guard(async {
+        let gateway = Gateway::for_connection(worker.clone());
+        let server = &gateway.generation.snapshot.server;
+        let runtime = &server.runtime;
+        let conn = conn.with_buffers(runtime.read_buffer_bytes, runtime.write_buffer_bytes);
+        h1::serve(conn, &server.limits, &worker.drain, &worker.idle, &gateway).await;
+    });
+    if let Err(panic) = served.await {
+        panicked(&worker, peer, &panic);
+    }
+    acceptor.active.set(acceptor.active.get() - 1);
+}
+
+fn panicked(worker: &Worker, peer: SocketAddr, panic: &str) {
+    Counters::bump(&worker.counters.worker_panics);
+    tracing::error!(
+        worker = worker.id,
+        %peer,
+        "a panic while serving a connection closed it (the worker goes on): {panic}"
+    );
+}
+
+/// Handshakes, then serves the connection in a task of its own (see the module's
+/// comment); a connection whose handshake failed is taken off the count here.
+/// A plaintext connection on a worker whose generation has `h2c` on: HTTP/2 when
+/// its first bytes are the preface, else HTTP/1.1 with those bytes already read
+/// (`protocol.rs`). Taken off the count when it ends.
+async fn serve_h2c_or_h1(acceptor: Rc<Acceptor>, stream: TcpStream, peer: SocketAddr) {
+    let info = ConnInfo::plain(peer);
+    let worker = acceptor.worker.clone();
+    let timeout = worker
+        .generation()
+        .snapshot
+        .server
+        .limits
+        .header_read_timeout;
+    match guard(protocol::sniff_h2c(&worker, stream, info, timeout)).await {
+        Ok(Some(conn)) => serve(acceptor, Box::new(conn), peer).await,
+        Ok(None) => acceptor.active.set(acceptor.active.get() - 1),
+        Err(panic) => {
+            panicked(&worker, peer, &panic);
+            acceptor.active.set(acceptor.active.get() - 1);
+        }
+    }
+}
+
+/// Serves an HTTP/2 connection (ALPN `h2`) with the worker's current generation,
+/// then takes it off the count; a panic closes this connection only.
+async fn serve_h2(
+    acceptor: Rc<Acceptor>,
+    stream: tls::TlsStream<rustls::ServerConnection>,
+    info: ConnInfo,
+) {
+    let worker = acceptor.worker.clone();
+    let peer = info.peer;
+    if let Err(panic) = guard(protocol::serve_h2(&worker, stream, Vec::new(), info)).await {
+        panicked(&worker, peer, &panic);
+    }
+    acceptor.active.set(acceptor.active.get() - 1);
+}
+
 /// `addr` names the TLS listener (its settings in the current generation).
-async fn serve_tls(acceptor: &Acceptor, stream: TcpStream, peer: SocketAddr, addr: SocketAddr) {
+async fn handshake_then_serve(
+    acceptor: Rc<Acceptor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    addr: SocketAddr,
+) {
+    match guard(handshake(&acceptor, stream, peer, addr)).await {
+        Ok(Some((stream, info))) if stream.session().alpn_protocol() == Some(b"h2") => {
+            monoio::spawn(serve_h2(acceptor, stream, info));
+        }
+        Ok(Some((stream, info))) => {
+            let conn = Box::new(h1::ClientConn::new(stream, info));
+            monoio::spawn(serve(acceptor, conn, peer));
+        }
+        Ok(None) => acceptor.active.set(acceptor.active.get() - 1),
+        Err(panic) => {
+            panicked(&acceptor.worker, peer, &panic);
+            acceptor.active.set(acceptor.active.get() - 1);
+        }
+    }
+}
+
+/// The TLS handshake within the listener's `handshake_timeout_ms`: the stream
+/// (ALPN says which protocol follows), with what the handshake says about the
+/// client, or `None` when it failed (counted, and logged at debug).
+async fn handshake(
+    acceptor: &Acceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    addr: SocketAddr,
+) -> Option<(tls::TlsStream<rustls::ServerConnection>, ConnInfo)> {
     let worker = &acceptor.worker;
     let snapshot = worker.generation().snapshot.clone();
-    let Some(listener) = snapshot
+    let listener = snapshot
         .server
         .tls
         .iter()
-        .find(|t| t.settings.listen == addr)
-    else {
-        return;
-    };
-    let Some(config) = acceptor.tls_config(addr) else {
-        return;
-    };
+        .find(|t| t.settings.listen == addr)?;
+    let config = acceptor.tls_config(addr)?;
     let timeout = listener.settings.handshake_timeout;
     match monoio::time::timeout(timeout, tls::accept(stream, config)).await {
         Ok(Ok(stream)) => {
@@ -348,15 +491,17 @@ async fn serve_tls(acceptor: &Acceptor, stream: TcpStream, peer: SocketAddr, add
                 secure: true,
                 client_subject,
             };
-            protocol::serve_tls(worker, stream, info).await;
+            Some((stream, info))
         }
         Ok(Err(e)) => {
             Counters::bump(&worker.counters.tls_handshake_failures);
             tracing::debug!(worker = worker.id, %peer, error = %e, "TLS handshake failed");
+            None
         }
         Err(_) => {
             Counters::bump(&worker.counters.tls_handshake_failures);
             tracing::debug!(worker = worker.id, %peer, "TLS handshake timed out");
+            None
         }
     }
 }

@@ -5,8 +5,8 @@
 //!
 //! Start-up (docs/operations.md, "Start-up"): signal handlers; the descriptor
 //! limit; the check that no other process listens on our addresses (skipped with
-//! `--takeover`); the side threads (access log, JWKS fetchers, rate limiter,
-//! health-check prober, admin listener); the workers (runtime, state,
+//! `--takeover`); the side threads (access log, span exporter, JWKS fetchers,
+//! rate limiter, health-check prober, admin listener); the workers (runtime, state,
 //! certificates); then the data listeners.
 //!
 //! While serving (docs/control-plane.md): the control thread reloads the whole
@@ -45,11 +45,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+pub use descriptors::{usable_limit, DescriptorEstimate};
+pub use layout::cores_within;
+
 use crossbeam_channel::unbounded;
 
 use crate::admin::{ConfigApi, ConfigView, Phase};
 use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
+use crate::observe::metrics::PublishedMetrics;
 use crate::observe::PublishedCounters;
 use crate::upstream::EndpointBoard;
 use listeners::ListenerKind;
@@ -73,7 +77,7 @@ pub struct RunOptions {
 pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
     // First, so that a stop signal during start-up is kept rather than fatal.
     let signals = signals::start(snapshot.server.drain_timeout)?;
-    let cores = layout::worker_cores(snapshot.server.workers, snapshot.server.pin_workers);
+    let cores = layout::worker_cores(&snapshot.server)?;
     descriptors::check_limit(&snapshot, cores.len())?;
     let plan = listeners::listen_plan(&snapshot);
     check_addresses(&plan, snapshot.admin, options)?;
@@ -85,6 +89,8 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
         .iter()
         .map(|_| Arc::new(PublishedCompose::new(&snapshot)))
         .collect();
+    let published_metrics: Vec<Arc<PublishedMetrics>> =
+        cores.iter().map(|_| Arc::default()).collect();
     // Endpoint health verdicts in, endpoint states out: prober, workers and admin.
     let board = Arc::new(EndpointBoard::new(&snapshot, cores.len()));
     // The control thread's side: admin calls in, `/config` and its counters out.
@@ -98,13 +104,21 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
         running: running.clone(),
         takeover: options.takeover,
     };
-    let (mut side, limiter_links) =
-        side_threads::start(&snapshot, &published, &published_compose, &board, control)?;
+    let (mut side, limiter_links) = side_threads::start(
+        &snapshot,
+        &published,
+        &published_compose,
+        &published_metrics,
+        &board,
+        control,
+    )?;
     let shared = Shared {
         published: &published,
         compose: &published_compose,
         board: &board,
         access_log: side.access_log.as_ref(),
+        spans: side.spans.as_ref(),
+        metrics: &published_metrics,
     };
     let started = WorkerSet::start(&snapshot, &cores, limiter_links, &shared);
     let workers = match started {
@@ -144,9 +158,10 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
         History::new(view),
         (control_counters, running),
     );
-    // The access-log writer is lent to worker restarts while the side threads
-    // are lent to reloads.
+    // The access-log writer and the span exporter are lent to worker restarts
+    // while the side threads are lent to reloads.
     let access_log = side.access_log.take();
+    let spans = side.spans.take();
     let (sig, at) = control::serve_until_stopped(&mut control::Control {
         signals: &signals,
         requests: &requests,
@@ -158,10 +173,13 @@ pub fn run(snapshot: Arc<Snapshot>, options: RunOptions) -> Result<(), String> {
             published: &published,
         },
         access_log: access_log.as_ref(),
+        spans: spans.as_ref(),
+        metrics: &published_metrics,
         compose: &published_compose,
         config_path: &config_path,
     });
     side.access_log = access_log;
+    side.spans = spans;
     let snapshot = reloads.running().snapshot.clone();
     let drain_timeout = snapshot.server.drain_timeout;
     tracing::info!(

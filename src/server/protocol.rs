@@ -1,61 +1,61 @@
 //! Which protocol a client connection speaks, and the hand-off to its downstream:
 //! on TLS the protocol ALPN chose (`h2` when `[server] http2` is on, else HTTP/1.1);
 //! on plaintext, with `[server] h2c` on, HTTP/2 when the first bytes are the
-//! HTTP/2 preface (prior knowledge, RFC 9113 §3.3), HTTP/1.1 otherwise. Either way
-//! the connection pins the worker's current generation through its [`Gateway`].
+//! HTTP/2 preface (prior knowledge, RFC 9113 §3.3), HTTP/1.1 otherwise. HTTP/2
+//! connections are served here, pinning the worker's current generation through
+//! their [`Gateway`]; HTTP/1.1 ones go back to the listener (`listeners.rs`), which
+//! serves them as every HTTP/1.1 connection.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
-use rustls::ServerConnection;
 
 use crate::downstream::{h1, h2, ConnInfo};
 use crate::proxy::{Gateway, Worker};
-use crate::tls::TlsStream;
 
 /// The first read's buffer on a plaintext listener that looks for h2c.
 const FIRST_READ: usize = 4 * 1024;
 
-/// Serves a plaintext connection.
-pub async fn serve_plain(worker: &Rc<Worker>, mut stream: TcpStream, info: ConnInfo) {
-    let gateway = Gateway::for_connection(worker.clone());
-    let snapshot = gateway.generation.snapshot.clone();
-    let server = &snapshot.server;
-    if !server.http2.h2c {
-        return h1::serve(stream, info, &server.limits, &worker.drain, &gateway).await;
-    }
-    let Some(first) = first_bytes(&mut stream, server.limits.header_read_timeout).await else {
-        return;
-    };
+/// A plaintext connection on a listener with `h2c` on: its first bytes, read
+/// within `timeout`, decide. The HTTP/2 preface: the connection is served here as
+/// HTTP/2, and `None` returned once it ends; anything else: the HTTP/1.1
+/// connection with those bytes already read, for the caller to serve. `None` too
+/// when the client sent nothing in time or closed.
+pub async fn sniff_h2c(
+    worker: &Rc<Worker>,
+    mut stream: TcpStream,
+    info: ConnInfo,
+    timeout: Duration,
+) -> Option<h1::ClientConn<TcpStream>> {
+    let first = first_bytes(&mut stream, timeout).await?;
     if first.starts_with(h2::PREFACE) {
-        h2::serve(
-            stream,
-            first,
-            info,
-            server,
-            &worker.drain,
-            &gateway,
-            &worker.counters,
-        )
-        .await;
-    } else {
-        h1::serve_after(stream, first, info, &server.limits, &worker.drain, &gateway).await;
+        serve_h2(worker, stream, first, info).await;
+        return None;
     }
+    Some(h1::ClientConn::with_read(stream, info, first))
 }
 
-/// Serves a TLS connection in the protocol its handshake chose.
-pub async fn serve_tls(worker: &Rc<Worker>, stream: TlsStream<ServerConnection>, info: ConnInfo) {
+/// Serves an HTTP/2 connection (`prefix`: bytes already read from it, h2c's
+/// preface) with the worker's current generation.
+pub async fn serve_h2<S>(worker: &Rc<Worker>, stream: S, prefix: Vec<u8>, info: ConnInfo)
+where
+    S: monoio::io::AsyncReadRent + monoio::io::AsyncWriteRent + Unpin + 'static,
+{
     let gateway = Gateway::for_connection(worker.clone());
     let snapshot = gateway.generation.snapshot.clone();
-    let server = &snapshot.server;
-    if stream.session().alpn_protocol() == Some(b"h2") {
-        let (drain, counters) = (&worker.drain, &worker.counters);
-        h2::serve(stream, Vec::new(), info, server, drain, &gateway, counters).await;
-    } else {
-        h1::serve(stream, info, &server.limits, &worker.drain, &gateway).await;
-    }
+    let (drain, counters) = (&worker.drain, &worker.counters);
+    h2::serve(
+        stream,
+        prefix,
+        info,
+        &snapshot.server,
+        drain,
+        &gateway,
+        counters,
+    )
+    .await;
 }
 
 /// The connection's first bytes: enough to tell the HTTP/2 preface from an

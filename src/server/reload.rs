@@ -824,11 +824,24 @@ fn warn_restart_only(running: &Snapshot, next: &Snapshot) {
     {
         changed.push("[server] workers and pin_workers");
     }
+    // The buffer sizes apply to new connections; the rest builds each worker's runtime.
+    let (mut now, mut then) = (running.server.runtime.clone(), next.server.runtime.clone());
+    (now.read_buffer_bytes, now.write_buffer_bytes) = (0, 0);
+    (then.read_buffer_bytes, then.write_buffer_bytes) = (0, 0);
+    if now != then {
+        changed.push("[server.runtime] (except the buffer sizes)");
+    }
     if running.admin != next.admin || running.admin_token_env != next.admin_token_env {
         changed.push("[admin]");
     }
-    if running.log.level != next.log.level || running.log.access_log != next.log.access_log {
+    if running.log.level != next.log.level
+        || running.log.access_log != next.log.access_log
+        || running.log.access_log_format != next.log.access_log_format
+    {
         changed.push("[log]");
+    }
+    if span_export(running) != span_export(next) {
+        changed.push("[tracing] span export (otlp_endpoint, service_name, export_*)");
     }
     if !changed.is_empty() {
         tracing::warn!(
@@ -836,6 +849,21 @@ fn warn_restart_only(running: &Snapshot, next: &Snapshot) {
             changed.join(", ")
         );
     }
+}
+
+/// The settings of the span exporter, which starts with the process (a reload
+/// applies `sample_ratio` and turning trace context on or off, not these).
+fn span_export(s: &Snapshot) -> Option<impl PartialEq + '_> {
+    let t = s.tracing.as_ref()?;
+    let endpoint = t.otlp.as_ref()?;
+    Some((
+        endpoint,
+        t.service_name.as_str(),
+        t.queue_spans,
+        t.batch_spans,
+        t.export_interval,
+        t.export_timeout,
+    ))
 }
 
 fn answer(to: &Sender<ControlReply>, status: u16, body: Value) {

@@ -1,5 +1,6 @@
-//! The threads beside the workers — access-log writer, JWKS fetchers, global rate
-//! limiter (with its Redis sync), health-check prober, admin listener — started
+//! The threads beside the workers — access-log writer, span exporter, JWKS
+//! fetchers, global rate limiter (with its Redis sync), health-check prober, admin
+//! listener — started
 //! together before the data listeners are bound, and stopped together after the
 //! workers. A reload changes some of them (`side_reload.rs`): the limiter's
 //! policies, the prober's targets, the JWKS fetchers.
@@ -7,20 +8,21 @@
 //! Each one has its own stop path, so none waits on another: the limiter, the
 //! prober and the admin listener look at a stop flag, the fetchers at a stop
 //! channel, and the
-//! access-log writer gets an explicit stop message after the last batch (the
-//! workers' log buffers can outlive them, so the writer never waits for them to be
-//! dropped). [`SideThreads::stop`] tells them all first, then waits for each until
+//! access-log writer and the span exporter get an explicit stop message after the
+//! last batch (the workers' buffers can outlive them, so neither waits for them to
+//! be dropped). [`SideThreads::stop`] tells them all first, then waits for each until
 //! one shared deadline.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::admin::{self, Admin, ConfigApi};
+use crate::admin::{self, Admin, ConfigApi, Sources};
 use crate::auth::jwks::{self, JwksFetchers, KeySetSlot};
 use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
 use crate::limit::{GlobalLimiter, LimiterThread, WorkerLink};
-use crate::observe::{AccessLogWriter, PublishedCounters};
+use crate::observe::metrics::PublishedMetrics;
+use crate::observe::{AccessLogWriter, PublishedCounters, SpanExporter};
 use crate::upstream::{EndpointBoard, Prober};
 
 use super::reuseport::{bind_shared, check_alone, ADMIN_BACKLOG};
@@ -30,6 +32,8 @@ use super::shutdown::{join_until, ADMIN_WAIT};
 #[derive(Default)]
 pub struct SideThreads {
     pub access_log: Option<AccessLogWriter>,
+    /// With `[tracing] otlp_endpoint`.
+    pub spans: Option<SpanExporter>,
     /// JWKS fetchers, started in groups (at start-up, then by reloads), each with
     /// the key-set slots it fills.
     pub jwks: Vec<(Vec<Arc<KeySetSlot>>, JwksFetchers)>,
@@ -59,19 +63,23 @@ pub struct ControlParts {
     pub takeover: bool,
 }
 
-/// Starts the side threads in order: access log, JWKS fetchers, limiter,
-/// health-check prober, admin listener. On an error, what was started is stopped
-/// again. Returns the threads and one limiter link per worker (empty without a
-/// limiter). `published` and `compose` are the workers' counters the admin shows.
+/// Starts the side threads in order: access log, span exporter, JWKS fetchers,
+/// limiter, health-check prober, admin listener. On an error, what was started is
+/// stopped again. Returns the threads and one limiter link per worker (empty
+/// without a limiter). `published`, `compose` and `metrics` are the workers'
+/// counters and series the admin shows.
 pub fn start(
     snapshot: &Arc<Snapshot>,
     published: &[Arc<PublishedCounters>],
     compose: &[Arc<PublishedCompose>],
+    metrics: &[Arc<PublishedMetrics>],
     board: &Arc<EndpointBoard>,
     control: ControlParts,
 ) -> Result<(SideThreads, Vec<WorkerLink>), String> {
     let mut side = SideThreads::default();
-    match start_each(&mut side, snapshot, published, compose, board, control) {
+    match start_each(
+        &mut side, snapshot, published, compose, metrics, board, control,
+    ) {
         Ok(links) => Ok((side, links)),
         Err(e) => {
             side.stop(super::shutdown::StopDeadlines::now().side_threads());
@@ -85,11 +93,17 @@ fn start_each(
     snapshot: &Arc<Snapshot>,
     published: &[Arc<PublishedCounters>],
     compose: &[Arc<PublishedCompose>],
+    metrics: &[Arc<PublishedMetrics>],
     board: &Arc<EndpointBoard>,
     control: ControlParts,
 ) -> Result<Vec<WorkerLink>, String> {
-    side.access_log = AccessLogWriter::start(&snapshot.log.access_log)
-        .map_err(|e| format!("cannot open the access log: {e}"))?;
+    side.access_log =
+        AccessLogWriter::start(&snapshot.log.access_log, snapshot.log.access_log_format)
+            .map_err(|e| format!("cannot open the access log: {e}"))?;
+    if let Some(tracing) = &snapshot.tracing {
+        side.spans = SpanExporter::start(tracing)
+            .map_err(|e| format!("cannot start the span exporter: {e}"))?;
+    }
     // Remote JWKS prefetch starts now; /ready waits for it.
     side.start_fetchers(snapshot)?;
     let links = match GlobalLimiter::start(
@@ -107,11 +121,14 @@ fn start_each(
     // verdicts to the board, workers read them on their tick.
     side.prober = Prober::start(board.clone(), side.prober_counters.clone())?;
     if let Some(addr) = snapshot.admin {
-        let side_counters = vec![
+        let side_counters = [
             side.limiter_counters.clone(),
             side.prober_counters.clone(),
             control.counters,
-        ];
+        ]
+        .into_iter()
+        .chain(side.spans.iter().map(|s| s.counters.clone()))
+        .collect();
         let listener = bind_shared(addr, ADMIN_BACKLOG)
             .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?;
         if !control.takeover {
@@ -120,11 +137,14 @@ fn start_each(
         side.admin = Some(
             admin::start(
                 listener,
-                published.to_vec(),
-                side_counters,
-                compose.to_vec(),
+                Sources {
+                    workers: published.to_vec(),
+                    side: side_counters,
+                    compose: compose.to_vec(),
+                    metrics: metrics.to_vec(),
+                    endpoints: board.clone(),
+                },
                 readiness(control.running),
-                board.clone(),
                 control.config_api,
             )
             .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
@@ -174,6 +194,9 @@ impl SideThreads {
             for (name, thread) in fetchers.stop() {
                 stopping.push((format!("the JWKS fetcher of {name}"), thread));
             }
+        }
+        if let Some(spans) = self.spans {
+            stopping.push(("the span exporter".to_string(), spans.stop(deadline)));
         }
         if let Some(log) = self.access_log {
             stopping.push(("the access-log writer".to_string(), log.stop(deadline)));

@@ -13,9 +13,10 @@ use core_affinity::CoreId;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::compose::PublishedCompose;
-use crate::config::Snapshot;
+use crate::config::{RuntimeSettings, Snapshot};
 use crate::limit::{WorkerLink, LIMIT_TICK};
-use crate::observe::{AccessLogBuffer, Counters, PublishedCounters};
+use crate::observe::metrics::PublishedMetrics;
+use crate::observe::{AccessLogBuffer, Counters, PublishedCounters, SpanBuffer};
 use crate::proxy::Worker;
 use crate::runtime::{self, Runtime};
 use crate::upstream::EndpointBoard;
@@ -30,6 +31,8 @@ use super::worker_status::WorkerStatus;
 pub struct WorkerPlan {
     pub id: usize,
     pub core: Option<CoreId>,
+    /// How its runtime is built: `[server.runtime]` as the process started.
+    pub runtime: RuntimeSettings,
     /// The configuration it starts with, and its version.
     pub version: u64,
     pub snapshot: Arc<Snapshot>,
@@ -43,9 +46,13 @@ pub struct WorkerPlan {
     /// without a message when start-up failed elsewhere.
     pub listeners: Receiver<Handoff>,
     pub access_log: Option<AccessLogBuffer>,
+    /// This worker's way to the span exporter, when spans are exported.
+    pub spans: Option<SpanBuffer>,
     pub published: Arc<PublishedCounters>,
     /// Where this worker publishes its composition counters.
     pub published_compose: Arc<PublishedCompose>,
+    /// Where this worker publishes its metric series for `/metrics`.
+    pub metrics: Arc<PublishedMetrics>,
     /// This worker's channels to the global limiter thread, when there is one.
     pub limiter: Option<WorkerLink>,
     /// Health verdicts in, endpoint states out (shared with the prober and admin).
@@ -81,17 +88,29 @@ pub fn run(plan: WorkerPlan) {
     };
     let reports = plan.reports.clone();
     let id = plan.id;
-    match runtime::build(1024) {
-        Ok(Runtime::Uring(mut rt)) => rt.block_on(worker_main(plan, core, "io_uring")),
+    let settings = plan.runtime.clone();
+    match runtime::build(&settings) {
+        Ok(Runtime::Uring(mut rt)) => {
+            let driver = match settings.sqpoll_idle {
+                Some(idle) => format!(
+                    "io_uring ({} entries, sqpoll idle {} ms)",
+                    settings.ring_entries,
+                    idle.as_millis()
+                ),
+                None => format!("io_uring ({} entries)", settings.ring_entries),
+            };
+            rt.block_on(worker_main(plan, core, driver))
+        }
         Ok(Runtime::Epoll(mut rt, why)) => {
             if let Some(why) = why {
                 tracing::warn!("worker {id}: io_uring refused ({why}); using epoll");
             }
-            rt.block_on(worker_main(plan, core, "epoll"))
+            rt.block_on(worker_main(plan, core, "epoll".to_string()))
         }
         Err(e) => {
             let _ = reports.send(StartReport::Failed(format!(
-                "worker {id}: cannot start a runtime: {e}"
+                "worker {id}: cannot start a runtime ([server.runtime] driver = \"{}\"): {e}",
+                settings.driver.as_str()
             )));
         }
     }
@@ -99,11 +118,15 @@ pub fn run(plan: WorkerPlan) {
     // behind with the runtime; nothing waits for them.
 }
 
-async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
+async fn worker_main(plan: WorkerPlan, core: String, driver: String) {
     let snapshot = plan.snapshot.clone();
+    // A restarted worker's series start at zero: what its predecessor counted stays
+    // in /metrics beside them (its counters go on from the published ones instead).
+    plan.metrics.retire();
     let worker = Rc::new(Worker::new(
         plan.id,
         plan.access_log,
+        plan.spans,
         plan.board,
         (plan.version, snapshot.clone()),
         plan.limiter,
@@ -140,7 +163,13 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
     plan.status.set_installed(plan.version, None);
     let _ = plan.reports.send(StartReport::Serving);
 
-    // The tick: mailbox, pool sweeping, key sets, counter publishing, log flushing.
+    let published = Published {
+        counters: plan.published.clone(),
+        compose: plan.published_compose.clone(),
+        metrics: plan.metrics.clone(),
+    };
+    // The tick: mailbox, pool sweeping, key sets, counter and metric publishing, log
+    // and span flushing.
     let deadline = loop {
         monoio::time::sleep(TICK).await;
         let posted = plan.mailbox.take();
@@ -175,8 +204,7 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
         #[cfg(debug_assertions)]
         crate::proxy::test_panic::worker_tick();
         worker.tick();
-        worker.publish(&plan.published);
-        worker.generation().compose.publish(&plan.published_compose);
+        published.publish(&worker, &acceptor, false);
         plan.status.tick();
     };
 
@@ -191,11 +219,32 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: &'static str) {
     while acceptor.active.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(TICK).await;
         worker.tick();
-        worker.publish(&plan.published);
-        worker.generation().compose.publish(&plan.published_compose);
+        published.publish(&worker, &acceptor, false);
     }
-    worker.publish(&plan.published);
-    worker.generation().compose.publish(&plan.published_compose);
+    published.publish(&worker, &acceptor, true);
+}
+
+/// Where a worker publishes for the admin thread.
+struct Published {
+    counters: Arc<PublishedCounters>,
+    compose: Arc<PublishedCompose>,
+    metrics: Arc<PublishedMetrics>,
+}
+
+impl Published {
+    /// Flushes the access-log and span buffers and publishes the counters,
+    /// composition counters and metric series; the `last` time, the metrics wait
+    /// for a scrape in progress rather than skip this publication.
+    fn publish(&self, worker: &Worker, acceptor: &Acceptor, last: bool) {
+        worker.publish(&self.counters);
+        worker.generation().compose.publish(&self.compose);
+        let metrics = worker.metrics_snapshot(acceptor.active.get());
+        if last {
+            self.metrics.store_final(metrics);
+        } else {
+            self.metrics.store(metrics);
+        }
+    }
 }
 
 /// Installs the configuration `order` carries: the generation new connections pin,

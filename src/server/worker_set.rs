@@ -28,9 +28,10 @@ use core_affinity::CoreId;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::compose::PublishedCompose;
-use crate::config::Snapshot;
+use crate::config::{RuntimeSettings, Snapshot};
 use crate::limit::WorkerLink;
-use crate::observe::{AccessLogWriter, PublishedCounters};
+use crate::observe::metrics::PublishedMetrics;
+use crate::observe::{AccessLogWriter, PublishedCounters, SpanExporter};
 use crate::upstream::EndpointBoard;
 
 use super::listeners::{listen_plan, ListenerKind};
@@ -48,6 +49,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct WorkerSet {
     threads: Vec<Option<JoinHandle<()>>>,
     cores: Vec<Option<CoreId>>,
+    /// `[server.runtime]` as the process started: restarted workers get it too.
+    runtime: RuntimeSettings,
     mailboxes: Vec<Arc<Mailbox>>,
     statuses: Vec<Arc<WorkerStatus>>,
     /// Each worker's link to the limiter thread (a copy, for restarts and for
@@ -67,6 +70,10 @@ pub struct Shared<'a> {
     pub compose: &'a [Arc<PublishedCompose>],
     pub board: &'a Arc<EndpointBoard>,
     pub access_log: Option<&'a AccessLogWriter>,
+    /// The span exporter, when spans are exported.
+    pub spans: Option<&'a SpanExporter>,
+    /// Each worker's metric series.
+    pub metrics: &'a [Arc<PublishedMetrics>],
 }
 
 impl WorkerSet {
@@ -84,6 +91,7 @@ impl WorkerSet {
         let mut set = WorkerSet {
             threads: Vec::new(),
             cores: cores.to_vec(),
+            runtime: snapshot.server.runtime.clone(),
             mailboxes: Vec::new(),
             statuses: Vec::new(),
             links: cores.iter().map(|_| links.next()).collect(),
@@ -123,6 +131,7 @@ impl WorkerSet {
         let plan = WorkerPlan {
             id,
             core: self.cores.get(id).copied().flatten(),
+            runtime: self.runtime.clone(),
             version,
             snapshot,
             mailbox: self.mailboxes[id].clone(),
@@ -130,7 +139,9 @@ impl WorkerSet {
             reports: self.report_tx.clone(),
             listeners: handoff_rx,
             access_log: shared.access_log.map(AccessLogWriter::buffer),
+            spans: shared.spans.map(SpanExporter::buffer),
             published: shared.published.get(id).cloned().unwrap_or_default(),
+            metrics: shared.metrics.get(id).cloned().unwrap_or_default(),
             published_compose: shared.compose.get(id).cloned().unwrap_or_default(),
             limiter: self.links.get(id).cloned().flatten(),
             board: shared.board.clone(),

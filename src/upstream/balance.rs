@@ -262,6 +262,7 @@ mod tests {
             balance,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
+            send_timeout: Duration::from_secs(1),
             max_idle_per_endpoint: 1,
             pool_idle_timeout: Duration::from_secs(1),
             max_requests_per_connection: 1,

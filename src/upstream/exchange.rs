@@ -10,15 +10,20 @@
 //! 1. take an idle pooled connection to the endpoint, or connect (within the
 //!    upstream's `max_connections`, waiting for one within `max_pending`);
 //! 2. send the head (with whatever body bytes were already known), then stream the
-//!    rest of the body from the source;
-//! 3. read until a final response head (1xx skipped), before the deadline.
+//!    rest of the body from the source, each write within the upstream's
+//!    `send_timeout_ms` without progress;
+//! 3. read until a final response head (1xx skipped).
+//!
+//! The deadline covers the three steps together: connecting, sending (waiting for
+//! the client's body bytes included) and waiting for the answer.
 
-use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::buf::IoBufMut;
+use monoio::io::AsyncReadRent;
 use monoio::time::Instant;
 
 use crate::config::{Endpoint, Upstream, UpstreamProtocol};
-use crate::downstream::BodySource;
+use crate::deadline::{timed_out, write_all_within, WriteDeadline};
+use crate::downstream::{BodyError, BodySource};
 use crate::http::{
     parse_response, write_chunk_head, write_last_chunk, BodyFraming, ResponseHead, CHUNK_END,
 };
@@ -77,7 +82,11 @@ impl Exchanger<'_> {
         let connected = Instant::now();
         up.requests += 1;
         let mut streamed = false;
-        let result = match send(&mut up, request.head, body, &mut streamed).await {
+        let limit = WriteDeadline {
+            no_progress: upstream.send_timeout,
+            until: Some(request.deadline),
+        };
+        let result = match send(&mut up, request.head, body, limit, &mut streamed).await {
             Ok(()) => read_response_head(&mut up, &request, request.deadline)
                 .await
                 .map(|head| (head, Instant::now())),
@@ -154,30 +163,44 @@ impl Exchanger<'_> {
 /// Sends the head, then the rest of the body piece by piece: as it comes, or framed
 /// as chunks when it is payload of unknown length from an HTTP/2 client (whose
 /// head announced it chunked; a body already whole in `head` is framed there).
-/// `streamed` is set once body bytes beyond `head` were taken from the source (the
-/// request can no longer be sent again).
+/// Every write is within `limit` and every wait for the client's body bytes before
+/// `limit.until`. That wait running out is the client's failure (408,
+/// `BodyError::TimedOut`), not the endpoint's. `streamed` is set once body bytes
+/// beyond `head` were taken from the source (the request can no longer be sent
+/// again). `head` is left intact, unless a write of it timed out (the connection is
+/// not used again either way).
 async fn send<B: BodySource>(
     up: &mut PooledConn,
     head: &mut Vec<u8>,
     body: &mut B,
+    limit: WriteDeadline,
     streamed: &mut bool,
 ) -> Result<(), ExchangeError> {
     let frame_chunks = body.body_framing() == BodyFraming::EndStream && !body.is_complete();
     let mut framed = Vec::new();
-    let buf = std::mem::take(head);
-    let (res, buf) = up.stream.write_all(buf).await;
-    *head = buf;
-    if res.is_err() {
-        return Err(closed());
+    let len = head.len();
+    match write_all_within(&mut up.stream, head, 0..len, limit).await {
+        Ok(()) => {}
+        Err(e) if timed_out(&e) => return Err(send_timed_out(limit)),
+        Err(_) => return Err(closed()),
     }
-    loop {
-        let piece = match body.next_piece().await {
+    // Most requests are whole in `head`: no timer for them.
+    while !body.is_complete() {
+        let next = body.next_piece();
+        let next = match limit.until {
+            Some(until) => monoio::time::timeout_at(until, next)
+                .await
+                .unwrap_or(Err(BodyError::TimedOut)),
+            None => next.await,
+        };
+        let mut piece = match next {
             Ok(Some(p)) => p,
             Ok(None) if frame_chunks => {
                 framed.clear();
                 write_last_chunk(&mut framed, None);
-                let (res, _) = up.stream.write_all(framed).await;
-                return res.map(|_| ()).map_err(|_| body_write_failed());
+                let len = framed.len();
+                let res = write_all_within(&mut up.stream, &mut framed, 0..len, limit).await;
+                return body_written(res, limit);
             }
             Ok(None) => return Ok(()),
             Err(e) => return Err(ExchangeError::new(FailureSource::Client(e), e.message())),
@@ -192,30 +215,40 @@ async fn send<B: BodySource>(
                 framed.extend_from_slice(CHUNK_END);
             }
             body.give_back(piece);
-            let (res, buf) = up.stream.write_all(std::mem::take(&mut framed)).await;
-            framed = buf;
-            if res.is_err() {
-                return Err(body_write_failed());
-            }
+            let len = framed.len();
+            let res = write_all_within(&mut up.stream, &mut framed, 0..len, limit).await;
+            body_written(res, limit)?;
             continue;
         }
         let range = piece.range.clone();
-        let (res, slice) = up.stream.write_all(piece.buf.slice(range.clone())).await;
-        body.give_back(crate::downstream::Piece {
-            buf: slice.into_inner(),
-            range,
-        });
-        if res.is_err() {
-            return Err(body_write_failed());
-        }
+        let res = write_all_within(&mut up.stream, &mut piece.buf, range, limit).await;
+        body.give_back(piece);
+        body_written(res, limit)?;
     }
+    Ok(())
 }
 
-fn body_write_failed() -> ExchangeError {
-    ExchangeError::new(
-        FailureSource::Write,
-        "upstream closed the connection while receiving the body",
-    )
+/// A write to the endpoint ran out of time: the exchange's deadline passed, or the
+/// endpoint took no byte for its `send_timeout_ms`. Both are timeouts (504), told
+/// apart in the message.
+fn send_timed_out(limit: WriteDeadline) -> ExchangeError {
+    let message = match limit.until {
+        Some(until) if Instant::now() >= until => "upstream timed out",
+        _ => "upstream did not take the request in time",
+    };
+    ExchangeError::new(FailureSource::Timeout, message)
+}
+
+/// The outcome of writing body bytes to the endpoint, as the exchange's.
+fn body_written(res: std::io::Result<()>, limit: WriteDeadline) -> Result<(), ExchangeError> {
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) if timed_out(&e) => Err(send_timed_out(limit)),
+        Err(_) => Err(ExchangeError::new(
+            FailureSource::Write,
+            "upstream closed the connection while receiving the body",
+        )),
+    }
 }
 
 fn closed() -> ExchangeError {

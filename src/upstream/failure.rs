@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use crate::downstream::BodyError;
+use crate::observe::metrics::TryOutcome;
 
 use super::breaker::BreakerLimit;
 
@@ -30,6 +31,43 @@ pub enum FailureSource {
     /// A circuit breaker refused the request: no connection could be had within
     /// `max_connections` / `max_pending` (503, nothing was sent).
     Overflow(BreakerLimit),
+}
+
+impl FailureSource {
+    /// A short name for logs and spans: `connect`, `connect_timeout`, `tls`,
+    /// `tls_timeout`, `reset`, `write`, `timeout`, `protocol`, `client_closed`,
+    /// `client_timeout`, `client_malformed`, `client_too_large`, `overflow`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FailureSource::Connect => "connect",
+            FailureSource::ConnectTimeout => "connect_timeout",
+            FailureSource::Tls { timed_out: false } => "tls",
+            FailureSource::Tls { timed_out: true } => "tls_timeout",
+            FailureSource::Closed => "reset",
+            FailureSource::Write => "write",
+            FailureSource::Timeout => "timeout",
+            FailureSource::Protocol => "protocol",
+            FailureSource::Client(BodyError::Closed) => "client_closed",
+            FailureSource::Client(BodyError::TimedOut) => "client_timeout",
+            FailureSource::Client(BodyError::Malformed(_)) => "client_malformed",
+            FailureSource::Client(BodyError::TooLarge) => "client_too_large",
+            FailureSource::Overflow(_) => "overflow",
+        }
+    }
+
+    /// How a try that failed here counts in its endpoint's series; `None` for a
+    /// breaker's refusal (nothing was sent: an overflow, not a try).
+    pub fn try_outcome(&self) -> Option<TryOutcome> {
+        Some(match self {
+            FailureSource::Connect | FailureSource::ConnectTimeout => TryOutcome::ConnectFailure,
+            FailureSource::Tls { .. } => TryOutcome::TlsFailure,
+            FailureSource::Timeout => TryOutcome::Timeout,
+            FailureSource::Closed | FailureSource::Write => TryOutcome::Reset,
+            FailureSource::Protocol => TryOutcome::ProtocolError,
+            FailureSource::Client(_) => TryOutcome::ClientFailure,
+            FailureSource::Overflow(_) => return None,
+        })
+    }
 }
 
 /// A failed exchange.

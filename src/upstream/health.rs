@@ -66,7 +66,7 @@ impl Prober {
             .name("portico-health".into())
             .spawn(move || {
                 let probing = run(board, seen_stop, published);
-                match crate::runtime::build(256) {
+                match crate::runtime::build_small() {
                     Ok(Runtime::Uring(mut rt)) => rt.block_on(probing),
                     Ok(Runtime::Epoll(mut rt, _)) => rt.block_on(probing),
                     Err(e) => tracing::error!("health checks cannot start a runtime: {e}"),

@@ -108,6 +108,11 @@ impl UpstreamPools {
         }
     }
 
+    /// Idle connections kept for `endpoint` (expired ones not yet swept included).
+    pub fn idle_count(&self, endpoint: &EndpointKey) -> usize {
+        self.idle.borrow().get(endpoint).map_or(0, Vec::len)
+    }
+
     /// Closes one idle connection to `endpoint` (the oldest), to make room under
     /// `max_connections` for a connection to another endpoint. False if none.
     pub fn evict_one(&self, endpoint: &EndpointKey) -> bool {

@@ -11,6 +11,10 @@
 //! read that finds a flush in progress leaves its records to it (the flush loops
 //! while rustls has records), and a write waits for a flush in progress to end, so
 //! two writes never interleave their bytes on the socket.
+//!
+//! While a connection idles, [`TlsStream::release_buffers`] frees both ciphertext
+//! buffers (they come back at the next read or write) and [`TlsStream::readable`]
+//! waits for the peer without holding any: what stays is rustls' own state.
 
 use std::cell::Cell;
 use std::future::poll_fn;
@@ -20,7 +24,9 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent,
+};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::{ConnectionCommon, IoState, SideData};
@@ -133,6 +139,42 @@ where
         self.in_pos < self.incoming.len() || self.eof
     }
 
+    /// Reads plaintext like `read`, but gives up with `ECANCELED` (and the buffer back,
+    /// no byte lost) when `cancel` fires while it waits on the socket: the hot wait of
+    /// an idle connection, which then releases its buffers.
+    pub async fn cancelable_read<T: IoBufMut>(
+        &mut self,
+        buf: T,
+        cancel: CancelHandle,
+    ) -> BufResult<usize, T> {
+        self.read_plaintext(buf, Some(cancel)).await
+    }
+
+    /// Waits until the peer has sent something (or closed), holding no buffer: at once
+    /// when plaintext or ciphertext is already buffered, else a readiness wait on the
+    /// socket (io_uring: one poll operation).
+    pub async fn readable(&mut self) -> io::Result<()> {
+        let buffered = self.has_unread_input();
+        match self.conn.process_new_packets() {
+            Ok(state) if !buffered && state.plaintext_bytes_to_read() == 0 => {
+                self.io.readable(false).await
+            }
+            // Bytes, a close or an error to report: the next read sees them.
+            _ => Ok(()),
+        }
+    }
+
+    /// Frees the ciphertext buffers between messages (an idle connection keeps only
+    /// rustls' state); the next read or write allocates them again. Unprocessed
+    /// ciphertext is kept.
+    pub fn release_buffers(&mut self) {
+        if self.in_pos == self.incoming.len() {
+            self.incoming = Vec::new();
+            self.in_pos = 0;
+        }
+        self.outgoing = Vec::new();
+    }
+
     /// Runs the handshake to completion (the caller bounds it with a timeout). A
     /// rustls error (a certificate not accepted, no common version) comes back as
     /// `InvalidData` wrapping the `rustls::Error`.
@@ -142,7 +184,7 @@ where
                 self.flush_tls(Side::Write).await?;
                 continue;
             }
-            let handed = self.fill().await?;
+            let handed = self.fill(None).await?;
             self.process(Side::Write).await?;
             if handed == 0 {
                 return Err(io::Error::new(
@@ -159,7 +201,11 @@ where
     /// monoio's sockets do): at least one byte, or 0 at the end of the stream — a
     /// close_notify, or the socket closing without one (the HTTP framing above
     /// notices a message cut short).
-    async fn read_plaintext<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+    async fn read_plaintext<T: IoBufMut>(
+        &mut self,
+        mut buf: T,
+        cancel: Option<CancelHandle>,
+    ) -> BufResult<usize, T> {
         loop {
             let state = match self.process(Side::Read).await {
                 Ok(state) => state,
@@ -191,7 +237,7 @@ where
             if let Err(e) = self.flush_tls(Side::Read).await {
                 return (Err(e), buf);
             }
-            if let Err(e) = self.fill().await {
+            if let Err(e) = self.fill(cancel.clone()).await {
                 return (Err(e), buf);
             }
         }
@@ -224,9 +270,10 @@ where
         self.io.shutdown().await
     }
 
-    /// Gives rustls more ciphertext: what is buffered, else one socket read. Returns
-    /// the bytes handed over; 0 at the end of the stream (and `eof` set).
-    async fn fill(&mut self) -> io::Result<usize> {
+    /// Gives rustls more ciphertext: what is buffered, else one socket read (which
+    /// `cancel`, when given, can stop). Returns the bytes handed over; 0 at the end of
+    /// the stream (and `eof` set).
+    async fn fill(&mut self, cancel: Option<CancelHandle>) -> io::Result<usize> {
         if self.in_pos == self.incoming.len() {
             if self.eof {
                 return Ok(0);
@@ -234,11 +281,14 @@ where
             self.incoming.clear();
             self.in_pos = 0;
             if self.incoming.capacity() == 0 {
-                // A cancelled read (a timeout) kept the buffer.
+                // Released while idle, or kept by a read a timeout dropped.
                 self.incoming.reserve(CIPHERTEXT_BUFFER);
             }
             let buf = std::mem::take(&mut self.incoming);
-            let (res, buf) = self.io.read(buf).await;
+            let (res, buf) = match cancel {
+                Some(c) => self.io.cancelable_read(buf, c).await,
+                None => self.io.read(buf).await,
+            };
             self.incoming = buf;
             if res? == 0 {
                 self.eof = true;
@@ -279,6 +329,10 @@ where
         let _flushing = Flushing::begin(&self.flush);
         while self.conn.wants_write() {
             self.outgoing.clear();
+            if self.outgoing.capacity() == 0 {
+                // Released while idle, or kept by a write a timeout dropped.
+                self.outgoing.reserve(CIPHERTEXT_BUFFER);
+            }
             self.conn.write_tls(&mut self.outgoing)?;
             let buf = std::mem::take(&mut self.outgoing);
             let (res, buf) = self.io.write_all(buf).await;
@@ -295,14 +349,14 @@ where
     SD: SideData,
 {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        self.read_plaintext(buf).await
+        self.read_plaintext(buf, None).await
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         // SAFETY: the raw buffer views the first iovec of `buf`, which this call owns
         // until it returns.
         let n = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
-            Some(raw) => self.read_plaintext(raw).await.0,
+            Some(raw) => self.read_plaintext(raw, None).await.0,
             None => Ok(0),
         };
         if let Ok(n) = n {

@@ -6,19 +6,18 @@
 //! (`http2.rs`); opened by `dial.rs`, over TLS for https URLs (`tls.rs`). Each
 //! request-carrying lane runs in closed loop or, with `--rate`, open loop at fixed
 //! intended times (`loops.rs`, `schedule.rs`). Each worker counts into its own `Tally`
-//! (`tally.rs`); the main thread prints a live line each second on a TTY, merges the
-//! tallies at the end and writes the report, JSON and `.hgrm` (`report.rs`,
-//! `crate::hgrm`).
+//! (`tally.rs`); the main thread prints a live line each second when stdout is a
+//! terminal (`progress.rs`), merges the tallies at the end and writes the report,
+//! JSON and `.hgrm` (`report.rs`, `crate::hgrm`).
 //!
 //! The run, in order:
 //! 1. check the options, read the files, resolve the URLs, connect once (and, for
 //!    https, make one handshake; for HTTP/2, exchange one PING) (`options.rs`);
 //! 2. start the workers on one shared clock: warm-up, then the measured window;
-//! 3. each second on a TTY, print the rate and p99 so far;
+//! 3. each second on a terminal, print the rate, p50/p99 and errors so far;
 //! 4. merge, report, write the files.
 
 use std::fs;
-use std::io::{IsTerminal, Write};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +27,7 @@ mod http1;
 mod http2;
 mod loops;
 mod options;
+mod progress;
 mod report;
 mod requests;
 mod response;
@@ -37,13 +37,13 @@ mod target;
 mod tls;
 mod worker;
 
-pub use options::RunArgs;
+pub use options::{parse_duration, RunArgs};
 
 use crate::Failure;
 use loops::Window;
 use options::Plan;
 use report::Report;
-use tally::{new_histogram, Tally};
+use tally::Tally;
 
 /// Workers start this long after the plan is ready, so that all of them are running
 /// when the schedule begins.
@@ -59,7 +59,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         measure_from,
         end: measure_from + plan.duration,
     };
-    let live = std::io::stderr().is_terminal();
+    let live = progress::wanted(plan.quiet);
     let (progress_tx, progress_rx) = mpsc::channel();
     let mut workers = Vec::new();
     for index in 0..plan.threads {
@@ -70,7 +70,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     }
     drop(progress_tx);
     if live {
-        show_progress(&progress_rx, plan.threads, window);
+        progress::show(&progress_rx, plan.threads, window);
     }
 
     let mut tally = Tally::default();
@@ -95,38 +95,4 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(())
-}
-
-/// One line on stderr each second of the measured window: elapsed time, the last
-/// second's rate, p99 so far, errors so far. Each worker sends one message a second.
-fn show_progress(rx: &mpsc::Receiver<worker::Progress>, threads: u64, window: Window) {
-    let mut overall = new_histogram();
-    let mut errors = 0u64;
-    let mut second = 0u64;
-    let mut this_second = (0u64, 0u64); // (messages, responses)
-    let mut stderr = std::io::stderr();
-    while let Ok(p) = rx
-        .recv_timeout(window.end.saturating_duration_since(Instant::now()) + Duration::from_secs(2))
-    {
-        let _ = overall.add(&p.latency);
-        errors += p.errors;
-        this_second.0 += 1;
-        this_second.1 += p.responses;
-        if this_second.0 == threads {
-            second += 1;
-            let p99 = if overall.is_empty() {
-                "n/a".to_string()
-            } else {
-                report::ms(overall.value_at_quantile(0.99))
-            };
-            let _ = write!(
-                stderr,
-                "\r\x1b[K  {second:>4}s  {:>10} req/s  p99 so far {p99}  errors {errors}",
-                this_second.1
-            );
-            let _ = stderr.flush();
-            this_second = (0, 0);
-        }
-    }
-    let _ = writeln!(stderr);
 }

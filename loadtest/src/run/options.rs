@@ -87,6 +87,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
+    /// No progress line (it is shown each second only when stdout is a terminal).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
     /// Write the latency distribution to FILE in HdrHistogram's percentile text
     /// format (milliseconds), for `portico-load plot`.
     #[arg(long, value_name = "FILE")]
@@ -128,6 +132,8 @@ pub struct Plan {
     pub timeout: Duration,
     pub json: Option<PathBuf>,
     pub hgrm: Option<PathBuf>,
+    /// No progress line.
+    pub quiet: bool,
 }
 
 impl Plan {
@@ -239,6 +245,7 @@ impl Plan {
             timeout: args.timeout,
             json: args.json,
             hgrm: args.hgrm,
+            quiet: args.quiet,
         };
         if args.http2 {
             http2::check(&plan, check_timeout)?;
@@ -386,6 +393,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             json: None,
             hgrm: None,
+            quiet: false,
         };
         let p = plan(10, 3);
         let ranges: Vec<_> = (0..3).map(|i| p.connections_of(i)).collect();

@@ -22,7 +22,8 @@ use super::{http1, http2};
 /// One second of one worker's measured responses, for the live progress line.
 pub struct Progress {
     pub responses: u64,
-    pub errors: u64,
+    /// Errors by kind (indexed like `ErrorKind::ALL`).
+    pub errors: [u64; 5],
     pub latency: Histogram<u64>,
 }
 
@@ -124,10 +125,9 @@ async fn report_progress(tally: Rc<RefCell<Tally>>, window: Window, sender: Send
         if latency.subtract(&seen.latency).is_err() {
             latency = new_histogram();
         }
-        let errors = |t: &Tally| t.errors.iter().sum::<u64>();
         let message = Progress {
             responses: now.responses() - seen.responses(),
-            errors: errors(&now) - errors(&seen),
+            errors: std::array::from_fn(|i| now.errors[i] - seen.errors[i]),
             latency,
         };
         if sender.send(message).is_err() {

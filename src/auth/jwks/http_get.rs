@@ -3,7 +3,7 @@
 //! deadline on the whole exchange, a size cap on the answer.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -124,26 +124,7 @@ pub fn get(
     tls: Option<&Arc<ClientConfig>>,
 ) -> Result<Fetched, String> {
     let deadline = Instant::now() + timeout;
-    let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
-        .collect();
-    let mut last_err = format!("{} resolved to no address", url.host);
-    let mut stream = None;
-    for addr in addrs {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match TcpStream::connect_timeout(&addr, left) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last_err = format!("connect to {addr}: {e}"),
-        }
-    }
-    let tcp = stream.ok_or(last_err)?;
+    let tcp = crate::side_net::connect(&url.host, url.port, deadline)?;
     let request = format!(
         "GET {} HTTP/1.1\r\nhost: {}\r\naccept: application/json, application/jwk-set+json\r\nuser-agent: portico/{}\r\nconnection: close\r\n\r\n",
         url.path,

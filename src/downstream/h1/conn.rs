@@ -1,33 +1,42 @@
 //! An HTTP/1.1 client connection's stream and buffers, reused for every request on
-//! it: reading request heads, reading body bytes, writing what was built in the
-//! write buffer.
+//! it: reading request heads (the first bytes of each with a read a timer can
+//! cancel, see `mod.rs`), reading body bytes, writing what was built in the write
+//! buffer within the send timeout, and giving the buffers back while idle.
 
 use std::io;
+use std::time::Duration;
 
-use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::AsyncWriteRentExt;
+use monoio::buf::IoBufMut;
+use monoio::io::Canceller;
+use monoio::time::Instant;
 
 use crate::config::Limits;
+use crate::deadline::{timed_out, write_all_within, WriteDeadline};
 use crate::http::{parse_request, HeadLimits, HttpError, Parsed, RequestHead};
 
-use super::super::{ConnInfo, DrainSignal, Duplex};
+use super::super::transport::{cancelled, Io};
+use super::super::{ConnInfo, DrainSignal};
 
-/// A byte stream a client connection runs on (plain TCP or TLS), whose reads and
-/// writes may be in flight at once (an upgraded connection's tunnel needs that).
-pub trait Io: Duplex {}
-impl<T: Duplex> Io for T {}
-
-/// Read-buffer sizes: start small (most heads are a few hundred bytes), grow for
-/// large heads up to the configured limit, and use a larger window for bodies.
-const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// Read-buffer sizes: start small (`[server.runtime] read_buffer_bytes`: most heads
+/// are a few hundred bytes), grow for large heads up to the configured limit, and
+/// use a larger window for bodies.
+const DEFAULT_READ_BUFFER: usize = 4 * 1024;
 const BODY_READ_BUFFER: usize = 64 * 1024;
 const MIN_READ_SPACE: usize = 1024;
+/// The write buffer a busy connection starts with (heads are built in it), until
+/// `with_buffers` sets `[server.runtime] write_buffer_bytes`.
+const DEFAULT_WRITE_BUFFER: usize = 4 * 1024;
+
+/// `[server] send_timeout_ms`'s default, until `serve` sets the connection's own.
+const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How waiting for a request head ended.
 pub enum HeadRead {
     Ready,
     /// The client closed, went idle too long, or the worker is draining.
     Closed,
+    /// No byte came within the hot window (the wait goes on without buffers).
+    Quiet,
     Rejected(HttpError),
 }
 
@@ -44,11 +53,23 @@ pub struct ClientConn<S> {
     pub head: RequestHead,
     /// The head has been consumed from `rbuf` (only body bytes follow at `pos`).
     pub head_consumed: bool,
+    /// `[server] send_timeout_ms`: a write that moves no byte for this long fails
+    /// (set by `serve` from the connection's limits).
+    pub(super) send_timeout: Duration,
+    /// Bytes of the first read buffer of a busy period (`read_buffer_bytes`).
+    read_buffer: usize,
+    /// Bytes reserved for the write buffer of a busy period (`write_buffer_bytes`).
+    pub(super) write_buffer: usize,
+    /// A write to the client hit the send timeout: the connection closes without
+    /// waiting on the client again (no TLS close_notify).
+    stalled: bool,
 }
 
 impl<S: Io> ClientConn<S> {
+    /// A connection with no buffer yet: the first read allocates the read buffer,
+    /// a busy period the write buffer.
     pub fn new(io: S, info: ConnInfo) -> Self {
-        ClientConn::with_read(io, info, Vec::with_capacity(INITIAL_READ_BUFFER))
+        ClientConn::with_read(io, info, Vec::new())
     }
 
     /// A connection whose first bytes (`read`) were already read from `io`.
@@ -58,10 +79,22 @@ impl<S: Io> ClientConn<S> {
             info,
             rbuf: read,
             pos: 0,
-            wbuf: Vec::with_capacity(INITIAL_READ_BUFFER),
+            wbuf: Vec::new(),
             head: RequestHead::default(),
             head_consumed: false,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            read_buffer: DEFAULT_READ_BUFFER,
+            write_buffer: DEFAULT_WRITE_BUFFER,
+            stalled: false,
         }
+    }
+
+    /// Sets the sizes its buffers start with when it gets busy, in bytes
+    /// (`[server.runtime] read_buffer_bytes` and `write_buffer_bytes`).
+    pub fn with_buffers(mut self: Box<Self>, read: usize, write: usize) -> Box<Self> {
+        self.read_buffer = read;
+        self.write_buffer = write;
+        self
     }
 
     /// Unconsumed bytes.
@@ -97,9 +130,31 @@ impl<S: Io> ClientConn<S> {
         self.head_consumed = false;
     }
 
+    /// Frees every buffer the connection holds between requests (the read and
+    /// write buffers, the parsed head's field list, the stream's own buffers).
+    /// The one place a connection gives memory back: when it goes idle. Unread
+    /// bytes (a pipelined request) are kept.
+    pub fn release_buffers(&mut self) {
+        if self.unread().is_empty() {
+            self.rbuf = Vec::new();
+            self.pos = 0;
+        }
+        self.wbuf = Vec::new();
+        self.head.headers = Vec::new();
+        self.io.release_buffers();
+    }
+
+    /// Ends the connection: shuts the write side (TLS: close_notify first), within
+    /// the send timeout, unless a write already stalled; the caller drops the stream.
+    pub async fn close(&mut self) {
+        if !self.stalled {
+            let _ = monoio::time::timeout(self.send_timeout, self.io.shutdown()).await;
+        }
+    }
+
     /// Reads more bytes from the client; `Ok(0)` is end of stream.
     pub async fn fill(&mut self) -> io::Result<usize> {
-        self.make_room(INITIAL_READ_BUFFER);
+        self.make_room(self.read_buffer);
         self.read_more().await
     }
 
@@ -136,58 +191,65 @@ impl<S: Io> ClientConn<S> {
         }
     }
 
-    /// Writes `wbuf` to the client.
-    pub async fn write_wbuf(&mut self) -> io::Result<usize> {
-        let buf = std::mem::take(&mut self.wbuf);
-        let (res, buf) = self.io.write_all(buf).await;
-        self.wbuf = buf;
+    /// Writes `wbuf` to the client, within the send timeout.
+    pub async fn write_wbuf(&mut self) -> io::Result<()> {
+        let len = self.wbuf.len();
+        let limit = WriteDeadline::idle(self.send_timeout);
+        let res = write_all_within(&mut self.io, &mut self.wbuf, 0..len, limit).await;
+        self.note_write(res)
+    }
+
+    /// Writes `buf[range]` to the client without copying it, within the send
+    /// timeout; the buffer comes back (empty after a timeout: the connection closes).
+    pub async fn write_range(
+        &mut self,
+        mut buf: Vec<u8>,
+        range: std::ops::Range<usize>,
+    ) -> (io::Result<()>, Vec<u8>) {
+        let limit = WriteDeadline::idle(self.send_timeout);
+        let res = write_all_within(&mut self.io, &mut buf, range, limit).await;
+        (self.note_write(res), buf)
+    }
+
+    /// A write that timed out marks the connection stalled.
+    fn note_write(&mut self, res: io::Result<()>) -> io::Result<()> {
+        if let Err(e) = &res {
+            self.stalled |= timed_out(e);
+        }
         res
     }
 
-    /// Writes `buf[range]` to the client without copying it; the buffer comes back.
-    pub async fn write_range(
-        &mut self,
-        buf: Vec<u8>,
-        range: std::ops::Range<usize>,
-    ) -> (io::Result<usize>, Vec<u8>) {
-        let (res, slice) = self.io.write_all(buf.slice(range)).await;
-        (res, slice.into_inner())
-    }
-
     /// Reads until a whole request head is buffered (or the connection ends).
+    ///
+    /// With nothing buffered, the first byte is awaited with the buffers in hand
+    /// until `hot_until`: `Quiet` when none came by then (the caller frees the
+    /// buffers and waits on), `Closed` when the client closed, or the drain began
+    /// and `close_on_drain`. Once a byte is in, the whole head is due within the
+    /// header timeout (else 408).
     pub async fn read_head(
         &mut self,
         limits: &Limits,
         drain: &DrainSignal,
-        first: bool,
+        hot_until: Instant,
+        close_on_drain: bool,
+        canceller: &mut Canceller,
     ) -> HeadRead {
         let head_limits = HeadLimits {
             max_header_bytes: limits.max_header_bytes,
             max_headers: limits.max_headers,
             max_uri_bytes: limits.max_uri_bytes,
         };
-        // Waiting for the first byte: the header timeout on a new connection, the
-        // keep-alive idle timeout between requests. An idle keep-alive connection
-        // closes when the drain begins; a new one gets its first request read and
-        // answered (its client already sent it, or is about to: closing would reset
-        // it), within the header timeout and the drain deadline.
         if self.unread().is_empty() {
-            let wait = if first {
-                limits.header_read_timeout
-            } else {
-                limits.idle_timeout
-            };
-            let close_on_drain = !first;
-            let read = monoio::time::timeout(wait, self.fill());
-            monoio::select! {
-                r = read => match r {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => return HeadRead::Closed,
-                },
-                _ = drain.raised(), if close_on_drain => return HeadRead::Closed,
+            match self
+                .read_hot(hot_until, drain, close_on_drain, canceller)
+                .await
+            {
+                HotRead::Bytes => {}
+                HotRead::Closed => return HeadRead::Closed,
+                HotRead::Quiet => return HeadRead::Quiet,
             }
         }
-        let deadline = monoio::time::Instant::now() + limits.header_read_timeout;
+        let deadline = Instant::now() + limits.header_read_timeout;
         loop {
             let unread = self.rbuf.get(self.pos..).unwrap_or(&[]);
             match parse_request(unread, &head_limits, &mut self.head) {
@@ -207,4 +269,50 @@ impl<S: Io> ClientConn<S> {
             }
         }
     }
+
+    /// One read for the first bytes of a request, until `until`. On expiry the read
+    /// is cancelled and awaited to its end, so bytes that raced the cancel are kept.
+    async fn read_hot(
+        &mut self,
+        until: Instant,
+        drain: &DrainSignal,
+        close_on_drain: bool,
+        canceller: &mut Canceller,
+    ) -> HotRead {
+        self.make_room(self.read_buffer);
+        let buf = std::mem::take(&mut self.rbuf);
+        let len = buf.len();
+        let read = self
+            .io
+            .read_or_cancel(buf.slice_mut(len..), canceller.handle());
+        let mut read = std::pin::pin!(read);
+        let done = monoio::select! {
+            r = &mut read => Some(r),
+            _ = monoio::time::sleep_until(until) => None,
+            _ = drain.raised(), if close_on_drain => None,
+        };
+        let (res, slice) = match done {
+            Some(r) => r,
+            None => {
+                // `cancel` hands back a fresh canceller for the next hot read.
+                *canceller = std::mem::take(canceller).cancel();
+                read.await
+            }
+        };
+        self.rbuf = slice.into_inner();
+        match res {
+            Ok(0) => HotRead::Closed,
+            Ok(_) => HotRead::Bytes,
+            Err(e) if cancelled(&e) && !(close_on_drain && drain.is_raised()) => HotRead::Quiet,
+            Err(_) => HotRead::Closed,
+        }
+    }
+}
+
+/// How a hot read ended.
+enum HotRead {
+    Bytes,
+    /// The window passed with nothing read (or the drain cancelled the read).
+    Quiet,
+    Closed,
 }

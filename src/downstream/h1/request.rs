@@ -11,11 +11,12 @@ use crate::http::{
     CHUNK_END,
 };
 
+use super::super::transport::Io;
 use super::super::tunnel::relay;
 use super::super::{
     BodyError, BodySource, ConnInfo, Downstream, DrainSignal, Duplex, Piece, TunnelBytes, TunnelEnd,
 };
-use super::conn::{ClientConn, Io};
+use super::conn::ClientConn;
 
 /// The request whose head `conn` holds, with its body and response state.
 pub struct H1Request<'c, S> {
@@ -148,6 +149,7 @@ impl<'c, S: Io> H1Request<'c, S> {
         self.keep
     }
 
+    /// Writes the write buffer to the client (within the send timeout).
     async fn write_out(&mut self) -> io::Result<()> {
         let len = self.conn.wbuf.len() as u64;
         let res = self.conn.write_wbuf().await;
@@ -156,7 +158,7 @@ impl<'c, S: Io> H1Request<'c, S> {
         } else {
             self.keep = false;
         }
-        res.map(|_| ())
+        res
     }
 
     /// Appends response body bytes to the write buffer: as they are, framed as a
@@ -329,10 +331,10 @@ impl<S: Io> Downstream for H1Request<'_, S> {
         let Piece { buf, range } = piece;
         let (res, buf) = self.conn.write_range(buf, range.clone()).await;
         match &res {
-            Ok(_) => self.bytes_sent += range.len() as u64,
+            Ok(()) => self.bytes_sent += range.len() as u64,
             Err(_) => self.keep = false,
         }
-        (res.map(|_| ()), Piece { buf, range })
+        (res, Piece { buf, range })
     }
 
     async fn finish_response(&mut self, trailers: Option<&dyn HeaderLookup>) -> io::Result<()> {
@@ -377,6 +379,13 @@ impl<S: Io> Downstream for H1Request<'_, S> {
 
     fn bytes_sent(&self) -> u64 {
         self.bytes_sent
+    }
+
+    fn bytes_received(&self) -> u64 {
+        if self.refused {
+            return 0;
+        }
+        self.conn.head.head_len as u64 + self.body.payload_bytes()
     }
 }
 

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::config::Limits;
-use crate::downstream::{ConnInfo, Downstream, DrainSignal, Handler};
+use crate::downstream::{ConnInfo, Downstream, DrainSignal, Handler, IdleDeadlines};
 use crate::http::{FieldList, HttpError, LocalReply};
 
 /// Answers every request with a 404 (closing when `close`; raising the drain first
@@ -44,6 +44,7 @@ fn limits() -> Limits {
         header_read_timeout: Duration::from_secs(2),
         body_read_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(2),
+        send_timeout: Duration::from_secs(2),
     }
 }
 
@@ -65,7 +66,9 @@ fn serve_one(close: bool, drained: bool) -> TcpStream {
                 close,
                 drain: drained.then(|| drain.clone()),
             };
-            super::serve(stream, ConnInfo::plain(peer), &limits(), &drain, &answer).await;
+            let conn = Box::new(super::ClientConn::new(stream, ConnInfo::plain(peer)));
+            let idle = IdleDeadlines::default();
+            super::serve(conn, &limits(), &drain, &idle, &answer).await;
         });
     });
     let client = TcpStream::connect(addr).unwrap();

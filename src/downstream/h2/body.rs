@@ -48,6 +48,13 @@ impl DuplexBody {
     }
 }
 
+impl DuplexBody {
+    /// Payload bytes received so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes
+    }
+}
+
 impl BodySource for DuplexBody {
     fn body_framing(&self) -> BodyFraming {
         self.framing

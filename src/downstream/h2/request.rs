@@ -336,6 +336,12 @@ impl Downstream for H2Request<'_> {
         self.bytes_sent
     }
 
+    /// The body's payload read through this request (the head came HPACK-coded
+    /// in HEADERS frames: not counted; nor a body detached for a full-duplex call).
+    fn bytes_received(&self) -> u64 {
+        self.body.as_ref().map_or(0, DuplexBody::bytes_received)
+    }
+
     fn client_reset(&self) -> Option<ClientReset> {
         Some(ClientReset(self.respond.clone()))
     }

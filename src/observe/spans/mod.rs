@@ -1,0 +1,15 @@
+//! Spans: what a sampled request becomes for the trace (`record.rs`: a server
+//! span and a client span per upstream try), a worker's buffer of them
+//! (`buffer.rs`), and the exporter thread that POSTs them to an OTLP/HTTP
+//! collector (`exporter.rs`, `otlp.rs`, over the blocking client of
+//! `collector.rs`).
+
+mod buffer;
+mod collector;
+mod exporter;
+mod otlp;
+mod record;
+
+pub use buffer::SpanBuffer;
+pub use exporter::SpanExporter;
+pub use record::{request_spans, RequestFacts, SpanRecord};
