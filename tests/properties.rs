@@ -309,6 +309,7 @@ proptest! {
             added: &[&identity],
             request_id: "id-1",
             trace: Default::default(),
+            upgrade: None,
         };
         let mut out = Vec::new();
         let host_at = write_upstream_request(&mut out, &head.fields(src), &req, |_, _| HeaderEdit::Keep);

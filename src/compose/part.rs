@@ -121,6 +121,7 @@ async fn exchange_and_read<B: BodySource>(
     let mut response = loop {
         *attempts += 1;
         let request = OutboundRequest {
+            upgrade: false,
             head: &mut call.head,
             is_head,
             idempotent,
@@ -132,7 +133,7 @@ async fn exchange_and_read<B: BodySource>(
             .await;
         // Outlier detection counts a part's try like a forwarded one.
         let outcome = match &result {
-            Ok(response) => Outcome::of_status(response.head().status),
+            Ok(response) => Outcome::of_status(response.status()),
             Err(e) => Outcome::of_failure(&e.source, e.is_stale_connection()),
         };
         record_outcome(
@@ -149,7 +150,7 @@ async fn exchange_and_read<B: BodySource>(
             Ok(response) => break response,
         }
     };
-    let status = response.head().status;
+    let status = response.status();
     *answered = Some(status);
     let accepted = (200..300).contains(&status)
         || ((400..500).contains(&status) && call.part.on_4xx == On4xx::Data);
@@ -171,7 +172,7 @@ async fn read_payload(response: &mut UpstreamResponse, max: u64) -> Result<Vec<u
             "upstream answer cut short or malformed",
         )
     };
-    let framing = response.head().body;
+    let framing = response.body_framing();
     if let BodyFraming::Length(n) = framing {
         if n > max {
             return Err(too_large());
@@ -181,7 +182,7 @@ async fn read_payload(response: &mut UpstreamResponse, max: u64) -> Result<Vec<u
         bytes: Vec::new(),
         chunked: (framing == BodyFraming::Chunked).then(ChunkedScanner::new),
     };
-    let early = response.early_body();
+    let early = response.early_body().map_err(|_| cut())?;
     payload
         .append(&response.head_bytes()[early])
         .ok_or_else(cut)?;

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::io;
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent};
+use monoio::io::{CancelHandle, CancelableAsyncReadRent};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::ServerConnection;
@@ -16,8 +16,9 @@ use rustls::ServerConnection;
 use crate::tls::TlsStream;
 
 /// A byte stream a client connection runs on: `TcpStream` or
-/// `TlsStream<ServerConnection>`.
-pub trait Io: AsyncReadRent + AsyncWriteRent {
+/// `TlsStream<ServerConnection>`. Its reads and writes may be in flight at once
+/// ([`Duplex`](super::tunnel::Duplex)): an upgraded connection's tunnel needs that.
+pub trait Io: super::tunnel::Duplex {
     /// Reads like `read`; when `cancel` fires first, ends with `ECANCELED`
     /// ([`cancelled`]) and the buffer back, with no byte lost (a read that raced
     /// the cancel returns its bytes).

@@ -68,7 +68,7 @@ impl BodyProgress {
     fn with_scanner(framing: BodyFraming, chunked: ChunkedScanner) -> Self {
         let (remaining, done) = match framing {
             BodyFraming::Length(n) => (n, n == 0),
-            BodyFraming::Chunked | BodyFraming::UntilClose => (0, false),
+            BodyFraming::Chunked | BodyFraming::UntilClose | BodyFraming::EndStream => (0, false),
             BodyFraming::None => (0, true),
         };
         BodyProgress {
@@ -84,9 +84,12 @@ impl BodyProgress {
         self.done
     }
 
-    /// The body ends when the sender closes the connection.
+    /// The body ends when the sender closes the connection (or its stream).
     pub fn ends_at_close(&self) -> bool {
-        self.framing == BodyFraming::UntilClose
+        matches!(
+            self.framing,
+            BodyFraming::UntilClose | BodyFraming::EndStream
+        )
     }
 
     /// The sender closed the connection: a close-delimited body is complete.
@@ -101,7 +104,7 @@ impl BodyProgress {
         match self.framing {
             BodyFraming::Length(n) => n - self.remaining,
             BodyFraming::Chunked => self.chunked.data_total(),
-            BodyFraming::UntilClose => self.seen,
+            BodyFraming::UntilClose | BodyFraming::EndStream => self.seen,
             BodyFraming::None => 0,
         }
     }
@@ -137,7 +140,7 @@ impl BodyProgress {
                     tail,
                 })
             }
-            BodyFraming::UntilClose => {
+            BodyFraming::UntilClose | BodyFraming::EndStream => {
                 self.seen += input.len() as u64;
                 Ok(whole(input.len()))
             }
@@ -157,7 +160,7 @@ pub fn decode_whole(framing: BodyFraming, input: &[u8]) -> Result<Vec<u8>, &'sta
             .get(..n as usize)
             .map(<[u8]>::to_vec)
             .ok_or("the body is shorter than its content-length"),
-        BodyFraming::UntilClose => Ok(input.to_vec()),
+        BodyFraming::UntilClose | BodyFraming::EndStream => Ok(input.to_vec()),
         BodyFraming::Chunked => {
             let mut scanner = ChunkedScanner::new();
             let mut out = Vec::new();

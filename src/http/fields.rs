@@ -80,6 +80,61 @@ impl FieldList {
     }
 }
 
+/// Fields as offsets into the bytes they were parsed from (an HTTP/1.1 head).
+#[derive(Clone, Copy)]
+pub struct FieldRanges<'a> {
+    pub src: &'a [u8],
+    pub fields: &'a [super::HeaderRange],
+}
+
+impl HeaderLookup for FieldRanges<'_> {
+    fn get(&self, lowercase_name: &[u8]) -> Option<&[u8]> {
+        super::find_header(self.src, self.fields, lowercase_name)
+    }
+
+    fn each<'s>(&'s self, f: &mut dyn FnMut(&'s [u8], &'s [u8])) {
+        for h in self.fields {
+            if let (Some(name), Some(value)) =
+                (self.src.get(h.name.clone()), self.src.get(h.value.clone()))
+            {
+                f(name, value);
+            }
+        }
+    }
+}
+
+/// HTTP/2 fields as the `h2` crate decodes them (names lowercase, pseudo-fields
+/// apart). With repeated names, `get` returns the first value.
+impl HeaderLookup for ::http::HeaderMap {
+    fn get(&self, lowercase_name: &[u8]) -> Option<&[u8]> {
+        let name = std::str::from_utf8(lowercase_name).ok()?;
+        ::http::HeaderMap::get(self, name).map(::http::HeaderValue::as_bytes)
+    }
+
+    fn each<'s>(&'s self, f: &mut dyn FnMut(&'s [u8], &'s [u8])) {
+        for (name, value) in self.iter() {
+            f(name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+}
+
+/// Removes the fields of `map` whose name `drop` selects, every value of each;
+/// returns how many values went.
+pub fn remove_from_map(map: &mut ::http::HeaderMap, drop: &mut dyn FnMut(&[u8]) -> bool) -> usize {
+    let names: Vec<_> = map
+        .keys()
+        .filter(|n| drop(n.as_str().as_bytes()))
+        .cloned()
+        .collect();
+    let mut removed = 0;
+    for name in names {
+        if let ::http::header::Entry::Occupied(e) = map.entry(name) {
+            removed += e.remove_entry_mult().1.count();
+        }
+    }
+    removed
+}
+
 /// A field list read as a request's fields (tests, and requests the gateway makes
 /// itself).
 impl HeaderLookup for FieldList {

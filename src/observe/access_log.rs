@@ -40,9 +40,10 @@ pub struct AccessRecord<'a> {
     pub client: IpAddr,
     pub method: &'a [u8],
     pub target: &'a [u8],
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2.0`.
+    pub protocol: &'a str,
     /// The request's authority (absolute-form target, else `Host`), when valid.
     pub authority: Option<&'a [u8]>,
-    pub minor_version: u8,
     pub status: u16,
     /// Request bytes read: the head and the body's payload.
     pub bytes_received: u64,
@@ -199,11 +200,11 @@ fn text_line(buf: &mut String, now: Duration, r: &AccessRecord<'_>) {
     write_utc(buf, now);
     let _ = writeln!(
         buf,
-        " {} \"{} {} HTTP/1.{}\" {} {} {:.3} {} {} {} {} {}",
+        " {} \"{} {} {}\" {} {} {:.3} {} {} {} {} {}",
         r.client,
         String::from_utf8_lossy(r.method),
         String::from_utf8_lossy(r.target).escape_debug(),
-        r.minor_version,
+        r.protocol,
         r.status,
         r.bytes_sent,
         millis(r.duration),
@@ -228,8 +229,8 @@ fn json_line(buf: &mut String, now: Duration, r: &AccessRecord<'_>) {
     json_str(buf, Some(r.target));
     let _ = write!(
         buf,
-        ",\"protocol\":\"HTTP/1.{}\",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3},\"route\":",
-        r.minor_version,
+        ",\"protocol\":\"{}\",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3},\"route\":",
+        r.protocol,
         r.status,
         r.bytes_received,
         r.bytes_sent,
@@ -362,7 +363,7 @@ mod tests {
             method: b"GET",
             target: b"/a\"b\\c\x01\xff?q=1",
             authority: Some(b"api.example.com"),
-            minor_version: 1,
+            protocol: "HTTP/1.1",
             status: 200,
             bytes_received: 80,
             bytes_sent: 532,

@@ -49,6 +49,13 @@ pub struct RequestCtx {
     pub status: u16,
     /// Where the upstream exchange failed, when it did.
     pub failure: Option<FailureSource>,
+    /// The request is a gRPC call (`content-type: application/grpc…`): the
+    /// gateway's own errors are answered as gRPC errors.
+    pub grpc: bool,
+    /// The gRPC call's deadline (`grpc-timeout`), when it bounds the exchange.
+    pub grpc_deadline: Option<Instant>,
+    /// The exchange ran out of time because of that deadline (DEADLINE_EXCEEDED).
+    pub deadline_exceeded: bool,
     /// The gateway answered by itself (a local reply, not a configured `respond`
     /// nor an upstream's answer).
     pub local_reply: bool,
@@ -103,6 +110,9 @@ impl RequestCtx {
             upstream: None,
             status: 0,
             failure: None,
+            grpc: false,
+            grpc_deadline: None,
+            deadline_exceeded: false,
             local_reply: false,
             request_line: Vec::new(),
             method_len: 0,

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::downstream::{Downstream, Handler};
-use crate::http::HttpError;
+use crate::http::{grpc, HttpError};
 use crate::observe::metrics::MethodClass;
 use crate::observe::{request_spans, AccessRecord, Counters, RequestFacts, TraceContext};
 
@@ -35,6 +35,7 @@ impl Gateway {
     /// context (not for heads the codec refused).
     fn start<D: Downstream>(&self, d: &D, id: RequestId, traced: bool) -> RequestCtx {
         let mut ctx = RequestCtx::new(id);
+        ctx.grpc = grpc::is_grpc(d.get(b"content-type"));
         ctx.method = MethodClass::of(d.method());
         if traced {
             ctx.trace = self.trace_context(d);
@@ -126,8 +127,8 @@ impl Gateway {
             client: d.conn().peer.ip(),
             method,
             target,
+            protocol: d.protocol(),
             authority: ctx.authority.as_deref(),
-            minor_version: if d.http10() { 0 } else { 1 },
             status: ctx.status,
             bytes_received: d.bytes_received(),
             bytes_sent: d.bytes_sent(),
@@ -169,7 +170,22 @@ impl Handler for Gateway {
             .and_then(RequestId::from_client)
             .unwrap_or_else(|| worker.request_ids.next());
         let mut ctx = self.start(d, id, true);
-        pipeline::run(worker, &self.generation, &mut ctx, d).await;
+        match d.client_reset() {
+            None => pipeline::run(worker, &self.generation, &mut ctx, d).await,
+            // An HTTP/2 client may cancel its request: the work stops there (an
+            // upstream exchange in progress ends with it), logged as 499.
+            Some(reset) => {
+                let run = pipeline::run(worker, &self.generation, &mut ctx, d);
+                let cancelled = monoio::select! {
+                    _ = run => false,
+                    _ = reset.wait() => true,
+                };
+                if cancelled {
+                    Counters::bump(&worker.counters.h2_streams_reset);
+                    ctx.status = 499;
+                }
+            }
+        }
         self.record(&ctx, d);
     }
 

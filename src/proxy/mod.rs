@@ -22,6 +22,7 @@ mod shed_stage;
 #[cfg(debug_assertions)]
 pub mod test_panic;
 mod transform_stage;
+mod websocket;
 mod worker;
 
 pub use context::{RequestCtx, Timings};

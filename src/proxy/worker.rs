@@ -15,7 +15,7 @@ use crate::downstream::{DrainSignal, IdleDeadlines};
 use crate::limit::{WorkerLimiter, WorkerLink};
 use crate::observe::metrics::{MetricsSnapshot, WorkerGauges, WorkerMetrics};
 use crate::observe::{AccessLogBuffer, Counters, PublishedCounters, SpanBuffer, TraceIds};
-use crate::upstream::{EndpointBoard, Exchanger, UpstreamPools, UpstreamStates};
+use crate::upstream::{EndpointBoard, Exchanger, H2Pools, UpstreamPools, UpstreamStates};
 
 use super::generation::Generation;
 use super::request_id::RequestIds;
@@ -33,6 +33,8 @@ pub struct Worker {
     /// The idle timeouts of client connections waiting without buffers.
     pub idle: IdleDeadlines,
     pub pools: UpstreamPools,
+    /// Multiplexed connections to HTTP/2 upstreams.
+    pub h2_pools: H2Pools,
     /// Endpoint health and ejections, breaker counts (by identity).
     pub upstreams: UpstreamStates,
     pub request_ids: RequestIds,
@@ -82,6 +84,7 @@ impl Worker {
             drain: DrainSignal::default(),
             idle: IdleDeadlines::default(),
             pools: UpstreamPools::new(),
+            h2_pools: H2Pools::new(),
             upstreams,
             request_ids: RequestIds::new(id),
             access_log,
@@ -141,6 +144,7 @@ impl Worker {
     pub fn exchanger(&self) -> Exchanger<'_> {
         Exchanger {
             pools: &self.pools,
+            h2: &self.h2_pools,
             counters: &self.counters,
         }
     }
@@ -166,6 +170,7 @@ impl Worker {
     pub fn start_drain(&self) {
         self.drain.raise();
         self.pools.close();
+        self.h2_pools.close();
     }
 
     /// The worker tick: close expired idle connections (upstream and client), take
@@ -173,6 +178,7 @@ impl Worker {
     /// endpoints' state).
     pub fn tick(&self) {
         self.pools.sweep();
+        self.h2_pools.sweep();
         let now = Instant::now();
         self.idle.expire(now);
         let generation = self.generation();

@@ -1,6 +1,6 @@
 //! A worker's listeners: the accept loop of each, with the per-worker connection
 //! cap, the TLS handshake on TLS listeners, and the hand-off of each connection to
-//! the HTTP/1.1 downstream with a [`Gateway`] that pins the current generation.
+//! its protocol's downstream (`protocol.rs`: HTTP/1.1, or HTTP/2 by ALPN or h2c).
 //!
 //! Past `max_connections_per_worker`, a new plaintext connection is answered at once
 //! with `503` and `Connection: close` (and counted), rather than left waiting in the
@@ -46,6 +46,7 @@ use crate::downstream::DrainSignal;
 
 use super::fd_shortage::{is_fd_exhaustion, FdShortage, Taken};
 use super::panic_guard::guard;
+use super::protocol;
 
 /// What a listener speaks: plain HTTP, or TLS with the settings of the
 /// `[[server.tls]]` listening on its address.
@@ -89,13 +90,13 @@ impl Acceptor {
         }
     }
 
-    /// Installs the TLS listeners' certificates and settings: new handshakes use
-    /// them; open connections keep what they negotiated. On an error nothing
-    /// changes.
-    pub fn install_tls(&self, listeners: &[TlsListener]) -> Result<(), String> {
+    /// Installs the TLS listeners' certificates and settings (`h2`: ALPN offers
+    /// `h2` before `http/1.1`, `[server] http2`): new handshakes use them; open
+    /// connections keep what they negotiated. On an error nothing changes.
+    pub fn install_tls(&self, listeners: &[TlsListener], h2: bool) -> Result<(), String> {
         let configs = listeners
             .iter()
-            .map(|l| Ok((l.settings.listen, l.tls.server_config()?)))
+            .map(|l| Ok((l.settings.listen, l.tls.server_config(h2)?)))
             .collect::<Result<Vec<_>, String>>()?;
         *self.tls_configs.borrow_mut() = configs;
         Ok(())
@@ -259,9 +260,12 @@ fn start_connection(acceptor: &Rc<Acceptor>, stream: TcpStream, peer: SocketAddr
     acceptor.active.set(acceptor.active.get() + 1);
     // `serve` takes the connection off the count when it ends.
     match kind.kind {
-        ListenerKind::Plain => {
+        ListenerKind::Plain if !worker.generation().snapshot.server.http2.h2c => {
             let conn = Box::new(h1::ClientConn::new(stream, ConnInfo::plain(peer)));
             monoio::spawn(serve(acceptor.clone(), conn, peer));
+        }
+        ListenerKind::Plain => {
+            monoio::spawn(serve_h2c_or_h1(acceptor.clone(), stream, peer));
         }
         ListenerKind::Tls => {
             monoio::spawn(handshake_then_serve(
@@ -388,6 +392,43 @@ fn panicked(worker: &Worker, peer: SocketAddr, panic: &str) {
 
 /// Handshakes, then serves the connection in a task of its own (see the module's
 /// comment); a connection whose handshake failed is taken off the count here.
+/// A plaintext connection on a worker whose generation has `h2c` on: HTTP/2 when
+/// its first bytes are the preface, else HTTP/1.1 with those bytes already read
+/// (`protocol.rs`). Taken off the count when it ends.
+async fn serve_h2c_or_h1(acceptor: Rc<Acceptor>, stream: TcpStream, peer: SocketAddr) {
+    let info = ConnInfo::plain(peer);
+    let worker = acceptor.worker.clone();
+    let timeout = worker
+        .generation()
+        .snapshot
+        .server
+        .limits
+        .header_read_timeout;
+    match guard(protocol::sniff_h2c(&worker, stream, info, timeout)).await {
+        Ok(Some(conn)) => serve(acceptor, Box::new(conn), peer).await,
+        Ok(None) => acceptor.active.set(acceptor.active.get() - 1),
+        Err(panic) => {
+            panicked(&worker, peer, &panic);
+            acceptor.active.set(acceptor.active.get() - 1);
+        }
+    }
+}
+
+/// Serves an HTTP/2 connection (ALPN `h2`) with the worker's current generation,
+/// then takes it off the count; a panic closes this connection only.
+async fn serve_h2(
+    acceptor: Rc<Acceptor>,
+    stream: tls::TlsStream<rustls::ServerConnection>,
+    info: ConnInfo,
+) {
+    let worker = acceptor.worker.clone();
+    let peer = info.peer;
+    if let Err(panic) = guard(protocol::serve_h2(&worker, stream, Vec::new(), info)).await {
+        panicked(&worker, peer, &panic);
+    }
+    acceptor.active.set(acceptor.active.get() - 1);
+}
+
 /// `addr` names the TLS listener (its settings in the current generation).
 async fn handshake_then_serve(
     acceptor: Rc<Acceptor>,
@@ -396,8 +437,12 @@ async fn handshake_then_serve(
     addr: SocketAddr,
 ) {
     match guard(handshake(&acceptor, stream, peer, addr)).await {
-        Ok(Some(conn)) => {
-            monoio::spawn(serve(acceptor, Box::new(conn), peer));
+        Ok(Some((stream, info))) if stream.session().alpn_protocol() == Some(b"h2") => {
+            monoio::spawn(serve_h2(acceptor, stream, info));
+        }
+        Ok(Some((stream, info))) => {
+            let conn = Box::new(h1::ClientConn::new(stream, info));
+            monoio::spawn(serve(acceptor, conn, peer));
         }
         Ok(None) => acceptor.active.set(acceptor.active.get() - 1),
         Err(panic) => {
@@ -407,15 +452,15 @@ async fn handshake_then_serve(
     }
 }
 
-/// The TLS handshake within the listener's `handshake_timeout_ms`: the connection,
-/// with what the handshake says about the client, or `None` when it failed
-/// (counted, and logged at debug).
+/// The TLS handshake within the listener's `handshake_timeout_ms`: the stream
+/// (ALPN says which protocol follows), with what the handshake says about the
+/// client, or `None` when it failed (counted, and logged at debug).
 async fn handshake(
     acceptor: &Acceptor,
     stream: TcpStream,
     peer: SocketAddr,
     addr: SocketAddr,
-) -> Option<h1::ClientConn<tls::TlsStream<rustls::ServerConnection>>> {
+) -> Option<(tls::TlsStream<rustls::ServerConnection>, ConnInfo)> {
     let worker = &acceptor.worker;
     let snapshot = worker.generation().snapshot.clone();
     let listener = snapshot
@@ -446,7 +491,7 @@ async fn handshake(
                 secure: true,
                 client_subject,
             };
-            Some(h1::ClientConn::new(stream, info))
+            Some((stream, info))
         }
         Ok(Err(e)) => {
             Counters::bump(&worker.counters.tls_handshake_failures);

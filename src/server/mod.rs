@@ -28,6 +28,7 @@ mod layout;
 mod listeners;
 mod mailbox;
 mod panic_guard;
+mod protocol;
 mod reload;
 mod reload_history;
 mod reuseport;

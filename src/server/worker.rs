@@ -133,7 +133,7 @@ async fn worker_main(plan: WorkerPlan, core: String, driver: String) {
         &plan.published,
     ));
     let acceptor = Rc::new(Acceptor::new(worker.clone()));
-    if let Err(e) = acceptor.install_tls(&snapshot.server.tls) {
+    if let Err(e) = acceptor.install_tls(&snapshot.server.tls, snapshot.server.http2.alpn) {
         let _ = plan
             .reports
             .send(StartReport::Failed(format!("worker {}: {e}", plan.id)));
@@ -272,7 +272,7 @@ fn install(
     // The generation first: if building it panics, nothing else changed.
     worker.install(version, snapshot);
     let mut failed = Vec::new();
-    if let Err(e) = acceptor.install_tls(&tls.server.tls) {
+    if let Err(e) = acceptor.install_tls(&tls.server.tls, tls.server.http2.alpn) {
         failed.push(format!(
             "its TLS listeners' certificates were not installed: {e}"
         ));

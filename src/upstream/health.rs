@@ -28,11 +28,14 @@ use monoio::time::Instant;
 
 use crate::config::{Endpoint, HealthCheck, Upstream};
 use crate::downstream::{BodyError, BodySource, Piece};
+use crate::http::BodyFraming;
 use crate::observe::{Counters, PublishedCounters};
 use crate::runtime::Runtime;
 
 use super::board::{EndpointBoard, ProbeSet, TargetId};
-use super::exchange::{Exchanger, OutboundRequest};
+use super::exchange::Exchanger;
+use super::h2::H2Pools;
+use super::outbound::OutboundRequest;
 use super::pool::UpstreamPools;
 
 /// How often the prober publishes its counters, looks for new targets and at its
@@ -86,6 +89,7 @@ struct ProberState {
     /// The targets a probe loop runs for.
     looping: RefCell<HashSet<TargetId>>,
     pools: UpstreamPools,
+    h2: H2Pools,
     /// What the exchange counts (connections, failures): kept apart from the
     /// workers' data-plane counters.
     exchange_counters: Counters,
@@ -99,6 +103,7 @@ async fn run(board: Arc<EndpointBoard>, stop: Arc<AtomicBool>, published: Arc<Pu
         stop,
         looping: RefCell::new(HashSet::new()),
         pools: UpstreamPools::new(),
+        h2: H2Pools::new(),
         exchange_counters: Counters::default(),
         counters: Counters::resume(&published),
     });
@@ -111,9 +116,11 @@ async fn run(board: Arc<EndpointBoard>, stop: Arc<AtomicBool>, published: Arc<Pu
         }
         monoio::time::sleep(PROBER_TICK).await;
         state.pools.sweep();
+        state.h2.sweep();
         state.counters.publish(&published);
     }
     state.pools.close();
+    state.h2.close();
 }
 
 /// Starts a probe loop for each target of `probes` that has none, their first
@@ -204,12 +211,14 @@ async fn probe(
     head.extend_from_slice(b"\r\nuser-agent: portico-health-check\r\n\r\n");
     let exchanger = Exchanger {
         pools: &state.pools,
+        h2: &state.h2,
         counters: &state.exchange_counters,
     };
     let deadline = Instant::now() + check.timeout;
     let mut replayed = false;
     let mut response = loop {
         let request = OutboundRequest {
+            upgrade: false,
             head,
             is_head: false,
             idempotent: true,
@@ -229,7 +238,7 @@ async fn probe(
             }
         }
     };
-    let status = response.head().status;
+    let status = response.status();
     response.set_read_timeout(deadline.saturating_duration_since(Instant::now()));
     loop {
         match response.next_piece().await {
@@ -250,6 +259,10 @@ async fn probe(
 struct NoBody;
 
 impl BodySource for NoBody {
+    fn body_framing(&self) -> BodyFraming {
+        BodyFraming::None
+    }
+
     fn is_complete(&self) -> bool {
         true
     }

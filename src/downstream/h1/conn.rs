@@ -69,10 +69,15 @@ impl<S: Io> ClientConn<S> {
     /// A connection with no buffer yet: the first read allocates the read buffer,
     /// a busy period the write buffer.
     pub fn new(io: S, info: ConnInfo) -> Self {
+        ClientConn::with_read(io, info, Vec::new())
+    }
+
+    /// A connection whose first bytes (`read`) were already read from `io`.
+    pub fn with_read(io: S, info: ConnInfo, read: Vec<u8>) -> Self {
         ClientConn {
             io,
             info,
-            rbuf: Vec::new(),
+            rbuf: read,
             pos: 0,
             wbuf: Vec::new(),
             head: RequestHead::default(),
