@@ -92,6 +92,7 @@ pub fn write_head<D: Downstream>(
         secure: d.conn().secure,
         http10: false,
         body,
+        upgrade: None,
         added: &added,
         request_id: req.request_id,
     };

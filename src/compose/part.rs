@@ -106,6 +106,7 @@ async fn exchange_and_read<B: BodySource>(
     let mut response = loop {
         *attempts += 1;
         let request = OutboundRequest {
+            upgrade: false,
             head: &mut call.head,
             is_head,
             idempotent,
@@ -117,7 +118,7 @@ async fn exchange_and_read<B: BodySource>(
             .await;
         // Outlier detection counts a part's try like a forwarded one.
         let outcome = match &result {
-            Ok(response) => Outcome::of_status(response.head().status),
+            Ok(response) => Outcome::of_status(response.status()),
             Err(e) => Outcome::of_failure(&e.source, e.is_stale_connection()),
         };
         record_outcome(
@@ -134,7 +135,7 @@ async fn exchange_and_read<B: BodySource>(
             Ok(response) => break response,
         }
     };
-    let status = response.head().status;
+    let status = response.status();
     let accepted = (200..300).contains(&status)
         || ((400..500).contains(&status) && call.part.on_4xx == On4xx::Data);
     if !accepted {
@@ -155,7 +156,7 @@ async fn read_payload(response: &mut UpstreamResponse, max: u64) -> Result<Vec<u
             "upstream answer cut short or malformed",
         )
     };
-    let framing = response.head().body;
+    let framing = response.body_framing();
     if let BodyFraming::Length(n) = framing {
         if n > max {
             return Err(too_large());

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::config::{ComposePlan, Endpoint, Merge, Route, Snapshot, Upstream};
 use crate::downstream::{BodyError, BodySource, Downstream, Piece};
-use crate::http::LocalReply;
+use crate::http::{BodyFraming, LocalReply};
 use crate::observe::Counters;
 use crate::upstream::{Balancer, Breaker, Exchanger, FailureSource, HashKey};
 
@@ -333,6 +333,13 @@ enum PartBody<'d, D> {
 }
 
 impl<D: BodySource> BodySource for PartBody<'_, D> {
+    fn body_framing(&self) -> BodyFraming {
+        match self {
+            PartBody::Empty => BodyFraming::None,
+            PartBody::Client(d) => d.body_framing(),
+        }
+    }
+
     fn is_complete(&self) -> bool {
         match self {
             PartBody::Empty => true,

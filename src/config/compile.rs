@@ -183,6 +183,7 @@ fn server_settings(
         drain_timeout: Duration::from_millis(*s.drain_timeout_ms.get_ref()),
         redirect_to_https: s.redirect_to_https,
         max_in_flight_per_worker: positive(&s.max_in_flight_per_worker, p) as usize,
+        http2: super::compile_http2::http2_settings(&s, p),
     })
 }
 
@@ -247,7 +248,11 @@ fn upstreams(
                 format!("upstream \"{name}\" has no endpoints"),
             );
         }
-        let tls = u.tls.as_ref().and_then(|t| upstream_tls(t, base, p));
+        let (protocol, max_concurrent_streams) = super::compile_http2::upstream_protocol(&u, p);
+        let tls = u
+            .tls
+            .as_ref()
+            .and_then(|t| upstream_tls(t, base, protocol, p));
         let mut endpoints = Vec::new();
         for e in u.endpoints.get_ref() {
             for addr in resolve(e, p) {
@@ -284,6 +289,8 @@ fn upstreams(
             pool_idle_timeout: millis(&u.pool_idle_timeout_ms, p),
             max_requests_per_connection: positive(&u.max_requests_per_connection, p),
             tls,
+            protocol,
+            max_concurrent_streams,
             health_check: resilience.health_check,
             outlier: resilience.outlier,
             breakers: resilience.breakers,
@@ -411,6 +418,7 @@ fn tls_listener(
 fn upstream_tls(
     t: &Spanned<schema::UpstreamTlsSection>,
     base: &Path,
+    protocol: UpstreamProtocol,
     p: &mut Problems<'_>,
 ) -> Option<Arc<UpstreamTls>> {
     let s = t.get_ref();
@@ -420,6 +428,7 @@ fn upstream_tls(
         verify: *s.verify.get_ref(),
         client_cert: s.client_cert.as_ref().map(|c| base.join(c.get_ref())),
         client_key: s.client_key.as_ref().map(|c| base.join(c.get_ref())),
+        h2: protocol == UpstreamProtocol::H2,
     };
     match UpstreamTls::load(&settings) {
         Ok(tls) => Some(Arc::new(tls)),
@@ -626,6 +635,14 @@ fn routes(
             }
         }
         specs.push(spec);
+        let websocket = super::compile_http2::route_websocket(
+            &r,
+            match action {
+                Action::Forward(i) if r.upstream.is_some() => upstreams.get(i),
+                _ => None,
+            },
+            p,
+        );
         let retry = super::compile_resilience::route_retry(
             &r,
             matches!(action, Action::Forward(_)) && r.respond.is_none(),
@@ -647,6 +664,7 @@ fn routes(
             retry,
             header_rules: None,
             cors: None,
+            websocket,
         });
     }
     (specs, routes)

@@ -8,11 +8,13 @@ mod compile;
 mod compile_auth;
 mod compile_auth_keys;
 mod compile_compose;
+mod compile_http2;
 mod compile_resilience;
 mod compile_transform;
 mod compose;
 mod compose_schema;
 mod error;
+mod http2;
 mod rate_limits;
 mod resilience;
 mod schema;
@@ -23,6 +25,7 @@ mod values;
 
 pub use compose::*;
 pub use error::{ConfigError, ConfigErrors};
+pub use http2::{FloodLimits, Http2Settings};
 pub use resilience::*;
 pub use snapshot::*;
 

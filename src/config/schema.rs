@@ -29,6 +29,20 @@ pub struct ServerSection {
     /// What to do when the descriptor limit cannot hold what the config may open.
     pub fd_limit: Spanned<String>,
     pub max_in_flight_per_worker: Spanned<u64>,
+    /// HTTP/2 on the client side (docs/http2.md): ALPN `h2` on TLS listeners.
+    pub http2: bool,
+    /// h2c with prior knowledge on plaintext listeners (HTTP/1.1 still served).
+    pub h2c: bool,
+    pub http2_max_concurrent_streams: Spanned<u64>,
+    pub http2_max_header_list_bytes: Spanned<u64>,
+    pub http2_initial_stream_window_bytes: Spanned<u64>,
+    pub http2_initial_connection_window_bytes: Spanned<u64>,
+    pub http2_flood_window_ms: Spanned<u64>,
+    pub http2_max_resets: Spanned<u64>,
+    pub http2_max_pings: Spanned<u64>,
+    pub http2_max_settings: Spanned<u64>,
+    pub http2_max_empty_data_frames: Spanned<u64>,
+    pub http2_max_continuation_frames: Spanned<u64>,
     pub tls: Vec<TlsListenerSection>,
 }
 
@@ -52,6 +66,18 @@ impl Default for ServerSection {
             listen_backlog: s(1024),
             fd_limit: Spanned::new(0..0, "warn".to_string()),
             max_in_flight_per_worker: s(10_000),
+            http2: true,
+            h2c: false,
+            http2_max_concurrent_streams: s(100),
+            http2_max_header_list_bytes: s(16_384),
+            http2_initial_stream_window_bytes: s(262_144),
+            http2_initial_connection_window_bytes: s(1_048_576),
+            http2_flood_window_ms: s(10_000),
+            http2_max_resets: s(200),
+            http2_max_pings: s(100),
+            http2_max_settings: s(100),
+            http2_max_empty_data_frames: s(50),
+            http2_max_continuation_frames: s(5),
             tls: Vec::new(),
         }
     }
@@ -141,6 +167,10 @@ pub struct UpstreamSection {
     #[serde(default = "defaults::max_requests_per_connection")]
     pub max_requests_per_connection: Spanned<u64>,
     pub tls: Option<Spanned<UpstreamTlsSection>>,
+    /// `"http1"` (default), `"h2"` (over `tls`, ALPN h2) or `"h2c"` (prior knowledge).
+    pub protocol: Option<Spanned<String>>,
+    /// HTTP/2: requests at once on one connection (the endpoint's own limit too).
+    pub max_concurrent_streams: Option<Spanned<u64>>,
     pub health_check: Option<Spanned<super::schema_resilience::HealthCheckSection>>,
     pub outlier: Option<Spanned<super::schema_resilience::OutlierSection>>,
     pub max_connections: Option<Spanned<u64>>,
@@ -185,6 +215,10 @@ pub struct RouteSection {
     pub auth: Option<Spanned<RouteAuthSection>>,
     pub retry: Option<Spanned<super::schema_resilience::RetrySection>>,
     pub retry_non_idempotent: Option<Spanned<bool>>,
+    /// Let HTTP/1.1 WebSocket upgrades through to the upstream, then tunnel.
+    pub websocket: Option<Spanned<bool>>,
+    /// A tunnel with no byte either way for this long is closed (default 60000).
+    pub websocket_idle_timeout_ms: Option<Spanned<u64>>,
     /// `[route.compose]`: fan out to several upstreams and merge (`compose_schema.rs`).
     pub compose: Option<Spanned<super::compose_schema::ComposeSection>>,
     /// Header rules and CORS (`schema_transform.rs`).

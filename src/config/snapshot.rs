@@ -54,6 +54,8 @@ pub struct ServerSettings {
     /// Requests in progress on one worker past which new ones are answered `503`
     /// with `Retry-After` before any work is done for them (load shedding).
     pub max_in_flight_per_worker: usize,
+    /// HTTP/2 towards clients: ALPN `h2`, h2c, limits and flood guards.
+    pub http2: super::http2::Http2Settings,
     /// `[[server.tls]]` listeners with their loaded certificates.
     pub tls: Vec<TlsListener>,
     /// Headers that carry the gateway's own assertions (the verified client
@@ -119,6 +121,10 @@ pub struct Route {
     pub header_rules: Option<Box<crate::transform::HeaderRules>>,
     /// `cors = { ... }`: preflights answered at the door, CORS fields on responses.
     pub cors: Option<Box<crate::transform::CorsPolicy>>,
+    /// `websocket = true`: HTTP/1.1 WebSocket upgrades go through, and the
+    /// connection becomes a tunnel closed after this long without a byte
+    /// (`websocket_idle_timeout_ms`). `None`: `Upgrade` stops at the gateway.
+    pub websocket: Option<Duration>,
 }
 
 pub enum Action {
@@ -150,6 +156,11 @@ pub struct Upstream {
     pub max_requests_per_connection: u64,
     /// Re-encryption to the endpoints, when `tls = { ... }` is set.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// What the endpoints speak (`protocol`).
+    pub protocol: UpstreamProtocol,
+    /// HTTP/2: requests at once on one connection to an endpoint, at most (fewer
+    /// if the endpoint's SETTINGS say so); more open another connection.
+    pub max_concurrent_streams: usize,
     /// Active health checks, when `health_check = { ... }` is set.
     pub health_check: Option<HealthCheck>,
     /// Passive outlier ejection, when `outlier = { ... }` is set.
@@ -158,6 +169,17 @@ pub struct Upstream {
     pub breakers: BreakerSettings,
     /// How many retries may be in flight beside the requests (on by default).
     pub retry_budget: RetryBudget,
+}
+
+/// An upstream's `protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over keep-alive connections, pooled per endpoint.
+    Http1,
+    /// HTTP/2 over TLS (ALPN `h2`), multiplexed connections per endpoint.
+    H2,
+    /// HTTP/2 over plain TCP with prior knowledge (h2c).
+    H2c,
 }
 
 pub struct Endpoint {

@@ -1,12 +1,16 @@
 //! The protocol-neutral request the pipeline works on: [`Downstream`] (head,
-//! response sink), [`BodySource`] (the request body, pulled piece by piece), and the
-//! [`Handler`] a connection hands each request to.
+//! response sink, and the request body as a [`BodySource`]), and the [`Handler`] a
+//! connection hands each request to.
 
 use std::io;
 use std::net::SocketAddr;
-use std::ops::Range;
 
-use crate::http::{BodyFraming, FieldList, HeaderLookup, HttpError, LocalReply, ResponseHead};
+use crate::http::{FieldList, HeaderLookup, HttpError, LocalReply, ResponseParts};
+
+use super::body::{BodySource, Piece};
+use super::client_reset::ClientReset;
+use super::h2::DuplexBody;
+use super::tunnel::{Duplex, TunnelBytes, TunnelEnd};
 
 /// What the transport says about a client connection.
 #[derive(Clone, Debug)]
@@ -48,8 +52,14 @@ pub trait Downstream: HeaderLookup + BodySource {
     fn is_head(&self) -> bool;
     /// The client speaks HTTP/1.0.
     fn http10(&self) -> bool;
-    /// How the request body is framed, as declared in the head.
-    fn body_framing(&self) -> BodyFraming;
+    /// The protocol as the access log names it: `HTTP/1.0`, `HTTP/1.1`, `HTTP/2.0`.
+    fn protocol(&self) -> &'static str {
+        if self.http10() {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        }
+    }
     /// Removes the fields whose name `drop` selects (any case); returns how many.
     /// Later reads of the head no longer see them.
     fn remove_fields(&mut self, drop: &mut dyn FnMut(&[u8]) -> bool) -> usize;
@@ -65,14 +75,14 @@ pub trait Downstream: HeaderLookup + BodySource {
         request_id: &str,
     ) -> io::Result<()>;
 
-    /// Sends the head of an upstream response (`head`, parsed from `src`) with
-    /// `body_prefix`, the first body bytes, in one write. Keep-alive is decided here
-    /// as for [`send_reply`](Downstream::send_reply), and also by the response's
-    /// framing.
+    /// Sends the head of an upstream response with `body_prefix`, the first body
+    /// pieces' bytes, in one write where the protocol allows. Keep-alive is decided
+    /// here as for [`send_reply`](Downstream::send_reply), and also by the
+    /// response's framing. The body that follows is encoded as `head.body` says;
+    /// the sink converts it to its own protocol's framing.
     async fn send_response_head(
         &mut self,
-        head: &ResponseHead,
-        src: &[u8],
+        head: &ResponseParts<'_>,
         body_prefix: &[u8],
         extra: &FieldList,
         request_id: &str,
@@ -81,84 +91,47 @@ pub trait Downstream: HeaderLookup + BodySource {
     /// Sends response body bytes; the piece comes back for reuse.
     async fn send_piece(&mut self, piece: Piece) -> (io::Result<()>, Piece);
 
+    /// Ends the response body once all of it was sent, with the upstream's
+    /// `trailers` if it sent any (HTTP/2; an HTTP/1.1 upstream's trailers travel
+    /// inside its chunked pieces). HTTP/2 ends the stream (trailers as HEADERS);
+    /// HTTP/1.1 writes the last chunk of a body it framed itself, with the trailers
+    /// only if the client said `TE: trailers`.
+    async fn finish_response(&mut self, trailers: Option<&dyn HeaderLookup>) -> io::Result<()>;
+
     /// The response cannot be completed (the upstream cut it short, or the client
     /// went away): the connection closes after this request.
     fn abort(&mut self);
 
     /// Bytes written to the client for this request, heads included.
     fn bytes_sent(&self) -> u64;
-}
 
-/// A request body, pulled in the framing its head declared (a chunked body stays
-/// chunked), so it can be forwarded byte for byte.
-#[allow(async_fn_in_trait)]
-pub trait BodySource {
-    /// The whole body has been taken (or there is none): a request whose body is
-    /// complete before it is sent can be sent again on another connection.
-    fn is_complete(&self) -> bool;
-
-    /// Appends the body bytes already received (up to the end of the body) to `out`,
-    /// so they go out in the same write as the head.
-    fn take_buffered(&mut self, out: &mut Vec<u8>) -> Result<(), BodyError>;
-
-    /// Reads the next body bytes from the client: an owned buffer and the range of
-    /// it that belongs to the body. `Ok(None)` once the body is complete. Hand the
-    /// buffer back with [`give_back`](BodySource::give_back) before the next call.
-    async fn next_piece(&mut self) -> Result<Option<Piece>, BodyError>;
-
-    /// Returns a buffer taken by [`next_piece`](BodySource::next_piece), its range
-    /// consumed.
-    fn give_back(&mut self, piece: Piece);
-}
-
-/// Bytes on their way from one side to the other without a copy: an owned buffer
-/// (monoio's I/O takes buffers by value) and the range of it to send.
-pub struct Piece {
-    pub buf: Vec<u8>,
-    pub range: Range<usize>,
-}
-
-impl Piece {
-    pub fn len(&self) -> usize {
-        self.range.len()
+    /// A watch on the client cancelling this request (HTTP/2: the stream reset);
+    /// `None` where the protocol has no way to say so apart from closing.
+    fn client_reset(&self) -> Option<ClientReset> {
+        None
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.range.is_empty()
-    }
-}
-
-/// Why a request body could not be read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BodyError {
-    /// The client closed the connection mid-body (logged as 499; no answer).
-    Closed,
-    /// No body bytes within `body_read_timeout_ms`: 408.
-    TimedOut,
-    /// Broken chunk framing: 400 with the reason.
-    Malformed(&'static str),
-    /// The body grew past `max_body_bytes`: 413.
-    TooLarge,
-}
-
-impl BodyError {
-    /// The status to answer with (499 = nothing is answered, the connection closes).
-    pub fn status(self) -> u16 {
-        match self {
-            BodyError::Closed => 499,
-            BodyError::TimedOut => 408,
-            BodyError::Malformed(_) => 400,
-            BodyError::TooLarge => 413,
-        }
+    /// The request body as a source of its own, read while the response is being
+    /// written (HTTP/2 streams are full duplex: a gRPC bidirectional call); the
+    /// request then has no body left to read. `None` where reading the body and
+    /// writing the response share one byte stream in turn (HTTP/1.1).
+    fn detach_body(&mut self) -> Option<DuplexBody> {
+        None
     }
 
-    pub fn message(self) -> &'static str {
-        match self {
-            BodyError::Closed => "client closed the connection",
-            BodyError::TimedOut => "request body not received in time",
-            BodyError::Malformed(reason) => reason,
-            BodyError::TooLarge => "request body too large",
-        }
+    /// After a `101` was sent (`send_response_head`), the connection becomes a byte
+    /// tunnel to `upstream` (whose bytes after its `101` are `upstream_early`) until
+    /// both sides close, nothing moves for `idle`, or the worker drains; the client
+    /// connection closes after it. Protocols without upgrades (HTTP/2) answer
+    /// `Failed` at once.
+    async fn tunnel<U: Duplex>(
+        &mut self,
+        upstream: &mut U,
+        upstream_early: &[u8],
+        idle: std::time::Duration,
+    ) -> (TunnelEnd, TunnelBytes) {
+        let _ = (upstream, upstream_early, idle);
+        (TunnelEnd::Failed, TunnelBytes::default())
     }
 }
 

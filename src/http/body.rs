@@ -18,7 +18,7 @@ impl BodyProgress {
     pub fn new(framing: BodyFraming) -> Self {
         let (remaining, done) = match framing {
             BodyFraming::Length(n) => (n, n == 0),
-            BodyFraming::Chunked | BodyFraming::UntilClose => (0, false),
+            BodyFraming::Chunked | BodyFraming::UntilClose | BodyFraming::EndStream => (0, false),
             BodyFraming::None => (0, true),
         };
         BodyProgress {
@@ -34,9 +34,12 @@ impl BodyProgress {
         self.done
     }
 
-    /// The body ends when the sender closes the connection.
+    /// The body ends when the sender closes the connection (or its stream).
     pub fn ends_at_close(&self) -> bool {
-        self.framing == BodyFraming::UntilClose
+        matches!(
+            self.framing,
+            BodyFraming::UntilClose | BodyFraming::EndStream
+        )
     }
 
     /// The sender closed the connection: a close-delimited body is complete.
@@ -51,7 +54,7 @@ impl BodyProgress {
         match self.framing {
             BodyFraming::Length(n) => n - self.remaining,
             BodyFraming::Chunked => self.chunked.data_total(),
-            BodyFraming::UntilClose => self.seen,
+            BodyFraming::UntilClose | BodyFraming::EndStream => self.seen,
             BodyFraming::None => 0,
         }
     }
@@ -74,7 +77,7 @@ impl BodyProgress {
                 self.done = self.chunked.is_done();
                 Ok(take)
             }
-            BodyFraming::UntilClose => {
+            BodyFraming::UntilClose | BodyFraming::EndStream => {
                 self.seen += input.len() as u64;
                 Ok(input.len())
             }
@@ -94,7 +97,7 @@ pub fn decode_whole(framing: BodyFraming, input: &[u8]) -> Result<Vec<u8>, &'sta
             .get(..n as usize)
             .map(<[u8]>::to_vec)
             .ok_or("the body is shorter than its content-length"),
-        BodyFraming::UntilClose => Ok(input.to_vec()),
+        BodyFraming::UntilClose | BodyFraming::EndStream => Ok(input.to_vec()),
         BodyFraming::Chunked => {
             let mut scanner = ChunkedScanner::new();
             let mut out = Vec::new();

@@ -7,7 +7,10 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::ops::Range;
 
-use super::{is_hop_by_hop, BodyFraming, ConnectionTokens, FieldList, HeaderLookup, ResponseHead};
+use super::{
+    is_hop_by_hop, reason_phrase, BodyFraming, ConnectionTokens, FieldList, HeaderLookup,
+    ResponseParts,
+};
 
 /// What becomes of one client header line on its way upstream.
 pub enum HeaderEdit {
@@ -33,8 +36,12 @@ pub struct UpstreamRequest<'a> {
     /// Send as HTTP/1.0 (an HTTP/1.0 client), so the upstream never answers with
     /// chunked framing the client cannot read.
     pub http10: bool,
-    /// The request body's framing, re-stated upstream.
+    /// The request body's framing, re-stated upstream (`EndStream`, a body of
+    /// unknown length from an HTTP/2 client, goes chunked).
     pub body: BodyFraming,
+    /// The protocol of an upgrade the route lets through (`websocket`): sent with
+    /// `Connection: upgrade` (RFC 9110 §7.8); `None` drops the client's `Upgrade`.
+    pub upgrade: Option<&'a [u8]>,
     /// Fields the gateway adds (identity headers from verified claims, the client
     /// certificate subject), in order.
     pub added: &'a [&'a FieldList],
@@ -116,19 +123,24 @@ pub fn write_upstream_request(
         header(w, b"x-forwarded-host", h);
     }
     header(w, b"x-request-id", req.request_id.as_bytes());
+    if let Some(protocol) = req.upgrade {
+        w.extend_from_slice(b"connection: upgrade\r\n");
+        header(w, b"upgrade", protocol);
+    }
     framing(w, req.body);
     w.extend_from_slice(b"\r\n");
     host
 }
 
-/// Writes the client response head for the upstream response `resp` (whose bytes
-/// are `src`) into `w`; `extra` are the fields the pipeline adds (e.g. `RateLimit`).
-/// For an HTTP/1.0 client a chunked response is announced close-delimited: the
-/// caller de-chunks the body and closes the connection after it.
+/// Writes the client response head for the upstream response `resp` into `w`;
+/// `extra` are the fields the pipeline adds (e.g. `RateLimit`). A body of unknown
+/// length from HTTP/2 (`EndStream`) is announced chunked to an HTTP/1.1 client (the
+/// caller frames it); to an HTTP/1.0 client a chunked or unknown-length body is
+/// announced close-delimited (the caller de-chunks it and closes after it). A `101`
+/// keeps the upstream's `Upgrade` and says `Connection: upgrade`.
 pub fn write_client_response(
     w: &mut Vec<u8>,
-    resp: &ResponseHead,
-    src: &[u8],
+    resp: &ResponseParts<'_>,
     extra: &FieldList,
     request_id: &str,
     keep_alive: bool,
@@ -136,31 +148,45 @@ pub fn write_client_response(
 ) {
     w.clear();
     let _ = write!(w, "HTTP/1.1 {} ", resp.status);
-    w.extend_from_slice(src.get(resp.reason.clone()).unwrap_or(b""));
+    w.extend_from_slice(if resp.reason.is_empty() {
+        reason_phrase(resp.status).as_bytes()
+    } else {
+        resp.reason
+    });
     w.extend_from_slice(b"\r\n");
-    let connection = response_connection_tokens(src, &resp.headers);
-    for h in &resp.headers {
-        let (Some(name), Some(value)) = (src.get(h.name.clone()), src.get(h.value.clone())) else {
-            continue;
-        };
+    let upgraded = resp.status == 101;
+    let connection = connection_tokens(resp.fields);
+    resp.fields.each(&mut |name, value| {
         // Without a body to frame (HEAD, 304), Content-Length describes the
         // representation and passes through unchanged.
         let keep_length =
             resp.body == BodyFraming::None && name.eq_ignore_ascii_case(b"content-length");
+        let keep_upgrade = upgraded && name.eq_ignore_ascii_case(b"upgrade");
         if !keep_length
+            && !keep_upgrade
             && (is_hop_by_hop(name) || (!connection.is_empty() && connection.contains(name)))
         {
-            continue;
+            return;
         }
         if name.eq_ignore_ascii_case(b"x-request-id") {
-            continue;
+            return;
         }
         header(w, name, value);
+    });
+    if upgraded {
+        for (name, value) in extra.iter() {
+            header(w, name, value);
+        }
+        header(w, b"x-request-id", request_id.as_bytes());
+        w.extend_from_slice(b"connection: upgrade\r\n\r\n");
+        return;
     }
-    // An HTTP/1.0 client cannot read chunked framing (RFC 9112 §6.1): it gets the
-    // payload de-chunked, delimited by the connection's close.
-    if !(client_minor == 0 && resp.body == BodyFraming::Chunked) {
-        framing(w, resp.body);
+    match (resp.body, client_minor) {
+        // An HTTP/1.0 client cannot read chunked framing (RFC 9112 §6.1): it gets
+        // the payload, delimited by the connection's close.
+        (BodyFraming::Chunked | BodyFraming::EndStream, 0) => {}
+        (BodyFraming::EndStream, _) => framing(w, BodyFraming::Chunked),
+        (body, _) => framing(w, body),
     }
     finish_head(w, extra, request_id, keep_alive, client_minor);
 }
@@ -199,12 +225,15 @@ fn framing(w: &mut Vec<u8>, body: BodyFraming) {
         BodyFraming::Length(n) => {
             let _ = write!(w, "content-length: {n}\r\n");
         }
-        BodyFraming::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        // A body of unknown length from an HTTP/2 peer is framed in chunks here.
+        BodyFraming::Chunked | BodyFraming::EndStream => {
+            w.extend_from_slice(b"transfer-encoding: chunked\r\n")
+        }
         BodyFraming::None | BodyFraming::UntilClose => {}
     }
 }
 
-/// The field names listed in a request's `Connection` fields.
+/// The field names listed in a message's `Connection` fields.
 fn connection_tokens<'a>(fields: &'a dyn HeaderLookup) -> ConnectionTokens<'a> {
     let mut tokens = ConnectionTokens::default();
     fields.each(&mut |name, value| {
@@ -212,22 +241,5 @@ fn connection_tokens<'a>(fields: &'a dyn HeaderLookup) -> ConnectionTokens<'a> {
             tokens.add(value);
         }
     });
-    tokens
-}
-
-/// The field names listed in a response head's `Connection` lines.
-fn response_connection_tokens<'a>(
-    src: &'a [u8],
-    headers: &[super::HeaderRange],
-) -> ConnectionTokens<'a> {
-    let mut tokens = ConnectionTokens::default();
-    for h in headers {
-        if src
-            .get(h.name.clone())
-            .is_some_and(|n| n.eq_ignore_ascii_case(b"connection"))
-        {
-            tokens.add(src.get(h.value.clone()).unwrap_or(b""));
-        }
-    }
     tokens
 }

@@ -1,18 +1,23 @@
 //! The HTTP/1.1 codec: strict request-head parsing (RFC 9112, with the request
 //! smuggling defences of §6), body framing, upstream response heads, the heads a
 //! proxied exchange writes, and the gateway's own replies; plus the
-//! protocol-neutral parts the stages work with ([`HeaderLookup`], [`FieldList`],
-//! [`LocalReply`]).
+//! protocol-neutral parts the stages and both protocols work with
+//! ([`HeaderLookup`], [`FieldList`], [`LocalReply`], [`ResponseParts`], and the gRPC
+//! status of a reply, [`grpc`]).
 //!
 //! This is the only module that knows the HTTP/1.1 wire format. It works on byte
-//! slices and offsets into the connection's read buffer; it never does I/O.
+//! slices and offsets into the connection's read buffer; it never does I/O. HTTP/2
+//! frames are the `h2` crate's (`crate::downstream::h2`, `crate::upstream::h2`).
 
 mod body;
 mod chunked;
 mod error;
 mod fields;
 mod forwarded;
+mod framing;
+pub mod grpc;
 mod headers;
+mod parts;
 mod reply;
 mod request;
 mod response;
@@ -21,11 +26,13 @@ mod status;
 pub use body::{decode_whole, BodyProgress};
 pub use chunked::{ChunkedError, ChunkedScanner};
 pub use error::HttpError;
-pub use fields::{FieldList, HeaderLookup};
+pub use fields::{FieldList, FieldRanges, HeaderLookup};
 pub use forwarded::{
     finish_head, write_client_response, write_upstream_request, HeaderEdit, UpstreamRequest,
 };
+pub use framing::{write_chunk_head, write_last_chunk, CHUNK_END};
 pub use headers::{is_hop_by_hop, ConnectionTokens};
+pub use parts::ResponseParts;
 pub use reply::{
     write_local_reply, write_simple_response, LocalReply, CONTINUE, OVERLOADED, OVERLOADED_NO_FD,
 };
@@ -35,7 +42,11 @@ pub use status::reason_phrase;
 
 use std::ops::Range;
 
-/// How the end of a message body is found.
+/// How the end of a message body is found, and so how the pieces of a body that
+/// passes through are encoded: `Chunked` pieces are HTTP/1.1 chunked framing (passed
+/// byte for byte between HTTP/1.1 peers); all others are payload. The side that
+/// writes a body in another protocol converts it: an HTTP/1.1 writer frames
+/// `EndStream` payload as chunks, an HTTP/2 writer de-chunks `Chunked` pieces.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BodyFraming {
     #[default]
@@ -44,6 +55,9 @@ pub enum BodyFraming {
     Chunked,
     /// Responses only: the body ends when the upstream closes the connection.
     UntilClose,
+    /// An HTTP/2 message without `content-length`: payload of unknown length that
+    /// ends with its stream (END_STREAM).
+    EndStream,
 }
 
 /// One header line as offsets into the buffer the head was parsed from.

@@ -16,6 +16,9 @@ pub struct LocalReply<'a> {
     /// Fields in order, `content-type` included (framing fields are the writer's).
     pub fields: Cow<'a, FieldList>,
     pub body: Cow<'a, [u8]>,
+    /// The reason in words, for protocols that carry it apart from the body (gRPC's
+    /// `grpc-message`); empty: the status's standard phrase.
+    pub message: Cow<'a, str>,
     /// The connection must close after this reply (e.g. the rest of the request
     /// cannot be trusted or was not read). `false` leaves the choice to the
     /// connection (keep-alive is decided once, there).
@@ -31,6 +34,7 @@ impl<'a> LocalReply<'a> {
             status,
             fields: Cow::Owned(fields),
             body: body.into(),
+            message: Cow::Borrowed(""),
             close: false,
         }
     }
@@ -42,7 +46,9 @@ impl<'a> LocalReply<'a> {
             message.escape_default(),
             request_id
         );
-        LocalReply::new(status, "application/json", body.into_bytes())
+        let mut reply = LocalReply::new(status, "application/json", body.into_bytes());
+        reply.message = Cow::Owned(message.to_string());
+        reply
     }
 
     /// Adds a field (e.g. `allow`, `location`, `www-authenticate`).

@@ -29,7 +29,8 @@ pub struct AccessRecord<'a> {
     pub client: IpAddr,
     pub method: &'a [u8],
     pub target: &'a [u8],
-    pub minor_version: u8,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2.0`.
+    pub protocol: &'a str,
     pub status: u16,
     pub bytes_sent: u64,
     pub duration: Duration,
@@ -70,11 +71,11 @@ impl AccessLogBuffer {
         write_utc(&mut buf, now);
         let _ = writeln!(
             buf,
-            " {} \"{} {} HTTP/1.{}\" {} {} {:.3} {} {} {} {}",
+            " {} \"{} {} {}\" {} {} {:.3} {} {} {} {}",
             r.client,
             String::from_utf8_lossy(r.method),
             String::from_utf8_lossy(r.target).escape_debug(),
-            r.minor_version,
+            r.protocol,
             r.status,
             r.bytes_sent,
             r.duration.as_secs_f64() * 1000.0,

@@ -54,6 +54,36 @@ counters! {
     requests,
     /// Requests refused by the codec (400, 413, 414, 431, ...).
     requests_malformed,
+    /// HTTP/2 client connections past the preface and SETTINGS (h2, h2c).
+    h2_connections,
+    /// HTTP/2 connections whose preface or SETTINGS did not arrive (in time, or at all).
+    h2_handshake_failures,
+    /// HTTP/2 streams accepted (each request is also counted in `requests`).
+    h2_streams,
+    /// Streams refused unprocessed (REFUSED_STREAM) because the connection had
+    /// `http2_max_concurrent_streams` requests in progress, or was closing for a flood.
+    h2_streams_refused,
+    /// Streams the client reset before their response was complete (logged 499).
+    h2_streams_reset,
+    /// HTTP/2 connections closed (GOAWAY) after `idle_timeout_ms` with no stream open.
+    h2_idle_closed,
+    /// Connections closed for more than `http2_max_resets` RST_STREAM frames per
+    /// window (rapid reset, CVE-2023-44487).
+    h2_flood_resets,
+    /// ... for more than `http2_max_pings` PING frames per window.
+    h2_flood_pings,
+    /// ... for more than `http2_max_settings` SETTINGS frames per window.
+    h2_flood_settings,
+    /// ... for more than `http2_max_empty_data_frames` empty DATA frames per window.
+    h2_flood_empty_data,
+    /// ... for more than `http2_max_continuation_frames` CONTINUATION frames in one
+    /// header block.
+    h2_flood_continuation,
+    /// Connections h2's own guards closed with ENHANCE_YOUR_CALM (resets before a
+    /// stream was accepted, resets provoked by errors, small DATA frames).
+    h2_calm_down,
+    /// Connections closed for another HTTP/2 protocol error in the client's frames.
+    h2_protocol_errors,
     /// Requests no route matched (404).
     route_not_found,
     /// Requests whose path matched but whose method no route allows (405).
@@ -75,6 +105,17 @@ counters! {
     /// Idle pooled connections closed when taken because bytes were waiting on them
     /// or the upstream had closed them.
     upstream_pool_discarded,
+    /// HTTP/2 streams an upstream refused unprocessed (REFUSED_STREAM); the request
+    /// is sent again when its body is whole.
+    upstream_h2_refused,
+    /// WebSocket upgrades the upstream accepted (101): tunnels opened.
+    websocket_upgrades,
+    /// Tunnels open now (not a running total).
+    websocket_tunnels_open,
+    /// Tunnels closed after `websocket_idle_timeout_ms` without a byte either way.
+    websocket_idle_closed,
+    /// Tunnels closed by the drain (after a quiet second).
+    websocket_drain_closed,
     /// Access-log lines dropped because the writer thread was behind.
     access_log_dropped,
     /// Requests answered 503 at once because `max_in_flight_per_worker` were in

@@ -42,6 +42,13 @@ pub struct RequestCtx {
     pub status: u16,
     /// Where the upstream exchange failed, when it did.
     pub failure: Option<FailureSource>,
+    /// The request is a gRPC call (`content-type: application/grpc…`): the
+    /// gateway's own errors are answered as gRPC errors.
+    pub grpc: bool,
+    /// The gRPC call's deadline (`grpc-timeout`), when it bounds the exchange.
+    pub grpc_deadline: Option<Instant>,
+    /// The exchange ran out of time because of that deadline (DEADLINE_EXCEEDED).
+    pub deadline_exceeded: bool,
     /// `METHOD` and target as received, kept for the access log (the head's bytes
     /// may be overwritten by the body before the line is written). Empty when the
     /// access log is off.
@@ -87,6 +94,9 @@ impl RequestCtx {
             upstream: None,
             status: 0,
             failure: None,
+            grpc: false,
+            grpc_deadline: None,
+            deadline_exceeded: false,
             request_line: Vec::new(),
             method_len: 0,
         }

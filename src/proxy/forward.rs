@@ -8,9 +8,13 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use crate::config::{Endpoint, Route, Upstream};
+use crate::config::{Endpoint, Route, Upstream, UpstreamProtocol};
+use crate::downstream::h2::DuplexBody;
 use crate::downstream::{BodyError, Downstream};
-use crate::http::{write_upstream_request, BodyFraming, FieldList, HeaderEdit, UpstreamRequest};
+use crate::http::{
+    grpc, write_chunk_head, write_last_chunk, write_upstream_request, BodyFraming, FieldList,
+    HeaderEdit, HeaderLookup, UpstreamRequest, CHUNK_END,
+};
 use crate::observe::Counters;
 use crate::route;
 use crate::upstream::{
@@ -25,6 +29,7 @@ use super::generation::Generation;
 use super::replies;
 use super::retry::{self, Tried};
 use super::transform_stage;
+use super::websocket;
 use super::worker::Worker;
 
 /// Response body bytes that arrived with the head are sent in the same write when
@@ -56,9 +61,10 @@ pub async fn forward<D: Downstream>(
     let hash = hash_key(upstream, d);
     let idempotent = is_idempotent(d.method());
     let is_head = d.is_head();
+    let upgrade = websocket::upgrade_of(route, d);
     let mut endpoint = choose(worker, generation, index, upstream, hash, &Tried::default());
     let mut head = worker.head_buffer();
-    let mut host = write_request_head(&mut head, generation, route, endpoint, ctx, d);
+    let mut host = write_request_head(&mut head, generation, route, endpoint, upgrade, ctx, d);
     let head_len = head.len();
     // Body bytes that came with the head go out in the same write; with retries, a
     // small body is read whole first, so it can be sent again.
@@ -69,9 +75,16 @@ pub async fn forward<D: Downstream>(
     let mut tries = Tries {
         idempotent,
         body_whole: d.is_complete(),
-        deadline: monoio::time::Instant::now() + route.timeout,
+        deadline: call_deadline(route, ctx, d),
         retries: 0,
         tried: Tried::default(),
+    };
+    // HTTP/2 to HTTP/2: the body is read apart from the request, so it can go on
+    // flowing while the answer is relayed (gRPC client and bidirectional streams).
+    let mut duplex = if upstream.protocol != UpstreamProtocol::Http1 && !d.is_complete() {
+        d.detach_body()
+    } else {
+        None
     };
     let mut stale_replayed = false;
     let mut retrying: Option<InFlight<'_>> = None;
@@ -86,6 +99,7 @@ pub async fn forward<D: Downstream>(
                 tries.deadline.min(monoio::time::Instant::now() + t)
             });
         let request = OutboundRequest {
+            upgrade: upgrade.is_some(),
             head: &mut head,
             is_head,
             idempotent,
@@ -93,15 +107,16 @@ pub async fn forward<D: Downstream>(
             breaker: Some(breaker),
         };
         generation.balancer.started(endpoint.id);
-        let result = worker
-            .exchanger()
-            .exchange(upstream, endpoint, request, d)
-            .await;
+        let exchanger = worker.exchanger();
+        let result = match duplex.as_mut() {
+            Some(body) => exchanger.exchange(upstream, endpoint, request, body).await,
+            None => exchanger.exchange(upstream, endpoint, request, d).await,
+        };
         generation.balancer.finished(endpoint.id);
         // A retry is in flight from its decision to the end of its try.
         drop(retrying.take());
         let outcome = match &result {
-            Ok(response) => Outcome::of_status(response.head().status),
+            Ok(response) => Outcome::of_status(response.status()),
             Err(e) => Outcome::of_failure(&e.source, e.is_stale_connection()),
         };
         record_outcome(
@@ -143,14 +158,41 @@ pub async fn forward<D: Downstream>(
             .push(b"x-portico-attempts", attempts.as_bytes());
     }
     match exchanged {
+        Ok(response) if upgrade.is_some() && response.status() == 101 => {
+            let idle = route.websocket.unwrap_or_default();
+            websocket::tunnel(worker, ctx, d, response, idle).await;
+        }
         Ok(mut response) => {
             response.set_read_timeout(route.timeout);
             transform_stage::response_head(route, ctx, d, &mut response);
-            relay(worker, ctx, d, response).await;
+            relay(worker, ctx, d, response, duplex.as_mut()).await;
         }
         Err(e) => fail(worker, ctx, d, e).await,
     }
     worker.give_head_buffer(head);
+}
+
+/// When the exchange must be done: the route's timeout, or a gRPC call's own
+/// deadline (`grpc-timeout`) when that comes first (then noted in the context, so
+/// running out of it is answered DEADLINE_EXCEEDED).
+fn call_deadline<D: Downstream>(
+    route: &Route,
+    ctx: &mut RequestCtx,
+    d: &D,
+) -> monoio::time::Instant {
+    let now = monoio::time::Instant::now();
+    let route_deadline = now + route.timeout;
+    let call = ctx
+        .grpc
+        .then(|| d.get(b"grpc-timeout").and_then(grpc::timeout))
+        .flatten();
+    match call {
+        Some(left) if now + left < route_deadline => {
+            ctx.grpc_deadline = Some(Instant::now() + left);
+            now + left
+        }
+        _ => route_deadline,
+    }
 }
 
 /// What the tries of one request share.
@@ -239,7 +281,8 @@ fn choose<'u>(
 
 /// Appends the body bytes that came with the head to `head`; with a `retry`
 /// policy of more than one try, also reads a body of at most `buffer_body_bytes`
-/// whole (a larger one streams during the exchange).
+/// whole (a larger one streams during the exchange). `head` holds HTTP/1.1 wire
+/// bytes, so a body of unknown length from an HTTP/2 client goes in as chunks.
 async fn take_body<D: Downstream>(
     route: &Route,
     d: &mut D,
@@ -255,14 +298,25 @@ async fn take_body<D: Downstream>(
     if matches!(framing, BodyFraming::Length(n) if n > cap) {
         return Ok(());
     }
+    let chunks = framing == BodyFraming::EndStream;
     while !d.is_complete() && ((head.len() - head_len) as u64) < cap {
         match d.next_piece().await? {
             Some(piece) => {
-                head.extend_from_slice(&piece.buf[piece.range.clone()]);
+                let bytes = &piece.buf[piece.range.clone()];
+                if chunks && !bytes.is_empty() {
+                    write_chunk_head(head, bytes.len());
+                    head.extend_from_slice(bytes);
+                    head.extend_from_slice(CHUNK_END);
+                } else if !chunks {
+                    head.extend_from_slice(bytes);
+                }
                 d.give_back(piece);
             }
             None => break,
         }
+    }
+    if chunks && d.is_complete() {
+        write_last_chunk(head, None);
     }
     Ok(())
 }
@@ -277,16 +331,17 @@ fn retarget(head: &mut Vec<u8>, host: Range<usize>, authority: &[u8]) -> Range<u
     host.start..host.start + authority.len()
 }
 
-/// The request head that goes upstream: hop-by-hop fields dropped, `X-Forwarded-*`
-/// and `X-Request-Id` set, the verified caller's identity fields added, the token
-/// dropped if the provider says so, the route's request header rules applied
-/// (`transform_stage.rs`), the path rewritten as the route says. Returns where the
-/// `Host` value is.
+/// The request head that goes upstream: hop-by-hop fields dropped (but an
+/// `upgrade` the route lets through), `X-Forwarded-*` and `X-Request-Id` set, the
+/// verified caller's identity fields added, the token dropped if the provider says
+/// so, the route's request header rules applied (`transform_stage.rs`), the path
+/// rewritten as the route says. Returns where the `Host` value is.
 fn write_request_head<D: Downstream>(
     out: &mut Vec<u8>,
     generation: &Generation,
     route: &Route,
     endpoint: &Endpoint,
+    upgrade: Option<&[u8]>,
     ctx: &RequestCtx,
     d: &D,
 ) -> Range<usize> {
@@ -329,6 +384,7 @@ fn write_request_head<D: Downstream>(
         secure: d.conn().secure,
         http10: d.http10(),
         body: d.body_framing(),
+        upgrade,
         added: &added,
         request_id: ctx.id.as_str(),
     };
@@ -340,17 +396,22 @@ fn write_request_head<D: Downstream>(
     })
 }
 
-/// Writes the response head, then streams the body; a body cut short by the
-/// upstream, or a client that goes away, closes the client connection.
+/// Writes the response head, then streams the body, then ends it (with the
+/// upstream's trailers, if any); a body cut short by the upstream, or a client that
+/// goes away, closes the client connection (or resets its HTTP/2 stream). When the
+/// answer came before the whole request body was sent and that body can be read
+/// apart from the request (`duplex`), the rest of it goes on flowing meanwhile.
 async fn relay<D: Downstream>(
     worker: &Worker,
     ctx: &mut RequestCtx,
     d: &mut D,
     mut response: UpstreamResponse,
+    mut duplex: Option<&mut DuplexBody>,
 ) {
-    ctx.status = response.head().status;
+    ctx.status = response.status();
     ctx.timings.upstream_connected = response.connected.map(Instant::from);
     ctx.timings.upstream_first_byte = Some(Instant::from(response.first_byte));
+    let mut upload = response.take_upload().filter(|_| duplex.is_some());
     let Ok(early) = response.early_body() else {
         Counters::bump(&worker.counters.upstream_truncated);
         d.abort();
@@ -362,15 +423,17 @@ async fn relay<D: Downstream>(
     } else {
         early.start..early.start
     };
-    let sent = d
-        .send_response_head(
-            response.head(),
-            response.head_bytes(),
+    let sent = {
+        let fields = response.fields();
+        let head = response.parts(&fields);
+        d.send_response_head(
+            &head,
             &response.head_bytes()[prefix],
             &ctx.response_fields,
             ctx.id.as_str(),
         )
-        .await;
+        .await
+    };
     if sent.is_err() {
         d.abort();
         return;
@@ -385,7 +448,25 @@ async fn relay<D: Downstream>(
         }
     }
     loop {
-        match response.next_piece().await {
+        let next = match (upload.as_mut(), duplex.as_deref_mut()) {
+            (Some(up), Some(body)) => {
+                let mut streamed = false;
+                monoio::select! {
+                    piece = response.next_piece() => piece,
+                    uploaded = up.pump(body, &mut streamed) => {
+                        // Sent whole, or the upstream stopped taking it (it may
+                        // still answer in full): the answer goes on alone.
+                        if let Err(e) = uploaded {
+                            tracing::debug!(error = %e.message, "request body stopped");
+                        }
+                        upload = None;
+                        continue;
+                    }
+                }
+            }
+            _ => response.next_piece().await,
+        };
+        match next {
             Ok(Some(piece)) => {
                 let (sent, piece) = d.send_piece(piece).await;
                 response.give_back(piece);
@@ -402,6 +483,21 @@ async fn relay<D: Downstream>(
             }
         }
     }
+    let trailers = match response.trailers().await {
+        Ok(t) => t,
+        Err(_) => {
+            Counters::bump(&worker.counters.upstream_truncated);
+            d.abort();
+            return;
+        }
+    };
+    let ended = d
+        .finish_response(trailers.as_ref().map(|t| t as &dyn HeaderLookup))
+        .await;
+    if ended.is_err() {
+        d.abort();
+        return;
+    }
     ctx.timings.last_byte = Some(Instant::now());
     response.finish(&worker.pools);
 }
@@ -417,6 +513,8 @@ async fn fail<D: Downstream>(worker: &Worker, ctx: &mut RequestCtx, d: &mut D, e
     ctx.failure = Some(e.source.clone());
     if status == 504 {
         Counters::bump(&worker.counters.upstream_timeouts);
+        // The gRPC call's own deadline ran out, not the route's.
+        ctx.deadline_exceeded = ctx.grpc_deadline.is_some_and(|t| Instant::now() >= t);
     }
     if let FailureSource::Client(crate::downstream::BodyError::Closed) = e.source {
         ctx.status = status;

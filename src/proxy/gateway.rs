@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use crate::downstream::{Downstream, Handler};
-use crate::http::HttpError;
+use crate::http::{grpc, HttpError};
 use crate::observe::{AccessRecord, Counters};
 
 use super::context::RequestCtx;
@@ -30,6 +30,7 @@ impl Gateway {
 
     fn start<D: Downstream>(&self, d: &D, id: RequestId) -> RequestCtx {
         let mut ctx = RequestCtx::new(id);
+        ctx.grpc = grpc::is_grpc(d.get(b"content-type"));
         if self.worker.access_log.is_some() {
             ctx.keep_request_line(d.method(), d.target());
         }
@@ -52,7 +53,7 @@ impl Gateway {
             client: d.conn().peer.ip(),
             method,
             target,
-            minor_version: if d.http10() { 0 } else { 1 },
+            protocol: d.protocol(),
             status: ctx.status,
             bytes_sent: d.bytes_sent(),
             duration: ctx.timings.received.elapsed(),
@@ -74,7 +75,22 @@ impl Handler for Gateway {
             .and_then(RequestId::from_client)
             .unwrap_or_else(|| worker.request_ids.next());
         let mut ctx = self.start(d, id);
-        pipeline::run(worker, &self.generation, &mut ctx, d).await;
+        match d.client_reset() {
+            None => pipeline::run(worker, &self.generation, &mut ctx, d).await,
+            // An HTTP/2 client may cancel its request: the work stops there (an
+            // upstream exchange in progress ends with it), logged as 499.
+            Some(reset) => {
+                let run = pipeline::run(worker, &self.generation, &mut ctx, d);
+                let cancelled = monoio::select! {
+                    _ = run => false,
+                    _ = reset.wait() => true,
+                };
+                if cancelled {
+                    Counters::bump(&worker.counters.h2_streams_reset);
+                    ctx.status = 499;
+                }
+            }
+        }
         self.record(&ctx, d);
     }
 

@@ -20,6 +20,7 @@ mod retry;
 mod route_stage;
 mod shed_stage;
 mod transform_stage;
+mod websocket;
 mod worker;
 
 pub use context::{RequestCtx, Timings};

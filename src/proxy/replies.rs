@@ -18,6 +18,7 @@ pub fn fixed(fixed: &FixedResponse) -> LocalReply<'_> {
         status: fixed.status,
         fields: Cow::Borrowed(&fixed.fields),
         body: Cow::Borrowed(&fixed.body),
+        message: Cow::Borrowed(""),
         close: false,
     }
 }
@@ -125,6 +126,7 @@ pub fn cors_preflight(fields: FieldList) -> LocalReply<'static> {
         status: 200,
         fields: Cow::Owned(fields),
         body: Cow::Borrowed(b""),
+        message: Cow::Borrowed(""),
         close: false,
     }
 }

@@ -27,7 +27,7 @@ pub type TryResult = Result<UpstreamResponse, ExchangeError>;
 pub fn reasons(result: &TryResult) -> RetryOn {
     let none = RetryOn::default();
     match result {
-        Ok(response) => match response.head().status {
+        Ok(response) => match response.status() {
             503 => none
                 .with(RetryReason::Status503)
                 .with(RetryReason::GatewayError),

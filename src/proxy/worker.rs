@@ -12,7 +12,7 @@ use crate::config::Snapshot;
 use crate::downstream::DrainSignal;
 use crate::limit::WorkerLink;
 use crate::observe::{AccessLogBuffer, Counters, PublishedCounters};
-use crate::upstream::{EndpointBoard, Exchanger, UpstreamPools, UpstreamStates};
+use crate::upstream::{EndpointBoard, Exchanger, H2Pools, UpstreamPools, UpstreamStates};
 
 use super::generation::Generation;
 use super::request_id::RequestIds;
@@ -28,6 +28,8 @@ pub struct Worker {
     pub counters: Counters,
     pub drain: DrainSignal,
     pub pools: UpstreamPools,
+    /// Multiplexed connections to HTTP/2 upstreams.
+    pub h2_pools: H2Pools,
     /// Endpoint health and ejections, breaker counts (by identity).
     pub upstreams: UpstreamStates,
     pub request_ids: RequestIds,
@@ -56,6 +58,7 @@ impl Worker {
             counters: Counters::default(),
             drain: DrainSignal::default(),
             pools: UpstreamPools::new(),
+            h2_pools: H2Pools::new(),
             upstreams,
             request_ids: RequestIds::new(id),
             access_log,
@@ -85,6 +88,7 @@ impl Worker {
     pub fn exchanger(&self) -> Exchanger<'_> {
         Exchanger {
             pools: &self.pools,
+            h2: &self.h2_pools,
             counters: &self.counters,
         }
     }
@@ -110,12 +114,14 @@ impl Worker {
     pub fn start_drain(&self) {
         self.drain.raise();
         self.pools.close();
+        self.h2_pools.close();
     }
 
     /// The worker tick: close expired idle connections, take new key sets, apply
     /// health verdicts and end ejections (publishing the endpoints' state).
     pub fn tick(&self) {
         self.pools.sweep();
+        self.h2_pools.sweep();
         let generation = self.generation();
         generation.auth.refresh_keys(&generation.snapshot.auth);
         self.upstreams.tick(&generation.balancer);

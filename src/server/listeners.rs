@@ -1,6 +1,6 @@
 //! A worker's listeners: the accept loop of each, with the per-worker connection
 //! cap, the TLS handshake on TLS listeners, and the hand-off of each connection to
-//! the HTTP/1.1 downstream with a [`Gateway`] that pins the current generation.
+//! its protocol's downstream (`protocol.rs`: HTTP/1.1, or HTTP/2 by ALPN or h2c).
 //!
 //! Past `max_connections_per_worker`, a new plaintext connection is answered at once
 //! with `503` and `Connection: close` (and counted), rather than left waiting in the
@@ -29,13 +29,14 @@ use std::time::Duration;
 use monoio::io::{AsyncWriteRentExt, Canceller};
 use monoio::net::{TcpListener, TcpStream};
 
-use crate::downstream::{h1, ConnInfo};
+use crate::downstream::ConnInfo;
 use crate::http::{FieldList, OVERLOADED, OVERLOADED_NO_FD};
 use crate::observe::Counters;
-use crate::proxy::{Gateway, Worker};
+use crate::proxy::Worker;
 use crate::tls::{self, ListenerTls};
 
 use super::fd_shortage::{is_fd_exhaustion, FdShortage, Taken};
+use super::protocol;
 
 /// What a listener speaks.
 #[derive(Clone, Copy)]
@@ -66,9 +67,10 @@ impl Acceptor {
     /// Installs new certificates: new handshakes use them; open connections keep
     /// what they negotiated.
     pub fn install_tls(&self, contexts: &[Arc<ListenerTls>]) -> Result<(), String> {
+        let h2 = self.worker.generation().snapshot.server.http2.alpn;
         let configs = contexts
             .iter()
-            .map(|c| c.server_config())
+            .map(|c| c.server_config(h2))
             .collect::<Result<Vec<_>, _>>()?;
         *self.tls_configs.borrow_mut() = configs;
         Ok(())
@@ -158,7 +160,7 @@ fn start_connection(
     monoio::spawn(async move {
         match kind {
             ListenerKind::Plain => {
-                serve(&acceptor.worker, stream, ConnInfo::plain(peer)).await;
+                protocol::serve_plain(&acceptor.worker, stream, ConnInfo::plain(peer)).await;
             }
             ListenerKind::Tls(index) => serve_tls(&acceptor, stream, peer, index).await,
         }
@@ -250,13 +252,6 @@ fn accept_now(listener: &TcpListener) -> std::io::Result<(std::net::TcpStream, S
     std.accept()
 }
 
-/// Serves one connection with the worker's current generation.
-async fn serve<S: h1::Io>(worker: &Rc<Worker>, io: S, info: ConnInfo) {
-    let gateway = Gateway::for_connection(worker.clone());
-    let snapshot = gateway.generation.snapshot.clone();
-    h1::serve(io, info, &snapshot.server.limits, &worker.drain, &gateway).await;
-}
-
 /// Handshakes, then serves; failures and timeouts are counted and logged at debug.
 async fn serve_tls(acceptor: &Acceptor, stream: TcpStream, peer: SocketAddr, index: usize) {
     let worker = &acceptor.worker;
@@ -289,7 +284,7 @@ async fn serve_tls(acceptor: &Acceptor, stream: TcpStream, peer: SocketAddr, ind
                 secure: true,
                 client_subject,
             };
-            serve(worker, stream, info).await;
+            protocol::serve_tls(worker, stream, info).await;
         }
         Ok(Err(e)) => {
             Counters::bump(&worker.counters.tls_handshake_failures);

@@ -20,6 +20,7 @@ mod fd_shortage;
 mod layout;
 mod listeners;
 mod mailbox;
+mod protocol;
 mod reuseport;
 mod shutdown;
 mod side_threads;

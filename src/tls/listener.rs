@@ -115,8 +115,8 @@ impl ListenerTls {
     }
 
     /// A `ServerConfig` for one worker: shared certificates and ticket keys, its own
-    /// session cache.
-    pub fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
+    /// session cache; ALPN offers `h2` before `http/1.1` when `h2` is set.
+    pub fn server_config(&self, h2: bool) -> Result<Arc<ServerConfig>, String> {
         let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(self.versions)
             .map_err(|e| format!("TLS versions: {e}"))?;
@@ -125,7 +125,11 @@ impl ListenerTls {
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(self.resolver.clone());
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = if h2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_PER_WORKER);
         config.ticketer = self.ticketer.clone();
         Ok(Arc::new(config))

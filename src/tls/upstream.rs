@@ -22,6 +22,8 @@ pub struct UpstreamTlsSettings {
     pub verify: bool,
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// The upstream speaks HTTP/2 (`protocol = "h2"`): ALPN offers `h2` only.
+    pub h2: bool,
 }
 
 /// A loaded upstream TLS context, shared by the workers.
@@ -62,7 +64,11 @@ impl UpstreamTls {
             (None, None) => builder.with_no_client_auth(),
             _ => return Err("client_cert and client_key go together".to_string()),
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = if s.h2 {
+            vec![b"h2".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
         let sni = match &s.sni {
             Some(name) => Some(
                 ServerName::try_from(name.clone())

@@ -266,6 +266,8 @@ mod tests {
             pool_idle_timeout: Duration::from_secs(1),
             max_requests_per_connection: 1,
             tls: None,
+            protocol: crate::config::UpstreamProtocol::Http1,
+            max_concurrent_streams: 100,
             health_check: None,
             outlier: None,
             breakers: BreakerSettings {

@@ -17,14 +17,18 @@ use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::time::Instant;
 
-use crate::config::{Endpoint, Upstream};
+use crate::config::{Endpoint, Upstream, UpstreamProtocol};
 use crate::downstream::BodySource;
-use crate::http::{parse_response, ResponseHead};
+use crate::http::{
+    parse_response, write_chunk_head, write_last_chunk, BodyFraming, ResponseHead, CHUNK_END,
+};
 use crate::observe::Counters;
 
 use super::breaker::Breaker;
 use super::connect::connect;
 use super::failure::{ExchangeError, FailureSource};
+use super::h2::{self, H2Pools};
+use super::outbound::OutboundRequest;
 use super::pool::{PooledConn, UpstreamPools};
 use super::response::UpstreamResponse;
 
@@ -32,35 +36,18 @@ use super::response::UpstreamResponse;
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const UPSTREAM_READ_BUFFER: usize = 16 * 1024;
 
-/// What an exchange uses of its worker: the keep-alive pools and the counters.
+/// What an exchange uses of its worker: the keep-alive pools (HTTP/1.1), the
+/// multiplexed connections (HTTP/2) and the counters.
 #[derive(Clone, Copy)]
 pub struct Exchanger<'w> {
     pub pools: &'w UpstreamPools,
+    pub h2: &'w H2Pools,
     pub counters: &'w Counters,
-}
-
-/// The request side of one exchange.
-pub struct OutboundRequest<'a> {
-    /// The HTTP/1.1 request head, followed by any body bytes already known. It is
-    /// left intact, so the caller can send it again after a replayable failure.
-    pub head: &'a mut Vec<u8>,
-    /// A `HEAD` request: the response carries no body whatever its framing says.
-    pub is_head: bool,
-    /// The method is idempotent (RFC 9110 §9.2.2): sending the request twice has
-    /// the effect of sending it once, so it may be replayed after the endpoint
-    /// closed without answering (it may have acted on it).
-    pub idempotent: bool,
-    /// Connect, send and the response head must be done by then (the route timeout
-    /// covers the whole exchange up to the response head).
-    pub deadline: Instant,
-    /// The upstream's circuit breakers on this worker: new connections count
-    /// against `max_connections` (`None`: not counted, e.g. health probes).
-    pub breaker: Option<&'a Breaker>,
 }
 
 impl Exchanger<'_> {
     /// Exchanges `request` (its body pulled from `body`) with `endpoint` of
-    /// `upstream`.
+    /// `upstream`, in the upstream's protocol.
     pub async fn exchange<B: BodySource>(
         &self,
         upstream: &Upstream,
@@ -68,6 +55,9 @@ impl Exchanger<'_> {
         request: OutboundRequest<'_>,
         body: &mut B,
     ) -> Result<UpstreamResponse, ExchangeError> {
+        if upstream.protocol != UpstreamProtocol::Http1 {
+            return h2::exchange(self.h2, self.counters, upstream, endpoint, request, body).await;
+        }
         let (mut up, reused) = match self.pools.take(&endpoint.key, self.counters) {
             Some(c) => {
                 Counters::bump(&self.counters.upstream_reused);
@@ -88,7 +78,7 @@ impl Exchanger<'_> {
         up.requests += 1;
         let mut streamed = false;
         let result = match send(&mut up, request.head, body, &mut streamed).await {
-            Ok(()) => read_response_head(&mut up, request.is_head, request.deadline)
+            Ok(()) => read_response_head(&mut up, &request, request.deadline)
                 .await
                 .map(|head| (head, Instant::now())),
             Err(e) => Err(e),
@@ -161,15 +151,19 @@ impl Exchanger<'_> {
     }
 }
 
-/// Sends the head, then the rest of the body piece by piece. `streamed` is set once
-/// body bytes beyond `head` were taken from the source (the request can no longer
-/// be sent again).
+/// Sends the head, then the rest of the body piece by piece: as it comes, or framed
+/// as chunks when it is payload of unknown length from an HTTP/2 client (whose
+/// head announced it chunked; a body already whole in `head` is framed there).
+/// `streamed` is set once body bytes beyond `head` were taken from the source (the
+/// request can no longer be sent again).
 async fn send<B: BodySource>(
     up: &mut PooledConn,
     head: &mut Vec<u8>,
     body: &mut B,
     streamed: &mut bool,
 ) -> Result<(), ExchangeError> {
+    let frame_chunks = body.body_framing() == BodyFraming::EndStream && !body.is_complete();
+    let mut framed = Vec::new();
     let buf = std::mem::take(head);
     let (res, buf) = up.stream.write_all(buf).await;
     *head = buf;
@@ -179,10 +173,32 @@ async fn send<B: BodySource>(
     loop {
         let piece = match body.next_piece().await {
             Ok(Some(p)) => p,
+            Ok(None) if frame_chunks => {
+                framed.clear();
+                write_last_chunk(&mut framed, None);
+                let (res, _) = up.stream.write_all(framed).await;
+                return res.map(|_| ()).map_err(|_| body_write_failed());
+            }
             Ok(None) => return Ok(()),
             Err(e) => return Err(ExchangeError::new(FailureSource::Client(e), e.message())),
         };
         *streamed = true;
+        if frame_chunks {
+            framed.clear();
+            let bytes = &piece.buf[piece.range.clone()];
+            if !bytes.is_empty() {
+                write_chunk_head(&mut framed, bytes.len());
+                framed.extend_from_slice(bytes);
+                framed.extend_from_slice(CHUNK_END);
+            }
+            body.give_back(piece);
+            let (res, buf) = up.stream.write_all(std::mem::take(&mut framed)).await;
+            framed = buf;
+            if res.is_err() {
+                return Err(body_write_failed());
+            }
+            continue;
+        }
         let range = piece.range.clone();
         let (res, slice) = up.stream.write_all(piece.buf.slice(range.clone())).await;
         body.give_back(crate::downstream::Piece {
@@ -190,12 +206,16 @@ async fn send<B: BodySource>(
             range,
         });
         if res.is_err() {
-            return Err(ExchangeError::new(
-                FailureSource::Write,
-                "upstream closed the connection while receiving the body",
-            ));
+            return Err(body_write_failed());
         }
     }
+}
+
+fn body_write_failed() -> ExchangeError {
+    ExchangeError::new(
+        FailureSource::Write,
+        "upstream closed the connection while receiving the body",
+    )
 }
 
 fn closed() -> ExchangeError {
@@ -205,13 +225,14 @@ fn closed() -> ExchangeError {
     )
 }
 
-/// Reads from the upstream until a final (non-1xx) response head is at the start of
-/// `up.buf`.
+/// Reads from the upstream until a final response head is at the start of `up.buf`
+/// (not 1xx, except a `101` to an upgrade request).
 async fn read_response_head(
     up: &mut PooledConn,
-    request_was_head: bool,
+    request: &OutboundRequest<'_>,
     deadline: Instant,
 ) -> Result<ResponseHead, ExchangeError> {
+    let request_was_head = request.is_head;
     let protocol = |m: &'static str| ExchangeError::new(FailureSource::Protocol, m);
     let mut head = ResponseHead::default();
     up.buf.clear();
@@ -224,7 +245,7 @@ async fn read_response_head(
                     if start > 0 {
                         up.buf.drain(..start);
                     }
-                    return if head.status == 101 {
+                    return if head.status == 101 && !request.upgrade {
                         Err(protocol(
                             "upstream switched protocols, which is not supported",
                         ))

@@ -20,10 +20,13 @@ use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::config::{Endpoint, HealthCheck, Snapshot, Upstream};
 use crate::downstream::{BodyError, BodySource, Piece};
+use crate::http::BodyFraming;
 use crate::observe::{Counters, PublishedCounters};
 
 use super::board::EndpointBoard;
-use super::exchange::{Exchanger, OutboundRequest};
+use super::exchange::Exchanger;
+use super::h2::H2Pools;
+use super::outbound::OutboundRequest;
 use super::pool::UpstreamPools;
 
 /// How often the prober publishes its counters and looks at its stop flag.
@@ -77,6 +80,7 @@ impl Prober {
 struct ProberState {
     board: Arc<EndpointBoard>,
     pools: UpstreamPools,
+    h2: H2Pools,
     /// What the exchange counts (connections, failures): kept apart from the
     /// workers' data-plane counters.
     exchange_counters: Counters,
@@ -93,6 +97,7 @@ async fn run(
     let state = Rc::new(ProberState {
         board: board.clone(),
         pools: UpstreamPools::new(),
+        h2: H2Pools::new(),
         exchange_counters: Counters::default(),
         counters: Counters::default(),
     });
@@ -115,9 +120,11 @@ async fn run(
     while !stop.load(Ordering::Relaxed) {
         monoio::time::sleep(PROBER_TICK).await;
         state.pools.sweep();
+        state.h2.sweep();
         state.counters.publish(&published);
     }
     state.pools.close();
+    state.h2.close();
 }
 
 /// Probes target `i` (of `targets`) until stopped, publishing verdict changes.
@@ -189,12 +196,14 @@ async fn probe(
     head.extend_from_slice(b"\r\nuser-agent: portico-health-check\r\n\r\n");
     let exchanger = Exchanger {
         pools: &state.pools,
+        h2: &state.h2,
         counters: &state.exchange_counters,
     };
     let deadline = Instant::now() + check.timeout;
     let mut replayed = false;
     let mut response = loop {
         let request = OutboundRequest {
+            upgrade: false,
             head,
             is_head: false,
             idempotent: true,
@@ -214,7 +223,7 @@ async fn probe(
             }
         }
     };
-    let status = response.head().status;
+    let status = response.status();
     response.set_read_timeout(deadline.saturating_duration_since(Instant::now()));
     if response.early_body().is_err() {
         return false;
@@ -238,6 +247,10 @@ async fn probe(
 struct NoBody;
 
 impl BodySource for NoBody {
+    fn body_framing(&self) -> BodyFraming {
+        BodyFraming::None
+    }
+
     fn is_complete(&self) -> bool {
         true
     }

@@ -1,5 +1,6 @@
 //! The upstream side: choose an endpoint ([`Balancer`]), then exchange one request
-//! with it ([`Exchanger::exchange`]) over a pooled or new connection, plain or TLS.
+//! with it ([`Exchanger::exchange`]) over a pooled or new connection, plain or TLS,
+//! in HTTP/1.1 or HTTP/2 (`h2`: multiplexed connections, [`H2Pools`]).
 //!
 //! Choosing is separate from exchanging, and the exchange knows nothing of the
 //! client, so the forwarder, a retry loop, composition parts and health probes can
@@ -20,7 +21,9 @@ mod connect;
 mod endpoint_health;
 mod exchange;
 mod failure;
+mod h2;
 mod health;
+mod outbound;
 mod outlier;
 mod pool;
 mod resilience;
@@ -32,13 +35,15 @@ pub use balance::{Balancer, HashKey};
 pub use board::{EndpointBoard, EndpointReport};
 pub use breaker::{Breaker, BreakerLimit, InFlight};
 pub use endpoint_health::EndpointHealth;
-pub use exchange::{Exchanger, OutboundRequest};
+pub use exchange::Exchanger;
 pub use failure::{ExchangeError, FailureSource};
+pub use h2::{H2Pools, Upload};
 pub use health::Prober;
+pub use outbound::OutboundRequest;
 pub use outlier::{record as record_outcome, Outcome};
 pub use pool::{PooledConn, UpstreamPools};
 pub use resilience::UpstreamStates;
-pub use response::UpstreamResponse;
+pub use response::{ResponseFields, Upgraded, UpstreamResponse};
 pub use stream::UpstreamStream;
 
 #[cfg(test)]

@@ -145,7 +145,7 @@ impl UpstreamPools {
 /// FNV-1a: endpoint keys are a handful of bytes from the operator's config, and a
 /// lookup per request should cost nanoseconds, not SipHash's tens.
 #[derive(Default)]
-struct Fnv(u64);
+pub(super) struct Fnv(u64);
 
 impl Hasher for Fnv {
     fn finish(&self) -> u64 {

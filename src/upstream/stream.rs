@@ -9,6 +9,7 @@ use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::ClientConnection;
 
+use crate::downstream::Duplex;
 use crate::tls::TlsStream;
 
 pub enum UpstreamStream {
@@ -44,6 +45,9 @@ impl UpstreamStream {
         n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
     }
 }
+
+// SAFETY: both variants are `Duplex` (TCP; TLS with one writer of records).
+unsafe impl Duplex for UpstreamStream {}
 
 impl AsyncReadRent for UpstreamStream {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {

@@ -21,6 +21,12 @@ struct Pieces {
 }
 
 impl BodySource for Pieces {
+    fn body_framing(&self) -> crate::http::BodyFraming {
+        crate::http::BodyFraming::Length(
+            (self.buffered.len() + self.pieces.iter().map(Vec::len).sum::<usize>()) as u64,
+        )
+    }
+
     fn is_complete(&self) -> bool {
         self.buffered.is_empty() && self.pieces.is_empty()
     }
@@ -132,12 +138,14 @@ fn a_request_and_its_answer_then_the_connection_is_reused() {
     let (pools, counters) = (UpstreamPools::new(), Counters::default());
     let ex = Exchanger {
         pools: &pools,
+        h2: &super::H2Pools::new(),
         counters: &counters,
     };
     run(async {
         for round in 0..2 {
             let mut h = head("GET /a HTTP/1.1\r\nhost: x\r\n\r\n");
             let request = OutboundRequest {
+                upgrade: false,
                 head: &mut h,
                 is_head: false,
                 idempotent: true,
@@ -149,7 +157,7 @@ fn a_request_and_its_answer_then_the_connection_is_reused() {
                 .exchange(u, &u.endpoints[0], request, &mut no_body())
                 .await
                 .expect("an answer");
-            assert_eq!(resp.head().status, 200, "1xx is skipped");
+            assert_eq!(resp.status(), 200, "1xx is skipped");
             assert_eq!(resp.connected.is_some(), round == 0, "round {round}");
             let early = resp.early_body().unwrap();
             assert_eq!(&resp.head_bytes()[early], b"hello");
@@ -173,6 +181,7 @@ fn a_streamed_body_reaches_the_upstream_whole() {
     let (pools, counters) = (UpstreamPools::new(), Counters::default());
     let ex = Exchanger {
         pools: &pools,
+        h2: &super::H2Pools::new(),
         counters: &counters,
     };
     let mut body = Pieces {
@@ -184,6 +193,7 @@ fn a_streamed_body_reaches_the_upstream_whole() {
         body.take_buffered(&mut h).unwrap();
         let u = &snap.upstreams[0];
         let request = OutboundRequest {
+            upgrade: false,
             head: &mut h,
             is_head: false,
             idempotent: true,
@@ -191,7 +201,7 @@ fn a_streamed_body_reaches_the_upstream_whole() {
             breaker: None,
         };
         let resp = ex.exchange(u, &u.endpoints[0], request, &mut body).await;
-        assert_eq!(resp.expect("an answer").head().status, 204);
+        assert_eq!(resp.expect("an answer").status(), 204);
     });
     up.join().unwrap();
 }
@@ -212,6 +222,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
     let (pools, counters) = (UpstreamPools::new(), Counters::default());
     let ex = Exchanger {
         pools: &pools,
+        h2: &super::H2Pools::new(),
         counters: &counters,
     };
     let u = &snap.upstreams[0];
@@ -222,6 +233,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                 u,
                 &u.endpoints[0],
                 OutboundRequest {
+                    upgrade: false,
                     head: &mut h,
                     is_head: false,
                     idempotent: true,
@@ -249,6 +261,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                 u,
                 &u.endpoints[0],
                 OutboundRequest {
+                    upgrade: false,
                     head: &mut h,
                     is_head: false,
                     idempotent: true,
@@ -274,6 +287,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                 u,
                 &u.endpoints[0],
                 OutboundRequest {
+                    upgrade: false,
                     head: &mut h,
                     is_head: false,
                     idempotent: true,
@@ -302,6 +316,7 @@ fn a_connection_with_bytes_after_the_body_is_not_pooled() {
     let (pools, counters) = (UpstreamPools::new(), Counters::default());
     let ex = Exchanger {
         pools: &pools,
+        h2: &super::H2Pools::new(),
         counters: &counters,
     };
     let u = &snap.upstreams[0];
@@ -312,6 +327,7 @@ fn a_connection_with_bytes_after_the_body_is_not_pooled() {
                 u,
                 &u.endpoints[0],
                 OutboundRequest {
+                    upgrade: false,
                     head: &mut h,
                     is_head: false,
                     idempotent: true,
@@ -348,6 +364,7 @@ fn late_bytes_keep_a_pooled_connection_from_being_used() {
     let (pools, counters) = (UpstreamPools::new(), Counters::default());
     let ex = Exchanger {
         pools: &pools,
+        h2: &super::H2Pools::new(),
         counters: &counters,
     };
     let u = &snap.upstreams[0];
@@ -358,6 +375,7 @@ fn late_bytes_keep_a_pooled_connection_from_being_used() {
                 u,
                 &u.endpoints[0],
                 OutboundRequest {
+                    upgrade: false,
                     head: &mut h,
                     is_head: true,
                     idempotent: true,
@@ -386,6 +404,7 @@ fn a_non_idempotent_request_is_not_replayable() {
     let (pools, counters) = (UpstreamPools::new(), Counters::default());
     let ex = Exchanger {
         pools: &pools,
+        h2: &super::H2Pools::new(),
         counters: &counters,
     };
     let u = &snap.upstreams[0];
@@ -396,6 +415,7 @@ fn a_non_idempotent_request_is_not_replayable() {
                 u,
                 &u.endpoints[0],
                 OutboundRequest {
+                    upgrade: false,
                     head: &mut h,
                     is_head: false,
                     idempotent: false,

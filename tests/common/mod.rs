@@ -6,6 +6,7 @@ pub mod client;
 pub mod json_upstream;
 pub mod jwt;
 pub mod load;
+pub mod nginx;
 pub mod pki;
 pub mod procs;
 pub mod redis;

@@ -3,9 +3,21 @@
 //! plaintext passes through rustls' reader and writer. A read hands rustls only as
 //! much of the caller's buffer as rustls has plaintext for, zeroed first, so no
 //! uninitialized memory is ever seen as a slice.
+//!
+//! A read and a write may be in flight at once (monoio-compat's `StreamWrapper`
+//! under HTTP/2 does that, and so does a tunnel relaying both ways). The read path
+//! can have records to send too (an alert, the refusal of a TLS 1.2 renegotiation),
+//! so only one future writes records to the socket at a time ([`FlushState`]): a
+//! read that finds a flush in progress leaves its records to it (the flush loops
+//! while rustls has records), and a write waits for a flush in progress to end, so
+//! two writes never interleave their bytes on the socket.
 
+use std::cell::Cell;
+use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::ops::{Deref, DerefMut};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -27,6 +39,65 @@ pub struct TlsStream<C> {
     outgoing: Vec<u8>,
     /// The socket reached end of stream.
     eof: bool,
+    /// Whether some future is writing records to the socket now.
+    flush: Rc<FlushState>,
+}
+
+/// Which path asks for a flush: the read path only sends what it must (an alert, a
+/// renegotiation refusal) and may leave it to a flush in progress; the write path
+/// must see its own records written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Read,
+    Write,
+}
+
+/// One writer of records at a time. Shared with [`Flushing`], the guard that ends
+/// a flush even when its future is dropped (a read or a write cancelled by a
+/// timeout), so a cancelled flush never leaves the stream locked.
+#[derive(Default)]
+struct FlushState {
+    active: Cell<bool>,
+    /// Writes waiting for the flush in progress to end.
+    waiters: Cell<Vec<Waker>>,
+}
+
+impl FlushState {
+    /// Resolves once no flush is in progress.
+    async fn idle(&self) {
+        poll_fn(|cx| {
+            if !self.active.get() {
+                return Poll::Ready(());
+            }
+            let mut waiters = self.waiters.take();
+            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                waiters.push(cx.waker().clone());
+            }
+            self.waiters.set(waiters);
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// A flush in progress; dropping it (at the end, or with a cancelled future) ends
+/// the flush and wakes the writes that waited.
+struct Flushing(Rc<FlushState>);
+
+impl Flushing {
+    fn begin(state: &Rc<FlushState>) -> Flushing {
+        state.active.set(true);
+        Flushing(state.clone())
+    }
+}
+
+impl Drop for Flushing {
+    fn drop(&mut self) {
+        self.0.active.set(false);
+        for waker in self.0.waiters.take() {
+            waker.wake();
+        }
+    }
 }
 
 impl<C, SD> TlsStream<C>
@@ -42,6 +113,7 @@ where
             in_pos: 0,
             outgoing: Vec::with_capacity(CIPHERTEXT_BUFFER),
             eof: false,
+            flush: Rc::default(),
         }
     }
 
@@ -67,11 +139,11 @@ where
     pub async fn handshake(&mut self) -> io::Result<()> {
         while self.conn.is_handshaking() {
             if self.conn.wants_write() {
-                self.flush_tls().await?;
+                self.flush_tls(Side::Write).await?;
                 continue;
             }
             let handed = self.fill().await?;
-            self.process().await?;
+            self.process(Side::Write).await?;
             if handed == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -80,7 +152,7 @@ where
             }
         }
         // The last flight (and, on a server, session tickets).
-        self.flush_tls().await
+        self.flush_tls(Side::Write).await
     }
 
     /// Reads plaintext into `buf`'s free space (`bytes_total` from `write_ptr`, as
@@ -89,7 +161,7 @@ where
     /// notices a message cut short).
     async fn read_plaintext<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         loop {
-            let state = match self.process().await {
+            let state = match self.process(Side::Read).await {
                 Ok(state) => state,
                 Err(e) => return (Err(e), buf),
             };
@@ -114,8 +186,9 @@ where
             if state.peer_has_closed() || self.eof {
                 return (Ok(0), buf);
             }
-            // A key update or a post-handshake message may want an answer.
-            if let Err(e) = self.flush_tls().await {
+            // A post-handshake message may want an answer (e.g. a TLS 1.2
+            // renegotiation's refusal).
+            if let Err(e) = self.flush_tls(Side::Read).await {
                 return (Err(e), buf);
             }
             if let Err(e) = self.fill().await {
@@ -137,7 +210,7 @@ where
                 Ok(n) => done += n,
                 Err(e) => return (Err(e), buf),
             }
-            if let Err(e) = self.flush_tls().await {
+            if let Err(e) = self.flush_tls(Side::Write).await {
                 return (Err(e), buf);
             }
         }
@@ -147,7 +220,7 @@ where
     /// Sends close_notify and shuts the socket's write side.
     async fn close(&mut self) -> io::Result<()> {
         self.conn.send_close_notify();
-        let _ = self.flush_tls().await;
+        let _ = self.flush_tls(Side::Write).await;
         self.io.shutdown().await
     }
 
@@ -182,18 +255,28 @@ where
 
     /// Lets rustls process what it was given; on an error, sends the alert rustls
     /// queued for the peer (best effort).
-    async fn process(&mut self) -> io::Result<IoState> {
+    async fn process(&mut self, side: Side) -> io::Result<IoState> {
         match self.conn.process_new_packets() {
             Ok(state) => Ok(state),
             Err(e) => {
-                let _ = self.flush_tls().await;
+                let _ = self.flush_tls(side).await;
                 Err(io::Error::new(io::ErrorKind::InvalidData, e))
             }
         }
     }
 
-    /// Writes every record rustls has ready.
-    async fn flush_tls(&mut self) -> io::Result<()> {
+    /// Writes every record rustls has ready, one writer at a time (see the module
+    /// comment): from the read path, a flush in progress takes the records; from
+    /// the write path, it is waited for first.
+    async fn flush_tls(&mut self, side: Side) -> io::Result<()> {
+        if self.flush.active.get() {
+            if side == Side::Read {
+                return Ok(());
+            }
+            let state = self.flush.clone();
+            state.idle().await;
+        }
+        let _flushing = Flushing::begin(&self.flush);
         while self.conn.wants_write() {
             self.outgoing.clear();
             self.conn.write_tls(&mut self.outgoing)?;
@@ -249,7 +332,7 @@ where
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        self.flush_tls().await
+        self.flush_tls(Side::Write).await
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {

@@ -5,16 +5,17 @@
 use std::io;
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 
 use crate::config::Limits;
 use crate::http::{parse_request, HeadLimits, HttpError, Parsed, RequestHead};
 
-use super::super::{ConnInfo, DrainSignal};
+use super::super::{ConnInfo, DrainSignal, Duplex};
 
-/// A byte stream a client connection runs on (plain TCP or TLS).
-pub trait Io: AsyncReadRent + AsyncWriteRent {}
-impl<T: AsyncReadRent + AsyncWriteRent> Io for T {}
+/// A byte stream a client connection runs on (plain TCP or TLS), whose reads and
+/// writes may be in flight at once (an upgraded connection's tunnel needs that).
+pub trait Io: Duplex {}
+impl<T: Duplex> Io for T {}
 
 /// Read-buffer sizes: start small (most heads are a few hundred bytes), grow for
 /// large heads up to the configured limit, and use a larger window for bodies.
@@ -47,10 +48,15 @@ pub struct ClientConn<S> {
 
 impl<S: Io> ClientConn<S> {
     pub fn new(io: S, info: ConnInfo) -> Self {
+        ClientConn::with_read(io, info, Vec::with_capacity(INITIAL_READ_BUFFER))
+    }
+
+    /// A connection whose first bytes (`read`) were already read from `io`.
+    pub fn with_read(io: S, info: ConnInfo, read: Vec<u8>) -> Self {
         ClientConn {
             io,
             info,
-            rbuf: Vec::with_capacity(INITIAL_READ_BUFFER),
+            rbuf: read,
             pos: 0,
             wbuf: Vec::with_capacity(INITIAL_READ_BUFFER),
             head: RequestHead::default(),

@@ -22,7 +22,20 @@ pub async fn serve<S: Io, H: Handler>(
     drain: &DrainSignal,
     handler: &H,
 ) {
-    let mut conn = ClientConn::new(io, info);
+    serve_after(io, Vec::new(), info, limits, drain, handler).await
+}
+
+/// As [`serve`], for a connection whose first bytes were already read (`read`,
+/// e.g. while looking for the HTTP/2 preface).
+pub async fn serve_after<S: Io, H: Handler>(
+    io: S,
+    read: Vec<u8>,
+    info: ConnInfo,
+    limits: &Limits,
+    drain: &DrainSignal,
+    handler: &H,
+) {
+    let mut conn = ClientConn::with_read(io, info, read);
     let mut first = true;
     loop {
         match conn.read_head(limits, drain, first).await {

@@ -6,11 +6,15 @@ use std::io;
 
 use crate::config::Limits;
 use crate::http::{
-    self, write_client_response, write_local_reply, BodyFraming, BodyProgress, ChunkedScanner,
-    FieldList, HeaderLookup, LocalReply, ResponseHead,
+    self, write_chunk_head, write_client_response, write_last_chunk, write_local_reply,
+    BodyFraming, BodyProgress, ChunkedScanner, FieldList, HeaderLookup, LocalReply, ResponseParts,
+    CHUNK_END,
 };
 
-use super::super::{BodyError, BodySource, ConnInfo, Downstream, DrainSignal, Piece};
+use super::super::tunnel::relay;
+use super::super::{
+    BodyError, BodySource, ConnInfo, Downstream, DrainSignal, Duplex, Piece, TunnelBytes, TunnelEnd,
+};
 use super::conn::{ClientConn, Io};
 
 /// The request whose head `conn` holds, with its body and response state.
@@ -27,6 +31,11 @@ pub struct H1Request<'c, S> {
     bytes_sent: u64,
     /// An HTTP/1.0 client of a chunked response: the payload is sent de-chunked.
     dechunk: Option<ChunkedScanner>,
+    /// A response body of unknown length from an HTTP/2 upstream to an HTTP/1.1
+    /// client: each piece is framed as a chunk here, and the last chunk ends it.
+    frame_chunks: bool,
+    /// The client said `TE: trailers` (noted before the head is consumed).
+    te_trailers: Option<bool>,
 }
 
 impl<'c, S: Io> H1Request<'c, S> {
@@ -43,6 +52,8 @@ impl<'c, S: Io> H1Request<'c, S> {
             keep: false,
             bytes_sent: 0,
             dechunk: None,
+            frame_chunks: false,
+            te_trailers: None,
         }
     }
 
@@ -61,6 +72,29 @@ impl<'c, S: Io> H1Request<'c, S> {
     /// The connection may carry another request after this one.
     pub fn keep_alive(&self) -> bool {
         self.keep
+    }
+
+    /// Consumes the head (body bytes follow it), noting first what the response
+    /// will need of it.
+    fn consume_head(&mut self) {
+        self.note_te_trailers();
+        self.conn.consume_head();
+    }
+
+    /// Notes whether the client accepts trailers (`TE: trailers`, RFC 9110 §10.1.4),
+    /// while the head can still be read.
+    fn note_te_trailers(&mut self) {
+        if self.te_trailers.is_none() && !self.conn.head_consumed {
+            let te = self.get(b"te").unwrap_or(b"");
+            let wants = te.split(|&b| b == b',').any(|t| {
+                t.split(|&b| b == b';')
+                    .next()
+                    .unwrap_or(b"")
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(b"trailers")
+            });
+            self.te_trailers = Some(wants);
+        }
     }
 
     fn minor(&self) -> u8 {
@@ -92,7 +126,7 @@ impl<'c, S: Io> H1Request<'c, S> {
                     .len()
                     .saturating_sub(self.conn.head.head_len) as u64;
                 if n <= buffered {
-                    self.conn.consume_head();
+                    self.consume_head();
                     self.conn.consume(n as usize);
                     self.body = BodyProgress::new(BodyFraming::None);
                     true
@@ -125,11 +159,19 @@ impl<'c, S: Io> H1Request<'c, S> {
         res.map(|_| ())
     }
 
-    /// Appends response body bytes to the write buffer: as they are, or de-chunked
-    /// for an HTTP/1.0 client (the upstream's framing was checked by the relay).
+    /// Appends response body bytes to the write buffer: as they are, framed as a
+    /// chunk (a body of unknown length from HTTP/2), or de-chunked for an HTTP/1.0
+    /// client (the upstream's framing was checked by the relay).
     fn push_body(&mut self, bytes: &[u8]) -> io::Result<()> {
         let w = &mut self.conn.wbuf;
         match &mut self.dechunk {
+            None if self.frame_chunks => {
+                if !bytes.is_empty() {
+                    write_chunk_head(w, bytes.len());
+                    w.extend_from_slice(bytes);
+                    w.extend_from_slice(CHUNK_END);
+                }
+            }
             None => w.extend_from_slice(bytes),
             Some(scanner) => {
                 scanner
@@ -210,14 +252,6 @@ impl<S: Io> Downstream for H1Request<'_, S> {
         !self.refused && self.conn.head.minor_version == 0
     }
 
-    fn body_framing(&self) -> BodyFraming {
-        if self.refused {
-            BodyFraming::None
-        } else {
-            self.conn.head.body
-        }
-    }
-
     fn remove_fields(&mut self, drop: &mut dyn FnMut(&[u8]) -> bool) -> usize {
         if self.refused || self.conn.head_consumed {
             return 0;
@@ -258,36 +292,32 @@ impl<S: Io> Downstream for H1Request<'_, S> {
 
     async fn send_response_head(
         &mut self,
-        head: &ResponseHead,
-        src: &[u8],
+        head: &ResponseParts<'_>,
         body_prefix: &[u8],
         extra: &FieldList,
         request_id: &str,
     ) -> io::Result<()> {
+        let minor = self.minor();
         // A close-delimited body ends only when the connection does, and an
         // HTTP/1.0 client cannot read chunked framing: both close after.
-        let framing_allows = head.body != BodyFraming::UntilClose
-            && !(head.body == BodyFraming::Chunked && self.minor() == 0);
+        let unframed_for_10 =
+            minor == 0 && matches!(head.body, BodyFraming::Chunked | BodyFraming::EndStream);
+        let framing_allows = head.body != BodyFraming::UntilClose && !unframed_for_10;
+        if head.body == BodyFraming::EndStream {
+            self.note_te_trailers();
+        }
         let keep = self.decide_keep_alive(framing_allows);
-        let minor = self.minor();
-        write_client_response(
-            &mut self.conn.wbuf,
-            head,
-            src,
-            extra,
-            request_id,
-            keep,
-            minor,
-        );
+        write_client_response(&mut self.conn.wbuf, head, extra, request_id, keep, minor);
         if head.body == BodyFraming::Chunked && minor == 0 {
             self.dechunk = Some(ChunkedScanner::new());
         }
+        self.frame_chunks = head.body == BodyFraming::EndStream && minor == 1 && !self.is_head();
         self.push_body(body_prefix)?;
         self.write_out().await
     }
 
     async fn send_piece(&mut self, piece: Piece) -> (io::Result<()>, Piece) {
-        if self.dechunk.is_some() {
+        if self.dechunk.is_some() || self.frame_chunks {
             self.conn.wbuf.clear();
             let pushed = self.push_body(&piece.buf[piece.range.clone()]);
             let res = match pushed {
@@ -305,8 +335,44 @@ impl<S: Io> Downstream for H1Request<'_, S> {
         (res.map(|_| ()), Piece { buf, range })
     }
 
+    async fn finish_response(&mut self, trailers: Option<&dyn HeaderLookup>) -> io::Result<()> {
+        if !self.frame_chunks {
+            return Ok(());
+        }
+        self.frame_chunks = false;
+        let trailers = trailers.filter(|_| self.te_trailers == Some(true));
+        self.conn.wbuf.clear();
+        write_last_chunk(&mut self.conn.wbuf, trailers);
+        self.write_out().await
+    }
+
     fn abort(&mut self) {
         self.keep = false;
+    }
+
+    async fn tunnel<U: Duplex>(
+        &mut self,
+        upstream: &mut U,
+        upstream_early: &[u8],
+        idle: std::time::Duration,
+    ) -> (TunnelEnd, TunnelBytes) {
+        self.keep = false;
+        self.consume_head();
+        // What the client sent after its upgrade request is the tunnel's already.
+        let client_early = self.conn.unread().to_vec();
+        self.conn.consume(client_early.len());
+        let io = &mut self.conn.io;
+        let (end, bytes) = relay(
+            io,
+            &client_early,
+            upstream,
+            upstream_early,
+            idle,
+            self.drain,
+        )
+        .await;
+        self.bytes_sent += bytes.to_client;
+        (end, bytes)
     }
 
     fn bytes_sent(&self) -> u64 {
@@ -315,12 +381,20 @@ impl<S: Io> Downstream for H1Request<'_, S> {
 }
 
 impl<S: Io> BodySource for H1Request<'_, S> {
+    fn body_framing(&self) -> BodyFraming {
+        if self.refused {
+            BodyFraming::None
+        } else {
+            self.conn.head.body
+        }
+    }
+
     fn is_complete(&self) -> bool {
         self.body.is_complete()
     }
 
     fn take_buffered(&mut self, out: &mut Vec<u8>) -> Result<(), BodyError> {
-        self.conn.consume_head();
+        self.consume_head();
         if self.body.is_complete() || self.conn.unread().is_empty() {
             return Ok(());
         }
@@ -332,7 +406,7 @@ impl<S: Io> BodySource for H1Request<'_, S> {
     }
 
     async fn next_piece(&mut self) -> Result<Option<Piece>, BodyError> {
-        self.conn.consume_head();
+        self.consume_head();
         if self.body.is_complete() {
             return Ok(None);
         }
