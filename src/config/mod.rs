@@ -10,6 +10,7 @@ mod compile_auth_keys;
 mod compile_compose;
 mod compile_http2;
 mod compile_resilience;
+mod compile_transcode;
 mod compile_transform;
 mod compose;
 mod compose_schema;

@@ -19,6 +19,7 @@ mod request_id;
 mod retry;
 mod route_stage;
 mod shed_stage;
+mod transcode_stage;
 mod transform_stage;
 mod websocket;
 mod worker;

@@ -1,0 +1,394 @@
+//! The transcode action: a REST request on a route with `transcode` answered by a
+//! unary gRPC call to the route's HTTP/2 upstream.
+//!
+//! find the binding (404 / 405 when none) → read the JSON body (within
+//! `max_json_body_bytes`) → make the request message (400 / 413 before any upstream
+//! call) → admit under the breakers, choose an endpoint, exchange the call (POST
+//! `/pkg.Service/Method`, `content-type: application/grpc`, `te: trailers`,
+//! `grpc-timeout` from the route's timeout) → read the one message and the
+//! trailers → answer JSON (200), or the gRPC error as JSON with the mapped status.
+//!
+//! The gateway's own errors on such a route speak the same JSON
+//! (`{"code","message","details"}`). Calls are not retried, but a call an
+//! endpoint never processed (a stale pooled connection, REFUSED_STREAM) is sent
+//! once more, as the forwarder does.
+
+use std::borrow::Cow;
+
+use crate::config::{Route, TranscodeRoute};
+use crate::downstream::{BodyError, Downstream};
+use crate::http::{
+    write_upstream_request, BodyFraming, ChunkedScanner, FieldList, HeaderEdit, HeaderLookup,
+    LocalReply, UpstreamRequest,
+};
+use crate::observe::Counters;
+use crate::transform::transcode::{self, Binding, Lookup};
+use crate::upstream::{
+    record_outcome, ExchangeError, FailureSource, OutboundRequest, Outcome, UpstreamResponse,
+};
+
+use super::auth_stage;
+use super::context::RequestCtx;
+use super::exit::reply;
+use super::forward::{choose, hash_key};
+use super::generation::Generation;
+use super::retry::Tried;
+use super::worker::Worker;
+
+/// Answers the request in `d` through the route's gRPC upstream.
+pub async fn transcode<D: Downstream>(
+    worker: &Worker,
+    generation: &Generation,
+    route: &Route,
+    plan: &TranscodeRoute,
+    ctx: &mut RequestCtx,
+    d: &mut D,
+) {
+    let transcoder = &plan.transcoder;
+    let (path, query) = match &ctx.target {
+        Some(t) => (t.path.clone(), t.query.clone()),
+        None => ("/".to_string(), None),
+    };
+    let (binding, captures) = match transcoder.find(d.method(), &path) {
+        Lookup::Found(b, values) => (b, values),
+        Lookup::WrongMethod(allow) => {
+            let refused = error(405, "method not allowed for this path")
+                .with_field(b"allow", allow.as_bytes());
+            return reply(ctx, d, &refused).await;
+        }
+        Lookup::NotFound => {
+            let message = format!("no gRPC method is bound to this path ({path})");
+            return reply(ctx, d, &error(404, &message)).await;
+        }
+    };
+    let body = match read_body(d, transcoder.max_json_body_bytes).await {
+        Ok(body) => body,
+        Err(BodyError::Closed) => {
+            ctx.status = BodyError::Closed.status();
+            return d.abort();
+        }
+        Err(BodyError::TooLarge) => {
+            let message = format!(
+                "request body over max_json_body_bytes ({})",
+                transcoder.max_json_body_bytes
+            );
+            return reply(ctx, d, &error(413, &message).closing()).await;
+        }
+        Err(e) => return reply(ctx, d, &error(e.status(), e.message()).closing()).await,
+    };
+    let message = match binding.request_message(
+        &captures,
+        query.as_deref(),
+        &body,
+        transcoder.max_message_bytes,
+    ) {
+        Ok(m) => m,
+        Err(bad) => return reply(ctx, d, &error(bad.status, &bad.message)).await,
+    };
+    let local = call(worker, generation, route, plan, binding, &message, ctx, d).await;
+    reply(ctx, d, &local).await;
+}
+
+/// Exchanges the call and makes its answer.
+#[allow(clippy::too_many_arguments)]
+async fn call<D: Downstream>(
+    worker: &Worker,
+    generation: &Generation,
+    route: &Route,
+    plan: &TranscodeRoute,
+    binding: &Binding,
+    message: &[u8],
+    ctx: &mut RequestCtx,
+    d: &mut D,
+) -> LocalReply<'static> {
+    let index = plan.upstream;
+    let (Some(upstream), Some(breaker)) = (
+        generation.snapshot.upstreams.get(index),
+        generation.breakers.get(index),
+    ) else {
+        return error(500, "route names a missing upstream");
+    };
+    let _in_flight = match breaker.admit_request() {
+        Ok(admitted) => admitted,
+        Err(limit) => {
+            Counters::bump(limit.counter(&worker.counters));
+            return error(503, &format!("upstream overflow: {}", limit.name()))
+                .with_field(b"x-portico-overflow", limit.name().as_bytes());
+        }
+    };
+    let hash = hash_key(upstream, d);
+    let endpoint = choose(worker, generation, index, upstream, hash, &Tried::default());
+    let deadline = monoio::time::Instant::now() + route.timeout;
+    let mut head = worker.head_buffer();
+    write_call_head(
+        &mut head,
+        generation,
+        route,
+        binding,
+        endpoint.authority.as_bytes(),
+        message.len(),
+        ctx,
+        d,
+    );
+    head.extend_from_slice(message);
+    let mut replayed = false;
+    let result = loop {
+        ctx.attempts += 1;
+        ctx.upstream = Some(endpoint.addr);
+        let request = OutboundRequest {
+            head: &mut head,
+            is_head: false,
+            idempotent: false,
+            deadline,
+            upgrade: false,
+            breaker: Some(breaker),
+        };
+        generation.balancer.started(endpoint.id);
+        let result = worker
+            .exchanger()
+            .exchange(upstream, endpoint, request, d)
+            .await;
+        generation.balancer.finished(endpoint.id);
+        let outcome = match &result {
+            Ok(response) => Outcome::of_status(response.status()),
+            Err(e) => Outcome::of_failure(&e.source, e.is_stale_connection()),
+        };
+        record_outcome(
+            &generation.balancer,
+            upstream,
+            endpoint,
+            outcome,
+            &worker.counters,
+        );
+        match &result {
+            // Never processed by the endpoint: once more, on a fresh stream.
+            Err(e) if e.is_stale_connection() && e.replayable && !replayed => replayed = true,
+            _ => break result,
+        }
+    };
+    worker.give_head_buffer(head);
+    match result {
+        Ok(mut response) => {
+            response.set_read_timeout(route.timeout);
+            let answer = answer(
+                worker,
+                binding,
+                &mut response,
+                plan.transcoder.max_message_bytes,
+            )
+            .await;
+            response.finish(&worker.pools);
+            answer
+        }
+        Err(e) => failed(worker, ctx, e),
+    }
+}
+
+/// The call's head (HTTP/1.1 text; the HTTP/2 exchange reads it back): POST to
+/// the method's path, the client's fields as metadata (but its body's, `accept*`,
+/// `expect` and any `grpc-*`), the gateway's forwarding and identity fields,
+/// `content-type: application/grpc` and the `grpc-timeout` of the route.
+#[allow(clippy::too_many_arguments)]
+fn write_call_head<D: Downstream>(
+    out: &mut Vec<u8>,
+    generation: &Generation,
+    route: &Route,
+    binding: &Binding,
+    authority: &[u8],
+    message_len: usize,
+    ctx: &RequestCtx,
+    d: &D,
+) {
+    let outbound = auth_stage::outbound(&generation.snapshot, route, ctx.caller.as_deref());
+    let mut grpc = FieldList::new();
+    grpc.push(b"content-type", b"application/grpc");
+    let timeout = format!("{}m", route.timeout.as_millis().clamp(1, 99_999_999));
+    grpc.push(b"grpc-timeout", timeout.as_bytes());
+    let none = FieldList::new();
+    let added = [
+        outbound.identity_headers().unwrap_or(&none),
+        d.conn().client_subject.as_ref().unwrap_or(&none),
+        &grpc,
+    ];
+    let request = UpstreamRequest {
+        method: b"POST",
+        path: &binding.rpc_path,
+        query: None,
+        host: authority,
+        client_host: ctx.authority.as_deref(),
+        client_ip: d.conn().peer.ip(),
+        secure: d.conn().secure,
+        http10: false,
+        body: BodyFraming::Length(message_len as u64),
+        upgrade: None,
+        added: &added,
+        request_id: ctx.id.as_str(),
+    };
+    write_upstream_request(out, d, &request, |name, value| {
+        if is_rest_only(name) {
+            HeaderEdit::Drop
+        } else {
+            outbound.header_fate(name, value)
+        }
+    });
+}
+
+/// Client fields that describe the REST exchange, not the call.
+fn is_rest_only(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 5] = [
+        b"content-type",
+        b"content-length",
+        b"accept",
+        b"accept-encoding",
+        b"expect",
+    ];
+    NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
+        || (name.len() >= 5 && name[..5].eq_ignore_ascii_case(b"grpc-"))
+}
+
+/// The whole request body (de-chunked), at most `max` bytes (else 413).
+async fn read_body<D: Downstream>(d: &mut D, max: u64) -> Result<Vec<u8>, BodyError> {
+    let framing = d.body_framing();
+    if matches!(framing, BodyFraming::Length(n) if n > max) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut scanner = (framing == BodyFraming::Chunked).then(ChunkedScanner::new);
+    let mut body = Vec::new();
+    let mut push = |bytes: &[u8], body: &mut Vec<u8>| -> Result<(), BodyError> {
+        match scanner.as_mut() {
+            Some(s) => {
+                s.scan_with(bytes, |data| body.extend_from_slice(data))
+                    .map_err(|_| BodyError::Malformed("malformed chunked body"))?;
+            }
+            None => body.extend_from_slice(bytes),
+        }
+        if body.len() as u64 > max {
+            return Err(BodyError::TooLarge);
+        }
+        Ok(())
+    };
+    let mut buffered = Vec::new();
+    d.take_buffered(&mut buffered)?;
+    push(&buffered, &mut body)?;
+    while let Some(piece) = d.next_piece().await? {
+        let pushed = push(&piece.buf[piece.range.clone()], &mut body);
+        d.give_back(piece);
+        pushed?;
+    }
+    Ok(body)
+}
+
+/// The REST answer for a gRPC response: its one message as JSON (200), or its
+/// error status as JSON; a response that is not a unary gRPC answer is a 502.
+async fn answer(
+    worker: &Worker,
+    binding: &Binding,
+    response: &mut UpstreamResponse,
+    max_message: usize,
+) -> LocalReply<'static> {
+    if response.status() != 200 {
+        let message = format!(
+            "upstream answered HTTP {} instead of gRPC",
+            response.status()
+        );
+        return error(502, &message);
+    }
+    let grpc_type = {
+        let fields = response.fields();
+        crate::http::grpc::is_grpc(fields.get(b"content-type"))
+    };
+    if !grpc_type {
+        return error(502, "upstream answer is not application/grpc");
+    }
+    // Trailers-only: the status came in the head.
+    if let Some(status) = grpc_status(&response.fields()) {
+        return status.into_reply(binding, &[]);
+    }
+    let mut frames = Vec::new();
+    loop {
+        match response.next_piece().await {
+            Ok(Some(piece)) => {
+                frames.extend_from_slice(&piece.buf[piece.range.clone()]);
+                response.give_back(piece);
+                if frames.len() > max_message + 5 {
+                    return error(502, "upstream message is over max_message_bytes");
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                Counters::bump(&worker.counters.upstream_truncated);
+                return error(502, "upstream response cut short");
+            }
+        }
+    }
+    let trailers = match response.trailers().await {
+        Ok(t) => t,
+        Err(_) => {
+            Counters::bump(&worker.counters.upstream_truncated);
+            return error(502, "upstream response cut short");
+        }
+    };
+    match trailers.as_ref().and_then(|t| grpc_status(t)) {
+        Some(status) => status.into_reply(binding, &frames),
+        None => error(502, "upstream ended the call without a grpc-status"),
+    }
+}
+
+/// A call's end: `grpc-status` and `grpc-message`.
+struct CallStatus {
+    code: u32,
+    message: Vec<u8>,
+}
+
+fn grpc_status(fields: &dyn HeaderLookup) -> Option<CallStatus> {
+    let code = std::str::from_utf8(fields.get(b"grpc-status")?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let message = fields.get(b"grpc-message").unwrap_or(b"").to_vec();
+    Some(CallStatus { code, message })
+}
+
+impl CallStatus {
+    /// OK: the message in `frames` as JSON; else the error as JSON with its status.
+    fn into_reply(self, binding: &Binding, frames: &[u8]) -> LocalReply<'static> {
+        if self.code != 0 {
+            let status = transcode::http_status(self.code);
+            let message = transcode::decode_grpc_message(&self.message);
+            let body = transcode::error_json(self.code, &message);
+            let mut local = LocalReply::new(status, "application/json", body);
+            local.message = Cow::Owned(message);
+            return local;
+        }
+        match binding.response_json(frames) {
+            Ok(json) => LocalReply::new(200, "application/json", json),
+            Err(bad) => error(502, &bad.0),
+        }
+    }
+}
+
+/// A failed exchange, as the forwarder counts it, answered in the route's JSON.
+fn failed(worker: &Worker, ctx: &mut RequestCtx, e: ExchangeError) -> LocalReply<'static> {
+    ctx.failure = Some(e.source.clone());
+    if let FailureSource::Overflow(limit) = e.source {
+        Counters::bump(limit.counter(&worker.counters));
+        return error(503, &format!("upstream overflow: {}", limit.name()))
+            .with_field(b"x-portico-overflow", limit.name().as_bytes());
+    }
+    let status = e.status();
+    if status == 504 {
+        Counters::bump(&worker.counters.upstream_timeouts);
+    }
+    error(status, &e.message)
+}
+
+/// The gateway's own answer on a transcode route: `status` with the gRPC-style
+/// JSON body (`{"code","message","details"}`, the code from
+/// [`transcode::grpc_code_for`]).
+fn error(status: u16, message: &str) -> LocalReply<'static> {
+    let body = transcode::error_json(transcode::grpc_code_for(status), message);
+    let mut local = LocalReply::new(status, "application/json", body);
+    local.message = Cow::Owned(message.to_string());
+    local
+}
