@@ -44,12 +44,11 @@ pub async fn transcode<D: Downstream>(
     ctx: &mut RequestCtx,
     d: &mut D,
 ) {
-    let transcoder = &plan.transcoder;
     let (path, query) = match &ctx.target {
         Some(t) => (t.path.clone(), t.query.clone()),
         None => ("/".to_string(), None),
     };
-    let (binding, captures) = match transcoder.find(d.method(), &path) {
+    let (binding, captures) = match plan.transcoder.find(d.method(), &path) {
         Lookup::Found(b, values) => (b, values),
         Lookup::WrongMethod(allow) => {
             let refused = error(405, "method not allowed for this path")
@@ -61,76 +60,79 @@ pub async fn transcode<D: Downstream>(
             return reply(ctx, d, &error(404, &message)).await;
         }
     };
-    let body = match read_body(d, transcoder.max_json_body_bytes).await {
-        Ok(body) => body,
-        Err(BodyError::Closed) => {
-            ctx.status = BodyError::Closed.status();
-            return d.abort();
-        }
-        Err(BodyError::TooLarge) => {
-            let message = format!(
-                "request body over max_json_body_bytes ({})",
-                transcoder.max_json_body_bytes
-            );
-            return reply(ctx, d, &error(413, &message).closing()).await;
-        }
-        Err(e) => return reply(ctx, d, &error(e.status(), e.message()).closing()).await,
+    let call = Call {
+        binding,
+        captures: &captures,
+        query: query.as_deref(),
     };
-    let message = match binding.request_message(
-        &captures,
-        query.as_deref(),
-        &body,
-        transcoder.max_message_bytes,
-    ) {
-        Ok(m) => m,
-        Err(bad) => return reply(ctx, d, &error(bad.status, &bad.message)).await,
-    };
-    let local = call(worker, generation, route, plan, binding, &message, ctx, d).await;
-    reply(ctx, d, &local).await;
+    let local = exchange(worker, generation, route, plan, &call, ctx, d).await;
+    if let Some(local) = local {
+        reply(ctx, d, &local).await;
+    }
 }
 
-/// Exchanges the call and makes its answer.
-#[allow(clippy::too_many_arguments)]
-async fn call<D: Downstream>(
+/// The binding a request found, and what of the request it reads.
+struct Call<'a> {
+    binding: &'a Binding,
+    captures: &'a [String],
+    query: Option<&'a str>,
+}
+
+/// Admits the call under the upstream's breakers, writes its head (while the
+/// client's head is at hand), reads the body and makes the message, exchanges it
+/// and makes the answer. `None`: the client went away, nothing is answered.
+async fn exchange<D: Downstream>(
     worker: &Worker,
     generation: &Generation,
     route: &Route,
     plan: &TranscodeRoute,
-    binding: &Binding,
-    message: &[u8],
+    call: &Call<'_>,
     ctx: &mut RequestCtx,
     d: &mut D,
-) -> LocalReply<'static> {
+) -> Option<LocalReply<'static>> {
     let index = plan.upstream;
     let (Some(upstream), Some(breaker)) = (
         generation.snapshot.upstreams.get(index),
         generation.breakers.get(index),
     ) else {
-        return error(500, "route names a missing upstream");
+        return Some(error(500, "route names a missing upstream"));
     };
     let _in_flight = match breaker.admit_request() {
         Ok(admitted) => admitted,
         Err(limit) => {
             Counters::bump(limit.counter(&worker.counters));
-            return error(503, &format!("upstream overflow: {}", limit.name()))
-                .with_field(b"x-portico-overflow", limit.name().as_bytes());
+            return Some(overflow(limit.name()));
         }
     };
     let hash = hash_key(upstream, d);
     let endpoint = choose(worker, generation, index, upstream, hash, &Tried::default());
     let deadline = monoio::time::Instant::now() + route.timeout;
     let mut head = worker.head_buffer();
+    // Written before the body is read: reading it reuses the buffer the client's
+    // head is in. Its content-length goes in once the message is made.
     write_call_head(
         &mut head,
         generation,
         route,
-        binding,
+        call.binding,
         endpoint.authority.as_bytes(),
-        message.len(),
         ctx,
         d,
     );
-    head.extend_from_slice(message);
+    let message = match request_message(plan, call, d).await {
+        Ok(message) => message,
+        Err(local) => {
+            worker.give_head_buffer(head);
+            if local.is_none() {
+                ctx.status = BodyError::Closed.status();
+                d.abort();
+            }
+            return local;
+        }
+    };
+    head.truncate(head.len().saturating_sub(2));
+    head.extend_from_slice(format!("content-length: {}\r\n\r\n", message.len()).as_bytes());
+    head.extend_from_slice(&message);
     let mut replayed = false;
     let result = loop {
         ctx.attempts += 1;
@@ -167,27 +169,60 @@ async fn call<D: Downstream>(
         }
     };
     worker.give_head_buffer(head);
-    match result {
+    Some(match result {
         Ok(mut response) => {
             response.set_read_timeout(route.timeout);
-            let answer = answer(
-                worker,
-                binding,
-                &mut response,
-                plan.transcoder.max_message_bytes,
-            )
-            .await;
+            let max = plan.transcoder.max_message_bytes;
+            let answer = answer(worker, call.binding, &mut response, max).await;
             response.finish(&worker.pools);
             answer
         }
         Err(e) => failed(worker, ctx, e),
-    }
+    })
+}
+
+/// Reads the body and makes the call's message; `Err(None)` when the client
+/// went away, else the refusal (400, 408, 413) before any upstream call.
+async fn request_message<D: Downstream>(
+    plan: &TranscodeRoute,
+    call: &Call<'_>,
+    d: &mut D,
+) -> Result<Vec<u8>, Option<LocalReply<'static>>> {
+    let transcoder = &plan.transcoder;
+    let body = match read_body(d, transcoder.max_json_body_bytes).await {
+        Ok(body) => body,
+        Err(BodyError::Closed) => return Err(None),
+        Err(BodyError::TooLarge) => {
+            let message = format!(
+                "request body over max_json_body_bytes ({})",
+                transcoder.max_json_body_bytes
+            );
+            return Err(Some(error(413, &message).closing()));
+        }
+        Err(e) => return Err(Some(error(e.status(), e.message()).closing())),
+    };
+    call.binding
+        .request_message(
+            call.captures,
+            call.query,
+            &body,
+            transcoder.max_message_bytes,
+        )
+        .map_err(|bad| Some(error(bad.status, &bad.message)))
+}
+
+/// A circuit breaker refused the call (`limit`: its key): 503, named in
+/// `x-portico-overflow`.
+fn overflow(limit: &str) -> LocalReply<'static> {
+    error(503, &format!("upstream overflow: {limit}"))
+        .with_field(b"x-portico-overflow", limit.as_bytes())
 }
 
 /// The call's head (HTTP/1.1 text; the HTTP/2 exchange reads it back): POST to
 /// the method's path, the client's fields as metadata (but its body's, `accept*`,
 /// `expect` and any `grpc-*`), the gateway's forwarding and identity fields,
-/// `content-type: application/grpc` and the `grpc-timeout` of the route.
+/// `content-type: application/grpc` and the `grpc-timeout` of the route; no
+/// framing yet (the caller adds `content-length` before the last empty line).
 #[allow(clippy::too_many_arguments)]
 fn write_call_head<D: Downstream>(
     out: &mut Vec<u8>,
@@ -195,7 +230,6 @@ fn write_call_head<D: Downstream>(
     route: &Route,
     binding: &Binding,
     authority: &[u8],
-    message_len: usize,
     ctx: &RequestCtx,
     d: &D,
 ) {
@@ -219,7 +253,7 @@ fn write_call_head<D: Downstream>(
         client_ip: d.conn().peer.ip(),
         secure: d.conn().secure,
         http10: false,
-        body: BodyFraming::Length(message_len as u64),
+        body: BodyFraming::None,
         upgrade: None,
         added: &added,
         request_id: ctx.id.as_str(),
@@ -373,8 +407,7 @@ fn failed(worker: &Worker, ctx: &mut RequestCtx, e: ExchangeError) -> LocalReply
     ctx.failure = Some(e.source.clone());
     if let FailureSource::Overflow(limit) = e.source {
         Counters::bump(limit.counter(&worker.counters));
-        return error(503, &format!("upstream overflow: {}", limit.name()))
-            .with_field(b"x-portico-overflow", limit.name().as_bytes());
+        return overflow(limit.name());
     }
     let status = e.status();
     if status == 504 {

@@ -54,14 +54,16 @@ impl Binding {
         if let Some(q) = query.filter(|q| !q.is_empty()) {
             self.query_fields(q, &mut json)?;
         }
-        let message = DynamicMessage::deserialize_with_options(
-            self.input.clone(),
-            Value::Object(json),
-            &DeserializeOptions::new().deny_unknown_fields(true),
-        )
-        .map_err(|e| {
+        let json = Value::Object(json);
+        let message = read_message(&self.input, &json).map_err(|e| {
+            let at = match &json {
+                Value::Object(map) => blame(&self.input, map),
+                _ => None,
+            }
+            .map(|path| format!(" (field \"{path}\")"))
+            .unwrap_or_default();
             bad(format!(
-                "invalid request for {}: {e}",
+                "invalid request for {}{at}: {e}",
                 self.input.full_name()
             ))
         })?;
@@ -147,6 +149,47 @@ impl Binding {
         }
         Ok(())
     }
+}
+
+/// `json` read as a `message` by the proto3 JSON mapping, unknown fields refused.
+fn read_message(
+    message: &MessageDescriptor,
+    json: &Value,
+) -> Result<DynamicMessage, serde_json::Error> {
+    DynamicMessage::deserialize_with_options(
+        message.clone(),
+        json,
+        &DeserializeOptions::new().deny_unknown_fields(true),
+    )
+}
+
+/// The dotted path of the first field of `json` that `message` refuses (read one
+/// at a time, into nested messages), so the client is told which one. Only on
+/// the error path.
+fn blame(message: &MessageDescriptor, json: &Map<String, Value>) -> Option<String> {
+    for (key, value) in json {
+        let mut one = Map::new();
+        one.insert(key.clone(), value.clone());
+        if read_message(message, &Value::Object(one)).is_ok() {
+            continue;
+        }
+        let field = message
+            .get_field_by_json_name(key)
+            .or_else(|| message.get_field_by_name(key));
+        let inner = match (field.as_ref().map(FieldDescriptor::kind), value) {
+            (Some(Kind::Message(m)), Value::Object(o))
+                if !field.as_ref().is_some_and(|f| f.is_map()) =>
+            {
+                blame(&m, o)
+            }
+            _ => None,
+        };
+        return Some(match inner {
+            Some(path) => format!("{key}.{path}"),
+            None => key.clone(),
+        });
+    }
+    None
 }
 
 /// The body as JSON; a syntax error says where.
