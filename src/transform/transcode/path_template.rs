@@ -303,7 +303,9 @@ mod tests {
             values(t, "/v1/files/a/b/c:download"),
             Some(vec!["files/a/b/c".into()])
         );
-        assert_eq!(values(t, "/v1/files:download"), None);
+        // `**` matches zero segments too.
+        assert_eq!(values(t, "/v1/files:download"), Some(vec!["files".into()]));
+        assert_eq!(values(t, "/v1/file:download"), None);
         assert_eq!(values(t, "/v1/files/a"), None);
         assert_eq!(values("/v1/{name=**}", "/v1/x/y"), Some(vec!["x/y".into()]));
         assert_eq!(

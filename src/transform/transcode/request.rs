@@ -340,3 +340,188 @@ fn form_decode(text: &str) -> Option<String> {
         percent_decode(text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use prost_reflect::prost_types::field_descriptor_proto::{Label, Type};
+    use prost_reflect::prost_types::{
+        DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet,
+    };
+    use prost_reflect::DescriptorPool;
+
+    use super::*;
+    use crate::transform::transcode::PathTemplate;
+
+    fn field(
+        name: &str,
+        number: i32,
+        ty: Type,
+        label: Label,
+        type_name: &str,
+    ) -> FieldDescriptorProto {
+        FieldDescriptorProto {
+            name: Some(name.into()),
+            number: Some(number),
+            r#type: Some(ty as i32),
+            label: Some(label as i32),
+            type_name: (!type_name.is_empty()).then(|| type_name.into()),
+            json_name: Some(
+                name.split('_')
+                    .enumerate()
+                    .map(|(i, p)| {
+                        if i == 0 {
+                            p.to_string()
+                        } else {
+                            p[..1].to_uppercase() + &p[1..]
+                        }
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    /// `t.Req { string id = 1; int32 page_size = 2; repeated string tags = 3;
+    /// Inner inner = 4; }`, `t.Inner { bool on = 1; int64 count = 2; }`.
+    fn binding(template: &str, body: Option<&str>) -> Binding {
+        let file = FileDescriptorProto {
+            name: Some("t.proto".into()),
+            package: Some("t".into()),
+            syntax: Some("proto3".into()),
+            message_type: vec![
+                DescriptorProto {
+                    name: Some("Req".into()),
+                    field: vec![
+                        field("id", 1, Type::String, Label::Optional, ""),
+                        field("page_size", 2, Type::Int32, Label::Optional, ""),
+                        field("tags", 3, Type::String, Label::Repeated, ""),
+                        field("inner", 4, Type::Message, Label::Optional, ".t.Inner"),
+                    ],
+                    ..Default::default()
+                },
+                DescriptorProto {
+                    name: Some("Inner".into()),
+                    field: vec![
+                        field("on", 1, Type::Bool, Label::Optional, ""),
+                        field("count", 2, Type::Int64, Label::Optional, ""),
+                    ],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let set = FileDescriptorSet { file: vec![file] };
+        let pool = DescriptorPool::decode(set.encode_to_vec().as_slice()).unwrap();
+        let input = pool.get_message_by_name("t.Req").unwrap();
+        let template = PathTemplate::parse(template).unwrap();
+        let path_fields = template
+            .variables()
+            .iter()
+            .map(|v| vec![input.get_field_by_name(&v.field_path[0]).unwrap()])
+            .collect();
+        let body = match body {
+            None => BodyRule::None,
+            Some("*") => BodyRule::Whole,
+            Some(name) => BodyRule::Field(input.get_field_by_name(name).unwrap()),
+        };
+        Binding {
+            http_method: "GET".into(),
+            pattern: "/x".into(),
+            rpc_path: "/t.S/M".into(),
+            output: input.clone(),
+            input,
+            template,
+            path_fields,
+            body,
+            response_body: None,
+        }
+    }
+
+    fn decoded(b: &Binding, framed: &[u8]) -> serde_json::Value {
+        assert_eq!(framed[0], 0);
+        let len = u32::from_be_bytes([framed[1], framed[2], framed[3], framed[4]]) as usize;
+        assert_eq!(framed.len(), 5 + len);
+        let m = DynamicMessage::decode(b.input.clone(), &framed[5..]).unwrap();
+        serde_json::to_value(&m).unwrap()
+    }
+
+    #[test]
+    fn path_query_and_body_make_one_message() {
+        let b = binding("/v1/{id}", Some("inner"));
+        let framed = b
+            .request_message(
+                &["a b".into()],
+                Some("pageSize=20&tags=x&tags=y+z&tags=%C3%A9"),
+                br#"{"on": true, "count": "7"}"#,
+                1024,
+            )
+            .unwrap();
+        assert_eq!(
+            decoded(&b, &framed),
+            serde_json::json!({"id": "a b", "pageSize": 20, "tags": ["x", "y z", "é"], "inner": {"on": true, "count": "7"}})
+        );
+        // Nested query fields by proto names; bools as true/false.
+        let b = binding("/v1/{id}", None);
+        let framed = b
+            .request_message(
+                &["1".into()],
+                Some("inner.on=true&inner.count=3&page_size=2"),
+                b"",
+                1024,
+            )
+            .unwrap();
+        assert_eq!(
+            decoded(&b, &framed),
+            serde_json::json!({"id": "1", "pageSize": 2, "inner": {"on": true, "count": "3"}})
+        );
+    }
+
+    #[test]
+    fn refusals_say_what_is_wrong() {
+        let b = binding("/v1/{id}", None);
+        let refused = |query: &str, body: &[u8]| {
+            b.request_message(&["1".into()], Some(query), body, 1024)
+                .unwrap_err()
+                .message
+        };
+        assert!(refused("page_size=1&page_size=2", b"").contains("given twice"));
+        assert!(refused("inner=x", b"").contains("unknown query parameter"));
+        assert!(refused("inner.on=yes", b"").contains("not a valid bool"));
+        assert!(refused("pageSize=big", b"").contains("pageSize"));
+        assert!(refused("id=2", b"").contains("the path or the body sets"));
+        assert!(refused("", b"{}").contains("takes no request body"));
+        // The path value replaces the body's under body "*"; a nested bad value is named.
+        let b = binding("/v1/{id}", Some("*"));
+        let framed = b
+            .request_message(&["9".into()], None, br#"{"id": "0", "tags": ["t"]}"#, 1024)
+            .unwrap();
+        assert_eq!(
+            decoded(&b, &framed),
+            serde_json::json!({"id": "9", "tags": ["t"]})
+        );
+        let e = b
+            .request_message(
+                &["9".into()],
+                None,
+                br#"{"inner": {"count": "many"}}"#,
+                1024,
+            )
+            .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(
+            e.message.contains("(field \"inner.count\")"),
+            "{}",
+            e.message
+        );
+        // Over max_message_bytes: 413.
+        let e = b
+            .request_message(
+                &["9".into()],
+                None,
+                br#"{"tags": ["a long enough tag"]}"#,
+                8,
+            )
+            .unwrap_err();
+        assert_eq!(e.status, 413);
+    }
+}
