@@ -13,6 +13,7 @@ pub mod limit;
 pub mod observe;
 pub mod proxy;
 pub mod route;
+pub mod runtime;
 pub mod server;
 pub mod tls;
 pub mod transform;

@@ -279,6 +279,46 @@ fn header_lists_and_paths_over_the_limits_are_refused() {
 }
 
 #[test]
+fn streams_past_the_limit_are_refused_and_a_stalled_body_times_out() {
+    let pki = Pki::new("h2streams");
+    let leaf = pki.server("gw", &["localhost"]);
+    let slow = Upstream::start(&["--delay-ms", "800"]);
+    let gw = gateway(
+        &slow,
+        &leaf,
+        "http2_max_concurrent_streams = 4\nbody_read_timeout_ms = 500",
+    );
+    // Ten streams at once, sent before the client saw SETTINGS: four are served,
+    // six refused unprocessed (REFUSED_STREAM, RFC 9113 §8.7: safe to retry).
+    let report = h2_client(gw.port, &["streams", "10", "--path", "/echo/slow"]);
+    assert_eq!(
+        report["statuses"],
+        serde_json::json!([200, 200, 200, 200]),
+        "{report}"
+    );
+    let resets = report["reset_streams"].as_object().unwrap();
+    assert_eq!(resets.len(), 6, "{report}");
+    assert!(
+        resets.values().all(|code| code == 7),
+        "REFUSED_STREAM: {report}"
+    );
+    assert!(report["goaway"].is_null(), "{report}");
+    stat_reaches(&gw, "h2_streams_refused", 6);
+    // The connection and the gateway are fine afterwards.
+    let ok = h2_client(gw.port, &["requests", "2", "--path", "/hello"]);
+    assert_eq!(ok["statuses"], serde_json::json!([200, 200]), "{ok}");
+    // A body that stops arriving fails its stream after body_read_timeout_ms.
+    let report = h2_client(gw.port, &["stall", "1000", "--path", "/echo/stall"]);
+    let seconds = report["seconds"].as_f64().unwrap();
+    assert!(
+        (0.4..5.0).contains(&seconds),
+        "ended after {seconds} s: {report}"
+    );
+    assert_eq!(report["statuses"], serde_json::json!([408]), "{report}");
+    assert!(report["goaway"].is_null(), "only the stream ends: {report}");
+}
+
+#[test]
 fn an_idle_connection_gets_goaway_no_error() {
     let pki = Pki::new("h2idle");
     let leaf = pki.server("gw", &["localhost"]);

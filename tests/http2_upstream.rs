@@ -1,7 +1,8 @@
 //! HTTP/2 and h2c upstreams, and the translation between HTTP/1.1 and HTTP/2 both
 //! ways, with real peers: nginx 1.22 as an h2c upstream (`listen … http2` on a
 //! plaintext port) and as an h2 upstream over TLS, a second gateway as an h2c
-//! upstream in front of HTTP/1.1 services, curl, and the Python h2 client.
+//! upstream in front of HTTP/1.1 services, curl, and the Python h2 client; and the
+//! drain with requests open on both sides of the gateway.
 
 mod common;
 
@@ -359,4 +360,99 @@ fn health_checks_speak_http2_to_h2c_upstreams() {
     assert!(gw.stat("health_checks") >= 3);
     assert_eq!(gw.stat("health_check_failures"), 0);
     assert_eq!(gw.client().get("/after").status, 200);
+}
+
+/// `curl` with `args`: (HTTP version, status, body).
+fn curl(args: &[&str]) -> (String, u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_version} %{http_code}",
+        ])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", "0 0"));
+    let (version, code) = tail.split_once(' ').unwrap_or(("0", "0"));
+    (
+        version.to_string(),
+        code.trim().parse().unwrap_or(0),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn the_drain_finishes_streams_open_on_both_sides() {
+    // h2 client and HTTP/1.1 client → gateway A → h2c (one multiplexed connection)
+    // → gateway B → a slow HTTP/1.1 service. A drains while both requests are open
+    // on its client side and as streams of its upstream connection.
+    let slow = Upstream::start(&["--delay-ms", "1500"]);
+    let b = gateway_to(&[slow.addr()], "", "h2c = true");
+    let mut a = gateway_to(
+        &[format!("127.0.0.1:{}", b.port)],
+        "protocol = \"h2c\"",
+        "h2c = true\ndrain_timeout_ms = 8000",
+    );
+    let h2_url = format!("http://127.0.0.1:{}/slow/h2", a.port);
+    let h1_url = format!("http://127.0.0.1:{}/slow/h1", a.port);
+    let h2 = std::thread::spawn(move || curl(&["--http2-prior-knowledge", &h2_url]));
+    let h1 = std::thread::spawn(move || curl(&["--http1.1", &h1_url]));
+    // Both requests reached B as streams of A's upstream connection.
+    let started = std::time::Instant::now();
+    while b.stat("h2_streams") < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "requests never reached B"
+        );
+    }
+    a.proc.signal(libc::SIGTERM);
+    let (version, status, body) = h2.join().expect("curl h2");
+    assert_eq!((version.as_str(), status), ("2", 200), "{body}");
+    let (version, status, body) = h1.join().expect("curl h1");
+    assert_eq!((version.as_str(), status), ("1.1", 200), "{body}");
+    assert_eq!(a.proc.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(
+        b.stat("h2_connections"),
+        1,
+        "one upstream connection carried both"
+    );
+}
+
+#[test]
+fn header_rules_apply_to_http2_responses() {
+    let Some(nginx) = nginx_h2c("add_header x-internal secret;") else {
+        eprintln!("skipped: nginx is not installed (scripts/test installs it)");
+        return;
+    };
+    let gw = gateway_to(
+        &[nginx.addr()],
+        "protocol = \"h2c\"\nresponse_headers = { set = { \"x-rule\" = \"{upstream}\" }, remove = [\"x-internal\"] }",
+        "h2c = true",
+    );
+    // An HTTP/1.1 client and an h2 client both see the upstream's HTTP/2 answer
+    // with the field removed and the rule's field added.
+    let r = gw.client().get("/rules");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-internal"), None);
+    assert_eq!(r.header("x-rule"), Some("svc"));
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--http2-prior-knowledge",
+        ])
+        .arg(format!("http://127.0.0.1:{}/rules", gw.port))
+        .output()
+        .expect("curl runs");
+    let head = String::from_utf8_lossy(&out.stdout);
+    assert!(head.starts_with("HTTP/2 200"), "{head}");
+    assert!(head.contains("x-rule: svc\r\n"), "{head}");
+    assert!(!head.contains("x-internal"), "{head}");
 }

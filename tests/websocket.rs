@@ -223,7 +223,15 @@ fn the_drain_lets_a_busy_tunnel_finish_and_closes_it_once_quiet() {
     );
     let port = gw.port;
     let held = std::thread::spawn(move || client(port, "hold", &[]));
-    std::thread::sleep(Duration::from_millis(600));
+    // The drain starts once the tunnel is open (the client sends for 2 s more);
+    // not after a fixed sleep: a loaded machine can take longer to start Python.
+    let opened = std::time::Instant::now();
+    while gw.stat("websocket_tunnels_open") == 0 {
+        assert!(
+            opened.elapsed() < Duration::from_secs(10),
+            "the tunnel never opened"
+        );
+    }
     let started = std::time::Instant::now();
     gw.proc.signal(libc::SIGTERM);
     let r = held.join().expect("client");

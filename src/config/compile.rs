@@ -668,9 +668,9 @@ fn routes(
                 .as_ref()
                 .and_then(|a| super::compile_auth::route_auth(a, auth, p)),
             retry,
+            websocket,
             header_rules: None,
             cors: None,
-            websocket,
         });
     }
     (specs, routes)

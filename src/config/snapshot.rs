@@ -116,15 +116,15 @@ pub struct Route {
     pub auth: Option<crate::auth::RouteAuth>,
     /// The route's `retry = { ... }`: when a failed try is sent again.
     pub retry: Option<RetryPolicy>,
+    /// `websocket = true`: HTTP/1.1 WebSocket upgrades go through, and the
+    /// connection becomes a tunnel closed after this long without a byte
+    /// (`websocket_idle_timeout_ms`). `None`: `Upgrade` stops at the gateway.
+    pub websocket: Option<Duration>,
     /// `request_headers` / `response_headers` over the upstream's defaults; `None`
     /// when there are none (forwarding routes only).
     pub header_rules: Option<Box<crate::transform::HeaderRules>>,
     /// `cors = { ... }`: preflights answered at the door, CORS fields on responses.
     pub cors: Option<Box<crate::transform::CorsPolicy>>,
-    /// `websocket = true`: HTTP/1.1 WebSocket upgrades go through, and the
-    /// connection becomes a tunnel closed after this long without a byte
-    /// (`websocket_idle_timeout_ms`). `None`: `Upgrade` stops at the gateway.
-    pub websocket: Option<Duration>,
 }
 
 pub enum Action {

@@ -118,6 +118,23 @@ impl HeaderLookup for ::http::HeaderMap {
     }
 }
 
+/// Removes the fields of `map` whose name `drop` selects, every value of each;
+/// returns how many values went.
+pub fn remove_from_map(map: &mut ::http::HeaderMap, drop: &mut dyn FnMut(&[u8]) -> bool) -> usize {
+    let names: Vec<_> = map
+        .keys()
+        .filter(|n| drop(n.as_str().as_bytes()))
+        .cloned()
+        .collect();
+    let mut removed = 0;
+    for name in names {
+        if let ::http::header::Entry::Occupied(e) = map.entry(name) {
+            removed += e.remove_entry_mult().1.count();
+        }
+    }
+    removed
+}
+
 /// A field list read as a request's fields (tests, and requests the gateway makes
 /// itself).
 impl HeaderLookup for FieldList {

@@ -26,7 +26,7 @@ mod status;
 pub use body::{decode_whole, BodyProgress};
 pub use chunked::{ChunkedError, ChunkedScanner};
 pub use error::HttpError;
-pub use fields::{FieldList, FieldRanges, HeaderLookup};
+pub use fields::{remove_from_map, FieldList, FieldRanges, HeaderLookup};
 pub use forwarded::{
     finish_head, write_client_response, write_upstream_request, HeaderEdit, UpstreamRequest,
 };

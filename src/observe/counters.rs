@@ -60,8 +60,9 @@ counters! {
     h2_handshake_failures,
     /// HTTP/2 streams accepted (each request is also counted in `requests`).
     h2_streams,
-    /// Streams refused unprocessed (REFUSED_STREAM) because the connection had
-    /// `http2_max_concurrent_streams` requests in progress, or was closing for a flood.
+    /// Streams refused unprocessed (RST_STREAM REFUSED_STREAM sent) because the
+    /// connection had `http2_max_concurrent_streams` requests in progress, or was
+    /// closing for a flood.
     h2_streams_refused,
     /// Streams the client reset before their response was complete (logged 499).
     h2_streams_reset,

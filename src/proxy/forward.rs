@@ -158,7 +158,8 @@ pub async fn forward<D: Downstream>(
             .push(b"x-portico-attempts", attempts.as_bytes());
     }
     match exchanged {
-        Ok(response) if upgrade.is_some() && response.status() == 101 => {
+        Ok(mut response) if upgrade.is_some() && response.status() == 101 => {
+            transform_stage::response_head(route, ctx, d, &mut response);
             let idle = route.websocket.unwrap_or_default();
             websocket::tunnel(worker, ctx, d, response, idle).await;
         }

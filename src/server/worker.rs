@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use core_affinity::CoreId;
 use crossbeam_channel::{Receiver, Sender};
 use monoio::net::TcpListener;
-use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::compose::PublishedCompose;
 use crate::config::Snapshot;
@@ -22,6 +21,7 @@ use crate::upstream::EndpointBoard;
 
 use super::listeners::{accept_loop, Acceptor, ListenerKind};
 use super::mailbox::Mailbox;
+use crate::runtime::{self, Runtime};
 
 /// Everything a worker thread needs to start.
 pub struct WorkerPlan {
@@ -69,16 +69,16 @@ pub fn run(plan: WorkerPlan) {
         (Some(c), false) => format!("unpinned (pinning to core {} failed)", c.id),
         (None, _) => "unpinned".to_string(),
     };
-    let entries = 1024;
-    let runtime = RuntimeBuilder::<FusionDriver>::new()
-        .enable_timer()
-        .with_entries(entries)
-        .build();
     let reports = plan.reports.clone();
     let id = plan.id;
-    match runtime {
-        Ok(FusionRuntime::Uring(mut rt)) => rt.block_on(worker_main(plan, core, "io_uring")),
-        Ok(FusionRuntime::Legacy(mut rt)) => rt.block_on(worker_main(plan, core, "epoll")),
+    match runtime::build(1024) {
+        Ok(Runtime::Uring(mut rt)) => rt.block_on(worker_main(plan, core, "io_uring")),
+        Ok(Runtime::Epoll(mut rt, why)) => {
+            if let Some(why) = why {
+                tracing::warn!("worker {id}: io_uring refused ({why}); using epoll");
+            }
+            rt.block_on(worker_main(plan, core, "epoll"))
+        }
         Err(e) => {
             let _ = reports.send(StartReport::Failed(format!(
                 "worker {id}: cannot start a runtime: {e}"

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::runtime::Runtime;
 use monoio::time::Instant;
-use monoio::{FusionDriver, FusionRuntime, RuntimeBuilder};
 
 use crate::config::{Endpoint, HealthCheck, Snapshot, Upstream};
 use crate::downstream::{BodyError, BodySource, Piece};
@@ -55,14 +55,10 @@ impl Prober {
         std::thread::Builder::new()
             .name("portico-health".into())
             .spawn(move || {
-                let runtime = RuntimeBuilder::<FusionDriver>::new()
-                    .enable_timer()
-                    .with_entries(256)
-                    .build();
                 let probing = run(snapshot, board, seen_stop, published);
-                match runtime {
-                    Ok(FusionRuntime::Uring(mut rt)) => rt.block_on(probing),
-                    Ok(FusionRuntime::Legacy(mut rt)) => rt.block_on(probing),
+                match crate::runtime::build(256) {
+                    Ok(Runtime::Uring(mut rt)) => rt.block_on(probing),
+                    Ok(Runtime::Epoll(mut rt, _)) => rt.block_on(probing),
                     Err(e) => tracing::error!("health checks cannot start a runtime: {e}"),
                 }
             })

@@ -164,21 +164,7 @@ impl UpstreamResponse {
                     .retain(|h| !drop(src.get(h.name.clone()).unwrap_or(b"")));
                 before - r.head.headers.len()
             }
-            Inner::H2(r) => {
-                let names: Vec<::http::header::HeaderName> = r
-                    .fields
-                    .keys()
-                    .filter(|n| drop(n.as_str().as_bytes()))
-                    .cloned()
-                    .collect();
-                let mut removed = 0;
-                for name in names {
-                    if let ::http::header::Entry::Occupied(e) = r.fields.entry(name) {
-                        removed += e.remove_entry_mult().1.count();
-                    }
-                }
-                removed
-            }
+            Inner::H2(r) => crate::http::remove_from_map(&mut r.fields, drop),
         }
     }
 

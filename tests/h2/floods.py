@@ -13,6 +13,9 @@ KIND is one of:
   continuation  one HEADERS without END_HEADERS, then COUNT CONTINUATION frames
   requests      COUNT GET requests (of --path, default /) on one connection, in turn
   big_headers   one GET with a COUNT-byte header value
+  streams       COUNT GET requests (of --path) on one connection at once, sent before
+                the gateway's SETTINGS arrive (so past its concurrent-stream limit)
+  stall         one POST announcing COUNT bytes that sends one and then stalls
   post          one POST of COUNT bytes in three DATA frames, without content-length
 
 With --wait-close the client reads on after its answers until the gateway closes
@@ -106,6 +109,17 @@ def main():
             conn.send_data(sid, piece, end_stream=False)
         conn.end_stream(sid)
         out += conn.data_to_send()
+    elif kind == "streams":
+        for _ in range(count):
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, request_headers(path), end_stream=True)
+        out += conn.data_to_send()
+    elif kind == "stall":
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, request_headers(path, "POST", [("content-length", str(count))]),
+                          end_stream=False)
+        conn.send_data(sid, b"x", end_stream=False)
+        out += conn.data_to_send()
     elif kind == "big_headers":
         sid = conn.get_next_available_stream_id()
         conn.send_headers(sid, request_headers(path, extra=[("x-big", "b" * count)]), end_stream=True)
@@ -153,8 +167,9 @@ def main():
                 report["bodies"].append(bodies.pop(ev.stream_id, b"").decode("utf-8", "replace"))
         if report["goaway"] is not None or wait_close:
             continue
-        wanted = count if kind == "requests" else 1
-        if kind in ("requests", "big_headers", "post") and len(report["bodies"]) >= wanted:
+        wanted = count if kind in ("requests", "streams") else 1
+        answered = len(report["bodies"]) + len(report["reset_streams"])
+        if kind in ("requests", "big_headers", "post", "streams", "stall") and answered >= wanted:
             break
     report["seconds"] = round(time.time() - started, 3)
     print(json.dumps(report))

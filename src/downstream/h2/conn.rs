@@ -119,6 +119,7 @@ pub async fn serve<S, H>(
             flood = guard.flooded(), if !flooded => Event::Flood(flood),
             _ = monoio::time::sleep_until(close_by.unwrap_or_else(Instant::now)), if close_by.is_some() => Event::CloseDeadline,
         };
+        count_refused(&guard, counters);
         match event {
             Event::Stream(request, mut respond) => {
                 Counters::bump(&counters.h2_streams);
@@ -126,7 +127,7 @@ pub async fn serve<S, H>(
                 // a reset ends the request's work at once); more than the limit in
                 // progress are refused, unprocessed.
                 if streams.len() >= max_streams || flooded {
-                    Counters::bump(&counters.h2_streams_refused);
+                    // Counted as it is sent, with those h2 refuses itself.
                     respond.send_reset(Reason::REFUSED_STREAM);
                     continue;
                 }
@@ -176,6 +177,18 @@ pub async fn serve<S, H>(
     // The connection is gone: requests still in progress are abandoned (their
     // upstream exchanges end with them).
     drop(streams);
+    count_refused(&guard, counters);
+}
+
+/// Adds the streams refused since the last look (the guard sees the resets leave)
+/// to `h2_streams_refused`: at every turn of the connection's loop, so the counter
+/// lags by one event at most.
+fn count_refused(guard: &GuardState, counters: &Counters) {
+    let refused = guard.take_refused();
+    if refused > 0 {
+        let c = &counters.h2_streams_refused;
+        c.set(c.get() + refused);
+    }
 }
 
 /// One stream's request, to the end of its response.

@@ -9,6 +9,10 @@
 //!
 //! `h2` has guards of its own (docs/http2.md): these come first and are counted.
 //! Bytes already read when a flood is found still reach `h2` (one read at most).
+//!
+//! On the way out the guard follows the gateway's own frames the same way, to count
+//! the streams refused unprocessed (RST_STREAM `REFUSED_STREAM`): most of them `h2`
+//! refuses itself, past `http2_max_concurrent_streams`, and tells nobody.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -40,6 +44,8 @@ pub struct GuardState {
     flood: Cell<Option<Flood>>,
     waker: RefCell<Option<Waker>>,
     counts: RefCell<Counts>,
+    /// Streams refused (RST_STREAM `REFUSED_STREAM` sent) not yet taken.
+    refused: Cell<u64>,
 }
 
 #[derive(Default)]
@@ -58,7 +64,13 @@ impl GuardState {
             flood: Cell::new(None),
             waker: RefCell::new(None),
             counts: RefCell::new(Counts::default()),
+            refused: Cell::new(0),
         }
+    }
+
+    /// The streams refused unprocessed since the last call.
+    pub fn take_refused(&self) -> u64 {
+        self.refused.replace(0)
     }
 
     /// Resolves with the flood once one is found.
@@ -192,11 +204,64 @@ impl Scan {
     }
 }
 
-/// A client stream with the guard on its read side; writes pass through.
+/// RST_STREAM's error code for a stream refused unprocessed (RFC 9113 §7).
+const REFUSED_STREAM: [u8; 4] = [0, 0, 0, 7];
+
+/// Where the scan of the gateway's own byte stream is (no preface: a server's
+/// starts with its SETTINGS frame). Only RST_STREAM payloads are read.
+#[derive(Default)]
+struct SentScan {
+    header: [u8; 9],
+    header_len: usize,
+    payload_left: usize,
+    /// The error code of the RST_STREAM being read, and how much of it arrived.
+    reset: Option<([u8; 4], usize)>,
+}
+
+impl SentScan {
+    /// Follows the frames in `bytes`, the next bytes sent to the client.
+    fn feed(&mut self, mut bytes: &[u8], state: &GuardState) {
+        while !bytes.is_empty() {
+            if self.payload_left > 0 {
+                let n = self.payload_left.min(bytes.len());
+                if let Some((code, got)) = &mut self.reset {
+                    let take = (4 - *got).min(n);
+                    code[*got..*got + take].copy_from_slice(&bytes[..take]);
+                    *got += take;
+                    if *got == 4 {
+                        if *code == REFUSED_STREAM {
+                            state.refused.set(state.refused.get() + 1);
+                        }
+                        self.reset = None;
+                    }
+                }
+                self.payload_left -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let take = (9 - self.header_len).min(bytes.len());
+            self.header[self.header_len..self.header_len + take].copy_from_slice(&bytes[..take]);
+            self.header_len += take;
+            bytes = &bytes[take..];
+            if self.header_len == 9 {
+                self.header_len = 0;
+                let h = &self.header;
+                let length =
+                    (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+                self.payload_left = length;
+                self.reset = (h[3] == RST_STREAM && length == 4).then_some(([0; 4], 0));
+            }
+        }
+    }
+}
+
+/// A client stream with the guard on its read side, and the count of refused
+/// streams on its write side.
 pub struct FrameGuard<S> {
     io: S,
     state: std::rc::Rc<GuardState>,
     scan: Scan,
+    sent: SentScan,
     /// Bytes read before HTTP/2 was recognized (h2c's preface), served first.
     prefix: Vec<u8>,
     prefix_pos: usize,
@@ -209,6 +274,7 @@ impl<S> FrameGuard<S> {
             io,
             state,
             scan: Scan::new(),
+            sent: SentScan::default(),
             prefix,
             prefix_pos: 0,
         }
@@ -262,11 +328,25 @@ impl<S: AsyncReadRent> AsyncReadRent for FrameGuard<S> {
 
 impl<S: AsyncWriteRent> AsyncWriteRent for FrameGuard<S> {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        self.io.write(buf).await
+        let (res, buf) = self.io.write(buf).await;
+        if let Ok(n) = res {
+            // SAFETY: `buf` holds `bytes_init()` readable bytes at `read_ptr()`, and
+            // the write took `n` of them.
+            let sent = unsafe { std::slice::from_raw_parts(buf.read_ptr(), n) };
+            self.sent.feed(sent, &self.state);
+        }
+        (res, buf)
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        self.io.writev(buf).await
+        // One iovec at a time (the caller writes the rest), so that what was sent
+        // is one slice to follow.
+        // SAFETY: the raw buffer views the first iovec of `buf`, owned by this call.
+        let n = match unsafe { RawBuf::new_from_iovec(&buf) } {
+            Some(raw) => self.write(raw).await.0,
+            None => Ok(0),
+        };
+        (n, buf)
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -332,6 +412,29 @@ mod tests {
         );
         scan.feed(&frame(PING, 0, 8), &state);
         assert_eq!(state.flood.get(), Some(Flood::Pings));
+    }
+
+    #[test]
+    fn refused_streams_are_counted_on_the_way_out() {
+        let state = GuardState::new(limits());
+        let mut sent = SentScan::default();
+        let mut stream = frame(SETTINGS, 0, 6);
+        for code in [7u8, 8, 7] {
+            let mut reset = frame(RST_STREAM, 0, 0);
+            reset[2] = 4;
+            reset.extend([0, 0, 0, code]);
+            stream.extend(reset);
+            // A DATA payload holding the same bytes is not a reset.
+            let mut data = frame(DATA, 0, 0);
+            data[2] = 13;
+            data.extend(&stream[stream.len() - 13..].to_vec());
+            stream.extend(data);
+        }
+        for piece in stream.chunks(3) {
+            sent.feed(piece, &state);
+        }
+        assert_eq!(state.take_refused(), 2, "REFUSED_STREAM, not CANCEL");
+        assert_eq!(state.take_refused(), 0);
     }
 
     #[test]

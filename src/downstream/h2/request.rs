@@ -232,20 +232,7 @@ impl Downstream for H2Request<'_> {
     }
 
     fn remove_fields(&mut self, drop: &mut dyn FnMut(&[u8]) -> bool) -> usize {
-        let names: Vec<_> = self
-            .head
-            .headers
-            .keys()
-            .filter(|n| drop(n.as_str().as_bytes()))
-            .cloned()
-            .collect();
-        let mut removed = 0;
-        for name in names {
-            if let ::http::header::Entry::Occupied(e) = self.head.headers.entry(name) {
-                removed += e.remove_entry_mult().1.count();
-            }
-        }
-        removed
+        crate::http::remove_from_map(&mut self.head.headers, drop)
     }
 
     async fn send_reply(
