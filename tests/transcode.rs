@@ -4,8 +4,8 @@
 //! --descriptor_set_out`, google/api/*.proto from tests/fixtures). GET with path and
 //! query fields, POST and PATCH/PUT with JSON bodies, gRPC errors mapped to their
 //! HTTP status with a JSON body, unknown fields and bad values refused with 400
-//! before any call (the server's call counter unchanged), and what `portico check`
-//! refuses at file:line:col.
+//! before any call (the server's call counter unchanged), a server stream as
+//! newline-delimited JSON, and what `portico check` refuses at file:line:col.
 
 mod common;
 
@@ -289,6 +289,50 @@ fn unknown_fields_and_bad_values_are_refused_before_any_call() {
     let r = request(&gw, "POST", "/v1/users", &[], &big);
     assert_eq!(r.status, 413, "{}", r.text());
     assert_eq!(calls(&gw), before, "no refused request reached the service");
+}
+
+#[test]
+fn server_streams_become_newline_delimited_json() {
+    let service = UsersService::start();
+    let gw = gateway(&service);
+    let lines = |r: &Response| -> Vec<serde_json::Value> {
+        r.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    let r = request(&gw, "GET", "/v1/users?count=3", &[], "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+    assert!(r.text().ends_with('\n'), "{:?}", r.text());
+    assert_eq!(
+        lines(&r),
+        vec![
+            json!({"result": {"id": "1", "displayName": "user 1"}}),
+            json!({"result": {"id": "2", "displayName": "user 2"}}),
+            json!({"result": {"id": "3", "displayName": "user 3"}}),
+        ]
+    );
+    // No message: an empty body.
+    let r = request(&gw, "GET", "/v1/users?count=0", &[], "");
+    assert_eq!((r.status, r.text()), (200, String::new()));
+    // Failing after its first messages: the status is sent already, so the error
+    // is the last line.
+    let r = request(&gw, "GET", "/v1/users?count=2&fail=true", &[], "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = lines(&r);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(
+        got[2],
+        json!({"error": {"code": 8, "message": "quota spent after 2", "details": []}})
+    );
+    // Failing before any message: the mapped status, as a unary call.
+    let r = request(&gw, "GET", "/v1/users?fail=true", &[], "");
+    assert_eq!(r.status, 429, "RESOURCE_EXHAUSTED → 429: {}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"code": 8, "message": "quota spent after 0", "details": []})
+    );
 }
 
 /// `portico check` on `text` (written next to the descriptor set, so a relative

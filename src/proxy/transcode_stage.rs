@@ -1,12 +1,13 @@
 //! The transcode action: a REST request on a route with `transcode` answered by a
-//! unary gRPC call to the route's HTTP/2 upstream.
+//! unary or server-streaming gRPC call to the route's HTTP/2 upstream.
 //!
 //! find the binding (404 / 405 when none) → read the JSON body (within
 //! `max_json_body_bytes`) → make the request message (400 / 413 before any upstream
 //! call) → admit under the breakers, choose an endpoint, exchange the call (POST
 //! `/pkg.Service/Method`, `content-type: application/grpc`, `te: trailers`,
 //! `grpc-timeout` from the route's timeout) → read the one message and the
-//! trailers → answer JSON (200), or the gRPC error as JSON with the mapped status.
+//! trailers → answer JSON (200), or the gRPC error as JSON with the mapped status;
+//! a server stream's messages are relayed as newline-delimited JSON as they come.
 //!
 //! The gateway's own errors on such a route speak the same JSON
 //! (`{"code","message","details"}`). Calls are not retried, but a call an
@@ -16,10 +17,10 @@
 use std::borrow::Cow;
 
 use crate::config::{Route, TranscodeRoute};
-use crate::downstream::{BodyError, Downstream};
+use crate::downstream::{BodyError, Downstream, Piece};
 use crate::http::{
     write_upstream_request, BodyFraming, ChunkedScanner, FieldList, HeaderEdit, HeaderLookup,
-    LocalReply, UpstreamRequest,
+    LocalReply, ResponseParts, UpstreamRequest,
 };
 use crate::observe::Counters;
 use crate::transform::transcode::{self, Binding, Lookup};
@@ -169,16 +170,20 @@ async fn exchange<D: Downstream>(
         }
     };
     worker.give_head_buffer(head);
-    Some(match result {
+    match result {
         Ok(mut response) => {
             response.set_read_timeout(route.timeout);
             let max = plan.transcoder.max_message_bytes;
-            let answer = answer(worker, call.binding, &mut response, max).await;
+            let answer = if call.binding.server_streaming {
+                stream(worker, call.binding, &mut response, max, ctx, d).await
+            } else {
+                Some(answer(worker, call.binding, &mut response, max).await)
+            };
             response.finish(&worker.pools);
             answer
         }
-        Err(e) => failed(worker, ctx, e),
-    })
+        Err(e) => Some(failed(worker, ctx, e)),
+    }
 }
 
 /// Reads the body and makes the call's message; `Err(None)` when the client
@@ -320,19 +325,8 @@ async fn answer(
     response: &mut UpstreamResponse,
     max_message: usize,
 ) -> LocalReply<'static> {
-    if response.status() != 200 {
-        let message = format!(
-            "upstream answered HTTP {} instead of gRPC",
-            response.status()
-        );
-        return error(502, &message);
-    }
-    let grpc_type = {
-        let fields = response.fields();
-        crate::http::grpc::is_grpc(fields.get(b"content-type"))
-    };
-    if !grpc_type {
-        return error(502, "upstream answer is not application/grpc");
+    if let Some(refused) = not_grpc(response) {
+        return refused;
     }
     // Trailers-only: the status came in the head.
     if let Some(status) = grpc_status(&response.fields()) {
@@ -366,6 +360,143 @@ async fn answer(
         Some(status) => status.into_reply(binding, &frames),
         None => error(502, "upstream ended the call without a grpc-status"),
     }
+}
+
+/// A reply when the answer's head is not a gRPC response's (502).
+fn not_grpc(response: &UpstreamResponse) -> Option<LocalReply<'static>> {
+    if response.status() != 200 {
+        let message = format!(
+            "upstream answered HTTP {} instead of gRPC",
+            response.status()
+        );
+        return Some(error(502, &message));
+    }
+    let fields = response.fields();
+    let grpc_type = crate::http::grpc::is_grpc(fields.get(b"content-type"));
+    (!grpc_type).then(|| error(502, "upstream answer is not application/grpc"))
+}
+
+/// Relays a server stream as newline-delimited JSON (`application/x-ndjson`): a
+/// line `{"result": MESSAGE}` per message as it arrives, and `{"error": STATUS}`
+/// last when the call fails after its first message. The head waits for the first
+/// message (or the end), so a call that fails before any gets its mapped status
+/// and JSON error like a unary one (returned). `None` once the stream was answered
+/// (or the client went away).
+async fn stream<D: Downstream>(
+    worker: &Worker,
+    binding: &Binding,
+    response: &mut UpstreamResponse,
+    max_message: usize,
+    ctx: &mut RequestCtx,
+    d: &mut D,
+) -> Option<LocalReply<'static>> {
+    if let Some(refused) = not_grpc(response) {
+        return Some(refused);
+    }
+    let mut ended = grpc_status(&response.fields()).map(Ok);
+    let mut frames = Vec::new();
+    let mut line = Vec::new();
+    let mut started = false;
+    while ended.is_none() {
+        match transcode::next_frame(&frames, max_message) {
+            Err(bad) => ended = Some(Err(error(502, &bad.0))),
+            Ok(Some((payload, next))) => {
+                line.clear();
+                if let Err(bad) = binding.stream_line(&frames[payload], &mut line) {
+                    ended = Some(Err(error(502, &bad.0)));
+                    continue;
+                }
+                frames.drain(..next);
+                let sent = match started {
+                    true => Ok(()),
+                    false => start_stream(ctx, d).await,
+                };
+                started = true;
+                let sent = match sent {
+                    Ok(()) => send_line(d, &mut line).await,
+                    Err(e) => Err(e),
+                };
+                if sent.is_err() {
+                    d.abort();
+                    return None;
+                }
+            }
+            Ok(None) => match response.next_piece().await {
+                Ok(Some(piece)) => {
+                    frames.extend_from_slice(&piece.buf[piece.range.clone()]);
+                    response.give_back(piece);
+                }
+                Ok(None) if !frames.is_empty() => {
+                    ended = Some(Err(error(502, "upstream message cut short")));
+                }
+                Ok(None) => {
+                    ended = Some(match response.trailers().await {
+                        Ok(t) => t.as_ref().and_then(|t| grpc_status(t)).ok_or_else(|| {
+                            error(502, "upstream ended the call without a grpc-status")
+                        }),
+                        Err(_) => Err(error(502, "upstream response cut short")),
+                    });
+                }
+                Err(_) => {
+                    Counters::bump(&worker.counters.upstream_truncated);
+                    ended = Some(Err(error(502, "upstream response cut short")));
+                }
+            },
+        }
+    }
+    let failure = match ended {
+        Some(Ok(status)) if status.code == 0 => None,
+        Some(Ok(status)) if !started => return Some(status.into_reply(binding, &[])),
+        Some(Ok(status)) => {
+            let message = transcode::decode_grpc_message(&status.message);
+            Some(transcode::stream_error_line(status.code, &message))
+        }
+        Some(Err(local)) if !started => return Some(local),
+        Some(Err(local)) => Some(transcode::stream_error_line(
+            transcode::grpc_code_for(local.status),
+            &local.message,
+        )),
+        None => None,
+    };
+    let mut sent = match started {
+        true => Ok(()),
+        false => start_stream(ctx, d).await,
+    };
+    if let (Ok(()), Some(mut last)) = (&sent, failure) {
+        sent = send_line(d, &mut last).await;
+    }
+    if sent.is_err() || d.finish_response(None).await.is_err() {
+        d.abort();
+        return None;
+    }
+    ctx.timings.last_byte = Some(std::time::Instant::now());
+    None
+}
+
+/// Sends the head of a streamed answer: `200`, `content-type:
+/// application/x-ndjson`, the body framed as the client's protocol frames a body
+/// of unknown length.
+async fn start_stream<D: Downstream>(ctx: &mut RequestCtx, d: &mut D) -> std::io::Result<()> {
+    let mut fields = FieldList::new();
+    fields.push(b"content-type", b"application/x-ndjson");
+    let head = ResponseParts {
+        status: 200,
+        reason: b"",
+        fields: &fields,
+        body: BodyFraming::EndStream,
+    };
+    ctx.status = 200;
+    d.send_response_head(&head, &[], &ctx.response_fields, ctx.id.as_str())
+        .await
+}
+
+/// Sends one line of a streamed answer; `line` gets its buffer back.
+async fn send_line<D: Downstream>(d: &mut D, line: &mut Vec<u8>) -> std::io::Result<()> {
+    let buf = std::mem::take(line);
+    let range = 0..buf.len();
+    let (sent, piece) = d.send_piece(Piece { buf, range }).await;
+    *line = piece.buf;
+    sent
 }
 
 /// A call's end: `grpc-status` and `grpc-message`.

@@ -68,6 +68,14 @@ def main(descriptor_set, port):
         user.tenant = tenant(context)
         return user
 
+    def list_users(request, context):
+        with lock:
+            calls[0] += 1
+        for i in range(1, request.count + 1):
+            yield User(id=str(i), display_name="user %d" % i)
+        if request.fail:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota spent after %d" % request.count)
+
     def count_calls(request, context):
         with lock:
             return CallCount(calls=calls[0])
@@ -85,6 +93,9 @@ def main(descriptor_set, port):
             response_serializer=cls(resp).SerializeToString)
         for name, (fn, req, resp) in methods.items()
     }
+    handlers["ListUsers"] = grpc.unary_stream_rpc_method_handler(
+        list_users, request_deserializer=cls("ListUsersRequest").FromString,
+        response_serializer=User.SerializeToString)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("portico.test.Users", handlers),))

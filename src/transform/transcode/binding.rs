@@ -15,7 +15,7 @@ use super::path_template::PathTemplate;
 /// The option's full name (extension 72295728 of `google.protobuf.MethodOptions`).
 const HTTP_OPTION: &str = "google.api.http";
 
-/// One HTTP binding of a unary gRPC method.
+/// One HTTP binding of a unary or server-streaming gRPC method.
 pub struct Binding {
     /// The HTTP method (uppercase for the standard ones; a `custom` kind as given).
     pub http_method: String,
@@ -31,6 +31,9 @@ pub struct Binding {
     pub body: BodyRule,
     /// `response_body`: the one field of the response that is the HTTP body.
     pub response_body: Option<FieldDescriptor>,
+    /// A server-streaming method: its messages are answered as newline-delimited
+    /// JSON, one line each.
+    pub server_streaming: bool,
 }
 
 /// Where the JSON body of the request goes (`body` of the rule).
@@ -81,9 +84,10 @@ pub fn read_bindings(
                 ));
                 continue;
             };
-            if method.is_client_streaming() || method.is_server_streaming() {
+            if method.is_client_streaming() {
                 skipped.push(skip(
-                    "streaming methods are not transcoded (unary only)".to_string(),
+                    "client-streaming and bidirectional methods are not transcoded (unary and server streaming only)"
+                        .to_string(),
                 ));
                 continue;
             }
@@ -175,6 +179,7 @@ fn binding(method: &MethodDescriptor, rule: &DynamicMessage) -> Result<Binding, 
         path_fields,
         body,
         response_body,
+        server_streaming: method.is_server_streaming(),
     })
 }
 

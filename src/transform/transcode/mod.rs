@@ -15,7 +15,10 @@ mod response;
 pub use binding::{Binding, BodyRule, Skipped};
 pub use path_template::{PathTemplate, TemplateError};
 pub use request::BadRequest;
-pub use response::{decode_grpc_message, error_json, grpc_code_for, http_status, BadResponse};
+pub use response::{
+    decode_grpc_message, error_json, grpc_code_for, http_status, next_frame, stream_error_line,
+    BadResponse,
+};
 
 use prost_reflect::DescriptorPool;
 

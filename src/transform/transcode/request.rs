@@ -434,6 +434,7 @@ mod tests {
             path_fields,
             body,
             response_body: None,
+            server_streaming: false,
         }
     }
 

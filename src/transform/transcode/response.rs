@@ -1,8 +1,10 @@
-//! A unary gRPC answer made into the REST answer: the one length-prefixed message
-//! of the response body rendered as JSON with the proto3 mapping (prost-reflect;
-//! `response_body` renders one field of it), and a non-OK `grpc-status` as the
-//! HTTP status Google's mapping gives (google/rpc/code.proto) with a JSON body
-//! `{"code": N, "message": "...", "details": []}` (the shape of google.rpc.Status).
+//! A gRPC answer made into the REST answer: a unary call's one length-prefixed
+//! message rendered as JSON with the proto3 mapping (prost-reflect; `response_body`
+//! renders one field of it), a server stream's messages as newline-delimited JSON
+//! lines (`{"result": ...}`, and `{"error": ...}` last when the call fails after its
+//! first message), and a non-OK `grpc-status` as the HTTP status Google's mapping
+//! gives (google/rpc/code.proto) with a JSON body `{"code": N, "message": "...",
+//! "details": []}` (the shape of google.rpc.Status).
 
 use prost_reflect::{DynamicMessage, SerializeOptions, Value};
 
@@ -18,6 +20,23 @@ impl Binding {
     /// of a call that ended with status OK.
     pub fn response_json(&self, frames: &[u8]) -> Result<Vec<u8>, BadResponse> {
         let payload = single_message(frames)?;
+        let mut out = Vec::with_capacity(payload.len() * 2 + 2);
+        self.message_json(payload, &mut out)?;
+        Ok(out)
+    }
+
+    /// One line of a server-streaming answer for the message `payload` (without
+    /// its prefix): `{"result":MESSAGE}` and a newline, as grpc-gateway streams.
+    pub fn stream_line(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), BadResponse> {
+        out.extend_from_slice(b"{\"result\":");
+        self.message_json(payload, out)?;
+        out.extend_from_slice(b"}\n");
+        Ok(())
+    }
+
+    /// Appends the JSON of the response message `payload` (or of its
+    /// `response_body` field) to `out`.
+    fn message_json(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), BadResponse> {
         let message = DynamicMessage::decode(self.output.clone(), payload).map_err(|e| {
             BadResponse(format!(
                 "upstream message is not a {}: {e}",
@@ -25,8 +44,7 @@ impl Binding {
             ))
         })?;
         let options = SerializeOptions::new();
-        let mut out = Vec::with_capacity(payload.len() * 2 + 2);
-        let mut serializer = serde_json::Serializer::new(&mut out);
+        let mut serializer = serde_json::Serializer::new(out);
         let written = match &self.response_body {
             None => message.serialize_with_options(&mut serializer, &options),
             Some(field) => match message.get_field(field).as_ref() {
@@ -34,9 +52,41 @@ impl Binding {
                 _ => message.serialize_with_options(&mut serializer, &options),
             },
         };
-        written.map_err(|e| BadResponse(format!("cannot render the answer as JSON: {e}")))?;
-        Ok(out)
+        written.map_err(|e| BadResponse(format!("cannot render the answer as JSON: {e}")))
     }
+}
+
+/// The next whole message at the start of `frames` (a stream's DATA so far): its
+/// payload's range and where the next frame starts; `Ok(None)` until it is whole.
+/// A compressed message, or one over `max` bytes, is an error.
+pub fn next_frame(
+    frames: &[u8],
+    max: usize,
+) -> Result<Option<(std::ops::Range<usize>, usize)>, BadResponse> {
+    let Some(head) = frames.first_chunk::<5>() else {
+        return Ok(None);
+    };
+    if head[0] != 0 {
+        return Err(BadResponse(
+            "upstream sent a compressed message (none was offered)".to_string(),
+        ));
+    }
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > max {
+        return Err(BadResponse(
+            "upstream message is over max_message_bytes".to_string(),
+        ));
+    }
+    Ok((frames.len() >= 5 + len).then_some((5..5 + len, 5 + len)))
+}
+
+/// The last line of a server-streaming answer that failed after it began:
+/// `{"error":{"code":N,"message":"...","details":[]}}` and a newline.
+pub fn stream_error_line(code: u32, message: &str) -> Vec<u8> {
+    let status = serde_json::json!({ "code": code, "message": message, "details": [] });
+    let mut out = serde_json::to_vec(&serde_json::json!({ "error": status })).unwrap_or_default();
+    out.push(b'\n');
+    out
 }
 
 /// The payload of the one uncompressed message in `frames`.
@@ -171,6 +221,20 @@ mod tests {
         assert_eq!(v["code"], 5);
         assert_eq!(v["message"], "user 7 not found: 100% sure");
         assert_eq!(v["details"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn stream_frames_split_as_they_complete() {
+        let frames = [0, 0, 0, 0, 2, 8, 1, 0, 0, 0];
+        assert_eq!(next_frame(&frames, 10).unwrap(), Some((5..7, 7)));
+        assert_eq!(next_frame(&frames[7..], 10).unwrap(), None);
+        assert!(next_frame(&[0, 0, 0, 0, 20], 10).is_err());
+        assert!(next_frame(&[1, 0, 0, 0, 0], 10).is_err());
+        let line = stream_error_line(8, "too many");
+        assert_eq!(
+            line,
+            b"{\"error\":{\"code\":8,\"message\":\"too many\",\"details\":[]}}\n"
+        );
     }
 
     #[test]
