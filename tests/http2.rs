@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::peers::{curl, h2_client};
 use common::pki::{Leaf, Pki};
 use common::{Gateway, Upstream};
 
@@ -53,55 +53,12 @@ upstream = "echo"
     ))
 }
 
-/// `curl` with `args`; returns (HTTP version, status, body).
-fn curl(args: &[&str]) -> (String, u16, String) {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "10",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_version} %{http_code}",
-        ])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", "0 0"));
-    let (version, code) = tail.split_once(' ').unwrap_or(("0", "0"));
-    (
-        version.to_string(),
-        code.trim().parse().unwrap_or(0),
-        body.to_string(),
-    )
-}
-
 fn tls_url(gw: &Gateway, path: &str) -> Vec<String> {
     vec![
         "--resolve".into(),
         format!("localhost:{}:127.0.0.1", gw.port2),
         format!("https://localhost:{}{path}", gw.port2),
     ]
-}
-
-/// tests/h2/floods.py: one JSON report.
-fn h2_client(port: u16, args: &[&str]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/h2/floods.py");
-    let out = Command::new("/usr/bin/python3")
-        .arg(script)
-        .arg(port.to_string())
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-        panic!(
-            "floods.py {args:?}: {e}: {text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 /// Waits (up to 5 s) for a counter of the gateway's `/stats` to reach `value`.

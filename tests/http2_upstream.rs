@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::json_upstream::{JsonUpstream, Reply};
 use common::nginx::Nginx;
+use common::peers::{curl, h2_client};
 use common::pki::Pki;
 use common::{Gateway, LoadPlan, Upstream};
 
@@ -46,18 +46,6 @@ fn nginx_h2c(extra: &str) -> Option<Nginx> {
     Nginx::start(&format!(
         "listen 127.0.0.1:{{port}} http2; {extra} location / {{ return 200 \"nginx $server_protocol $request_uri\\n\"; }}"
     ))
-}
-
-fn h2_client(port: u16, args: &[&str]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/h2/floods.py");
-    let out = Command::new("/usr/bin/python3")
-        .arg(script)
-        .arg(port.to_string())
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("floods.py {args:?}: {e}: {text}"))
 }
 
 #[test]
@@ -360,29 +348,6 @@ fn health_checks_speak_http2_to_h2c_upstreams() {
     assert!(gw.stat("health_checks") >= 3);
     assert_eq!(gw.stat("health_check_failures"), 0);
     assert_eq!(gw.client().get("/after").status, 200);
-}
-
-/// `curl` with `args`: (HTTP version, status, body).
-fn curl(args: &[&str]) -> (String, u16, String) {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "10",
-            "-w",
-            "\n%{http_version} %{http_code}",
-        ])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", "0 0"));
-    let (version, code) = tail.split_once(' ').unwrap_or(("0", "0"));
-    (
-        version.to_string(),
-        code.trim().parse().unwrap_or(0),
-        body.to_string(),
-    )
 }
 
 #[test]

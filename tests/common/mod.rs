@@ -7,6 +7,7 @@ pub mod json_upstream;
 pub mod jwt;
 pub mod load;
 pub mod nginx;
+pub mod peers;
 pub mod pki;
 pub mod procs;
 pub mod redis;
