@@ -81,6 +81,11 @@ pub(crate) fn compile(
         .iter_mut()
         .map(super::compile_transform::take_route)
         .collect();
+    let transcodes: Vec<_> = sections
+        .routes
+        .iter_mut()
+        .map(super::compile_transcode::take_route)
+        .collect();
     let compose_limits = compile_compose::limits(sections.compose.take(), problems);
     let (specs, mut routes) = routes(
         sections.routes,
@@ -92,6 +97,7 @@ pub(crate) fn compile(
     for (route, names) in routes.iter_mut().zip(route_policies) {
         route.limits = rate_limits::route_limits(&route.name, &names, &rate_limits, problems);
     }
+    super::compile_transcode::attach(&mut routes, transcodes, &upstreams, &base, problems);
     super::compile_transform::attach(
         &mut routes,
         &specs,

@@ -106,9 +106,12 @@ pub(super) fn attach(
                     route.header_rules = Some(Box::new(rules));
                 }
             }
-            Action::Respond(_) | Action::Compose(_) => {
+            Action::Respond(_) | Action::Compose(_) | Action::Transcode(_) => {
                 let why = match route.action {
                     Action::Respond(_) => "a respond route writes its fields in respond.headers",
+                    Action::Transcode(_) => {
+                        "a transcode route makes its gRPC call's head itself (docs/transform.md)"
+                    }
                     _ => "composition parts write their own heads (each part's headers)",
                 };
                 for (key, section) in [

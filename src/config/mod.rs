@@ -12,6 +12,7 @@ mod compile_control;
 mod compile_http2;
 mod compile_observe;
 mod compile_resilience;
+mod compile_transcode;
 mod compile_transform;
 mod compose;
 mod compose_schema;

@@ -259,6 +259,8 @@ pub struct RouteSection {
     pub request_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
     pub response_headers: Option<Spanned<super::schema_transform::HeaderRulesSection>>,
     pub cors: Option<Spanned<super::schema_transform::CorsSection>>,
+    /// REST → gRPC transcoding over the route's HTTP/2 upstream (`compile_transcode.rs`).
+    pub transcode: Option<Spanned<super::schema_transform::TranscodeSection>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -59,3 +59,19 @@ pub struct CorsSection {
     pub allow_credentials: Option<Spanned<bool>>,
     pub max_age_s: Option<Spanned<u64>>,
 }
+
+/// A route's `transcode = { descriptor_set = "api.pb", services = ["pkg.Users"] }`:
+/// REST → gRPC from the services' `google.api.http` annotations.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscodeSection {
+    /// A compiled descriptor set (`protoc --include_imports --descriptor_set_out`),
+    /// relative to the configuration file.
+    pub descriptor_set: Spanned<String>,
+    /// Full names of the services whose annotated methods the route serves.
+    pub services: Vec<Spanned<String>>,
+    /// Largest JSON request body read (default 1 MiB).
+    pub max_json_body_bytes: Option<Spanned<u64>>,
+    /// Largest gRPC message sent or accepted (default 4 MiB).
+    pub max_message_bytes: Option<Spanned<u64>>,
+}

@@ -167,6 +167,16 @@ pub enum Action {
     /// Call several upstreams at once and answer with their merged JSON
     /// (`[route.compose]`, `crate::compose`).
     Compose(super::ComposePlan),
+    /// REST → gRPC: answer from a gRPC call to an HTTP/2 upstream, as the route's
+    /// `google.api.http` bindings say (`crate::transform::transcode`).
+    Transcode(Box<TranscodeRoute>),
+}
+
+/// A transcoding route's upstream and bindings.
+pub struct TranscodeRoute {
+    /// The upstream's index in `Snapshot::upstreams` (HTTP/2 or h2c).
+    pub upstream: usize,
+    pub transcoder: crate::transform::transcode::Transcoder,
 }
 
 /// A static response, as parts: status, the configured fields (lowercase names,

@@ -80,29 +80,6 @@ impl FieldList {
     }
 }
 
-/// Fields as offsets into the bytes they were parsed from (an HTTP/1.1 head).
-#[derive(Clone, Copy)]
-pub struct FieldRanges<'a> {
-    pub src: &'a [u8],
-    pub fields: &'a [super::HeaderRange],
-}
-
-impl HeaderLookup for FieldRanges<'_> {
-    fn get(&self, lowercase_name: &[u8]) -> Option<&[u8]> {
-        super::find_header(self.src, self.fields, lowercase_name)
-    }
-
-    fn each<'s>(&'s self, f: &mut dyn FnMut(&'s [u8], &'s [u8])) {
-        for h in self.fields {
-            if let (Some(name), Some(value)) =
-                (self.src.get(h.name.clone()), self.src.get(h.value.clone()))
-            {
-                f(name, value);
-            }
-        }
-    }
-}
-
 /// HTTP/2 fields as the `h2` crate decodes them (names lowercase, pseudo-fields
 /// apart). With repeated names, `get` returns the first value.
 impl HeaderLookup for ::http::HeaderMap {

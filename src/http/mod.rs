@@ -33,7 +33,7 @@ pub use body::{decode_whole, BodyProgress, BodyStep};
 pub use chunked::{ChunkedError, ChunkedScanner, Scan};
 pub use client::write_request_head;
 pub use error::HttpError;
-pub use fields::{remove_from_map, FieldList, FieldRanges, HeaderLookup};
+pub use fields::{remove_from_map, FieldList, HeaderLookup};
 pub use forwarded::{
     finish_head, write_client_response, write_upstream_request, HeaderEdit, TraceFields,
     UpstreamHeadMarks, UpstreamRequest,
@@ -49,7 +49,7 @@ pub use reply::{
     OVERLOADED, OVERLOADED_NO_FD,
 };
 pub use request::{find_header, parse_request, HeadFields, HeadLimits, Parsed, RequestHead};
-pub use response::{parse_response, ResponseHead};
+pub use response::{parse_response, FieldRanges, ResponseHead};
 pub use status::reason_phrase;
 
 use std::ops::Range;

@@ -2,8 +2,8 @@
 
 use std::ops::Range;
 
-use super::request::parse_length;
-use super::{range_in, BodyFraming, HeaderRange};
+use super::request::{find_header, parse_length};
+use super::{range_in, BodyFraming, HeaderLookup, HeaderRange};
 
 /// More header lines than this in one upstream response is treated as malformed.
 const MAX_RESPONSE_HEADERS: usize = 128;
@@ -109,6 +109,29 @@ pub fn parse_response(
             keep_alive_token && !close
         };
     Ok(Some(()))
+}
+
+/// Fields as offsets into the bytes they were parsed from (an HTTP/1.1 head).
+#[derive(Clone, Copy)]
+pub struct FieldRanges<'a> {
+    pub src: &'a [u8],
+    pub fields: &'a [HeaderRange],
+}
+
+impl HeaderLookup for FieldRanges<'_> {
+    fn get(&self, lowercase_name: &[u8]) -> Option<&[u8]> {
+        find_header(self.src, self.fields, lowercase_name)
+    }
+
+    fn each<'s>(&'s self, f: &mut dyn FnMut(&'s [u8], &'s [u8])) {
+        for h in self.fields {
+            if let (Some(name), Some(value)) =
+                (self.src.get(h.name.clone()), self.src.get(h.value.clone()))
+            {
+                f(name, value);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

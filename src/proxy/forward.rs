@@ -349,13 +349,13 @@ fn is_idempotent(method: &[u8]) -> bool {
 
 /// What `balance = "hash"` hashes on (the configured header, or the client
 /// address), as the balancer's fingerprint; 0 for the other policies.
-fn hash_key<D: Downstream>(upstream: &Upstream, d: &D) -> u64 {
+pub(super) fn hash_key<D: Downstream>(upstream: &Upstream, d: &D) -> u64 {
     HashKey::request_hash(&upstream.balance, d.conn().peer.ip(), |name| d.get(name))
 }
 
 /// Picks the endpoint for a try (skipping unavailable and `tried` ones when it
 /// can); a pick while none is available is counted as panic mode.
-fn choose<'u>(
+pub(super) fn choose<'u>(
     worker: &Worker,
     generation: &Generation,
     index: usize,

@@ -21,6 +21,7 @@ mod route_stage;
 mod shed_stage;
 #[cfg(debug_assertions)]
 pub mod test_panic;
+mod transcode_stage;
 mod transform_stage;
 mod websocket;
 mod worker;

@@ -6,7 +6,8 @@
 //! shed load → redirect → normalize → strip identity → CORS preflight → route →
 //! CORS response fields → body limit → rate limits on the client address →
 //! authenticate → rate limits on the verified identity → respond, forward (header
-//! rules applied as the heads pass, `transform_stage.rs`) or compose.
+//! rules applied as the heads pass, `transform_stage.rs`), compose, or transcode
+//! (REST → a unary gRPC call, `transcode_stage.rs`).
 //!
 //! Logging and counting wrap this call in one place (`gateway.rs`).
 
@@ -23,6 +24,7 @@ use super::limit_stage::{self, Phase};
 use super::worker::Worker;
 use super::{
     auth_stage, compose_stage, cors_stage, exit, forward, replies, route_stage, shed_stage,
+    transcode_stage,
 };
 
 /// Runs the request in `d` through the pipeline of `generation`, to the end of
@@ -44,6 +46,9 @@ pub async fn run<D: Downstream>(
         }
         Action::Compose(plan) => {
             compose_stage::compose(worker, generation, route, plan, ctx, d).await
+        }
+        Action::Transcode(plan) => {
+            transcode_stage::transcode(worker, generation, route, plan, ctx, d).await
         }
     }
 }

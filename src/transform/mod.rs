@@ -5,12 +5,15 @@
 //! (`cors.rs`). The proxy applies them (`proxy/cors_stage.rs`,
 //! `proxy/transform_stage.rs`); docs/transform.md is the operator's page.
 //!
-//! REST → gRPC transcoding belongs here too, once the HTTP/2 upstream lands.
+//! REST → gRPC transcoding (`transcode/`): a route's `google.api.http` bindings
+//! from a compiled descriptor set, the request message from path, query and JSON
+//! body, the JSON answer from the gRPC one (applied in `proxy/transcode_stage.rs`).
 
 mod cors;
 mod header_rules;
 mod protected;
 mod template;
+pub mod transcode;
 
 pub use cors::{
     is_cors_field, preflight_method, AllowList, AllowOrigins, CorsPolicy, OriginPattern, Refusal,
