@@ -8,72 +8,29 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::peers::{python_json, PythonServer};
 use common::Gateway;
 
 /// The Echo service (python grpcio) on a free port; stopped when dropped.
-struct EchoService {
-    child: Child,
-    port: u16,
-}
-
-impl EchoService {
-    fn start() -> EchoService {
-        let port = common::free_port();
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(peer())
-            .args(["server", &port.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        let out = child.stdout.take().expect("stdout");
-        BufReader::new(out)
-            .read_line(&mut line)
-            .expect("server says it listens");
-        assert_eq!(line.trim(), "listening", "the gRPC server did not start");
-        EchoService { child, port }
-    }
-}
-
-impl Drop for EchoService {
-    fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn peer() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc/peer.py")
+fn echo_service() -> PythonServer {
+    PythonServer::start("tests/grpc/peer.py", &["server"], "the gRPC server")
 }
 
 /// Runs one client case against `port`; its JSON report.
 fn call(port: u16, case: &str, extra: &[&str]) -> serde_json::Value {
-    let out = Command::new("/usr/bin/python3")
-        .arg(peer())
-        .args(["client", &port.to_string(), case])
-        .args(extra)
-        .output()
-        .expect("python3 runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{case}: {e}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let port = port.to_string();
+    python_json(
+        "tests/grpc/peer.py",
+        &[&["client", port.as_str(), case], extra].concat(),
+    )
 }
 
 #[test]
 fn grpc_calls_of_every_kind_pass_through_with_their_trailers() {
-    let service = EchoService::start();
+    let service = echo_service();
     // Knows nothing of gRPC deadlines: only the gateway can end a call in time.
     let slow = common::Upstream::start(&["--delay-ms", "3000"]);
     let gw = Gateway::start(&format!(
@@ -207,7 +164,7 @@ timeout_ms = 10000
 
 #[test]
 fn the_gateways_own_errors_reach_grpc_clients_as_grpc_statuses() {
-    let service = EchoService::start();
+    let service = echo_service();
     let secret = std::env::temp_dir().join(format!("portico-grpc-secret-{}", std::process::id()));
     std::fs::write(&secret, b"a secret of thirty-two bytes or more!!").unwrap();
     let dead = common::free_port();

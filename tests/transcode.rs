@@ -9,11 +9,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
+use common::peers::PythonServer;
 use common::{Client, Gateway, Response};
 use serde_json::json;
 
@@ -40,44 +40,13 @@ fn descriptor_set() -> &'static Path {
 }
 
 /// The Users service on a free port; stopped when dropped.
-struct UsersService {
-    child: Child,
-    port: u16,
-}
-
-impl UsersService {
-    fn start() -> UsersService {
-        let port = common::free_port();
-        let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/transcode/server.py");
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(server)
-            .arg(descriptor_set())
-            .arg(port.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        let out = child.stdout.take().expect("stdout");
-        BufReader::new(out)
-            .read_line(&mut line)
-            .expect("server says it listens");
-        assert_eq!(line.trim(), "listening", "the gRPC server did not start");
-        UsersService { child, port }
-    }
-}
-
-impl Drop for UsersService {
-    fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
+fn users_service() -> PythonServer {
+    let set = descriptor_set().to_str().expect("a UTF-8 scratch path");
+    PythonServer::start("tests/transcode/server.py", &[set], "the gRPC server")
 }
 
 /// A gateway with one transcoding route to `service`.
-fn gateway(service: &UsersService) -> Gateway {
+fn gateway(service: &PythonServer) -> Gateway {
     Gateway::start(&format!(
         r#"
 [server]
@@ -133,7 +102,7 @@ fn calls(gw: &Gateway) -> u64 {
 
 #[test]
 fn get_maps_path_and_query_fields_onto_the_request_message() {
-    let service = UsersService::start();
+    let service = users_service();
     let gw = gateway(&service);
     let r = request(
         &gw,
@@ -174,7 +143,7 @@ fn get_maps_path_and_query_fields_onto_the_request_message() {
 
 #[test]
 fn post_and_patch_map_the_json_body() {
-    let service = UsersService::start();
+    let service = users_service();
     let gw = gateway(&service);
     // body: "user": the JSON body is that field; the query fills the others.
     let r = request(
@@ -216,7 +185,7 @@ fn post_and_patch_map_the_json_body() {
 
 #[test]
 fn grpc_errors_become_their_http_status_with_a_json_body() {
-    let service = UsersService::start();
+    let service = users_service();
     let gw = gateway(&service);
     let r = request(&gw, "GET", "/v1/users/missing", &[], "");
     assert_eq!(r.status, 404, "NOT_FOUND → 404: {}", r.text());
@@ -240,7 +209,7 @@ fn grpc_errors_become_their_http_status_with_a_json_body() {
 
 #[test]
 fn unknown_fields_and_bad_values_are_refused_before_any_call() {
-    let service = UsersService::start();
+    let service = users_service();
     let gw = gateway(&service);
     let before = calls(&gw);
     let refused = [
@@ -293,7 +262,7 @@ fn unknown_fields_and_bad_values_are_refused_before_any_call() {
 
 #[test]
 fn server_streams_become_newline_delimited_json() {
-    let service = UsersService::start();
+    let service = users_service();
     let gw = gateway(&service);
     let lines = |r: &Response| -> Vec<serde_json::Value> {
         r.text()

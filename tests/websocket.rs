@@ -7,78 +7,33 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::jwt::{self, SigningKey};
+use common::peers::{python_json, PythonServer};
 use common::Gateway;
 use serde_json::json;
 
 /// The echo server on a free port; stopped when dropped.
-struct EchoServer {
-    child: Child,
-    port: u16,
+fn echo_server() -> PythonServer {
+    PythonServer::start("tests/ws/peer.py", &["server"], "the WebSocket server")
 }
 
-impl EchoServer {
-    fn start() -> EchoServer {
-        let port = common::free_port();
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(peer())
-            .args(["server", &port.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        let out = child.stdout.take().expect("stdout");
-        BufReader::new(out)
-            .read_line(&mut line)
-            .expect("server says it listens");
-        assert_eq!(
-            line.trim(),
-            "listening",
-            "the WebSocket server did not start"
-        );
-        EchoServer { child, port }
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn peer() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ws/peer.py")
-}
-
+/// Runs one client case against `port`; its JSON report.
 fn client(port: u16, case: &str, extra: &[&str]) -> serde_json::Value {
-    let out = Command::new("/usr/bin/python3")
-        .arg(peer())
-        .args(["client", &port.to_string(), case])
-        .args(extra)
-        .output()
-        .expect("python3 runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{case}: {e}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let port = port.to_string();
+    python_json(
+        "tests/ws/peer.py",
+        &[&["client", port.as_str(), case], extra].concat(),
+    )
 }
 
 /// A gateway with a `websocket = true` route `/ws` (tunnel idle timeout
 /// `idle_ms`), a plain route `/plain`, an authenticated one `/private` and a
 /// rate-limited one `/limited`, all to the echo server.
-fn gateway(server: &EchoServer, idle_ms: u64, secret: &Path, extra: &str) -> Gateway {
+fn gateway(server: &PythonServer, idle_ms: u64, secret: &Path, extra: &str) -> Gateway {
     Gateway::start(&format!(
         r#"
 [server]
@@ -141,7 +96,7 @@ fn secret_file(key: &SigningKey) -> std::path::PathBuf {
 
 #[test]
 fn messages_large_frames_ping_and_close_pass_through_the_tunnel() {
-    let server = EchoServer::start();
+    let server = echo_server();
     let key = SigningKey::hmac();
     let gw = gateway(&server, 60_000, &secret_file(&key), "");
     let r = client(gw.port, "echo", &[]);
@@ -169,7 +124,7 @@ fn messages_large_frames_ping_and_close_pass_through_the_tunnel() {
 
 #[test]
 fn an_idle_tunnel_is_closed_after_its_timeout() {
-    let server = EchoServer::start();
+    let server = echo_server();
     let key = SigningKey::hmac();
     let gw = gateway(&server, 600, &secret_file(&key), "");
     let r = client(gw.port, "idle", &[]);
@@ -181,7 +136,7 @@ fn an_idle_tunnel_is_closed_after_its_timeout() {
 
 #[test]
 fn upgrades_pass_authentication_and_rate_limits_first() {
-    let server = EchoServer::start();
+    let server = echo_server();
     let key = SigningKey::hmac();
     let gw = gateway(&server, 60_000, &secret_file(&key), "");
     // Refused before any upstream work: 401, no tunnel.
@@ -213,7 +168,7 @@ fn upgrades_pass_authentication_and_rate_limits_first() {
 
 #[test]
 fn the_drain_lets_a_busy_tunnel_finish_and_closes_it_once_quiet() {
-    let server = EchoServer::start();
+    let server = echo_server();
     let key = SigningKey::hmac();
     let mut gw = gateway(
         &server,
