@@ -158,14 +158,7 @@ pub fn check_limit(snapshot: &Snapshot, workers: usize) -> Result<(), String> {
 ///
 /// Errors: getrlimit(2) failing.
 pub fn usable_limit() -> std::io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let lim = nofile()?;
     if lim.rlim_max == libc::RLIM_INFINITY {
         return Ok(nr_open().unwrap_or(lim.rlim_cur));
     }
@@ -180,14 +173,7 @@ struct Raised {
 /// Sets the soft `RLIMIT_NOFILE` to the hard one (capped by `fs.nr_open`, as an
 /// unlimited hard limit cannot be the soft one). Returns the soft limit before and after.
 fn raise_soft_limit() -> std::io::Result<Raised> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let lim = nofile()?;
     let from = lim.rlim_cur;
     let mut target = lim.rlim_max;
     if target == libc::RLIM_INFINITY {
@@ -215,6 +201,19 @@ fn nr_open() -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// The process's `RLIMIT_NOFILE` (soft and hard). Errors: getrlimit(2) failing.
+fn nofile() -> std::io::Result<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(lim)
 }
 
 #[cfg(test)]

@@ -142,36 +142,10 @@ pub async fn accept_loop(
             "worker {} accepts on {addr} with {in_flight} accepts in flight",
             acceptor.worker.id
         );
-        let loops = (0..in_flight)
-            .map(|_| accept_each(&acceptor, listener, kind, close))
-            .collect();
-        join_all(loops).await;
+        let loops = (0..in_flight).map(|_| accept_each(&acceptor, listener, kind, close));
+        futures_util::future::join_all(loops).await;
     }
     take_waiting(&acceptor, listener, kind);
-}
-
-/// Polls `loops` together until every one has ended.
-async fn join_all<F: std::future::Future<Output = ()>>(loops: Vec<F>) {
-    let mut loops: Vec<Option<std::pin::Pin<Box<F>>>> =
-        loops.into_iter().map(|f| Some(Box::pin(f))).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for slot in loops.iter_mut() {
-            if let Some(f) = slot {
-                if f.as_mut().poll(cx).is_ready() {
-                    *slot = None;
-                } else {
-                    pending = true;
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await
 }
 
 /// One accept at a time on `listener` until the worker drains or `close` is raised.
