@@ -300,14 +300,31 @@ async fn serve_while_short(
 }
 
 /// The drain began: takes the connections already waiting in the listener's queue
-/// and serves their first request, so that closing the listener resets none of them.
+/// and serves their first request, so that closing the listener resets none of them;
+/// then, at once, takes the listener out of its `SO_REUSEPORT` group.
 fn take_waiting(acceptor: &Rc<Acceptor>, listener: &TcpListener, kind: Kind) {
     for _ in 0..DRAIN_SWEEP_MAX {
         let Ok((stream, peer)) = accept_now(listener) else {
-            return; // empty (WouldBlock), or out of descriptors: nothing more to take
+            break; // empty (WouldBlock), or out of descriptors: nothing more to take
         };
         start_std_connection(acceptor, stream, peer, kind);
     }
+    stop_listening(listener);
+}
+
+/// Takes the listener out of its port's `SO_REUSEPORT` group now, with one
+/// `shutdown(2)` right after the queue was found empty: the kernel stops sending it
+/// new connections from this instant (they go to the other listeners of the group,
+/// a takeover's new process), instead of from whenever the runtime gets to close the
+/// descriptor (monoio queues that close on its ring, to be submitted after other
+/// tasks ran): connections that reached the queue in between were reset (a CI run of
+/// the takeover test saw one). What can still be reset is only a connection whose
+/// handshake ended between the last `accept` and this call (see docs/operations.md,
+/// "Takeover"). Errors are ignored: the descriptor is closed right after anyway.
+fn stop_listening(listener: &TcpListener) {
+    // SAFETY: shutdown on a descriptor `listener` owns and keeps open; no memory
+    // is passed.
+    let _ = unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RD) };
 }
 
 /// [`start_connection`] for a connection accepted with [`accept_now`].
