@@ -1,26 +1,41 @@
 //! Starting and stopping the processes a test needs, always by PID.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1, and not handed out before in
+/// this test process (see [`free_ports`]).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    free_ports::<1>()[0]
 }
 
 /// `N` distinct ports that were free a moment ago: all bound at once, then released,
-/// so two of them can never be the same port.
+/// so two of them can never be the same port. A port this process handed out
+/// before is never handed out again: threads of one test run gateways at the same
+/// time, and the kernel may offer a port again as soon as it is released, before
+/// the process it was meant for binds it (two gateways, one port, one refused).
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("no free port on 127.0.0.1"))
-        .collect();
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    let mut held: Vec<TcpListener> = Vec::with_capacity(N);
+    // Ports seen again are kept bound until the end, so the kernel offers others.
+    let mut skipped: Vec<TcpListener> = Vec::new();
+    while held.len() < N {
+        let l = TcpListener::bind("127.0.0.1:0").expect("no free port on 127.0.0.1");
+        let port = l.local_addr().expect("bound").port();
+        if given.insert(port) {
+            held.push(l);
+        } else {
+            skipped.push(l);
+        }
+    }
     let mut ports = [0u16; N];
     for (p, l) in ports.iter_mut().zip(&held) {
         *p = l.local_addr().expect("bound").port();
@@ -194,9 +209,12 @@ pub fn spawn_customized(
     taskset: Option<&str>,
     customize: Customize<'_>,
 ) -> Proc {
+    // Numbered: two processes never share a log, even with the same tag.
+    static SPAWNED: AtomicUsize = AtomicUsize::new(0);
+    let n = SPAWNED.fetch_add(1, Ordering::Relaxed);
     let dir = scratch_dir();
-    let log = dir.join(format!("{tag}.stderr"));
-    let out = dir.join(format!("{tag}.stdout"));
+    let log = dir.join(format!("{tag}-{n}.stderr"));
+    let out = dir.join(format!("{tag}-{n}.stdout"));
     let mut cmd = match taskset {
         Some(cpus) => {
             let mut c = Command::new("taskset");
