@@ -18,6 +18,7 @@ pub mod route;
 pub mod runtime;
 pub mod server;
 pub mod side_net;
+pub mod text;
 pub mod tls;
 pub mod transform;
 pub mod upstream;

@@ -3,7 +3,6 @@
 //! (path, host, identity headers, what to drop); this file decides how it is written
 //! on the wire, so the rest of the gateway never spells HTTP/1.1 itself.
 
-use std::io::Write as _;
 use std::net::IpAddr;
 use std::ops::Range;
 
@@ -11,6 +10,7 @@ use super::{
     is_gateway_owned, is_hop_by_hop, reason_phrase, BodyFraming, ConnectionTokens, FieldList,
     HeaderLookup, ResponseParts,
 };
+use crate::text;
 
 /// What becomes of one client header line on its way upstream.
 pub enum HeaderEdit {
@@ -149,7 +149,8 @@ pub fn write_upstream_request(
         w.extend_from_slice(value);
         w.extend_from_slice(b", ");
     }
-    let _ = write!(w, "{}\r\n", req.client_ip);
+    text::push_ip(w, req.client_ip);
+    w.extend_from_slice(b"\r\n");
     let proto: &[u8] = if req.secure { b"https" } else { b"http" };
     header(w, b"x-forwarded-proto", proto);
     if let Some(h) = req.client_host {
@@ -162,7 +163,9 @@ pub fn write_upstream_request(
         forwarded_element(w, req.client_ip, proto, req.client_host);
     }
     if has_real_ip {
-        let _ = write!(w, "x-real-ip: {}\r\n", req.client_ip);
+        w.extend_from_slice(b"x-real-ip: ");
+        text::push_ip(w, req.client_ip);
+        w.extend_from_slice(b"\r\n");
     }
     header(w, b"x-request-id", req.request_id.as_bytes());
     if let Some(protocol) = req.upgrade {
@@ -202,7 +205,9 @@ pub fn write_client_response(
     client_minor: u8,
 ) {
     w.clear();
-    let _ = write!(w, "HTTP/1.1 {} ", resp.status);
+    w.extend_from_slice(b"HTTP/1.1 ");
+    text::push_u64(w, u64::from(resp.status));
+    w.push(b' ');
     w.extend_from_slice(if resp.reason.is_empty() {
         reason_phrase(resp.status).as_bytes()
     } else {
@@ -272,10 +277,16 @@ pub fn finish_head(
 /// address and the host are quoted-strings, which need no escapes here: the
 /// authority was validated by the codec).
 fn forwarded_element(w: &mut Vec<u8>, client: IpAddr, proto: &[u8], host: Option<&[u8]>) {
-    let _ = match client {
-        IpAddr::V4(v4) => write!(w, "forwarded: for={v4};proto="),
-        IpAddr::V6(v6) => write!(w, "forwarded: for=\"[{v6}]\";proto="),
-    };
+    w.extend_from_slice(b"forwarded: for=");
+    match client {
+        IpAddr::V4(_) => text::push_ip(w, client),
+        IpAddr::V6(_) => {
+            w.extend_from_slice(b"\"[");
+            text::push_ip(w, client);
+            w.extend_from_slice(b"]\"");
+        }
+    }
+    w.extend_from_slice(b";proto=");
     w.extend_from_slice(proto);
     if let Some(host) = host {
         w.extend_from_slice(b";host=\"");
@@ -295,7 +306,9 @@ pub(super) fn header(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 fn framing(w: &mut Vec<u8>, body: BodyFraming) {
     match body {
         BodyFraming::Length(n) => {
-            let _ = write!(w, "content-length: {n}\r\n");
+            w.extend_from_slice(b"content-length: ");
+            text::push_u64(w, n);
+            w.extend_from_slice(b"\r\n");
         }
         // A body of unknown length from an HTTP/2 peer is framed in chunks here.
         BodyFraming::Chunked | BodyFraming::EndStream => {

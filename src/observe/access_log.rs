@@ -17,7 +17,6 @@
 //!   absent values are `null`.
 
 use std::cell::{Cell, RefCell};
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -26,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::settings::AccessLogFormat;
+use crate::text;
 
 /// Where access-log lines go (`[log] access_log`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,7 +81,7 @@ const QUEUE_BATCHES: usize = 256;
 
 /// What the writer thread receives: batches of lines, then an explicit stop.
 enum ToWriter {
-    Batch(String),
+    Batch(Vec<u8>),
     /// Write what came before, then end (the workers' buffers may outlive them).
     Stop,
 }
@@ -89,7 +89,8 @@ enum ToWriter {
 /// A worker's access-log buffer.
 pub struct AccessLogBuffer {
     format: AccessLogFormat,
-    buf: RefCell<String>,
+    buf: RefCell<Vec<u8>>,
+    clock: UtcClock,
     tx: Sender<ToWriter>,
     /// Batches dropped because the writer was behind.
     dropped: Cell<u64>,
@@ -103,8 +104,8 @@ impl AccessLogBuffer {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         match self.format {
-            AccessLogFormat::Text => text_line(&mut buf, now, r),
-            AccessLogFormat::Json => json_line(&mut buf, now, r),
+            AccessLogFormat::Text => text_line(&mut buf, &self.clock, now, r),
+            AccessLogFormat::Json => json_line(&mut buf, &self.clock, now, r),
         }
         if buf.len() >= FLUSH_BYTES {
             drop(buf);
@@ -118,7 +119,7 @@ impl AccessLogBuffer {
         if buf.is_empty() {
             return;
         }
-        let batch = std::mem::replace(&mut *buf, String::with_capacity(FLUSH_BYTES + 1024));
+        let batch = std::mem::replace(&mut *buf, Vec::with_capacity(FLUSH_BYTES + 1024));
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
             self.tx.try_send(ToWriter::Batch(batch))
         {
@@ -164,7 +165,7 @@ impl AccessLogWriter {
                     let ToWriter::Batch(batch) = message else {
                         return;
                     };
-                    if out.write_all(batch.as_bytes()).is_err() {
+                    if out.write_all(&batch).is_err() {
                         continue;
                     }
                     let _ = out.flush();
@@ -177,7 +178,8 @@ impl AccessLogWriter {
     pub fn buffer(&self) -> AccessLogBuffer {
         AccessLogBuffer {
             format: self.format,
-            buf: RefCell::new(String::with_capacity(FLUSH_BYTES + 1024)),
+            buf: RefCell::new(Vec::with_capacity(FLUSH_BYTES + 1024)),
+            clock: UtcClock::default(),
             tx: self.tx.clone(),
             dropped: Cell::new(0),
         }
@@ -194,136 +196,212 @@ impl AccessLogWriter {
     }
 }
 
+// The lines are written byte by byte rather than with `write!`: the formatting
+// machinery (and `Display` for addresses) was most of a JSON line's cost.
+
 /// One `text` line.
-fn text_line(buf: &mut String, now: Duration, r: &AccessRecord<'_>) {
-    let upstream = r.upstream.map(|u| u.to_string());
-    write_utc(buf, now);
-    let _ = writeln!(
-        buf,
-        " {} \"{} {} {}\" {} {} {:.3} {} {} {} {} {}",
-        r.client,
-        String::from_utf8_lossy(r.method),
-        String::from_utf8_lossy(r.target).escape_debug(),
-        r.protocol,
-        r.status,
-        r.bytes_sent,
-        millis(r.duration),
-        if r.route.is_empty() { "-" } else { r.route },
-        upstream.as_deref().unwrap_or("-"),
-        r.request_id,
-        r.attempts,
-        r.trace_id
-            .map_or(std::borrow::Cow::Borrowed("-"), String::from_utf8_lossy),
-    );
+fn text_line(buf: &mut Vec<u8>, clock: &UtcClock, now: Duration, r: &AccessRecord<'_>) {
+    clock.push(buf, now);
+    buf.push(b' ');
+    text::push_ip(buf, r.client);
+    buf.extend_from_slice(b" \"");
+    buf.extend_from_slice(String::from_utf8_lossy(r.method).as_bytes());
+    buf.push(b' ');
+    push_escaped_debug(buf, r.target);
+    buf.push(b' ');
+    buf.extend_from_slice(r.protocol.as_bytes());
+    buf.extend_from_slice(b"\" ");
+    text::push_u64(buf, u64::from(r.status));
+    buf.push(b' ');
+    text::push_u64(buf, r.bytes_sent);
+    buf.push(b' ');
+    text::push_millis(buf, r.duration);
+    buf.push(b' ');
+    buf.extend_from_slice(if r.route.is_empty() { "-" } else { r.route }.as_bytes());
+    buf.push(b' ');
+    match r.upstream {
+        Some(u) => text::push_socket_addr(buf, u),
+        None => buf.push(b'-'),
+    }
+    buf.push(b' ');
+    buf.extend_from_slice(r.request_id.as_bytes());
+    buf.push(b' ');
+    text::push_u64(buf, u64::from(r.attempts));
+    buf.push(b' ');
+    match r.trace_id {
+        Some(id) => buf.extend_from_slice(String::from_utf8_lossy(id).as_bytes()),
+        None => buf.push(b'-'),
+    }
+    buf.push(b'\n');
+}
+
+/// The request target as `str::escape_debug` writes it (quotes, backslashes and
+/// control characters escaped; invalid UTF-8 replaced): copied as is when it needs
+/// none of that, the usual case.
+fn push_escaped_debug(buf: &mut Vec<u8>, target: &[u8]) {
+    if target
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && !matches!(b, b'"' | b'\'' | b'\\'))
+    {
+        buf.extend_from_slice(target);
+    } else {
+        use std::io::Write as _;
+        let _ = write!(buf, "{}", String::from_utf8_lossy(target).escape_debug());
+    }
 }
 
 /// One `json` line: the fields in a fixed order, `null` for what is absent.
-fn json_line(buf: &mut String, now: Duration, r: &AccessRecord<'_>) {
-    buf.push_str("{\"time\":\"");
-    write_utc(buf, now);
-    let _ = write!(buf, "\",\"client\":\"{}\",\"method\":", r.client);
+fn json_line(buf: &mut Vec<u8>, clock: &UtcClock, now: Duration, r: &AccessRecord<'_>) {
+    buf.extend_from_slice(b"{\"time\":\"");
+    clock.push(buf, now);
+    buf.extend_from_slice(b"\",\"client\":\"");
+    text::push_ip(buf, r.client);
+    buf.extend_from_slice(b"\",\"method\":");
     json_str(buf, Some(r.method));
-    buf.push_str(",\"authority\":");
+    buf.extend_from_slice(b",\"authority\":");
     json_str(buf, r.authority);
-    buf.push_str(",\"path\":");
+    buf.extend_from_slice(b",\"path\":");
     json_str(buf, Some(r.target));
-    let _ = write!(
-        buf,
-        ",\"protocol\":\"{}\",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3},\"route\":",
-        r.protocol,
-        r.status,
-        r.bytes_received,
-        r.bytes_sent,
-        millis(r.duration)
-    );
+    buf.extend_from_slice(b",\"protocol\":\"");
+    buf.extend_from_slice(r.protocol.as_bytes());
+    buf.extend_from_slice(b"\",\"status\":");
+    text::push_u64(buf, u64::from(r.status));
+    buf.extend_from_slice(b",\"bytes_in\":");
+    text::push_u64(buf, r.bytes_received);
+    buf.extend_from_slice(b",\"bytes_out\":");
+    text::push_u64(buf, r.bytes_sent);
+    buf.extend_from_slice(b",\"duration_ms\":");
+    text::push_millis(buf, r.duration);
+    buf.extend_from_slice(b",\"route\":");
     json_str(buf, (!r.route.is_empty()).then_some(r.route.as_bytes()));
-    buf.push_str(",\"upstream\":");
+    buf.extend_from_slice(b",\"upstream\":");
     json_str(buf, r.upstream_name.map(str::as_bytes));
-    buf.push_str(",\"endpoint\":");
+    buf.extend_from_slice(b",\"endpoint\":");
     match r.upstream {
         Some(e) => {
-            let _ = write!(buf, "\"{e}\"");
+            buf.push(b'"');
+            text::push_socket_addr(buf, e);
+            buf.push(b'"');
         }
-        None => buf.push_str("null"),
+        None => buf.extend_from_slice(b"null"),
     }
     for (key, value) in [
-        ("upstream_connect_ms", r.upstream_connect),
-        ("upstream_first_byte_ms", r.upstream_first_byte),
+        (&b",\"upstream_connect_ms\":"[..], r.upstream_connect),
+        (b",\"upstream_first_byte_ms\":", r.upstream_first_byte),
     ] {
-        let _ = write!(buf, ",\"{key}\":");
+        buf.extend_from_slice(key);
         match value {
-            Some(d) => {
-                let _ = write!(buf, "{:.3}", millis(d));
-            }
-            None => buf.push_str("null"),
+            Some(d) => text::push_millis(buf, d),
+            None => buf.extend_from_slice(b"null"),
         }
     }
-    let _ = write!(buf, ",\"attempts\":{},\"failure\":", r.attempts);
+    buf.extend_from_slice(b",\"attempts\":");
+    text::push_u64(buf, u64::from(r.attempts));
+    buf.extend_from_slice(b",\"failure\":");
     json_str(buf, r.failure.map(str::as_bytes));
-    buf.push_str(",\"request_id\":");
+    buf.extend_from_slice(b",\"request_id\":");
     json_str(buf, Some(r.request_id.as_bytes()));
-    buf.push_str(",\"trace_id\":");
+    buf.extend_from_slice(b",\"trace_id\":");
     json_str(buf, r.trace_id);
-    buf.push_str(",\"auth_subject\":");
+    buf.extend_from_slice(b",\"auth_subject\":");
     json_str(buf, r.auth_subject.map(str::as_bytes));
-    buf.push_str(",\"ratelimit_policy\":");
+    buf.extend_from_slice(b",\"ratelimit_policy\":");
     json_str(buf, r.ratelimit.map(|(p, _)| p.as_bytes()));
-    buf.push_str(",\"ratelimit\":");
+    buf.extend_from_slice(b",\"ratelimit\":");
     json_str(
         buf,
         r.ratelimit
             .map(|(_, allowed)| if allowed { &b"allowed"[..] } else { b"denied" }),
     );
-    buf.push_str("}\n");
+    buf.extend_from_slice(b"}\n");
 }
 
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// A JSON string of `bytes` (invalid UTF-8 replaced), or `null`.
-fn json_str(out: &mut String, bytes: Option<&[u8]>) {
+/// A JSON string of `bytes` (invalid UTF-8 replaced), or `null` (RFC 8259 §7).
+fn json_str(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     let Some(bytes) = bytes else {
-        out.push_str("null");
+        out.extend_from_slice(b"null");
         return;
     };
-    out.push('"');
-    for c in String::from_utf8_lossy(bytes).chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    out.push(b'"');
+    let plain = |b: &u8| *b >= 0x20 && *b != 0x7f && *b != b'"' && *b != b'\\';
+    if bytes.iter().all(plain) && std::str::from_utf8(bytes).is_ok() {
+        // The usual case: nothing to escape or replace.
+        out.extend_from_slice(bytes);
+    } else {
+        for c in String::from_utf8_lossy(bytes).chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    let n = c as usize;
+                    out.extend_from_slice(b"\\u00");
+                    out.extend_from_slice(&[HEX[n >> 4], HEX[n & 0xf]]);
+                }
+                c => {
+                    let mut utf8 = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+                }
             }
-            c => out.push(c),
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 /// `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339, UTC), as the access log writes it.
 pub fn utc_timestamp(t: SystemTime) -> String {
-    let mut out = String::with_capacity(24);
-    write_utc(&mut out, t.duration_since(UNIX_EPOCH).unwrap_or_default());
-    out
+    let mut out = Vec::with_capacity(24);
+    UtcClock::default().push(&mut out, t.duration_since(UNIX_EPOCH).unwrap_or_default());
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Writes `since_epoch` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn write_utc(out: &mut String, since_epoch: Duration) {
-    let secs = since_epoch.as_secs();
+/// Writes times as `YYYY-MM-DDTHH:MM:SS.mmmZ`, keeping the text of the last second
+/// it wrote (a worker's lines mostly share their second: only the milliseconds
+/// change).
+#[derive(Default)]
+struct UtcClock {
+    /// The second since the epoch whose `YYYY-MM-DDTHH:MM:SS.` is in `text`
+    /// (`None`: none yet).
+    second: Cell<Option<u64>>,
+    text: Cell<[u8; 20]>,
+}
+
+impl UtcClock {
+    fn push(&self, out: &mut Vec<u8>, since_epoch: Duration) {
+        let secs = since_epoch.as_secs();
+        if self.second.get() != Some(secs) {
+            self.second.set(Some(secs));
+            self.text.set(second_text(secs));
+        }
+        out.extend_from_slice(&self.text.get());
+        let ms = since_epoch.subsec_millis();
+        out.extend_from_slice(&[
+            b'0' + (ms / 100) as u8,
+            b'0' + (ms / 10 % 10) as u8,
+            b'0' + (ms % 10) as u8,
+            b'Z',
+        ]);
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of the second `secs` since the epoch.
+fn second_text(secs: u64) -> [u8; 20] {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
+    let mut text = [0u8; 20];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
     let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        cursor,
+        "{:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.",
+        y.clamp(0, 9999),
         rem / 3600,
         (rem / 60) % 60,
         rem % 60,
-        since_epoch.subsec_millis()
     );
+    text
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant).
@@ -346,15 +424,31 @@ mod tests {
 
     #[test]
     fn utc_timestamps() {
-        let mut s = String::new();
-        write_utc(&mut s, Duration::from_millis(0));
-        assert_eq!(s, "1970-01-01T00:00:00.000Z");
-        s.clear();
-        write_utc(&mut s, Duration::from_millis(1_795_833_914_641));
-        assert_eq!(s, "2026-11-28T02:45:14.641Z");
-        s.clear();
-        write_utc(&mut s, Duration::from_secs(951_782_400)); // a leap day
-        assert_eq!(s, "2000-02-29T00:00:00.000Z");
+        let clock = UtcClock::default();
+        let at = |d: Duration| {
+            let mut s = Vec::new();
+            clock.push(&mut s, d);
+            String::from_utf8(s).unwrap()
+        };
+        assert_eq!(at(Duration::from_millis(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            at(Duration::from_millis(1_795_833_914_641)),
+            "2026-11-28T02:45:14.641Z"
+        );
+        // The same second again (its text is kept), then the next one.
+        assert_eq!(
+            at(Duration::from_millis(1_795_833_914_007)),
+            "2026-11-28T02:45:14.007Z"
+        );
+        assert_eq!(
+            at(Duration::from_millis(1_795_833_915_000)),
+            "2026-11-28T02:45:15.000Z"
+        );
+        // A leap day.
+        assert_eq!(
+            at(Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     fn record<'a>() -> AccessRecord<'a> {
@@ -384,8 +478,15 @@ mod tests {
 
     #[test]
     fn json_lines_parse_and_escape() {
-        let mut s = String::new();
-        json_line(&mut s, Duration::from_millis(1_795_833_914_641), &record());
+        let mut s = Vec::new();
+        let clock = UtcClock::default();
+        json_line(
+            &mut s,
+            &clock,
+            Duration::from_millis(1_795_833_914_641),
+            &record(),
+        );
+        let s = String::from_utf8(s).unwrap();
         assert!(s.ends_with("}\n"));
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["time"], "2026-11-28T02:45:14.641Z");
@@ -398,9 +499,26 @@ mod tests {
     }
 
     #[test]
+    fn text_lines_escape_the_target_as_escape_debug_does() {
+        for target in [
+            &b"/plain?q=1"[..],
+            b"/a\"b",
+            b"/it's",
+            b"/t\tab\x01",
+            b"/\xff\xfe",
+        ] {
+            let mut s = Vec::new();
+            push_escaped_debug(&mut s, target);
+            let expected = String::from_utf8_lossy(target).escape_debug().to_string();
+            assert_eq!(String::from_utf8(s).unwrap(), expected);
+        }
+    }
+
+    #[test]
     fn text_lines_end_with_the_trace_id() {
-        let mut s = String::new();
-        text_line(&mut s, Duration::ZERO, &record());
+        let mut s = Vec::new();
+        text_line(&mut s, &UtcClock::default(), Duration::ZERO, &record());
+        let s = String::from_utf8(s).unwrap();
         assert!(
             s.ends_with(
                 " 200 532 0.217 echo 127.0.0.1:9001 r1 1 0af7651916cd43dd8448eb211c80319c\n"

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::downstream::{Downstream, Handler};
 use crate::http::{grpc, HttpError};
 use crate::observe::metrics::MethodClass;
-use crate::observe::{request_spans, AccessRecord, Counters, RequestFacts, TraceContext};
+use crate::observe::{AccessRecord, Counters, RequestFacts, TraceContext};
 
 use super::context::RequestCtx;
 use super::generation::Generation;
@@ -102,10 +102,7 @@ impl Gateway {
                 };
                 let upstream_name =
                     |i: usize| snapshot.upstreams.get(i).map_or("", |u| u.name.as_str());
-                spans.push(
-                    request_spans(trace, &facts, upstream_name),
-                    &worker.counters,
-                );
+                spans.push_request(trace, &facts, upstream_name, &worker.counters);
             }
         }
         if ctx.local_reply && ctx.status >= 500 {

@@ -1,60 +1,81 @@
-//! A worker's finished spans, handed to the exporter thread in batches (when
-//! `export_batch_spans` are buffered, and on every tick) over a bounded queue: a
-//! full queue drops the batch and counts its spans, so a slow or absent
-//! collector never stalls a worker.
+//! A worker's finished spans, already encoded (`record.rs`), handed to the exporter
+//! thread in batches (before a request's spans would take the batch past
+//! `export_batch_spans`, and on every tick) over a bounded queue: a full queue drops
+//! the batch and counts its spans, so a slow or absent collector never stalls a
+//! worker.
 
 use std::cell::RefCell;
 
 use crossbeam_channel::Sender;
 
-use crate::observe::Counters;
+use crate::observe::{Counters, TraceContext};
 
-use super::record::SpanRecord;
+use super::record::{write_request_spans, RequestFacts};
 
 /// What the exporter thread receives.
 pub(super) enum ToExporter {
-    /// A worker's finished spans.
-    Spans(Vec<SpanRecord>),
-    /// Export what is held, by this deadline at the latest, and end.
+    Spans(SpanBatch),
+    /// Export what is held by this deadline, then end.
     Stop(std::time::Instant),
 }
 
-/// One worker's span buffer.
+/// Encoded spans: entries of OTLP `ScopeSpans.spans`, one after the other.
+#[derive(Default)]
+pub(super) struct SpanBatch {
+    pub bytes: Vec<u8>,
+    /// How many spans `bytes` holds.
+    pub spans: usize,
+}
+
+/// A worker's buffer of finished spans.
 pub struct SpanBuffer {
-    spans: RefCell<Vec<SpanRecord>>,
+    pending: RefCell<SpanBatch>,
     tx: Sender<ToExporter>,
+    /// Spans per hand-over (`export_batch_spans`); one request's spans are never
+    /// split, so a batch holds more only when one request has more.
     batch: usize,
 }
 
 impl SpanBuffer {
     pub(super) fn new(tx: Sender<ToExporter>, batch: usize) -> Self {
         SpanBuffer {
-            spans: RefCell::new(Vec::new()),
+            pending: RefCell::new(SpanBatch::default()),
             tx,
             batch: batch.max(1),
         }
     }
 
-    /// Adds the spans of one request; hands the buffer over once it holds a batch.
-    pub fn push(&self, spans: Vec<SpanRecord>, counters: &Counters) {
-        let full = {
-            let mut buf = self.spans.borrow_mut();
-            buf.extend(spans);
-            buf.len() >= self.batch
-        };
-        if full {
+    /// Encodes the spans of one finished, sampled request (see
+    /// [`write_request_spans`]), first handing on what is buffered when they would
+    /// not fit in the batch.
+    pub fn push_request<'n>(
+        &self,
+        trace: &TraceContext,
+        facts: &RequestFacts<'_>,
+        upstream_name: impl Fn(usize) -> &'n str,
+        counters: &Counters,
+    ) {
+        let coming = 1 + trace.tries.len();
+        let held = self.pending.borrow().spans;
+        if held > 0 && held + coming > self.batch {
             self.flush(counters);
         }
+        let mut pending = self.pending.borrow_mut();
+        if pending.bytes.capacity() == 0 {
+            pending.bytes.reserve(self.batch.min(1024) * 256);
+        }
+        let SpanBatch { bytes, spans } = &mut *pending;
+        *spans += write_request_spans(bytes, trace, facts, upstream_name);
     }
 
-    /// Hands what is buffered to the exporter; drops it (counted in
-    /// `trace_spans_dropped`) when the queue is full or the exporter is gone.
+    /// Hands the buffered spans to the exporter; when its queue is full they are
+    /// dropped and counted (`trace_spans_dropped`).
     pub fn flush(&self, counters: &Counters) {
-        let batch = std::mem::take(&mut *self.spans.borrow_mut());
-        if batch.is_empty() {
+        let batch = std::mem::take(&mut *self.pending.borrow_mut());
+        if batch.spans == 0 {
             return;
         }
-        let n = batch.len() as u64;
+        let n = batch.spans as u64;
         if self.tx.try_send(ToExporter::Spans(batch)).is_err() {
             let dropped = &counters.trace_spans_dropped;
             dropped.set(dropped.get() + n);

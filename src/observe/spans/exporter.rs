@@ -9,6 +9,7 @@
 //! stop message, queued after the workers' last batches, makes it export what it
 //! holds within the stop deadline and end.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,10 +18,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::observe::{Counters, OtlpEndpoint, PublishedCounters, TracingSettings};
 
-use super::buffer::{SpanBuffer, ToExporter};
+use super::buffer::{SpanBatch, SpanBuffer, ToExporter};
 use super::collector::CollectorClient;
 use super::otlp;
-use super::record::SpanRecord;
 
 /// The running exporter thread.
 pub struct SpanExporter {
@@ -96,7 +96,9 @@ struct Run {
 
 impl Run {
     fn run(mut self) {
-        let mut pending: Vec<SpanRecord> = Vec::new();
+        // Batches as the workers handed them over, and how many spans they hold.
+        let mut pending: VecDeque<SpanBatch> = VecDeque::new();
+        let mut held = 0usize;
         // When the oldest pending span arrived: it waits at most `interval`.
         let mut oldest: Option<Instant> = None;
         let mut reported_down = false;
@@ -107,9 +109,10 @@ impl Run {
                 (t + self.interval).saturating_duration_since(Instant::now())
             });
             let ended = match self.rx.recv_timeout(wait) {
-                Ok(ToExporter::Spans(spans)) => {
+                Ok(ToExporter::Spans(batch)) => {
                     oldest.get_or_insert_with(Instant::now);
-                    pending.extend(spans);
+                    held += batch.spans;
+                    pending.push_back(batch);
                     false
                 }
                 Ok(ToExporter::Stop(deadline)) => {
@@ -120,18 +123,29 @@ impl Run {
                 Err(RecvTimeoutError::Disconnected) => true,
             };
             let due = oldest.is_some_and(|t| t.elapsed() >= self.interval);
-            while pending.len() >= self.batch || (!pending.is_empty() && (due || ended)) {
-                let rest = pending.split_off(pending.len().min(self.batch));
+            while held >= self.batch || (held > 0 && (due || ended)) {
+                // Whole worker batches, up to `batch` spans (at least one batch).
+                let mut take = 0;
+                let mut spans = 0;
+                for b in &pending {
+                    if take > 0 && spans + b.spans > self.batch {
+                        break;
+                    }
+                    take += 1;
+                    spans += b.spans;
+                }
+                let export: Vec<SpanBatch> = pending.drain(..take).collect();
+                held -= spans;
                 let timeout = match stop_by {
                     Some(by) => self
                         .timeout
                         .min(by.saturating_duration_since(Instant::now())),
                     None => self.timeout,
                 };
-                let ok = !timeout.is_zero() && self.export(&pending, timeout);
+                let ok = !timeout.is_zero() && self.export(&export, spans, timeout);
                 if !ok && timeout.is_zero() {
                     let lost = &self.counters.trace_spans_failed;
-                    lost.set(lost.get() + pending.len() as u64);
+                    lost.set(lost.get() + spans as u64);
                 }
                 if ok == reported_down {
                     reported_down = !ok;
@@ -143,16 +157,16 @@ impl Run {
                         );
                     }
                 }
-                pending = rest;
                 if ended && !ok {
                     // Stopping, and the collector does not answer: what is left is
                     // lost now rather than holding up the process's exit.
                     let lost = &self.counters.trace_spans_failed;
-                    lost.set(lost.get() + pending.len() as u64);
+                    lost.set(lost.get() + held as u64);
                     pending.clear();
+                    held = 0;
                 }
             }
-            if pending.is_empty() {
+            if held == 0 {
                 oldest = None;
             }
             self.counters.publish(&self.published);
@@ -162,10 +176,11 @@ impl Run {
         }
     }
 
-    /// POSTs one batch within `timeout`; false when it was lost.
-    fn export(&mut self, spans: &[SpanRecord], timeout: Duration) -> bool {
-        let body = otlp::encode(spans, &self.service_name);
-        let n = spans.len() as u64;
+    /// POSTs the `spans` spans of `batches` as one export request within `timeout`;
+    /// false when they were lost.
+    fn export(&mut self, batches: &[SpanBatch], spans: usize, timeout: Duration) -> bool {
+        let body = otlp::encode(batches, &self.service_name);
+        let n = spans as u64;
         let bump = |c: &std::cell::Cell<u64>, by: u64| c.set(c.get() + by);
         match self.client.post(otlp::CONTENT_TYPE, &body, timeout) {
             Ok(answer) if (200..300).contains(&answer.status) => {

@@ -1,48 +1,43 @@
-//! Spans as OTLP: an `ExportTraceServiceRequest` (official opentelemetry-proto
-//! messages, `portico-otlp-proto`) with one resource (`service.name`,
-//! `service.version`) and one instrumentation scope, protobuf-encoded for
-//! OTLP/HTTP (`Content-Type: application/x-protobuf`).
+//! Spans as OTLP: an `ExportTraceServiceRequest` (opentelemetry-proto) with one
+//! resource (`service.name`, `service.version`) and one instrumentation scope,
+//! around the spans the workers encoded (`record.rs`), protobuf for OTLP/HTTP
+//! (`Content-Type: application/x-protobuf`). The tests decode it with the official
+//! messages (`portico-otlp-proto`, prost).
 
-use portico_otlp_proto::{
-    any_value, span, status, AnyValue, ExportTraceServiceRequest, ExportTraceServiceResponse,
-    InstrumentationScope, KeyValue, Message, Resource, ResourceSpans, ScopeSpans, Span, Status,
-};
+use portico_otlp_proto::{ExportTraceServiceResponse, Message};
 
-use super::record::{AttrValue, SpanKind, SpanRecord};
+use super::buffer::SpanBatch;
+use super::wire;
 
 /// The media type of OTLP/HTTP's binary protobuf encoding.
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
 
-/// `Span.flags`: the lower 8 bits are the W3C trace flags; bit 8 says whether the
-/// parent's remoteness is known, bit 9 that it is remote (opentelemetry-proto
-/// `SpanFlags`).
-const CONTEXT_HAS_IS_REMOTE: u32 = 0x100;
-const CONTEXT_IS_REMOTE: u32 = 0x200;
-
-/// The encoded export request for `spans` of service `service_name`.
-pub fn encode(spans: &[SpanRecord], service_name: &str) -> Vec<u8> {
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    text("service.name", service_name),
-                    text("service.version", env!("CARGO_PKG_VERSION")),
-                ],
-                ..Resource::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "portico".to_string(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    ..InstrumentationScope::default()
-                }),
-                spans: spans.iter().map(span).collect(),
-                ..ScopeSpans::default()
-            }],
-            ..ResourceSpans::default()
-        }],
-    };
-    request.encode_to_vec()
+/// The encoded export request for the spans of `batches`, of service
+/// `service_name`.
+pub fn encode(batches: &[SpanBatch], service_name: &str) -> Vec<u8> {
+    let spans: usize = batches.iter().map(|b| b.bytes.len()).sum();
+    let mut out = Vec::with_capacity(spans + 128 + service_name.len());
+    // ExportTraceServiceRequest.resource_spans
+    wire::message(&mut out, 1, |o| {
+        // ResourceSpans.resource: Resource.attributes
+        wire::message(o, 1, |o| {
+            text_attribute(o, "service.name", service_name);
+            text_attribute(o, "service.version", env!("CARGO_PKG_VERSION"));
+        });
+        // ResourceSpans.scope_spans
+        wire::message(o, 2, |o| {
+            // ScopeSpans.scope: InstrumentationScope { name, version }
+            wire::message(o, 1, |o| {
+                wire::bytes(o, 1, b"portico");
+                wire::bytes(o, 2, env!("CARGO_PKG_VERSION").as_bytes());
+            });
+            // ScopeSpans.spans, as the workers wrote them.
+            for batch in batches {
+                o.extend_from_slice(&batch.bytes);
+            }
+        });
+    });
+    out
 }
 
 /// Spans a collector said it rejected (OTLP partial success), from its answer's
@@ -54,98 +49,213 @@ pub fn rejected_spans(answer: &[u8]) -> u64 {
         .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0))
 }
 
-fn span(r: &SpanRecord) -> Span {
-    let remote = if r.parent_is_remote {
-        CONTEXT_IS_REMOTE
-    } else {
-        0
-    };
-    Span {
-        trace_id: r.trace_id.to_vec(),
-        span_id: r.span_id.to_vec(),
-        trace_state: r.trace_state.clone().unwrap_or_default(),
-        parent_span_id: r.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
-        flags: u32::from(r.flags) | CONTEXT_HAS_IS_REMOTE | remote,
-        name: r.name.clone(),
-        kind: match r.kind {
-            SpanKind::Server => span::SpanKind::Server,
-            SpanKind::Client => span::SpanKind::Client,
-        } as i32,
-        start_time_unix_nano: r.start_unix_nanos,
-        end_time_unix_nano: r.end_unix_nanos,
-        attributes: r
-            .attributes
-            .iter()
-            .map(|(k, v)| KeyValue {
-                key: (*k).to_string(),
-                value: Some(AnyValue {
-                    value: Some(match v {
-                        AttrValue::Str(s) => any_value::Value::StringValue(s.clone()),
-                        AttrValue::Int(i) => any_value::Value::IntValue(*i),
-                    }),
-                }),
-                ..KeyValue::default()
-            })
-            .collect(),
-        status: r.error.as_ref().map(|message| Status {
-            message: message.clone(),
-            code: status::StatusCode::Error as i32,
-        }),
-        ..Span::default()
-    }
-}
-
-fn text(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
-        }),
-        ..KeyValue::default()
-    }
+/// A `KeyValue` with a string value, as a `Resource.attributes` entry.
+fn text_attribute(o: &mut Vec<u8>, key: &str, value: &str) {
+    wire::message(o, 1, |o| {
+        wire::bytes(o, 1, key.as_bytes());
+        wire::message(o, 2, |o| wire::bytes(o, 1, value.as_bytes()));
+    });
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant, SystemTime};
+
+    use portico_otlp_proto::{any_value, span, status, ExportTraceServiceRequest, KeyValue};
+
     use super::*;
+    use crate::observe::spans::record::{write_request_spans, RequestFacts};
+    use crate::observe::trace::TrySpan;
+    use crate::observe::TraceContext;
+
+    fn attr<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+        attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+    }
+
+    fn text(s: &str) -> Option<any_value::Value> {
+        Some(any_value::Value::StringValue(s.into()))
+    }
 
     #[test]
-    fn spans_round_trip_through_the_official_messages() {
-        let record = SpanRecord {
+    fn spans_decode_with_the_official_messages() {
+        let received = Instant::now();
+        let started_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let trace = TraceContext {
             trace_id: [1; 16],
+            parent_id: Some([3; 8]),
             span_id: [2; 8],
-            parent_span_id: Some([3; 8]),
-            parent_is_remote: true,
-            trace_state: Some("a=1".into()),
             flags: 1,
-            name: "GET echo".into(),
-            kind: SpanKind::Server,
-            start_unix_nanos: 10,
-            end_unix_nanos: 20,
-            attributes: vec![
-                ("http.request.method", AttrValue::Str("GET".into())),
-                ("http.response.status_code", AttrValue::Int(502)),
+            tracestate: Some(b"a=1".to_vec()),
+            started_at: Some(started_at),
+            tries: vec![
+                TrySpan {
+                    span_id: [4; 8],
+                    started: received + Duration::from_micros(10),
+                    ended: Some(received + Duration::from_micros(30)),
+                    upstream: 0,
+                    endpoint: "127.0.0.1:9001".parse().unwrap(),
+                    attempt: 1,
+                    status: None,
+                    failure: Some("connect"),
+                    part: None,
+                },
+                TrySpan {
+                    span_id: [5; 8],
+                    started: received + Duration::from_micros(40),
+                    ended: None,
+                    upstream: 0,
+                    endpoint: "[::1]:9002".parse().unwrap(),
+                    attempt: 2,
+                    status: Some(502),
+                    failure: None,
+                    part: Some(("users".into(), "POST".into())),
+                },
             ],
-            error: Some("status 502".into()),
         };
-        let bytes = encode(&[record], "gw");
+        let facts = RequestFacts {
+            method: b"GET",
+            target: b"/api/x?q=1",
+            route: "api",
+            status: 502,
+            client: "10.1.2.3".parse().unwrap(),
+            authority: Some(b"api.example.com"),
+            request_id: "r1",
+            attempts: 2,
+            received,
+            ended: received + Duration::from_micros(200),
+        };
+        let mut batch = SpanBatch::default();
+        batch.spans = write_request_spans(&mut batch.bytes, &trace, &facts, |_| "app");
+        assert_eq!(batch.spans, 3);
+        let bytes = encode(&[batch], "gw");
         let back = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
         let rs = &back.resource_spans[0];
-        let service = &rs.resource.as_ref().unwrap().attributes[0];
-        assert_eq!(service.key, "service.name");
-        let s = &rs.scope_spans[0].spans[0];
+        let resource = rs.resource.as_ref().unwrap();
+        assert_eq!(resource.attributes[0].key, "service.name");
         assert_eq!(
-            (s.trace_id.as_slice(), s.span_id.as_slice()),
-            (&[1u8; 16][..], &[2u8; 8][..])
+            attr(&resource.attributes, "service.name").cloned(),
+            text("gw")
         );
-        assert_eq!(s.parent_span_id, vec![3; 8]);
-        assert_eq!(s.flags, 0x301);
-        assert_eq!(s.kind, span::SpanKind::Server as i32);
-        assert_eq!(s.trace_state, "a=1");
+        let scope = &rs.scope_spans[0];
+        assert_eq!(scope.scope.as_ref().unwrap().name, "portico");
+        let [server, first, second] = &scope.spans[..] else {
+            panic!("{:?}", scope.spans);
+        };
+
+        let start = 1_800_000_000 * 1_000_000_000u64;
+        assert_eq!(server.trace_id, vec![1; 16]);
+        assert_eq!(server.span_id, vec![2; 8]);
+        assert_eq!(server.parent_span_id, vec![3; 8]);
+        assert_eq!(server.trace_state, "a=1");
+        assert_eq!(server.flags, 0x301);
+        assert_eq!(server.name, "GET api");
+        assert_eq!(server.kind, span::SpanKind::Server as i32);
         assert_eq!(
-            s.status.as_ref().unwrap().code,
-            status::StatusCode::Error as i32
+            (server.start_time_unix_nano, server.end_time_unix_nano),
+            (start, start + 200_000)
         );
+        let a = &server.attributes;
+        assert_eq!(attr(a, "http.request.method").cloned(), text("GET"));
+        assert_eq!(attr(a, "url.path").cloned(), text("/api/x"));
+        assert_eq!(
+            attr(a, "http.response.status_code").cloned(),
+            Some(any_value::Value::IntValue(502))
+        );
+        assert_eq!(attr(a, "client.address").cloned(), text("10.1.2.3"));
+        assert_eq!(attr(a, "portico.request_id").cloned(), text("r1"));
+        assert_eq!(attr(a, "portico.route").cloned(), text("api"));
+        assert_eq!(attr(a, "server.address").cloned(), text("api.example.com"));
+        let s = server.status.as_ref().unwrap();
+        assert_eq!(
+            (s.code, s.message.as_str()),
+            (status::StatusCode::Error as i32, "status 502")
+        );
+
+        assert_eq!(first.parent_span_id, vec![2; 8]);
+        assert_eq!(first.span_id, vec![4; 8]);
+        assert_eq!(first.flags, 0x101, "a local parent");
+        assert_eq!(first.name, "GET app");
+        assert_eq!(first.kind, span::SpanKind::Client as i32);
+        assert_eq!(
+            (first.start_time_unix_nano, first.end_time_unix_nano),
+            (start + 10_000, start + 30_000)
+        );
+        assert_eq!(
+            attr(&first.attributes, "server.address").cloned(),
+            text("127.0.0.1")
+        );
+        assert_eq!(
+            attr(&first.attributes, "server.port").cloned(),
+            Some(any_value::Value::IntValue(9001))
+        );
+        assert_eq!(
+            attr(&first.attributes, "error.type").cloned(),
+            text("connect")
+        );
+        assert_eq!(first.status.as_ref().unwrap().message, "connect");
+
+        assert_eq!(second.name, "POST app");
+        assert_eq!(
+            second.end_time_unix_nano,
+            start + 200_000,
+            "ends with the request"
+        );
+        assert_eq!(
+            attr(&second.attributes, "server.address").cloned(),
+            text("::1")
+        );
+        assert_eq!(
+            attr(&second.attributes, "portico.part").cloned(),
+            text("users")
+        );
+        assert_eq!(
+            attr(&second.attributes, "http.request.resend_count").cloned(),
+            Some(any_value::Value::IntValue(1))
+        );
+        assert_eq!(second.status.as_ref().unwrap().message, "status 502");
         assert_eq!(rejected_spans(b""), 0);
+    }
+
+    #[test]
+    fn a_long_name_and_many_batches_keep_their_lengths() {
+        let received = Instant::now();
+        let trace = TraceContext {
+            trace_id: [9; 16],
+            parent_id: None,
+            span_id: [8; 8],
+            flags: 1,
+            tracestate: None,
+            started_at: Some(SystemTime::UNIX_EPOCH),
+            tries: Vec::new(),
+        };
+        let route = "r".repeat(300);
+        let facts = RequestFacts {
+            method: b"GET",
+            target: b"/",
+            route: &route,
+            status: 200,
+            client: "127.0.0.1".parse().unwrap(),
+            authority: None,
+            request_id: "r",
+            attempts: 0,
+            received,
+            ended: received,
+        };
+        let batches: Vec<SpanBatch> = (0..40)
+            .map(|_| {
+                let mut b = SpanBatch::default();
+                b.spans = write_request_spans(&mut b.bytes, &trace, &facts, |_| "");
+                b
+            })
+            .collect();
+        let back = ExportTraceServiceRequest::decode(encode(&batches, "gw").as_slice()).unwrap();
+        let spans = &back.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 40);
+        assert!(spans.iter().all(|s| s.name == format!("GET {route}")));
+        assert_eq!(spans[0].flags, 0x101, "no parent: not remote");
+        assert!(spans[0].parent_span_id.is_empty() && spans[0].status.is_none());
     }
 }

@@ -1,185 +1,216 @@
-//! A finished span as plain data: what a worker hands the exporter thread, which
-//! turns it into OTLP (`otlp.rs`). Building one costs a few small allocations, and
-//! only sampled requests build any.
+//! A finished request's spans (a server span, and a client span per upstream try),
+//! encoded by the worker straight into OTLP protobuf (`opentelemetry.proto.trace.v1.Span`,
+//! each as an entry of `ScopeSpans.spans`): the exporter thread only wraps a batch of
+//! them in one export request (`otlp.rs`). No strings are built; only sampled
+//! requests write any.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::observe::TraceContext;
+use crate::text;
 
-/// The span's role (OTLP `SpanKind`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SpanKind {
-    /// The gateway serving a client's request.
-    Server,
-    /// The gateway as a client of an upstream (one per try).
-    Client,
-}
+use super::wire;
 
-/// An attribute value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AttrValue {
-    Str(String),
-    Int(i64),
-}
-
-/// One finished span.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SpanRecord {
-    pub trace_id: [u8; 16],
-    pub span_id: [u8; 8],
-    /// The parent span: the caller's (server span of a continued trace) or the
-    /// gateway's server span (client spans); `None` for a trace's root.
-    pub parent_span_id: Option<[u8; 8]>,
-    /// The parent is in another process (the caller).
-    pub parent_is_remote: bool,
-    pub trace_state: Option<String>,
-    /// W3C trace flags.
-    pub flags: u8,
-    pub name: String,
-    pub kind: SpanKind,
-    pub start_unix_nanos: u64,
-    pub end_unix_nanos: u64,
-    /// OpenTelemetry semantic-convention names where one fits, `portico.*` else.
-    pub attributes: Vec<(&'static str, AttrValue)>,
-    /// `Some(description)` marks the span as failed (OTLP status ERROR).
-    pub error: Option<String>,
-}
-
-/// What the server span of a request says, besides its trace context.
+/// What the server span says about the request.
 pub struct RequestFacts<'a> {
     pub method: &'a [u8],
-    /// The request target as received.
     pub target: &'a [u8],
-    /// The route taken (empty: none).
+    /// The route's name (empty: none).
     pub route: &'a str,
     pub status: u16,
     pub client: IpAddr,
     pub authority: Option<&'a [u8]>,
     pub request_id: &'a str,
-    /// Upstream tries made.
     pub attempts: u32,
-    /// When the request's head was complete (the context's `received`).
     pub received: Instant,
-    /// When it ended.
     pub ended: Instant,
 }
 
-/// The spans of one sampled request: its server span, then a client span per
-/// upstream try; `upstream_name` names an upstream by its index.
-pub fn request_spans<'n>(
+/// `ScopeSpans.spans` (opentelemetry-proto `trace.proto`).
+const SCOPE_SPANS_SPAN: u32 = 2;
+
+/// `Span` fields (opentelemetry-proto `trace.proto`).
+mod span {
+    pub const TRACE_ID: u32 = 1;
+    pub const SPAN_ID: u32 = 2;
+    pub const TRACE_STATE: u32 = 3;
+    pub const PARENT_SPAN_ID: u32 = 4;
+    pub const NAME: u32 = 5;
+    pub const KIND: u32 = 6;
+    pub const START: u32 = 7;
+    pub const END: u32 = 8;
+    pub const ATTRIBUTES: u32 = 9;
+    pub const STATUS: u32 = 15;
+    pub const FLAGS: u32 = 16;
+    /// `Span.SpanKind`.
+    pub const KIND_SERVER: u64 = 2;
+    pub const KIND_CLIENT: u64 = 3;
+    /// `Status.message`, `Status.code` and `STATUS_CODE_ERROR`.
+    pub const STATUS_MESSAGE: u32 = 2;
+    pub const STATUS_CODE: u32 = 3;
+    pub const STATUS_ERROR: u64 = 2;
+    /// `Span.flags`: the lower 8 bits are the W3C trace flags; bit 8 says whether
+    /// the parent's remoteness is known, bit 9 that it is remote (`SpanFlags`).
+    pub const CONTEXT_HAS_IS_REMOTE: u32 = 0x100;
+    pub const CONTEXT_IS_REMOTE: u32 = 0x200;
+}
+
+/// Appends the spans of one finished request to `out` (each an entry of
+/// `ScopeSpans.spans`): the server span, then one client span per upstream try.
+/// Returns how many it wrote (`1 + trace.tries.len()`). `upstream_name` names an
+/// upstream by its index in the generation.
+pub fn write_request_spans<'n>(
+    out: &mut Vec<u8>,
     trace: &TraceContext,
     facts: &RequestFacts<'_>,
     upstream_name: impl Fn(usize) -> &'n str,
-) -> Vec<SpanRecord> {
-    let method = String::from_utf8_lossy(facts.method).into_owned();
-    let trace_state = trace
-        .tracestate
-        .as_ref()
-        .map(|s| String::from_utf8_lossy(s).into_owned());
+) -> usize {
+    let method = String::from_utf8_lossy(facts.method);
     let at = |i: Instant| trace.unix_nanos(facts.received, i);
     let path = facts.target.split(|&b| b == b'?').next().unwrap_or(b"");
-    let mut server = SpanRecord {
-        trace_id: trace.trace_id,
-        span_id: trace.span_id,
-        parent_span_id: trace.parent_id,
-        parent_is_remote: trace.parent_id.is_some(),
-        trace_state: trace_state.clone(),
-        flags: trace.flags,
-        name: if facts.route.is_empty() {
-            method.clone()
-        } else {
-            format!("{method} {}", facts.route)
-        },
-        kind: SpanKind::Server,
-        start_unix_nanos: at(facts.received),
-        end_unix_nanos: at(facts.ended),
-        attributes: vec![
-            ("http.request.method", AttrValue::Str(method.clone())),
-            (
-                "url.path",
-                AttrValue::Str(String::from_utf8_lossy(path).into_owned()),
-            ),
-            (
-                "http.response.status_code",
-                AttrValue::Int(i64::from(facts.status)),
-            ),
-            ("client.address", AttrValue::Str(facts.client.to_string())),
-            (
-                "portico.request_id",
-                AttrValue::Str(facts.request_id.to_string()),
-            ),
-            (
-                "portico.attempts",
-                AttrValue::Int(i64::from(facts.attempts)),
-            ),
-        ],
-        error: (facts.status >= 500).then(|| format!("status {}", facts.status)),
-    };
-    if !facts.route.is_empty() {
-        server
-            .attributes
-            .push(("portico.route", AttrValue::Str(facts.route.to_string())));
-    }
-    if let Some(authority) = facts.authority {
-        server.attributes.push((
-            "server.address",
-            AttrValue::Str(String::from_utf8_lossy(authority).into_owned()),
-        ));
-    }
-    let mut out = Vec::with_capacity(1 + trace.tries.len());
-    out.push(server);
+    let mut scratch = Vec::with_capacity(48);
+    wire::message(out, SCOPE_SPANS_SPAN, |o| {
+        head(o, trace, &trace.span_id, trace.parent_id.as_ref(), true);
+        wire::message(o, span::NAME, |o| {
+            o.extend_from_slice(method.as_bytes());
+            if !facts.route.is_empty() {
+                o.push(b' ');
+                o.extend_from_slice(facts.route.as_bytes());
+            }
+        });
+        // `message` wrote the name as a nested field of the same wire shape as a
+        // string: a length and the bytes.
+        wire::uint(o, span::KIND, span::KIND_SERVER);
+        wire::fixed64(o, span::START, at(facts.received));
+        wire::fixed64(o, span::END, at(facts.ended));
+        attr_str(o, "http.request.method", method.as_bytes());
+        attr_str(o, "url.path", utf8(path).as_bytes());
+        attr_int(o, "http.response.status_code", i64::from(facts.status));
+        scratch.clear();
+        text::push_ip(&mut scratch, facts.client);
+        attr_str(o, "client.address", &scratch);
+        attr_str(o, "portico.request_id", facts.request_id.as_bytes());
+        attr_int(o, "portico.attempts", i64::from(facts.attempts));
+        if !facts.route.is_empty() {
+            attr_str(o, "portico.route", facts.route.as_bytes());
+        }
+        if let Some(authority) = facts.authority {
+            attr_str(o, "server.address", utf8(authority).as_bytes());
+        }
+        if facts.status >= 500 {
+            error_status(o, None, Some(facts.status));
+        }
+    });
     for t in &trace.tries {
         let upstream = upstream_name(t.upstream);
-        let try_method = t.part.as_ref().map_or(&method, |(_, m)| m);
-        let mut attributes = vec![
-            ("http.request.method", AttrValue::Str(try_method.clone())),
-            (
-                "server.address",
-                AttrValue::Str(t.endpoint.ip().to_string()),
-            ),
-            ("server.port", AttrValue::Int(i64::from(t.endpoint.port()))),
-            ("portico.upstream", AttrValue::Str(upstream.to_string())),
-            ("portico.attempt", AttrValue::Int(i64::from(t.attempt))),
-            (
+        let try_method = t.part.as_ref().map_or(&*method, |(_, m)| m.as_str());
+        wire::message(out, SCOPE_SPANS_SPAN, |o| {
+            head(o, trace, &t.span_id, Some(&trace.span_id), false);
+            wire::message(o, span::NAME, |o| {
+                o.extend_from_slice(try_method.as_bytes());
+                o.push(b' ');
+                o.extend_from_slice(upstream.as_bytes());
+            });
+            wire::uint(o, span::KIND, span::KIND_CLIENT);
+            wire::fixed64(o, span::START, at(t.started));
+            wire::fixed64(o, span::END, at(t.ended.unwrap_or(facts.ended)));
+            attr_str(o, "http.request.method", try_method.as_bytes());
+            scratch.clear();
+            text::push_ip(&mut scratch, t.endpoint.ip());
+            attr_str(o, "server.address", &scratch);
+            attr_int(o, "server.port", i64::from(t.endpoint.port()));
+            attr_str(o, "portico.upstream", upstream.as_bytes());
+            attr_int(o, "portico.attempt", i64::from(t.attempt));
+            attr_int(
+                o,
                 "http.request.resend_count",
-                AttrValue::Int(i64::from(t.attempt.saturating_sub(1))),
-            ),
-        ];
-        if !facts.route.is_empty() {
-            attributes.push(("portico.route", AttrValue::Str(facts.route.to_string())));
-        }
-        if let Some((part, _)) = &t.part {
-            attributes.push(("portico.part", AttrValue::Str(part.clone())));
-        }
-        if let Some(status) = t.status {
-            attributes.push((
-                "http.response.status_code",
-                AttrValue::Int(i64::from(status)),
-            ));
-        }
-        if let Some(failure) = t.failure {
-            attributes.push(("error.type", AttrValue::Str(failure.to_string())));
-        }
-        let error = match (t.failure, t.status) {
-            (Some(f), _) => Some(f.to_string()),
-            (None, Some(s)) if s >= 500 => Some(format!("status {s}")),
-            _ => None,
-        };
-        out.push(SpanRecord {
-            trace_id: trace.trace_id,
-            span_id: t.span_id,
-            parent_span_id: Some(trace.span_id),
-            parent_is_remote: false,
-            trace_state: trace_state.clone(),
-            flags: trace.flags,
-            name: format!("{try_method} {upstream}"),
-            kind: SpanKind::Client,
-            start_unix_nanos: at(t.started),
-            end_unix_nanos: at(t.ended.unwrap_or(facts.ended)),
-            attributes,
-            error,
+                i64::from(t.attempt.saturating_sub(1)),
+            );
+            if !facts.route.is_empty() {
+                attr_str(o, "portico.route", facts.route.as_bytes());
+            }
+            if let Some((part, _)) = &t.part {
+                attr_str(o, "portico.part", part.as_bytes());
+            }
+            if let Some(status) = t.status {
+                attr_int(o, "http.response.status_code", i64::from(status));
+            }
+            if let Some(failure) = t.failure {
+                attr_str(o, "error.type", failure.as_bytes());
+            }
+            match (t.failure, t.status) {
+                (Some(f), _) => error_status(o, Some(f), None),
+                (None, Some(s)) if s >= 500 => error_status(o, None, Some(s)),
+                _ => {}
+            }
         });
     }
-    out
+    1 + trace.tries.len()
+}
+
+/// The identity fields every span starts with: trace and span IDs, the
+/// tracestate, the parent and the flags.
+fn head(
+    o: &mut Vec<u8>,
+    trace: &TraceContext,
+    span_id: &[u8; 8],
+    parent: Option<&[u8; 8]>,
+    parent_may_be_remote: bool,
+) {
+    wire::bytes(o, span::TRACE_ID, &trace.trace_id);
+    wire::bytes(o, span::SPAN_ID, span_id);
+    if let Some(state) = &trace.tracestate {
+        wire::bytes(o, span::TRACE_STATE, utf8(state).as_bytes());
+    }
+    if let Some(parent) = parent {
+        wire::bytes(o, span::PARENT_SPAN_ID, parent);
+    }
+    let remote = if parent_may_be_remote && trace.parent_id.is_some() {
+        span::CONTEXT_IS_REMOTE
+    } else {
+        0
+    };
+    wire::fixed32(
+        o,
+        span::FLAGS,
+        u32::from(trace.flags) | span::CONTEXT_HAS_IS_REMOTE | remote,
+    );
+}
+
+/// `Status { code: ERROR, message }`: the failure's name, or `status NNN`.
+fn error_status(o: &mut Vec<u8>, failure: Option<&str>, status: Option<u16>) {
+    wire::message(o, span::STATUS, |o| {
+        wire::message(o, span::STATUS_MESSAGE, |o| match (failure, status) {
+            (Some(f), _) => o.extend_from_slice(f.as_bytes()),
+            (None, Some(s)) => {
+                o.extend_from_slice(b"status ");
+                text::push_u64(o, u64::from(s));
+            }
+            (None, None) => {}
+        });
+        wire::uint(o, span::STATUS_CODE, span::STATUS_ERROR);
+    });
+}
+
+/// A string attribute: `KeyValue { key, value: AnyValue { string_value } }`.
+fn attr_str(o: &mut Vec<u8>, key: &str, value: &[u8]) {
+    wire::message(o, span::ATTRIBUTES, |o| {
+        wire::bytes(o, 1, key.as_bytes());
+        wire::message(o, 2, |o| wire::bytes(o, 1, value));
+    });
+}
+
+/// An integer attribute: `KeyValue { key, value: AnyValue { int_value } }`.
+fn attr_int(o: &mut Vec<u8>, key: &str, value: i64) {
+    wire::message(o, span::ATTRIBUTES, |o| {
+        wire::bytes(o, 1, key.as_bytes());
+        wire::message(o, 2, |o| wire::uint(o, 3, value as u64));
+    });
+}
+
+/// `bytes` as UTF-8 (protobuf strings must be), invalid sequences replaced.
+fn utf8(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
 }

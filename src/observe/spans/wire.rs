@@ -1,0 +1,85 @@
+//! The few protobuf encodings spans need (varints, fixed-width integers,
+//! length-delimited fields, nested messages), written straight into a byte buffer:
+//! a worker encodes a sampled request's spans as it finishes, with no message
+//! structs, no owned strings and no second pass. The wire format is protobuf's
+//! (https://protobuf.dev/programming-guides/encoding/); `otlp.rs`'s tests decode
+//! what is written here with the official messages (prost) to hold it to that.
+
+/// Wire types (protobuf encoding, "Message Structure").
+const VARINT: u64 = 0;
+const I64: u64 = 1;
+const LEN: u64 = 2;
+const I32: u64 = 5;
+
+/// Appends `v` as a base-128 varint.
+pub fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn key(out: &mut Vec<u8>, field: u32, wire_type: u64) {
+    varint(out, (u64::from(field) << 3) | wire_type);
+}
+
+/// A `uint32`/`uint64`/`int64`/enum field (an `int64` is written as its two's
+/// complement, as protobuf does).
+pub fn uint(out: &mut Vec<u8>, field: u32, v: u64) {
+    key(out, field, VARINT);
+    varint(out, v);
+}
+
+/// A `fixed64` field.
+pub fn fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
+    key(out, field, I64);
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// A `fixed32` field.
+pub fn fixed32(out: &mut Vec<u8>, field: u32, v: u32) {
+    key(out, field, I32);
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// A `bytes` or `string` field (a `string` must be UTF-8: the caller's to ensure).
+pub fn bytes(out: &mut Vec<u8>, field: u32, v: &[u8]) {
+    key(out, field, LEN);
+    varint(out, v.len() as u64);
+    out.extend_from_slice(v);
+}
+
+/// A nested message field whose body `body` writes; its length is filled in after
+/// (one byte is kept for it, and the body moved when it needs more).
+pub fn message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
+    key(out, field, LEN);
+    let at = out.len();
+    out.push(0);
+    body(out);
+    let len = out.len() - at - 1;
+    if len < 0x80 {
+        out[at] = len as u8;
+    } else {
+        let mut prefix = Vec::with_capacity(10);
+        varint(&mut prefix, len as u64);
+        out.splice(at..at + 1, prefix);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_and_nested_lengths() {
+        let mut out = Vec::new();
+        varint(&mut out, 300);
+        assert_eq!(out, [0xac, 0x02]);
+        let mut out = Vec::new();
+        message(&mut out, 2, |o| bytes(o, 1, &[7u8; 200]));
+        // key 2/LEN, length 203 (2 bytes), then key 1/LEN, length 200 (2 bytes).
+        assert_eq!(&out[..6], &[0x12, 0xcb, 0x01, 0x0a, 0xc8, 0x01]);
+        assert_eq!(out.len(), 3 + 3 + 200);
+    }
+}
