@@ -75,7 +75,7 @@ pub struct AccessRecord<'a> {
 }
 
 /// Flush to the writer thread once this much is buffered (and on every tick).
-const FLUSH_BYTES: usize = 32 * 1024;
+const FLUSH_BYTES: usize = 64 * 1024;
 /// Batches waiting for the writer; past this, batches are dropped and counted.
 const QUEUE_BATCHES: usize = 256;
 
@@ -323,9 +323,9 @@ fn json_str(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
         return;
     };
     out.push(b'"');
-    let plain = |b: &u8| *b >= 0x20 && *b != 0x7f && *b != b'"' && *b != b'\\';
-    if bytes.iter().all(plain) && std::str::from_utf8(bytes).is_ok() {
-        // The usual case: nothing to escape or replace.
+    // The usual case, ASCII with nothing to escape, in one pass.
+    let plain = |b: &u8| (0x20..0x7f).contains(b) && *b != b'"' && *b != b'\\';
+    if bytes.iter().all(plain) {
         out.extend_from_slice(bytes);
     } else {
         for c in String::from_utf8_lossy(bytes).chars() {

@@ -73,6 +73,8 @@ pub fn write_request_spans<'n>(
     let mut scratch = Vec::with_capacity(48);
     wire::message(out, SCOPE_SPANS_SPAN, |o| {
         head(o, trace, &trace.span_id, trace.parent_id.as_ref(), true);
+        // A string field has a nested message's wire shape (a length, then the
+        // bytes): `message` fills in the length of the name written in parts.
         wire::message(o, span::NAME, |o| {
             o.extend_from_slice(method.as_bytes());
             if !facts.route.is_empty() {
@@ -80,8 +82,6 @@ pub fn write_request_spans<'n>(
                 o.extend_from_slice(facts.route.as_bytes());
             }
         });
-        // `message` wrote the name as a nested field of the same wire shape as a
-        // string: a length and the bytes.
         wire::uint(o, span::KIND, span::KIND_SERVER);
         wire::fixed64(o, span::START, at(facts.received));
         wire::fixed64(o, span::END, at(facts.ended));
@@ -194,20 +194,31 @@ fn error_status(o: &mut Vec<u8>, failure: Option<&str>, status: Option<u16>) {
     });
 }
 
-/// A string attribute: `KeyValue { key, value: AnyValue { string_value } }`.
+/// A string attribute: `KeyValue { key = 1, value = 2: AnyValue { string_value = 1 } }`,
+/// its lengths computed rather than filled in after (a request writes about 15).
 fn attr_str(o: &mut Vec<u8>, key: &str, value: &[u8]) {
-    wire::message(o, span::ATTRIBUTES, |o| {
-        wire::bytes(o, 1, key.as_bytes());
-        wire::message(o, 2, |o| wire::bytes(o, 1, value));
-    });
+    let any = wire::len_field_size(1, value.len());
+    wire::len_prefix(
+        o,
+        span::ATTRIBUTES,
+        wire::len_field_size(1, key.len()) + wire::len_field_size(2, any),
+    );
+    wire::bytes(o, 1, key.as_bytes());
+    wire::len_prefix(o, 2, any);
+    wire::bytes(o, 1, value);
 }
 
-/// An integer attribute: `KeyValue { key, value: AnyValue { int_value } }`.
+/// An integer attribute: `KeyValue { key = 1, value = 2: AnyValue { int_value = 3 } }`.
 fn attr_int(o: &mut Vec<u8>, key: &str, value: i64) {
-    wire::message(o, span::ATTRIBUTES, |o| {
-        wire::bytes(o, 1, key.as_bytes());
-        wire::message(o, 2, |o| wire::uint(o, 3, value as u64));
-    });
+    let any = 1 + wire::varint_len(value as u64);
+    wire::len_prefix(
+        o,
+        span::ATTRIBUTES,
+        wire::len_field_size(1, key.len()) + wire::len_field_size(2, any),
+    );
+    wire::bytes(o, 1, key.as_bytes());
+    wire::len_prefix(o, 2, any);
+    wire::uint(o, 3, value as u64);
 }
 
 /// `bytes` as UTF-8 (protobuf strings must be), invalid sequences replaced.

@@ -24,6 +24,23 @@ fn key(out: &mut Vec<u8>, field: u32, wire_type: u64) {
     varint(out, (u64::from(field) << 3) | wire_type);
 }
 
+/// Bytes `v` takes as a varint.
+pub fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Bytes a length-delimited field `field` with `len` bytes of payload takes.
+pub fn len_field_size(field: u32, len: usize) -> usize {
+    varint_len(u64::from(field) << 3) + varint_len(len as u64) + len
+}
+
+/// The key and length of a length-delimited field whose `len` payload bytes the
+/// caller writes next (for a nested message whose size is known in advance).
+pub fn len_prefix(out: &mut Vec<u8>, field: u32, len: usize) {
+    key(out, field, LEN);
+    varint(out, len as u64);
+}
+
 /// A `uint32`/`uint64`/`int64`/enum field (an `int64` is written as its two's
 /// complement, as protobuf does).
 pub fn uint(out: &mut Vec<u8>, field: u32, v: u64) {
@@ -81,5 +98,11 @@ mod tests {
         // key 2/LEN, length 203 (2 bytes), then key 1/LEN, length 200 (2 bytes).
         assert_eq!(&out[..6], &[0x12, 0xcb, 0x01, 0x0a, 0xc8, 0x01]);
         assert_eq!(out.len(), 3 + 3 + 200);
+        assert_eq!(len_field_size(2, 203), out.len());
+        for v in [0, 1, 127, 128, 16_383, 16_384, u64::MAX] {
+            let mut out = Vec::new();
+            varint(&mut out, v);
+            assert_eq!(varint_len(v), out.len(), "{v}");
+        }
     }
 }
