@@ -155,6 +155,8 @@ impl Drop for Proc {
 }
 
 fn scratch_dir() -> PathBuf {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(sweep_stale_scratch);
     let dir = std::env::temp_dir().join(format!(
         "portico-test-{}-{}",
         std::process::id(),
@@ -165,6 +167,49 @@ fn scratch_dir() -> PathBuf {
     ));
     let _ = std::fs::create_dir_all(&dir);
     dir
+}
+
+/// Removes what earlier test processes left in the temporary folder: entries named
+/// `portico-NAME-PID...` (the tests name their scratch files and folders so) whose
+/// process is gone and that were not touched for ten minutes. Tests do not clean up
+/// after themselves (a failed one's files are what there is to read), so this keeps
+/// the folder from growing without bound on a machine that runs them often.
+fn sweep_stale_scratch() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    let old = |m: &std::fs::Metadata| {
+        m.modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(600))
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("portico-")) else {
+            continue;
+        };
+        // The first part made only of digits is the PID (`-` and `.` separate).
+        let Some(pid) = rest
+            .split(['-', '.'])
+            .find(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() && old(&m) => {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            Ok(m) if old(&m) => {
+                let _ = std::fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
 }
 
 pub fn spawn(
