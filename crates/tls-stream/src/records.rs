@@ -190,6 +190,21 @@ impl<C: UnbufferedConnection> Records<C> {
         shrink(&mut self.outgoing);
     }
 
+    /// rustls keeps no part of `incoming`: it is empty, or starts with a record not
+    /// complete yet (rustls processes complete records only, and keeps the records
+    /// of a handshake message it is joining at the front), so a socket read may
+    /// take it while rustls is handed an empty slice.
+    pub(crate) fn incoming_unclaimed(&self) -> bool {
+        let pending = &self.incoming[self.in_start..];
+        match pending {
+            [] => true,
+            [_, _, _, hi, lo, ..] => {
+                pending.len() < 5 + usize::from(u16::from_be_bytes([*hi, *lo]))
+            }
+            _ => true,
+        }
+    }
+
     /// Drops the ciphertext rustls discarded from the front of `incoming`.
     pub(crate) fn compact(&mut self) {
         if self.in_start > 0 {

@@ -10,10 +10,11 @@
 //! and a server behave alike (the same cancelable reads, the same one-writer rule).
 //!
 //! A read and a write may be in flight at once (monoio-compat's `StreamWrapper`
-//! under HTTP/2, a tunnel relaying both ways). rustls needs, at each call, the
-//! ciphertext it has not discarded yet (a handshake message may still be joining),
-//! so `incoming` is only ever lent to a socket read when it is empty; when it holds
-//! a part of a record, the read lands in a second buffer and is appended.
+//! under HTTP/2, a tunnel relaying both ways), and both call rustls. rustls needs,
+//! at each call, the ciphertext it keeps (a handshake message split over records,
+//! still being joined), so `incoming` is lent to a socket read only when rustls
+//! keeps none of it (the usual case: it is empty, or holds the start of a record);
+//! otherwise the read lands in a second buffer and is appended.
 //!
 //! While a connection idles, [`TlsStream::release_buffers`] frees every buffer that
 //! holds nothing and [`TlsStream::readable`] waits for the peer without holding
@@ -38,6 +39,10 @@ use crate::records::{Pumped, Records, UnbufferedConnection, Want};
 /// headroom.
 const CIPHERTEXT_BUFFER: usize = 18 * 1024;
 
+/// The least room a socket read gets after the start of a record already in
+/// `incoming`.
+const MIN_READ: usize = 4096;
+
 /// Plaintext encrypted per flush: rustls makes records of up to 16 KiB from it, and
 /// the write path sends them before it encrypts more (what rustls' buffered API
 /// held at most).
@@ -48,8 +53,8 @@ const WRITE_BATCH: usize = 64 * 1024;
 pub struct TlsStream<C> {
     io: TcpStream,
     records: Records<C>,
-    /// Where a socket read lands while `incoming` holds ciphertext rustls still
-    /// needs (a part of a record); appended to it after.
+    /// Where a socket read lands while rustls keeps a part of `incoming`;
+    /// appended to it after.
     landing: Vec<u8>,
     /// The socket reached end of stream.
     eof: bool,
@@ -241,39 +246,57 @@ impl<C: UnbufferedConnection> TlsStream<C> {
             return Ok(0);
         }
         self.records.compact();
-        // An empty `incoming` can go to the socket itself (nothing in it for a write
-        // in flight to need meanwhile); else the read lands beside it.
-        let direct = self.records.incoming.is_empty();
-        let mut buf = if direct {
-            std::mem::take(&mut self.records.incoming)
+        let n = if self.records.incoming_unclaimed() {
+            self.read_into_incoming(cancel).await?
         } else {
-            std::mem::take(&mut self.landing)
+            self.read_beside_incoming(cancel).await?
         };
-        buf.clear();
-        if buf.capacity() < CIPHERTEXT_BUFFER {
-            // Released while idle, or kept by a read a timeout dropped.
-            buf.reserve(CIPHERTEXT_BUFFER);
-        }
-        let (res, mut buf) = match cancel {
-            Some(c) => self.io.cancelable_read(buf, c).await,
-            None => self.io.read(buf).await,
-        };
-        let incoming = &mut self.records.incoming;
-        if incoming.is_empty() && self.records.in_start == 0 {
-            std::mem::swap(incoming, &mut buf);
-            if !direct {
-                self.landing = buf;
-            }
-        } else {
-            incoming.extend_from_slice(&buf);
-            buf.clear();
-            self.landing = buf;
-        }
-        let n = res?;
         if n == 0 {
             self.eof = true;
         }
         Ok(n)
+    }
+
+    /// The usual read: `incoming` (empty, or the start of a record rustls has not
+    /// looked into) goes to the socket, which appends to it. A write in flight
+    /// meanwhile hands rustls an empty `incoming`, which is all rustls needs then.
+    async fn read_into_incoming(&mut self, cancel: Option<CancelHandle>) -> io::Result<usize> {
+        let mut buf = std::mem::take(&mut self.records.incoming);
+        // A no-op once the window is there; else (released while idle, or kept by
+        // a read a timeout dropped) it comes back, with room after a record's start.
+        buf.reserve(CIPHERTEXT_BUFFER.saturating_sub(buf.len()).max(MIN_READ));
+        let (begin, end) = (buf.len(), buf.capacity());
+        let window = buf.slice_mut(begin..end);
+        let (res, window) = match cancel {
+            Some(c) => self.io.cancelable_read(window, c).await,
+            None => self.io.read(window).await,
+        };
+        let buf = window.into_inner();
+        let incoming = &mut self.records.incoming;
+        if incoming.is_empty() {
+            *incoming = buf;
+        } else {
+            // Not reached: nothing else adds to `incoming` while it is lent.
+            incoming.splice(0..0, buf);
+        }
+        res
+    }
+
+    /// The rare read: rustls keeps a part of `incoming` (a handshake message
+    /// split over records, still being joined), so `incoming` stays where rustls
+    /// sees it, the read lands in a second buffer and is appended.
+    async fn read_beside_incoming(&mut self, cancel: Option<CancelHandle>) -> io::Result<usize> {
+        let mut buf = std::mem::take(&mut self.landing);
+        buf.clear();
+        buf.reserve(CIPHERTEXT_BUFFER);
+        let (res, mut buf) = match cancel {
+            Some(c) => self.io.cancelable_read(buf, c).await,
+            None => self.io.read(buf).await,
+        };
+        self.records.incoming.extend_from_slice(&buf);
+        buf.clear();
+        self.landing = buf;
+        res
     }
 
     /// Writes every record waiting in `outgoing`, one writer at a time (see
