@@ -32,8 +32,8 @@ pub trait Io: super::tunnel::Duplex {
     /// one poll operation; epoll: the readiness the driver already tracks).
     fn readable(&mut self) -> impl Future<Output = io::Result<()>>;
 
-    /// Frees what the stream keeps between messages (TLS: its two ciphertext
-    /// buffers, allocated again at the next read or write).
+    /// Frees what the stream keeps between messages (TLS: its ciphertext and
+    /// plaintext buffers, allocated again at the next read or write).
     fn release_buffers(&mut self);
 }
 
