@@ -5,9 +5,14 @@
 //! plaintext is copied straight into the caller's buffer, and what does not fit
 //! waits for the next read (records.rs).
 //!
-//! Both sides use the unbuffered API: one driver serves the gateway's listeners, its
-//! TLS upstreams and the load tool, through [`UnbufferedConnection`], so a client
-//! and a server behave alike (the same cancelable reads, the same one-writer rule).
+//! Both sides use the unbuffered API. rustls implements `process_tls_records` for
+//! each side apart; [`UnbufferedConnection`], a trait with those two impls, is all
+//! the generic code needed, so one driver serves the gateway's listeners, its TLS
+//! upstreams and the load tool alike (the same cancelable reads, the same
+//! one-writer rule, the same memory while idle). The session reads as rustls'
+//! `CommonState`; the unbuffered server connection keeps no SNI name after the
+//! handshake (the name chooses the certificate during it, and nothing later needs
+//! it).
 //!
 //! A read and a write may be in flight at once (monoio-compat's `StreamWrapper`
 //! under HTTP/2, a tunnel relaying both ways), and both call rustls. rustls needs,
