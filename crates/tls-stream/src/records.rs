@@ -12,7 +12,8 @@ use std::ops::DerefMut;
 use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{
-    ConnectionState, EncodeError, EncryptError, UnbufferedConnectionCommon, UnbufferedStatus,
+    ConnectionState, EncodeError, EncryptError, ReadTraffic, UnbufferedConnectionCommon,
+    UnbufferedStatus,
 };
 
 /// An unbuffered rustls connection, server or client: what [`crate::TlsStream`]
@@ -232,48 +233,21 @@ impl<C: UnbufferedConnection> Records<C> {
             let step = match state {
                 Err(e) => Step::Fail(e),
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                    let mut step = Step::Continue;
-                    match &mut want {
-                        Want::Read(dst) => {
-                            while read < dst.len() {
-                                let record = match traffic.next_record() {
-                                    None => break,
-                                    Some(Ok(record)) => record,
-                                    Some(Err(e)) => {
-                                        step = Step::Fail(e);
-                                        break;
-                                    }
-                                };
-                                discard += record.discard;
-                                let n = copy_into(&mut dst[read..], record.payload);
-                                read += n;
-                                // A record larger than the room left: its rest waits
-                                // here (`read` takes `plaintext` first, so it was empty).
-                                self.plaintext.extend_from_slice(&record.payload[n..]);
-                            }
-                            // Once the buffer is full, later records wait in rustls.
-                            self.rustls_plaintext = traffic.peek_len().is_some();
-                            if read == dst.len() && matches!(step, Step::Continue) {
-                                step = Step::Stop(Pumped::Read(read));
-                            }
-                        }
-                        _ => {
-                            while let Some(record) = traffic.next_record() {
-                                match record {
-                                    Ok(record) => {
-                                        discard += record.discard;
-                                        self.plaintext.extend_from_slice(record.payload);
-                                    }
-                                    Err(e) => {
-                                        step = Step::Fail(e);
-                                        break;
-                                    }
-                                }
-                            }
-                            self.rustls_plaintext = false;
-                        }
+                    let dst = match &mut want {
+                        Want::Read(dst) => Some(&mut **dst),
+                        _ => None,
+                    };
+                    let room = dst.as_ref().map(|d| d.len());
+                    let (more, failed) =
+                        take_records(&mut traffic, dst, &mut read, &mut self.plaintext);
+                    discard += more;
+                    // Once the caller's buffer is full, later records wait in rustls.
+                    self.rustls_plaintext = traffic.peek_len().is_some();
+                    match failed {
+                        Some(e) => Step::Fail(e),
+                        None if room == Some(read) => Step::Stop(Pumped::Read(read)),
+                        None => Step::Continue,
                     }
-                    step
                 }
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     match append(&mut self.outgoing, |out| encode.encode(out), encode_room) {
@@ -379,6 +353,35 @@ impl<C: UnbufferedConnection> Records<C> {
         self.in_start = 0;
         self.rustls_plaintext = false;
     }
+}
+
+/// Takes the decrypted records `traffic` holds: into `dst` from `*read` on while it
+/// has room (`*read` counts what went in), the rest of a record that does not fit,
+/// or every record when there is no `dst`, into `kept` (empty before a read's
+/// records: `Records::read` takes it first). Returns the ciphertext rustls says to
+/// discard with them, and the error that stopped it, if one did.
+fn take_records<Data>(
+    traffic: &mut ReadTraffic<'_, '_, Data>,
+    mut dst: Option<&mut [MaybeUninit<u8>]>,
+    read: &mut usize,
+    kept: &mut Vec<u8>,
+) -> (usize, Option<rustls::Error>) {
+    let mut discard = 0;
+    while dst.as_ref().is_none_or(|d| *read < d.len()) {
+        let record = match traffic.next_record() {
+            None => break,
+            Some(Ok(record)) => record,
+            Some(Err(e)) => return (discard, Some(e)),
+        };
+        discard += record.discard;
+        let n = match dst.as_deref_mut() {
+            Some(d) => copy_into(&mut d[*read..], record.payload),
+            None => 0,
+        };
+        *read += n;
+        kept.extend_from_slice(&record.payload[n..]);
+    }
+    (discard, None)
 }
 
 /// Appends to `out` what `write` puts into a slice: asked first with no room, it
