@@ -252,13 +252,12 @@ fn idle_tls_connections_keep_no_ciphertext_buffers() {
     eprintln!(
         "RSS {before} KiB, {during} KiB with {CONNECTIONS} idle TLS connections: {per_conn} B each"
     );
-    // An idle TLS connection keeps rustls' session state, which holds a 4 KiB record
-    // buffer of its own (about 9.7 KiB each in all in this debug build, above the
-    // issue's 8 KiB goal: docs/http.md, "Idle connections"). Its two 18 KiB ciphertext
-    // buffers are gone: 16 KiB catches their return (36 KiB more) without flaking on
-    // a noisy machine.
+    // An idle TLS connection keeps rustls' session state (keys) and no buffer: about
+    // 5 KiB each in this debug build (docs/http.md, "Idle connections"). The bound is
+    // issue 9's goal, 8 KiB: rustls' buffered API, which kept a 4 KiB record buffer,
+    // measured 8.2-9.7 KiB here; an 18 KiB ciphertext window kept would be far above.
     assert!(
-        per_conn <= 16 * 1024,
+        per_conn <= 8 * 1024,
         "{per_conn} bytes per idle TLS connection ({before} KiB -> {during} KiB for {CONNECTIONS})"
     );
     drop(conns);
@@ -655,4 +654,127 @@ fn a_spoofed_subject_header_cannot_steer_routing() {
     let mut c = common::Client::connect(gw.port2);
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\nX-Client-Subject: CN=forged\r\n\r\n");
     assert_eq!(c.response().unwrap().text(), "anyone");
+}
+
+/// A rustls client configuration that trusts `ca`, for `versions`.
+fn client_config(
+    ca: &Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// A TLS 1.3 client may send its first requests right behind its Finished: here
+/// two pipelined requests leave in the same write as the Finished, so the gateway
+/// reads them with it, during its handshake. Both are answered, the session
+/// tickets come after the handshake, and `Connection: close` ends the stream with
+/// a close_notify.
+#[test]
+fn requests_sent_with_the_finished_are_answered() {
+    let pki = Pki::new("finished");
+    let leaf = pki.server("api", &["api.example.com"]);
+    let gw = Gateway::start(
+        &(tls_listener(&cert_entry("api", &["api.example.com"], &leaf), "")
+            + "[[route]]\nname = \"r\"\nrespond = { status = 200, body = \"ok\" }\n"),
+    );
+    let config = client_config(&pki.ca, &[&rustls::version::TLS13]);
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), "api.example.com".try_into().unwrap())
+            .unwrap();
+    let mut sock = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Up to the server's Finished: the client's own Finished is then queued, unsent.
+    while conn.is_handshaking() {
+        while conn.wants_write() {
+            conn.write_tls(&mut sock).unwrap();
+        }
+        assert!(
+            conn.read_tls(&mut sock).unwrap() > 0,
+            "closed in the handshake"
+        );
+        conn.process_new_packets().unwrap();
+    }
+    conn.writer()
+        .write_all(
+            b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let mut flight = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut flight).unwrap();
+    }
+    sock.write_all(&flight).unwrap();
+
+    let mut text = Vec::new();
+    let clean_close = loop {
+        let eof = conn.read_tls(&mut sock).unwrap() == 0;
+        conn.process_new_packets().unwrap();
+        let mut buf = [0u8; 4096];
+        let ended = loop {
+            match conn.reader().read(&mut buf) {
+                Ok(0) => break Some(true),
+                Ok(n) => text.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break None,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break Some(false),
+                Err(e) => panic!("reading the answers: {e}"),
+            }
+        };
+        match ended {
+            Some(clean) => break clean,
+            None if eof => break false,
+            None => {}
+        }
+    };
+    let text = String::from_utf8_lossy(&text).to_string();
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    assert!(
+        conn.tls13_tickets_received() > 0,
+        "no session ticket came after the handshake"
+    );
+    assert!(clean_close, "the stream ended without a close_notify");
+}
+
+/// A TLS 1.2 client that asks to renegotiate (openssl s_client's `R`) is refused
+/// with a no_renegotiation alert at once, not left waiting for a ServerHello.
+#[test]
+fn a_tls_1_2_renegotiation_is_refused() {
+    let pki = Pki::new("renegotiate");
+    let leaf = pki.server("api", &["api.example.com"]);
+    let gw = Gateway::start(
+        &(tls_listener(&cert_entry("api", &["api.example.com"], &leaf), "")
+            + "[[route]]\nname = \"r\"\nrespond = { status = 200, body = \"ok\" }\n"),
+    );
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-tls1_2", "-servername", "api.example.com"])
+        .arg("-connect")
+        .arg(format!("127.0.0.1:{}", gw.port))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    // Read after the handshake: a line starting with R renegotiates. stdin stays
+    // open, so s_client ends on the refusal, or is killed at the deadline.
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(b"R\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = client.kill();
+    let out = client.wait_with_output().unwrap();
+    drop(stdin);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("RENEGOTIATING"), "{text}");
+    assert!(text.contains("no renegotiation"), "{text}");
 }

@@ -2,8 +2,8 @@
 //! python3-websockets) as the echo server and the client (tests/ws/peer.py): text
 //! messages, a 4 MiB frame, ping/pong, the close handshake, the tunnel's idle
 //! timeout, upgrades refused by authentication and by a rate limit, a route without
-//! `websocket = true` (the upgrade stops at the gateway), and the drain with a
-//! tunnel open.
+//! `websocket = true` (the upgrade stops at the gateway), the drain with a tunnel
+//! open, and the tunnel behind a TLS listener (wss://).
 
 mod common;
 
@@ -120,6 +120,35 @@ fn messages_large_frames_ping_and_close_pass_through_the_tunnel() {
         .max()
         .unwrap_or(0);
     assert!(big > 4 << 20, "the tunnel's bytes are logged: {log}");
+}
+
+/// The same tunnel behind a TLS listener: the gateway's TLS stream reads and writes
+/// at once (one direction each), a 4 MiB message each way included.
+#[test]
+fn messages_and_large_frames_pass_through_a_tls_tunnel() {
+    let server = echo_server();
+    let key = SigningKey::hmac();
+    let pki = common::pki::Pki::new("wss");
+    let leaf = pki.server("api", &["api.example.com"]);
+    let tls = format!(
+        "[[server.tls]]\nlisten = \"127.0.0.1:{{port2}}\"\n[[server.tls.cert]]\nname = \"api\"\n\
+         sni = [\"api.example.com\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+        leaf.cert.display(),
+        leaf.key.display()
+    );
+    let gw = gateway(&server, 60_000, &secret_file(&key), &tls);
+    let ca = pki.ca.to_str().unwrap();
+    let r = client(gw.port2, "echo", &["--ca", ca]);
+    assert_eq!(r["status"], 101, "{r}");
+    let expected: Vec<String> = (0..10).map(|i| format!("message {i}")).collect();
+    assert_eq!(r["answers"], json!(expected));
+    let r = client(gw.port2, "big", &["--ca", ca]);
+    assert_eq!(r["same"], true, "{r}");
+    assert_eq!(r["length"], 4 << 20);
+    let r = client(gw.port2, "close", &["--ca", ca]);
+    assert_eq!(r["close_code"], 4001, "the server's close came back: {r}");
+    assert_eq!(gw.stat("websocket_upgrades"), 3);
+    assert_eq!(gw.stat("websocket_tunnels_open"), 0);
 }
 
 #[test]

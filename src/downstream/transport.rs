@@ -11,12 +11,12 @@ use monoio::buf::IoBufMut;
 use monoio::io::{CancelHandle, CancelableAsyncReadRent};
 use monoio::net::TcpStream;
 use monoio::BufResult;
-use rustls::ServerConnection;
+use rustls::server::UnbufferedServerConnection;
 
 use crate::tls::TlsStream;
 
 /// A byte stream a client connection runs on: `TcpStream` or
-/// `TlsStream<ServerConnection>`. Its reads and writes may be in flight at once
+/// `TlsStream<UnbufferedServerConnection>`. Its reads and writes may be in flight at once
 /// ([`Duplex`](super::tunnel::Duplex)): an upgraded connection's tunnel needs that.
 pub trait Io: super::tunnel::Duplex {
     /// Reads like `read`; when `cancel` fires first, ends with `ECANCELED`
@@ -32,8 +32,8 @@ pub trait Io: super::tunnel::Duplex {
     /// one poll operation; epoll: the readiness the driver already tracks).
     fn readable(&mut self) -> impl Future<Output = io::Result<()>>;
 
-    /// Frees what the stream keeps between messages (TLS: its two ciphertext
-    /// buffers, allocated again at the next read or write).
+    /// Frees what the stream keeps between messages (TLS: its ciphertext and
+    /// plaintext buffers, allocated again at the next read or write).
     fn release_buffers(&mut self);
 }
 
@@ -53,7 +53,7 @@ impl Io for TcpStream {
     fn release_buffers(&mut self) {}
 }
 
-impl Io for TlsStream<ServerConnection> {
+impl Io for TlsStream<UnbufferedServerConnection> {
     fn read_or_cancel<T: IoBufMut>(
         &mut self,
         buf: T,

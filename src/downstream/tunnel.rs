@@ -54,10 +54,8 @@ pub unsafe trait Duplex: AsyncReadRent + AsyncWriteRent {}
 unsafe impl Duplex for monoio::net::TcpStream {}
 // SAFETY: the TLS stream's read path never writes records while a write is in
 // flight, and a write waits for a read-side flush (crates/tls-stream FlushState).
-unsafe impl<C, SD> Duplex for portico_tls_stream::TlsStream<C>
-where
-    C: std::ops::DerefMut + std::ops::Deref<Target = rustls::ConnectionCommon<SD>>,
-    SD: rustls::SideData,
+unsafe impl<C: portico_tls_stream::UnbufferedConnection> Duplex
+    for portico_tls_stream::TlsStream<C>
 {
 }
 

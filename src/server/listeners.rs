@@ -409,7 +409,7 @@ async fn serve_h2c_or_h1(acceptor: Rc<Acceptor>, stream: TcpStream, peer: Socket
 /// then takes it off the count; a panic closes this connection only.
 async fn serve_h2(
     acceptor: Rc<Acceptor>,
-    stream: tls::TlsStream<rustls::ServerConnection>,
+    stream: tls::TlsStream<rustls::server::UnbufferedServerConnection>,
     info: ConnInfo,
 ) {
     let worker = acceptor.worker.clone();
@@ -451,7 +451,10 @@ async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
     addr: SocketAddr,
-) -> Option<(tls::TlsStream<rustls::ServerConnection>, ConnInfo)> {
+) -> Option<(
+    tls::TlsStream<rustls::server::UnbufferedServerConnection>,
+    ConnInfo,
+)> {
     let worker = &acceptor.worker;
     let snapshot = worker.generation().snapshot.clone();
     let listener = snapshot

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use monoio::net::TcpStream;
 use rustls::server::danger::ClientCertVerifier;
+use rustls::server::UnbufferedServerConnection;
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, WebPkiClientVerifier};
-use rustls::{ServerConfig, ServerConnection, SupportedProtocolVersion};
+use rustls::{ServerConfig, SupportedProtocolVersion};
 
 use super::certs::{load_certified_key, load_roots, provider};
 use super::sni::SniResolver;
@@ -140,8 +141,8 @@ impl ListenerTls {
 pub async fn accept(
     stream: TcpStream,
     config: Arc<ServerConfig>,
-) -> std::io::Result<TlsStream<ServerConnection>> {
-    let conn = ServerConnection::new(config).map_err(std::io::Error::other)?;
+) -> std::io::Result<TlsStream<UnbufferedServerConnection>> {
+    let conn = UnbufferedServerConnection::new(config).map_err(std::io::Error::other)?;
     let mut tls = TlsStream::new(stream, conn);
     tls.handshake().await?;
     Ok(tls)

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use monoio::net::TcpStream;
+use rustls::client::UnbufferedClientConnection;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection};
+use rustls::ClientConfig;
 
 use super::certs::{load_chain, load_roots, provider, system_roots};
 use portico_tls_stream::{AnyServerCertificate, TlsStream};
@@ -99,8 +100,9 @@ pub async fn connect(
     stream: TcpStream,
     tls: &UpstreamTls,
     name: ServerName<'static>,
-) -> std::io::Result<TlsStream<ClientConnection>> {
-    let conn = ClientConnection::new(tls.config.clone(), name).map_err(std::io::Error::other)?;
+) -> std::io::Result<TlsStream<UnbufferedClientConnection>> {
+    let conn =
+        UnbufferedClientConnection::new(tls.config.clone(), name).map_err(std::io::Error::other)?;
     let mut tls = TlsStream::new(stream, conn);
     tls.handshake().await?;
     Ok(tls)

@@ -7,14 +7,14 @@ use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use monoio::BufResult;
-use rustls::ClientConnection;
+use rustls::client::UnbufferedClientConnection;
 
 use crate::downstream::Duplex;
 use crate::tls::TlsStream;
 
 pub enum UpstreamStream {
     Plain(TcpStream),
-    Tls(Box<TlsStream<ClientConnection>>),
+    Tls(Box<TlsStream<UnbufferedClientConnection>>),
 }
 
 impl UpstreamStream {

@@ -4,7 +4,9 @@ server, and a client that runs one case through the gateway and prints one JSON
 line.
 
     peer.py server PORT
-    peer.py client PORT CASE [--token TOKEN] [--path PATH]
+    peer.py client PORT CASE [--token TOKEN] [--path PATH] [--ca CA_FILE]
+
+With --ca the client speaks wss:// (TLS, trusting CA_FILE, SNI api.example.com).
 
 CASE:
   echo    ten text messages, each echoed
@@ -18,6 +20,7 @@ CASE:
 import asyncio
 import json
 import os
+import ssl
 import sys
 import time
 
@@ -37,15 +40,19 @@ async def serve(port):
         await asyncio.Future()
 
 
-async def client(port, case, token, path):
+async def client(port, case, token, path, ca):
     headers = {"authorization": "Bearer " + token} if token else {}
-    uri = "ws://127.0.0.1:%d%s" % (port, path)
+    tls = {}
+    if ca:
+        tls = {"ssl": ssl.create_default_context(cafile=ca),
+               "server_hostname": "api.example.com"}
+    uri = "%s://127.0.0.1:%d%s" % ("wss" if ca else "ws", port, path)
     report = {"case": case}
     started = time.time()
     try:
         async with websockets.connect(uri, extra_headers=headers, max_size=16 << 20,
                                       ping_interval=None, close_timeout=2,
-                                      compression=None) as ws:
+                                      compression=None, **tls) as ws:
             report["status"] = 101
             if case == "echo":
                 answers = []
@@ -95,7 +102,8 @@ def main():
     else:
         token = sys.argv[sys.argv.index("--token") + 1] if "--token" in sys.argv else None
         path = sys.argv[sys.argv.index("--path") + 1] if "--path" in sys.argv else "/ws"
-        asyncio.run(client(port, sys.argv[3], token, path))
+        ca = sys.argv[sys.argv.index("--ca") + 1] if "--ca" in sys.argv else None
+        asyncio.run(client(port, sys.argv[3], token, path, ca))
 
 
 if __name__ == "__main__":

@@ -1,27 +1,34 @@
-//! The TLS stream: ciphertext is read from the socket into one reused buffer and
-//! handed to rustls, the records rustls produces are written from another, and
-//! plaintext passes through rustls' reader and writer. A read hands rustls only as
-//! much of the caller's buffer as rustls has plaintext for, zeroed first, so no
-//! uninitialized memory is ever seen as a slice.
+//! The TLS stream: a rustls unbuffered connection (server or client) over a monoio
+//! `TcpStream`, with every buffer ours. Ciphertext read from the socket goes into
+//! `incoming`, where rustls decrypts it in place; the records rustls encodes or
+//! encrypts go into `outgoing`, which one writer at a time sends ([`FlushState`]);
+//! plaintext is copied straight into the caller's buffer, and what does not fit
+//! waits for the next read (records.rs).
+//!
+//! Both sides use the unbuffered API. rustls implements `process_tls_records` for
+//! each side apart; [`UnbufferedConnection`], a trait with those two impls, is all
+//! the generic code needed, so one driver serves the gateway's listeners, its TLS
+//! upstreams and the load tool alike (the same cancelable reads, the same
+//! one-writer rule, the same memory while idle). The session reads as rustls'
+//! `CommonState`; the unbuffered server connection keeps no SNI name after the
+//! handshake (the name chooses the certificate during it, and nothing later needs
+//! it).
 //!
 //! A read and a write may be in flight at once (monoio-compat's `StreamWrapper`
-//! under HTTP/2 does that, and so does a tunnel relaying both ways). The read path
-//! can have records to send too (an alert, the refusal of a TLS 1.2 renegotiation),
-//! so only one future writes records to the socket at a time ([`FlushState`]): a
-//! read that finds a flush in progress leaves its records to it (the flush loops
-//! while rustls has records), and a write waits for a flush in progress to end, so
-//! two writes never interleave their bytes on the socket.
+//! under HTTP/2, a tunnel relaying both ways), and both call rustls. rustls needs,
+//! at each call, the ciphertext it keeps (a handshake message split over records,
+//! still being joined), so `incoming` is lent to a socket read only when rustls
+//! keeps none of it (the usual case: it is empty, or holds the start of a record);
+//! otherwise the read lands in a second buffer and is appended.
 //!
-//! While a connection idles, [`TlsStream::release_buffers`] frees both ciphertext
-//! buffers (they come back at the next read or write) and [`TlsStream::readable`]
-//! waits for the peer without holding any: what stays is rustls' own state.
+//! While a connection idles, [`TlsStream::release_buffers`] frees every buffer that
+//! holds nothing and [`TlsStream::readable`] waits for the peer without holding
+//! any: what stays is rustls' session state (keys, and no buffer of received
+//! records, which rustls' buffered API kept at 4 KiB).
 
-use std::cell::Cell;
-use std::future::poll_fn;
-use std::io::{self, Read, Write};
-use std::ops::{Deref, DerefMut};
+use std::io;
+use std::mem::MaybeUninit;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
 use monoio::io::{
@@ -29,103 +36,53 @@ use monoio::io::{
 };
 use monoio::net::TcpStream;
 use monoio::BufResult;
-use rustls::{ConnectionCommon, IoState, SideData};
 
-/// Ciphertext read window: one full TLS record plus headroom.
+use crate::flush::{FlushState, Flushing, Side};
+use crate::records::{Pumped, Records, UnbufferedConnection, Want};
+
+/// Ciphertext read window: one full TLS record (16 KiB and its overhead) plus
+/// headroom.
 const CIPHERTEXT_BUFFER: usize = 18 * 1024;
 
-/// A TLS connection (`C` is `rustls::ClientConnection` or `ServerConnection`).
+/// The least room a socket read gets after the start of a record already in
+/// `incoming`.
+const MIN_READ: usize = 4096;
+
+/// Plaintext encrypted per flush: rustls makes records of up to 16 KiB from it, and
+/// the write path sends them before it encrypts more (what rustls' buffered API
+/// held at most).
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// A TLS connection (`C` is `rustls::server::UnbufferedServerConnection` or
+/// `rustls::client::UnbufferedClientConnection`).
 pub struct TlsStream<C> {
     io: TcpStream,
-    conn: C,
-    /// Ciphertext read from the socket; `incoming[in_pos..]` not yet given to rustls.
-    incoming: Vec<u8>,
-    in_pos: usize,
-    /// Ciphertext rustls produced, about to be written.
-    outgoing: Vec<u8>,
+    records: Records<C>,
+    /// Where a socket read lands while rustls keeps a part of `incoming`;
+    /// appended to it after.
+    landing: Vec<u8>,
     /// The socket reached end of stream.
     eof: bool,
     /// Whether some future is writing records to the socket now.
     flush: Rc<FlushState>,
 }
 
-/// Which path asks for a flush: the read path only sends what it must (an alert, a
-/// renegotiation refusal) and may leave it to a flush in progress; the write path
-/// must see its own records written.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Read,
-    Write,
-}
-
-/// One writer of records at a time. Shared with [`Flushing`], the guard that ends
-/// a flush even when its future is dropped (a read or a write cancelled by a
-/// timeout), so a cancelled flush never leaves the stream locked.
-#[derive(Default)]
-struct FlushState {
-    active: Cell<bool>,
-    /// Writes waiting for the flush in progress to end.
-    waiters: Cell<Vec<Waker>>,
-}
-
-impl FlushState {
-    /// Resolves once no flush is in progress.
-    async fn idle(&self) {
-        poll_fn(|cx| {
-            if !self.active.get() {
-                return Poll::Ready(());
-            }
-            let mut waiters = self.waiters.take();
-            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                waiters.push(cx.waker().clone());
-            }
-            self.waiters.set(waiters);
-            Poll::Pending
-        })
-        .await
-    }
-}
-
-/// A flush in progress; dropping it (at the end, or with a cancelled future) ends
-/// the flush and wakes the writes that waited.
-struct Flushing(Rc<FlushState>);
-
-impl Flushing {
-    fn begin(state: &Rc<FlushState>) -> Flushing {
-        state.active.set(true);
-        Flushing(state.clone())
-    }
-}
-
-impl Drop for Flushing {
-    fn drop(&mut self) {
-        self.0.active.set(false);
-        for waker in self.0.waiters.take() {
-            waker.wake();
-        }
-    }
-}
-
-impl<C, SD> TlsStream<C>
-where
-    C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
-    SD: SideData,
-{
+impl<C: UnbufferedConnection> TlsStream<C> {
+    /// A stream over `io`, before the handshake (see [`TlsStream::handshake`]).
     pub fn new(io: TcpStream, conn: C) -> Self {
         TlsStream {
             io,
-            conn,
-            incoming: Vec::with_capacity(CIPHERTEXT_BUFFER),
-            in_pos: 0,
-            outgoing: Vec::with_capacity(CIPHERTEXT_BUFFER),
+            records: Records::new(conn),
+            landing: Vec::new(),
             eof: false,
             flush: Rc::default(),
         }
     }
 
-    /// The rustls session: protocol version, resumption, SNI.
+    /// The rustls connection; it reads as rustls' `CommonState`: protocol version,
+    /// ALPN, peer certificates, handshake kind (full or resumed).
     pub fn session(&self) -> &C {
-        &self.conn
+        &self.records.conn
     }
 
     /// The TCP connection underneath (e.g. to peek at it without reading).
@@ -133,10 +90,11 @@ where
         &self.io
     }
 
-    /// Input is waiting that no read has taken yet: ciphertext read from the
-    /// socket and not yet processed, or the socket's end.
+    /// Input is waiting that no read has taken yet: ciphertext not yet processed,
+    /// plaintext decrypted and not yet read, the peer's close_notify or the
+    /// socket's end, or a failure to report.
     pub fn has_unread_input(&self) -> bool {
-        self.in_pos < self.incoming.len() || self.eof
+        self.records.has_unread_input() || self.eof
     }
 
     /// Reads plaintext like `read`, but gives up with `ECANCELED` (and the buffer back,
@@ -150,50 +108,48 @@ where
         self.read_plaintext(buf, Some(cancel)).await
     }
 
-    /// Waits until the peer has sent something (or closed), holding no buffer: at once
-    /// when plaintext or ciphertext is already buffered, else a readiness wait on the
-    /// socket (io_uring: one poll operation).
+    /// Waits until the peer has sent something (or closed), holding no buffer: at
+    /// once when a read would find something already received (plaintext, the
+    /// peer's close, a failure) or a record waits to be sent, else a readiness wait
+    /// on the socket (io_uring: one poll operation).
     pub async fn readable(&mut self) -> io::Result<()> {
-        let buffered = self.has_unread_input();
-        match self.conn.process_new_packets() {
-            Ok(state) if !buffered && state.plaintext_bytes_to_read() == 0 => {
-                self.io.readable(false).await
-            }
-            // Bytes, a close or an error to report: the next read sees them.
-            _ => Ok(()),
+        if self.eof || self.records.ready() {
+            return Ok(());
         }
+        self.io.readable(false).await
     }
 
-    /// Frees the ciphertext buffers between messages (an idle connection keeps only
-    /// rustls' state); the next read or write allocates them again. Unprocessed
-    /// ciphertext is kept.
+    /// Frees the buffers that hold nothing between messages (an idle connection
+    /// keeps only rustls' session state); the next read or write allocates them
+    /// again. Bytes not yet processed, read or sent are kept.
     pub fn release_buffers(&mut self) {
-        if self.in_pos == self.incoming.len() {
-            self.incoming = Vec::new();
-            self.in_pos = 0;
-        }
-        self.outgoing = Vec::new();
+        self.records.release_buffers();
+        self.landing = Vec::new();
     }
 
-    /// Runs the handshake to completion (the caller bounds it with a timeout). A
-    /// rustls error (a certificate not accepted, no common version) comes back as
-    /// `InvalidData` wrapping the `rustls::Error`.
+    /// Runs the handshake to completion (the caller bounds it with a timeout), and
+    /// sends what follows it at once (a server's TLS 1.3 session tickets). Plaintext
+    /// that arrived with the peer's last flight (a client's first request in the
+    /// same read as its Finished) waits for the first read. A rustls error (a
+    /// certificate not accepted, no common version) comes back as `InvalidData`
+    /// wrapping the `rustls::Error`, after the alert rustls chose is sent.
     pub async fn handshake(&mut self) -> io::Result<()> {
-        while self.conn.is_handshaking() {
-            if self.conn.wants_write() {
-                self.flush_tls(Side::Write).await?;
-                continue;
+        loop {
+            if let Err(e) = self.records.pump(Want::Progress) {
+                let _ = self.flush_tls(Side::Write).await;
+                return Err(invalid(e));
             }
-            let handed = self.fill(None).await?;
-            self.process(Side::Write).await?;
-            if handed == 0 {
+            if !self.records.conn.is_handshaking() {
+                break;
+            }
+            self.flush_tls(Side::Write).await?;
+            if self.fill(None).await? == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "the peer closed the connection during the TLS handshake",
                 ));
             }
         }
-        // The last flight (and, on a server, session tickets).
         self.flush_tls(Side::Write).await
     }
 
@@ -206,30 +162,31 @@ where
         mut buf: T,
         cancel: Option<CancelHandle>,
     ) -> BufResult<usize, T> {
+        let total = buf.bytes_total();
+        if total == 0 {
+            return (Ok(0), buf);
+        }
         loop {
-            let state = match self.process(Side::Read).await {
-                Ok(state) => state,
-                Err(e) => return (Err(e), buf),
+            // SAFETY: an `IoBufMut` owns `bytes_total()` writable bytes at
+            // `write_ptr()`, and this call owns the buffer until it returns; the slice
+            // is of `MaybeUninit`, so nothing reads what was not written, and it is
+            // made again after each await. `set_init` covers exactly the bytes copied.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(buf.write_ptr().cast::<MaybeUninit<u8>>(), total)
             };
-            let ready = state.plaintext_bytes_to_read().min(buf.bytes_total());
-            if ready > 0 {
-                // SAFETY: an `IoBufMut` owns `bytes_total()` writable bytes at
-                // `write_ptr()`, and this call owns the buffer until it returns. The
-                // first `ready` of them are zeroed before a slice over them is made;
-                // `set_init` covers exactly the bytes rustls wrote.
-                let dst = unsafe {
-                    std::ptr::write_bytes(buf.write_ptr(), 0, ready);
-                    std::slice::from_raw_parts_mut(buf.write_ptr(), ready)
-                };
-                return match self.conn.reader().read(dst) {
-                    Ok(n) => {
-                        unsafe { buf.set_init(n) };
-                        (Ok(n), buf)
-                    }
-                    Err(e) => (Err(e), buf),
-                };
+            match self.records.read(dst) {
+                Ok(0) => {}
+                Ok(n) => {
+                    unsafe { buf.set_init(n) };
+                    return (Ok(n), buf);
+                }
+                Err(e) => {
+                    // The alert rustls queued for the peer (best effort).
+                    let _ = self.flush_tls(Side::Read).await;
+                    return (Err(invalid(e)), buf);
+                }
             }
-            if state.peer_has_closed() || self.eof {
+            if self.records.peer_closed() || self.eof {
                 return (Ok(0), buf);
             }
             // A post-handshake message may want an answer (e.g. a TLS 1.2
@@ -250,12 +207,25 @@ where
         let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
         let mut done = 0;
         while done < src.len() {
-            // rustls takes up to its plaintext buffer limit; the flush empties it.
-            match self.conn.writer().write(&src[done..]) {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => done += n,
-                Err(e) => return (Err(e), buf),
+            let batch = &src[done..src.len().min(done + WRITE_BATCH)];
+            let refused = match self.records.pump(Want::Encrypt(batch)) {
+                Ok(Pumped::Done) => None,
+                Ok(Pumped::Closed) => Some(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the TLS connection is closed",
+                )),
+                Ok(_) => Some(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the TLS handshake is not complete",
+                )),
+                Err(e) => Some(invalid(e)),
+            };
+            if let Some(e) = refused {
+                // An alert rustls queued, if any (best effort).
+                let _ = self.flush_tls(Side::Write).await;
+                return (Err(e), buf);
             }
+            done += batch.len();
             if let Err(e) = self.flush_tls(Side::Write).await {
                 return (Err(e), buf);
             }
@@ -263,63 +233,82 @@ where
         (Ok(done), buf)
     }
 
-    /// Sends close_notify and shuts the socket's write side.
+    /// Sends close_notify (once the handshake is done and the connection has not
+    /// failed) and shuts the socket's write side.
     async fn close(&mut self) -> io::Result<()> {
-        self.conn.send_close_notify();
+        if self.records.error().is_none() {
+            let _ = self.records.pump(Want::CloseNotify);
+        }
         let _ = self.flush_tls(Side::Write).await;
         self.io.shutdown().await
     }
 
-    /// Gives rustls more ciphertext: what is buffered, else one socket read (which
-    /// `cancel`, when given, can stop). Returns the bytes handed over; 0 at the end of
-    /// the stream (and `eof` set).
+    /// One socket read (which `cancel`, when given, can stop) appended to
+    /// `incoming`. Returns the bytes read; 0 at the end of the stream (and `eof`
+    /// set).
     async fn fill(&mut self, cancel: Option<CancelHandle>) -> io::Result<usize> {
-        if self.in_pos == self.incoming.len() {
-            if self.eof {
-                return Ok(0);
-            }
-            self.incoming.clear();
-            self.in_pos = 0;
-            if self.incoming.capacity() == 0 {
-                // Released while idle, or kept by a read a timeout dropped.
-                self.incoming.reserve(CIPHERTEXT_BUFFER);
-            }
-            let buf = std::mem::take(&mut self.incoming);
-            let (res, buf) = match cancel {
-                Some(c) => self.io.cancelable_read(buf, c).await,
-                None => self.io.read(buf).await,
-            };
-            self.incoming = buf;
-            if res? == 0 {
-                self.eof = true;
-                // Tell rustls the transport ended.
-                let _ = self.conn.read_tls(&mut io::empty());
-                return Ok(0);
-            }
+        if self.eof {
+            return Ok(0);
         }
-        let mut pending = &self.incoming[self.in_pos..];
-        let n = self.conn.read_tls(&mut pending)?;
-        self.in_pos += n;
+        self.records.compact();
+        let n = if self.records.incoming_unclaimed() {
+            self.read_into_incoming(cancel).await?
+        } else {
+            self.read_beside_incoming(cancel).await?
+        };
+        if n == 0 {
+            self.eof = true;
+        }
         Ok(n)
     }
 
-    /// Lets rustls process what it was given; on an error, sends the alert rustls
-    /// queued for the peer (best effort).
-    async fn process(&mut self, side: Side) -> io::Result<IoState> {
-        match self.conn.process_new_packets() {
-            Ok(state) => Ok(state),
-            Err(e) => {
-                let _ = self.flush_tls(side).await;
-                Err(io::Error::new(io::ErrorKind::InvalidData, e))
-            }
+    /// The usual read: `incoming` (empty, or the start of a record rustls has not
+    /// looked into) goes to the socket, which appends to it. A write in flight
+    /// meanwhile hands rustls an empty `incoming`, which is all rustls needs then.
+    async fn read_into_incoming(&mut self, cancel: Option<CancelHandle>) -> io::Result<usize> {
+        let mut buf = std::mem::take(&mut self.records.incoming);
+        // A no-op once the window is there; else (released while idle, or kept by
+        // a read a timeout dropped) it comes back, with room after a record's start.
+        buf.reserve(CIPHERTEXT_BUFFER.saturating_sub(buf.len()).max(MIN_READ));
+        let (begin, end) = (buf.len(), buf.capacity());
+        let window = buf.slice_mut(begin..end);
+        let (res, window) = match cancel {
+            Some(c) => self.io.cancelable_read(window, c).await,
+            None => self.io.read(window).await,
+        };
+        let buf = window.into_inner();
+        let incoming = &mut self.records.incoming;
+        if incoming.is_empty() {
+            *incoming = buf;
+        } else {
+            // Not reached: nothing else adds to `incoming` while it is lent.
+            incoming.splice(0..0, buf);
         }
+        res
     }
 
-    /// Writes every record rustls has ready, one writer at a time (see the module
-    /// comment): from the read path, a flush in progress takes the records; from
+    /// The rare read: rustls keeps a part of `incoming` (a handshake message
+    /// split over records, still being joined), so `incoming` stays where rustls
+    /// sees it, the read lands in a second buffer and is appended.
+    async fn read_beside_incoming(&mut self, cancel: Option<CancelHandle>) -> io::Result<usize> {
+        let mut buf = std::mem::take(&mut self.landing);
+        buf.clear();
+        buf.reserve(CIPHERTEXT_BUFFER);
+        let (res, mut buf) = match cancel {
+            Some(c) => self.io.cancelable_read(buf, c).await,
+            None => self.io.read(buf).await,
+        };
+        self.records.incoming.extend_from_slice(&buf);
+        buf.clear();
+        self.landing = buf;
+        res
+    }
+
+    /// Writes every record waiting in `outgoing`, one writer at a time (see
+    /// flush.rs): from the read path, a flush in progress takes the records; from
     /// the write path, it is waited for first.
     async fn flush_tls(&mut self, side: Side) -> io::Result<()> {
-        if self.flush.active.get() {
+        if self.flush.active() {
             if side == Side::Read {
                 return Ok(());
             }
@@ -327,27 +316,26 @@ where
             state.idle().await;
         }
         let _flushing = Flushing::begin(&self.flush);
-        while self.conn.wants_write() {
-            self.outgoing.clear();
-            if self.outgoing.capacity() == 0 {
-                // Released while idle, or kept by a write a timeout dropped.
-                self.outgoing.reserve(CIPHERTEXT_BUFFER);
+        while !self.records.outgoing.is_empty() {
+            // Records added while this write runs go in a new buffer, sent next.
+            let buf = std::mem::take(&mut self.records.outgoing);
+            let (res, mut buf) = self.io.write_all(buf).await;
+            if self.records.outgoing.is_empty() {
+                buf.clear();
+                self.records.outgoing = buf;
             }
-            self.conn.write_tls(&mut self.outgoing)?;
-            let buf = std::mem::take(&mut self.outgoing);
-            let (res, buf) = self.io.write_all(buf).await;
-            self.outgoing = buf;
             res?;
         }
         Ok(())
     }
 }
 
-impl<C, SD> AsyncReadRent for TlsStream<C>
-where
-    C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
-    SD: SideData,
-{
+/// A rustls error as an I/O error (`InvalidData` wrapping it).
+fn invalid(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl<C: UnbufferedConnection> AsyncReadRent for TlsStream<C> {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         self.read_plaintext(buf, None).await
     }
@@ -366,11 +354,7 @@ where
     }
 }
 
-impl<C, SD> AsyncWriteRent for TlsStream<C>
-where
-    C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
-    SD: SideData,
-{
+impl<C: UnbufferedConnection> AsyncWriteRent for TlsStream<C> {
     /// Encrypts and sends all of `buf` (so `write_all` makes one pass).
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         self.write_plaintext(buf).await

@@ -19,7 +19,8 @@ use std::time::Duration;
 use monoio_compat::StreamWrapper;
 use portico_tls_stream::{AnyServerCertificate, TlsStream};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
+use rustls::server::UnbufferedServerConnection;
+use rustls::{ClientConfig, ClientConnection, ServerConfig};
 
 const TOTAL: usize = 4 << 20;
 
@@ -69,7 +70,10 @@ fn serve(listener: std::net::TcpListener, config: Arc<ServerConfig>) {
         let listener = monoio::net::TcpListener::from_std(listener).expect("listener");
         let (socket, _) = listener.accept().await.expect("accept");
         set_buffer(socket.as_raw_fd(), libc::SO_SNDBUF, 4096);
-        let mut tls = TlsStream::new(socket, ServerConnection::new(config).expect("conn"));
+        let mut tls = TlsStream::new(
+            socket,
+            UnbufferedServerConnection::new(config).expect("conn"),
+        );
         tls.handshake().await.expect("handshake");
         let io = std::rc::Rc::new(std::cell::RefCell::new(StreamWrapper::new(tls)));
         // The read waits for input while the write runs: both are in flight, as

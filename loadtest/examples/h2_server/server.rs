@@ -28,7 +28,8 @@ use monoio::net::TcpListener;
 use monoio::BufResult;
 use monoio_compat::StreamWrapper;
 use portico_tls_stream::TlsStream;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::server::UnbufferedServerConnection;
+use rustls::ServerConfig;
 
 /// What one server thread counted.
 #[derive(Default, Debug)]
@@ -80,7 +81,7 @@ pub async fn serve_tls(listener: TcpListener, config: Arc<ServerConfig>, stats: 
         let config = Arc::clone(&config);
         let stats = Rc::clone(&stats);
         monoio::spawn(async move {
-            let Ok(conn) = ServerConnection::new(config) else {
+            let Ok(conn) = UnbufferedServerConnection::new(config) else {
                 return;
             };
             let mut stream = TlsStream::new(socket, conn);

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 use monoio::time::timeout_at;
-use rustls::{ClientConnection, HandshakeKind, ProtocolVersion};
+use rustls::client::UnbufferedClientConnection;
+use rustls::{HandshakeKind, ProtocolVersion};
 
 use super::options::Plan;
 use super::tally::{ErrorKind, Handshake};
@@ -16,7 +17,7 @@ use crate::tls::transport::Transport;
 
 /// An open connection and, over TLS, its handshake.
 pub struct Opened {
-    pub stream: Transport<ClientConnection>,
+    pub stream: Transport<UnbufferedClientConnection>,
     pub handshake: Option<Handshake>,
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use rustls::ClientConnection;
+use rustls::client::UnbufferedClientConnection;
 
 use super::dial;
 use super::loops::{self, Answer, Lane, Window};
@@ -38,7 +38,7 @@ pub async fn drive(
 struct Connection<'p> {
     plan: &'p Plan,
     requests: &'p RequestSet,
-    stream: Option<Transport<ClientConnection>>,
+    stream: Option<Transport<UnbufferedClientConnection>>,
     /// The handshake of a TLS connection opened by the last exchange.
     opened: Option<Handshake>,
     /// Received bytes not yet consumed.

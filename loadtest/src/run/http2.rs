@@ -38,7 +38,7 @@ use monoio::task::JoinHandle;
 use monoio::time::timeout_at;
 use monoio::{FusionDriver, RuntimeBuilder};
 use monoio_compat::StreamWrapper;
-use rustls::ClientConnection;
+use rustls::client::UnbufferedClientConnection;
 
 use super::dial;
 use super::loops::{self, Answer, Lane, Window};
@@ -61,7 +61,7 @@ const MAX_REFUSED: u32 = 3;
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 /// What h2 reads and writes: a plain or TLS stream with tokio's I/O traits.
-type Io = StreamWrapper<Transport<ClientConnection>>;
+type Io = StreamWrapper<Transport<UnbufferedClientConnection>>;
 
 /// Drives connection number `index` (global) and its `plan.streams()` slots until the
 /// window ends. Slot `s` is lane `s × connections + index`, so consecutive sequence

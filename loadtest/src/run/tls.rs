@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use monoio::net::TcpStream;
-use rustls::client::Resumption;
+use rustls::client::{Resumption, UnbufferedClientConnection};
 use rustls::pki_types::ServerName;
 use rustls::{
     AlertDescription, CertificateError, ClientConfig, ClientConnection, RootCertStore,
@@ -184,8 +184,11 @@ impl TlsClient {
 
     /// Runs the client handshake on a connected socket (the caller bounds it with a
     /// timeout).
-    pub async fn connect(&self, socket: TcpStream) -> io::Result<TlsStream<ClientConnection>> {
-        let conn = ClientConnection::new(Arc::clone(&self.config), self.name.clone())
+    pub async fn connect(
+        &self,
+        socket: TcpStream,
+    ) -> io::Result<TlsStream<UnbufferedClientConnection>> {
+        let conn = UnbufferedClientConnection::new(Arc::clone(&self.config), self.name.clone())
             .map_err(io::Error::other)?;
         let mut stream = TlsStream::new(socket, conn);
         stream.handshake().await?;

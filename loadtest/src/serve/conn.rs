@@ -14,7 +14,7 @@ use std::time::Duration;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use rustls::ServerConnection;
+use rustls::server::UnbufferedServerConnection;
 
 use super::echo::{self, FNV_OFFSET, MAX_ECHOED_BODY};
 use super::request::{self, Framing, Head, HeadError, Parsed};
@@ -85,7 +85,7 @@ pub(crate) async fn serve_connection(socket: TcpStream, worker: Rc<Worker>) {
 }
 
 struct Connection {
-    stream: Transport<ServerConnection>,
+    stream: Transport<UnbufferedServerConnection>,
     input: Vec<u8>,
     start: usize,
     output: Vec<u8>,

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use monoio::net::TcpStream;
 use rustls::server::ServerSessionMemoryCache;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::server::UnbufferedServerConnection;
+use rustls::ServerConfig;
 
 use crate::tls::{pem, provider};
 use portico_tls_stream::TlsStream;
@@ -61,8 +62,8 @@ impl ServerTls {
 pub async fn accept(
     socket: TcpStream,
     config: Arc<ServerConfig>,
-) -> io::Result<TlsStream<ServerConnection>> {
-    let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+) -> io::Result<TlsStream<UnbufferedServerConnection>> {
+    let conn = UnbufferedServerConnection::new(config).map_err(io::Error::other)?;
     let mut stream = TlsStream::new(socket, conn);
     stream.handshake().await?;
     Ok(stream)

@@ -4,15 +4,12 @@
 //! `monoio_compat::StreamWrapper`, which gives it the tokio traits the `h2` crate wants.
 
 use std::io;
-use std::ops::{Deref, DerefMut};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use monoio::BufResult;
-use rustls::{ConnectionCommon, SideData};
-
-use portico_tls_stream::TlsStream;
+use portico_tls_stream::{TlsStream, UnbufferedConnection};
 
 pub enum Transport<C> {
     Plain(TcpStream),
@@ -20,11 +17,7 @@ pub enum Transport<C> {
     Tls(Box<TlsStream<C>>),
 }
 
-impl<C, SD> AsyncReadRent for Transport<C>
-where
-    C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
-    SD: SideData,
-{
+impl<C: UnbufferedConnection> AsyncReadRent for Transport<C> {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Transport::Plain(s) => s.read(buf).await,
@@ -40,11 +33,7 @@ where
     }
 }
 
-impl<C, SD> AsyncWriteRent for Transport<C>
-where
-    C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
-    SD: SideData,
-{
+impl<C: UnbufferedConnection> AsyncWriteRent for Transport<C> {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Transport::Plain(s) => s.write(buf).await,
