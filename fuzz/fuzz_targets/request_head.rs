@@ -9,9 +9,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use libfuzzer_sys::fuzz_target;
 use portico::http::{
     check_authority, parse_request, write_upstream_request, FieldList, HeadLimits, HeaderEdit,
-    Parsed, RequestHead, UnderscoreHeaders, UpstreamRequest,
+    Parsed, RequestHead, TraceFields, UnderscoreHeaders, UpstreamRequest,
 };
 use portico::route::{normalize_path, PathParameters};
+
+const TRACEPARENT: &[u8] = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
 const RULES: [UnderscoreHeaders; 3] = [
     UnderscoreHeaders::Drop,
@@ -72,13 +74,26 @@ fn round_trip(data: &[u8], head: &RequestHead) {
         secure: false,
         http10: head.minor_version == 0,
         body: head.body,
+        upgrade: None,
         added: &[&identity],
         request_id: "0123456789abcdef",
+        // Half the inputs as a traced request: the gateway's own traceparent goes up.
+        trace: if src.len() % 2 == 1 {
+            TraceFields::Replace {
+                traceparent: TRACEPARENT,
+                tracestate: None,
+            }
+        } else {
+            TraceFields::PassThrough
+        },
     };
     let mut out = Vec::new();
-    let host_at =
-        write_upstream_request(&mut out, &head.fields(src), &req, |_, _| HeaderEdit::Keep);
-    assert_eq!(&out[host_at], host);
+    let marks = write_upstream_request(&mut out, &head.fields(src), &req, |_, _| HeaderEdit::Keep);
+    assert_eq!(&out[marks.host], host);
+    if let TraceFields::Replace { traceparent, .. } = req.trace {
+        let at = marks.traceparent.expect("a traceparent was written");
+        assert_eq!(&out[at], traceparent);
+    }
     let mut again = RequestHead::default();
     let big = HeadLimits {
         max_header_bytes: 1 << 20,
