@@ -192,10 +192,13 @@ fn reload(config: &Path, admin: Option<SocketAddr>, wait: bool, timeout: Duratio
 }
 
 /// Logs go to stderr (the access log owns stdout); `RUST_LOG` overrides `[log] level`.
+/// Colours only on a terminal: a file, a pipe or the journal gets plain text.
 fn init_logging(level: &str) {
+    use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

@@ -1,8 +1,9 @@
 //! `scripts/demo` end to end, on the bundled `config/demo.toml` with its addresses
-//! moved to free ports: its tour gets every answer the demo promises (static, echo,
-//! trace context, JWT 401/200, five 200s then a 429 with its headers, the composed
-//! route, /metrics), and however it stops — by itself, on Ctrl-C, on SIGTERM, or
-//! killed outright — no process it started is left behind.
+//! moved to free ports by the PORTICO_DEMO_* variables: its tour gets every answer
+//! the demo promises (static, echo, trace context, JWT 401/200, five 200s then a 429
+//! with its headers, the composed route, /metrics), and however it stops — by
+//! itself, on Ctrl-C, on SIGTERM, or killed outright — no process it started is
+//! left behind.
 
 mod common;
 
@@ -31,31 +32,20 @@ impl Drop for Demo {
 }
 
 impl Demo {
-    /// Starts `scripts/demo ARGS CONFIG` on free ports with the test build's binaries.
+    /// Starts `scripts/demo ARGS` on free ports (the PORTICO_DEMO_* variables move
+    /// the bundled config/demo.toml) with the test build's binaries. The demo's
+    /// temporary folder goes into this test process's own (TMPDIR), so a demo killed
+    /// outright, whose clean-up never runs, leaves nothing in the shared one.
     fn start(name: &str, args: &[&str]) -> Demo {
         let [gateway, admin, up1, up2] = free_ports::<4>();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let config = std::fs::read_to_string(root.join("config/demo.toml")).expect("demo config");
-        let moved = [
-            ("127.0.0.1:8080", gateway),
-            ("127.0.0.1:9901", admin),
-            ("127.0.0.1:9001", up1),
-            ("127.0.0.1:9002", up2),
-        ]
-        .iter()
-        .fold(config, |c, (from, port)| {
-            assert!(c.contains(from), "config/demo.toml names {from}");
-            c.replace(from, &format!("127.0.0.1:{port}"))
-        });
-        let tmp = std::env::temp_dir();
-        let path = tmp.join(format!("portico-demo-{name}-{}.toml", std::process::id()));
-        std::fs::write(&path, moved).expect("write config");
-        let out = tmp.join(format!("portico-demo-{name}-{}.out", std::process::id()));
+        let tmp = std::env::temp_dir().join(format!("portico-demo-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&tmp).expect("scratch folder");
+        let out = tmp.join("demo.out");
         let file = std::fs::File::create(&out).expect("output file");
         let bin = load_binary().parent().expect("binary folder").to_path_buf();
         let child = Command::new(root.join("scripts/demo"))
             .args(args)
-            .arg(&path)
             .env("PORTICO_DEMO_BIN", bin)
             .env("PORTICO_DEMO_GATEWAY", format!("127.0.0.1:{gateway}"))
             .env("PORTICO_DEMO_ADMIN", format!("127.0.0.1:{admin}"))
@@ -63,6 +53,7 @@ impl Demo {
                 "PORTICO_DEMO_UPSTREAMS",
                 format!("127.0.0.1:{up1} 127.0.0.1:{up2}"),
             )
+            .env("TMPDIR", &tmp)
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("dup"))
             .stderr(file)
