@@ -136,8 +136,41 @@ fn a_duplicate_start_next_to_a_loaded_gateway_fails_clearly_and_disturbs_nothing
     );
 }
 
+/// `net.ipv4.tcp_migrate_req` set to 1 while it lives (where this process may write
+/// it: root, a writable /proc/sys), the old value put back on drop. With it the
+/// kernel hands the connections still mid-handshake on a closing listener to the
+/// other listeners of its group instead of resetting them (docs/operations.md,
+/// "Takeover"); the gateway warns at a takeover when it is 0.
+struct MigrateRequests {
+    before: Option<String>,
+}
+
+const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+
+impl MigrateRequests {
+    fn on() -> MigrateRequests {
+        let before = std::fs::read_to_string(MIGRATE_REQ)
+            .ok()
+            .filter(|_| std::fs::write(MIGRATE_REQ, "1").is_ok());
+        MigrateRequests { before }
+    }
+
+    fn is_on(&self) -> bool {
+        self.before.is_some()
+    }
+}
+
+impl Drop for MigrateRequests {
+    fn drop(&mut self) {
+        if let Some(v) = &self.before {
+            let _ = std::fs::write(MIGRATE_REQ, v.trim());
+        }
+    }
+}
+
 #[test]
 fn takeover_hands_the_address_to_the_new_gateway_without_client_errors() {
+    let migrate = MigrateRequests::on();
     let mut old = Gateway::start(&CONFIG.replace("BODY", "old"));
     let text = std::fs::read_to_string(&old.config)
         .expect("config")
@@ -171,7 +204,28 @@ fn takeover_hands_the_address_to_the_new_gateway_without_client_errors() {
     assert_eq!(old.proc.wait_exit(Duration::from_secs(10)), Some(0));
     let (requests, errors, report) = finish_load(load, &json);
     assert!(requests > 100, "{report}");
-    assert!(no_errors(&errors), "clients saw errors: {report}");
+    if migrate.is_on() {
+        assert!(no_errors(&errors), "clients saw errors: {report}");
+    } else {
+        // Without migration the kernel resets what is mid-handshake at the instant
+        // the old listeners close (1 in about 20 runs of this test saw one): a
+        // handful of resets or refused connects at most, nothing else.
+        let count = |kind: &str| errors[kind].as_u64().unwrap_or(0);
+        let total: u64 = errors
+            .as_object()
+            .map_or(0, |m| m.values().filter_map(|n| n.as_u64()).sum());
+        assert!(
+            count("reset") + count("connect") == total && total <= 3,
+            "clients saw errors: {report}"
+        );
+    }
+    let migrate_off = std::fs::read_to_string(MIGRATE_REQ).is_ok_and(|v| v.trim() == "0");
+    assert_eq!(
+        new.stderr_text().contains("tcp_migrate_req is 0"),
+        migrate_off,
+        "the takeover warns exactly when requests do not migrate: {}",
+        new.stderr_text()
+    );
     assert_eq!(Client::connect(old.port).get("/").text(), "new");
     drop(new);
 }

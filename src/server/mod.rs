@@ -224,18 +224,41 @@ fn check_addresses(
 ) -> Result<(), String> {
     let data = plan.iter().map(|(a, _)| (*a, "listen on"));
     let admin = admin.map(|a| (a, "start the admin listener on"));
+    let mut shared = false;
     for (addr, what) in data.chain(admin) {
         let checked = reuseport::check_nobody_listens(addr, what);
         match (options.takeover, checked) {
             (false, checked) => checked?,
             (true, Ok(())) => tracing::info!("takeover: nothing listens on {addr} yet"),
-            (true, Err(_)) => tracing::info!(
-                "takeover: sharing {addr} with the process already listening there; \
-                 stop that one (SIGTERM) once this one is ready"
-            ),
+            (true, Err(_)) => {
+                shared = true;
+                tracing::info!(
+                    "takeover: sharing {addr} with the process already listening there; \
+                     stop that one (SIGTERM) once this one is ready"
+                );
+            }
         }
     }
+    if shared {
+        warn_unless_requests_migrate();
+    }
     Ok(())
+}
+
+/// Warns when the kernel will reset, rather than hand to this process, the
+/// connections still mid-handshake when the old process closes its listeners
+/// (`net.ipv4.tcp_migrate_req`, Linux 5.14+, 0 by default, one setting for IPv4
+/// and IPv6; docs/operations.md, "Takeover"). Silent where it cannot be read.
+fn warn_unless_requests_migrate() {
+    let setting = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req");
+    if setting.is_ok_and(|v| v.trim() == "0") {
+        tracing::warn!(
+            "takeover: net.ipv4.tcp_migrate_req is 0, so connections still in their \
+             handshake when the old process closes its listeners are reset instead of \
+             handed to this one; set it to 1 on hosts that upgrade by takeover \
+             (sysctl -w net.ipv4.tcp_migrate_req=1, docs/operations.md)"
+        );
+    }
 }
 
 fn log_serving(snapshot: &Snapshot, plan: &[(SocketAddr, ListenerKind)], workers: usize) {
