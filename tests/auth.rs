@@ -794,22 +794,11 @@ fn not_ready_until_the_first_jwks_fetch_ends() {
 
 /// `portico check` on `text` (with a minimal server and route); its stderr.
 fn check(text: &str) -> String {
-    let path = write_file(
-        &format!("check-{}.toml", now() ^ rand_suffix()),
-        format!("{text}\n[[route]]\nname = \"r\"\npath = \"/\"\nrespond = {{ status = 200 }}\n")
-            .as_bytes(),
+    let checked = common::procs::portico_check(
+        "check.toml",
+        &format!("{text}\n[[route]]\nname = \"r\"\npath = \"/\"\nrespond = {{ status = 200 }}\n"),
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
-        .args(["check", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed) << 40
+    checked.stderr + &checked.stdout
 }
 
 #[test]

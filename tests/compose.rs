@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::json_upstream::{JsonUpstream, Reply, Request};
@@ -675,23 +674,10 @@ allow = ["path"]
     assert!(took < Duration::from_millis(2500), "took {took:?}");
 }
 
-/// `portico check` on a config; (exit code, stderr).
+/// Runs `portico check` on `text`; its exit code, the file's path and stderr.
 fn check(text: &str) -> (Option<i32>, String, String) {
-    let dir = std::env::temp_dir().join(format!("portico-compose-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = dir.join(format!("check-{n}.toml"));
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_portico"))
-        .args(["check", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        path.display().to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let c = common::procs::portico_check("check.toml", text);
+    (c.code, c.path, c.stderr)
 }
 
 #[test]

@@ -291,11 +291,8 @@ retry = {{ attempts = 2, on = ["connect-failure"] }}
 
 #[test]
 fn check_refuses_protocols_that_do_not_fit() {
-    let dir = std::env::temp_dir().join(format!("portico-h2up-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("bad.toml");
-    std::fs::write(
-        &path,
+    let checked = common::procs::portico_check(
+        "bad.toml",
         r#"[server]
 listen = ["127.0.0.1:1"]
 [[upstream]]
@@ -311,14 +308,9 @@ name = "c"
 endpoints = ["127.0.0.1:4"]
 max_concurrent_streams = 8
 "#,
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_portico"))
-        .args(["check", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_eq!(checked.code, Some(1));
+    let err = checked.stderr;
     assert!(
         err.contains("bad.toml:6:12: protocol = \"h2\" is HTTP/2 over TLS"),
         "{err}"

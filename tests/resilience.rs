@@ -645,11 +645,8 @@ fn retries_back_off_within_their_bounds() {
 
 #[test]
 fn unchecked_config_keys_are_refused_with_their_place() {
-    let dir = std::env::temp_dir().join(format!("portico-resilience-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bad.toml");
-    std::fs::write(
-        &file,
+    let checked = common::procs::portico_check(
+        "bad.toml",
         r#"[server]
 listen = ["127.0.0.1:1"]
 max_in_flight_per_worker = 0
@@ -667,15 +664,9 @@ name = "b"
 respond = { status = 200 }
 retry_non_idempotent = true
 "#,
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
-        .args(["check", "--config", file.to_str().unwrap()])
-        .output()
-        .expect("check runs");
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    );
+    let text = checked.stderr + &checked.stdout;
+    assert_ne!(checked.code, Some(0), "{text}");
     for expected in [
         "bad.toml:3:28: must be greater than 0",
         "bad.toml:7:25: health_check path \"health\" must start with '/'",

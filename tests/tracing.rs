@@ -398,10 +398,8 @@ fn a_slow_collector_makes_workers_drop_spans_not_wait() {
 
 #[test]
 fn check_names_each_bad_tracing_and_log_key_with_its_place() {
-    let path =
-        std::env::temp_dir().join(format!("portico-tracing-bad-{}.toml", std::process::id()));
-    std::fs::write(
-        &path,
+    let checked = common::procs::portico_check(
+        "tracing-bad.toml",
         r#"[log]
 access_log_format = "yaml"
 [tracing]
@@ -412,15 +410,9 @@ export_batch_spans = 0
 name = "r"
 respond = { status = 200 }
 "#,
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portico"))
-        .args(["check", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    let file = path.to_str().unwrap();
+    );
+    assert_eq!(checked.code, Some(1));
+    let (err, file) = (checked.stderr, checked.path);
     for (place, says) in [
         ("2:21", "access_log_format must be \"text\" or \"json\""),
         ("4:16", "sample_ratio must be from 0.0 to 1.0"),

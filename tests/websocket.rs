@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::jwt::{self, SigningKey};
@@ -229,11 +228,8 @@ fn the_drain_lets_a_busy_tunnel_finish_and_closes_it_once_quiet() {
 
 #[test]
 fn check_refuses_websocket_where_it_cannot_work() {
-    let dir = std::env::temp_dir().join(format!("portico-ws-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("bad.toml");
-    std::fs::write(
-        &path,
+    let checked = common::procs::portico_check(
+        "bad.toml",
         r#"[server]
 listen = ["127.0.0.1:1"]
 [[upstream]]
@@ -256,14 +252,9 @@ path = "/c"
 upstream = "h2"
 websocket_idle_timeout_ms = 5
 "#,
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_portico"))
-        .args(["check", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_eq!(checked.code, Some(1));
+    let err = checked.stderr;
     assert!(
         err.contains(
             "bad.toml:11:13: websocket = true needs an HTTP/1.1 upstream; \"h2\" speaks HTTP/2"

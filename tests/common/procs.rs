@@ -212,6 +212,35 @@ fn sweep_stale_scratch() {
     }
 }
 
+/// What `portico check` said about a configuration.
+pub struct Checked {
+    pub code: Option<i32>,
+    /// The file checked, as its messages name it.
+    pub path: String,
+    pub stderr: String,
+    pub stdout: String,
+}
+
+/// Writes `text` to a file called `name` (in a folder of its own in this test's
+/// scratch folder, so names never clash) and runs `portico check --config` on it.
+pub fn portico_check(name: &str, text: &str) -> Checked {
+    static CHECKS: AtomicUsize = AtomicUsize::new(0);
+    let dir = scratch_dir().join(format!("check-{}", CHECKS.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir).expect("check folder");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_portico"))
+        .args(["check", "--config", path.to_str().expect("utf-8 path")])
+        .output()
+        .expect("portico check runs");
+    Checked {
+        code: out.status.code(),
+        path: path.display().to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
 pub fn spawn(
     bin: &Path,
     args: &[&str],
