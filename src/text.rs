@@ -4,7 +4,7 @@
 //! proxied request's CPU with the JSON access log and tracing on (perf, 2026-11-30).
 //! Each writes exactly what the `Display` it replaces writes (tests below).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// Appends `n` in decimal (as `u64`'s `Display`), with the `itoa` crate.
@@ -30,19 +30,59 @@ pub fn push_millis(out: &mut Vec<u8>, d: Duration) {
 
 /// Appends `ip` as its `Display` writes it (dotted quad; RFC 5952 text for IPv6).
 pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    out.extend_from_slice(ip_text(ip).as_bytes());
+}
+
+/// `ip` as its `Display` writes it, on the stack: for a writer that needs the
+/// text's length before the text (the rate-limit key).
+pub fn ip_text(ip: IpAddr) -> IpText {
+    let mut text = IpText {
+        buf: [0; IP_TEXT_MAX],
+        len: 0,
+    };
     match ip {
-        IpAddr::V4(v4) => push_ipv4(out, v4),
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.buf[text.len] = b'.';
+                    text.len += 1;
+                }
+                let [n, digits @ ..] = &OCTETS[usize::from(octet)];
+                let n = usize::from(*n);
+                text.buf[text.len..text.len + n].copy_from_slice(&digits[..n]);
+                text.len += n;
+            }
+        }
         IpAddr::V6(v6) => {
             use std::io::Write as _;
-            let _ = write!(out, "{v6}");
+            let mut w = &mut text.buf[..];
+            let _ = write!(w, "{v6}");
+            text.len = IP_TEXT_MAX - w.len();
         }
+    }
+    text
+}
+
+/// Room for the longest text form of an address (RFC 4291 §2.2,
+/// `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`); `Display` writes at most 39.
+const IP_TEXT_MAX: usize = 45;
+
+/// An address's text (see [`ip_text`]).
+pub struct IpText {
+    buf: [u8; IP_TEXT_MAX],
+    len: usize,
+}
+
+impl IpText {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
 /// Appends `addr` as its `Display` writes it (`1.2.3.4:80`, `[::1]:80`).
 pub fn push_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr {
-        SocketAddr::V4(v4) => push_ipv4(out, *v4.ip()),
+        SocketAddr::V4(v4) => push_ip(out, IpAddr::V4(*v4.ip())),
         SocketAddr::V6(v6) => {
             out.push(b'[');
             push_ip(out, IpAddr::V6(*v6.ip()));
@@ -55,22 +95,6 @@ pub fn push_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     }
     out.push(b':');
     push_u64(out, u64::from(addr.port()));
-}
-
-fn push_ipv4(out: &mut Vec<u8>, ip: Ipv4Addr) {
-    let [a, b, c, d] = ip.octets();
-    out.reserve(15);
-    push_octet(out, a);
-    for octet in [b, c, d] {
-        out.push(b'.');
-        push_octet(out, octet);
-    }
-}
-
-/// One IPv4 octet's digits, from a table made at compile time.
-fn push_octet(out: &mut Vec<u8>, octet: u8) {
-    let [len, digits @ ..] = &OCTETS[usize::from(octet)];
-    out.extend_from_slice(&digits[..usize::from(*len)]);
 }
 
 /// For each octet: how many digits, then the digits.
@@ -93,6 +117,8 @@ const OCTETS: [[u8; 4]; 256] = {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn text(f: impl Fn(&mut Vec<u8>)) -> String {
@@ -106,7 +132,12 @@ mod tests {
         for n in [0, 7, 10, 99, 100, 65_535, u64::MAX] {
             assert_eq!(text(|o| push_u64(o, n)), n.to_string());
         }
+        for n in 0..=255u8 {
+            let ip = IpAddr::V4(Ipv4Addr::new(n, 9, 99, 100));
+            assert_eq!(text(|o| push_ip(o, ip)), ip.to_string());
+        }
         for ip in [
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
             "0.0.0.0",
             "127.0.0.1",
             "255.255.255.255",

@@ -12,6 +12,7 @@ use std::io::Write as _;
 use std::net::IpAddr;
 
 use crate::http::HeaderLookup;
+use crate::text;
 
 use super::policy::{Fallback, KeyPart, Policy};
 
@@ -58,19 +59,11 @@ pub fn write_key(policy: &Policy, facts: &RequestFacts<'_>, out: &mut Vec<u8>) -
 /// Writes one part; `false` when the request has no (usable) value for it.
 fn write_part(part: &KeyPart, facts: &RequestFacts<'_>, out: &mut Vec<u8>) -> bool {
     match part {
-        KeyPart::Ip => match canonical(facts.client) {
-            // The common case without the formatting machinery.
-            IpAddr::V4(v4) => {
-                let mut text = [0u8; 15];
-                let len = ipv4_text(v4.octets(), &mut text);
-                field(out, b"ip", &text[..len]);
-            }
-            ip => {
-                let mut text = [0u8; 48];
-                let len = display_len(&mut text, &ip);
-                field(out, b"ip", &text[..len]);
-            }
-        },
+        KeyPart::Ip => field(
+            out,
+            b"ip",
+            text::ip_text(canonical(facts.client)).as_bytes(),
+        ),
         KeyPart::IpPrefix { v4, v6 } => {
             let (net, bits) = masked(canonical(facts.client), *v4, *v6);
             let mut text = [0u8; 56];
@@ -109,45 +102,9 @@ fn field(out: &mut Vec<u8>, tag: &[u8], value: &[u8]) {
         out.push(b';');
     }
     out.extend_from_slice(tag);
-    push_decimal(out, value.len());
+    text::push_u64(out, value.len() as u64);
     out.push(b'=');
     out.extend_from_slice(value);
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
-/// Dotted-quad text of an IPv4 address into `buf`; returns its length.
-fn ipv4_text(octets: [u8; 4], buf: &mut [u8; 15]) -> usize {
-    let mut len = 0;
-    for (i, o) in octets.into_iter().enumerate() {
-        if i > 0 {
-            buf[len] = b'.';
-            len += 1;
-        }
-        if o >= 100 {
-            buf[len] = b'0' + o / 100;
-            len += 1;
-        }
-        if o >= 10 {
-            buf[len] = b'0' + (o / 10) % 10;
-            len += 1;
-        }
-        buf[len] = b'0' + o % 10;
-        len += 1;
-    }
-    len
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, from dual-stack listeners) are the
@@ -183,13 +140,6 @@ fn masked(ip: IpAddr, v4_bits: u8, v6_bits: u8) -> (IpAddr, u8) {
             (IpAddr::V6((u128::from(a) & mask).into()), bits as u8)
         }
     }
-}
-
-fn display_len(buf: &mut [u8], ip: &IpAddr) -> usize {
-    let total = buf.len();
-    let mut w = &mut buf[..];
-    let _ = write!(w, "{ip}");
-    total - w.len()
 }
 
 #[cfg(test)]
@@ -244,20 +194,6 @@ mod tests {
         };
         let mut out = Vec::new();
         write_key(p, &facts, &mut out).then(|| String::from_utf8(out).unwrap())
-    }
-
-    #[test]
-    fn ipv4_text_matches_display() {
-        for a in ["0.0.0.0", "255.255.255.255", "10.0.100.9", "192.168.1.20"] {
-            let ip: std::net::Ipv4Addr = a.parse().unwrap();
-            let mut buf = [0u8; 15];
-            let len = ipv4_text(ip.octets(), &mut buf);
-            assert_eq!(&buf[..len], a.as_bytes());
-        }
-        let mut out = Vec::new();
-        push_decimal(&mut out, 0);
-        push_decimal(&mut out, 1234);
-        assert_eq!(out, b"01234");
     }
 
     #[test]

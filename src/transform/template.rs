@@ -4,10 +4,10 @@
 //! `{{` and `}}` are literal braces. A value without a per-request placeholder is a
 //! literal and costs nothing to render.
 
-use std::io::Write as _;
 use std::net::IpAddr;
 
 use crate::auth::Caller;
+use crate::text;
 
 /// One rule's value, compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,9 +157,7 @@ impl FieldTemplate {
             match piece {
                 Piece::Literal(bytes) => out.extend_from_slice(bytes),
                 Piece::RequestId => out.extend_from_slice(values.request_id.as_bytes()),
-                Piece::ClientIp => {
-                    let _ = write!(out, "{}", values.client_ip);
-                }
+                Piece::ClientIp => text::push_ip(out, values.client_ip),
                 Piece::TraceId => {
                     if let Some(id) = values.trace_id {
                         push_hex(out, id);
