@@ -12,12 +12,22 @@ const LEN: u64 = 2;
 const I32: u64 = 5;
 
 /// Appends `v` as a base-128 varint.
-pub fn varint(out: &mut Vec<u8>, mut v: u64) {
+pub fn varint(out: &mut Vec<u8>, v: u64) {
+    let (bytes, n) = varint_bytes(v);
+    out.extend_from_slice(&bytes[..n]);
+}
+
+/// `v` as a base-128 varint: the bytes and how many of them there are.
+fn varint_bytes(mut v: u64) -> ([u8; 10], usize) {
+    let mut bytes = [0u8; 10];
+    let mut n = 0;
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        bytes[n] = (v as u8) | 0x80;
         v >>= 7;
+        n += 1;
     }
-    out.push(v as u8);
+    bytes[n] = v as u8;
+    (bytes, n + 1)
 }
 
 fn key(out: &mut Vec<u8>, field: u32, wire_type: u64) {
@@ -78,9 +88,9 @@ pub fn message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
     if len < 0x80 {
         out[at] = len as u8;
     } else {
-        let mut prefix = Vec::with_capacity(10);
-        varint(&mut prefix, len as u64);
-        out.splice(at..at + 1, prefix);
+        // From the stack: every server span is longer than 127 bytes.
+        let (prefix, n) = varint_bytes(len as u64);
+        out.splice(at..at + 1, prefix[..n].iter().copied());
     }
 }
 
