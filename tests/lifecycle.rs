@@ -7,18 +7,11 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::procs::write_config;
 use common::{Gateway, Upstream};
 
 fn portico() -> Command {
     Command::new(env!("CARGO_BIN_EXE_portico"))
-}
-
-fn write_config(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("portico-lifecycle-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 #[test]

@@ -8,19 +8,11 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::procs::{limit_descriptors, spawn_customized};
+use common::procs::{limit_descriptors, spawn_customized, write_config};
 use common::Gateway;
 
 fn portico() -> Command {
     Command::new(env!("CARGO_BIN_EXE_portico"))
-}
-
-fn write_config(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("portico-runtime-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// A one-worker gateway answering 200 "hi", with `runtime` as its `[server.runtime]`.

@@ -221,14 +221,21 @@ pub struct Checked {
     pub stdout: String,
 }
 
-/// Writes `text` to a file called `name` (in a folder of its own in this test's
-/// scratch folder, so names never clash) and runs `portico check --config` on it.
-pub fn portico_check(name: &str, text: &str) -> Checked {
-    static CHECKS: AtomicUsize = AtomicUsize::new(0);
-    let dir = scratch_dir().join(format!("check-{}", CHECKS.fetch_add(1, Ordering::Relaxed)));
-    std::fs::create_dir_all(&dir).expect("check folder");
+/// Writes `text` to a file called `name`, in a folder of its own in this test's
+/// scratch folder (so names never clash); returns its path.
+pub fn write_config(name: &str, text: &str) -> PathBuf {
+    static CONFIGS: AtomicUsize = AtomicUsize::new(0);
+    let n = CONFIGS.fetch_add(1, Ordering::Relaxed);
+    let dir = scratch_dir().join(format!("config-{n}"));
+    std::fs::create_dir_all(&dir).expect("config folder");
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Writes `text` as [`write_config`] does and runs `portico check --config` on it.
+pub fn portico_check(name: &str, text: &str) -> Checked {
+    let path = write_config(name, text);
     let out = Command::new(env!("CARGO_BIN_EXE_portico"))
         .args(["check", "--config", path.to_str().expect("utf-8 path")])
         .output()
