@@ -11,6 +11,11 @@
 //! path that is a symbolic link into another directory, edited in place there),
 //! and looked up again after every change, since a swap moves it.
 //!
+//! Only events that name the configured file count (a log file written in the
+//! same directory would otherwise wake the reload path on every write), unless
+//! the configured path is a symbolic link: then the swap shows under other names
+//! (`..data`) and every change in the watched directories counts.
+//!
 //! Events are debounced (`[reload] watch_debounce_ms`: a burst of writes and
 //! renames makes one reload, after it is quiet), then the control thread is
 //! woken; it reads the file and reloads only if its text changed (an editor that
@@ -40,11 +45,14 @@ impl ConfigWatch {
     /// marks a change and wakes the control thread through `wake`.
     pub fn start(path: &Path, debounce: Duration, wake: Sender<()>) -> Result<ConfigWatch, String> {
         let (events_tx, events) = unbounded();
+        let configured = path.to_path_buf();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 // Reading a file is an event too (opened, closed): only changes count,
                 // or each reload's own read would trigger the next one.
-                if event.is_ok_and(|e| !e.kind.is_access() && !e.kind.is_other()) {
+                if event.is_ok_and(|e| {
+                    !e.kind.is_access() && !e.kind.is_other() && names_config(&e.paths, &configured)
+                }) {
                     let _ = events_tx.send(());
                 }
             })
@@ -122,6 +130,17 @@ impl Watch {
         }
         self.watched = now;
     }
+}
+
+/// Whether an event on `paths` may have changed the configuration at `configured`:
+/// one of them has the file's name, or the event names no path (the kernel's
+/// queue overflowed), or `configured` is a symbolic link (its swap names other
+/// files; see the module's comment).
+fn names_config(paths: &[PathBuf], configured: &Path) -> bool {
+    let name = configured.file_name();
+    paths.is_empty()
+        || paths.iter().any(|p| p.file_name() == name)
+        || std::fs::symlink_metadata(configured).map_or(true, |m| m.file_type().is_symlink())
 }
 
 /// Waits for an event, then until none came for `debounce`. False when nothing
@@ -212,4 +231,38 @@ impl CertificateFiles {
 fn modified(path: &Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_events_naming_the_file_count_unless_it_is_a_link() {
+        let dir = std::env::temp_dir().join(format!("portico-watch-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("portico.toml");
+        std::fs::write(&config, "").unwrap();
+        let log = vec![dir.join("access.log")];
+        assert!(
+            !names_config(&log, &config),
+            "a log written beside the file"
+        );
+        assert!(names_config(&[dir.join("portico.toml")], &config));
+        // A rename from an editor's temporary file onto the configured name.
+        assert!(names_config(
+            &[dir.join(".portico.toml.tmp"), config.clone()],
+            &config
+        ));
+        assert!(
+            names_config(&[], &config),
+            "an overflowed queue names nothing"
+        );
+        // A ConfigMap-style link: the swap renames `..data`, never the file.
+        let link = dir.join("linked.toml");
+        std::os::unix::fs::symlink(&config, &link).unwrap();
+        assert!(names_config(&[dir.join("..data")], &link));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -71,7 +71,7 @@ pub fn write_request_spans<'n>(
     let at = |i: Instant| trace.unix_nanos(facts.received, i);
     let path = facts.target.split(|&b| b == b'?').next().unwrap_or(b"");
     let mut scratch = Vec::with_capacity(48);
-    wire::message(out, SCOPE_SPANS_SPAN, |o| {
+    wire::long_message(out, SCOPE_SPANS_SPAN, |o| {
         head(o, trace, &trace.span_id, trace.parent_id.as_ref(), true);
         // A string field has a nested message's wire shape (a length, then the
         // bytes): `message` fills in the length of the name written in parts.
@@ -106,7 +106,7 @@ pub fn write_request_spans<'n>(
     for t in &trace.tries {
         let upstream = upstream_name(t.upstream);
         let try_method = t.part.as_ref().map_or(&*method, |(_, m)| m.as_str());
-        wire::message(out, SCOPE_SPANS_SPAN, |o| {
+        wire::long_message(out, SCOPE_SPANS_SPAN, |o| {
             head(o, trace, &t.span_id, Some(&trace.span_id), false);
             wire::message(o, span::NAME, |o| {
                 o.extend_from_slice(try_method.as_bytes());
