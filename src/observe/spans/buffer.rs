@@ -12,6 +12,10 @@ use crate::observe::{Counters, TraceContext};
 
 use super::record::{write_request_spans, RequestFacts};
 
+/// Bytes kept per span of a batch when its buffer is made (a server span is about
+/// 330 bytes, a client span 300; longer ones grow the buffer).
+const SPAN_BYTES: usize = 400;
+
 /// What the exporter thread receives.
 pub(super) enum ToExporter {
     Spans(SpanBatch),
@@ -62,7 +66,9 @@ impl SpanBuffer {
         }
         let mut pending = self.pending.borrow_mut();
         if pending.bytes.capacity() == 0 {
-            pending.bytes.reserve(self.batch.min(1024) * 256);
+            // A proxied request's two spans take about 630 bytes: room for a full
+            // batch, so that it is not moved while it fills.
+            pending.bytes.reserve(self.batch.min(1024) * SPAN_BYTES);
         }
         let SpanBatch { bytes, spans } = &mut *pending;
         *spans += write_request_spans(bytes, trace, facts, upstream_name);

@@ -228,6 +228,11 @@ mod tests {
             attr(&second.attributes, "http.request.resend_count").cloned(),
             Some(any_value::Value::IntValue(1))
         );
+        assert_eq!(
+            attr(&first.attributes, "http.request.resend_count"),
+            None,
+            "set on retries only"
+        );
         assert_eq!(second.status.as_ref().unwrap().message, "status 502");
         assert_eq!(rejected_spans(b""), 0);
     }
@@ -247,7 +252,8 @@ mod tests {
         let route = "r".repeat(300);
         let facts = RequestFacts {
             method: b"GET",
-            target: b"/",
+            // Not UTF-8: protobuf strings must be, so it is replaced.
+            target: b"/a\xff",
             route: &route,
             status: 200,
             client: "127.0.0.1".parse().unwrap(),
@@ -270,5 +276,9 @@ mod tests {
         assert!(spans.iter().all(|s| s.name == format!("GET {route}")));
         assert_eq!(spans[0].flags, 0x101, "no parent: not remote");
         assert!(spans[0].parent_span_id.is_empty() && spans[0].status.is_none());
+        assert_eq!(
+            attr(&spans[0].attributes, "url.path").cloned(),
+            text("/a\u{fffd}")
+        );
     }
 }

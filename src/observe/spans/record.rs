@@ -13,6 +13,14 @@ use crate::text;
 
 use super::wire;
 
+/// An attribute key's `KeyValue.key` field, built at compile time.
+macro_rules! key {
+    ($key:literal) => {{
+        const FIELD: [u8; $key.len() + 2] = key_field($key);
+        &FIELD
+    }};
+}
+
 /// What the server span says about the request.
 pub struct RequestFacts<'a> {
     pub method: &'a [u8],
@@ -67,7 +75,7 @@ pub fn write_request_spans<'n>(
     facts: &RequestFacts<'_>,
     upstream_name: impl Fn(usize) -> &'n str,
 ) -> usize {
-    let method = String::from_utf8_lossy(facts.method);
+    let method = utf8(facts.method);
     let at = |i: Instant| trace.unix_nanos(facts.received, i);
     let path = facts.target.split(|&b| b == b'?').next().unwrap_or(b"");
     let mut scratch = Vec::with_capacity(48);
@@ -76,7 +84,7 @@ pub fn write_request_spans<'n>(
         // A string field has a nested message's wire shape (a length, then the
         // bytes): `message` fills in the length of the name written in parts.
         wire::message(o, span::NAME, |o| {
-            o.extend_from_slice(method.as_bytes());
+            o.extend_from_slice(&method);
             if !facts.route.is_empty() {
                 o.push(b' ');
                 o.extend_from_slice(facts.route.as_bytes());
@@ -85,19 +93,23 @@ pub fn write_request_spans<'n>(
         wire::uint(o, span::KIND, span::KIND_SERVER);
         wire::fixed64(o, span::START, at(facts.received));
         wire::fixed64(o, span::END, at(facts.ended));
-        attr_str(o, "http.request.method", method.as_bytes());
-        attr_str(o, "url.path", utf8(path).as_bytes());
-        attr_int(o, "http.response.status_code", i64::from(facts.status));
+        attr_str(o, key!("http.request.method"), &method);
+        attr_str(o, key!("url.path"), &utf8(path));
+        attr_int(
+            o,
+            key!("http.response.status_code"),
+            i64::from(facts.status),
+        );
         scratch.clear();
         text::push_ip(&mut scratch, facts.client);
-        attr_str(o, "client.address", &scratch);
-        attr_str(o, "portico.request_id", facts.request_id.as_bytes());
-        attr_int(o, "portico.attempts", i64::from(facts.attempts));
+        attr_str(o, key!("client.address"), &scratch);
+        attr_str(o, key!("portico.request_id"), facts.request_id.as_bytes());
+        attr_int(o, key!("portico.attempts"), i64::from(facts.attempts));
         if !facts.route.is_empty() {
-            attr_str(o, "portico.route", facts.route.as_bytes());
+            attr_str(o, key!("portico.route"), facts.route.as_bytes());
         }
         if let Some(authority) = facts.authority {
-            attr_str(o, "server.address", utf8(authority).as_bytes());
+            attr_str(o, key!("server.address"), &utf8(authority));
         }
         if facts.status >= 500 {
             error_status(o, None, Some(facts.status));
@@ -105,40 +117,44 @@ pub fn write_request_spans<'n>(
     });
     for t in &trace.tries {
         let upstream = upstream_name(t.upstream);
-        let try_method = t.part.as_ref().map_or(&*method, |(_, m)| m.as_str());
+        let try_method = t.part.as_ref().map_or(&*method, |(_, m)| m.as_bytes());
         wire::long_message(out, SCOPE_SPANS_SPAN, |o| {
             head(o, trace, &t.span_id, Some(&trace.span_id), false);
             wire::message(o, span::NAME, |o| {
-                o.extend_from_slice(try_method.as_bytes());
+                o.extend_from_slice(try_method);
                 o.push(b' ');
                 o.extend_from_slice(upstream.as_bytes());
             });
             wire::uint(o, span::KIND, span::KIND_CLIENT);
             wire::fixed64(o, span::START, at(t.started));
             wire::fixed64(o, span::END, at(t.ended.unwrap_or(facts.ended)));
-            attr_str(o, "http.request.method", try_method.as_bytes());
+            attr_str(o, key!("http.request.method"), try_method);
             scratch.clear();
             text::push_ip(&mut scratch, t.endpoint.ip());
-            attr_str(o, "server.address", &scratch);
-            attr_int(o, "server.port", i64::from(t.endpoint.port()));
-            attr_str(o, "portico.upstream", upstream.as_bytes());
-            attr_int(o, "portico.attempt", i64::from(t.attempt));
-            attr_int(
-                o,
-                "http.request.resend_count",
-                i64::from(t.attempt.saturating_sub(1)),
-            );
+            attr_str(o, key!("server.address"), &scratch);
+            attr_int(o, key!("server.port"), i64::from(t.endpoint.port()));
+            attr_str(o, key!("portico.upstream"), upstream.as_bytes());
+            attr_int(o, key!("portico.attempt"), i64::from(t.attempt));
+            // Set on retries only (OpenTelemetry semantic conventions: "if and only
+            // if request was retried").
+            if t.attempt > 1 {
+                attr_int(
+                    o,
+                    key!("http.request.resend_count"),
+                    i64::from(t.attempt - 1),
+                );
+            }
             if !facts.route.is_empty() {
-                attr_str(o, "portico.route", facts.route.as_bytes());
+                attr_str(o, key!("portico.route"), facts.route.as_bytes());
             }
             if let Some((part, _)) = &t.part {
-                attr_str(o, "portico.part", part.as_bytes());
+                attr_str(o, key!("portico.part"), part.as_bytes());
             }
             if let Some(status) = t.status {
-                attr_int(o, "http.response.status_code", i64::from(status));
+                attr_int(o, key!("http.response.status_code"), i64::from(status));
             }
             if let Some(failure) = t.failure {
-                attr_str(o, "error.type", failure.as_bytes());
+                attr_str(o, key!("error.type"), failure.as_bytes());
             }
             match (t.failure, t.status) {
                 (Some(f), _) => error_status(o, Some(f), None),
@@ -162,7 +178,7 @@ fn head(
     wire::bytes(o, span::TRACE_ID, &trace.trace_id);
     wire::bytes(o, span::SPAN_ID, span_id);
     if let Some(state) = &trace.tracestate {
-        wire::bytes(o, span::TRACE_STATE, utf8(state).as_bytes());
+        wire::bytes(o, span::TRACE_STATE, &utf8(state));
     }
     if let Some(parent) = parent {
         wire::bytes(o, span::PARENT_SPAN_ID, parent);
@@ -195,33 +211,57 @@ fn error_status(o: &mut Vec<u8>, failure: Option<&str>, status: Option<u16>) {
 }
 
 /// A string attribute: `KeyValue { key = 1, value = 2: AnyValue { string_value = 1 } }`,
-/// its lengths computed rather than filled in after (a request writes about 15).
-fn attr_str(o: &mut Vec<u8>, key: &str, value: &[u8]) {
+/// its lengths computed rather than filled in after (a request writes about 15);
+/// `key` is the `KeyValue.key` field as [`key!`] wrote it at compile time.
+#[inline(always)]
+fn attr_str(o: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     let any = wire::len_field_size(1, value.len());
     wire::len_prefix(
         o,
         span::ATTRIBUTES,
-        wire::len_field_size(1, key.len()) + wire::len_field_size(2, any),
+        key.len() + wire::len_field_size(2, any),
     );
-    wire::bytes(o, 1, key.as_bytes());
+    o.extend_from_slice(key);
     wire::len_prefix(o, 2, any);
     wire::bytes(o, 1, value);
 }
 
 /// An integer attribute: `KeyValue { key = 1, value = 2: AnyValue { int_value = 3 } }`.
-fn attr_int(o: &mut Vec<u8>, key: &str, value: i64) {
+#[inline(always)]
+fn attr_int(o: &mut Vec<u8>, key: &[u8], value: i64) {
     let any = 1 + wire::varint_len(value as u64);
     wire::len_prefix(
         o,
         span::ATTRIBUTES,
-        wire::len_field_size(1, key.len()) + wire::len_field_size(2, any),
+        key.len() + wire::len_field_size(2, any),
     );
-    wire::bytes(o, 1, key.as_bytes());
+    o.extend_from_slice(key);
     wire::len_prefix(o, 2, any);
     wire::uint(o, 3, value as u64);
 }
 
-/// `bytes` as UTF-8 (protobuf strings must be), invalid sequences replaced.
-fn utf8(bytes: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(bytes)
+/// `KeyValue.key` (field 1) as written, for an attribute key of under 128 bytes.
+const fn key_field<const N: usize>(key: &str) -> [u8; N] {
+    let k = key.as_bytes();
+    assert!(k.len() < 128 && k.len() + 2 == N);
+    let mut out = [0u8; N];
+    out[0] = 0x0a;
+    out[1] = k.len() as u8;
+    let mut i = 0;
+    while i < k.len() {
+        out[i + 2] = k[i];
+        i += 1;
+    }
+    out
+}
+
+/// `bytes` as UTF-8 (protobuf strings must be), invalid sequences replaced; the
+/// usual case, ASCII, is only checked (`from_utf8_lossy` walks text in chunks,
+/// `from_utf8` costs more than a word-at-a-time ASCII test on a short string).
+fn utf8(bytes: &[u8]) -> Cow<'_, [u8]> {
+    if bytes.is_ascii() {
+        Cow::Borrowed(bytes)
+    } else {
+        Cow::Owned(String::from_utf8_lossy(bytes).into_owned().into_bytes())
+    }
 }

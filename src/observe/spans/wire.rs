@@ -13,11 +13,13 @@ const I32: u64 = 5;
 
 /// Appends `v` as a base-128 varint. Inlined with a one-byte fast path: a
 /// request's spans write about a hundred varints, nearly all of them keys and
-/// short lengths.
+/// short lengths (a status code and most lengths take two).
 #[inline]
 pub fn varint(out: &mut Vec<u8>, v: u64) {
     if v < 0x80 {
         out.push(v as u8);
+    } else if v < 0x4000 {
+        out.extend_from_slice(&[(v as u8) | 0x80, (v >> 7) as u8]);
     } else {
         varint_long(out, v);
     }
