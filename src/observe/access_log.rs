@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use super::handoff::{self, Sender};
 
 use super::settings::AccessLogFormat;
 use crate::text;
@@ -120,9 +120,7 @@ impl AccessLogBuffer {
             return;
         }
         let batch = std::mem::replace(&mut *buf, Vec::with_capacity(FLUSH_BYTES + 1024));
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.tx.try_send(ToWriter::Batch(batch))
-        {
+        if self.tx.try_send(ToWriter::Batch(batch)).is_err() {
             self.dropped.set(self.dropped.get() + 1);
         }
     }
@@ -156,12 +154,11 @@ impl AccessLogWriter {
                     .open(path)?,
             ),
         };
-        let (tx, rx): (Sender<ToWriter>, Receiver<ToWriter>) =
-            crossbeam_channel::bounded(QUEUE_BATCHES);
+        let (tx, rx) = handoff::bounded::<ToWriter>(QUEUE_BATCHES);
         let handle = std::thread::Builder::new()
             .name("portico-access-log".into())
             .spawn(move || {
-                for message in rx {
+                while let Some(message) = rx.recv() {
                     let ToWriter::Batch(batch) = message else {
                         return;
                     };

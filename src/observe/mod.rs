@@ -7,6 +7,7 @@
 
 mod access_log;
 mod counters;
+mod handoff;
 pub mod metrics;
 mod settings;
 mod spans;

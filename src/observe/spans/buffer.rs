@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 
-use crossbeam_channel::Sender;
+use crate::observe::handoff::Sender;
 
 use crate::observe::{Counters, TraceContext};
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crate::observe::handoff::{self, Receiver, RecvTimeoutError, Sender};
 
 use crate::observe::{Counters, OtlpEndpoint, PublishedCounters, TracingSettings};
 
@@ -41,7 +41,7 @@ impl SpanExporter {
         };
         let batch = settings.batch_spans.max(1);
         let batches = settings.queue_spans.div_ceil(batch).max(1);
-        let (tx, rx) = crossbeam_channel::bounded(batches);
+        let (tx, rx) = handoff::bounded(batches);
         let counters = Arc::new(PublishedCounters::default());
         let published = counters.clone();
         let run = Run {
