@@ -216,9 +216,13 @@ impl Lease {
         self.remaining = grant.remaining;
         // An emptied bucket: no point asking again before it holds a token.
         self.retry_at = (grant.remaining == 0).then(|| grant.issued + grant.retry_after);
-        // While the next request is in flight, spend on credit at most one more
-        // lease, and only what the bucket had left for every worker.
-        self.provisional = sizing.max_lease.min(grant.remaining / sizing.workers);
+        // While the next request is in flight, spend on credit at most the
+        // new-key allowance, and only the worker's share of what the bucket had
+        // left: the workers' credits together never exceed it. (One more lease was
+        // the limit before: at a low rate with a large burst, a lease is one token,
+        // and a worker refused while the bucket was nearly full whenever the
+        // limiter thread was slower than the next request.)
+        self.provisional = sizing.provisional.min(grant.remaining / sizing.workers);
         self.expires
     }
 
@@ -290,6 +294,30 @@ mod tests {
             matches!(take, Take::Denied { .. }),
             "allowance spent, no grant yet"
         );
+    }
+
+    #[test]
+    fn after_a_grant_a_worker_runs_ahead_by_its_share_of_what_is_left() {
+        // 50 an hour, burst 50, two workers: new-key allowance 12, leases of 1.
+        let p = policy(50.0 / 3600.0, 50.0);
+        let s = LeaseSizing::new(&p, 2);
+        assert_eq!((s.provisional, s.max_lease), (12, 1));
+        let t0 = Instant::now();
+        let mut l = Lease::new(t0, &s);
+        l.provisional = 0;
+        l.on_grant(&grant(1, 48, t0), &s);
+        let admitted = (0..20)
+            .take_while(|_| matches!(l.take(t0, &p, &s).0, Take::Allowed { .. }))
+            .count();
+        assert_eq!(admitted, 1 + 12, "the lease, then the allowance on credit");
+        // A bucket nearly dry: only the worker's share of it.
+        let mut l = Lease::new(t0, &s);
+        l.provisional = 0;
+        l.on_grant(&grant(1, 6, t0), &s);
+        let admitted = (0..20)
+            .take_while(|_| matches!(l.take(t0, &p, &s).0, Take::Allowed { .. }))
+            .count();
+        assert_eq!(admitted, 1 + 3);
     }
 
     #[test]

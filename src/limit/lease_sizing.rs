@@ -5,11 +5,12 @@
 //!
 //! - Provisional allowance `P = max(1, floor(burst / 2W))`: what a worker may spend
 //!   on a key it has no grant for yet (a new key), so the first request never waits.
-//!   After a grant, the credit while the next request is in flight is smaller:
-//!   `min(max_lease, remaining / W)`. Tokens spent this way are reported and taken
-//!   from the true bucket afterwards, possibly into debt, which the refill repays:
-//!   over a long window nothing is over-admitted, and at any moment at most
-//!   `W × P ≤ burst / 2` (at least `W`) is for a new key, `W × max_lease` after.
+//!   After a grant, the credit while the next request is in flight is
+//!   `min(P, remaining / W)`: the worker's share of what the limiter said the
+//!   bucket held, so the workers' credits together never exceed it. Tokens spent
+//!   this way are reported and taken from the true bucket afterwards, possibly into
+//!   debt, which the refill repays: over a long window nothing is over-admitted, and
+//!   at any moment at most `W × P ≤ burst / 2` (at least `W`) is.
 //! - Lease size: the worker asks for its recent demand over [`LEASE_HORIZON`]
 //!   (at least 1, at most `P`). The limiter grants at most
 //!   `max(max_lease, available / 2W)`, with `max_lease = clamp(ceil(rate × 2 ×
