@@ -226,19 +226,13 @@ scope = "instance"
     assert_eq!(a.hits(), hits_a, "the old upstream gets nothing new");
     assert!(b.hits() >= 1, "the new upstream serves");
     // The policy changed (burst 50): its buckets start afresh (the old one, dry,
-    // would refuse nearly all of ten more). One refusal is allowed: at rate 1/h a
-    // worker's grants are one token each, and on a starved machine (the test suite
-    // runs in parallel) a worker can spend its grant before the limiter thread gets
-    // a core to send the next (docs/rate-limiting.md, "Measured accuracy"; seen once
-    // in a full run).
+    // would refuse nearly all of ten more). All ten pass even when the limiter
+    // thread is slow: a worker may run ahead by its share of the bucket (12 here),
+    // not by one lease of one token (src/limit/lease.rs, on_grant).
     let after: Vec<u16> = (0..10)
         .map(|_| fresh(gw.port, "/limited").map_or(0, |r| r.0))
         .collect();
-    let admitted = after.iter().filter(|s| **s == 200).count();
-    assert!(
-        admitted >= 9 && after.iter().all(|s| matches!(s, 200 | 429)),
-        "{after:?}"
-    );
+    assert!(after.iter().all(|s| *s == 200), "{after:?}");
     let tls = tls_client::connect(gw.port2, &pki.ca, "api.example.com").expect("handshake");
     let presented = tls
         .conn
