@@ -303,21 +303,26 @@ mod tests {
         let s = LeaseSizing::new(&p, 2);
         assert_eq!((s.provisional, s.max_lease), (12, 1));
         let t0 = Instant::now();
-        let mut l = Lease::new(t0, &s);
-        l.provisional = 0;
-        l.on_grant(&grant(1, 48, t0), &s);
-        let admitted = (0..20)
-            .take_while(|_| matches!(l.take(t0, &p, &s).0, Take::Allowed { .. }))
-            .count();
-        assert_eq!(admitted, 1 + 12, "the lease, then the allowance on credit");
-        // A bucket nearly dry: only the worker's share of it.
-        let mut l = Lease::new(t0, &s);
-        l.provisional = 0;
-        l.on_grant(&grant(1, 6, t0), &s);
-        let admitted = (0..20)
-            .take_while(|_| matches!(l.take(t0, &p, &s).0, Take::Allowed { .. }))
-            .count();
-        assert_eq!(admitted, 1 + 3);
+        // Requests admitted without another grant after one of a token, with
+        // `remaining` left in the bucket.
+        let admitted = |remaining| {
+            let mut l = Lease::new(t0, &s);
+            l.provisional = 0;
+            l.on_grant(&grant(1, remaining, t0), &s);
+            (0..20)
+                .take_while(|_| matches!(l.take(t0, &p, &s).0, Take::Allowed { .. }))
+                .count()
+        };
+        assert_eq!(
+            admitted(48),
+            1 + 12,
+            "the lease, then the allowance on credit"
+        );
+        assert_eq!(
+            admitted(6),
+            1 + 3,
+            "a bucket nearly dry: the worker's share"
+        );
     }
 
     #[test]
