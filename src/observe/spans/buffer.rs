@@ -68,7 +68,7 @@ impl SpanBuffer {
         if pending.bytes.capacity() == 0 {
             // A proxied request's two spans take about 630 bytes: room for a full
             // batch, so that it is not moved while it fills.
-            pending.bytes.reserve(self.batch.min(1024) * SPAN_BYTES);
+            pending.bytes.reserve(self.batch.min(4096) * SPAN_BYTES);
         }
         let SpanBatch { bytes, spans } = &mut *pending;
         *spans += write_request_spans(bytes, trace, facts, upstream_name);
