@@ -42,16 +42,18 @@ pub fn ip_text(ip: IpAddr) -> IpText {
     };
     match ip {
         IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    text.buf[text.len] = b'.';
-                    text.len += 1;
-                }
-                let [n, digits @ ..] = &OCTETS[usize::from(octet)];
-                let n = usize::from(*n);
-                text.buf[text.len..text.len + n].copy_from_slice(&digits[..n]);
-                text.len += n;
+            // Three digit slots and a dot after the digits for every octet: stores
+            // of a fixed size (a copy of `n` bytes was a memcpy call); the next
+            // octet overwrites what is not kept, the last dot is dropped.
+            let mut len = 0;
+            for octet in v4.octets() {
+                let [n, a, b, c] = OCTETS[usize::from(octet)];
+                let n = usize::from(n);
+                text.buf[len..len + 3].copy_from_slice(&[a, b, c]);
+                text.buf[len + n] = b'.';
+                len += n + 1;
             }
+            text.len = len - 1;
         }
         IpAddr::V6(v6) => {
             use std::io::Write as _;
