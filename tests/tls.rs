@@ -61,6 +61,18 @@ fn cert_entry(name: &str, sni: &[&str], leaf: &Leaf) -> String {
     )
 }
 
+/// A gateway with a TLS listener for api.example.com (leaf `leaf` of a fresh test
+/// PKI named `pki_name`) whose one route answers 200 "ok"; the PKI holds the files.
+fn ok_gateway(pki_name: &str, leaf: &str) -> (Pki, Gateway) {
+    let pki = Pki::new(pki_name);
+    let cert = pki.server(leaf, &["api.example.com"]);
+    let gw = Gateway::start(
+        &(tls_listener(&cert_entry("api", &["api.example.com"], &cert), "")
+            + "[[route]]\nname = \"r\"\nrespond = { status = 200, body = \"ok\" }\n"),
+    );
+    (pki, gw)
+}
+
 fn echo_route(up: &Upstream) -> String {
     format!("[[upstream]]\nname = \"echo\"\nendpoints = [\"{}\"]\n[[route]]\nname = \"echo\"\nupstream = \"echo\"\n", up.addr())
 }
@@ -205,12 +217,7 @@ fn mtls_requires_a_client_certificate_and_forwards_its_subject() {
 
 #[test]
 fn an_idle_tls_connection_releases_its_buffers_and_still_serves() {
-    let pki = Pki::new("idle");
-    let leaf = pki.server("idle", &["api.example.com"]);
-    let gw = Gateway::start(
-        &(tls_listener(&cert_entry("api", &["api.example.com"], &leaf), "")
-            + "[[route]]\nname = \"r\"\nrespond = { status = 200, body = \"ok\" }\n"),
-    );
+    let (pki, gw) = ok_gateway("idle", "idle");
     let mut c = KeptConnection::open(gw.port, &pki.ca, "api.example.com");
     assert_eq!(c.get(), (200, "ok".to_string()));
     // Past the 1 s hot window the read is cancelled and the ciphertext buffers freed;
@@ -224,12 +231,7 @@ fn an_idle_tls_connection_releases_its_buffers_and_still_serves() {
 #[test]
 fn idle_tls_connections_keep_no_ciphertext_buffers() {
     const CONNECTIONS: usize = 400;
-    let pki = Pki::new("idle-memory");
-    let leaf = pki.server("idle", &["api.example.com"]);
-    let gw = Gateway::start(
-        &(tls_listener(&cert_entry("api", &["api.example.com"], &leaf), "")
-            + "[[route]]\nname = \"r\"\nrespond = { status = 200, body = \"ok\" }\n"),
-    );
+    let (pki, gw) = ok_gateway("idle-memory", "idle");
     // Warm up (session caches, lazily made state), then the baseline.
     for _ in 0..3 {
         assert_eq!(
@@ -680,12 +682,7 @@ fn client_config(
 /// a close_notify.
 #[test]
 fn requests_sent_with_the_finished_are_answered() {
-    let pki = Pki::new("finished");
-    let leaf = pki.server("api", &["api.example.com"]);
-    let gw = Gateway::start(
-        &(tls_listener(&cert_entry("api", &["api.example.com"], &leaf), "")
-            + "[[route]]\nname = \"r\"\nrespond = { status = 200, body = \"ok\" }\n"),
-    );
+    let (pki, gw) = ok_gateway("finished", "api");
     let config = client_config(&pki.ca, &[&rustls::version::TLS13]);
     let mut conn =
         rustls::ClientConnection::new(Arc::new(config), "api.example.com".try_into().unwrap())
@@ -747,12 +744,7 @@ fn requests_sent_with_the_finished_are_answered() {
 /// with a no_renegotiation alert at once, not left waiting for a ServerHello.
 #[test]
 fn a_tls_1_2_renegotiation_is_refused() {
-    let pki = Pki::new("renegotiate");
-    let leaf = pki.server("api", &["api.example.com"]);
-    let gw = Gateway::start(
-        &(tls_listener(&cert_entry("api", &["api.example.com"], &leaf), "")
-            + "[[route]]\nname = \"r\"\nrespond = { status = 200, body = \"ok\" }\n"),
-    );
+    let (_pki, gw) = ok_gateway("renegotiate", "api");
     let mut client = Command::new("openssl")
         .args(["s_client", "-tls1_2", "-servername", "api.example.com"])
         .arg("-connect")
