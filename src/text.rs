@@ -39,6 +39,7 @@ pub fn ip_text(ip: IpAddr) -> IpText {
     let mut text = IpText {
         buf: [0; IP_TEXT_MAX],
         len: 0,
+        v6: ip.is_ipv6(),
     };
     match ip {
         IpAddr::V4(v4) => {
@@ -70,14 +71,27 @@ pub fn ip_text(ip: IpAddr) -> IpText {
 const IP_TEXT_MAX: usize = 45;
 
 /// An address's text (see [`ip_text`]).
+#[derive(Clone, Copy)]
 pub struct IpText {
     buf: [u8; IP_TEXT_MAX],
     len: usize,
+    v6: bool,
 }
 
 impl IpText {
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// The address is IPv6 (its text needs brackets beside a port).
+    pub fn is_v6(&self) -> bool {
+        self.v6
+    }
+}
+
+impl std::fmt::Debug for IpText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
     }
 }
 
@@ -97,6 +111,68 @@ pub fn push_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     }
     out.push(b':');
     push_u64(out, u64::from(addr.port()));
+}
+
+/// A socket address's text rendered once (an endpoint's, when the config is
+/// compiled), so that the access log and the spans of every request copy it
+/// instead of writing it: the address as `Display` writes it, and its IP part.
+#[derive(Clone, Copy)]
+pub struct AddrText {
+    buf: [u8; ADDR_TEXT_MAX],
+    len: u8,
+    /// Where the IP's text is in `buf` (inside the brackets of an IPv6 address).
+    ip: (u8, u8),
+    port: u16,
+}
+
+/// `[` + an IPv6 text + `%` + a scope id + `]:` + a port.
+const ADDR_TEXT_MAX: usize = 1 + IP_TEXT_MAX + 1 + 10 + 2 + 5;
+
+impl AddrText {
+    /// `addr`'s text.
+    pub fn new(addr: SocketAddr) -> Self {
+        let mut out = Vec::with_capacity(ADDR_TEXT_MAX);
+        push_socket_addr(&mut out, addr);
+        let ip = ip_text(addr.ip());
+        let start = usize::from(addr.is_ipv6());
+        let mut buf = [0; ADDR_TEXT_MAX];
+        let len = out.len().min(ADDR_TEXT_MAX);
+        buf[..len].copy_from_slice(&out[..len]);
+        AddrText {
+            buf,
+            len: len as u8,
+            ip: (start as u8, (start + ip.as_bytes().len()) as u8),
+            port: addr.port(),
+        }
+    }
+
+    /// The address as `Display` writes it (`1.2.3.4:80`, `[::1]:80`).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    /// The IP part, without brackets.
+    pub fn ip(&self) -> &[u8] {
+        &self.buf[usize::from(self.ip.0)..usize::from(self.ip.1)]
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl PartialEq for AddrText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for AddrText {}
+
+impl std::fmt::Debug for AddrText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
 }
 
 /// For each octet: how many digits, then the digits.
@@ -159,6 +235,10 @@ mod tests {
         ] {
             let addr: SocketAddr = addr.parse().unwrap();
             assert_eq!(text(|o| push_socket_addr(o, addr)), addr.to_string());
+            let rendered = AddrText::new(addr);
+            assert_eq!(rendered.as_bytes(), addr.to_string().as_bytes());
+            assert_eq!(rendered.ip(), addr.ip().to_string().as_bytes());
+            assert_eq!(rendered.port(), addr.port());
         }
     }
 

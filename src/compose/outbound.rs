@@ -98,13 +98,13 @@ pub fn write_head<D: Downstream>(
         query,
         host: endpoint.authority.as_bytes(),
         client_host: req.authority,
-        client_ip: d.conn().peer.ip(),
+        client_ip: &d.conn().peer_ip,
         secure: d.conn().secure,
         http10: false,
         body,
         upgrade: None,
         added: &added,
-        request_id: req.request_id,
+        request_id: req.request_id.as_bytes(),
         trace: match (req.trace, &traceparent) {
             (Some(trace), Some(value)) => TraceFields::Replace {
                 traceparent: value,

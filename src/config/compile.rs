@@ -22,6 +22,7 @@ use super::Sections;
 use crate::http::{FieldList, UnderscoreHeaders};
 use crate::observe::AccessLogTarget;
 use crate::route::{self, HeaderMatch, PathMatch, RouteSpec, RouteTable};
+use crate::text::AddrText;
 use crate::tls::{
     CertSettings, ListenerTls, TlsListenerSettings, TlsVersion, UpstreamTls, UpstreamTlsSettings,
 };
@@ -295,6 +296,7 @@ fn upstreams(
                 endpoints.push(Endpoint {
                     id: next_endpoint,
                     addr,
+                    text: AddrText::new(addr),
                     authority: e.get_ref().clone(),
                     key: EndpointKey::new(addr, e.get_ref(), tls.as_deref()),
                 });

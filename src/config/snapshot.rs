@@ -15,6 +15,7 @@ use crate::http::FieldList;
 use crate::limit::{RateLimitSettings, RouteLimits};
 use crate::observe::{AccessLogFormat, AccessLogTarget, TracingSettings};
 use crate::route::RouteTable;
+use crate::text::AddrText;
 use crate::tls::{ListenerTls, TlsListenerSettings, UpstreamTls};
 
 pub struct Snapshot {
@@ -232,6 +233,8 @@ pub struct Endpoint {
     /// counts is indexed by it; state that outlives a snapshot uses `key`).
     pub id: usize,
     pub addr: SocketAddr,
+    /// `addr` as text, for the access log and the spans.
+    pub text: AddrText,
     /// The `host:port` as written in the config; the Host header sent upstream.
     pub authority: String,
     /// What makes this endpoint the same connection target in another snapshot.

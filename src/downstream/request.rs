@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use crate::http::{FieldList, HeaderLookup, HttpError, LocalReply, ResponseParts};
+use crate::text::{ip_text, IpText};
 
 use super::body::{BodySource, Piece};
 use super::client_reset::ClientReset;
@@ -16,6 +17,10 @@ use super::tunnel::{Duplex, TunnelBytes, TunnelEnd};
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The peer's IP address as text (as `Display` writes it), rendered once per
+    /// connection: the forwarded fields, the access log and the server span each
+    /// write it for every request.
+    pub peer_ip: IpText,
     /// The connection came over TLS.
     pub secure: bool,
     /// The verified client certificate's subject, as the field to send upstream
@@ -26,10 +31,17 @@ pub struct ConnInfo {
 impl ConnInfo {
     /// A plaintext connection from `peer`.
     pub fn plain(peer: SocketAddr) -> Self {
+        ConnInfo::new(peer, false, None)
+    }
+
+    /// A connection from `peer`, over TLS when `secure`, with the client
+    /// certificate's subject field when one was verified and is sent upstream.
+    pub fn new(peer: SocketAddr, secure: bool, client_subject: Option<FieldList>) -> Self {
         ConnInfo {
             peer,
-            secure: false,
-            client_subject: None,
+            peer_ip: ip_text(peer.ip()),
+            secure,
+            client_subject,
         }
     }
 }

@@ -3,14 +3,13 @@
 //! (path, host, identity headers, what to drop); this file decides how it is written
 //! on the wire, so the rest of the gateway never spells HTTP/1.1 itself.
 
-use std::net::IpAddr;
 use std::ops::Range;
 
 use super::{
     is_gateway_owned, is_hop_by_hop, reason_phrase, BodyFraming, ConnectionTokens, FieldList,
     HeaderLookup, ResponseParts,
 };
-use crate::text;
+use crate::text::{self, IpText};
 
 /// What becomes of one client header line on its way upstream.
 pub enum HeaderEdit {
@@ -30,7 +29,8 @@ pub struct UpstreamRequest<'a> {
     pub host: &'a [u8],
     /// The request's authority as the client gave it, for `X-Forwarded-Host`.
     pub client_host: Option<&'a [u8]>,
-    pub client_ip: IpAddr,
+    /// The client's address as text (rendered once per connection).
+    pub client_ip: &'a IpText,
     /// The client came over TLS (`X-Forwarded-Proto: https`).
     pub secure: bool,
     /// Send as HTTP/1.0 (an HTTP/1.0 client), so the upstream never answers with
@@ -45,7 +45,7 @@ pub struct UpstreamRequest<'a> {
     /// Fields the gateway adds (identity headers from verified claims, the client
     /// certificate subject), in order.
     pub added: &'a [&'a FieldList],
-    pub request_id: &'a str,
+    pub request_id: &'a [u8],
     /// The trace-context fields: the client's passed on, or the gateway's own.
     pub trace: TraceFields<'a>,
 }
@@ -149,7 +149,7 @@ pub fn write_upstream_request(
         w.extend_from_slice(value);
         w.extend_from_slice(b", ");
     }
-    text::push_ip(w, req.client_ip);
+    w.extend_from_slice(req.client_ip.as_bytes());
     w.extend_from_slice(b"\r\n");
     let proto: &[u8] = if req.secure { b"https" } else { b"http" };
     header(w, b"x-forwarded-proto", proto);
@@ -164,10 +164,10 @@ pub fn write_upstream_request(
     }
     if has_real_ip {
         w.extend_from_slice(b"x-real-ip: ");
-        text::push_ip(w, req.client_ip);
+        w.extend_from_slice(req.client_ip.as_bytes());
         w.extend_from_slice(b"\r\n");
     }
-    header(w, b"x-request-id", req.request_id.as_bytes());
+    header(w, b"x-request-id", req.request_id);
     if let Some(protocol) = req.upgrade {
         w.extend_from_slice(b"connection: upgrade\r\n");
         header(w, b"upgrade", protocol);
@@ -276,15 +276,14 @@ pub fn finish_head(
 /// `forwarded: for=...;proto=...;host="..."` for this hop (RFC 7239 §4; an IPv6
 /// address and the host are quoted-strings, which need no escapes here: the
 /// authority was validated by the codec).
-fn forwarded_element(w: &mut Vec<u8>, client: IpAddr, proto: &[u8], host: Option<&[u8]>) {
+fn forwarded_element(w: &mut Vec<u8>, client: &IpText, proto: &[u8], host: Option<&[u8]>) {
     w.extend_from_slice(b"forwarded: for=");
-    match client {
-        IpAddr::V4(_) => text::push_ip(w, client),
-        IpAddr::V6(_) => {
-            w.extend_from_slice(b"\"[");
-            text::push_ip(w, client);
-            w.extend_from_slice(b"]\"");
-        }
+    if client.is_v6() {
+        w.extend_from_slice(b"\"[");
+        w.extend_from_slice(client.as_bytes());
+        w.extend_from_slice(b"]\"");
+    } else {
+        w.extend_from_slice(client.as_bytes());
     }
     w.extend_from_slice(b";proto=");
     w.extend_from_slice(proto);

@@ -16,9 +16,9 @@
 //!   `request_id`, `trace_id`, `auth_subject`, `ratelimit_policy`, `ratelimit`);
 //!   absent values are `null`.
 
+use crate::text::AddrText;
 use std::cell::{Cell, RefCell};
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -37,7 +37,8 @@ pub enum AccessLogTarget {
 
 /// What one access-log line says.
 pub struct AccessRecord<'a> {
-    pub client: IpAddr,
+    /// The client's IP address as text.
+    pub client: &'a [u8],
     pub method: &'a [u8],
     pub target: &'a [u8],
     /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2.0`.
@@ -55,12 +56,12 @@ pub struct AccessRecord<'a> {
     /// The upstream forwarded to, by name.
     pub upstream_name: Option<&'a str>,
     /// The endpoint last tried.
-    pub upstream: Option<SocketAddr>,
+    pub upstream: Option<AddrText>,
     /// The kept try's new connection took this long (zero: a pooled one was used).
     pub upstream_connect: Option<Duration>,
     /// From the kept try's start to the upstream response head.
     pub upstream_first_byte: Option<Duration>,
-    pub request_id: &'a str,
+    pub request_id: &'a [u8],
     /// The trace ID (32 hex digits), with `[tracing]`.
     pub trace_id: Option<&'a [u8]>,
     /// The verified caller's `sub` claim.
@@ -102,11 +103,9 @@ pub struct AccessLogBuffer {
 
 impl AccessLogBuffer {
     /// Adds the line of one request.
-    pub fn record(&self, r: &AccessRecord<'_>) {
+    /// Writes `r`'s line, stamped `now` (time since the Unix epoch).
+    pub fn record(&self, r: &AccessRecord<'_>, now: Duration) {
         let mut buf = self.buf.borrow_mut();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
         match self.format {
             AccessLogFormat::Text => text_line(&mut buf, &self.clock, now, r),
             AccessLogFormat::Json => json_line(&mut buf, &self.clock, now, r),
@@ -204,7 +203,7 @@ impl AccessLogWriter {
 fn text_line(buf: &mut Vec<u8>, clock: &UtcClock, now: Duration, r: &AccessRecord<'_>) {
     clock.push(buf, now);
     buf.push(b' ');
-    text::push_ip(buf, r.client);
+    buf.extend_from_slice(r.client);
     buf.extend_from_slice(b" \"");
     buf.extend_from_slice(String::from_utf8_lossy(r.method).as_bytes());
     buf.push(b' ');
@@ -221,11 +220,11 @@ fn text_line(buf: &mut Vec<u8>, clock: &UtcClock, now: Duration, r: &AccessRecor
     buf.extend_from_slice(if r.route.is_empty() { "-" } else { r.route }.as_bytes());
     buf.push(b' ');
     match r.upstream {
-        Some(u) => text::push_socket_addr(buf, u),
+        Some(u) => buf.extend_from_slice(u.as_bytes()),
         None => buf.push(b'-'),
     }
     buf.push(b' ');
-    buf.extend_from_slice(r.request_id.as_bytes());
+    buf.extend_from_slice(r.request_id);
     buf.push(b' ');
     text::push_u64(buf, u64::from(r.attempts));
     buf.push(b' ');
@@ -256,7 +255,7 @@ fn json_line(buf: &mut Vec<u8>, clock: &UtcClock, now: Duration, r: &AccessRecor
     buf.extend_from_slice(b"{\"time\":\"");
     clock.push(buf, now);
     buf.extend_from_slice(b"\",\"client\":\"");
-    text::push_ip(buf, r.client);
+    buf.extend_from_slice(r.client);
     buf.extend_from_slice(b"\",\"method\":");
     json_str(buf, Some(r.method));
     buf.extend_from_slice(b",\"authority\":");
@@ -281,7 +280,7 @@ fn json_line(buf: &mut Vec<u8>, clock: &UtcClock, now: Duration, r: &AccessRecor
     match r.upstream {
         Some(e) => {
             buf.push(b'"');
-            text::push_socket_addr(buf, e);
+            buf.extend_from_slice(e.as_bytes());
             buf.push(b'"');
         }
         None => buf.extend_from_slice(b"null"),
@@ -301,7 +300,7 @@ fn json_line(buf: &mut Vec<u8>, clock: &UtcClock, now: Duration, r: &AccessRecor
     buf.extend_from_slice(b",\"failure\":");
     json_str(buf, r.failure.map(str::as_bytes));
     buf.extend_from_slice(b",\"request_id\":");
-    json_str(buf, Some(r.request_id.as_bytes()));
+    json_str(buf, Some(r.request_id));
     buf.extend_from_slice(b",\"trace_id\":");
     json_str(buf, r.trace_id);
     buf.extend_from_slice(b",\"auth_subject\":");
@@ -324,9 +323,8 @@ fn json_str(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
         return;
     };
     out.push(b'"');
-    // The usual case, ASCII with nothing to escape, in one pass.
-    let plain = |b: &u8| (0x20..0x7f).contains(b) && *b != b'"' && *b != b'\\';
-    if bytes.iter().all(plain) {
+    // The usual case, printable ASCII with nothing to escape, copied as is.
+    if json_plain(bytes) {
         out.extend_from_slice(bytes);
     } else {
         for c in String::from_utf8_lossy(bytes).chars() {
@@ -350,6 +348,34 @@ fn json_str(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
         }
     }
     out.push(b'"');
+}
+
+/// Whether every byte of `bytes` is printable ASCII (0x20–0x7e) other than `"`
+/// and `\\`: what a JSON string holds without escapes. Eight bytes at a time
+/// (the "has less than" and "has zero byte" word tests of Bit Twiddling Hacks):
+/// a byte-at-a-time test was most of a log line's cost.
+fn json_plain(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    const QUOTE: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const BACKSLASH: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_ne_bytes(w);
+        let control = x.wrapping_sub(ONES * 0x20) & !x;
+        let del_or_high = ((x & !HIGH).wrapping_add(ONES)) | x;
+        let special = has_zero(x ^ QUOTE) | has_zero(x ^ BACKSLASH);
+        if (control | del_or_high | special) & HIGH != 0 {
+            return false;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
 /// `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339, UTC), as the access log writes it.
@@ -421,6 +447,25 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn plain_json_bytes_are_found_in_every_position() {
+        let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+        for len in [1, 7, 8, 9, 16, 17, 24] {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    assert_eq!(
+                        super::json_plain(&bytes),
+                        plain(b),
+                        "byte {b:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+        assert!(super::json_plain(b""));
+    }
+
     use super::*;
 
     #[test]
@@ -454,7 +499,7 @@ mod tests {
 
     fn record<'a>() -> AccessRecord<'a> {
         AccessRecord {
-            client: "127.0.0.1".parse().unwrap(),
+            client: b"127.0.0.1",
             method: b"GET",
             target: b"/a\"b\\c\x01\xff?q=1",
             authority: Some(b"api.example.com"),
@@ -465,10 +510,10 @@ mod tests {
             duration: Duration::from_micros(217),
             route: "echo",
             upstream_name: Some("echo"),
-            upstream: Some("127.0.0.1:9001".parse().unwrap()),
+            upstream: Some(AddrText::new("127.0.0.1:9001".parse().unwrap())),
             upstream_connect: Some(Duration::ZERO),
             upstream_first_byte: Some(Duration::from_micros(150)),
-            request_id: "r1",
+            request_id: b"r1",
             trace_id: Some(b"0af7651916cd43dd8448eb211c80319c"),
             auth_subject: None,
             ratelimit: Some(("per-ip", true)),

@@ -12,6 +12,7 @@ pub mod metrics;
 mod settings;
 mod spans;
 mod trace;
+mod wall_clock;
 
 pub use access_log::{
     utc_timestamp, AccessLogBuffer, AccessLogTarget, AccessLogWriter, AccessRecord,
@@ -23,3 +24,4 @@ pub use trace::{
     parse_traceparent, parse_tracestate, set_parent_id, TraceContext, TraceIds, Traceparent,
     TrySpan, TRACEPARENT_LEN,
 };
+pub use wall_clock::WallClock;

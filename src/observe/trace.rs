@@ -51,8 +51,9 @@ pub struct TraceContext {
     /// The incoming `tracestate` list, normalized (members joined by `,`), when the
     /// trace was continued and the list was valid.
     pub tracestate: Option<Vec<u8>>,
-    /// Wall-clock time the request started, for span timestamps (sampled only).
-    pub started_at: Option<SystemTime>,
+    /// Wall-clock time the request started, in Unix nanoseconds, for span
+    /// timestamps (sampled only).
+    pub started_at: Option<u64>,
     /// One client span per upstream try (sampled requests only).
     pub tries: Vec<TrySpan>,
 }
@@ -65,7 +66,7 @@ pub struct TrySpan {
     pub ended: Option<Instant>,
     /// The upstream's index in the generation's snapshot.
     pub upstream: usize,
-    pub endpoint: std::net::SocketAddr,
+    pub endpoint: crate::text::AddrText,
     /// 1 for the first try.
     pub attempt: u32,
     /// The response status, when a response head came.
@@ -87,6 +88,7 @@ impl TraceContext {
         tracestates: &[&[u8]],
         sample_ratio: f64,
         ids: &TraceIds,
+        unix_nanos_now: impl FnOnce() -> u64,
     ) -> TraceContext {
         let incoming = match traceparents {
             [one] => parse_traceparent(one),
@@ -116,7 +118,7 @@ impl TraceContext {
             span_id: ids.span_id(),
             flags,
             tracestate,
-            started_at: sampled.then(SystemTime::now),
+            started_at: sampled.then(unix_nanos_now),
             tries: Vec::new(),
         }
     }
@@ -149,10 +151,16 @@ impl TraceContext {
         let Some(start) = self.started_at else {
             return 0;
         };
-        let base = start.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let since = at.saturating_duration_since(received);
-        u64::try_from((base + since).as_nanos()).unwrap_or(u64::MAX)
+        let since = at.saturating_duration_since(received).as_nanos();
+        start.saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
     }
+}
+
+/// `t` in nanoseconds since the Unix epoch (0 before it, `u64::MAX` after 2554).
+#[cfg(test)]
+pub fn unix_nanos(t: SystemTime) -> u64 {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Puts `span_id` into a `traceparent` value written by
@@ -496,7 +504,7 @@ mod tests {
     #[test]
     fn a_valid_parent_is_continued_and_an_invalid_one_restarts() {
         let ids = TraceIds::new(0);
-        let ctx = TraceContext::for_request(&[TP], &[b"a=1"], 0.0, &ids);
+        let ctx = TraceContext::for_request(&[TP], &[b"a=1"], 0.0, &ids, || 7);
         assert_eq!(ctx.trace_id, parse_traceparent(TP).unwrap().trace_id);
         assert_eq!(
             ctx.parent_id,
@@ -509,15 +517,20 @@ mod tests {
         assert_eq!(ctx.tracestate.as_deref(), Some(&b"a=1"[..]));
         assert_ne!(ctx.span_id, [0; 8]);
 
-        let restarted = TraceContext::for_request(&[b"00-zz"], &[b"a=1"], 1.0, &ids);
+        let restarted = TraceContext::for_request(&[b"00-zz"], &[b"a=1"], 1.0, &ids, || 7);
         assert_ne!(restarted.trace_id, ctx.trace_id);
         assert_eq!((restarted.parent_id, &restarted.tracestate), (None, &None));
         assert!(restarted.sampled());
+        assert_eq!(
+            restarted.started_at,
+            Some(7),
+            "a sampled trace keeps its start"
+        );
         // Two traceparent fields are invalid too.
-        let two = TraceContext::for_request(&[TP, TP], &[], 1.0, &ids);
+        let two = TraceContext::for_request(&[TP, TP], &[], 1.0, &ids, || 7);
         assert_ne!(two.trace_id, ctx.trace_id);
 
-        let unsampled = TraceContext::for_request(&[], &[], 0.0, &ids);
+        let unsampled = TraceContext::for_request(&[], &[], 0.0, &ids, || 7);
         assert!(!unsampled.sampled());
         assert_eq!(unsampled.started_at, None);
     }
@@ -525,7 +538,7 @@ mod tests {
     #[test]
     fn traceparent_values_carry_the_span_given() {
         let ids = TraceIds::new(1);
-        let ctx = TraceContext::for_request(&[TP], &[], 1.0, &ids);
+        let ctx = TraceContext::for_request(&[TP], &[], 1.0, &ids, || 7);
         let span = [1, 2, 3, 4, 5, 6, 7, 8];
         let mut value = ctx.traceparent(&span);
         assert_eq!(

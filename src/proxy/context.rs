@@ -3,7 +3,7 @@
 //! read once at the end by the access log, the counters, the metrics and the
 //! spans, so no stage passes loose parameters to another.
 
-use std::net::SocketAddr;
+use crate::text::AddrText;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -44,7 +44,7 @@ pub struct RequestCtx {
     /// The upstream forwarded to (index in the generation's snapshot).
     pub upstream_index: Option<usize>,
     /// The endpoint that was (last) tried.
-    pub upstream: Option<SocketAddr>,
+    pub upstream: Option<AddrText>,
     /// The status sent (or logged: 499 when the client went away first).
     pub status: u16,
     /// Where the upstream exchange failed, when it did.
@@ -122,6 +122,8 @@ impl RequestCtx {
     /// Keeps the method and target for the access log.
     pub fn keep_request_line(&mut self, method: &[u8], target: &[u8]) {
         self.request_line.clear();
+        // One allocation for both parts (the second extend would reallocate).
+        self.request_line.reserve(method.len() + target.len());
         self.request_line.extend_from_slice(method);
         self.request_line.extend_from_slice(target);
         self.method_len = method.len();

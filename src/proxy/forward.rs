@@ -97,7 +97,7 @@ pub async fn forward<D: Downstream>(
     let mut retrying: Option<InFlight<'_>> = None;
     let exchanged = loop {
         ctx.attempts += 1;
-        ctx.upstream = Some(endpoint.addr);
+        ctx.upstream = Some(endpoint.text);
         let started = Instant::now();
         ctx.timings.upstream_started = Some(started);
         start_try_span(
@@ -259,7 +259,7 @@ fn start_try_span(
             started,
             ended: None,
             upstream,
-            endpoint: endpoint.addr,
+            endpoint: endpoint.text,
             attempt: ctx.attempts,
             status: None,
             failure: None,
@@ -479,13 +479,13 @@ fn write_request_head<D: Downstream>(
         query: query.as_deref(),
         host,
         client_host,
-        client_ip: d.conn().peer.ip(),
+        client_ip: &d.conn().peer_ip,
         secure: d.conn().secure,
         http10: d.http10(),
         body: d.body_framing(),
         upgrade,
         added: &added,
-        request_id: ctx.id.as_str(),
+        request_id: ctx.id.as_bytes(),
         trace: match (&ctx.trace, &traceparent) {
             (Some(trace), Some(value)) => TraceFields::Replace {
                 traceparent: value,

@@ -38,7 +38,7 @@ impl Gateway {
         ctx.grpc = grpc::is_grpc(d.get(b"content-type"));
         ctx.method = MethodClass::of(d.method());
         if traced {
-            ctx.trace = self.trace_context(d);
+            ctx.trace = self.trace_context(d, ctx.timings.received);
         }
         let spans_kept =
             self.worker.spans.is_some() && ctx.trace.as_ref().is_some_and(TraceContext::sampled);
@@ -50,7 +50,7 @@ impl Gateway {
 
     /// With `[tracing]`: the request's trace context, continued from its
     /// `traceparent` (and `tracestate`) or started here.
-    fn trace_context<D: Downstream>(&self, d: &D) -> Option<TraceContext> {
+    fn trace_context<D: Downstream>(&self, d: &D, received: Instant) -> Option<TraceContext> {
         let settings = self.generation.snapshot.tracing.as_ref()?;
         let mut parents: Vec<&[u8]> = Vec::new();
         let mut states: Vec<&[u8]> = Vec::new();
@@ -66,6 +66,7 @@ impl Gateway {
             &states,
             settings.sample_ratio,
             &self.worker.trace_ids,
+            || self.worker.wall.unix_nanos(received),
         ))
     }
 
@@ -93,9 +94,9 @@ impl Gateway {
                     target,
                     route,
                     status: ctx.status,
-                    client: d.conn().peer.ip(),
+                    client: d.conn().peer_ip.as_bytes(),
                     authority: ctx.authority.as_deref(),
-                    request_id: ctx.id.as_str(),
+                    request_id: ctx.id.as_bytes(),
                     attempts: ctx.attempts,
                     received: ctx.timings.received,
                     ended,
@@ -120,40 +121,44 @@ impl Gateway {
             (None, Some(q)) => Some((q.policy, true)),
             (None, None) => None,
         };
-        log.record(&AccessRecord {
-            client: d.conn().peer.ip(),
-            method,
-            target,
-            protocol: d.protocol(),
-            authority: ctx.authority.as_deref(),
-            status: ctx.status,
-            bytes_received: d.bytes_received(),
-            bytes_sent: d.bytes_sent(),
-            duration: took,
-            route,
-            upstream_name: ctx
-                .upstream_index
-                .and_then(|i| snapshot.upstreams.get(i))
-                .map(|u| u.name.as_str()),
-            upstream: ctx.upstream,
-            // A pooled connection took no time to connect.
-            upstream_connect: since_try(t.upstream_connected)
-                .or(t.upstream_first_byte.map(|_| std::time::Duration::ZERO)),
-            upstream_first_byte: since_try(t.upstream_first_byte),
-            request_id: ctx.id.as_str(),
-            trace_id: trace_id.as_ref().map(|h| &h[..]),
-            auth_subject: ctx
-                .caller
-                .as_ref()
-                .and_then(|c| c.claims.get("sub"))
-                .and_then(serde_json::Value::as_str),
-            ratelimit: ratelimit.and_then(|(p, allowed)| {
-                let policy = snapshot.rate_limits.policies.get(p)?;
-                Some((policy.name.as_str(), allowed))
-            }),
-            attempts: ctx.attempts,
-            failure: ctx.failure.as_ref().map(|f| f.name()),
-        });
+        let now = worker.wall.since_epoch(ended);
+        log.record(
+            &AccessRecord {
+                client: d.conn().peer_ip.as_bytes(),
+                method,
+                target,
+                protocol: d.protocol(),
+                authority: ctx.authority.as_deref(),
+                status: ctx.status,
+                bytes_received: d.bytes_received(),
+                bytes_sent: d.bytes_sent(),
+                duration: took,
+                route,
+                upstream_name: ctx
+                    .upstream_index
+                    .and_then(|i| snapshot.upstreams.get(i))
+                    .map(|u| u.name.as_str()),
+                upstream: ctx.upstream,
+                // A pooled connection took no time to connect.
+                upstream_connect: since_try(t.upstream_connected)
+                    .or(t.upstream_first_byte.map(|_| std::time::Duration::ZERO)),
+                upstream_first_byte: since_try(t.upstream_first_byte),
+                request_id: ctx.id.as_bytes(),
+                trace_id: trace_id.as_ref().map(|h| &h[..]),
+                auth_subject: ctx
+                    .caller
+                    .as_ref()
+                    .and_then(|c| c.claims.get("sub"))
+                    .and_then(serde_json::Value::as_str),
+                ratelimit: ratelimit.and_then(|(p, allowed)| {
+                    let policy = snapshot.rate_limits.policies.get(p)?;
+                    Some((policy.name.as_str(), allowed))
+                }),
+                attempts: ctx.attempts,
+                failure: ctx.failure.as_ref().map(|f| f.name()),
+            },
+            now,
+        );
     }
 }
 

@@ -18,6 +18,12 @@ pub struct RequestId {
 }
 
 impl RequestId {
+    /// The ID's bytes (ASCII: `[A-Za-z0-9._:-]`), for writers that take bytes
+    /// (forwarded fields, the access log, spans) and need no UTF-8 check.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
     pub fn as_str(&self) -> &str {
         // Only ASCII is ever stored (see `from_client` and `RequestIds::next`).
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("-")

@@ -137,7 +137,7 @@ async fn exchange<D: Downstream>(
     let mut replayed = false;
     let result = loop {
         ctx.attempts += 1;
-        ctx.upstream = Some(endpoint.addr);
+        ctx.upstream = Some(endpoint.text);
         let request = OutboundRequest {
             head: &mut head,
             is_head: false,
@@ -258,13 +258,13 @@ fn write_call_head<D: Downstream>(
         query: None,
         host: authority,
         client_host: ctx.authority.as_deref(),
-        client_ip: d.conn().peer.ip(),
+        client_ip: &d.conn().peer_ip,
         secure: d.conn().secure,
         http10: false,
         body: BodyFraming::None,
         upgrade: None,
         added: &added,
-        request_id: ctx.id.as_str(),
+        request_id: ctx.id.as_bytes(),
         trace: match (&ctx.trace, &traceparent) {
             (Some(trace), Some(value)) => TraceFields::Replace {
                 traceparent: value,

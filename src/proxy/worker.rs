@@ -14,7 +14,9 @@ use crate::config::Snapshot;
 use crate::downstream::{DrainSignal, IdleDeadlines};
 use crate::limit::{WorkerLimiter, WorkerLink};
 use crate::observe::metrics::{MetricsSnapshot, WorkerGauges, WorkerMetrics};
-use crate::observe::{AccessLogBuffer, Counters, PublishedCounters, SpanBuffer, TraceIds};
+use crate::observe::{
+    AccessLogBuffer, Counters, PublishedCounters, SpanBuffer, TraceIds, WallClock,
+};
 use crate::upstream::{EndpointBoard, Exchanger, H2Pools, UpstreamPools, UpstreamStates};
 
 use super::generation::Generation;
@@ -45,6 +47,8 @@ pub struct Worker {
     pub trace_ids: TraceIds,
     /// Finished sampled spans on their way to the exporter (with an `otlp_endpoint`).
     pub spans: Option<SpanBuffer>,
+    /// Wall-clock time for log lines and spans, re-anchored on every tick.
+    pub wall: WallClock,
     /// Rate-limit tables by policy identity, and the link to the limiter thread.
     pub limiter: Rc<WorkerLimiter>,
     current: RefCell<Rc<Generation>>,
@@ -79,6 +83,7 @@ impl Worker {
             metrics,
             trace_ids: TraceIds::new(id),
             spans,
+            wall: WallClock::new(),
             id,
             counters: Counters::resume(counters),
             drain: DrainSignal::default(),
@@ -177,6 +182,7 @@ impl Worker {
     /// new key sets, apply health verdicts and end ejections (publishing the
     /// endpoints' state).
     pub fn tick(&self) {
+        self.wall.anchor();
         self.pools.sweep();
         self.h2_pools.sweep();
         let now = Instant::now();

@@ -480,11 +480,7 @@ async fn handshake(
                     field.push(h.as_bytes(), subject.as_bytes());
                     Some(field)
                 });
-            let info = ConnInfo {
-                peer,
-                secure: true,
-                client_subject,
-            };
+            let info = ConnInfo::new(peer, true, client_subject);
             Some((stream, info))
         }
         Ok(Err(e)) => {

@@ -254,6 +254,7 @@ mod tests {
                     Endpoint {
                         id: i,
                         addr,
+                        text: crate::text::AddrText::new(addr),
                         authority: addr.to_string(),
                         key: crate::config::EndpointKey::new(addr, &addr.to_string(), None),
                     }

@@ -5,7 +5,6 @@
 //! requests write any.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::observe::TraceContext;
@@ -28,9 +27,10 @@ pub struct RequestFacts<'a> {
     /// The route's name (empty: none).
     pub route: &'a str,
     pub status: u16,
-    pub client: IpAddr,
+    /// The client's IP address as text.
+    pub client: &'a [u8],
     pub authority: Option<&'a [u8]>,
-    pub request_id: &'a str,
+    pub request_id: &'a [u8],
     pub attempts: u32,
     pub received: Instant,
     pub ended: Instant,
@@ -78,7 +78,6 @@ pub fn write_request_spans<'n>(
     let method = utf8(facts.method);
     let at = |i: Instant| trace.unix_nanos(facts.received, i);
     let path = facts.target.split(|&b| b == b'?').next().unwrap_or(b"");
-    let mut scratch = Vec::with_capacity(48);
     wire::long_message(out, SCOPE_SPANS_SPAN, |o| {
         head(o, trace, &trace.span_id, trace.parent_id.as_ref(), true);
         // A string field has a nested message's wire shape (a length, then the
@@ -100,10 +99,8 @@ pub fn write_request_spans<'n>(
             key!("http.response.status_code"),
             i64::from(facts.status),
         );
-        scratch.clear();
-        text::push_ip(&mut scratch, facts.client);
-        attr_str(o, key!("client.address"), &scratch);
-        attr_str(o, key!("portico.request_id"), facts.request_id.as_bytes());
+        attr_str(o, key!("client.address"), facts.client);
+        attr_str(o, key!("portico.request_id"), facts.request_id);
         attr_int(o, key!("portico.attempts"), i64::from(facts.attempts));
         if !facts.route.is_empty() {
             attr_str(o, key!("portico.route"), facts.route.as_bytes());
@@ -129,9 +126,7 @@ pub fn write_request_spans<'n>(
             wire::fixed64(o, span::START, at(t.started));
             wire::fixed64(o, span::END, at(t.ended.unwrap_or(facts.ended)));
             attr_str(o, key!("http.request.method"), try_method);
-            scratch.clear();
-            text::push_ip(&mut scratch, t.endpoint.ip());
-            attr_str(o, key!("server.address"), &scratch);
+            attr_str(o, key!("server.address"), t.endpoint.ip());
             attr_int(o, key!("server.port"), i64::from(t.endpoint.port()));
             attr_str(o, key!("portico.upstream"), upstream.as_bytes());
             attr_int(o, key!("portico.attempt"), i64::from(t.attempt));
