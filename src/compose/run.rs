@@ -278,7 +278,7 @@ fn observe_parts(
                 started,
                 ended: Some(end),
                 upstream: part.upstream,
-                endpoint: endpoint.text,
+                endpoint: endpoint.id,
                 attempt: 1,
                 status,
                 failure: outcome.as_ref().err().map(|f| f.kind.name()),

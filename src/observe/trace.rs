@@ -66,7 +66,8 @@ pub struct TrySpan {
     pub ended: Option<Instant>,
     /// The upstream's index in the generation's snapshot.
     pub upstream: usize,
-    pub endpoint: crate::text::AddrText,
+    /// The endpoint's number in the snapshot (`Endpoint::id`).
+    pub endpoint: usize,
     /// 1 for the first try.
     pub attempt: u32,
     /// The response status, when a response head came.

@@ -259,7 +259,7 @@ fn start_try_span(
             started,
             ended: None,
             upstream,
-            endpoint: endpoint.text,
+            endpoint: endpoint.id,
             attempt: ctx.attempts,
             status: None,
             failure: None,

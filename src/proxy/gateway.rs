@@ -101,9 +101,7 @@ impl Gateway {
                     received: ctx.timings.received,
                     ended,
                 };
-                let upstream_name =
-                    |i: usize| snapshot.upstreams.get(i).map_or("", |u| u.name.as_str());
-                spans.push_request(trace, &facts, upstream_name, &worker.counters);
+                spans.push_request(trace, &facts, &*self.generation, &worker.counters);
             }
         }
         if ctx.local_reply && ctx.status >= 500 {

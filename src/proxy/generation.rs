@@ -15,6 +15,7 @@ use crate::compose::ComposeCounters;
 use crate::config::Snapshot;
 use crate::limit::{LocalLimiter, WorkerLimiter};
 use crate::observe::metrics::{GenerationMetrics, SeriesNames, WorkerMetrics};
+use crate::observe::{endpoint_attributes, SpanLabels};
 use crate::upstream::{Balancer, Breaker, UpstreamStates};
 
 pub struct Generation {
@@ -37,6 +38,8 @@ pub struct Generation {
     /// The worker's metric series of this snapshot's routes, upstreams,
     /// endpoints, providers and policies, by the snapshot's positions.
     pub metrics: GenerationMetrics,
+    /// Each endpoint's client-span attributes, encoded once (by `Endpoint::id`).
+    span_endpoints: Vec<Vec<u8>>,
 }
 
 impl Generation {
@@ -57,8 +60,35 @@ impl Generation {
             auth: AuthWorker::new(&snapshot.auth),
             compose: ComposeCounters::new(&snapshot),
             metrics: metrics.generation(&series_names(&snapshot)),
+            span_endpoints: span_endpoints(&snapshot),
             snapshot,
         }
+    }
+}
+
+/// The client-span attributes of the snapshot's endpoints, by number.
+fn span_endpoints(snapshot: &Snapshot) -> Vec<Vec<u8>> {
+    let mut out = vec![Vec::new(); snapshot.endpoint_count];
+    for u in &snapshot.upstreams {
+        for e in &u.endpoints {
+            if let Some(slot) = out.get_mut(e.id) {
+                *slot = endpoint_attributes(e.text.ip(), e.addr.port(), &u.name);
+            }
+        }
+    }
+    out
+}
+
+impl SpanLabels for Generation {
+    fn upstream(&self, index: usize) -> &str {
+        self.snapshot
+            .upstreams
+            .get(index)
+            .map_or("", |u| u.name.as_str())
+    }
+
+    fn endpoint(&self, id: usize) -> &[u8] {
+        self.span_endpoints.get(id).map_or(&[], Vec::as_slice)
     }
 }
 

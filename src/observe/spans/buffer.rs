@@ -10,7 +10,7 @@ use crate::observe::handoff::Sender;
 
 use crate::observe::{Counters, TraceContext};
 
-use super::record::{write_request_spans, RequestFacts};
+use super::record::{write_request_spans, RequestFacts, SpanLabels};
 
 /// Bytes kept per span of a batch when its buffer is made (a server span is about
 /// 330 bytes, a client span 300; longer ones grow the buffer).
@@ -52,11 +52,11 @@ impl SpanBuffer {
     /// Encodes the spans of one finished, sampled request (see
     /// [`write_request_spans`]), first handing on what is buffered when they would
     /// not fit in the batch.
-    pub fn push_request<'n>(
+    pub fn push_request(
         &self,
         trace: &TraceContext,
         facts: &RequestFacts<'_>,
-        upstream_name: impl Fn(usize) -> &'n str,
+        labels: &impl SpanLabels,
         counters: &Counters,
     ) {
         let coming = 1 + trace.tries.len();
@@ -71,7 +71,7 @@ impl SpanBuffer {
             pending.bytes.reserve(self.batch.min(4096) * SPAN_BYTES);
         }
         let SpanBatch { bytes, spans } = &mut *pending;
-        *spans += write_request_spans(bytes, trace, facts, upstream_name);
+        *spans += write_request_spans(bytes, trace, facts, labels);
     }
 
     /// Hands the buffered spans to the exporter; when its queue is full they are

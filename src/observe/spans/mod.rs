@@ -13,4 +13,4 @@ mod wire;
 
 pub use buffer::SpanBuffer;
 pub use exporter::SpanExporter;
-pub use record::RequestFacts;
+pub use record::{endpoint_attributes, RequestFacts, SpanLabels};

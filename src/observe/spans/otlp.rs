@@ -77,7 +77,9 @@ mod tests {
     use portico_otlp_proto::{any_value, span, status, ExportTraceServiceRequest, KeyValue};
 
     use super::*;
-    use crate::observe::spans::record::{write_request_spans, RequestFacts};
+    use crate::observe::spans::record::{
+        endpoint_attributes, write_request_spans, RequestFacts, SpanLabels,
+    };
     use crate::observe::trace::TrySpan;
     use crate::observe::TraceContext;
 
@@ -90,6 +92,35 @@ mod tests {
 
     fn text(s: &str) -> Option<any_value::Value> {
         Some(any_value::Value::StringValue(s.into()))
+    }
+
+    /// One upstream, "app", with endpoints 0 (127.0.0.1:9001) and 1 ([::1]:9002).
+    #[derive(Default)]
+    struct Labels {
+        upstream: &'static str,
+        endpoints: Vec<Vec<u8>>,
+    }
+
+    impl Labels {
+        fn app() -> Self {
+            Labels {
+                upstream: "app",
+                endpoints: vec![
+                    endpoint_attributes(b"127.0.0.1", 9001, "app"),
+                    endpoint_attributes(b"::1", 9002, "app"),
+                ],
+            }
+        }
+    }
+
+    impl SpanLabels for Labels {
+        fn upstream(&self, _: usize) -> &str {
+            self.upstream
+        }
+
+        fn endpoint(&self, id: usize) -> &[u8] {
+            self.endpoints.get(id).map_or(&[], Vec::as_slice)
+        }
     }
 
     #[test]
@@ -109,7 +140,7 @@ mod tests {
                     started: received + Duration::from_micros(10),
                     ended: Some(received + Duration::from_micros(30)),
                     upstream: 0,
-                    endpoint: crate::text::AddrText::new("127.0.0.1:9001".parse().unwrap()),
+                    endpoint: 0,
                     attempt: 1,
                     status: None,
                     failure: Some("connect"),
@@ -120,7 +151,7 @@ mod tests {
                     started: received + Duration::from_micros(40),
                     ended: None,
                     upstream: 0,
-                    endpoint: crate::text::AddrText::new("[::1]:9002".parse().unwrap()),
+                    endpoint: 1,
                     attempt: 2,
                     status: Some(502),
                     failure: None,
@@ -141,7 +172,7 @@ mod tests {
             ended: received + Duration::from_micros(200),
         };
         let mut batch = SpanBatch::default();
-        batch.spans = write_request_spans(&mut batch.bytes, &trace, &facts, |_| "app");
+        batch.spans = write_request_spans(&mut batch.bytes, &trace, &facts, &Labels::app());
         assert_eq!(batch.spans, 3);
         let bytes = encode(&[batch], "gw");
         let back = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
@@ -266,7 +297,7 @@ mod tests {
         let batches: Vec<SpanBatch> = (0..40)
             .map(|_| {
                 let mut b = SpanBatch::default();
-                b.spans = write_request_spans(&mut b.bytes, &trace, &facts, |_| "");
+                b.spans = write_request_spans(&mut b.bytes, &trace, &facts, &Labels::default());
                 b
             })
             .collect();

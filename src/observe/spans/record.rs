@@ -65,15 +65,37 @@ mod span {
     pub const CONTEXT_IS_REMOTE: u32 = 0x200;
 }
 
+/// What spans name by position in the configuration (a worker's generation of it
+/// knows): upstreams by index, endpoints by number.
+pub trait SpanLabels {
+    /// The name of upstream `index` (empty when there is none).
+    fn upstream(&self, index: usize) -> &str;
+    /// Endpoint `id`'s client-span attributes, as [`endpoint_attributes`] encoded
+    /// them (empty when there is none).
+    fn endpoint(&self, id: usize) -> &[u8];
+}
+
+/// The client-span attributes that depend only on the endpoint (`server.address`:
+/// its IP as text, `server.port`, `portico.upstream`: its upstream's name),
+/// encoded once per configuration rather than per try: entries of
+/// `Span.attributes`, ready to be copied into a span.
+pub fn endpoint_attributes(ip: &[u8], port: u16, upstream: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + ip.len() + upstream.len());
+    attr_str(&mut out, key!("server.address"), &utf8(ip));
+    attr_int(&mut out, key!("server.port"), i64::from(port));
+    attr_str(&mut out, key!("portico.upstream"), upstream.as_bytes());
+    out
+}
+
 /// Appends the spans of one finished request to `out` (each an entry of
 /// `ScopeSpans.spans`): the server span, then one client span per upstream try.
-/// Returns how many it wrote (`1 + trace.tries.len()`). `upstream_name` names an
-/// upstream by its index in the generation.
-pub fn write_request_spans<'n>(
+/// Returns how many it wrote (`1 + trace.tries.len()`). `labels` names the
+/// upstreams and endpoints the tries went to.
+pub fn write_request_spans(
     out: &mut Vec<u8>,
     trace: &TraceContext,
     facts: &RequestFacts<'_>,
-    upstream_name: impl Fn(usize) -> &'n str,
+    labels: &impl SpanLabels,
 ) -> usize {
     let method = utf8(facts.method);
     let at = |i: Instant| trace.unix_nanos(facts.received, i);
@@ -113,7 +135,7 @@ pub fn write_request_spans<'n>(
         }
     });
     for t in &trace.tries {
-        let upstream = upstream_name(t.upstream);
+        let upstream = labels.upstream(t.upstream);
         let try_method = t.part.as_ref().map_or(&*method, |(_, m)| m.as_bytes());
         wire::long_message(out, SCOPE_SPANS_SPAN, |o| {
             head(o, trace, &t.span_id, Some(&trace.span_id), false);
@@ -126,9 +148,7 @@ pub fn write_request_spans<'n>(
             wire::fixed64(o, span::START, at(t.started));
             wire::fixed64(o, span::END, at(t.ended.unwrap_or(facts.ended)));
             attr_str(o, key!("http.request.method"), try_method);
-            attr_str(o, key!("server.address"), t.endpoint.ip());
-            attr_int(o, key!("server.port"), i64::from(t.endpoint.port()));
-            attr_str(o, key!("portico.upstream"), upstream.as_bytes());
+            o.extend_from_slice(labels.endpoint(t.endpoint));
             attr_int(o, key!("portico.attempt"), i64::from(t.attempt));
             // Set on retries only (OpenTelemetry semantic conventions: "if and only
             // if request was retried").
