@@ -16,8 +16,11 @@ pub fn push_u64(out: &mut Vec<u8>, n: u64) {
 /// microsecond (as `format!("{:.3}", d.as_secs_f64() * 1000.0)`, without the
 /// float's rounding error): `0.217`, `1500.000`.
 pub fn push_millis(out: &mut Vec<u8>, d: Duration) {
-    let micros = (d.as_nanos() + 500) / 1000;
-    let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+    // In u64: `as_nanos` is a u128, and its division a call to `__udivti3`.
+    let micros = d
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from((d.subsec_nanos() + 500) / 1000));
     push_u64(out, micros / 1000);
     let frac = micros % 1000;
     out.extend_from_slice(&[
@@ -251,6 +254,8 @@ mod tests {
             (Duration::from_nanos(217_500), "0.218"),
             (Duration::from_millis(1500), "1500.000"),
             (Duration::from_micros(12_345_678), "12345.678"),
+            // Rounding carries into the next second.
+            (Duration::new(2, 999_999_600), "3000.000"),
         ] {
             assert_eq!(text(|o| push_millis(o, d)), s);
         }

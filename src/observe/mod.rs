@@ -19,7 +19,9 @@ pub use access_log::{
 };
 pub use counters::{Counters, PublishedCounters};
 pub use settings::{AccessLogFormat, OtlpEndpoint, TracingSettings};
-pub use spans::{endpoint_attributes, RequestFacts, SpanBuffer, SpanExporter, SpanLabels};
+pub use spans::{
+    endpoint_attributes, route_attribute, RequestFacts, SpanBuffer, SpanExporter, SpanLabels,
+};
 pub use trace::{
     parse_traceparent, parse_tracestate, set_parent_id, TraceContext, TraceIds, Traceparent,
     TrySpan, TRACEPARENT_LEN,

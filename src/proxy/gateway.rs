@@ -93,6 +93,7 @@ impl Gateway {
                     method,
                     target,
                     route,
+                    route_attribute: self.generation.route_span_attribute(ctx.route),
                     status: ctx.status,
                     client: d.conn().peer_ip.as_bytes(),
                     authority: ctx.authority.as_deref(),

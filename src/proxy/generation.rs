@@ -15,7 +15,7 @@ use crate::compose::ComposeCounters;
 use crate::config::Snapshot;
 use crate::limit::{LocalLimiter, WorkerLimiter};
 use crate::observe::metrics::{GenerationMetrics, SeriesNames, WorkerMetrics};
-use crate::observe::{endpoint_attributes, SpanLabels};
+use crate::observe::{endpoint_attributes, route_attribute, SpanLabels};
 use crate::upstream::{Balancer, Breaker, UpstreamStates};
 
 pub struct Generation {
@@ -40,6 +40,8 @@ pub struct Generation {
     pub metrics: GenerationMetrics,
     /// Each endpoint's client-span attributes, encoded once (by `Endpoint::id`).
     span_endpoints: Vec<Vec<u8>>,
+    /// Each route's `portico.route` span attribute, encoded once (by index).
+    span_routes: Vec<Vec<u8>>,
 }
 
 impl Generation {
@@ -61,6 +63,11 @@ impl Generation {
             compose: ComposeCounters::new(&snapshot),
             metrics: metrics.generation(&series_names(&snapshot)),
             span_endpoints: span_endpoints(&snapshot),
+            span_routes: snapshot
+                .routes
+                .iter()
+                .map(|r| route_attribute(&r.name))
+                .collect(),
             snapshot,
         }
     }
@@ -77,6 +84,15 @@ fn span_endpoints(snapshot: &Snapshot) -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+impl Generation {
+    /// The `portico.route` span attribute of route `index` (empty for none).
+    pub fn route_span_attribute(&self, index: Option<usize>) -> &[u8] {
+        index
+            .and_then(|i| self.span_routes.get(i))
+            .map_or(&[], Vec::as_slice)
+    }
 }
 
 impl SpanLabels for Generation {

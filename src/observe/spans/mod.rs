@@ -13,4 +13,4 @@ mod wire;
 
 pub use buffer::SpanBuffer;
 pub use exporter::SpanExporter;
-pub use record::{endpoint_attributes, RequestFacts, SpanLabels};
+pub use record::{endpoint_attributes, route_attribute, RequestFacts, SpanLabels};

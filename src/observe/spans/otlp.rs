@@ -78,7 +78,7 @@ mod tests {
 
     use super::*;
     use crate::observe::spans::record::{
-        endpoint_attributes, write_request_spans, RequestFacts, SpanLabels,
+        endpoint_attributes, route_attribute, write_request_spans, RequestFacts, SpanLabels,
     };
     use crate::observe::trace::TrySpan;
     use crate::observe::TraceContext;
@@ -163,6 +163,7 @@ mod tests {
             method: b"GET",
             target: b"/api/x?q=1",
             route: "api",
+            route_attribute: &route_attribute("api"),
             status: 502,
             client: b"10.1.2.3",
             authority: Some(b"api.example.com"),
@@ -236,6 +237,14 @@ mod tests {
             Some(any_value::Value::IntValue(9001))
         );
         assert_eq!(
+            attr(&first.attributes, "portico.upstream").cloned(),
+            text("app")
+        );
+        assert_eq!(
+            attr(&first.attributes, "portico.route").cloned(),
+            text("api")
+        );
+        assert_eq!(
             attr(&first.attributes, "error.type").cloned(),
             text("connect")
         );
@@ -286,6 +295,7 @@ mod tests {
             // Not UTF-8: protobuf strings must be, so it is replaced.
             target: b"/a\xff",
             route: &route,
+            route_attribute: &route_attribute(&route),
             status: 200,
             client: b"127.0.0.1",
             authority: None,

@@ -26,6 +26,9 @@ pub struct RequestFacts<'a> {
     pub target: &'a [u8],
     /// The route's name (empty: none).
     pub route: &'a str,
+    /// The `portico.route` attribute of the route, as [`route_attribute`] encoded
+    /// it once per configuration (empty: no route).
+    pub route_attribute: &'a [u8],
     pub status: u16,
     /// The client's IP address as text.
     pub client: &'a [u8],
@@ -87,6 +90,14 @@ pub fn endpoint_attributes(ip: &[u8], port: u16, upstream: &str) -> Vec<u8> {
     out
 }
 
+/// The `portico.route` attribute of a route named `name`, encoded once per
+/// configuration and copied into both spans of each of its requests.
+pub fn route_attribute(name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + name.len());
+    attr_str(&mut out, key!("portico.route"), name.as_bytes());
+    out
+}
+
 /// Appends the spans of one finished request to `out` (each an entry of
 /// `ScopeSpans.spans`): the server span, then one client span per upstream try.
 /// Returns how many it wrote (`1 + trace.tries.len()`). `labels` names the
@@ -124,9 +135,7 @@ pub fn write_request_spans(
         attr_str(o, key!("client.address"), facts.client);
         attr_str(o, key!("portico.request_id"), facts.request_id);
         attr_int(o, key!("portico.attempts"), i64::from(facts.attempts));
-        if !facts.route.is_empty() {
-            attr_str(o, key!("portico.route"), facts.route.as_bytes());
-        }
+        o.extend_from_slice(facts.route_attribute);
         if let Some(authority) = facts.authority {
             attr_str(o, key!("server.address"), &utf8(authority));
         }
@@ -159,9 +168,7 @@ pub fn write_request_spans(
                     i64::from(t.attempt - 1),
                 );
             }
-            if !facts.route.is_empty() {
-                attr_str(o, key!("portico.route"), facts.route.as_bytes());
-            }
+            o.extend_from_slice(facts.route_attribute);
             if let Some((part, _)) = &t.part {
                 attr_str(o, key!("portico.part"), part.as_bytes());
             }
