@@ -70,13 +70,13 @@ fn round_trip(data: &[u8], head: &RequestHead) {
         query: target.query.as_deref(),
         host,
         client_host: head.authority(src),
-        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        client_ip: &portico::text::ip_text(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         secure: false,
         http10: head.minor_version == 0,
         body: head.body,
         upgrade: None,
         added: &[&identity],
-        request_id: "0123456789abcdef",
+        request_id: b"0123456789abcdef",
         // Half the inputs as a traced request: the gateway's own traceparent goes up.
         trace: if src.len() % 2 == 1 {
             TraceFields::Replace {
