@@ -16,7 +16,6 @@
 //!   `request_id`, `trace_id`, `auth_subject`, `ratelimit_policy`, `ratelimit`);
 //!   absent values are `null`.
 
-use crate::text::AddrText;
 use std::cell::{Cell, RefCell};
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -25,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::handoff::{self, Sender};
 
 use super::settings::AccessLogFormat;
-use crate::text;
+use crate::text::{self, AddrText};
 
 /// Where access-log lines go (`[log] access_log`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -456,6 +455,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn plain_json_bytes_are_found_in_every_position() {
         let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
@@ -464,18 +465,12 @@ mod tests {
                 for b in 0..=255u8 {
                     let mut bytes = vec![b'a'; len];
                     bytes[at] = b;
-                    assert_eq!(
-                        super::json_plain(&bytes),
-                        plain(b),
-                        "byte {b:#x} at {at} of {len}"
-                    );
+                    assert_eq!(json_plain(&bytes), plain(b), "byte {b:#x} at {at} of {len}");
                 }
             }
         }
-        assert!(super::json_plain(b""));
+        assert!(json_plain(b""));
     }
-
-    use super::*;
 
     #[test]
     fn utc_timestamps() {

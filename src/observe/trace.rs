@@ -157,13 +157,6 @@ impl TraceContext {
     }
 }
 
-/// `t` in nanoseconds since the Unix epoch (0 before it, `u64::MAX` after 2554).
-#[cfg(test)]
-pub fn unix_nanos(t: SystemTime) -> u64 {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-}
-
 /// Puts `span_id` into a `traceparent` value written by
 /// [`TraceContext::traceparent`] (in an upstream head, for another try).
 pub fn set_parent_id(traceparent: &mut [u8], span_id: &[u8; 8]) {

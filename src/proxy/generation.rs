@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::auth::AuthWorker;
 use crate::compose::ComposeCounters;
-use crate::config::Snapshot;
+use crate::config::{Endpoint, Snapshot, Upstream};
 use crate::limit::{LocalLimiter, WorkerLimiter};
 use crate::observe::metrics::{GenerationMetrics, SeriesNames, WorkerMetrics};
 use crate::observe::{endpoint_attributes, route_attribute, SpanLabels};
@@ -62,7 +62,9 @@ impl Generation {
             auth: AuthWorker::new(&snapshot.auth),
             compose: ComposeCounters::new(&snapshot),
             metrics: metrics.generation(&series_names(&snapshot)),
-            span_endpoints: span_endpoints(&snapshot),
+            span_endpoints: by_endpoint(&snapshot, Vec::new(), |u, e| {
+                endpoint_attributes(e.text.ip(), e.addr.port(), &u.name)
+            }),
             span_routes: snapshot
                 .routes
                 .iter()
@@ -71,19 +73,6 @@ impl Generation {
             snapshot,
         }
     }
-}
-
-/// The client-span attributes of the snapshot's endpoints, by number.
-fn span_endpoints(snapshot: &Snapshot) -> Vec<Vec<u8>> {
-    let mut out = vec![Vec::new(); snapshot.endpoint_count];
-    for u in &snapshot.upstreams {
-        for e in &u.endpoints {
-            if let Some(slot) = out.get_mut(e.id) {
-                *slot = endpoint_attributes(e.text.ip(), e.addr.port(), &u.name);
-            }
-        }
-    }
-    out
 }
 
 impl Generation {
@@ -110,15 +99,8 @@ impl SpanLabels for Generation {
 
 /// The names the snapshot gives its metric series (endpoints by their number).
 fn series_names(snapshot: &Snapshot) -> SeriesNames<'_> {
-    let mut endpoints =
-        vec![("", std::net::SocketAddr::from(([0, 0, 0, 0], 0))); snapshot.endpoint_count];
-    for u in &snapshot.upstreams {
-        for e in &u.endpoints {
-            if let Some(slot) = endpoints.get_mut(e.id) {
-                *slot = (u.name.as_str(), e.addr);
-            }
-        }
-    }
+    let unnamed = ("", std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let endpoints = by_endpoint(snapshot, unnamed, |u, e| (u.name.as_str(), e.addr));
     SeriesNames {
         routes: snapshot.routes.iter().map(|r| r.name.as_str()).collect(),
         upstreams: snapshot.upstreams.iter().map(|u| u.name.as_str()).collect(),
@@ -136,4 +118,22 @@ fn series_names(snapshot: &Snapshot) -> SeriesNames<'_> {
             .map(|p| p.name.as_str())
             .collect(),
     }
+}
+
+/// One value per endpoint of `snapshot`, indexed by `Endpoint::id` (`empty` at a
+/// number no endpoint has): `value` of the endpoint and its upstream.
+fn by_endpoint<'s, T: Clone>(
+    snapshot: &'s Snapshot,
+    empty: T,
+    value: impl Fn(&'s Upstream, &'s Endpoint) -> T,
+) -> Vec<T> {
+    let mut out = vec![empty; snapshot.endpoint_count];
+    for u in &snapshot.upstreams {
+        for e in &u.endpoints {
+            if let Some(slot) = out.get_mut(e.id) {
+                *slot = value(u, e);
+            }
+        }
+    }
+    out
 }

@@ -72,7 +72,7 @@ fn text_attribute(o: &mut Vec<u8>, key: &str, value: &str) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant, SystemTime};
+    use std::time::{Duration, Instant};
 
     use portico_otlp_proto::{any_value, span, status, ExportTraceServiceRequest, KeyValue};
 
@@ -126,14 +126,13 @@ mod tests {
     #[test]
     fn spans_decode_with_the_official_messages() {
         let received = Instant::now();
-        let started_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let trace = TraceContext {
             trace_id: [1; 16],
             parent_id: Some([3; 8]),
             span_id: [2; 8],
             flags: 1,
             tracestate: Some(b"a=1".to_vec()),
-            started_at: Some(crate::observe::trace::unix_nanos(started_at)),
+            started_at: Some(1_800_000_000 * 1_000_000_000),
             tries: vec![
                 TrySpan {
                     span_id: [4; 8],
