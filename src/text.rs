@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn numbers_and_addresses_read_as_display_writes_them() {
-        for n in [0, 7, 10, 99, 100, 65_535, u64::MAX] {
+        for n in (0..=10_001).chain([65_535, u64::MAX]) {
             assert_eq!(text(|o| push_u64(o, n)), n.to_string());
         }
         for n in 0..=255u8 {
@@ -256,6 +256,9 @@ mod tests {
             (Duration::from_micros(12_345_678), "12345.678"),
             // Rounding carries into the next second.
             (Duration::new(2, 999_999_600), "3000.000"),
+            (Duration::from_micros(9_999_999), "9999.999"),
+            (Duration::from_micros(10_000_000), "10000.000"),
+            (Duration::from_micros(99_500), "99.500"),
         ] {
             assert_eq!(text(|o| push_millis(o, d)), s);
         }

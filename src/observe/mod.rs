@@ -20,7 +20,8 @@ pub use access_log::{
 pub use counters::{Counters, PublishedCounters};
 pub use settings::{AccessLogFormat, OtlpEndpoint, TracingSettings};
 pub use spans::{
-    endpoint_attributes, route_attribute, RequestFacts, SpanBuffer, SpanExporter, SpanLabels,
+    endpoint_attributes, route_attribute, write_request_spans, RequestFacts, SpanBuffer,
+    SpanExporter, SpanLabels,
 };
 pub use trace::{
     parse_traceparent, parse_tracestate, set_parent_id, TraceContext, TraceIds, Traceparent,

@@ -18,6 +18,8 @@
 use std::cell::Cell;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use smallvec::SmallVec;
+
 /// Length of a version-00 `traceparent` value: `00-` + 32 + `-` + 16 + `-` + 2.
 pub const TRACEPARENT_LEN: usize = 55;
 /// Where the parent-id (span ID) digits are in a `traceparent` value.
@@ -54,8 +56,9 @@ pub struct TraceContext {
     /// Wall-clock time the request started, in Unix nanoseconds, for span
     /// timestamps (sampled only).
     pub started_at: Option<u64>,
-    /// One client span per upstream try (sampled requests only).
-    pub tries: Vec<TrySpan>,
+    /// One client span per upstream try (sampled requests only); the first is
+    /// kept inline.
+    pub tries: SmallVec<[TrySpan; 1]>,
 }
 
 /// One upstream try as a client span.
@@ -120,7 +123,7 @@ impl TraceContext {
             flags,
             tracestate,
             started_at: sampled.then(unix_nanos_now),
-            tries: Vec::new(),
+            tries: SmallVec::new(),
         }
     }
 
@@ -135,7 +138,8 @@ impl TraceContext {
         out[..2].copy_from_slice(b"00");
         hex_into(&mut out[3..35], &self.trace_id);
         hex_into(&mut out[PARENT_ID_AT], span_id);
-        hex_into(&mut out[53..55], &[self.flags]);
+        out[53] = HEX[usize::from(self.flags >> 4)];
+        out[54] = HEX[usize::from(self.flags & 0x0f)];
         out
     }
 
@@ -378,6 +382,20 @@ mod tests {
     use super::*;
 
     const TP: &[u8] = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    #[test]
+    fn hex_digits_of_every_byte_at_every_place() {
+        for b in 0..=255u8 {
+            for at in 0..9 {
+                let mut bytes = [0x5au8; 9];
+                bytes[at] = b;
+                let mut out = [0u8; 18];
+                hex_into(&mut out, &bytes);
+                let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+            }
+        }
+    }
 
     #[test]
     fn version_00_is_parsed_exactly() {

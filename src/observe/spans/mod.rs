@@ -13,4 +13,6 @@ mod wire;
 
 pub use buffer::SpanBuffer;
 pub use exporter::SpanExporter;
-pub use record::{endpoint_attributes, route_attribute, RequestFacts, SpanLabels};
+pub use record::{
+    endpoint_attributes, route_attribute, write_request_spans, RequestFacts, SpanLabels,
+};

@@ -133,7 +133,7 @@ mod tests {
             flags: 1,
             tracestate: Some(b"a=1".to_vec()),
             started_at: Some(1_800_000_000 * 1_000_000_000),
-            tries: vec![
+            tries: smallvec::smallvec![
                 TrySpan {
                     span_id: [4; 8],
                     started: received + Duration::from_micros(10),
@@ -286,7 +286,7 @@ mod tests {
             flags: 1,
             tracestate: None,
             started_at: Some(0),
-            tries: Vec::new(),
+            tries: Default::default(),
         };
         let route = "r".repeat(300);
         let facts = RequestFacts {
@@ -298,7 +298,8 @@ mod tests {
             status: 200,
             client: b"127.0.0.1",
             authority: None,
-            request_id: b"r",
+            // Over 127 bytes: the attribute's lengths take two bytes each.
+            request_id: &[b'r'; 200],
             attempts: 0,
             received,
             ended: received,
@@ -319,6 +320,14 @@ mod tests {
         assert_eq!(
             attr(&spans[0].attributes, "url.path").cloned(),
             text("/a\u{fffd}")
+        );
+        assert_eq!(
+            attr(&spans[0].attributes, "portico.request_id").cloned(),
+            text(&"r".repeat(200))
+        );
+        assert_eq!(
+            attr(&spans[0].attributes, "portico.route").cloned(),
+            text(&route)
         );
     }
 }

@@ -12,11 +12,21 @@ use crate::text;
 
 use super::wire;
 
-/// An attribute key's `KeyValue.key` field, built at compile time.
-macro_rules! key {
-    ($key:literal) => {{
-        const FIELD: [u8; $key.len() + 2] = key_field($key);
-        &FIELD
+/// A string attribute of key `$key` (a literal): the entry's head, key included,
+/// is an array built at compile time, and only its three lengths are filled in
+/// per request (see [`attr_str`]).
+macro_rules! attr_str {
+    ($o:expr, $key:literal, $value:expr) => {{
+        const HEAD: [u8; $key.len() + 7] = attribute_head($key, ANY_STRING);
+        attr_str($o, &HEAD, $value)
+    }};
+}
+
+/// An integer attribute of key `$key` (a literal); see [`attr_int`].
+macro_rules! attr_int {
+    ($o:expr, $key:literal, $value:expr) => {{
+        const HEAD: [u8; $key.len() + 7] = attribute_head($key, ANY_INT);
+        attr_int($o, &HEAD, $value)
     }};
 }
 
@@ -84,9 +94,9 @@ pub trait SpanLabels {
 /// `Span.attributes`, ready to be copied into a span.
 pub fn endpoint_attributes(ip: &[u8], port: u16, upstream: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + ip.len() + upstream.len());
-    attr_str(&mut out, key!("server.address"), &utf8(ip));
-    attr_int(&mut out, key!("server.port"), i64::from(port));
-    attr_str(&mut out, key!("portico.upstream"), upstream.as_bytes());
+    attr_str!(&mut out, "server.address", &utf8(ip));
+    attr_int!(&mut out, "server.port", i64::from(port));
+    attr_str!(&mut out, "portico.upstream", upstream.as_bytes());
     out
 }
 
@@ -94,7 +104,7 @@ pub fn endpoint_attributes(ip: &[u8], port: u16, upstream: &str) -> Vec<u8> {
 /// configuration and copied into both spans of each of its requests.
 pub fn route_attribute(name: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(24 + name.len());
-    attr_str(&mut out, key!("portico.route"), name.as_bytes());
+    attr_str!(&mut out, "portico.route", name.as_bytes());
     out
 }
 
@@ -102,6 +112,11 @@ pub fn route_attribute(name: &str) -> Vec<u8> {
 /// `ScopeSpans.spans`): the server span, then one client span per upstream try.
 /// Returns how many it wrote (`1 + trace.tries.len()`). `labels` names the
 /// upstreams and endpoints the tries went to.
+///
+/// Every span starts with its fixed-width fields (IDs, flags, kind, times) as one
+/// array filled in on the stack ([`fixed_fields`]); attribute heads, keys
+/// included, are arrays made at compile time: a span is a dozen copies rather
+/// than a hundred small writes.
 pub fn write_request_spans(
     out: &mut Vec<u8>,
     trace: &TraceContext,
@@ -111,33 +126,34 @@ pub fn write_request_spans(
     let method = utf8(facts.method);
     let at = |i: Instant| trace.unix_nanos(facts.received, i);
     let path = facts.target.split(|&b| b == b'?').next().unwrap_or(b"");
+    let remote = if trace.parent_id.is_some() {
+        span::CONTEXT_IS_REMOTE
+    } else {
+        0
+    };
     wire::long_message(out, SCOPE_SPANS_SPAN, |o| {
-        head(o, trace, &trace.span_id, trace.parent_id.as_ref(), true);
-        // A string field has a nested message's wire shape (a length, then the
-        // bytes): `message` fills in the length of the name written in parts.
-        wire::message(o, span::NAME, |o| {
-            o.extend_from_slice(&method);
-            if !facts.route.is_empty() {
-                o.push(b' ');
-                o.extend_from_slice(facts.route.as_bytes());
-            }
-        });
-        wire::uint(o, span::KIND, span::KIND_SERVER);
-        wire::fixed64(o, span::START, at(facts.received));
-        wire::fixed64(o, span::END, at(facts.ended));
-        attr_str(o, key!("http.request.method"), &method);
-        attr_str(o, key!("url.path"), &utf8(path));
-        attr_int(
+        fixed_fields(
             o,
-            key!("http.response.status_code"),
-            i64::from(facts.status),
+            trace,
+            &trace.span_id,
+            remote,
+            span::KIND_SERVER,
+            (at(facts.received), at(facts.ended)),
         );
-        attr_str(o, key!("client.address"), facts.client);
-        attr_str(o, key!("portico.request_id"), facts.request_id);
-        attr_int(o, key!("portico.attempts"), i64::from(facts.attempts));
+        if let Some(parent) = &trace.parent_id {
+            parent_field(o, parent);
+        }
+        trace_state(o, trace);
+        name_field(o, &method, facts.route.as_bytes());
+        attr_str!(o, "http.request.method", &method);
+        attr_str!(o, "url.path", &utf8(path));
+        attr_int!(o, "http.response.status_code", i64::from(facts.status));
+        attr_str!(o, "client.address", facts.client);
+        attr_str!(o, "portico.request_id", facts.request_id);
+        attr_int!(o, "portico.attempts", i64::from(facts.attempts));
         o.extend_from_slice(facts.route_attribute);
         if let Some(authority) = facts.authority {
-            attr_str(o, key!("server.address"), &utf8(authority));
+            attr_str!(o, "server.address", &utf8(authority));
         }
         if facts.status >= 500 {
             error_status(o, None, Some(facts.status));
@@ -147,36 +163,35 @@ pub fn write_request_spans(
         let upstream = labels.upstream(t.upstream);
         let try_method = t.part.as_ref().map_or(&*method, |(_, m)| m.as_bytes());
         wire::long_message(out, SCOPE_SPANS_SPAN, |o| {
-            head(o, trace, &t.span_id, Some(&trace.span_id), false);
-            wire::message(o, span::NAME, |o| {
-                o.extend_from_slice(try_method);
-                o.push(b' ');
-                o.extend_from_slice(upstream.as_bytes());
-            });
-            wire::uint(o, span::KIND, span::KIND_CLIENT);
-            wire::fixed64(o, span::START, at(t.started));
-            wire::fixed64(o, span::END, at(t.ended.unwrap_or(facts.ended)));
-            attr_str(o, key!("http.request.method"), try_method);
+            let ended = t.ended.unwrap_or(facts.ended);
+            fixed_fields(
+                o,
+                trace,
+                &t.span_id,
+                0,
+                span::KIND_CLIENT,
+                (at(t.started), at(ended)),
+            );
+            parent_field(o, &trace.span_id);
+            trace_state(o, trace);
+            name_field(o, try_method, upstream.as_bytes());
+            attr_str!(o, "http.request.method", try_method);
             o.extend_from_slice(labels.endpoint(t.endpoint));
-            attr_int(o, key!("portico.attempt"), i64::from(t.attempt));
+            attr_int!(o, "portico.attempt", i64::from(t.attempt));
             // Set on retries only (OpenTelemetry semantic conventions: "if and only
             // if request was retried").
             if t.attempt > 1 {
-                attr_int(
-                    o,
-                    key!("http.request.resend_count"),
-                    i64::from(t.attempt - 1),
-                );
+                attr_int!(o, "http.request.resend_count", i64::from(t.attempt - 1));
             }
             o.extend_from_slice(facts.route_attribute);
             if let Some((part, _)) = &t.part {
-                attr_str(o, key!("portico.part"), part.as_bytes());
+                attr_str!(o, "portico.part", part.as_bytes());
             }
             if let Some(status) = t.status {
-                attr_int(o, key!("http.response.status_code"), i64::from(status));
+                attr_int!(o, "http.response.status_code", i64::from(status));
             }
             if let Some(failure) = t.failure {
-                attr_str(o, key!("error.type"), failure.as_bytes());
+                attr_str!(o, "error.type", failure.as_bytes());
             }
             match (t.failure, t.status) {
                 (Some(f), _) => error_status(o, Some(f), None),
@@ -188,33 +203,107 @@ pub fn write_request_spans(
     1 + trace.tries.len()
 }
 
-/// The identity fields every span starts with: trace and span IDs, the
-/// tracestate, the parent and the flags.
-fn head(
+/// Offsets in [`FIXED`] of the values [`fixed_fields`] fills in.
+const FIXED_TRACE_ID: usize = 2;
+const FIXED_SPAN_ID: usize = 20;
+const FIXED_FLAGS: usize = 30;
+const FIXED_KIND: usize = 35;
+const FIXED_START: usize = 37;
+const FIXED_END: usize = 46;
+
+/// The fields every span has and whose width never changes, in the order
+/// `trace_id` (bytes, 16), `span_id` (bytes, 8), `flags` (fixed32), `kind`
+/// (a varint under 128), `start_time_unix_nano`, `end_time_unix_nano` (fixed64),
+/// with zeros where [`fixed_fields`] puts each span's values.
+const FIXED: [u8; 54] = {
+    let mut a = [0u8; 54];
+    a[0] = field_key(span::TRACE_ID, LEN);
+    a[1] = 16;
+    a[18] = field_key(span::SPAN_ID, LEN);
+    a[19] = 8;
+    // Field 16 takes a two-byte key.
+    let flags_key = (span::FLAGS << 3) | I32;
+    a[28] = (flags_key as u8) | 0x80;
+    a[29] = (flags_key >> 7) as u8;
+    a[34] = field_key(span::KIND, VARINT);
+    a[36] = field_key(span::START, I64);
+    a[45] = field_key(span::END, I64);
+    a
+};
+
+/// Wire types (protobuf encoding, "Message Structure").
+const VARINT: u32 = 0;
+const I64: u32 = 1;
+const LEN: u32 = 2;
+const I32: u32 = 5;
+
+/// The one-byte key of field `field` (1–15) of wire type `wire_type`.
+const fn field_key(field: u32, wire_type: u32) -> u8 {
+    assert!(field < 16);
+    ((field << 3) | wire_type) as u8
+}
+
+/// Writes a span's fixed-width fields ([`FIXED`]): the trace's ID, `span_id`,
+/// the trace flags with `remote` (`CONTEXT_IS_REMOTE` or 0) and
+/// `CONTEXT_HAS_IS_REMOTE`, `kind`, and the start and end (Unix nanoseconds).
+#[inline(always)]
+fn fixed_fields(
     o: &mut Vec<u8>,
     trace: &TraceContext,
     span_id: &[u8; 8],
-    parent: Option<&[u8; 8]>,
-    parent_may_be_remote: bool,
+    remote: u32,
+    kind: u64,
+    (start, end): (u64, u64),
 ) {
-    wire::bytes(o, span::TRACE_ID, &trace.trace_id);
-    wire::bytes(o, span::SPAN_ID, span_id);
+    let mut f = FIXED;
+    f[FIXED_TRACE_ID..FIXED_TRACE_ID + 16].copy_from_slice(&trace.trace_id);
+    f[FIXED_SPAN_ID..FIXED_SPAN_ID + 8].copy_from_slice(span_id);
+    let flags = u32::from(trace.flags) | span::CONTEXT_HAS_IS_REMOTE | remote;
+    f[FIXED_FLAGS..FIXED_FLAGS + 4].copy_from_slice(&flags.to_le_bytes());
+    f[FIXED_KIND] = kind as u8;
+    f[FIXED_START..FIXED_START + 8].copy_from_slice(&start.to_le_bytes());
+    f[FIXED_END..FIXED_END + 8].copy_from_slice(&end.to_le_bytes());
+    o.extend_from_slice(&f);
+}
+
+/// `parent_span_id` (bytes, 8).
+#[inline(always)]
+fn parent_field(o: &mut Vec<u8>, parent: &[u8; 8]) {
+    let mut f = [
+        field_key(span::PARENT_SPAN_ID, LEN),
+        8,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    f[2..].copy_from_slice(parent);
+    o.extend_from_slice(&f);
+}
+
+/// `trace_state`, when the request brought one.
+#[inline(always)]
+fn trace_state(o: &mut Vec<u8>, trace: &TraceContext) {
     if let Some(state) = &trace.tracestate {
         wire::bytes(o, span::TRACE_STATE, &utf8(state));
     }
-    if let Some(parent) = parent {
-        wire::bytes(o, span::PARENT_SPAN_ID, parent);
+}
+
+/// `name`: `method`, then a space and `what` when there is one (the route for a
+/// server span, the upstream for a client span).
+#[inline(always)]
+fn name_field(o: &mut Vec<u8>, method: &[u8], what: &[u8]) {
+    let len = method.len() + if what.is_empty() { 0 } else { 1 + what.len() };
+    wire::len_prefix(o, span::NAME, len);
+    o.extend_from_slice(method);
+    if !what.is_empty() {
+        o.push(b' ');
+        o.extend_from_slice(what);
     }
-    let remote = if parent_may_be_remote && trace.parent_id.is_some() {
-        span::CONTEXT_IS_REMOTE
-    } else {
-        0
-    };
-    wire::fixed32(
-        o,
-        span::FLAGS,
-        u32::from(trace.flags) | span::CONTEXT_HAS_IS_REMOTE | remote,
-    );
 }
 
 /// `Status { code: ERROR, message }`: the failure's name, or `status NNN`.
@@ -232,49 +321,78 @@ fn error_status(o: &mut Vec<u8>, failure: Option<&str>, status: Option<u16>) {
     });
 }
 
-/// A string attribute: `KeyValue { key = 1, value = 2: AnyValue { string_value = 1 } }`,
-/// its lengths computed rather than filled in after (a request writes about 15);
-/// `key` is the `KeyValue.key` field as [`key!`] wrote it at compile time.
+/// `AnyValue.string_value` and `AnyValue.int_value`: the last byte of an
+/// attribute's head.
+const ANY_STRING: u8 = field_key(1, LEN);
+const ANY_INT: u8 = field_key(3, VARINT);
+
+/// An attribute's head for a key of under 100 bytes, made at compile time by
+/// [`attr_str!`] and [`attr_int!`]: `Span.attributes` (its key; its length at 1),
+/// `KeyValue.key` (key and length, then the key), `KeyValue.value` (its key; the
+/// length at `N - 2`), and the key of `AnyValue`'s field (`value_key`). A string
+/// value's length and bytes follow it, or an integer's varint.
+const fn attribute_head<const N: usize>(key: &str, value_key: u8) -> [u8; N] {
+    let k = key.as_bytes();
+    assert!(k.len() < 100 && k.len() + 7 == N);
+    let mut out = [0u8; N];
+    out[0] = field_key(span::ATTRIBUTES, LEN);
+    out[2] = field_key(1, LEN);
+    out[3] = k.len() as u8;
+    let mut i = 0;
+    while i < k.len() {
+        out[4 + i] = k[i];
+        i += 1;
+    }
+    out[N - 3] = field_key(2, LEN);
+    out[N - 1] = value_key;
+    out
+}
+
+/// A string attribute: `KeyValue { key = 1, value = 2: AnyValue { string_value = 1 } }`
+/// after `head` (see [`attribute_head`]). Lengths under 128, the usual case, fill
+/// in two bytes of the head; longer ones take the varint path.
 #[inline(always)]
-fn attr_str(o: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+fn attr_str<const N: usize>(o: &mut Vec<u8>, head: &[u8; N], value: &[u8]) {
+    // KeyValue: the key field (N - 5 bytes), the value field's key and length,
+    // AnyValue: its key, the value's length and bytes.
+    let kv = N - 5 + 2 + 2 + value.len();
+    if kv < 128 {
+        let mut h = *head;
+        h[1] = kv as u8;
+        h[N - 2] = (2 + value.len()) as u8;
+        o.extend_from_slice(&h);
+        o.push(value.len() as u8);
+        o.extend_from_slice(value);
+    } else {
+        long_attr_str(o, &head[2..N - 3], value);
+    }
+}
+
+/// [`attr_str`] for a value of more than about 100 bytes: its lengths as varints.
+#[cold]
+fn long_attr_str(o: &mut Vec<u8>, key_field: &[u8], value: &[u8]) {
     let any = wire::len_field_size(1, value.len());
     wire::len_prefix(
         o,
         span::ATTRIBUTES,
-        key.len() + wire::len_field_size(2, any),
+        key_field.len() + wire::len_field_size(2, any),
     );
-    o.extend_from_slice(key);
+    o.extend_from_slice(key_field);
     wire::len_prefix(o, 2, any);
     wire::bytes(o, 1, value);
 }
 
-/// An integer attribute: `KeyValue { key = 1, value = 2: AnyValue { int_value = 3 } }`.
+/// An integer attribute: `KeyValue { key = 1, value = 2: AnyValue { int_value = 3 } }`
+/// after `head` (see [`attribute_head`]); keys are under 100 bytes, so every
+/// length takes one byte.
 #[inline(always)]
-fn attr_int(o: &mut Vec<u8>, key: &[u8], value: i64) {
+fn attr_int<const N: usize>(o: &mut Vec<u8>, head: &[u8; N], value: i64) {
     let any = 1 + wire::varint_len(value as u64);
-    wire::len_prefix(
-        o,
-        span::ATTRIBUTES,
-        key.len() + wire::len_field_size(2, any),
-    );
-    o.extend_from_slice(key);
-    wire::len_prefix(o, 2, any);
-    wire::uint(o, 3, value as u64);
-}
-
-/// `KeyValue.key` (field 1) as written, for an attribute key of under 128 bytes.
-const fn key_field<const N: usize>(key: &str) -> [u8; N] {
-    let k = key.as_bytes();
-    assert!(k.len() < 128 && k.len() + 2 == N);
-    let mut out = [0u8; N];
-    out[0] = 0x0a;
-    out[1] = k.len() as u8;
-    let mut i = 0;
-    while i < k.len() {
-        out[i + 2] = k[i];
-        i += 1;
-    }
-    out
+    let mut h = *head;
+    h[1] = (N - 5 + 2 + any) as u8;
+    h[N - 2] = any as u8;
+    o.extend_from_slice(&h);
+    wire::varint(o, value as u64);
 }
 
 /// `bytes` as UTF-8 (protobuf strings must be), invalid sequences replaced; the

@@ -1,15 +1,14 @@
-//! The few protobuf encodings spans need (varints, fixed-width integers,
-//! length-delimited fields, nested messages), written straight into a byte buffer:
-//! a worker encodes a sampled request's spans as it finishes, with no message
-//! structs, no owned strings and no second pass. The wire format is protobuf's
+//! The few protobuf encodings spans need (varints, length-delimited fields,
+//! nested messages; `record.rs` writes the fixed-width fields and attribute heads
+//! itself), written straight into a byte buffer: a worker encodes a sampled
+//! request's spans as it finishes, with no message structs, no owned strings and
+//! no second pass. The wire format is protobuf's
 //! (https://protobuf.dev/programming-guides/encoding/); `otlp.rs`'s tests decode
 //! what is written here with the official messages (prost) to hold it to that.
 
 /// Wire types (protobuf encoding, "Message Structure").
 const VARINT: u64 = 0;
-const I64: u64 = 1;
 const LEN: u64 = 2;
-const I32: u64 = 5;
 
 /// Appends `v` as a base-128 varint. Inlined with a one-byte fast path: a
 /// request's spans write about a hundred varints, nearly all of them keys and
@@ -74,20 +73,6 @@ pub fn len_prefix(out: &mut Vec<u8>, field: u32, len: usize) {
 pub fn uint(out: &mut Vec<u8>, field: u32, v: u64) {
     key(out, field, VARINT);
     varint(out, v);
-}
-
-/// A `fixed64` field.
-#[inline]
-pub fn fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
-    key(out, field, I64);
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-/// A `fixed32` field.
-#[inline]
-pub fn fixed32(out: &mut Vec<u8>, field: u32, v: u32) {
-    key(out, field, I32);
-    out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// A `bytes` or `string` field (a `string` must be UTF-8: the caller's to ensure).
