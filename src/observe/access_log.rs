@@ -369,6 +369,7 @@ fn json_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
 /// and `\\`: what a JSON string holds without escapes. Eight bytes at a time
 /// (the "has less than" and "has zero byte" word tests of Bit Twiddling Hacks):
 /// a byte-at-a-time test was most of a log line's cost.
+#[inline(always)]
 fn json_plain(bytes: &[u8]) -> bool {
     // A string of 8 bytes or more is tested a word at a time, the last word
     // overlapping the one before; a shorter one as one word made of its bytes
