@@ -44,6 +44,9 @@ pub struct Traceparent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceContext {
     pub trace_id: [u8; 16],
+    /// `trace_id` as 32 lowercase hex digits, written once: the `traceparent`
+    /// sent upstream and the access-log line copy it ([`TraceContext::trace_id_hex`]).
+    pub(crate) trace_hex: [u8; 32],
     /// The caller's span, when the request continued a trace.
     pub parent_id: Option<[u8; 8]>,
     /// The gateway's server span for this request.
@@ -118,6 +121,7 @@ impl TraceContext {
         let sampled = flags & SAMPLED != 0;
         TraceContext {
             trace_id,
+            trace_hex: hex_of(&trace_id),
             parent_id,
             span_id: ids.span_id(),
             flags,
@@ -136,7 +140,7 @@ impl TraceContext {
     pub fn traceparent(&self, span_id: &[u8; 8]) -> [u8; TRACEPARENT_LEN] {
         let mut out = [b'-'; TRACEPARENT_LEN];
         out[..2].copy_from_slice(b"00");
-        hex_into(&mut out[3..35], &self.trace_id);
+        out[3..35].copy_from_slice(&self.trace_hex);
         hex_into(&mut out[PARENT_ID_AT], span_id);
         out[53] = HEX[usize::from(self.flags >> 4)];
         out[54] = HEX[usize::from(self.flags & 0x0f)];
@@ -144,10 +148,8 @@ impl TraceContext {
     }
 
     /// The trace ID as 32 lowercase hex digits.
-    pub fn trace_id_hex(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        hex_into(&mut out, &self.trace_id);
-        out
+    pub fn trace_id_hex(&self) -> &[u8; 32] {
+        &self.trace_hex
     }
 
     /// Unix nanoseconds of `at`, counted from the request's start (`received` is
@@ -348,6 +350,13 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A trace ID as 32 lowercase hex digits (for [`TraceContext::trace_hex`]).
+pub(crate) fn hex_of(trace_id: &[u8; 16]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hex_into(&mut out, trace_id);
+    out
+}
 
 /// Writes `bytes` as lowercase hex into `out` (twice as long).
 fn hex_into(out: &mut [u8], bytes: &[u8]) {

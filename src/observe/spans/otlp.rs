@@ -80,7 +80,7 @@ mod tests {
     use crate::observe::spans::record::{
         endpoint_attributes, route_attribute, write_request_spans, RequestFacts, SpanLabels,
     };
-    use crate::observe::trace::TrySpan;
+    use crate::observe::trace::{hex_of, TrySpan};
     use crate::observe::TraceContext;
 
     fn attr<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
@@ -128,6 +128,7 @@ mod tests {
         let received = Instant::now();
         let trace = TraceContext {
             trace_id: [1; 16],
+            trace_hex: hex_of(&[1; 16]),
             parent_id: Some([3; 8]),
             span_id: [2; 8],
             flags: 1,
@@ -281,6 +282,7 @@ mod tests {
         let received = Instant::now();
         let trace = TraceContext {
             trace_id: [9; 16],
+            trace_hex: hex_of(&[9; 16]),
             parent_id: None,
             span_id: [8; 8],
             flags: 1,
