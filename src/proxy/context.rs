@@ -7,6 +7,8 @@ use crate::text::AddrText;
 use std::rc::Rc;
 use std::time::Instant;
 
+use smallvec::SmallVec;
+
 use crate::auth::Caller;
 use crate::http::FieldList;
 use crate::limit::LeastRemaining;
@@ -61,8 +63,9 @@ pub struct RequestCtx {
     pub local_reply: bool,
     /// `METHOD` and target as received, kept for the access log (the head's bytes
     /// may be overwritten by the body before the line is written). Empty when the
-    /// access log is off.
-    request_line: Vec<u8>,
+    /// access log is off. Up to 64 bytes (most request lines) are kept inline: no
+    /// allocation per logged request.
+    request_line: SmallVec<[u8; 64]>,
     method_len: usize,
 }
 
@@ -114,7 +117,7 @@ impl RequestCtx {
             grpc_deadline: None,
             deadline_exceeded: false,
             local_reply: false,
-            request_line: Vec::new(),
+            request_line: SmallVec::new(),
             method_len: 0,
         }
     }
