@@ -101,8 +101,8 @@ pub struct AccessLogBuffer {
 }
 
 impl AccessLogBuffer {
-    /// Adds the line of one request.
-    /// Writes `r`'s line, stamped `now` (time since the Unix epoch).
+    /// Adds the line of one request, `r`, stamped `now` (time since the Unix
+    /// epoch); hands the buffer to the writer once it holds 256 KiB.
     pub fn record(&self, r: &AccessRecord<'_>, now: Duration) {
         let mut buf = self.buf.borrow_mut();
         match self.format {

@@ -3,7 +3,6 @@
 //! read once at the end by the access log, the counters, the metrics and the
 //! spans, so no stage passes loose parameters to another.
 
-use crate::text::AddrText;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -15,6 +14,7 @@ use crate::limit::LeastRemaining;
 use crate::observe::metrics::MethodClass;
 use crate::observe::TraceContext;
 use crate::route::NormalizedTarget;
+use crate::text::AddrText;
 use crate::upstream::FailureSource;
 
 use super::request_id::RequestId;

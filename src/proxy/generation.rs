@@ -73,9 +73,7 @@ impl Generation {
             snapshot,
         }
     }
-}
 
-impl Generation {
     /// The `portico.route` span attribute of route `index` (empty for none).
     pub fn route_span_attribute(&self, index: Option<usize>) -> &[u8] {
         index

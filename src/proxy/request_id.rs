@@ -26,7 +26,7 @@ impl RequestId {
 
     pub fn as_str(&self) -> &str {
         // Only ASCII is ever stored (see `from_client` and `RequestIds::next`).
-        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("-")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("-")
     }
 
     /// An empty ID, for connections that end before any request.

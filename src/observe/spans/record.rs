@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::observe::TraceContext;
 use crate::text;
 
-use super::wire;
+use super::wire::{self, field_key, key_value, I32, I64, LEN, VARINT};
 
 /// A string attribute of key `$key` (a literal): the entry's head, key included,
 /// is an array built at compile time, and only its three lengths are filled in
@@ -203,45 +203,35 @@ pub fn write_request_spans(
     1 + trace.tries.len()
 }
 
-/// Offsets in [`FIXED`] of the values [`fixed_fields`] fills in.
+/// Offsets in [`FIXED`] of the values [`fixed_fields`] fills in; each value's
+/// key (and a length's byte) comes just before it.
 const FIXED_TRACE_ID: usize = 2;
-const FIXED_SPAN_ID: usize = 20;
-const FIXED_FLAGS: usize = 30;
-const FIXED_KIND: usize = 35;
-const FIXED_START: usize = 37;
-const FIXED_END: usize = 46;
+const FIXED_SPAN_ID: usize = FIXED_TRACE_ID + 16 + 2;
+const FIXED_FLAGS: usize = FIXED_SPAN_ID + 8 + 2;
+const FIXED_KIND: usize = FIXED_FLAGS + 4 + 1;
+const FIXED_START: usize = FIXED_KIND + 1 + 1;
+const FIXED_END: usize = FIXED_START + 8 + 1;
+const FIXED_LEN: usize = FIXED_END + 8;
 
 /// The fields every span has and whose width never changes, in the order
-/// `trace_id` (bytes, 16), `span_id` (bytes, 8), `flags` (fixed32), `kind`
-/// (a varint under 128), `start_time_unix_nano`, `end_time_unix_nano` (fixed64),
-/// with zeros where [`fixed_fields`] puts each span's values.
-const FIXED: [u8; 54] = {
-    let mut a = [0u8; 54];
-    a[0] = field_key(span::TRACE_ID, LEN);
-    a[1] = 16;
-    a[18] = field_key(span::SPAN_ID, LEN);
-    a[19] = 8;
-    // Field 16 takes a two-byte key.
-    let flags_key = (span::FLAGS << 3) | I32;
-    a[28] = (flags_key as u8) | 0x80;
-    a[29] = (flags_key >> 7) as u8;
-    a[34] = field_key(span::KIND, VARINT);
-    a[36] = field_key(span::START, I64);
-    a[45] = field_key(span::END, I64);
+/// `trace_id` (bytes, 16), `span_id` (bytes, 8), `flags` (fixed32, a two-byte
+/// key: field 16), `kind` (a varint under 128), `start_time_unix_nano`,
+/// `end_time_unix_nano` (fixed64), with zeros where [`fixed_fields`] puts each
+/// span's values.
+const FIXED: [u8; FIXED_LEN] = {
+    let mut a = [0u8; FIXED_LEN];
+    a[FIXED_TRACE_ID - 2] = field_key(span::TRACE_ID, LEN);
+    a[FIXED_TRACE_ID - 1] = 16;
+    a[FIXED_SPAN_ID - 2] = field_key(span::SPAN_ID, LEN);
+    a[FIXED_SPAN_ID - 1] = 8;
+    let flags_key = key_value(span::FLAGS, I32);
+    a[FIXED_FLAGS - 2] = (flags_key as u8) | 0x80;
+    a[FIXED_FLAGS - 1] = (flags_key >> 7) as u8;
+    a[FIXED_KIND - 1] = field_key(span::KIND, VARINT);
+    a[FIXED_START - 1] = field_key(span::START, I64);
+    a[FIXED_END - 1] = field_key(span::END, I64);
     a
 };
-
-/// Wire types (protobuf encoding, "Message Structure").
-const VARINT: u32 = 0;
-const I64: u32 = 1;
-const LEN: u32 = 2;
-const I32: u32 = 5;
-
-/// The one-byte key of field `field` (1–15) of wire type `wire_type`.
-const fn field_key(field: u32, wire_type: u32) -> u8 {
-    assert!(field < 16);
-    ((field << 3) | wire_type) as u8
-}
 
 /// Writes a span's fixed-width fields ([`FIXED`]): the trace's ID, `span_id`,
 /// the trace flags with `remote` (`CONTEXT_IS_REMOTE` or 0) and
@@ -269,18 +259,9 @@ fn fixed_fields(
 /// `parent_span_id` (bytes, 8).
 #[inline(always)]
 fn parent_field(o: &mut Vec<u8>, parent: &[u8; 8]) {
-    let mut f = [
-        field_key(span::PARENT_SPAN_ID, LEN),
-        8,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ];
+    let mut f = [0u8; 10];
+    f[0] = field_key(span::PARENT_SPAN_ID, LEN);
+    f[1] = 8;
     f[2..].copy_from_slice(parent);
     o.extend_from_slice(&f);
 }

@@ -7,8 +7,22 @@
 //! what is written here with the official messages (prost) to hold it to that.
 
 /// Wire types (protobuf encoding, "Message Structure").
-const VARINT: u64 = 0;
-const LEN: u64 = 2;
+pub const VARINT: u32 = 0;
+pub const I64: u32 = 1;
+pub const LEN: u32 = 2;
+pub const I32: u32 = 5;
+
+/// The key of field `field` of wire type `wire_type` as a varint's value.
+pub const fn key_value(field: u32, wire_type: u32) -> u32 {
+    (field << 3) | wire_type
+}
+
+/// The one-byte key of field `field` (1–15) of wire type `wire_type`, for arrays
+/// made at compile time.
+pub const fn field_key(field: u32, wire_type: u32) -> u8 {
+    assert!(field < 16);
+    key_value(field, wire_type) as u8
+}
 
 /// Appends `v` as a base-128 varint. Inlined with a one-byte fast path: a
 /// request's spans write about a hundred varints, nearly all of them keys and
@@ -43,8 +57,8 @@ fn varint_bytes(mut v: u64) -> ([u8; 10], usize) {
 }
 
 #[inline]
-fn key(out: &mut Vec<u8>, field: u32, wire_type: u64) {
-    varint(out, (u64::from(field) << 3) | wire_type);
+fn key(out: &mut Vec<u8>, field: u32, wire_type: u32) {
+    varint(out, u64::from(key_value(field, wire_type)));
 }
 
 /// Bytes `v` takes as a varint.
