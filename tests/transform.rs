@@ -7,20 +7,27 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use common::json_upstream::{JsonUpstream, Reply};
 use common::jwt::{self, claims, header};
 use common::{Client, Gateway, Response, Upstream};
 use serde_json::json;
 
-/// A JWKS file with the shared RSA key as `k1`, for `[auth.jwt.main]`.
+/// A JWKS file with the shared RSA key as `k1`, for `[auth.jwt.main]`: written
+/// once per test process (tests run in parallel; rewriting it while another
+/// test's gateway reads it gave that gateway an empty file).
 fn jwks_file() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("portico-transform-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("jwks.json");
-    let jwks = json!({"keys": [jwt::shared_rsa().jwk("k1")]});
-    std::fs::write(&path, jwks.to_string()).unwrap();
-    path
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("portico-transform-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("jwks.json");
+        let jwks = json!({"keys": [jwt::shared_rsa().jwk("k1")]});
+        std::fs::write(&path, jwks.to_string()).unwrap();
+        path
+    })
+    .clone()
 }
 
 fn token(sub: &str) -> String {
