@@ -75,13 +75,14 @@ pub struct AccessRecord<'a> {
 }
 
 /// Flush to the writer thread once this much is buffered (and on every tick).
-/// 256 KiB rather than 64: the writer's `write(2)` into the page cache cost 2.1% of
-/// a logged request's samples with 64 KiB writes and 1.35% with 256 KiB (ext4,
-/// kernel 6.18; docs/benchmarks.md §10).
-const FLUSH_BYTES: usize = 256 * 1024;
+/// 1 MiB rather than 256 or 64 KiB: the writer's `write(2)` into the page cache
+/// cost 2.1% of a logged request's samples with 64 KiB writes and 1.35% with
+/// 256 KiB, and the writer thread 0.21–0.25 CPU-µs per request with 256 KiB
+/// against 0.17–0.18 with 1 MiB (ext4, kernel 6.18; docs/benchmarks.md §10).
+const FLUSH_BYTES: usize = 1024 * 1024;
 /// Batches waiting for the writer (16 MiB in all); past this, batches are dropped
 /// and counted.
-const QUEUE_BATCHES: usize = 64;
+const QUEUE_BATCHES: usize = 16;
 
 /// What the writer thread receives: batches of lines, then an explicit stop.
 enum ToWriter {
@@ -102,7 +103,7 @@ pub struct AccessLogBuffer {
 
 impl AccessLogBuffer {
     /// Adds the line of one request, `r`, stamped `now` (time since the Unix
-    /// epoch); hands the buffer to the writer once it holds 256 KiB.
+    /// epoch); hands the buffer to the writer once it holds 1 MiB.
     pub fn record(&self, r: &AccessRecord<'_>, now: Duration) {
         let mut buf = self.buf.borrow_mut();
         match self.format {
