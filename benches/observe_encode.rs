@@ -69,6 +69,7 @@ fn main() {
         attempts: 1,
         received,
         ended: received + Duration::from_micros(110),
+        took: Duration::from_micros(110),
     };
     let endpoint = AddrText::new("127.0.0.1:19431".parse().expect("an address"));
     let trace_hex = trace.trace_id_hex();
@@ -88,7 +89,7 @@ fn main() {
         upstream_connect: Some(Duration::ZERO),
         upstream_first_byte: Some(Duration::from_micros(60)),
         request_id: b"0b7e3c1f9a2d4e5f8a6b7c8d9e0f1a2b",
-        trace_id: Some(&trace_hex[..]),
+        trace_id: Some(trace_hex),
         auth_subject: None,
         ratelimit: None,
         attempts: 1,

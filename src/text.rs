@@ -67,6 +67,48 @@ pub fn push_millis(out: &mut Vec<u8>, d: Duration) {
     out.extend_from_slice(&[b'.', b'0' + (frac / 100) as u8, b, c]);
 }
 
+/// Whether `test` holds for every eight-byte word of `bytes`, for tests that look
+/// at each byte of a word alone (ASCII, printable): a string of 8 bytes or more
+/// is read a word at a time, the last word overlapping the one before; a shorter
+/// one as one word made of its bytes (read in overlapping pieces) padded with
+/// `a`, which such a test must pass. An empty string passes.
+#[inline(always)]
+pub fn every_word(bytes: &[u8], test: impl Fn(u64) -> bool) -> bool {
+    let n = bytes.len();
+    let b = bytes;
+    if n == 0 {
+        true
+    } else if n < 4 {
+        test(u64::from_ne_bytes([
+            b[0],
+            b[n / 2],
+            b[n - 1],
+            b'a',
+            b'a',
+            b'a',
+            b'a',
+            b'a',
+        ]))
+    } else if n < 8 {
+        let (x, y) = (
+            [b[0], b[1], b[2], b[3]],
+            [b[n - 4], b[n - 3], b[n - 2], b[n - 1]],
+        );
+        test(u64::from(u32::from_ne_bytes(x)) << 32 | u64::from(u32::from_ne_bytes(y)))
+    } else {
+        let (words, _) = bytes.as_chunks::<8>();
+        let mut last = [0u8; 8];
+        last.copy_from_slice(&bytes[n - 8..]);
+        words.iter().all(|w| test(u64::from_ne_bytes(*w))) && test(u64::from_ne_bytes(last))
+    }
+}
+
+/// Whether `bytes` is all ASCII ([`every_word`]: no byte has its high bit set).
+#[inline(always)]
+pub fn is_ascii(bytes: &[u8]) -> bool {
+    every_word(bytes, |w| w & 0x8080_8080_8080_8080 == 0)
+}
+
 /// Appends `ip` as its `Display` writes it (dotted quad; RFC 5952 text for IPv6).
 pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     out.extend_from_slice(ip_text(ip).as_bytes());
@@ -242,6 +284,24 @@ mod tests {
         let mut out = Vec::new();
         f(&mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn ascii_is_found_for_every_byte_in_every_position() {
+        for len in (1..=18).chain([23, 24, 25]) {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    assert_eq!(
+                        is_ascii(&bytes),
+                        b.is_ascii(),
+                        "byte {b:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+        assert!(is_ascii(b""));
     }
 
     #[test]

@@ -60,9 +60,11 @@ pub struct AccessRecord<'a> {
     pub upstream_connect: Option<Duration>,
     /// From the kept try's start to the upstream response head.
     pub upstream_first_byte: Option<Duration>,
+    /// The request's ID: 1–64 bytes of `[A-Za-z0-9._:-]` (as `RequestId` keeps
+    /// them), written without a JSON check.
     pub request_id: &'a [u8],
-    /// The trace ID (32 hex digits), with `[tracing]`.
-    pub trace_id: Option<&'a [u8]>,
+    /// The trace ID (32 lowercase hex digits), with `[tracing]`.
+    pub trace_id: Option<&'a [u8; 32]>,
     /// The verified caller's `sub` claim.
     pub auth_subject: Option<&'a str>,
     /// The rate-limit policy that decided (the refusing one, else the one with the
@@ -229,7 +231,7 @@ fn text_line(buf: &mut Vec<u8>, clock: &UtcClock, now: Duration, r: &AccessRecor
     text::push_u64(buf, u64::from(r.attempts));
     buf.push(b' ');
     match r.trace_id {
-        Some(id) => buf.extend_from_slice(String::from_utf8_lossy(id).as_bytes()),
+        Some(id) => buf.extend_from_slice(id),
         None => buf.push(b'-'),
     }
     buf.push(b'\n');
@@ -299,10 +301,18 @@ fn json_line(buf: &mut Vec<u8>, clock: &UtcClock, now: Duration, r: &AccessRecor
     text::push_u64(buf, u64::from(r.attempts));
     buf.extend_from_slice(b",\"failure\":");
     json_str(buf, r.failure.map(str::as_bytes));
-    buf.extend_from_slice(b",\"request_id\":");
-    json_str(buf, Some(r.request_id));
-    buf.extend_from_slice(b",\"trace_id\":");
-    json_str(buf, r.trace_id);
+    // The request and trace IDs need no escapes (see their fields).
+    debug_assert!(json_plain(r.request_id));
+    buf.extend_from_slice(b",\"request_id\":\"");
+    buf.extend_from_slice(r.request_id);
+    match r.trace_id {
+        Some(id) => {
+            let mut field = *b"\",\"trace_id\":\"0123456789abcdef0123456789abcdef\"";
+            field[14..46].copy_from_slice(id);
+            buf.extend_from_slice(&field);
+        }
+        None => buf.extend_from_slice(b"\",\"trace_id\":null"),
+    }
     if r.auth_subject.is_none() && r.ratelimit.is_none() {
         // The usual ending without auth or limits: one copy.
         buf.extend_from_slice(
@@ -372,37 +382,7 @@ fn json_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
 /// a byte-at-a-time test was most of a log line's cost.
 #[inline(always)]
 fn json_plain(bytes: &[u8]) -> bool {
-    // A string of 8 bytes or more is tested a word at a time, the last word
-    // overlapping the one before; a shorter one as one word made of its bytes
-    // (read in overlapping fixed-size pieces) padded with a plain byte.
-    let n = bytes.len();
-    let b = bytes;
-    if n == 0 {
-        true
-    } else if n < 4 {
-        word_plain(u64::from_ne_bytes([
-            b[0],
-            b[n / 2],
-            b[n - 1],
-            b'a',
-            b'a',
-            b'a',
-            b'a',
-            b'a',
-        ]))
-    } else if n < 8 {
-        let (x, y) = (
-            [b[0], b[1], b[2], b[3]],
-            [b[n - 4], b[n - 3], b[n - 2], b[n - 1]],
-        );
-        word_plain(u64::from(u32::from_ne_bytes(x)) << 32 | u64::from(u32::from_ne_bytes(y)))
-    } else {
-        let (words, _) = bytes.as_chunks::<8>();
-        let mut last = [0u8; 8];
-        last.copy_from_slice(&bytes[n - 8..]);
-        words.iter().all(|w| word_plain(u64::from_ne_bytes(*w)))
-            && word_plain(u64::from_ne_bytes(last))
-    }
+    text::every_word(bytes, word_plain)
 }
 
 /// Whether all eight bytes of `x` are printable ASCII other than `"` and `\\`.
@@ -579,6 +559,20 @@ mod tests {
         assert_eq!(v["auth_subject"], serde_json::Value::Null);
         assert_eq!(v["ratelimit"], "allowed");
         assert_eq!(v["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(v["request_id"], "r1");
+
+        // Without a trace: `null`, and the line still parses.
+        let mut s = Vec::new();
+        let untraced = AccessRecord {
+            trace_id: None,
+            request_id: b"client-id_1.2:3",
+            ..record()
+        };
+        json_line(&mut s, &clock, Duration::ZERO, &untraced);
+        let v: serde_json::Value = serde_json::from_slice(&s).unwrap();
+        assert_eq!(v["trace_id"], serde_json::Value::Null);
+        assert_eq!(v["request_id"], "client-id_1.2:3");
+        assert_eq!(v["auth_subject"], serde_json::Value::Null);
     }
 
     #[test]

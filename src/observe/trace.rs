@@ -16,7 +16,7 @@
 //! values and return what is valid, so the rules are unit-tested here.
 
 use std::cell::Cell;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use smallvec::SmallVec;
 
@@ -155,12 +155,27 @@ impl TraceContext {
     /// Unix nanoseconds of `at`, counted from the request's start (`received` is
     /// the request's start as an `Instant`); 0 when the trace is not sampled.
     pub fn unix_nanos(&self, received: Instant, at: Instant) -> u64 {
-        let Some(start) = self.started_at else {
-            return 0;
-        };
-        let since = at.saturating_duration_since(received).as_nanos();
-        start.saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+        self.unix_nanos_after(at.saturating_duration_since(received))
     }
+
+    /// Unix nanoseconds `since` after the request's start (no `Instant`
+    /// arithmetic: a caller that has the distance already saves a subtraction of
+    /// two `timespec`s); 0 when the trace is not sampled.
+    #[inline]
+    pub fn unix_nanos_after(&self, since: Duration) -> u64 {
+        match self.started_at {
+            Some(start) => start.saturating_add(nanos(since)),
+            None => 0,
+        }
+    }
+}
+
+/// `d` in nanoseconds, saturating (in `u64`: `Duration::as_nanos` is a `u128`).
+#[inline]
+fn nanos(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
 }
 
 /// Puts `span_id` into a `traceparent` value written by
@@ -358,13 +373,26 @@ pub(crate) fn hex_of(trace_id: &[u8; 16]) -> [u8; 32] {
     out
 }
 
-/// Writes `bytes` as lowercase hex into `out` (twice as long).
+/// Writes `bytes` as lowercase hex into `out` (twice as long): one two-byte
+/// load and store per byte from [`HEX_PAIRS`] (two nibble lookups per byte
+/// were ≈ 6.5 instructions a byte, 24 bytes per traced request).
+#[inline]
 fn hex_into(out: &mut [u8], bytes: &[u8]) {
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 0x0f)];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
     }
 }
+
+/// Every byte's two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = [HEX[b >> 4], HEX[b & 0x0f]];
+        b += 1;
+    }
+    t
+};
 
 /// One lowercase hex digit's value (uppercase is invalid in `traceparent`).
 fn unhex(d: u8) -> Option<u8> {

@@ -4,7 +4,7 @@
 //! request context.
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::downstream::{Downstream, Handler};
 use crate::http::{grpc, HttpError};
@@ -101,6 +101,7 @@ impl Gateway {
                     attempts: ctx.attempts,
                     received: ctx.timings.received,
                     ended,
+                    took,
                 };
                 spans.push_request(trace, &facts, &*self.generation, &worker.counters);
             }
@@ -120,7 +121,12 @@ impl Gateway {
             (None, Some(q)) => Some((q.policy, true)),
             (None, None) => None,
         };
-        let now = worker.wall.since_epoch(ended);
+        // The end as wall-clock time: from the trace's start when it has one (the
+        // same anchor; a subtraction of two `Instant`s fewer).
+        let now = match ctx.trace.as_ref().and_then(|t| t.started_at) {
+            Some(start) => Duration::from_nanos(start).saturating_add(took),
+            None => worker.wall.since_epoch(ended),
+        };
         log.record(
             &AccessRecord {
                 client: d.conn().peer_ip.as_bytes(),
@@ -140,10 +146,10 @@ impl Gateway {
                 upstream: ctx.upstream,
                 // A pooled connection took no time to connect.
                 upstream_connect: since_try(t.upstream_connected)
-                    .or(t.upstream_first_byte.map(|_| std::time::Duration::ZERO)),
+                    .or(t.upstream_first_byte.map(|_| Duration::ZERO)),
                 upstream_first_byte: since_try(t.upstream_first_byte),
                 request_id: ctx.id.as_bytes(),
-                trace_id: trace_id.as_ref().map(|h| &h[..]),
+                trace_id,
                 auth_subject: ctx
                     .caller
                     .as_ref()

@@ -171,6 +171,7 @@ mod tests {
             attempts: 2,
             received,
             ended: received + Duration::from_micros(200),
+            took: Duration::from_micros(200),
         };
         let mut batch = SpanBatch::default();
         batch.spans = write_request_spans(&mut batch.bytes, &trace, &facts, &Labels::app());
@@ -305,6 +306,7 @@ mod tests {
             attempts: 0,
             received,
             ended: received,
+            took: Duration::ZERO,
         };
         let batches: Vec<SpanBatch> = (0..40)
             .map(|_| {
