@@ -17,7 +17,7 @@ use super::wire::{self, field_key, key_value, I32, I64, LEN, VARINT};
 /// per request (see [`attr_str`]).
 macro_rules! attr_str {
     ($o:expr, $key:literal, $value:expr) => {{
-        const HEAD: [u8; $key.len() + 7] = attribute_head($key, ANY_STRING);
+        const HEAD: [u8; $key.len() + 8] = attribute_head($key, ANY_STRING);
         attr_str($o, &HEAD, $value)
     }};
 }
@@ -284,7 +284,11 @@ fn trace_state(o: &mut Vec<u8>, trace: &TraceContext) {
 #[inline(always)]
 fn name_field(o: &mut Vec<u8>, method: &[u8], what: &[u8]) {
     let len = method.len() + if what.is_empty() { 0 } else { 1 + what.len() };
-    wire::len_prefix(o, span::NAME, len);
+    if len < 128 {
+        o.extend_from_slice(&[field_key(span::NAME, LEN), len as u8]);
+    } else {
+        wire::len_prefix(o, span::NAME, len);
+    }
     o.extend_from_slice(method);
     if !what.is_empty() {
         o.push(b' ');
@@ -314,12 +318,13 @@ const ANY_INT: u8 = field_key(3, VARINT);
 
 /// An attribute's head for a key of under 100 bytes, made at compile time by
 /// [`attr_str!`] and [`attr_int!`]: `Span.attributes` (its key; its length at 1),
-/// `KeyValue.key` (key and length, then the key), `KeyValue.value` (its key; the
-/// length at `N - 2`), and the key of `AnyValue`'s field (`value_key`). A string
-/// value's length and bytes follow it, or an integer's varint.
+/// `KeyValue.key` (key and length, then the key), `KeyValue.value` (its key, then
+/// its length), and the key of `AnyValue`'s field (`value_key`); for a string
+/// (`N` = key length + 8) one byte more for the value's length, so that only the
+/// value's bytes follow; for an integer (`N` = key length + 7) its varint follows.
 const fn attribute_head<const N: usize>(key: &str, value_key: u8) -> [u8; N] {
     let k = key.as_bytes();
-    assert!(k.len() < 100 && k.len() + 7 == N);
+    assert!(k.len() < 100 && (k.len() + 7 == N || k.len() + 8 == N));
     let mut out = [0u8; N];
     out[0] = field_key(span::ATTRIBUTES, LEN);
     out[2] = field_key(1, LEN);
@@ -329,28 +334,28 @@ const fn attribute_head<const N: usize>(key: &str, value_key: u8) -> [u8; N] {
         out[4 + i] = k[i];
         i += 1;
     }
-    out[N - 3] = field_key(2, LEN);
-    out[N - 1] = value_key;
+    out[4 + k.len()] = field_key(2, LEN);
+    out[6 + k.len()] = value_key;
     out
 }
 
 /// A string attribute: `KeyValue { key = 1, value = 2: AnyValue { string_value = 1 } }`
 /// after `head` (see [`attribute_head`]). Lengths under 128, the usual case, fill
-/// in two bytes of the head; longer ones take the varint path.
+/// in three bytes of the head; longer ones take the varint path.
 #[inline(always)]
 fn attr_str<const N: usize>(o: &mut Vec<u8>, head: &[u8; N], value: &[u8]) {
-    // KeyValue: the key field (N - 5 bytes), the value field's key and length,
+    // KeyValue: the key field (N - 6 bytes), the value field's key and length,
     // AnyValue: its key, the value's length and bytes.
-    let kv = N - 5 + 2 + 2 + value.len();
+    let kv = N - 6 + 2 + 2 + value.len();
     if kv < 128 {
         let mut h = *head;
         h[1] = kv as u8;
-        h[N - 2] = (2 + value.len()) as u8;
+        h[N - 3] = (2 + value.len()) as u8;
+        h[N - 1] = value.len() as u8;
         o.extend_from_slice(&h);
-        o.push(value.len() as u8);
         o.extend_from_slice(value);
     } else {
-        long_attr_str(o, &head[2..N - 3], value);
+        long_attr_str(o, &head[2..N - 4], value);
     }
 }
 

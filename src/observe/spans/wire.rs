@@ -114,7 +114,10 @@ pub fn long_message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8
 fn message_in(out: &mut Vec<u8>, field: u32, kept: usize, body: impl FnOnce(&mut Vec<u8>)) {
     key(out, field, LEN);
     let at = out.len();
-    out.resize(at + kept, 0);
+    // `kept` is 1 or 2 (the two callers above): a copy of a known size rather
+    // than `resize`'s fill.
+    debug_assert!(kept == 1 || kept == 2);
+    out.extend_from_slice(&[0u8; 2][..kept]);
     body(out);
     let len = out.len() - at - kept;
     let (prefix, n) = varint_bytes(len as u64);
