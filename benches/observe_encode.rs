@@ -68,7 +68,6 @@ fn main() {
         request_id: b"0b7e3c1f9a2d4e5f8a6b7c8d9e0f1a2b",
         attempts: 1,
         received,
-        ended: received + Duration::from_micros(110),
         took: Duration::from_micros(110),
     };
     let endpoint = AddrText::new("127.0.0.1:19431".parse().expect("an address"));

@@ -100,7 +100,6 @@ impl Gateway {
                     request_id: ctx.id.as_bytes(),
                     attempts: ctx.attempts,
                     received: ctx.timings.received,
-                    ended,
                     took,
                 };
                 spans.push_request(trace, &facts, &*self.generation, &worker.counters);

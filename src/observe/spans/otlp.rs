@@ -170,7 +170,6 @@ mod tests {
             request_id: b"r1",
             attempts: 2,
             received,
-            ended: received + Duration::from_micros(200),
             took: Duration::from_micros(200),
         };
         let mut batch = SpanBatch::default();
@@ -305,7 +304,6 @@ mod tests {
             request_id: &[b'r'; 200],
             attempts: 0,
             received,
-            ended: received,
             took: Duration::ZERO,
         };
         let batches: Vec<SpanBatch> = (0..40)

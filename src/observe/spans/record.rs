@@ -46,8 +46,8 @@ pub struct RequestFacts<'a> {
     pub request_id: &'a [u8],
     pub attempts: u32,
     pub received: Instant,
-    pub ended: Instant,
-    /// `ended - received` (the caller has it already).
+    /// From `received` to the request's end (the server span's length; the end
+    /// of a try that recorded none).
     pub took: Duration,
 }
 
@@ -168,14 +168,17 @@ pub fn write_request_spans(
         let upstream = labels.upstream(t.upstream);
         let try_method = t.part.as_ref().map_or(&*method, |(_, m)| m.as_bytes());
         wire::long_message(out, SCOPE_SPANS_SPAN, |o| {
-            let ended = t.ended.unwrap_or(facts.ended);
+            let ended = match t.ended {
+                Some(ended) => at(ended),
+                None => trace.unix_nanos_after(facts.took),
+            };
             fixed_fields(
                 o,
                 trace,
                 &t.span_id,
                 0,
                 span::KIND_CLIENT,
-                (at(t.started), at(ended)),
+                (at(t.started), ended),
             );
             parent_field(o, &trace.span_id);
             trace_state(o, trace);
