@@ -250,8 +250,12 @@ scope = "worker"
 
 // ------------------------------------------------------------------ test 3
 
-/// 1000 API keys, each limited to 10/s (burst 10), under mixed traffic over 2
+/// 1000 API keys, each limited to 5/s (burst 10), under mixed traffic over 2
 /// workers: every key is admitted within 10% of its own limit, none starved.
+/// The overload is offered by a debug build on a shared machine: 5/s per key
+/// (5,000/s in all) leaves room for it to be at least 20% over the limit on a
+/// slow spell (with 10/s per key, 12,000/s were needed and a slow machine
+/// offered 11,213/s: the test failed on the machine's speed, not on fairness).
 #[test]
 fn per_key_fairness_with_a_thousand_keys() {
     let _heavy = heavy();
@@ -262,7 +266,7 @@ fn per_key_fairness_with_a_thousand_keys() {
 [[rate_limit]]
 name = "per-key"
 key = "header:x-api-key"
-rate = 10
+rate = 5
 burst = 10
 "#,
     ));
@@ -271,10 +275,10 @@ burst = 10
     plan.connections = 8;
     plan.batch = 25;
     plan.rate = Some(15_000.0);
-    plan.duration = Duration::from_secs(6);
+    plan.duration = Duration::from_secs(8);
     plan.keys = keys;
     let r = load::run(&plan);
-    let expected = 10.0 * r.elapsed + 10.0;
+    let expected = 5.0 * r.elapsed + 10.0;
     let admitted: Vec<u64> = r.per_key.iter().map(|k| k[0]).collect();
     let min = admitted.iter().copied().min().unwrap_or(0);
     let max = admitted.iter().copied().max().unwrap_or(0);
@@ -290,7 +294,7 @@ burst = 10
         r.sent as f64 / r.elapsed / 1000.0
     );
     assert!(
-        r.sent as f64 / r.elapsed >= 12_000.0,
+        r.sent as f64 / r.elapsed >= 6_000.0,
         "the machine could not offer the overload: {:.0}/s",
         r.sent as f64 / r.elapsed
     );
