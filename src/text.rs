@@ -62,9 +62,16 @@ pub fn push_millis(out: &mut Vec<u8>, d: Duration) {
         .saturating_mul(1_000_000)
         .saturating_add(u64::from((d.subsec_nanos() + 500) / 1000));
     push_u64(out, micros / 1000);
-    let frac = (micros % 1000) as usize;
-    let [b, c] = pair(frac % 100);
-    out.extend_from_slice(&[b'.', b'0' + (frac / 100) as u8, b, c]);
+    let [a, b, c] = three_digits((micros % 1000) as usize);
+    out.extend_from_slice(&[b'.', a, b, c]);
+}
+
+/// `n` (under 1,000) as three digits, zeros in front: the decimals of
+/// milliseconds, the milliseconds of a timestamp.
+#[inline(always)]
+pub fn three_digits(n: usize) -> [u8; 3] {
+    let [b, c] = pair(n % 100);
+    [b'0' + (n / 100 % 10) as u8, b, c]
 }
 
 /// Whether `test` holds for every eight-byte word of `bytes`, for tests that look
@@ -284,6 +291,13 @@ mod tests {
         let mut out = Vec::new();
         f(&mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn three_digits_are_zero_padded() {
+        for n in 0..1000 {
+            assert_eq!(three_digits(n), format!("{n:03}").as_bytes(), "{n}");
+        }
     }
 
     #[test]

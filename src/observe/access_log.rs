@@ -307,8 +307,11 @@ fn json_line(buf: &mut Vec<u8>, clock: &UtcClock, now: Duration, r: &AccessRecor
     buf.extend_from_slice(r.request_id);
     match r.trace_id {
         Some(id) => {
-            let mut field = *b"\",\"trace_id\":\"0123456789abcdef0123456789abcdef\"";
-            field[14..46].copy_from_slice(id);
+            // The request ID's closing quote, the key, the ID and its quotes: one copy.
+            const KEY: &[u8] = b"\",\"trace_id\":\"";
+            let mut field = [b'"'; KEY.len() + 32 + 1];
+            field[..KEY.len()].copy_from_slice(KEY);
+            field[KEY.len()..KEY.len() + 32].copy_from_slice(id);
             buf.extend_from_slice(&field);
         }
         None => buf.extend_from_slice(b"\",\"trace_id\":null"),
@@ -425,13 +428,8 @@ impl UtcClock {
             self.text.set(second_text(secs));
         }
         out.extend_from_slice(&self.text.get());
-        let ms = since_epoch.subsec_millis();
-        out.extend_from_slice(&[
-            b'0' + (ms / 100) as u8,
-            b'0' + (ms / 10 % 10) as u8,
-            b'0' + (ms % 10) as u8,
-            b'Z',
-        ]);
+        let [a, b, c] = text::three_digits(since_epoch.subsec_millis() as usize);
+        out.extend_from_slice(&[a, b, c, b'Z']);
     }
 }
 

@@ -142,8 +142,7 @@ impl TraceContext {
         out[..2].copy_from_slice(b"00");
         out[3..35].copy_from_slice(&self.trace_hex);
         hex_into(&mut out[PARENT_ID_AT], span_id);
-        out[53] = HEX[usize::from(self.flags >> 4)];
-        out[54] = HEX[usize::from(self.flags & 0x0f)];
+        out[53..].copy_from_slice(&HEX_PAIRS[usize::from(self.flags)]);
         out
     }
 

@@ -287,11 +287,7 @@ fn trace_state(o: &mut Vec<u8>, trace: &TraceContext) {
 #[inline(always)]
 fn name_field(o: &mut Vec<u8>, method: &[u8], what: &[u8]) {
     let len = method.len() + if what.is_empty() { 0 } else { 1 + what.len() };
-    if len < 128 {
-        o.extend_from_slice(&[field_key(span::NAME, LEN), len as u8]);
-    } else {
-        wire::len_prefix(o, span::NAME, len);
-    }
+    wire::len_prefix(o, span::NAME, len);
     o.extend_from_slice(method);
     if !what.is_empty() {
         o.push(b' ');

@@ -75,10 +75,17 @@ pub fn len_field_size(field: u32, len: usize) -> usize {
 
 /// The key and length of a length-delimited field whose `len` payload bytes the
 /// caller writes next (for a nested message whose size is known in advance).
+/// A field under 16 with a payload under 128 bytes, nearly every one a span has,
+/// takes one two-byte write.
 #[inline]
 pub fn len_prefix(out: &mut Vec<u8>, field: u32, len: usize) {
-    key(out, field, LEN);
-    varint(out, len as u64);
+    let key_value = key_value(field, LEN);
+    if key_value < 0x80 && len < 0x80 {
+        out.extend_from_slice(&[key_value as u8, len as u8]);
+    } else {
+        key(out, field, LEN);
+        varint(out, len as u64);
+    }
 }
 
 /// A `uint32`/`uint64`/`int64`/enum field (an `int64` is written as its two's
@@ -92,8 +99,7 @@ pub fn uint(out: &mut Vec<u8>, field: u32, v: u64) {
 /// A `bytes` or `string` field (a `string` must be UTF-8: the caller's to ensure).
 #[inline]
 pub fn bytes(out: &mut Vec<u8>, field: u32, v: &[u8]) {
-    key(out, field, LEN);
-    varint(out, v.len() as u64);
+    len_prefix(out, field, v.len());
     out.extend_from_slice(v);
 }
 
