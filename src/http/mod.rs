@@ -9,7 +9,8 @@
 //!
 //! This is the only module that knows the HTTP/1.1 wire format. It works on byte
 //! slices and offsets into the connection's read buffer; it never does I/O. HTTP/2
-//! frames are the `h2` crate's (`crate::downstream::h2`, `crate::upstream::h2`).
+//! frames and HPACK for the gateway's client to upstreams are [`http2`]'s; client
+//! connections' HTTP/2 is the `h2` crate's (`crate::downstream::h2`).
 
 mod authority;
 mod body;
@@ -21,6 +22,7 @@ mod forwarded;
 mod framing;
 pub mod grpc;
 mod headers;
+pub mod http2;
 mod parts;
 mod reply;
 mod request;

@@ -1,0 +1,140 @@
+//! HPACK decoding of a header block (RFC 7541 §6): indexed fields, literals with
+//! and without indexing (Huffman-coded or not), and dynamic table size updates at
+//! the block's start, bounded by the size this side announced.
+
+use super::huffman;
+use super::integer::decode_int;
+use super::static_table::STATIC;
+use super::table::DynamicTable;
+
+/// Why a header block does not decode: a COMPRESSION_ERROR for the connection
+/// (RFC 9113 §4.3), with what went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeError(pub &'static str);
+
+/// The decoding side of one connection.
+#[derive(Debug)]
+pub struct Decoder {
+    table: DynamicTable,
+    /// The largest table size the peer may ask for (our SETTINGS_HEADER_TABLE_SIZE).
+    limit: usize,
+    name: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl Decoder {
+    /// A decoder whose peer may use a dynamic table of up to `limit` octets.
+    pub fn new(limit: usize) -> Self {
+        Decoder {
+            table: DynamicTable::new(limit),
+            limit,
+            name: Vec::new(),
+            value: Vec::new(),
+        }
+    }
+
+    /// Decodes one whole header block, calling `field(name, value)` for each field
+    /// in order. The whole block is always decoded (the table must stay in step
+    /// with the peer's) even when the caller ignores what it gets.
+    pub fn decode(
+        &mut self,
+        mut block: &[u8],
+        field: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<(), DecodeError> {
+        let mut at_start = true;
+        while let Some(&first) = block.first() {
+            if first & 0x80 != 0 {
+                // §6.1 indexed field.
+                let (index, rest) = decode_int(block, 7)?;
+                block = rest;
+                self.emit_indexed(index, field)?;
+            } else if first & 0xc0 == 0x40 {
+                // §6.2.1 literal with incremental indexing.
+                let (index, rest) = decode_int(block, 6)?;
+                block = self.read_literal(index, rest)?;
+                field(&self.name, &self.value);
+                self.table.insert(&self.name, &self.value);
+            } else if first & 0xe0 == 0x20 {
+                // §6.3 dynamic table size update: only before the first field.
+                if !at_start {
+                    return Err(DecodeError("table size update after a field"));
+                }
+                let (size, rest) = decode_int(block, 5)?;
+                block = rest;
+                if size > self.limit {
+                    return Err(DecodeError("table size update past the limit"));
+                }
+                self.table.set_max_size(size);
+                continue;
+            } else {
+                // §6.2.2 without indexing, §6.2.3 never indexed: 4-bit prefix.
+                let (index, rest) = decode_int(block, 4)?;
+                block = self.read_literal(index, rest)?;
+                field(&self.name, &self.value);
+            }
+            at_start = false;
+        }
+        Ok(())
+    }
+
+    fn emit_indexed(
+        &self,
+        index: usize,
+        field: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<(), DecodeError> {
+        match index {
+            0 => Err(DecodeError("index 0")),
+            1..=61 => {
+                let (n, v) = STATIC[index - 1];
+                field(n, v);
+                Ok(())
+            }
+            _ => {
+                let e = self
+                    .table
+                    .get(index - 61)
+                    .ok_or(DecodeError("index past the table"))?;
+                field(e.name(), e.value());
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads a literal's name (indexed when `index` > 0, else a string) and value
+    /// into `self.name` and `self.value`; returns the rest of the block.
+    fn read_literal<'b>(&mut self, index: usize, block: &'b [u8]) -> Result<&'b [u8], DecodeError> {
+        self.name.clear();
+        let block = if index == 0 {
+            read_string(block, &mut self.name)?
+        } else {
+            let name = match index {
+                1..=61 => STATIC[index - 1].0,
+                _ => self
+                    .table
+                    .get(index - 61)
+                    .ok_or(DecodeError("name index past the table"))?
+                    .name(),
+            };
+            self.name.extend_from_slice(name);
+            block
+        };
+        self.value.clear();
+        read_string(block, &mut self.value)
+    }
+}
+
+/// Reads one string literal (§5.2) into `out`; returns the rest of the block.
+fn read_string<'b>(block: &'b [u8], out: &mut Vec<u8>) -> Result<&'b [u8], DecodeError> {
+    let huffman_coded = block.first().is_some_and(|b| b & 0x80 != 0);
+    let (len, rest) = decode_int(block, 7)?;
+    if len > rest.len() {
+        return Err(DecodeError("string past the block"));
+    }
+    let (bytes, rest) = rest.split_at(len);
+    if huffman_coded {
+        huffman::decode(bytes, out).map_err(|_| DecodeError("bad Huffman string"))?;
+    } else {
+        out.extend_from_slice(bytes);
+    }
+    Ok(rest)
+}
