@@ -73,6 +73,15 @@ impl FieldList {
         self.fields.len()
     }
 
+    /// Removes the fields whose name `drop` selects; returns how many went. The
+    /// removed fields' bytes stay in the buffer until it is cleared.
+    pub fn remove(&mut self, drop: &mut dyn FnMut(&[u8]) -> bool) -> usize {
+        let before = self.fields.len();
+        let bytes = &self.bytes;
+        self.fields.retain(|(n, _)| !drop(&bytes[n.clone()]));
+        before - self.fields.len()
+    }
+
     /// Empties the list, keeping its buffers.
     pub fn clear(&mut self) {
         self.bytes.clear();

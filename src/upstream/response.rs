@@ -13,7 +13,7 @@ use monoio::time::Instant;
 use crate::config::{Endpoint, EndpointKey, Upstream};
 use crate::downstream::Piece;
 use crate::http::{
-    BodyFraming, BodyProgress, FieldRanges, HeaderLookup, ResponseHead, ResponseParts,
+    BodyFraming, BodyProgress, FieldList, FieldRanges, HeaderLookup, ResponseHead, ResponseParts,
 };
 
 use super::failure::{ExchangeError, FailureSource};
@@ -40,21 +40,21 @@ enum Inner {
 /// [`UpstreamResponse::fields`]).
 pub enum ResponseFields<'a> {
     H1(FieldRanges<'a>),
-    H2(&'a ::http::HeaderMap),
+    H2(&'a FieldList),
 }
 
 impl HeaderLookup for ResponseFields<'_> {
     fn get(&self, lowercase_name: &[u8]) -> Option<&[u8]> {
         match self {
             ResponseFields::H1(f) => f.get(lowercase_name),
-            ResponseFields::H2(map) => HeaderLookup::get(*map, lowercase_name),
+            ResponseFields::H2(fields) => fields.get(lowercase_name),
         }
     }
 
     fn each<'s>(&'s self, f: &mut dyn FnMut(&'s [u8], &'s [u8])) {
         match self {
             ResponseFields::H1(fields) => fields.each(f),
-            ResponseFields::H2(map) => map.each(f),
+            ResponseFields::H2(fields) => HeaderLookup::each(*fields, f),
         }
     }
 }
@@ -101,7 +101,7 @@ impl UpstreamResponse {
     pub fn status(&self) -> u16 {
         match &self.inner {
             Inner::H1(r) => r.head.status,
-            Inner::H2(r) => r.status.as_u16(),
+            Inner::H2(r) => r.status,
         }
     }
 
@@ -134,7 +134,7 @@ impl UpstreamResponse {
                 body: r.head.body,
             },
             Inner::H2(r) => ResponseParts {
-                status: r.status.as_u16(),
+                status: r.status,
                 reason: b"",
                 fields,
                 body: r.framing,
@@ -164,7 +164,7 @@ impl UpstreamResponse {
                     .retain(|h| !drop(src.get(h.name.clone()).unwrap_or(b"")));
                 before - r.head.headers.len()
             }
-            Inner::H2(r) => crate::http::remove_from_map(&mut r.fields, drop),
+            Inner::H2(r) => r.fields.remove(drop),
         }
     }
 

@@ -1,17 +1,16 @@
 //! The exchange over HTTP/2: the request head (built as HTTP/1.1 text) read back
-//! as an HTTP/2 request, sent on a stream of a pooled connection, its body sent as
-//! DATA within the endpoint's window (de-chunked when it came chunked) while the
+//! and encoded as the HEADERS of a stream on a pooled connection, its body sent as
+//! DATA within the endpoint's windows (de-chunked when it came chunked) while the
 //! response head is awaited, all before the deadline.
 //!
 //! Failures say what HTTP/2 tells for certain: a request that never left (the
-//! connection was going away) and a stream the endpoint refused (REFUSED_STREAM,
-//! RFC 9113 §8.7) were not processed, so they may be sent again whatever the
-//! method; a stream cut by a GOAWAY or a closed connection may have been, so only
-//! an idempotent request whose body is whole is.
+//! connection was going away), a stream the endpoint refused (REFUSED_STREAM) and
+//! one above a GOAWAY's last stream were not processed (RFC 9113 §8.7), so they
+//! may be sent again whatever the method; a stream cut by a closed connection may
+//! have been, so only an idempotent request whose body is whole is.
 
-use std::pin::pin;
+use std::future::poll_fn;
 
-use ::h2::Reason;
 use monoio::time::Instant;
 
 use crate::config::{Endpoint, Upstream, UpstreamProtocol};
@@ -22,9 +21,11 @@ use crate::observe::Counters;
 use super::super::failure::{ExchangeError, FailureSource};
 use super::super::outbound::OutboundRequest;
 use super::super::response::UpstreamResponse;
+use super::conn::StreamError;
 use super::pool::H2Pools;
-use super::request::from_head;
+use super::request::RequestHead;
 use super::response::H2Response;
+use super::stream::StreamRef;
 use super::upload::Upload;
 
 /// Exchanges `request` with `endpoint` of an HTTP/2 `upstream`.
@@ -36,20 +37,18 @@ pub async fn exchange<B: BodySource>(
     request: OutboundRequest<'_>,
     body: &mut B,
 ) -> Result<UpstreamResponse, ExchangeError> {
-    let scheme = match upstream.protocol {
-        UpstreamProtocol::H2 => "https",
-        _ => "http",
+    let scheme: &[u8] = match upstream.protocol {
+        UpstreamProtocol::H2 => b"https",
+        _ => b"http",
     };
-    let (head, head_len, head_framing) = from_head(request.head, scheme)?;
+    let head = RequestHead::parse(request.head)?;
     let deadline = request.deadline;
-    let (mut send, slot, fresh) = pools
+    let (conn, slot, fresh) = pools
         .stream(upstream, endpoint, request.breaker, deadline, counters)
         .await?;
     let connected = fresh.then(Instant::now);
-    let mut streamed = false;
-    // The request leaves only once h2 has a stream for it (the endpoint's limit).
-    let ready = std::future::poll_fn(|cx| send.poll_ready(cx));
-    match monoio::time::timeout_at(deadline, ready).await {
+    // The request leaves only once the endpoint's limit of streams allows it.
+    match monoio::time::timeout_at(deadline, poll_fn(|cx| conn.poll_room(cx))).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => {
             slot.retire_connection();
@@ -57,51 +56,61 @@ pub async fn exchange<B: BodySource>(
         }
         Err(_) => return Err(timeout()),
     }
-    let has_body = head_framing != BodyFraming::None;
-    let (response, stream) = match send.send_request(head, !has_body) {
-        Ok(pair) => pair,
+    let has_body = head.framing != BodyFraming::None;
+    let opened = conn.open_stream(!has_body, request.is_head, |encoder, out| {
+        head.encode(scheme, encoder, out)
+    });
+    let id = match opened {
+        Ok(id) => id,
         Err(_) => {
             slot.retire_connection();
             return Err(unprocessed(going_away(), body.is_complete()));
         }
     };
-    drop(send);
-    let rest = request.head.get(head_len..).unwrap_or(&[]);
-    let mut upload = Upload::new(stream, rest, head_framing, body.body_framing())?;
-    let mut response = pin!(response);
+    let stream = StreamRef::new(conn, id, slot);
+    let mut streamed = false;
+    let rest = request.head.get(head.head_len..).unwrap_or(&[]);
+    let mut upload = if has_body {
+        Some(Upload::new(
+            stream.clone(),
+            rest,
+            head.framing,
+            body.body_framing(),
+        )?)
+    } else {
+        None
+    };
     let answered = async {
-        if !has_body {
-            return response.as_mut().await.map_err(Failure::H2);
-        }
+        let conn = &stream.conn;
+        let mut answer = std::pin::pin!(poll_fn(|cx| conn.poll_head(id, cx)));
+        let Some(up) = upload.as_mut() else {
+            return answer.await.map_err(Failure::Stream);
+        };
         // The endpoint may answer before the body is all sent (an error, or a
         // stream that answers as it reads: gRPC): the rest goes on with the relay
         // when the body can be read apart from the response, else it is dropped.
         let first = monoio::select! {
-            sent = upload.pump(body, &mut streamed) => Err(sent),
-            answer = response.as_mut() => Ok(answer),
+            sent = up.pump(body, &mut streamed) => Err(sent),
+            head = answer.as_mut() => Ok(head),
         };
         match first {
-            Ok(answer) => answer.map_err(Failure::H2),
-            Err(Ok(())) => response.as_mut().await.map_err(Failure::H2),
+            Ok(head) => head.map_err(Failure::Stream),
+            Err(Ok(())) => answer.await.map_err(Failure::Stream),
             Err(Err(e)) => Err(Failure::Exchange(e)),
         }
     };
     let answer = match monoio::time::timeout_at(deadline, answered).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(Failure::Exchange(e))) => return Err(e),
-        Ok(Err(Failure::H2(e))) => {
-            let refused = e.reason() == Some(Reason::REFUSED_STREAM) && e.is_remote();
-            if refused {
+        Ok(Err(Failure::Stream(e))) => {
+            if e == StreamError::Refused {
                 Counters::bump(&counters.upstream_h2_refused);
                 return Err(unprocessed(
                     refused_stream(),
                     body.is_complete() && !streamed,
                 ));
             }
-            let mut failed = stream_failure(&e);
-            if failed.source == FailureSource::Closed {
-                slot.retire_connection();
-            }
+            let mut failed = stream_failure(e);
             failed.reused = !fresh;
             failed.replayable = failed.source == FailureSource::Closed
                 && request.idempotent
@@ -112,12 +121,12 @@ pub async fn exchange<B: BodySource>(
         Err(_) => return Err(timeout()),
     };
     let first_byte = Instant::now();
-    let upload = (has_body && !upload.is_done()).then_some(upload);
+    let upload = upload.filter(|u| !u.is_done());
     let response = H2Response::new(
         answer,
+        stream,
         request.is_head,
         upstream.request_timeout,
-        slot,
         upload,
     );
     Ok(UpstreamResponse::from_h2(response, connected, first_byte))
@@ -137,21 +146,23 @@ fn unprocessed(e: ExchangeError, body_whole: bool) -> ExchangeError {
 /// Why waiting for the answer failed.
 enum Failure {
     Exchange(ExchangeError),
-    H2(::h2::Error),
+    Stream(StreamError),
 }
 
-/// How a failed stream counts: closed (the connection went away: GOAWAY, I/O) or
-/// a protocol failure (the endpoint reset the stream, or broke HTTP/2).
-fn stream_failure(e: &::h2::Error) -> ExchangeError {
-    if e.is_io() || e.is_go_away() {
-        ExchangeError::new(
+/// How a failed stream counts: closed (the connection went away) or a protocol
+/// failure (the endpoint reset the stream, or broke HTTP/2).
+fn stream_failure(e: StreamError) -> ExchangeError {
+    match e {
+        StreamError::Closed | StreamError::Refused => ExchangeError::new(
             FailureSource::Closed,
             "upstream closed the connection before responding",
-        )
-    } else if e.is_reset() && e.is_remote() {
-        ExchangeError::new(FailureSource::Protocol, "upstream reset the stream")
-    } else {
-        ExchangeError::new(FailureSource::Protocol, "upstream HTTP/2 error")
+        ),
+        StreamError::Reset(_) => {
+            ExchangeError::new(FailureSource::Protocol, "upstream reset the stream")
+        }
+        StreamError::Malformed => {
+            ExchangeError::new(FailureSource::Protocol, "upstream HTTP/2 error")
+        }
     }
 }
 

@@ -1,15 +1,20 @@
 //! HTTP/2 upstreams (`protocol = "h2"` over TLS with ALPN, `"h2c"` with prior
-//! knowledge): the `h2` crate's client over monoio-compat, with per-worker
-//! multiplexed connections (`pool.rs`), the exchange (`exchange.rs`) that the
-//! generic [`Exchanger`](super::Exchanger) hands HTTP/2 upstreams to, the request
-//! head read back from HTTP/1.1 text (`request.rs`), the request body's DATA
-//! (`upload.rs`), and the response's DATA and trailers (`response.rs`).
+//! knowledge): the gateway's own HTTP/2 client (frames and HPACK from
+//! `crate::http::http2`), with per-worker multiplexed connections (`pool.rs`),
+//! each run by a task of its own that writes the streams of a loop turn at once
+//! and reads their answers at once (`conn.rs`); the exchange (`exchange.rs`) that
+//! the generic [`Exchanger`](super::Exchanger) hands HTTP/2 upstreams to; the
+//! request head read back from HTTP/1.1 text and encoded (`request.rs`); the
+//! request body's DATA (`upload.rs`); the response's DATA and trailers
+//! (`response.rs`). docs/http2.md says why this side is not the `h2` crate.
 
+mod conn;
 mod connect;
 mod exchange;
 mod pool;
 mod request;
 mod response;
+mod stream;
 mod upload;
 
 pub use exchange::exchange;

@@ -10,21 +10,18 @@
 //! connections handled in the same event-loop turn leave in one write and come back
 //! in one read of the same connection.
 //!
-//! Each connection is driven by a task of its own (h2's `Connection` future); when
-//! it ends, the connection is gone from the pool. Connections idle past the
-//! upstream's `pool_idle_timeout_ms`, or past `max_requests_per_connection`
-//! requests, are retired (h2 sends GOAWAY once their streams are done), as are all
-//! of them when the worker drains.
+//! Each connection is driven by a task of its own (`conn.rs`); when it ends, the
+//! connection is gone from the pool. Connections idle past the upstream's
+//! `pool_idle_timeout_ms`, or past `max_requests_per_connection` requests, are
+//! retired (GOAWAY once their streams are done), as are all of them when the
+//! worker drains.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
-
-use ::h2::client::SendRequest;
-use bytes::Bytes;
 
 use crate::config::{Endpoint, EndpointKey, Upstream};
 use crate::observe::Counters;
@@ -32,6 +29,7 @@ use crate::observe::Counters;
 use super::super::breaker::{Breaker, BreakerLimit, ConnSlot};
 use super::super::failure::{ExchangeError, FailureSource};
 use super::super::pool::Fnv;
+use super::conn::Connection;
 use super::connect::open;
 
 /// All HTTP/2 upstream connections of one worker.
@@ -50,8 +48,8 @@ struct Endpoints {
 
 /// One multiplexed connection.
 pub struct H2Conn {
-    /// The handle requests are sent on; `None` once retired (no new streams).
-    send: RefCell<Option<SendRequest<Bytes>>>,
+    /// The connection requests are sent on.
+    conn: Rc<Connection>,
     /// Streams in progress.
     in_flight: Cell<usize>,
     /// Requests sent so far.
@@ -96,20 +94,24 @@ impl Drop for StreamSlot {
 impl H2Conn {
     /// The handle to send one more request on, if this connection has a free
     /// stream: counted as in progress until the returned slot drops.
-    fn start_stream(self: &Rc<Self>) -> Option<(SendRequest<Bytes>, StreamSlot)> {
-        let send = self.send.borrow().clone()?;
-        let limit = self.max_streams.min(send.current_max_send_streams());
+    fn start_stream(self: &Rc<Self>) -> Option<(Rc<Connection>, StreamSlot)> {
+        if !self.usable() {
+            return None;
+        }
+        let limit = self.max_streams.min(self.conn.peer_max_streams());
         if self.in_flight.get() >= limit {
             return None;
         }
-        Some((send, self.count_stream()))
+        Some((self.conn.clone(), self.count_stream()))
     }
 
     /// Counts a stream on this connection whatever its load (the upstream is at
-    /// `max_connections`: h2 queues it until a stream is free).
-    fn share_stream(self: &Rc<Self>) -> Option<(SendRequest<Bytes>, StreamSlot)> {
-        let send = self.send.borrow().clone()?;
-        Some((send, self.count_stream()))
+    /// `max_connections`: the exchange waits until the endpoint allows its stream).
+    fn share_stream(self: &Rc<Self>) -> Option<(Rc<Connection>, StreamSlot)> {
+        if !self.usable() {
+            return None;
+        }
+        Some((self.conn.clone(), self.count_stream()))
     }
 
     fn count_stream(self: &Rc<Self>) -> StreamSlot {
@@ -122,13 +124,14 @@ impl H2Conn {
         StreamSlot(self.clone())
     }
 
-    /// No new streams: h2 sends GOAWAY and closes once the open ones are done.
+    /// No new streams: GOAWAY, and the connection closes once the open ones are
+    /// done.
     fn retire(&self) {
-        self.send.borrow_mut().take();
+        self.conn.retire();
     }
 
     fn usable(&self) -> bool {
-        self.send.borrow().is_some()
+        self.conn.is_usable()
     }
 }
 
@@ -148,7 +151,7 @@ impl H2Pools {
         breaker: Option<&Breaker>,
         deadline: monoio::time::Instant,
         counters: &Counters,
-    ) -> Result<(SendRequest<Bytes>, StreamSlot, bool), ExchangeError> {
+    ) -> Result<(Rc<Connection>, StreamSlot, bool), ExchangeError> {
         loop {
             if let Some((send, slot)) = self.with_room(&endpoint.key) {
                 Counters::bump(&counters.upstream_reused);
@@ -179,7 +182,7 @@ impl H2Pools {
     }
 
     /// The first connection to `key` with a free stream.
-    fn with_room(&self, key: &EndpointKey) -> Option<(SendRequest<Bytes>, StreamSlot)> {
+    fn with_room(&self, key: &EndpointKey) -> Option<(Rc<Connection>, StreamSlot)> {
         let endpoints = self.endpoints.borrow();
         endpoints
             .get(key)?
@@ -189,7 +192,7 @@ impl H2Pools {
     }
 
     /// The open connection to `key` with the fewest streams in progress.
-    fn least_busy(&self, key: &EndpointKey) -> Option<(SendRequest<Bytes>, StreamSlot)> {
+    fn least_busy(&self, key: &EndpointKey) -> Option<(Rc<Connection>, StreamSlot)> {
         let endpoints = self.endpoints.borrow();
         let conns = &endpoints.get(key)?.conns;
         conns
@@ -215,7 +218,7 @@ impl H2Pools {
         slot: Option<ConnSlot>,
         deadline: monoio::time::Instant,
         counters: &Counters,
-    ) -> Result<(SendRequest<Bytes>, StreamSlot, bool), ExchangeError> {
+    ) -> Result<(Rc<Connection>, StreamSlot, bool), ExchangeError> {
         let opening = Rc::new(Opening {
             waiting: Cell::new(0),
             outcome: RefCell::new(None),
@@ -234,15 +237,15 @@ impl H2Pools {
             opening: &opening,
         };
         let opened = open(upstream, endpoint, deadline, counters).await;
-        let (send, connection) = match opened {
-            Ok(pair) => pair,
+        let connection = match opened {
+            Ok(connection) => connection,
             Err(e) => {
                 *opening.outcome.borrow_mut() = Some(Err(e.clone()));
                 return Err(e);
             }
         };
         let conn = Rc::new(H2Conn {
-            send: RefCell::new(Some(send)),
+            conn: connection,
             in_flight: Cell::new(0),
             requests: Cell::new(0),
             max_streams: upstream.max_concurrent_streams,
@@ -251,8 +254,6 @@ impl H2Pools {
             idle_since: Cell::new(Instant::now()),
             _slot: slot,
         });
-        let weak = Rc::downgrade(&conn);
-        monoio::spawn(drive(connection, weak));
         let first = conn.share_stream();
         if self.closed.get() {
             conn.retire();
@@ -359,15 +360,6 @@ impl Drop for Settle<'_> {
         for waker in self.opening.wakers.borrow_mut().drain(..) {
             waker.wake();
         }
-    }
-}
-
-/// Runs a connection until it ends (either side closed it, or it failed), then
-/// takes it out of use.
-async fn drive<F: std::future::Future>(connection: F, conn: Weak<H2Conn>) {
-    let _ = connection.await;
-    if let Some(conn) = conn.upgrade() {
-        conn.retire();
     }
 }
 

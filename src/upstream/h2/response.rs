@@ -1,57 +1,56 @@
 //! An HTTP/2 upstream response being received: the decoded head, then the
-//! stream's DATA as payload pieces (flow-control capacity given back once a piece
-//! was relayed), then its trailers. The stream's place on its connection is held
-//! until the response is dropped.
+//! stream's DATA as payload pieces (flow-control windows reopened once a piece was
+//! relayed), then its trailers. The stream's place on its connection is held
+//! until the response (and the upload beside it, if any) is dropped.
 
+use std::future::poll_fn;
+use std::rc::Rc;
 use std::time::Duration;
 
-use ::h2::RecvStream;
-use ::http::{HeaderMap, StatusCode};
+use ::http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::downstream::Piece;
-use crate::http::BodyFraming;
+use crate::http::{BodyFraming, FieldList};
 
 use super::super::failure::{ExchangeError, FailureSource};
-use super::pool::StreamSlot;
+use super::conn::Head;
+use super::stream::StreamRef;
 use super::upload::Upload;
 
 /// The answer of an HTTP/2 exchange.
 pub struct H2Response {
-    pub status: StatusCode,
-    pub fields: HeaderMap,
+    pub status: u16,
+    /// Names lowercase, as HTTP/2 sends them.
+    pub fields: FieldList,
     /// `EndStream` without `content-length`; `None` when the head ended the stream.
     pub framing: BodyFraming,
-    body: RecvStream,
-    /// The buffer pieces are lent in (DATA arrives as `Bytes`).
+    stream: Rc<StreamRef>,
+    /// The buffer pieces are lent in (swapped with the stream's received DATA).
     buf: Vec<u8>,
-    /// Flow-control capacity of the piece out, released when it comes back.
+    /// Octets of the piece out, given back to the windows when it comes back.
     lent: usize,
     pub read_timeout: Duration,
     /// The rest of the request body, when the answer came before all of it was
     /// sent (it goes on beside the relay: [`take_upload`](Self::take_upload)).
     upload: Option<Upload>,
-    _slot: StreamSlot,
 }
 
 impl H2Response {
-    /// A response whose head arrived; `is_head`: the request was `HEAD` (no body,
-    /// whatever `content-length` says).
+    /// A response whose head arrived on `stream`; `is_head`: the request was
+    /// `HEAD` (no body, whatever `content-length` says).
     pub fn new(
-        response: ::http::Response<RecvStream>,
+        head: Head,
+        stream: Rc<StreamRef>,
         is_head: bool,
         read_timeout: Duration,
-        slot: StreamSlot,
         upload: Option<Upload>,
     ) -> Self {
-        let (parts, body) = response.into_parts();
-        let length = parts
-            .headers
-            .get(::http::header::CONTENT_LENGTH)
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse::<u64>().ok());
-        let no_body = is_head
-            || body.is_end_stream()
-            || parts.status == StatusCode::NO_CONTENT
-            || parts.status == StatusCode::NOT_MODIFIED;
+        let length = head
+            .fields
+            .get(b"content-length")
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+        let no_body =
+            is_head || stream.conn.ended(stream.id) || head.status == 204 || head.status == 304;
         let framing = match length {
             _ if no_body => BodyFraming::None,
             Some(0) => BodyFraming::None,
@@ -59,15 +58,14 @@ impl H2Response {
             None => BodyFraming::EndStream,
         };
         H2Response {
-            status: parts.status,
-            fields: parts.headers,
+            status: head.status,
+            fields: head.fields,
             framing,
-            body,
+            stream,
             buf: Vec::new(),
             lent: 0,
             read_timeout,
             upload,
-            _slot: slot,
         }
     }
 
@@ -81,29 +79,25 @@ impl H2Response {
         if self.framing == BodyFraming::None {
             return Ok(None);
         }
-        loop {
-            let data = monoio::time::timeout(self.read_timeout, self.body.data()).await;
-            let bytes = match data {
-                Ok(None) => return Ok(None),
-                Ok(Some(Ok(bytes))) => bytes,
-                Ok(Some(Err(_))) | Err(_) => return Err(cut_short()),
-            };
-            if bytes.is_empty() {
-                continue;
+        let (conn, id) = (&self.stream.conn, self.stream.id);
+        let buf = &mut self.buf;
+        let data = poll_fn(|cx| conn.poll_data(id, buf, cx));
+        match monoio::time::timeout(self.read_timeout, data).await {
+            Ok(Ok(true)) => {
+                let buf = std::mem::take(&mut self.buf);
+                self.lent = buf.len();
+                let range = 0..buf.len();
+                Ok(Some(Piece { buf, range }))
             }
-            let mut buf = std::mem::take(&mut self.buf);
-            buf.clear();
-            buf.extend_from_slice(&bytes);
-            self.lent = bytes.len();
-            let range = 0..buf.len();
-            return Ok(Some(Piece { buf, range }));
+            Ok(Ok(false)) => Ok(None),
+            Ok(Err(_)) | Err(_) => Err(cut_short()),
         }
     }
 
     /// Takes back a piece's buffer: the upstream may send that much more.
     pub fn give_back(&mut self, piece: Piece) {
         self.buf = piece.buf;
-        let _ = self.body.flow_control().release_capacity(self.lent);
+        self.stream.conn.release(self.stream.id, self.lent);
         self.lent = 0;
     }
 
@@ -112,11 +106,26 @@ impl H2Response {
         if self.framing == BodyFraming::None {
             return Ok(None);
         }
-        match monoio::time::timeout(self.read_timeout, self.body.trailers()).await {
-            Ok(Ok(trailers)) => Ok(trailers),
+        let (conn, id) = (&self.stream.conn, self.stream.id);
+        let trailers = poll_fn(|cx| conn.poll_trailers(id, cx));
+        match monoio::time::timeout(self.read_timeout, trailers).await {
+            Ok(Ok(None)) => Ok(None),
+            Ok(Ok(Some(fields))) => Ok(Some(to_map(&fields))),
             _ => Err(cut_short()),
         }
     }
+}
+
+/// Trailers as the relay takes them (the `http` crate's map, as the `h2` crate on
+/// the client side wants them).
+fn to_map(fields: &FieldList) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for (name, value) in fields.iter() {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            map.append(n, v);
+        }
+    }
+    map
 }
 
 fn cut_short() -> ExchangeError {

@@ -1,37 +1,36 @@
 //! A request body on its way to an HTTP/2 endpoint as DATA: the bytes after the
 //! head, then the source's pieces, de-chunked when they came chunked, within the
-//! endpoint's flow-control window, then the end of the stream.
+//! endpoint's flow-control windows, then the end of the stream.
 //!
 //! Cancel-safe, so it can run beside the wait for the answer (and, for a body that
 //! can be read apart from its request, beside the relay of the answer: a gRPC
 //! bidirectional call): what was taken from the source but not yet sent is kept
 //! here, and a pump dropped half-way resumes where it stopped.
 
-use std::cell::RefCell;
+use std::future::poll_fn;
+use std::rc::Rc;
 use std::time::Duration;
 
-use ::h2::SendStream;
-use bytes::Bytes;
-
-use crate::downstream::h2::send_data;
 use crate::downstream::BodySource;
 use crate::http::{BodyFraming, ChunkedScanner};
 
 use super::super::failure::{ExchangeError, FailureSource};
+use super::stream::StreamRef;
 
 /// How long a request body may wait for the endpoint's flow-control window.
 const SEND_STALL: Duration = Duration::from_secs(30);
 
 /// The sending side of an exchange's stream, and what is left to send.
 pub struct Upload {
-    stream: RefCell<Option<SendStream<Bytes>>>,
+    stream: Rc<StreamRef>,
     /// De-chunks a chunked body (the head's bytes and the source's pieces are one
     /// chunked body).
     scanner: Option<ChunkedScanner>,
     /// The source's pieces are chunked framing.
     chunked_pieces: bool,
-    /// Payload taken but not sent yet.
-    pending: Bytes,
+    /// Payload taken but not sent yet: `pending[sent..]`.
+    pending: Vec<u8>,
+    sent: usize,
     /// The source has no more: the stream is ended once `pending` is sent.
     drained: bool,
     ended: bool,
@@ -42,18 +41,20 @@ impl Upload {
     /// first bytes (`head_rest`) came after the head; the rest comes from a source
     /// whose pieces are framed as `source_framing`.
     pub fn new(
-        stream: SendStream<Bytes>,
+        stream: Rc<StreamRef>,
         head_rest: &[u8],
         head_framing: BodyFraming,
         source_framing: BodyFraming,
     ) -> Result<Upload, ExchangeError> {
         let mut scanner = (head_framing == BodyFraming::Chunked).then(ChunkedScanner::new);
-        let pending = payload(&mut scanner, head_rest)?;
+        let mut pending = Vec::new();
+        payload(&mut scanner, head_rest, &mut pending)?;
         Ok(Upload {
-            stream: RefCell::new(Some(stream)),
+            stream,
             scanner,
             chunked_pieces: source_framing == BodyFraming::Chunked,
             pending,
+            sent: 0,
             drained: false,
             ended: false,
         })
@@ -72,31 +73,45 @@ impl Upload {
         body: &mut B,
         streamed: &mut bool,
     ) -> Result<(), ExchangeError> {
+        let (conn, id) = (self.stream.conn.clone(), self.stream.id);
         while !self.ended {
-            if !self.pending.is_empty() {
-                send_data(&self.stream, &mut self.pending, false, SEND_STALL)
-                    .await
-                    .map_err(write_failed)?;
+            if self.sent < self.pending.len() {
+                let want = self.pending.len() - self.sent;
+                let capacity = poll_fn(|cx| conn.poll_send_capacity(id, want, cx));
+                let n = match monoio::time::timeout(SEND_STALL, capacity).await {
+                    Ok(Ok(n)) => n,
+                    Ok(Err(_)) => return Err(write_failed()),
+                    Err(_) => return Err(stalled()),
+                };
+                if n == 0 {
+                    // The endpoint answered in full and wants no more body.
+                    self.ended = true;
+                    break;
+                }
+                conn.send_data(id, &self.pending[self.sent..self.sent + n], false)
+                    .map_err(|_| write_failed())?;
+                self.sent += n;
                 continue;
             }
             if self.drained {
-                send_data(&self.stream, &mut Bytes::new(), true, SEND_STALL)
-                    .await
-                    .map_err(write_failed)?;
+                conn.send_data(id, &[], true).map_err(|_| write_failed())?;
                 self.ended = true;
                 continue;
             }
             match body.next_piece().await {
                 Ok(Some(piece)) => {
                     *streamed = true;
+                    self.pending.clear();
+                    self.sent = 0;
                     let bytes = &piece.buf[piece.range.clone()];
-                    let data = if self.chunked_pieces {
-                        payload(&mut self.scanner, bytes)
+                    let added = if self.chunked_pieces {
+                        payload(&mut self.scanner, bytes, &mut self.pending)
                     } else {
-                        Ok(Bytes::copy_from_slice(bytes))
+                        self.pending.extend_from_slice(bytes);
+                        Ok(())
                     };
                     body.give_back(piece);
-                    self.pending = data?;
+                    added?;
                 }
                 Ok(None) => self.drained = true,
                 Err(e) => return Err(ExchangeError::new(FailureSource::Client(e), e.message())),
@@ -106,23 +121,34 @@ impl Upload {
     }
 }
 
-fn write_failed(_: std::io::Error) -> ExchangeError {
+fn write_failed() -> ExchangeError {
     ExchangeError::new(
         FailureSource::Write,
         "upstream stream closed while receiving the body",
     )
 }
 
-/// The payload in `bytes`: de-chunked when a scanner is given.
-fn payload(scanner: &mut Option<ChunkedScanner>, bytes: &[u8]) -> Result<Bytes, ExchangeError> {
+fn stalled() -> ExchangeError {
+    ExchangeError::new(
+        FailureSource::Write,
+        "upstream flow-control window stayed shut",
+    )
+}
+
+/// Appends the payload in `bytes` to `out`: de-chunked when a scanner is given.
+fn payload(
+    scanner: &mut Option<ChunkedScanner>,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), ExchangeError> {
     match scanner {
-        None => Ok(Bytes::copy_from_slice(bytes)),
-        Some(scanner) => {
-            let mut out = Vec::with_capacity(bytes.len());
-            scanner
-                .scan_with(bytes, |data| out.extend_from_slice(data))
-                .map_err(|e| ExchangeError::new(FailureSource::Protocol, e.reason()))?;
-            Ok(Bytes::from(out))
+        None => {
+            out.extend_from_slice(bytes);
+            Ok(())
         }
+        Some(scanner) => scanner
+            .scan_with(bytes, |data| out.extend_from_slice(data))
+            .map(|_| ())
+            .map_err(|e| ExchangeError::new(FailureSource::Protocol, e.reason())),
     }
 }

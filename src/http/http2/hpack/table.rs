@@ -23,8 +23,6 @@ pub struct Entry {
     /// Name then value, in one allocation.
     bytes: Box<[u8]>,
     name_len: usize,
-    /// The entry's number (see [`DynamicTable::number_to_index`]).
-    pub number: u64,
 }
 
 impl Entry {
@@ -83,7 +81,6 @@ impl DynamicTable {
         self.entries.push_front(Entry {
             bytes: bytes.into_boxed_slice(),
             name_len: name.len(),
-            number,
         });
         self.size += size;
         Some(number)
