@@ -34,6 +34,15 @@ impl FieldList {
         FieldList::default()
     }
 
+    /// An empty list with room for `bytes` octets of names and values and
+    /// `fields` fields.
+    pub fn with_capacity(bytes: usize, fields: usize) -> Self {
+        FieldList {
+            bytes: Vec::with_capacity(bytes),
+            fields: Vec::with_capacity(fields),
+        }
+    }
+
     /// Appends one field. The caller has checked that `name` is a token and `value`
     /// holds no CR, LF or NUL (a field list is written as it is).
     pub fn push(&mut self, name: &[u8], value: &[u8]) {

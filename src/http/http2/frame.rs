@@ -142,9 +142,17 @@ pub fn put_data(out: &mut Vec<u8>, stream: u32, data: &[u8], end_stream: bool) {
     out.extend_from_slice(data);
 }
 
-/// Frames the header block that `out[block_start..]` holds in place: a HEADERS
-/// frame header is inserted before it, and blocks larger than `max_frame` are cut
-/// into CONTINUATION frames (§6.10).
+/// Starts a header block in `out`: room for the HEADERS frame header, which
+/// [`frame_header_block`] fills in; returns where the block starts.
+pub fn begin_header_block(out: &mut Vec<u8>) -> usize {
+    out.extend_from_slice(&[0; HEAD_LEN]);
+    out.len()
+}
+
+/// Frames the header block that `out[block_start..]` holds (begun with
+/// [`begin_header_block`]): the HEADERS frame header is written in the room left
+/// before it, and a block larger than `max_frame` is cut into CONTINUATION frames
+/// (§6.10).
 pub fn frame_header_block(
     out: &mut Vec<u8>,
     block_start: usize,
@@ -152,17 +160,31 @@ pub fn frame_header_block(
     end_stream: bool,
     max_frame: usize,
 ) {
-    let block: Vec<u8> = out.split_off(block_start);
     let end = if end_stream { flag::END_STREAM } else { 0 };
-    let mut pieces = block.chunks(max_frame.max(1)).peekable();
-    let mut first = true;
-    if block.is_empty() {
-        put_head(out, 0, kind::HEADERS, end | flag::END_HEADERS, stream);
+    let len = out.len() - block_start;
+    let max_frame = max_frame.max(1);
+    let mut head = Vec::with_capacity(HEAD_LEN);
+    if len <= max_frame {
+        put_head(
+            &mut head,
+            len,
+            kind::HEADERS,
+            end | flag::END_HEADERS,
+            stream,
+        );
+        out[block_start - HEAD_LEN..block_start].copy_from_slice(&head);
         return;
     }
+    let block: Vec<u8> = out.split_off(block_start);
+    out.truncate(block_start - HEAD_LEN);
+    let mut pieces = block.chunks(max_frame).peekable();
+    let mut first = true;
     while let Some(piece) = pieces.next() {
-        let last = pieces.peek().is_none();
-        let headers_end = if last { flag::END_HEADERS } else { 0 };
+        let headers_end = if pieces.peek().is_none() {
+            flag::END_HEADERS
+        } else {
+            0
+        };
         let (k, flags) = if first {
             (kind::HEADERS, end | headers_end)
         } else {
@@ -203,8 +225,9 @@ mod tests {
             }
         );
         let mut out = b"xx".to_vec();
+        let start = begin_header_block(&mut out);
         out.extend_from_slice(&[7u8; 25]);
-        frame_header_block(&mut out, 2, 5, true, 10);
+        frame_header_block(&mut out, start, 5, true, 10);
         assert_eq!(&out[..2], b"xx");
         let a = FrameHead::parse(&out[2..]).unwrap();
         assert_eq!(
@@ -219,5 +242,15 @@ mod tests {
             (5, kind::CONTINUATION, flag::END_HEADERS)
         );
         assert_eq!(out.len(), 2 + 3 * 9 + 25);
+        let mut out = b"xx".to_vec();
+        let start = begin_header_block(&mut out);
+        out.extend_from_slice(&[7u8; 10]);
+        frame_header_block(&mut out, start, 5, false, 10);
+        let a = FrameHead::parse(&out[2..]).unwrap();
+        assert_eq!(
+            (a.len, a.kind, a.flags),
+            (10, kind::HEADERS, flag::END_HEADERS)
+        );
+        assert_eq!(out.len(), 2 + 9 + 10);
     }
 }

@@ -71,6 +71,8 @@ pub enum StreamError {
 pub struct Head {
     pub status: u16,
     pub fields: FieldList,
+    /// The `content-length` field's value, when it has one.
+    pub content_length: Option<u64>,
 }
 
 /// One HTTP/2 connection to an endpoint, shared by its exchanges and its driver.
@@ -238,7 +240,7 @@ impl Connection {
         }
         s.next_id = id + 2;
         let s = &mut *s;
-        let start = s.out.len();
+        let start = frame::begin_header_block(&mut s.out);
         s.encoder.begin_block(&mut s.out);
         encode(&mut s.encoder, &mut s.out);
         frame::frame_header_block(&mut s.out, start, id, end_stream, s.peer_max_frame);
@@ -723,6 +725,7 @@ impl State {
             st.head = Some(Head {
                 status,
                 fields: read.fields,
+                content_length: read.content_length,
             });
             st.end = end_stream;
             if end_stream && st.content_length.is_some_and(|cl| cl != 0) {
@@ -873,13 +876,24 @@ enum DataVerdict {
 /// A decoded header block checked as a response head or trailers (RFC 9113 §8.3,
 /// §8.2): one `:status` before any field, lowercase names, no connection-specific
 /// fields, values without CR, LF, NUL or surrounding whitespace.
-#[derive(Default)]
 struct BlockReader {
     status: Option<u16>,
     fields: FieldList,
     content_length: Option<u64>,
     size: usize,
     malformed: bool,
+}
+
+impl Default for BlockReader {
+    fn default() -> Self {
+        BlockReader {
+            status: None,
+            fields: FieldList::with_capacity(256, 8),
+            content_length: None,
+            size: 0,
+            malformed: false,
+        }
+    }
 }
 
 impl BlockReader {
@@ -898,11 +912,8 @@ impl BlockReader {
             }
             return;
         }
-        let bad_name = name.is_empty()
-            || name
-                .iter()
-                .any(|&b| b.is_ascii_uppercase() || b <= b' ' || b == b':' || b >= 0x7f);
-        let bad_value = value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+        let bad_name = name.is_empty() || !name.iter().all(|&b| NAME_BYTE[usize::from(b)]);
+        let bad_value = !crate::text::every_word(value, no_cr_lf_nul)
             || value.first().is_some_and(|b| *b == b' ' || *b == b'\t')
             || value.last().is_some_and(|b| *b == b' ' || *b == b'\t');
         let connection_specific = matches!(
@@ -929,6 +940,28 @@ impl BlockReader {
         }
         self.fields.push(name, value);
     }
+}
+
+/// The bytes a field name may hold in HTTP/2: a token's, lowercase (RFC 9113
+/// §8.2.1, RFC 9110 §5.6.2).
+const NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let allowed = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut i = 0;
+    while i < allowed.len() {
+        t[allowed[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// No byte of the word is CR, LF or NUL (the zero-byte test on the word and on
+/// it xored with each).
+fn no_cr_lf_nul(w: u64) -> bool {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(LOW) & !x & HIGH != 0;
+    !(zero(w) || zero(w ^ (LOW * 0x0d)) || zero(w ^ (LOW * 0x0a)))
 }
 
 fn three_digits(v: &[u8]) -> Option<u16> {

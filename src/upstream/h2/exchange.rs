@@ -23,7 +23,7 @@ use super::super::outbound::OutboundRequest;
 use super::super::response::UpstreamResponse;
 use super::conn::StreamError;
 use super::pool::H2Pools;
-use super::request::RequestHead;
+use super::request::{field_room, RequestHead};
 use super::response::H2Response;
 use super::stream::StreamRef;
 use super::upload::Upload;
@@ -41,7 +41,8 @@ pub async fn exchange<B: BodySource>(
         UpstreamProtocol::H2 => b"https",
         _ => b"http",
     };
-    let head = RequestHead::parse(request.head)?;
+    let mut room = field_room();
+    let head = RequestHead::parse(request.head, &mut room)?;
     let deadline = request.deadline;
     let (conn, slot, fresh) = pools
         .stream(upstream, endpoint, request.breaker, deadline, counters)

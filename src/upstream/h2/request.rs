@@ -4,6 +4,8 @@
 //! lowercased, less the connection-specific ones (RFC 9113 §8.2.2), plus
 //! `te: trailers` (gRPC needs it; nothing else is allowed in `te`).
 
+use std::mem::MaybeUninit;
+
 use crate::http::http2::hpack::Encoder;
 use crate::http::{is_hop_by_hop, BodyFraming};
 
@@ -13,12 +15,20 @@ use super::super::failure::{ExchangeError, FailureSource};
 /// gateway's own).
 const MAX_FIELDS: usize = 160;
 
+/// Room for a head's fields, left uninitialised ([`RequestHead::parse`] fills it).
+pub type FieldRoom<'h> = [MaybeUninit<httparse::Header<'h>>; MAX_FIELDS];
+
+/// Empty room for [`RequestHead::parse`].
+pub fn field_room<'h>() -> FieldRoom<'h> {
+    [const { MaybeUninit::uninit() }; MAX_FIELDS]
+}
+
 /// A forwarded head read back.
 pub struct RequestHead<'h> {
     method: &'h [u8],
     path: &'h [u8],
     authority: &'h [u8],
-    fields: Vec<httparse::Header<'h>>,
+    fields: &'h [httparse::Header<'h>],
     /// Where the body's first bytes start in the head's buffer.
     pub head_len: usize,
     /// How the body is framed in the head (chunked bodies are de-chunked for DATA).
@@ -26,21 +36,23 @@ pub struct RequestHead<'h> {
 }
 
 impl<'h> RequestHead<'h> {
-    /// Reads `head` (an HTTP/1.1 request head, perhaps followed by body bytes).
-    pub fn parse(head: &'h [u8]) -> Result<RequestHead<'h>, ExchangeError> {
-        let mut fields = vec![httparse::EMPTY_HEADER; MAX_FIELDS];
-        let mut parsed = httparse::Request::new(&mut fields);
-        let head_len = match parsed.parse(head) {
+    /// Reads `head` (an HTTP/1.1 request head, perhaps followed by body bytes),
+    /// its fields into `room`.
+    pub fn parse(
+        head: &'h [u8],
+        room: &'h mut FieldRoom<'h>,
+    ) -> Result<RequestHead<'h>, ExchangeError> {
+        let mut parsed = httparse::Request::new(&mut []);
+        let head_len = match parsed.parse_with_uninit_headers(head, room) {
             Ok(httparse::Status::Complete(n)) => n,
             _ => return Err(untranslatable()),
         };
         let method = parsed.method.unwrap_or("GET").as_bytes();
         let path = parsed.path.unwrap_or("/").as_bytes();
-        let count = parsed.headers.len();
-        fields.truncate(count);
+        let fields: &'h [httparse::Header<'h>] = parsed.headers;
         let mut authority = None;
         let mut framing = BodyFraming::None;
-        for h in &fields {
+        for h in fields {
             let name = h.name.as_bytes();
             if name.eq_ignore_ascii_case(b"host") {
                 authority = Some(h.value);
@@ -74,7 +86,7 @@ impl<'h> RequestHead<'h> {
         encoder.field(b":path", self.path, out);
         let mut lower = [0u8; 64];
         let mut long = Vec::new();
-        for h in &self.fields {
+        for h in self.fields {
             let name = h.name.as_bytes();
             let keep = name.eq_ignore_ascii_case(b"content-length")
                 || !(is_hop_by_hop(name) || name.eq_ignore_ascii_case(b"host"));
@@ -111,7 +123,8 @@ mod tests {
     use crate::http::http2::hpack::Decoder;
 
     fn fields_of(head: &[u8], scheme: &[u8]) -> (Vec<(String, String)>, usize, BodyFraming) {
-        let h = RequestHead::parse(head).unwrap();
+        let mut room = field_room();
+        let h = RequestHead::parse(head, &mut room).unwrap();
         let mut block = Vec::new();
         h.encode(scheme, &mut Encoder::new(), &mut block);
         let mut out = Vec::new();

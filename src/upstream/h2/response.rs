@@ -45,10 +45,7 @@ impl H2Response {
         read_timeout: Duration,
         upload: Option<Upload>,
     ) -> Self {
-        let length = head
-            .fields
-            .get(b"content-length")
-            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+        let length = head.content_length;
         let no_body =
             is_head || stream.conn.ended(stream.id) || head.status == 204 || head.status == 304;
         let framing = match length {

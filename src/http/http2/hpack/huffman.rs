@@ -48,6 +48,13 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
         if have == 0 {
             return Ok(());
         }
+        let (symbol, len) = code.fast[(bits >> 56) as usize];
+        if len != 0 && u32::from(len) <= have {
+            out.push(symbol);
+            bits <<= len;
+            have -= u32::from(len);
+            continue;
+        }
         let top = (bits >> 32) as u32;
         let Some((symbol, len)) = code.symbol_at(top) else {
             return Err(HuffmanError);
@@ -115,6 +122,8 @@ struct Code {
     first: [u32; 31],
     limit: [u64; 31],
     offset: [u16; 31],
+    /// Codes of 8 bits or fewer by the next 8 bits: symbol and length (0: longer).
+    fast: [(u8, u8); 256],
 }
 
 fn code() -> &'static Code {
@@ -131,6 +140,7 @@ fn code() -> &'static Code {
             first: [0; 31],
             limit: [0; 31],
             offset: [0; 31],
+            fast: [(0, 0); 256],
         };
         let mut next: u32 = 0;
         let mut prev_len = LENGTHS[usize::from(sorted[0])];
@@ -146,6 +156,12 @@ fn code() -> &'static Code {
             c.codes[usize::from(s)] = next;
             c.limit[usize::from(len)] = u64::from(next + 1) << (32 - len);
             prev_len = len;
+            if len <= 8 {
+                let first = (next as usize) << (8 - len);
+                for e in &mut c.fast[first..first + (1 << (8 - len))] {
+                    *e = (s as u8, len);
+                }
+            }
         }
         c
     })
