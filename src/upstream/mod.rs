@@ -37,7 +37,7 @@ pub use breaker::{Breaker, BreakerLimit, InFlight};
 pub use endpoint_health::EndpointHealth;
 pub use exchange::Exchanger;
 pub use failure::{ExchangeError, FailureSource};
-pub use h2::{H2Pools, Upload};
+pub use h2::{feed_for_fuzzing as h2_feed_for_fuzzing, H2Pools, Upload};
 pub use health::Prober;
 pub use outbound::OutboundRequest;
 pub use outlier::{record as record_outcome, Outcome};

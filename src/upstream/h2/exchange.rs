@@ -21,7 +21,7 @@ use crate::observe::Counters;
 use super::super::failure::{ExchangeError, FailureSource};
 use super::super::outbound::OutboundRequest;
 use super::super::response::UpstreamResponse;
-use super::conn::StreamError;
+use super::conn::{Connection, StreamError};
 use super::pool::H2Pools;
 use super::request::{field_room, RequestHead};
 use super::response::H2Response;
@@ -41,8 +41,6 @@ pub async fn exchange<B: BodySource>(
         UpstreamProtocol::H2 => b"https",
         _ => b"http",
     };
-    let mut room = field_room();
-    let head = RequestHead::parse(request.head, &mut room)?;
     let deadline = request.deadline;
     let (conn, slot, fresh) = pools
         .stream(upstream, endpoint, request.breaker, deadline, counters)
@@ -57,25 +55,23 @@ pub async fn exchange<B: BodySource>(
         }
         Err(_) => return Err(timeout()),
     }
-    let has_body = head.framing != BodyFraming::None;
-    let opened = conn.open_stream(!has_body, request.is_head, |encoder, out| {
-        head.encode(scheme, encoder, out)
-    });
-    let id = match opened {
-        Ok(id) => id,
-        Err(_) => {
+    let (id, head_len, framing) = match open(&conn, request.head, scheme, request.is_head) {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(_)) => {
             slot.retire_connection();
             return Err(unprocessed(going_away(), body.is_complete()));
         }
+        Err(e) => return Err(e),
     };
+    let has_body = framing != BodyFraming::None;
     let stream = StreamRef::new(conn, id, slot);
     let mut streamed = false;
-    let rest = request.head.get(head.head_len..).unwrap_or(&[]);
+    let rest = request.head.get(head_len..).unwrap_or(&[]);
     let mut upload = if has_body {
         Some(Upload::new(
             stream.clone(),
             rest,
-            head.framing,
+            framing,
             body.body_framing(),
         )?)
     } else {
@@ -131,6 +127,27 @@ pub async fn exchange<B: BodySource>(
         upload,
     );
     Ok(UpstreamResponse::from_h2(response, connected, first_byte))
+}
+
+/// Reads the forwarded `head` back and opens a stream on `conn` with it: the
+/// stream's ID, where the body starts in `head`, and how it is framed. (Not async:
+/// the fields' room stays on the stack, out of the exchange's future.) The outer
+/// error: the head does not translate; the inner: the connection took no stream.
+#[allow(clippy::type_complexity)]
+fn open(
+    conn: &Connection,
+    head: &[u8],
+    scheme: &[u8],
+    is_head: bool,
+) -> Result<Result<(u32, usize, BodyFraming), StreamError>, ExchangeError> {
+    let mut room = field_room();
+    let parsed = RequestHead::parse(head, &mut room)?;
+    let end_stream = parsed.framing == BodyFraming::None;
+    Ok(conn
+        .open_stream(end_stream, is_head, |encoder, out| {
+            parsed.encode(scheme, encoder, out)
+        })
+        .map(|id| (id, parsed.head_len, parsed.framing)))
 }
 
 /// A request the endpoint did not process (RFC 9113 §8.7): it may be sent again,

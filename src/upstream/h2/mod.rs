@@ -17,6 +17,7 @@ mod response;
 mod stream;
 mod upload;
 
+pub use conn::feed_for_fuzzing;
 pub use exchange::exchange;
 pub use pool::H2Pools;
 pub use response::H2Response;

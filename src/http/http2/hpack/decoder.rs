@@ -20,6 +20,9 @@ pub struct Decoder {
     limit: usize,
     name: Vec<u8>,
     value: Vec<u8>,
+    /// Recently decoded Huffman strings: a peer that does not index its fields
+    /// (nginx) sends the same `server` and `date` strings response after response.
+    recent: HuffmanCache,
 }
 
 impl Decoder {
@@ -30,6 +33,7 @@ impl Decoder {
             limit,
             name: Vec::new(),
             value: Vec::new(),
+            recent: HuffmanCache::default(),
         }
     }
 
@@ -105,7 +109,7 @@ impl Decoder {
     fn read_literal<'b>(&mut self, index: usize, block: &'b [u8]) -> Result<&'b [u8], DecodeError> {
         self.name.clear();
         let block = if index == 0 {
-            read_string(block, &mut self.name)?
+            read_string(block, &mut self.name, &mut self.recent)?
         } else {
             let name = match index {
                 1..=61 => STATIC[index - 1].0,
@@ -119,12 +123,16 @@ impl Decoder {
             block
         };
         self.value.clear();
-        read_string(block, &mut self.value)
+        read_string(block, &mut self.value, &mut self.recent)
     }
 }
 
 /// Reads one string literal (§5.2) into `out`; returns the rest of the block.
-fn read_string<'b>(block: &'b [u8], out: &mut Vec<u8>) -> Result<&'b [u8], DecodeError> {
+fn read_string<'b>(
+    block: &'b [u8],
+    out: &mut Vec<u8>,
+    recent: &mut HuffmanCache,
+) -> Result<&'b [u8], DecodeError> {
     let huffman_coded = block.first().is_some_and(|b| b & 0x80 != 0);
     let (len, rest) = decode_int(block, 7)?;
     if len > rest.len() {
@@ -132,9 +140,40 @@ fn read_string<'b>(block: &'b [u8], out: &mut Vec<u8>) -> Result<&'b [u8], Decod
     }
     let (bytes, rest) = rest.split_at(len);
     if huffman_coded {
-        huffman::decode(bytes, out).map_err(|_| DecodeError("bad Huffman string"))?;
+        recent.decode(bytes, out)?;
     } else {
         out.extend_from_slice(bytes);
     }
     Ok(rest)
+}
+
+/// Slots of [`HuffmanCache`], and the longest string it keeps.
+const CACHE_SLOTS: usize = 16;
+const CACHE_MAX: usize = 64;
+
+/// A few Huffman strings and their decoding, by length and last octet.
+#[derive(Debug, Default)]
+struct HuffmanCache {
+    slots: [(Vec<u8>, Vec<u8>); CACHE_SLOTS],
+}
+
+impl HuffmanCache {
+    /// Appends the decoding of `coded` to `out`, from the cache when it holds it.
+    fn decode(&mut self, coded: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        let Some(&last) = coded.last().filter(|_| coded.len() <= CACHE_MAX) else {
+            return huffman::decode(coded, out).map_err(|_| DecodeError("bad Huffman string"));
+        };
+        let slot = &mut self.slots[(coded.len() ^ usize::from(last)) % CACHE_SLOTS];
+        if slot.0 == coded {
+            out.extend_from_slice(&slot.1);
+            return Ok(());
+        }
+        let start = out.len();
+        huffman::decode(coded, out).map_err(|_| DecodeError("bad Huffman string"))?;
+        slot.0.clear();
+        slot.0.extend_from_slice(coded);
+        slot.1.clear();
+        slot.1.extend_from_slice(&out[start..]);
+        Ok(())
+    }
 }

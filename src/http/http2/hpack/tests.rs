@@ -178,3 +178,27 @@ fn a_smaller_peer_table_is_announced_and_kept() {
         assert_eq!(got[1].1, "constant");
     }
 }
+
+#[test]
+fn repeated_huffman_strings_decode_the_same_from_the_cache() {
+    // Literal without indexing, name `date` (static 33), Huffman value; then one
+    // of the same length and last octet but other bytes (same cache slot).
+    let block = |value: &[u8]| {
+        let mut b = Vec::new();
+        encode_int(33, 4, 0x00, &mut b);
+        let mut coded = Vec::new();
+        huffman::encode(value, &mut coded);
+        encode_int(coded.len(), 7, 0x80, &mut b);
+        b.extend_from_slice(&coded);
+        b
+    };
+    let mut d = Decoder::new(4096);
+    for value in [
+        &b"Mon, 21 Oct 2013 20:13:21 GMT"[..],
+        b"Mon, 21 Oct 2013 20:13:21 GMT",
+        b"Mon, 21 Oct 2013 20:13:31 GMT",
+    ] {
+        let got = decode_all(&mut d, &block(value));
+        assert_eq!(got, pairs(&[("date", std::str::from_utf8(value).unwrap())]));
+    }
+}
