@@ -925,11 +925,7 @@ impl BlockReader {
             return;
         }
         if name == b"content-length" {
-            let n = std::str::from_utf8(value)
-                .ok()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|v| v.parse::<u64>().ok());
-            match (n, self.content_length) {
+            match (decimal(value), self.content_length) {
                 (Some(n), None) => self.content_length = Some(n),
                 (Some(n), Some(m)) if n == m => {}
                 _ => {
@@ -962,6 +958,16 @@ fn no_cr_lf_nul(w: u64) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(LOW) & !x & HIGH != 0;
     !(zero(w) || zero(w ^ (LOW * 0x0d)) || zero(w ^ (LOW * 0x0a)))
+}
+
+/// A decimal number of 1 to 19 digits (a `content-length`; RFC 9110 §8.6).
+fn decimal(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
 }
 
 fn three_digits(v: &[u8]) -> Option<u16> {
