@@ -126,8 +126,8 @@ counters! {
     /// Idle pooled connections closed when taken because bytes were waiting on them
     /// or the upstream had closed them.
     upstream_pool_discarded,
-    /// HTTP/2 streams an upstream refused unprocessed (REFUSED_STREAM); the request
-    /// is sent again when its body is whole.
+    /// HTTP/2 streams an upstream did not process (REFUSED_STREAM, or above the
+    /// last stream of its GOAWAY); the request is sent again when its body is whole.
     upstream_h2_refused,
     /// WebSocket upgrades the upstream accepted (101): tunnels opened.
     websocket_upgrades,
