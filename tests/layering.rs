@@ -291,7 +291,13 @@ fn paths(code: &str) -> Vec<Vec<String>> {
         while let Some(i) = code[from..].find(start) {
             let at = from + i;
             from = at + start.len();
-            if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_') {
+            // Inside a longer path (`super::super::x`: the second `super::`), or
+            // part of a name: the path was taken whole from its start.
+            if at > 0
+                && (bytes[at - 1].is_ascii_alphanumeric()
+                    || bytes[at - 1] == b'_'
+                    || bytes[at - 1] == b':')
+            {
                 continue;
             }
             let end = code[at..]

@@ -20,7 +20,7 @@
 use std::cell::{RefCell, UnsafeCell};
 use std::collections::HashMap;
 use std::future::poll_fn;
-use std::hash::BuildHasherDefault;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -35,7 +35,6 @@ use crate::http::http2::frame::{
 use crate::http::http2::hpack::{Decoder, Encoder, DEFAULT_TABLE_SIZE, ENTRY_OVERHEAD};
 use crate::http::FieldList;
 
-use super::super::pool::Fnv;
 use super::super::stream::UpstreamStream;
 
 /// How far ahead of the relay the endpoint may send, per stream and in all.
@@ -88,7 +87,7 @@ struct State {
     waiting: Vec<Waker>,
     encoder: Encoder,
     decoder: Decoder,
-    streams: HashMap<u32, Stream, BuildHasherDefault<Fnv>>,
+    streams: HashMap<u32, Stream, BuildHasherDefault<StreamIdHasher>>,
     next_id: u32,
     /// The endpoint's SETTINGS (RFC 9113 defaults until they come).
     peer_max_streams: u32,
@@ -871,6 +870,26 @@ enum DataVerdict {
     Drop,
     /// A stream error with this code.
     Reset(u32),
+}
+
+/// Stream IDs hashed by one multiplication (they are distinct odd numbers).
+#[derive(Default)]
+struct StreamIdHasher(u64);
+
+impl Hasher for StreamIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.0 = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 /// A decoded header block checked as a response head or trailers (RFC 9113 §8.3,

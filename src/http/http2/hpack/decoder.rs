@@ -2,15 +2,11 @@
 //! and without indexing (Huffman-coded or not), and dynamic table size updates at
 //! the block's start, bounded by the size this side announced.
 
+use super::error::DecodeError;
 use super::huffman;
 use super::integer::decode_int;
 use super::static_table::STATIC;
 use super::table::DynamicTable;
-
-/// Why a header block does not decode: a COMPRESSION_ERROR for the connection
-/// (RFC 9113 §4.3), with what went wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeError(pub &'static str);
 
 /// The decoding side of one connection.
 #[derive(Debug)]

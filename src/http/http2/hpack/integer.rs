@@ -1,6 +1,6 @@
 //! HPACK's prefixed integers (RFC 7541 §5.1).
 
-use super::decoder::DecodeError;
+use super::error::DecodeError;
 
 /// Largest integer accepted: indexes, lengths and sizes never need more (a
 /// string can never be longer than the block holding it).

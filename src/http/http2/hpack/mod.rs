@@ -5,13 +5,15 @@
 
 mod decoder;
 mod encoder;
+mod error;
 pub mod huffman;
 mod integer;
 mod static_table;
 mod table;
 
-pub use decoder::{DecodeError, Decoder};
+pub use decoder::Decoder;
 pub use encoder::{Encoder, DEFAULT_TABLE_SIZE};
+pub use error::DecodeError;
 pub use integer::encode_int;
 pub use table::ENTRY_OVERHEAD;
 
