@@ -1,0 +1,113 @@
+//! The connection's state fed by hand: responses, resets, GOAWAY, errors.
+
+use super::*;
+use crate::http::http2::frame::{flag, kind};
+use crate::http::http2::hpack::Encoder;
+
+fn frames(build: impl FnOnce(&mut Vec<u8>, &mut Encoder)) -> Vec<u8> {
+    let mut out = Vec::new();
+    build(&mut out, &mut Encoder::new());
+    out
+}
+
+fn head(out: &mut Vec<u8>, e: &mut Encoder, id: u32, fields: &[(&[u8], &[u8])], end: bool) {
+    let start = frame::begin_header_block(out);
+    for (n, v) in fields {
+        e.field(n, v, out);
+    }
+    frame::frame_header_block(out, start, id, end, DEFAULT_MAX_FRAME);
+}
+
+#[test]
+fn a_response_reaches_its_stream_and_a_false_length_resets_it() {
+    let conn = Connection::new();
+    let a = conn
+        .open_stream(true, false, |e, o| e.field(b":method", b"GET", o))
+        .unwrap();
+    let b = conn
+        .open_stream(true, false, |e, o| e.field(b":method", b"GET", o))
+        .unwrap();
+    let bytes = frames(|out, e| {
+        frame::put_settings(out, &[(setting::MAX_CONCURRENT_STREAMS, 7)]);
+        head(
+            out,
+            e,
+            a,
+            &[(b":status", b"200"), (b"content-length", b"5")],
+            false,
+        );
+        frame::put_data(out, a, b"hello", true);
+        head(
+            out,
+            e,
+            b,
+            &[(b":status", b"200"), (b"content-length", b"9")],
+            false,
+        );
+        frame::put_data(out, b, b"short", true);
+    });
+    let taken = conn.state.borrow_mut().receive(&bytes).unwrap();
+    assert_eq!(taken, bytes.len());
+    assert_eq!(conn.peer_max_streams(), 7);
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let Poll::Ready(Ok(h)) = conn.poll_head(a, &mut cx) else {
+        panic!("no head")
+    };
+    assert_eq!((h.status, h.content_length), (200, Some(5)));
+    let mut buf = Vec::new();
+    assert!(matches!(
+        conn.poll_data(a, &mut buf, &mut cx),
+        Poll::Ready(Ok(true))
+    ));
+    assert_eq!(buf, b"hello");
+    assert!(matches!(
+        conn.poll_data(a, &mut buf, &mut cx),
+        Poll::Ready(Ok(false))
+    ));
+    // Stream b's body is shorter than its content-length: reset, and an error
+    // once the bytes it did get are taken.
+    assert!(matches!(conn.poll_head(b, &mut cx), Poll::Ready(Ok(_))));
+    assert!(matches!(
+        conn.poll_data(b, &mut buf, &mut cx),
+        Poll::Ready(Ok(true))
+    ));
+    assert_eq!(
+        conn.poll_data(b, &mut buf, &mut cx),
+        Poll::Ready(Err(StreamError::Malformed))
+    );
+    let out = conn.state.borrow().out.clone();
+    let rst = out.windows(4).any(|w| w == [0, 0, 4, kind::RST_STREAM]);
+    assert!(rst, "a RST_STREAM was queued");
+}
+
+#[test]
+fn goaway_refuses_the_streams_above_its_last_and_push_is_a_connection_error() {
+    let conn = Connection::new();
+    let a = conn
+        .open_stream(true, false, |e, o| e.field(b":method", b"GET", o))
+        .unwrap();
+    let b = conn
+        .open_stream(true, false, |e, o| e.field(b":method", b"GET", o))
+        .unwrap();
+    let mut bytes = Vec::new();
+    frame::put_goaway(&mut bytes, a, code::NO_ERROR);
+    conn.state.borrow_mut().receive(&bytes).unwrap();
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    assert!(matches!(
+        conn.poll_head(b, &mut cx),
+        Poll::Ready(Err(StreamError::Refused))
+    ));
+    assert!(conn.poll_head(a, &mut cx).is_pending());
+    assert!(!conn.is_usable());
+    let mut push = Vec::new();
+    frame::put_head(&mut push, 4, kind::PUSH_PROMISE, flag::END_HEADERS, a);
+    push.extend_from_slice(&[0, 0, 0, 2]);
+    assert_eq!(
+        conn.state.borrow_mut().receive(&push),
+        Err(code::PROTOCOL_ERROR)
+    );
+    assert!(!feed_for_fuzzing(&bytes));
+    assert!(feed_for_fuzzing(&push));
+}
