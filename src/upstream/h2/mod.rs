@@ -2,7 +2,7 @@
 //! knowledge): the gateway's own HTTP/2 client (frames and HPACK from
 //! `crate::http::http2`), with per-worker multiplexed connections (`pool.rs`),
 //! each run by a task of its own that writes the streams of a loop turn at once
-//! and reads their answers at once (`conn.rs`); the exchange (`exchange.rs`) that
+//! and reads their answers at once (`conn/`); the exchange (`exchange.rs`) that
 //! the generic [`Exchanger`](super::Exchanger) hands HTTP/2 upstreams to; the
 //! request head read back from HTTP/1.1 text and encoded (`request.rs`); the
 //! request body's DATA (`upload.rs`); the response's DATA and trailers

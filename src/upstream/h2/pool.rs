@@ -10,7 +10,7 @@
 //! connections handled in the same event-loop turn leave in one write and come back
 //! in one read of the same connection.
 //!
-//! Each connection is driven by a task of its own (`conn.rs`); when it ends, the
+//! Each connection is driven by a task of its own (`conn/`); when it ends, the
 //! connection is gone from the pool. Connections idle past the upstream's
 //! `pool_idle_timeout_ms`, or past `max_requests_per_connection` requests, are
 //! retired (GOAWAY once their streams are done), as are all of them when the
