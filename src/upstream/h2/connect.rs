@@ -33,6 +33,6 @@ pub async fn open(
         }
     }
     let h2 = Connection::new();
-    monoio::spawn(drive(h2.clone(), conn.stream));
+    monoio::spawn(drive(h2.clone(), conn.stream, upstream.send_timeout));
     Ok(h2)
 }

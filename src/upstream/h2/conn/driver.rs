@@ -7,26 +7,29 @@ use std::future::poll_fn;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
+use std::time::Duration;
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncReadRent;
 
+use crate::deadline::{write_all_within, WriteDeadline};
 use crate::http::http2::frame::{self, code, DEFAULT_MAX_FRAME};
 
 use super::super::super::stream::UpstreamStream;
 use super::{Connection, READ_BUFFER};
 
 /// Runs `conn` over `io` until it ends: the endpoint closed it, I/O failed, a
+/// write moved no byte for `send_timeout` (the upstream's `send_timeout_ms`), a
 /// connection error was sent, or it was retired and its last stream finished.
 /// Every stream still open then fails.
-pub async fn drive(conn: Rc<Connection>, mut io: UpstreamStream) {
+pub async fn drive(conn: Rc<Connection>, mut io: UpstreamStream, send_timeout: Duration) {
     let cell = UnsafeCell::from_mut(&mut io);
     // SAFETY: one read and one write at a time, each by its own loop (`Duplex`:
     // TCP, and the TLS stream's reads never write while a write is in flight);
     // both borrows end with this function.
     let (reader, writer) = unsafe { (&mut *cell.get(), &mut *cell.get()) };
     let mut reading = pin!(read_loop(&conn, reader));
-    let mut writing = pin!(write_loop(&conn, writer));
+    let mut writing = pin!(write_loop(&conn, writer, WriteDeadline::idle(send_timeout)));
     monoio::select! {
         _ = &mut reading => {}
         _ = &mut writing => {}
@@ -64,7 +67,7 @@ async fn read_loop(conn: &Connection, io: &mut UpstreamStream) {
 
 /// Writes what gathers in the connection's output, one write per wake-up, until
 /// writing fails or the connection is closing and everything was written.
-async fn write_loop(conn: &Connection, io: &mut UpstreamStream) {
+async fn write_loop(conn: &Connection, io: &mut UpstreamStream, limit: WriteDeadline) {
     let mut spare: Vec<u8> = Vec::with_capacity(16 * 1024);
     loop {
         let ready = poll_fn(|cx| {
@@ -87,12 +90,12 @@ async fn write_loop(conn: &Connection, io: &mut UpstreamStream) {
         if !ready {
             return;
         }
-        let out = {
+        let mut out = {
             let mut s = conn.state.borrow_mut();
             std::mem::replace(&mut s.out, std::mem::take(&mut spare))
         };
-        let (written, mut out) = io.write_all(out).await;
-        if written.is_err() {
+        let len = out.len();
+        if write_all_within(io, &mut out, 0..len, limit).await.is_err() {
             return;
         }
         out.clear();

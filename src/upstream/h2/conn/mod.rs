@@ -57,6 +57,9 @@ const MAX_HEADER_BLOCK: usize = 2 * MAX_HEADER_LIST;
 const READ_BUFFER: usize = 64 * 1024;
 /// DATA waits while this much output is not yet written.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+/// An endpoint that makes us queue more than this (PING and SETTINGS answers,
+/// WINDOW_UPDATEs, resets) while it reads nothing is flooding: connection error.
+const OUTPUT_LIMIT: usize = 4 * OUTPUT_HIGH_WATER;
 
 /// Why a stream did not get (all of) its response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

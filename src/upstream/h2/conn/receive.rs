@@ -8,7 +8,9 @@ use crate::http::http2::frame::{
 };
 
 use super::block::BlockReader;
-use super::{Head, PartialBlock, State, StreamError, MAX_HEADER_BLOCK, MAX_HEADER_LIST};
+use super::{
+    Head, PartialBlock, State, StreamError, MAX_HEADER_BLOCK, MAX_HEADER_LIST, OUTPUT_LIMIT,
+};
 
 impl State {
     /// Handles the whole frames at the start of `buf`; returns how many octets
@@ -32,6 +34,9 @@ impl State {
     fn frame(&mut self, head: FrameHead, payload: &[u8]) -> Result<(), u32> {
         if self.partial.is_some() && head.kind != kind::CONTINUATION {
             return Err(code::PROTOCOL_ERROR);
+        }
+        if self.out.len() > OUTPUT_LIMIT {
+            return Err(code::ENHANCE_YOUR_CALM);
         }
         match head.kind {
             kind::DATA => self.data(head, payload),

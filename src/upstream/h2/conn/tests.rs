@@ -111,3 +111,23 @@ fn goaway_refuses_the_streams_above_its_last_and_push_is_a_connection_error() {
     assert!(!feed_for_fuzzing(&bytes));
     assert!(feed_for_fuzzing(&push));
 }
+
+#[test]
+fn an_endpoint_that_floods_pings_and_reads_nothing_is_cut_off() {
+    let conn = Connection::new();
+    let mut ping = Vec::new();
+    frame::put_head(&mut ping, 8, kind::PING, 0, 0);
+    ping.extend_from_slice(b"12345678");
+    // Each PING queues a 17-octet answer that the endpoint never reads.
+    let pings = OUTPUT_LIMIT / 17 + 2;
+    let bytes: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * pings)
+        .collect();
+    assert_eq!(
+        conn.state.borrow_mut().receive(&bytes),
+        Err(code::ENHANCE_YOUR_CALM)
+    );
+}
