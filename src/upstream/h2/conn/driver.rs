@@ -100,9 +100,6 @@ async fn write_loop(conn: &Connection, io: &mut UpstreamStream, limit: WriteDead
         }
         out.clear();
         spare = out;
-        let mut s = conn.state.borrow_mut();
-        for w in s.waiting.drain(..) {
-            w.wake();
-        }
+        conn.state.borrow_mut().wake_waiting();
     }
 }

@@ -31,7 +31,7 @@ mod tests;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
@@ -40,6 +40,8 @@ use crate::http::http2::frame::{
 };
 use crate::http::http2::hpack::{Decoder, Encoder, DEFAULT_TABLE_SIZE};
 use crate::http::FieldList;
+
+use super::super::pool::Fnv;
 
 pub use driver::drive;
 pub use fuzz::feed_for_fuzzing;
@@ -97,7 +99,7 @@ struct State {
     waiting: Vec<Waker>,
     encoder: Encoder,
     decoder: Decoder,
-    streams: HashMap<u32, Stream, BuildHasherDefault<StreamIdHasher>>,
+    streams: HashMap<u32, Stream, BuildHasherDefault<Fnv>>,
     next_id: u32,
     /// The endpoint's SETTINGS (RFC 9113 defaults until they come).
     peer_max_streams: u32,
@@ -264,19 +266,11 @@ impl Connection {
 
     /// The response head of stream `id` once it came.
     pub fn poll_head(&self, id: u32, cx: &mut Context<'_>) -> Poll<Result<Head, StreamError>> {
-        let mut s = self.state.borrow_mut();
-        let Some(st) = s.streams.get_mut(&id) else {
-            return Poll::Ready(Err(StreamError::Closed));
-        };
-        if let Some(head) = st.head.take() {
+        self.poll_stream(id, cx, |st| {
+            let head = st.head.take()?;
             st.head_taken = true;
-            return Poll::Ready(Ok(head));
-        }
-        if let Some(e) = st.error {
-            return Poll::Ready(Err(e));
-        }
-        st.waker = Some(cx.waker().clone());
-        Poll::Pending
+            Some(head)
+        })
     }
 
     /// Whether the response of stream `id` ended with its head (no body follows).
@@ -296,23 +290,14 @@ impl Connection {
         buf: &mut Vec<u8>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<bool, StreamError>> {
-        let mut s = self.state.borrow_mut();
-        let Some(st) = s.streams.get_mut(&id) else {
-            return Poll::Ready(Err(StreamError::Closed));
-        };
-        if !st.data.is_empty() {
-            buf.clear();
-            std::mem::swap(buf, &mut st.data);
-            return Poll::Ready(Ok(true));
-        }
-        if st.end {
-            return Poll::Ready(Ok(false));
-        }
-        if let Some(e) = st.error {
-            return Poll::Ready(Err(e));
-        }
-        st.waker = Some(cx.waker().clone());
-        Poll::Pending
+        self.poll_stream(id, cx, |st| {
+            if !st.data.is_empty() {
+                buf.clear();
+                std::mem::swap(buf, &mut st.data);
+                return Some(true);
+            }
+            st.end.then_some(false)
+        })
     }
 
     /// The relay is done with `n` octets of stream `id`'s DATA: the endpoint may
@@ -321,6 +306,7 @@ impl Connection {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         let mut s = self.state.borrow_mut();
         let s = &mut *s;
+        let mut reopened = false;
         if let Some(st) = s.streams.get_mut(&id) {
             st.held = st.held.saturating_sub(n);
             if !st.end && !st.reset {
@@ -329,11 +315,12 @@ impl Connection {
                     frame::put_window_update(&mut s.out, id, st.recv_consumed);
                     st.recv_window += i64::from(st.recv_consumed);
                     st.recv_consumed = 0;
-                    if let Some(w) = s.writer.take() {
-                        w.wake();
-                    }
+                    reopened = true;
                 }
             }
+        }
+        if reopened {
+            s.wake_writer();
         }
         s.consumed(n);
     }
@@ -344,12 +331,24 @@ impl Connection {
         id: u32,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<FieldList>, StreamError>> {
+        self.poll_stream(id, cx, |st| st.end.then(|| st.trailers.take()))
+    }
+
+    /// What `ready` takes from stream `id` once it has it; else the stream's
+    /// error, or pending until the reader wakes the stream (a stream no longer
+    /// there is `Closed`).
+    fn poll_stream<T>(
+        &self,
+        id: u32,
+        cx: &mut Context<'_>,
+        ready: impl FnOnce(&mut Stream) -> Option<T>,
+    ) -> Poll<Result<T, StreamError>> {
         let mut s = self.state.borrow_mut();
         let Some(st) = s.streams.get_mut(&id) else {
             return Poll::Ready(Err(StreamError::Closed));
         };
-        if st.end {
-            return Poll::Ready(Ok(st.trailers.take()));
+        if let Some(value) = ready(st) {
+            return Poll::Ready(Ok(value));
         }
         if let Some(e) = st.error {
             return Poll::Ready(Err(e));
@@ -434,10 +433,26 @@ impl Connection {
             frame::put_rst_stream(&mut s.out, id, code::CANCEL);
         }
         s.consumed(st.held);
-        for w in s.waiting.drain(..) {
+        s.wake_waiting();
+        s.wake_writer();
+    }
+}
+
+impl Stream {
+    /// Wakes whoever waits on this stream: the exchange (head, DATA, trailers)
+    /// and the upload (a window).
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
             w.wake();
         }
-        s.wake_writer();
+        self.wake_sender();
+    }
+
+    /// Wakes the upload waiting for a window.
+    fn wake_sender(&mut self) {
+        if let Some(w) = self.send_waker.take() {
+            w.wake();
+        }
     }
 }
 
@@ -459,11 +474,9 @@ impl State {
         }
     }
 
-    fn wake_stream(st: &mut Stream) {
-        if let Some(w) = st.waker.take() {
-            w.wake();
-        }
-        if let Some(w) = st.send_waker.take() {
+    /// Wakes the tasks waiting for room (output drained, a stream slot freed).
+    fn wake_waiting(&mut self) {
+        for w in self.waiting.drain(..) {
             w.wake();
         }
     }
@@ -487,11 +500,9 @@ impl State {
                 st.error = Some(e);
             }
             st.reset = true;
-            State::wake_stream(st);
+            st.wake();
         }
-        for w in self.waiting.drain(..) {
-            w.wake();
-        }
+        self.wake_waiting();
     }
 
     /// A stream error (§5.4.2): the stream is reset with `error` and fails as
@@ -504,7 +515,7 @@ impl State {
                 st.error = Some(StreamError::Malformed);
             }
             st.end = false;
-            State::wake_stream(st);
+            st.wake();
         }
         self.wake_writer();
     }
@@ -515,25 +526,5 @@ impl State {
         self.going_away = true;
         self.out.clear();
         self.fail_streams(StreamError::Closed);
-    }
-}
-
-/// Stream IDs hashed by one multiplication (they are distinct odd numbers).
-#[derive(Default)]
-struct StreamIdHasher(u64);
-
-impl Hasher for StreamIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u32(&mut self, id: u32) {
-        self.0 = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }

@@ -68,7 +68,7 @@ impl State {
                     if id > last && st.error.is_none() {
                         st.error = Some(StreamError::Refused);
                         st.reset = true;
-                        State::wake_stream(st);
+                        st.wake();
                     }
                 }
                 self.wake_writer();
@@ -104,11 +104,8 @@ impl State {
         } else {
             payload
         };
-        let next_id = self.next_id;
         let Some(st) = self.streams.get_mut(&head.stream) else {
-            if head.stream >= next_id {
-                return Err(code::PROTOCOL_ERROR);
-            }
+            self.not_open(head.stream)?;
             // A stream we are done with: the octets are consumed at once.
             self.consumed(len);
             return Ok(());
@@ -130,7 +127,7 @@ impl State {
             if end {
                 st.end = true;
             }
-            State::wake_stream(st);
+            st.wake();
             // Padding is consumed now; the payload when the relay gives it back.
             self.consumed(len - data.len() as u32);
             if too_long || too_short {
@@ -200,10 +197,11 @@ impl State {
             .decode(block, &mut |n, v| read.field(n, v))
             .map_err(|_| code::COMPRESSION_ERROR)?;
         let Some(st) = self.streams.get_mut(&id) else {
-            if id >= self.next_id || id.is_multiple_of(2) {
+            // An even ID would be a stream the endpoint opened: push is off.
+            if id.is_multiple_of(2) {
                 return Err(code::PROTOCOL_ERROR);
             }
-            return Ok(());
+            return self.not_open(id);
         };
         if st.reset {
             return Ok(());
@@ -244,8 +242,19 @@ impl State {
                 return Ok(());
             }
         }
-        State::wake_stream(st);
+        st.wake();
         Ok(())
+    }
+
+    /// A frame for stream `id`, which is not open: one we are done with is
+    /// ignored; one we never opened (past the last ID we used) is a connection
+    /// error (RFC 9113 §5.1).
+    fn not_open(&self, id: u32) -> Result<(), u32> {
+        if id >= self.next_id {
+            Err(code::PROTOCOL_ERROR)
+        } else {
+            Ok(())
+        }
     }
 
     fn peer_reset(&mut self, id: u32, error: u32) -> Result<(), u32> {
@@ -253,11 +262,7 @@ impl State {
             return Err(code::PROTOCOL_ERROR);
         }
         let Some(st) = self.streams.get_mut(&id) else {
-            return if id >= self.next_id {
-                Err(code::PROTOCOL_ERROR)
-            } else {
-                Ok(())
-            };
+            return self.not_open(id);
         };
         st.reset = true;
         // A response already complete stands: NO_ERROR only stops the request
@@ -269,7 +274,7 @@ impl State {
                 StreamError::Reset(error)
             });
         }
-        State::wake_stream(st);
+        st.wake();
         Ok(())
     }
 
@@ -307,9 +312,7 @@ impl State {
                         if st.send_window > i64::from(MAX_WINDOW) {
                             return Err(code::FLOW_CONTROL_ERROR);
                         }
-                        if let Some(w) = st.send_waker.take() {
-                            w.wake();
-                        }
+                        st.wake_sender();
                     }
                 }
                 setting::MAX_FRAME_SIZE => {
@@ -322,9 +325,7 @@ impl State {
             }
         }
         frame::put_settings_ack(&mut self.out);
-        for w in self.waiting.drain(..) {
-            w.wake();
-        }
+        self.wake_waiting();
         self.wake_writer();
         Ok(())
     }
@@ -339,18 +340,12 @@ impl State {
                 return Err(code::FLOW_CONTROL_ERROR);
             }
             for st in self.streams.values_mut() {
-                if let Some(w) = st.send_waker.take() {
-                    w.wake();
-                }
+                st.wake_sender();
             }
             return Ok(());
         }
         let Some(st) = self.streams.get_mut(&id) else {
-            return if id >= self.next_id {
-                Err(code::PROTOCOL_ERROR)
-            } else {
-                Ok(())
-            };
+            return self.not_open(id);
         };
         if inc == 0 {
             self.reset_stream(id, code::PROTOCOL_ERROR);
@@ -361,9 +356,7 @@ impl State {
             self.reset_stream(id, code::FLOW_CONTROL_ERROR);
             return Ok(());
         }
-        if let Some(w) = st.send_waker.take() {
-            w.wake();
-        }
+        st.wake_sender();
         Ok(())
     }
 }

@@ -18,15 +18,16 @@ fn head(out: &mut Vec<u8>, e: &mut Encoder, id: u32, fields: &[(&[u8], &[u8])], 
     frame::frame_header_block(out, start, id, end, DEFAULT_MAX_FRAME);
 }
 
+/// Opens a stream for a `GET` without a body; returns its ID.
+fn open_get(conn: &Connection) -> u32 {
+    conn.open_stream(true, false, |e, o| e.field(b":method", b"GET", o))
+        .unwrap()
+}
+
 #[test]
 fn a_response_reaches_its_stream_and_a_false_length_resets_it() {
     let conn = Connection::new();
-    let a = conn
-        .open_stream(true, false, |e, o| e.field(b":method", b"GET", o))
-        .unwrap();
-    let b = conn
-        .open_stream(true, false, |e, o| e.field(b":method", b"GET", o))
-        .unwrap();
+    let (a, b) = (open_get(&conn), open_get(&conn));
     let bytes = frames(|out, e| {
         frame::put_settings(out, &[(setting::MAX_CONCURRENT_STREAMS, 7)]);
         head(
@@ -84,12 +85,7 @@ fn a_response_reaches_its_stream_and_a_false_length_resets_it() {
 #[test]
 fn goaway_refuses_the_streams_above_its_last_and_push_is_a_connection_error() {
     let conn = Connection::new();
-    let a = conn
-        .open_stream(true, false, |e, o| e.field(b":method", b"GET", o))
-        .unwrap();
-    let b = conn
-        .open_stream(true, false, |e, o| e.field(b":method", b"GET", o))
-        .unwrap();
+    let (a, b) = (open_get(&conn), open_get(&conn));
     let mut bytes = Vec::new();
     frame::put_goaway(&mut bytes, a, code::NO_ERROR);
     conn.state.borrow_mut().receive(&bytes).unwrap();
