@@ -91,9 +91,24 @@ impl FrameHead {
 
 /// Appends a frame header.
 pub fn put_head(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
+    out.extend_from_slice(&head_bytes(len, kind, flags, stream));
+}
+
+/// A frame header's 9 octets: payload length (24 bits), type, flags, stream.
+fn head_bytes(len: usize, kind: u8, flags: u8, stream: u32) -> [u8; HEAD_LEN] {
     let len = len as u32;
-    out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags]);
-    out.extend_from_slice(&(stream & MAX_WINDOW).to_be_bytes());
+    let id = (stream & MAX_WINDOW).to_be_bytes();
+    [
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        kind,
+        flags,
+        id[0],
+        id[1],
+        id[2],
+        id[3],
+    ]
 }
 
 /// Appends a SETTINGS frame with `settings` (identifier, value).
@@ -164,15 +179,8 @@ pub fn frame_header_block(
     let end = if end_stream { flag::END_STREAM } else { 0 };
     let len = out.len() - block_start;
     let max_frame = max_frame.max(1);
-    let mut head = Vec::with_capacity(HEAD_LEN);
     if len <= max_frame {
-        put_head(
-            &mut head,
-            len,
-            kind::HEADERS,
-            end | flag::END_HEADERS,
-            stream,
-        );
+        let head = head_bytes(len, kind::HEADERS, end | flag::END_HEADERS, stream);
         out[block_start - HEAD_LEN..block_start].copy_from_slice(&head);
         return;
     }
@@ -197,14 +205,15 @@ pub fn frame_header_block(
     }
 }
 
-/// The payload of a padded frame (DATA, HEADERS) without its padding: `None` when
-/// the padding is longer than the payload (a PROTOCOL_ERROR, §6.1).
-pub fn unpad(head: &FrameHead, payload: &[u8]) -> Option<usize> {
+/// The payload of a frame that may be padded (DATA, HEADERS) without the pad
+/// length octet and the padding: `None` when the padding is longer than the
+/// payload (a PROTOCOL_ERROR, §6.1).
+pub fn unpad<'p>(head: &FrameHead, payload: &'p [u8]) -> Option<&'p [u8]> {
     if !head.has(flag::PADDED) {
-        return Some(0);
+        return Some(payload);
     }
-    let pad = usize::from(*payload.first()?);
-    (pad < payload.len()).then_some(pad)
+    let (&pad, rest) = payload.split_first()?;
+    rest.get(..rest.len().checked_sub(usize::from(pad))?)
 }
 
 #[cfg(test)]
@@ -253,5 +262,22 @@ mod tests {
             (10, kind::HEADERS, flag::END_HEADERS)
         );
         assert_eq!(out.len(), 2 + 9 + 10);
+    }
+
+    #[test]
+    fn padding_is_taken_off_and_too_much_of_it_refused() {
+        let padded = FrameHead {
+            len: 0,
+            kind: kind::DATA,
+            flags: flag::PADDED,
+            stream: 1,
+        };
+        let plain = FrameHead { flags: 0, ..padded };
+        assert_eq!(unpad(&padded, b"\x02abc\0\0"), Some(&b"abc"[..]));
+        assert_eq!(unpad(&padded, b"\x03ab\0\0\0"), Some(&b"ab"[..]));
+        assert_eq!(unpad(&padded, b"\x03\0\0\0"), Some(&b""[..]));
+        assert_eq!(unpad(&padded, b"\x04\0\0\0"), None);
+        assert_eq!(unpad(&padded, b""), None);
+        assert_eq!(unpad(&plain, b"\x02abc"), Some(&b"\x02abc"[..]));
     }
 }

@@ -98,12 +98,7 @@ impl State {
             return Err(code::FLOW_CONTROL_ERROR);
         }
         self.recv_window -= i64::from(len);
-        let pad = frame::unpad(&head, payload).ok_or(code::PROTOCOL_ERROR)?;
-        let data = if head.has(flag::PADDED) {
-            &payload[1..payload.len() - pad]
-        } else {
-            payload
-        };
+        let data = frame::unpad(&head, payload).ok_or(code::PROTOCOL_ERROR)?;
         let Some(st) = self.streams.get_mut(&head.stream) else {
             self.not_open(head.stream)?;
             // A stream we are done with: the octets are consumed at once.
@@ -148,16 +143,10 @@ impl State {
         if head.stream == 0 {
             return Err(code::PROTOCOL_ERROR);
         }
-        let pad = frame::unpad(&head, payload).ok_or(code::PROTOCOL_ERROR)?;
-        let mut start = usize::from(head.has(flag::PADDED));
-        if head.has(flag::PRIORITY) {
-            start += 5;
-        }
-        let end = payload.len() - pad;
-        if start > end {
-            return Err(code::PROTOCOL_ERROR);
-        }
-        let fragment = &payload[start..end];
+        let content = frame::unpad(&head, payload).ok_or(code::PROTOCOL_ERROR)?;
+        // After the padding's length, a PRIORITY flag's 5 octets (ignored).
+        let skip = if head.has(flag::PRIORITY) { 5 } else { 0 };
+        let fragment = content.get(skip..).ok_or(code::PROTOCOL_ERROR)?;
         let end_stream = head.has(flag::END_STREAM);
         if head.has(flag::END_HEADERS) {
             return self.header_block(head.stream, fragment, end_stream);
