@@ -21,6 +21,8 @@
 
 use std::fmt;
 
+use super::headers::is_tchar;
+
 /// Bytes allowed on a chunk-size line after the size (extensions) and per trailer line.
 const MAX_LINE_BYTES: usize = 4096;
 /// All trailer lines together.
@@ -407,11 +409,6 @@ impl ChunkedScanner {
         }
         Ok(())
     }
-}
-
-/// RFC 9110 `tchar`: what tokens (extension and field names) are made of.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn hex_value(b: u8) -> Option<u8> {

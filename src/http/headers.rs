@@ -8,6 +8,24 @@
 
 use super::HttpError;
 
+/// RFC 9110 `tchar` (§5.6.2): what tokens are made of (field names, chunk
+/// extension names and values, method names).
+pub fn is_tchar(b: u8) -> bool {
+    TCHAR[usize::from(b)]
+}
+
+/// `tchar` by byte: one load per byte on paths that check every name.
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let allowed = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut i = 0;
+    while i < allowed.len() {
+        t[allowed[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// Headers that describe one connection and are never forwarded (RFC 9110 §7.6.1),
 /// plus the framing and expectation headers the gateway re-creates itself.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {

@@ -42,7 +42,7 @@ pub use forwarded::{
 };
 pub use framing::{write_chunk_head, write_last_chunk, CHUNK_END};
 pub use headers::{
-    has_prefix_folded, is_gateway_owned, is_hop_by_hop, same_name, screen_field_name,
+    has_prefix_folded, is_gateway_owned, is_hop_by_hop, is_tchar, same_name, screen_field_name,
     ConnectionTokens, UnderscoreHeaders,
 };
 pub use parts::ResponseParts;
@@ -50,6 +50,7 @@ pub use reply::{
     write_local_reply, write_simple_response, write_simple_response_with, LocalReply, CONTINUE,
     OVERLOADED, OVERLOADED_NO_FD,
 };
+pub(crate) use request::parse_length;
 pub use request::{find_header, parse_request, HeadFields, HeadLimits, Parsed, RequestHead};
 pub use response::{parse_response, FieldRanges, ResponseHead};
 pub use status::reason_phrase;

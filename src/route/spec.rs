@@ -1,6 +1,8 @@
 //! What the config layer hands the route stage: one [`RouteSpec`] per `[[route]]`,
 //! and [`RouteSpec::check`], the route stage's own rules for those values.
 
+use crate::http::is_tchar;
+
 use super::host::check_host_pattern;
 use super::normalize::{normalize_path, PathParameters};
 use super::pattern::PathPattern;
@@ -113,10 +115,6 @@ fn check_route_path(key: &str, path: &str) -> Result<(), String> {
         )),
         Err(why) => Err(format!("{key} {path:?}: {why}")),
     }
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

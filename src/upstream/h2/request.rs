@@ -7,7 +7,7 @@
 use std::mem::MaybeUninit;
 
 use crate::http::http2::hpack::Encoder;
-use crate::http::{is_hop_by_hop, BodyFraming};
+use crate::http::{is_hop_by_hop, parse_length, BodyFraming};
 
 use super::super::failure::{ExchangeError, FailureSource};
 
@@ -57,10 +57,7 @@ impl<'h> RequestHead<'h> {
             if name.eq_ignore_ascii_case(b"host") {
                 authority = Some(h.value);
             } else if name.eq_ignore_ascii_case(b"content-length") {
-                let n = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.parse().ok());
-                framing = match n {
+                framing = match parse_length(h.value) {
                     Some(0) | None => BodyFraming::None,
                     Some(n) => BodyFraming::Length(n),
                 };

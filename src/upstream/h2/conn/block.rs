@@ -1,7 +1,7 @@
 //! A decoded header block checked as a response head or as trailers.
 
 use crate::http::http2::hpack::ENTRY_OVERHEAD;
-use crate::http::FieldList;
+use crate::http::{is_tchar, parse_length, FieldList};
 
 use super::MAX_HEADER_LIST;
 
@@ -44,7 +44,9 @@ impl BlockReader {
             }
             return;
         }
-        let bad_name = name.is_empty() || !name.iter().all(|&b| NAME_BYTE[usize::from(b)]);
+        // A token, lowercase (RFC 9113 §8.2.1).
+        let bad_name =
+            name.is_empty() || !name.iter().all(|&b| is_tchar(b) && !b.is_ascii_uppercase());
         let bad_value = !crate::text::every_word(value, no_cr_lf_nul)
             || value.first().is_some_and(|b| *b == b' ' || *b == b'\t')
             || value.last().is_some_and(|b| *b == b' ' || *b == b'\t');
@@ -57,7 +59,7 @@ impl BlockReader {
             return;
         }
         if name == b"content-length" {
-            match (decimal(value), self.content_length) {
+            match (parse_length(value), self.content_length) {
                 (Some(n), None) => self.content_length = Some(n),
                 (Some(n), Some(m)) if n == m => {}
                 _ => {
@@ -70,19 +72,6 @@ impl BlockReader {
     }
 }
 
-/// The bytes a field name may hold in HTTP/2: a token's, lowercase (RFC 9113
-/// §8.2.1, RFC 9110 §5.6.2).
-const NAME_BYTE: [bool; 256] = {
-    let mut t = [false; 256];
-    let allowed = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut i = 0;
-    while i < allowed.len() {
-        t[allowed[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
-
 /// No byte of the word is CR, LF or NUL (the zero-byte test on the word and on
 /// it xored with each).
 fn no_cr_lf_nul(w: u64) -> bool {
@@ -90,16 +79,6 @@ fn no_cr_lf_nul(w: u64) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(LOW) & !x & HIGH != 0;
     !(zero(w) || zero(w ^ (LOW * 0x0d)) || zero(w ^ (LOW * 0x0a)))
-}
-
-/// A decimal number of 1 to 19 digits (a `content-length`; RFC 9110 §8.6).
-fn decimal(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
-    })
 }
 
 fn three_digits(v: &[u8]) -> Option<u16> {
