@@ -82,22 +82,9 @@ impl Decoder {
         index: usize,
         field: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<(), DecodeError> {
-        match index {
-            0 => Err(DecodeError("index 0")),
-            1..=61 => {
-                let (n, v) = STATIC[index - 1];
-                field(n, v);
-                Ok(())
-            }
-            _ => {
-                let e = self
-                    .table
-                    .get(index - 61)
-                    .ok_or(DecodeError("index past the table"))?;
-                field(e.name(), e.value());
-                Ok(())
-            }
-        }
+        let (name, value) = entry(&self.table, index)?;
+        field(name, value);
+        Ok(())
     }
 
     /// Reads a literal's name (indexed when `index` > 0, else a string) and value
@@ -107,20 +94,28 @@ impl Decoder {
         let block = if index == 0 {
             read_string(block, &mut self.name, &mut self.recent)?
         } else {
-            let name = match index {
-                1..=61 => STATIC[index - 1].0,
-                _ => self
-                    .table
-                    .get(index - 61)
-                    .ok_or(DecodeError("name index past the table"))?
-                    .name(),
-            };
+            let (name, _) = entry(&self.table, index)?;
             self.name.extend_from_slice(name);
             block
         };
         self.value.clear();
         read_string(block, &mut self.value, &mut self.recent)
     }
+}
+
+/// The field at HPACK index `index` (§2.3.3): the static table's first, then
+/// `table`'s, newest first.
+fn entry(table: &DynamicTable, index: usize) -> Result<(&[u8], &[u8]), DecodeError> {
+    if index == 0 {
+        return Err(DecodeError("index 0"));
+    }
+    if let Some(&(name, value)) = STATIC.get(index - 1) {
+        return Ok((name, value));
+    }
+    let e = table
+        .get(index - STATIC.len())
+        .ok_or(DecodeError("index past the table"))?;
+    Ok((e.name(), e.value()))
 }
 
 /// Reads one string literal (§5.2) into `out`; returns the rest of the block.

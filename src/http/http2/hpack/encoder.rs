@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::integer::encode_int;
-use super::static_table::{field_index, name_index};
+use super::static_table::{field_index, name_index, STATIC};
 use super::table::DynamicTable;
 
 /// The table size the encoder uses when the peer allows it (RFC 9113's default).
@@ -76,7 +76,7 @@ impl Encoder {
         let hash = (kind == Indexing::Incremental).then(|| field_hash(name, value));
         if let Some(hash) = hash {
             if let Some(i) = self.dynamic_index(hash, name, value) {
-                encode_int(61 + i, 7, 0x80, out);
+                encode_int(STATIC.len() + i, 7, 0x80, out);
                 return;
             }
         }

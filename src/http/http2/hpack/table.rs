@@ -48,7 +48,8 @@ impl DynamicTable {
         }
     }
 
-    /// The entry at dynamic index `i` (1 = newest; the HPACK index minus 61).
+    /// The entry at dynamic index `i` (1 = newest; the HPACK index minus the static
+    /// table's 61).
     pub fn get(&self, i: usize) -> Option<&Entry> {
         self.entries.get(i.checked_sub(1)?)
     }
