@@ -19,18 +19,20 @@ pub fn feed_for_fuzzing(bytes: &[u8]) -> bool {
         .collect();
     let failed = {
         let mut s = conn.state.borrow_mut();
-        let mut at = 0;
+        // In reads of 100 octets, kept until their frames are whole, as the
+        // driver's reader does.
+        let mut buf = Vec::new();
         let mut failed = false;
-        // In reads of up to 100 octets and then the rest, as a socket might give.
-        while at < bytes.len() && !failed {
-            let end = (at + 100).min(bytes.len());
-            match s.receive(&bytes[at..end]) {
-                Ok(0) if end == bytes.len() => break,
-                Ok(0) => at = bytes.len().min(at + 1),
-                Ok(n) => at += n,
+        for read in bytes.chunks(100) {
+            buf.extend_from_slice(read);
+            match s.receive(&buf) {
+                Ok(n) => {
+                    buf.drain(..n);
+                }
                 Err(e) => {
                     s.fail(e);
                     failed = true;
+                    break;
                 }
             }
         }
