@@ -22,6 +22,9 @@ pub struct WriteDeadline {
     pub no_progress: Duration,
     /// Nothing is written after this instant (e.g. the route's exchange deadline).
     pub until: Option<Instant>,
+    /// `until` comes before any write call's no-progress bound (it is within
+    /// `no_progress` of an instant already past), so no clock reading is needed.
+    until_binds: bool,
 }
 
 impl WriteDeadline {
@@ -30,13 +33,28 @@ impl WriteDeadline {
         WriteDeadline {
             no_progress,
             until: None,
+            until_binds: false,
+        }
+    }
+
+    /// The no-progress bound and an absolute deadline `until`, for writes that
+    /// start at `since` or later (an instant the caller read already): when
+    /// `until` is within `no_progress` of `since`, it binds every write call.
+    pub fn until(no_progress: Duration, until: Instant, since: Instant) -> Self {
+        WriteDeadline {
+            no_progress,
+            until: Some(until),
+            until_binds: until <= since + no_progress,
         }
     }
 
     /// The deadline of the next write call, starting now.
     fn next(&self) -> Instant {
-        let idle = Instant::now() + self.no_progress;
-        self.until.map_or(idle, |until| until.min(idle))
+        match self.until {
+            Some(until) if self.until_binds => until,
+            Some(until) => until.min(Instant::now() + self.no_progress),
+            None => Instant::now() + self.no_progress,
+        }
     }
 }
 
@@ -130,5 +148,21 @@ mod tests {
             assert_eq!(small.len(), 100_000, "the buffer comes back");
         });
         assert_eq!(reader.join().expect("reader"), 100_000 - 10);
+    }
+
+    /// An absolute deadline within the no-progress bound of a past instant binds
+    /// every write; a later one gives way to the no-progress bound.
+    #[test]
+    fn the_earlier_bound_is_the_write_calls_deadline() {
+        let since = Instant::now();
+        let soon = since + Duration::from_secs(5);
+        let binds = WriteDeadline::until(Duration::from_secs(10), soon, since);
+        assert_eq!(binds.next(), soon);
+        let far = since + Duration::from_secs(3600);
+        let before = Instant::now();
+        let idle = WriteDeadline::until(Duration::from_secs(1), far, since).next();
+        assert!(idle >= before + Duration::from_secs(1) && idle < far);
+        let late = WriteDeadline::until(Duration::from_secs(1), since, since);
+        assert_eq!(late.next(), since, "a deadline already past stays past");
     }
 }

@@ -127,6 +127,7 @@ async fn exchange_and_read<B: BodySource>(
             idempotent,
             deadline: call.deadline,
             breaker: Some(call.breaker),
+            started: monoio::time::Instant::now(),
         };
         let result = exchanger
             .exchange(call.upstream, call.endpoint, request, body)

@@ -74,16 +74,12 @@ pub struct RequestCtx {
 pub struct Timings {
     /// The request head was complete.
     pub received: Instant,
-    /// A route was chosen.
-    pub routed: Option<Instant>,
     /// The last upstream try started.
     pub upstream_started: Option<Instant>,
     /// A new upstream connection was established (none when a pooled one was used).
     pub upstream_connected: Option<Instant>,
     /// The upstream response head was complete.
     pub upstream_first_byte: Option<Instant>,
-    /// The last response byte was written.
-    pub last_byte: Option<Instant>,
 }
 
 impl RequestCtx {
@@ -102,11 +98,9 @@ impl RequestCtx {
             response_fields: FieldList::new(),
             timings: Timings {
                 received: Instant::now(),
-                routed: None,
                 upstream_started: None,
                 upstream_connected: None,
                 upstream_first_byte: None,
-                last_byte: None,
             },
             attempts: 0,
             upstream_index: None,

@@ -11,7 +11,6 @@
 //! preflights for PUT without listing OPTIONS).
 
 use std::ops::ControlFlow;
-use std::time::Instant;
 
 use crate::config::{Route, Snapshot};
 use crate::downstream::Downstream;
@@ -43,7 +42,6 @@ pub fn preflight<D: Downstream>(
         return ControlFlow::Continue(());
     };
     ctx.route = Some(index);
-    ctx.timings.routed = Some(Instant::now());
     ControlFlow::Break(answer(policy, method, ctx, d))
 }
 

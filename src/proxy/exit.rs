@@ -22,10 +22,8 @@ pub async fn respond<D: Downstream>(ctx: &mut RequestCtx, d: &mut D, local: &Loc
     let as_grpc =
         (ctx.grpc && local.status >= 400).then(|| grpc::error_reply(local, ctx.deadline_exceeded));
     let local = as_grpc.as_ref().unwrap_or(local);
-    if d.send_reply(local, &ctx.response_fields, ctx.id.as_str())
-        .await
-        .is_ok()
-    {
-        ctx.timings.last_byte = Some(std::time::Instant::now());
-    }
+    // A reply that could not be written leaves nothing to do: the connection ends.
+    let _ = d
+        .send_reply(local, &ctx.response_fields, ctx.id.as_str())
+        .await;
 }

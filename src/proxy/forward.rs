@@ -72,7 +72,11 @@ pub async fn forward<D: Downstream>(
     let head_len = head.len();
     // The route's timeout (or a gRPC call's shorter deadline) covers the whole
     // exchange, reading a body to buffer included.
-    let deadline = call_deadline(route, ctx, d);
+    let now = Instant::now();
+    let deadline = call_deadline(route, ctx, d, now);
+    // With the body whole already, nothing below waits before the first try: it
+    // starts at `now` (one clock reading fewer per request).
+    let mut first_try_at = d.is_complete().then_some(now);
     // Body bytes that came with the head go out in the same write; with retries, a
     // small body is read whole first, so it can be sent again.
     if let Err(e) = take_body(route, d, &mut head, head_len, deadline).await {
@@ -98,7 +102,7 @@ pub async fn forward<D: Downstream>(
     let exchanged = loop {
         ctx.attempts += 1;
         ctx.upstream = Some(endpoint.text);
-        let started = Instant::now();
+        let started = first_try_at.take().unwrap_or_else(Instant::now);
         ctx.timings.upstream_started = Some(started);
         start_try_span(
             worker,
@@ -109,13 +113,16 @@ pub async fn forward<D: Downstream>(
             endpoint,
             started,
         );
-        let try_deadline = route
-            .retry
-            .as_ref()
-            .and_then(|p| p.per_try_timeout)
-            .map_or(tries.deadline, |t| {
-                tries.deadline.min(monoio::time::Instant::now() + t)
-            });
+        let try_deadline =
+            route
+                .retry
+                .as_ref()
+                .and_then(|p| p.per_try_timeout)
+                .map_or(tries.deadline, |t| {
+                    tries
+                        .deadline
+                        .min(monoio::time::Instant::from_std(started) + t)
+                });
         let request = OutboundRequest {
             upgrade: upgrade.is_some(),
             head: &mut head,
@@ -123,6 +130,7 @@ pub async fn forward<D: Downstream>(
             idempotent,
             deadline: try_deadline,
             breaker: Some(breaker),
+            started: monoio::time::Instant::from_std(started),
         };
         generation.balancer.started(endpoint.id);
         let exchanger = worker.exchanger();
@@ -200,24 +208,26 @@ pub async fn forward<D: Downstream>(
 /// When the exchange must be done: the route's timeout, or a gRPC call's own
 /// deadline (`grpc-timeout`) when that comes first (then noted in the context, so
 /// running out of it is answered DEADLINE_EXCEEDED).
+/// `now` is the caller's reading of the clock.
 fn call_deadline<D: Downstream>(
     route: &Route,
     ctx: &mut RequestCtx,
     d: &D,
+    now: Instant,
 ) -> monoio::time::Instant {
-    let now = monoio::time::Instant::now();
     let route_deadline = now + route.timeout;
     let call = ctx
         .grpc
         .then(|| d.get(b"grpc-timeout").and_then(grpc::timeout))
         .flatten();
-    match call {
+    let deadline = match call {
         Some(left) if now + left < route_deadline => {
-            ctx.grpc_deadline = Some(Instant::now() + left);
+            ctx.grpc_deadline = Some(now + left);
             now + left
         }
         _ => route_deadline,
-    }
+    };
+    monoio::time::Instant::from_std(deadline)
 }
 
 /// What the tries of one request share.
@@ -285,7 +295,12 @@ fn observe_try(
             None => return,
         },
     };
-    let now = Instant::now();
+    // An answered try ended when its head was complete (the exchange read the
+    // clock then, and nothing waited since).
+    let now = match result {
+        Ok(response) => response.first_byte.into_std(),
+        Err(_) => Instant::now(),
+    };
     series.record_try(now.saturating_duration_since(started));
     if let Some(e) = generation.metrics.endpoint(endpoint.id) {
         e.record(outcome);
@@ -604,7 +619,6 @@ async fn relay<D: Downstream>(
         d.abort();
         return;
     }
-    ctx.timings.last_byte = Some(Instant::now());
     response.finish(&worker.pools);
 }
 

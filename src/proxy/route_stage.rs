@@ -3,7 +3,6 @@
 //! ends the request here (308, 400, 404, 405).
 
 use std::ops::ControlFlow;
-use std::time::Instant;
 
 use crate::config::{Route, Snapshot};
 use crate::downstream::Downstream;
@@ -76,7 +75,6 @@ pub fn find<'s, D: Downstream>(
     match snap.routes.get(index) {
         Some(route) => {
             ctx.route = Some(index);
-            ctx.timings.routed = Some(Instant::now());
             ControlFlow::Continue(route)
         }
         None => ControlFlow::Break(replies::internal("route table mismatch", &ctx.id)),

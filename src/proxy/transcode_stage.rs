@@ -145,6 +145,7 @@ async fn exchange<D: Downstream>(
             deadline,
             upgrade: false,
             breaker: Some(breaker),
+            started: monoio::time::Instant::now(),
         };
         generation.balancer.started(endpoint.id);
         let result = worker
@@ -479,7 +480,6 @@ async fn stream<D: Downstream>(
         d.abort();
         return None;
     }
-    ctx.timings.last_byte = Some(std::time::Instant::now());
     None
 }
 

@@ -85,5 +85,4 @@ pub async fn tunnel<D: Downstream>(
         TunnelEnd::Drained => Counters::bump(&c.websocket_drain_closed),
         TunnelEnd::Closed | TunnelEnd::Failed => {}
     }
-    ctx.timings.last_byte = Some(Instant::now());
 }

@@ -64,7 +64,10 @@ impl Exchanger<'_> {
         if upstream.protocol != UpstreamProtocol::Http1 {
             return h2::exchange(self.h2, self.counters, upstream, endpoint, request, body).await;
         }
-        let (mut up, reused) = match self.pools.take(&endpoint.key, self.counters) {
+        let taken = self
+            .pools
+            .take(&endpoint.key, request.started.into_std(), self.counters);
+        let (mut up, reused) = match taken {
             Some(c) => {
                 Counters::bump(&self.counters.upstream_reused);
                 (c, true)
@@ -80,13 +83,11 @@ impl Exchanger<'_> {
                 }
             },
         };
-        let connected = Instant::now();
+        // When a new connection was ready (a pooled one's is of no interest).
+        let connected = (!reused).then(Instant::now);
         up.requests += 1;
         let mut streamed = false;
-        let limit = WriteDeadline {
-            no_progress: upstream.send_timeout,
-            until: Some(request.deadline),
-        };
+        let limit = WriteDeadline::until(upstream.send_timeout, request.deadline, request.started);
         let result = match send(&mut up, request.head, body, limit, &mut streamed).await {
             Ok(()) => read_response_head(&mut up, &request, request.deadline)
                 .await
@@ -94,14 +95,9 @@ impl Exchanger<'_> {
             Err(e) => Err(e),
         };
         match result {
-            Ok((head, first_byte)) => UpstreamResponse::new(
-                up,
-                head,
-                upstream,
-                endpoint,
-                (!reused).then_some(connected),
-                first_byte,
-            ),
+            Ok((head, first_byte)) => {
+                UpstreamResponse::new(up, head, upstream, endpoint, connected, first_byte)
+            }
             Err(mut e) => {
                 e.reused = reused;
                 // The endpoint closed before answering; it may or may not have acted
@@ -153,7 +149,8 @@ impl Exchanger<'_> {
                 .wait_for_connection(deadline)
                 .await
                 .map_err(overflow)?;
-            if let Some(conn) = self.pools.take(&endpoint.key, self.counters) {
+            let now = std::time::Instant::now();
+            if let Some(conn) = self.pools.take(&endpoint.key, now, self.counters) {
                 Counters::bump(&self.counters.upstream_reused);
                 return Ok((conn, true));
             }

@@ -224,6 +224,7 @@ async fn probe(
             idempotent: true,
             deadline,
             breaker: None,
+            started: monoio::time::Instant::now(),
         };
         match exchanger
             .exchange(upstream, endpoint, request, &mut NoBody)

@@ -26,4 +26,7 @@ pub struct OutboundRequest<'a> {
     /// The upstream's circuit breakers on this worker: new connections count
     /// against `max_connections` (`None`: not counted, e.g. health probes).
     pub breaker: Option<&'a Breaker>,
+    /// When the try started (the caller read the clock for it): the pool judges
+    /// its idle connections' age against it rather than reading the clock again.
+    pub started: Instant,
 }

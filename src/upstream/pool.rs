@@ -61,14 +61,20 @@ impl UpstreamPools {
     }
 
     /// The most recently used idle connection to `endpoint` that has not expired
-    /// and is clean: nothing unread waits on it and the endpoint has not closed it
-    /// (bytes that arrive after a response would otherwise be read as the next
-    /// request's answer). Others are closed; unclean ones are counted.
-    pub fn take(&self, endpoint: &EndpointKey, counters: &Counters) -> Option<PooledConn> {
+    /// by `now` (the caller's reading of the clock) and is clean: nothing unread
+    /// waits on it and the endpoint has not closed it (bytes that arrive after a
+    /// response would otherwise be read as the next request's answer). Others are
+    /// closed; unclean ones are counted.
+    pub fn take(
+        &self,
+        endpoint: &EndpointKey,
+        now: Instant,
+        counters: &Counters,
+    ) -> Option<PooledConn> {
         let mut idle = self.idle.borrow_mut();
         let stack = idle.get_mut(endpoint)?;
         while let Some(entry) = stack.pop() {
-            if entry.since.elapsed() >= entry.timeout {
+            if now.saturating_duration_since(entry.since) >= entry.timeout {
                 continue;
             }
             if entry.conn.stream.is_clean() {

@@ -151,6 +151,7 @@ fn a_request_and_its_answer_then_the_connection_is_reused() {
                 idempotent: true,
                 deadline: Instant::now() + Duration::from_secs(2),
                 breaker: None,
+                started: monoio::time::Instant::now(),
             };
             let u = &snap.upstreams[0];
             let mut resp = ex
@@ -199,6 +200,7 @@ fn a_streamed_body_reaches_the_upstream_whole() {
             idempotent: true,
             deadline: Instant::now() + Duration::from_secs(2),
             breaker: None,
+            started: monoio::time::Instant::now(),
         };
         let resp = ex.exchange(u, &u.endpoints[0], request, &mut body).await;
         assert_eq!(resp.expect("an answer").status(), 204);
@@ -239,6 +241,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                     idempotent: true,
                     deadline: Instant::now() + Duration::from_secs(2),
                     breaker: None,
+                    started: monoio::time::Instant::now(),
                 },
                 &mut no_body(),
             )
@@ -267,6 +270,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                     idempotent: true,
                     deadline: Instant::now() + Duration::from_millis(200),
                     breaker: None,
+                    started: monoio::time::Instant::now(),
                 },
                 &mut no_body(),
             )
@@ -293,6 +297,7 @@ fn failures_say_where_they_happened_and_whether_to_replay() {
                     idempotent: true,
                     deadline: Instant::now() + Duration::from_secs(1),
                     breaker: None,
+                    started: monoio::time::Instant::now(),
                 },
                 &mut no_body(),
             )
@@ -333,6 +338,7 @@ fn a_connection_with_bytes_after_the_body_is_not_pooled() {
                     idempotent: true,
                     deadline: Instant::now() + Duration::from_secs(2),
                     breaker: None,
+                    started: monoio::time::Instant::now(),
                 },
                 &mut no_body(),
             )
@@ -343,7 +349,11 @@ fn a_connection_with_bytes_after_the_body_is_not_pooled() {
         resp.finish(&pools);
     });
     assert!(pools
-        .take(&snap.upstreams[0].endpoints[0].key, &counters)
+        .take(
+            &snap.upstreams[0].endpoints[0].key,
+            std::time::Instant::now(),
+            &counters
+        )
         .is_none());
     up.join().unwrap();
 }
@@ -381,6 +391,7 @@ fn late_bytes_keep_a_pooled_connection_from_being_used() {
                     idempotent: true,
                     deadline: Instant::now() + Duration::from_secs(2),
                     breaker: None,
+                    started: monoio::time::Instant::now(),
                 },
                 &mut no_body(),
             )
@@ -390,7 +401,9 @@ fn late_bytes_keep_a_pooled_connection_from_being_used() {
         resp.finish(&pools);
         monoio::time::sleep(Duration::from_millis(150)).await;
     });
-    assert!(pools.take(&u.endpoints[0].key, &counters).is_none());
+    assert!(pools
+        .take(&u.endpoints[0].key, std::time::Instant::now(), &counters)
+        .is_none());
     assert_eq!(counters.upstream_pool_discarded.get(), 1);
     up.join().unwrap();
 }
@@ -421,6 +434,7 @@ fn a_non_idempotent_request_is_not_replayable() {
                     idempotent: false,
                     deadline: Instant::now() + Duration::from_secs(2),
                     breaker: None,
+                    started: monoio::time::Instant::now(),
                 },
                 &mut no_body(),
             )

@@ -245,7 +245,9 @@ impl<S: Io> ClientConn<S> {
                 HotRead::Quiet => return HeadRead::Quiet,
             }
         }
-        let deadline = Instant::now() + limits.header_read_timeout;
+        // The head is due within the header timeout of its first bytes; read the
+        // clock only when they did not hold all of it (most heads come in one read).
+        let mut deadline = None;
         loop {
             let unread = self.rbuf.get(self.pos..).unwrap_or(&[]);
             match parse_request(unread, &head_limits, &mut self.head) {
@@ -253,6 +255,8 @@ impl<S: Io> ClientConn<S> {
                 Ok(Parsed::Partial) => {}
                 Err(e) => return HeadRead::Rejected(e),
             }
+            let deadline =
+                *deadline.get_or_insert_with(|| Instant::now() + limits.header_read_timeout);
             match monoio::time::timeout_at(deadline, self.fill()).await {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return HeadRead::Closed,

@@ -53,9 +53,18 @@ pub async fn serve<S: Io, H: Handler>(
     // answered (its client sent it, or is about to: closing would reset it).
     let mut first = true;
     // A new connection sends its first byte within the head timeout.
-    let mut first_byte_by = Instant::now() + limits.header_read_timeout;
+    let mut now = Instant::now();
+    let mut first_byte_by = now + limits.header_read_timeout;
     loop {
-        let busy = serve_busy(&mut conn, limits, drain, handler, first_byte_by, &mut first);
+        let busy = serve_busy(
+            &mut conn,
+            limits,
+            drain,
+            handler,
+            now,
+            first_byte_by,
+            &mut first,
+        );
         let Busy::Quiet { until } = Box::pin(busy).await else {
             break;
         };
@@ -69,7 +78,8 @@ pub async fn serve<S: Io, H: Handler>(
             break;
         }
         // Bytes are there: the head is due within the head timeout from now.
-        first_byte_by = Instant::now() + limits.header_read_timeout;
+        now = Instant::now();
+        first_byte_by = now + limits.header_read_timeout;
     }
     // Boxed: its timer would otherwise be part of every idle connection's task.
     Box::pin(conn.close()).await;
@@ -85,12 +95,14 @@ enum Busy {
 }
 
 /// Requests one after another, while they keep coming within the hot window.
-/// `first` is true until a first request was read.
+/// `now` is when the caller computed `first_byte_by` (one clock read serves both
+/// deadlines); `first` is true until a first request was read.
 async fn serve_busy<S: Io, H: Handler>(
     conn: &mut ClientConn<S>,
     limits: &Limits,
     drain: &DrainSignal,
     handler: &H,
+    mut now: Instant,
     mut first_byte_by: Instant,
     first: &mut bool,
 ) -> Busy {
@@ -101,7 +113,7 @@ async fn serve_busy<S: Io, H: Handler>(
     loop {
         // Waiting for the first byte: the header timeout on a new connection, the
         // keep-alive idle timeout between requests (which the drain ends).
-        let hot_until = first_byte_by.min(Instant::now() + HOT_WINDOW);
+        let hot_until = first_byte_by.min(now + HOT_WINDOW);
         let close_on_drain = !*first;
         match conn
             .read_head(limits, drain, hot_until, close_on_drain, &mut canceller)
@@ -129,7 +141,8 @@ async fn serve_busy<S: Io, H: Handler>(
         if !keep || drain.is_raised() {
             return Busy::Ended;
         }
-        first_byte_by = Instant::now() + limits.idle_timeout;
+        now = Instant::now();
+        first_byte_by = now + limits.idle_timeout;
     }
 }
 
