@@ -544,23 +544,39 @@ async fn relay<D: Downstream>(
     } else {
         early.start..early.start
     };
+    // An HTTP/2 answer's DATA that came with its head: the same write, when small
+    // (an answer whole in one upstream read is one write to the client).
+    let ready = response.ready_piece();
+    let ready_with_head = ready
+        .as_ref()
+        .is_some_and(|p| p.range.len() <= COALESCE_BODY_BYTES);
     let sent = {
         let fields = response.fields();
         let head = response.parts(&fields);
-        d.send_response_head(
-            &head,
-            &response.head_bytes()[prefix],
-            &ctx.response_fields,
-            ctx.id.as_str(),
-        )
-        .await
+        let with_head = match &ready {
+            Some(piece) if ready_with_head => &piece.buf[piece.range.clone()],
+            _ => &response.head_bytes()[prefix],
+        };
+        d.send_response_head(&head, with_head, &ctx.response_fields, ctx.id.as_str())
+            .await
     };
     if sent.is_err() {
+        if let Some(piece) = ready {
+            response.give_back(piece);
+        }
         d.abort();
         return;
     }
-    if !coalesce {
-        let piece = response.piece(early);
+    // What did not go with the head: a large early body, a large first DATA.
+    let rest = match ready {
+        Some(piece) if ready_with_head => {
+            response.give_back(piece);
+            None
+        }
+        Some(piece) => Some(piece),
+        None => (!coalesce).then(|| response.piece(early)),
+    };
+    if let Some(piece) = rest {
         let (sent, piece) = d.send_piece(piece).await;
         response.give_back(piece);
         if sent.is_err() {

@@ -185,6 +185,16 @@ impl UpstreamResponse {
         }
     }
 
+    /// An HTTP/2 answer's DATA that has arrived already, without waiting (`None`
+    /// for HTTP/1.1, whose early bytes are [`early_body`](Self::early_body)). Hand
+    /// the piece back with [`give_back`](Self::give_back).
+    pub fn ready_piece(&mut self) -> Option<Piece> {
+        match &mut self.inner {
+            Inner::H1(_) => None,
+            Inner::H2(r) => r.ready_piece(),
+        }
+    }
+
     /// Lends the read buffer as a piece covering `range` (e.g. a large early body).
     pub fn piece(&mut self, range: Range<usize>) -> Piece {
         match &mut self.inner {

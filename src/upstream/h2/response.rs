@@ -5,6 +5,7 @@
 
 use std::future::poll_fn;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use ::http::{HeaderMap, HeaderName, HeaderValue};
@@ -71,24 +72,50 @@ impl H2Response {
         self.upload.take()
     }
 
-    /// The next DATA as a piece; `Ok(None)` at the end of the stream.
+    /// The DATA received so far as a piece, without waiting: `None` when none
+    /// is there yet or the body is over (then [`next_piece`](Self::next_piece)
+    /// says which, and reports any error). The relay sends it with the head: an
+    /// answer that came whole in one read goes to the client in one write.
+    pub fn ready_piece(&mut self) -> Option<Piece> {
+        if self.framing == BodyFraming::None {
+            return None;
+        }
+        let (conn, id) = (&self.stream.conn, self.stream.id);
+        match conn.poll_data(id, &mut self.buf, &mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(true)) => Some(self.lend()),
+            _ => None,
+        }
+    }
+
+    /// The next DATA as a piece; `Ok(None)` at the end of the stream. What has
+    /// arrived already is taken without a timer (a timer is a clock reading and
+    /// a timer-wheel entry).
     pub async fn next_piece(&mut self) -> Result<Option<Piece>, ExchangeError> {
         if self.framing == BodyFraming::None {
             return Ok(None);
         }
         let (conn, id) = (&self.stream.conn, self.stream.id);
         let buf = &mut self.buf;
-        let data = poll_fn(|cx| conn.poll_data(id, buf, cx));
-        match monoio::time::timeout(self.read_timeout, data).await {
-            Ok(Ok(true)) => {
-                let buf = std::mem::take(&mut self.buf);
-                self.lent = buf.len();
-                let range = 0..buf.len();
-                Ok(Some(Piece { buf, range }))
+        let ready = match conn.poll_data(id, buf, &mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(r) => Ok(r),
+            Poll::Pending => {
+                let data = poll_fn(|cx| conn.poll_data(id, buf, cx));
+                monoio::time::timeout(self.read_timeout, data).await
             }
+        };
+        match ready {
+            Ok(Ok(true)) => Ok(Some(self.lend())),
             Ok(Ok(false)) => Ok(None),
             Ok(Err(_)) | Err(_) => Err(cut_short()),
         }
+    }
+
+    /// The received DATA in `buf` as a piece (given back by `give_back`).
+    fn lend(&mut self) -> Piece {
+        let buf = std::mem::take(&mut self.buf);
+        self.lent = buf.len();
+        let range = 0..buf.len();
+        Piece { buf, range }
     }
 
     /// Takes back a piece's buffer: the upstream may send that much more.
@@ -104,8 +131,14 @@ impl H2Response {
             return Ok(None);
         }
         let (conn, id) = (&self.stream.conn, self.stream.id);
-        let trailers = poll_fn(|cx| conn.poll_trailers(id, cx));
-        match monoio::time::timeout(self.read_timeout, trailers).await {
+        let ready = match conn.poll_trailers(id, &mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(r) => Ok(r),
+            Poll::Pending => {
+                let trailers = poll_fn(|cx| conn.poll_trailers(id, cx));
+                monoio::time::timeout(self.read_timeout, trailers).await
+            }
+        };
+        match ready {
             Ok(Ok(None)) => Ok(None),
             Ok(Ok(Some(fields))) => Ok(Some(to_map(&fields))),
             _ => Err(cut_short()),
