@@ -113,16 +113,12 @@ pub async fn forward<D: Downstream>(
             endpoint,
             started,
         );
-        let try_deadline =
-            route
-                .retry
-                .as_ref()
-                .and_then(|p| p.per_try_timeout)
-                .map_or(tries.deadline, |t| {
-                    tries
-                        .deadline
-                        .min(monoio::time::Instant::from_std(started) + t)
-                });
+        let try_started = monoio::time::Instant::from_std(started);
+        let try_deadline = route
+            .retry
+            .as_ref()
+            .and_then(|p| p.per_try_timeout)
+            .map_or(tries.deadline, |t| tries.deadline.min(try_started + t));
         let request = OutboundRequest {
             upgrade: upgrade.is_some(),
             head: &mut head,
@@ -130,7 +126,7 @@ pub async fn forward<D: Downstream>(
             idempotent,
             deadline: try_deadline,
             breaker: Some(breaker),
-            started: monoio::time::Instant::from_std(started),
+            started: try_started,
         };
         generation.balancer.started(endpoint.id);
         let exchanger = worker.exchanger();
