@@ -296,10 +296,7 @@ fn claims_to_headers(
         if claim.is_empty() {
             p.at(header.span(), "claim name must not be empty");
         }
-        let is_token = !h.is_empty()
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        if !is_token {
+        if !crate::http::is_token(h.as_bytes()) {
             p.at(
                 header.span(),
                 format!("\"{}\" is not a valid header name", header.get_ref()),

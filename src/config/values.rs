@@ -38,7 +38,5 @@ pub(super) fn millis(v: &Spanned<u64>, p: &mut Problems<'_>) -> Duration {
 
 /// An RFC 9110 token (header names, methods).
 pub(super) fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    crate::http::is_token(s.as_bytes())
 }

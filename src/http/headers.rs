@@ -14,6 +14,12 @@ pub fn is_tchar(b: u8) -> bool {
     TCHAR[usize::from(b)]
 }
 
+/// RFC 9110 `token` (§5.6.2): one or more `tchar` (method and field names, the
+/// names and values configuration takes where HTTP wants a token).
+pub fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
 /// `tchar` by byte: one load per byte on paths that check every name.
 const TCHAR: [bool; 256] = {
     let mut t = [false; 256];
@@ -186,6 +192,21 @@ impl<'a> ConnectionTokens<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `is_token` is RFC 9110's `1*tchar`: every byte value alone, the empty string,
+    /// and a bad byte after good ones.
+    #[test]
+    fn tokens_are_one_or_more_tchars() {
+        let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        for b in 0..=255u8 {
+            assert_eq!(is_tchar(b), tchar(b), "byte {b}");
+            assert_eq!(is_token(&[b]), tchar(b), "byte {b}");
+        }
+        assert!(!is_token(b""));
+        assert!(is_token(b"X-Request-Id"));
+        assert!(!is_token(b"x-request id"));
+        assert!(!is_token(b"name:"));
+    }
 
     #[test]
     fn hop_by_hop_headers() {

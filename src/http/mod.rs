@@ -42,8 +42,8 @@ pub use forwarded::{
 };
 pub use framing::{write_chunk_head, write_last_chunk, CHUNK_END};
 pub use headers::{
-    has_prefix_folded, is_gateway_owned, is_hop_by_hop, is_tchar, same_name, screen_field_name,
-    ConnectionTokens, UnderscoreHeaders,
+    has_prefix_folded, is_gateway_owned, is_hop_by_hop, is_tchar, is_token, same_name,
+    screen_field_name, ConnectionTokens, UnderscoreHeaders,
 };
 pub use parts::ResponseParts;
 pub use reply::{

@@ -139,7 +139,7 @@ impl KeyPart {
             return parse_prefix(lengths);
         }
         if let Some(name) = text.strip_prefix("header:") {
-            if is_token(name) {
+            if crate::http::is_token(name.as_bytes()) {
                 return Ok(KeyPart::Header(name.to_ascii_lowercase()));
             }
             return Err(format!("\"{text}\": \"{name}\" is not a header name"));
@@ -326,12 +326,6 @@ impl RouteLimits {
 }
 
 /// An RFC 9110 token.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

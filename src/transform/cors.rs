@@ -4,7 +4,7 @@
 //! whatever response it gets. The policy is static configuration, so answering costs
 //! what a static answer costs; docs/transform.md has the decisions.
 
-use crate::http::{FieldList, HeaderLookup};
+use crate::http::{is_token, FieldList, HeaderLookup};
 
 /// A route's `cors = { ... }`, compiled.
 #[derive(Debug)]
@@ -352,12 +352,6 @@ fn is_host(host: &[u8]) -> bool {
 }
 
 /// An RFC 9110 token (methods, field names).
-fn is_token(s: &[u8]) -> bool {
-    !s.is_empty()
-        && s.iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
