@@ -88,7 +88,14 @@ impl ConfigWatch {
                 }
             })
             .map_err(|e| format!("cannot start the config watch thread: {e}"))?;
-        let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        // Absolute in the log: a relative config path's folder would print as ".".
+        let dirs: Vec<String> = dirs
+            .iter()
+            .map(|d| {
+                std::fs::canonicalize(d)
+                    .map_or_else(|_| d.display().to_string(), |a| a.display().to_string())
+            })
+            .collect();
         tracing::info!(
             "watching the config file through {} (renames and symlink swaps count)",
             dirs.join(" and ")
