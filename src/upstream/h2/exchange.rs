@@ -23,6 +23,7 @@ use super::super::outbound::OutboundRequest;
 use super::super::response::UpstreamResponse;
 use super::conn::{Connection, StreamError};
 use super::pool::H2Pools;
+use super::ready::ready_by;
 use super::request::{field_room, RequestHead};
 use super::response::H2Response;
 use super::stream::StreamRef;
@@ -47,7 +48,7 @@ pub async fn exchange<B: BodySource>(
         .await?;
     let connected = fresh.then(Instant::now);
     // The request leaves only once the endpoint's limit of streams allows it.
-    match monoio::time::timeout_at(deadline, poll_fn(|cx| conn.poll_room(cx))).await {
+    match ready_by(|| deadline, |cx| conn.poll_room(cx)).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => {
             slot.retire_connection();

@@ -6,12 +6,14 @@
 //! the generic [`Exchanger`](super::Exchanger) hands HTTP/2 upstreams to; the
 //! request head read back from HTTP/1.1 text and encoded (`request.rs`); the
 //! request body's DATA (`upload.rs`); the response's DATA and trailers
-//! (`response.rs`). docs/http2.md says why this side is not the `h2` crate.
+//! (`response.rs`); waits on a connection's state that skip the timer when it is
+//! ready already (`ready.rs`). docs/http2.md says why this side is not the `h2` crate.
 
 mod conn;
 mod connect;
 mod exchange;
 mod pool;
+mod ready;
 mod request;
 mod response;
 mod stream;

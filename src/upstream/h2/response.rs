@@ -3,18 +3,19 @@
 //! relayed), then its trailers. The stream's place on its connection is held
 //! until the response (and the upload beside it, if any) is dropped.
 
-use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use ::http::{HeaderMap, HeaderName, HeaderValue};
+use monoio::time::Instant;
 
 use crate::downstream::Piece;
 use crate::http::{BodyFraming, FieldList};
 
 use super::super::failure::{ExchangeError, FailureSource};
 use super::conn::Head;
+use super::ready::ready_by;
 use super::stream::StreamRef;
 use super::upload::Upload;
 
@@ -87,23 +88,16 @@ impl H2Response {
         }
     }
 
-    /// The next DATA as a piece; `Ok(None)` at the end of the stream. What has
-    /// arrived already is taken without a timer (a timer is a clock reading and
-    /// a timer-wheel entry).
+    /// The next DATA as a piece; `Ok(None)` at the end of the stream (what has
+    /// arrived already without a timer: `ready_by`).
     pub async fn next_piece(&mut self) -> Result<Option<Piece>, ExchangeError> {
         if self.framing == BodyFraming::None {
             return Ok(None);
         }
-        let (conn, id) = (&self.stream.conn, self.stream.id);
+        let (conn, id, limit) = (&self.stream.conn, self.stream.id, self.read_timeout);
         let buf = &mut self.buf;
-        let ready = match conn.poll_data(id, buf, &mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(r) => Ok(r),
-            Poll::Pending => {
-                let data = poll_fn(|cx| conn.poll_data(id, buf, cx));
-                monoio::time::timeout(self.read_timeout, data).await
-            }
-        };
-        match ready {
+        let data = ready_by(|| Instant::now() + limit, |cx| conn.poll_data(id, buf, cx));
+        match data.await {
             Ok(Ok(true)) => Ok(Some(self.lend())),
             Ok(Ok(false)) => Ok(None),
             Ok(Err(_)) | Err(_) => Err(cut_short()),
@@ -130,15 +124,9 @@ impl H2Response {
         if self.framing == BodyFraming::None {
             return Ok(None);
         }
-        let (conn, id) = (&self.stream.conn, self.stream.id);
-        let ready = match conn.poll_trailers(id, &mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(r) => Ok(r),
-            Poll::Pending => {
-                let trailers = poll_fn(|cx| conn.poll_trailers(id, cx));
-                monoio::time::timeout(self.read_timeout, trailers).await
-            }
-        };
-        match ready {
+        let (conn, id, limit) = (&self.stream.conn, self.stream.id, self.read_timeout);
+        let trailers = ready_by(|| Instant::now() + limit, |cx| conn.poll_trailers(id, cx));
+        match trailers.await {
             Ok(Ok(None)) => Ok(None),
             Ok(Ok(Some(fields))) => Ok(Some(to_map(&fields))),
             _ => Err(cut_short()),

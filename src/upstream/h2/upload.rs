@@ -7,14 +7,16 @@
 //! bidirectional call): what was taken from the source but not yet sent is kept
 //! here, and a pump dropped half-way resumes where it stopped.
 
-use std::future::poll_fn;
 use std::rc::Rc;
 use std::time::Duration;
+
+use monoio::time::Instant;
 
 use crate::downstream::BodySource;
 use crate::http::{BodyFraming, ChunkedScanner};
 
 use super::super::failure::{ExchangeError, FailureSource};
+use super::ready::ready_by;
 use super::stream::StreamRef;
 
 /// How long a request body may wait for the endpoint's flow-control window.
@@ -77,8 +79,11 @@ impl Upload {
         while !self.ended {
             if self.sent < self.pending.len() {
                 let want = self.pending.len() - self.sent;
-                let capacity = poll_fn(|cx| conn.poll_send_capacity(id, want, cx));
-                let n = match monoio::time::timeout(SEND_STALL, capacity).await {
+                let capacity = ready_by(
+                    || Instant::now() + SEND_STALL,
+                    |cx| conn.poll_send_capacity(id, want, cx),
+                );
+                let n = match capacity.await {
                     Ok(Ok(n)) => n,
                     Ok(Err(_)) => return Err(write_failed()),
                     Err(_) => return Err(stalled()),
